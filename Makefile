@@ -1,0 +1,39 @@
+# Two commands do all set-up: `make run` (dashboard + demo data) and `make test` (whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: run test setup db lint bench clean
+
+# Re-installs only when pyproject.toml or constraints.txt changed since the last install.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Migrate to the newest schema, then load the demo data set if the store is empty.
+db: setup
+	$(BIN)/abcore init
+	$(BIN)/abcore demo --if-empty
+
+run: db
+	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(BIN)/python -m pytest -m bench -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

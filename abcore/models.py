@@ -1,0 +1,174 @@
+"""Every table of the abcore store, in one module (SQLModel).
+
+Table names follow seed 000 (``ab_experiments``, ``ab_user_assignments``, ...).
+Timestamps are timezone-aware UTC datetimes (``utcnow()``): ``timestamptz`` on
+PostgreSQL, UTC text on SQLite; SQLModel returns them aware in UTC on both.
+JSON columns hold plain dicts/lists and round-trip on both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# SQLite only auto-increments an ``INTEGER PRIMARY KEY``; Postgres gets a BIGINT identity for the event log.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """Current time as an aware UTC datetime (the store's convention)."""
+    return datetime.now(UTC)
+
+
+class ExperimentStatus(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class EventType(StrEnum):
+    USER_ASSIGNMENT = "user_assignment"
+    EXPOSURE = "exposure"
+    CONVERSION = "conversion"
+    FEEDBACK = "feedback"
+    ERROR = "error"
+
+
+class Model(SQLModel, table=True):
+    """A registered recommender model; the create form's Model dropdown lists the active ones."""
+
+    __tablename__ = "ab_models"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True, index=True)
+    version: str = Field(default="1", max_length=100)
+    description: str = ""
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    is_active: bool = True  # False once retired: kept for history, no longer offered
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Experiment(SQLModel, table=True):
+    """An experiment definition and its lifecycle state."""
+
+    __tablename__ = "ab_experiments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True, index=True)
+    description: str = ""
+    hypothesis: str = ""
+    status: str = Field(default=ExperimentStatus.DRAFT.value, max_length=20, index=True)
+    salt: str = Field(max_length=200)
+    traffic_allocation: float = 1.0  # share (0-1] of eligible users that enter
+    targeting: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    primary_metric: str = Field(default="conversion", max_length=200)
+    secondary_metrics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    guardrail_metrics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # {"metric": str, "direction": "increase"|"decrease", "threshold": float (min relative effect), "confidence": 0.95}
+    success_criteria: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    min_duration_days: int = 0
+    min_samples_per_variant: int = 0
+    # No database FK (experiments and variants would reference each other); abcore.experiments checks it.
+    winner_variant_id: int | None = None
+    rollout_pct: float | None = None  # percent of users served the winner after shipping
+    created_by: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Variant(SQLModel, table=True):
+    """One arm of an experiment; an experiment's allocation_pct values sum to exactly 100."""
+
+    __tablename__ = "ab_experiment_variants"
+    __table_args__ = (UniqueConstraint("experiment_id", "name", name="uq_variant_experiment_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ab_experiments.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    name: str = Field(max_length=200)
+    allocation_pct: float
+    model_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("ab_models.id", ondelete="SET NULL"), nullable=True)
+    )
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    is_control: bool = False
+    position: int = 0
+
+
+class UserAssignment(SQLModel, table=True):
+    """The sticky assignment of one user to one variant; at most one per (experiment, user)."""
+
+    __tablename__ = "ab_user_assignments"
+    __table_args__ = (UniqueConstraint("experiment_id", "user_id", name="uq_assignment_experiment_user"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True, autoincrement=True))
+    user_id: str = Field(max_length=255)
+    experiment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ab_experiments.id", ondelete="CASCADE"), nullable=False)
+    )
+    variant_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ab_experiment_variants.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    # Attributes the caller passed at assignment time (country, platform, ...): used for segment breakdowns.
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    assigned_at: datetime = Field(default_factory=utcnow)
+
+
+class ExperimentEvent(SQLModel, table=True):
+    """The event log (``ab_experiment_results``): assignments, exposures, metric values, feedback, errors."""
+
+    __tablename__ = "ab_experiment_results"
+    __table_args__ = (
+        # Covering index for the per-user aggregation of abcore.queries (experiment -> type -> metric -> user, value).
+        Index("ix_results_exp_type_metric_user", "experiment_id", "event_type", "metric_name", "user_id", "value"),
+        Index("ix_results_exp_ts", "experiment_id", "ts"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True, autoincrement=True))
+    experiment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ab_experiments.id", ondelete="CASCADE"), nullable=False)
+    )
+    variant_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("ab_experiment_variants.id", ondelete="CASCADE"), nullable=True),
+    )
+    user_id: str = Field(max_length=255)
+    event_type: str = Field(max_length=32)
+    metric_name: str | None = Field(default=None, max_length=200)
+    value: float | None = None
+    request_id: str | None = Field(default=None, max_length=255)
+    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    ts: datetime = Field(default_factory=utcnow)
+    # Optional idempotency key (an imported event id or a content hash): importing twice never double-counts.
+    event_key: str | None = Field(
+        default=None, sa_column=Column(String(128), unique=True, nullable=True)
+    )
+
+
+class AuditLog(SQLModel, table=True):
+    """One lifecycle change of an experiment: who did what, when, from which status to which."""
+
+    __tablename__ = "ab_audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # SET NULL keeps the history of a deleted draft; ``details`` holds its name.
+    experiment_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("ab_experiments.id", ondelete="SET NULL"), nullable=True, index=True),
+    )
+    action: str = Field(max_length=50)
+    from_status: str | None = Field(default=None, max_length=20)
+    to_status: str | None = Field(default=None, max_length=20)
+    actor: str = Field(default="", max_length=200)
+    ts: datetime = Field(default_factory=utcnow)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
