@@ -1,0 +1,88 @@
+"""The model registry (``ab_models``): the models the creation form offers per variant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from abcore.experiments import MAX_NAME_LENGTH, ExperimentError
+from abcore.models import Model, utcnow
+
+EDITABLE_FIELDS = ("name", "version", "description", "config", "is_active")
+
+
+class ModelError(ExperimentError):
+    """A registry request abcore refuses (duplicate name, unknown model, bad field)."""
+
+
+def _check(name: str | None, config: Any) -> None:
+    if name is not None:
+        if not name.strip():
+            raise ModelError("A model needs a name.")
+        if len(name.strip()) > MAX_NAME_LENGTH:
+            raise ModelError(f"Model names can be at most {MAX_NAME_LENGTH} characters long.")
+    if config is not None and not isinstance(config, dict):
+        raise ModelError("A model's config must be a JSON object.")
+
+
+def create_model(
+    *,
+    session: Session,
+    name: str,
+    version: str = "1",
+    description: str = "",
+    config: dict[str, Any] | None = None,
+) -> Model:
+    """Register a model; names are unique."""
+    _check(name, config)
+    model = Model(name=name.strip(), version=str(version).strip() or "1", description=description, config=config or {})
+    session.add(model)
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise ModelError(f"A model named {name.strip()!r} is already registered.") from error
+    session.refresh(model)
+    return model
+
+
+def get_model(*, session: Session, model_id: int) -> Model:
+    model = session.get(Model, model_id)
+    if model is None:
+        raise ModelError(f"No model with id {model_id}.")
+    return model
+
+
+def update_model(*, session: Session, model_id: int, **fields: Any) -> Model:
+    """Change a model's name, version, description, config or active flag."""
+    unknown = sorted(set(fields) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise ModelError(f"Unknown model field(s): {', '.join(unknown)}.")
+    _check(fields.get("name"), fields.get("config"))
+    model = get_model(session=session, model_id=model_id)
+    for key, value in fields.items():
+        setattr(model, key, value.strip() if key in ("name", "version") and isinstance(value, str) else value)
+    model.updated_at = utcnow()
+    session.add(model)
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise ModelError(f"A model named {fields.get('name')!r} is already registered.") from error
+    session.refresh(model)
+    return model
+
+
+def retire_model(*, session: Session, model_id: int) -> Model:
+    """Stop offering a model; variants that used it keep their reference."""
+    return update_model(session=session, model_id=model_id, is_active=False)
+
+
+def list_models(*, session: Session, active_only: bool = True) -> list[Model]:
+    """Registered models by name; only the active ones unless ``active_only`` is False."""
+    query = select(Model).order_by(col(Model.name))
+    if active_only:
+        query = query.where(col(Model.is_active).is_(True))
+    return list(session.exec(query).all())
