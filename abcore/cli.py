@@ -28,6 +28,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hash_password(args: argparse.Namespace) -> int:
+    from abcore.auth import hash_password
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            print("error: the passwords do not match", file=sys.stderr)
+            return 1
+    if not password:
+        print("error: the password must not be empty", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abcore", description="abcore experimentation platform")
     parser.add_argument(
@@ -45,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     demo.set_defaults(handler=_cmd_demo)
+
+    hp = commands.add_parser(
+        "hash-password",
+        help="prompt for a password and print its salted hash (for secrets.toml / $ABCORE_USERS)",
+    )
+    hp.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin, no prompt")
+    hp.set_defaults(handler=_cmd_hash_password)
     return parser
 
 
