@@ -1,0 +1,554 @@
+"""Pure helpers behind the dashboard pages (no streamlit here).
+
+A page lays out widgets and calls these functions; everything that decides
+something -- parsing the create form into an :class:`abcore.experiments.ExperimentCreate`,
+validating a variant's JSON config, the live allocation total and its colour,
+targeting rules typed into a table, the sample-size plan shown next to the
+success criteria, and the formatting of numbers, percentages and statuses --
+lives here and is tested in ``tests/forms/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from abcore.models import ExperimentStatus, utcnow
+
+ALLOCATION_TOLERANCE = 1e-6
+MIN_VARIANTS = 2
+CONFIDENCE_LEVELS: tuple[float, ...] = (0.90, 0.95, 0.99)
+DIRECTIONS: tuple[str, ...] = ("increase", "decrease")
+TARGETING_OPS: dict[str, str] = {
+    "eq": "equals",
+    "neq": "does not equal",
+    "in": "is one of",
+    "not_in": "is not one of",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+}
+NUMERIC_OPS = frozenset({"gt", "gte", "lt", "lte"})
+LIST_OPS = frozenset({"in", "not_in"})
+
+# One colour per status, used by every page (Streamlit badge colour names).
+STATUS_COLORS: dict[str, str] = {
+    ExperimentStatus.RUNNING.value: "green",
+    ExperimentStatus.PAUSED.value: "orange",
+    ExperimentStatus.DRAFT.value: "gray",
+    ExperimentStatus.COMPLETED.value: "blue",
+    ExperimentStatus.CANCELLED.value: "red",
+}
+STATUS_ICONS: dict[str, str] = {
+    ExperimentStatus.RUNNING.value: "▶️",
+    ExperimentStatus.PAUSED.value: "⏸️",
+    ExperimentStatus.DRAFT.value: "📝",
+    ExperimentStatus.COMPLETED.value: "🏁",
+    ExperimentStatus.CANCELLED.value: "🚫",
+}
+STATUS_ORDER: tuple[str, ...] = ("running", "paused", "draft", "completed", "cancelled")
+
+# Lifecycle actions as the experiments page shows them: label, icon, confirmation question.
+ACTION_LABELS: dict[str, tuple[str, str, str]] = {
+    "start": ("Start", ":material/play_arrow:", "Start this experiment? New users will be assigned from now on."),
+    "pause": ("Pause", ":material/pause:", "Pause this experiment? Assigned users keep their variant; no new users enter."),
+    "resume": ("Resume", ":material/play_arrow:", "Resume this experiment? New users will be assigned again."),
+    "stop": ("Stop", ":material/stop:", "Stop this experiment? It becomes completed and assignments freeze."),
+    "cancel": ("Cancel", ":material/block:", "Cancel this experiment? This is final: it can never run again."),
+    "delete": ("Delete", ":material/delete:", "Delete this draft? This cannot be undone."),
+    "ship": ("Ship winner", ":material/rocket_launch:", "Ship the chosen variant to the chosen share of users?"),
+}
+
+
+# --------------------------------------------------------------------------- variant rows
+
+
+@dataclass
+class VariantRow:
+    """One row of the create form's variant table; ``id`` is stable so widget keys survive removals."""
+
+    id: int
+    name: str = ""
+    model_id: int | None = None
+    allocation_pct: float = 0.0
+    config_text: str = ""
+
+
+def even_split(n: int) -> list[float]:
+    """``n`` allocations in percent with two decimals that sum to exactly 100 (the first rows take the rest).
+
+    >>> even_split(3)
+    [33.34, 33.33, 33.33]
+    """
+    if n <= 0:
+        return []
+    base = math.floor(10000 / n) / 100
+    rest = round(100 - base * n, 2)
+    out = [base] * n
+    cents = round(rest * 100)
+    for i in range(cents):
+        out[i % n] = round(out[i % n] + 0.01, 2)
+    return out
+
+
+def initial_rows(n: int = MIN_VARIANTS) -> list[VariantRow]:
+    """The rows a fresh create form starts with: ``control``, ``treatment`` (``treatment_2``...) split evenly."""
+    names = ["control", "treatment"] + [f"treatment_{i}" for i in range(2, n)]
+    return [VariantRow(id=i, name=names[i], allocation_pct=pct) for i, pct in enumerate(even_split(n))]
+
+
+def add_row(rows: Sequence[VariantRow]) -> list[VariantRow]:
+    """A new list with one more row (fresh id, suggested name, 0 %): the user decides the split."""
+    next_id = max((r.id for r in rows), default=-1) + 1
+    taken = {r.name for r in rows}
+    k = len(rows)
+    name = f"treatment_{k}" if k > 1 else "treatment"
+    while name in taken:
+        k += 1
+        name = f"treatment_{k}"
+    return [*rows, VariantRow(id=next_id, name=name, allocation_pct=0.0)]
+
+
+def remove_row(rows: Sequence[VariantRow], row_id: int) -> list[VariantRow]:
+    """A new list without the row ``row_id``; never goes below two rows (then the list is returned as is)."""
+    if len(rows) <= MIN_VARIANTS:
+        return list(rows)
+    return [r for r in rows if r.id != row_id]
+
+
+def allocation_total(values: Iterable[float | None]) -> float:
+    """Sum of the allocation percents (``None`` counts as 0), rounded to 6 decimals against float noise."""
+    return round(sum(float(v or 0.0) for v in values), 6)
+
+
+def allocation_ok(total: float) -> bool:
+    """True exactly when ``total`` is 100 % (within 1e-6)."""
+    return abs(total - 100.0) <= ALLOCATION_TOLERANCE
+
+
+def allocation_color(total: float) -> str:
+    """``"green"`` when the total is exactly 100 %, ``"red"`` otherwise (the Total allocation line's colour)."""
+    return "green" if allocation_ok(total) else "red"
+
+
+def allocation_message(total: float) -> str:
+    """The Total allocation line as markdown, coloured by :func:`allocation_color`."""
+    color = allocation_color(total)
+    if allocation_ok(total):
+        hint = "ready"
+    elif total < 100:
+        hint = f"add {format_number(100 - total, 2)} %"
+    else:
+        hint = f"remove {format_number(total - 100, 2)} %"
+    return f"**Total allocation:** :{color}[**{format_number(total, 2)} %** ({hint})]"
+
+
+def parse_config(text: str | None) -> tuple[dict[str, Any], str | None]:
+    """Parse a variant's JSON config. Empty text is ``{}``.
+
+    Returns ``(config, None)`` on success and ``({}, message)`` otherwise; the message
+    names the line and column of a syntax error, or says the JSON must be an object.
+    """
+    if text is None or not text.strip():
+        return {}, None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    if not isinstance(value, dict):
+        return {}, f"the config must be a JSON object like {{\"key\": \"value\"}}, not a {type(value).__name__}"
+    return value, None
+
+
+def validate_rows(rows: Sequence[VariantRow]) -> list[str]:
+    """Readable problems with the variant rows; ``[]`` when they can be saved.
+
+    Checks: at least two rows, non-empty unique names, allocations in [0, 100] summing to
+    100 %, every JSON config valid.
+    """
+    problems: list[str] = []
+    if len(rows) < MIN_VARIANTS:
+        problems.append(f"An experiment needs at least {MIN_VARIANTS} variants.")
+    seen: set[str] = set()
+    for index, row in enumerate(rows, start=1):
+        name = (row.name or "").strip()
+        if not name:
+            problems.append(f"Variant {index} needs a name.")
+        elif name.lower() in seen:
+            problems.append(f"Variant name '{name}' is used twice; names must be unique.")
+        seen.add(name.lower())
+        pct = float(row.allocation_pct or 0.0)
+        if not 0 <= pct <= 100:
+            problems.append(f"Variant '{name or index}': allocation must be between 0 and 100 %.")
+        _, error = parse_config(row.config_text)
+        if error:
+            problems.append(f"Variant '{name or index}': {error}.")
+    total = allocation_total(r.allocation_pct for r in rows)
+    if not allocation_ok(total):
+        problems.append(f"Allocations add up to {format_number(total, 2)} %; they must total exactly 100 %.")
+    return problems
+
+
+# --------------------------------------------------------------------------- targeting
+
+
+def _number(text: str) -> float | int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def parse_targeting_rule(attribute: str | None, op: str | None, value: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """One targeting rule from a table row, as stored on the experiment.
+
+    * ``eq``/``neq``: the value as text; ``in``/``not_in``: a comma-separated list of texts;
+      ``gt``/``gte``/``lt``/``lte``: a number. Returns ``(rule, None)`` or ``(None, message)``.
+    * An entirely empty row returns ``(None, None)`` (ignored).
+    """
+    attribute = (attribute or "").strip()
+    op = (op or "").strip()
+    text = "" if value is None else str(value).strip()
+    if not attribute and not op and not text:
+        return None, None
+    if not attribute:
+        return None, "a targeting rule needs an attribute name (e.g. country)."
+    if op not in TARGETING_OPS:
+        return None, f"targeting rule on '{attribute}': choose an operator ({', '.join(TARGETING_OPS)})."
+    if not text:
+        return None, f"targeting rule on '{attribute}': enter a value."
+    if op in NUMERIC_OPS:
+        number = _number(text)
+        if number is None:
+            return None, f"targeting rule on '{attribute}': '{text}' is not a number."
+        return {"attribute": attribute, "op": op, "value": number}, None
+    if op in LIST_OPS:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            return None, f"targeting rule on '{attribute}': list at least one value, separated by commas."
+        return {"attribute": attribute, "op": op, "value": items}, None
+    return {"attribute": attribute, "op": op, "value": text}, None
+
+
+def parse_user_ids(text: str | None) -> list[str]:
+    """User ids typed one per line or separated by commas; blanks dropped, order kept, duplicates removed."""
+    if not text:
+        return []
+    out: list[str] = []
+    seen: set[str] = set()
+    for chunk in text.replace(",", "\n").splitlines():
+        user_id = chunk.strip()
+        if user_id and user_id not in seen:
+            seen.add(user_id)
+            out.append(user_id)
+    return out
+
+
+def parse_targeting(rows: Iterable[Mapping[str, Any]], user_ids_text: str | None = "") -> tuple[list[dict[str, Any]], list[str]]:
+    """All targeting rules of the form: table rows (``attribute``/``op``/``value``) plus an optional user-id list.
+
+    Returns ``(rules, problems)``; the rules combine with AND.
+    """
+    rules: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for row in rows:
+        rule, error = parse_targeting_rule(row.get("attribute"), row.get("op"), row.get("value"))
+        if error:
+            problems.append(error[0].upper() + error[1:])
+        elif rule is not None:
+            rules.append(rule)
+    user_ids = parse_user_ids(user_ids_text)
+    if user_ids:
+        rules.append({"op": "user_ids", "value": user_ids})
+    return rules, problems
+
+
+def describe_rule(rule: Mapping[str, Any]) -> str:
+    """A rule as a short sentence, e.g. ``country is one of DE, FR``."""
+    op = rule.get("op", "")
+    value = rule.get("value")
+    if op == "user_ids":
+        ids = list(value or [])
+        return f"user id in a list of {format_int(len(ids))}"
+    shown = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    return f"{rule.get('attribute', '?')} {TARGETING_OPS.get(op, op)} {shown}"
+
+
+# --------------------------------------------------------------------------- the whole form
+
+
+@dataclass
+class CreateForm:
+    """Everything the create page collects, as plain values."""
+
+    name: str = ""
+    description: str = ""
+    hypothesis: str = ""
+    rows: list[VariantRow] = field(default_factory=initial_rows)
+    traffic_pct: float = 100.0
+    targeting_rows: list[dict[str, Any]] = field(default_factory=list)
+    user_ids_text: str = ""
+    primary_metric: str = "conversion"
+    secondary_metrics: list[str] = field(default_factory=list)
+    guardrail_metrics: list[str] = field(default_factory=list)
+    direction: str = "increase"
+    min_effect_pct: float = 2.0
+    confidence: float = 0.95
+    min_duration_days: int = 7
+    min_samples_per_variant: int = 0
+    created_by: str = ""
+
+
+def form_problems(form: CreateForm) -> list[str]:
+    """Every readable problem in the form (the create button stays disabled while any remain)."""
+    problems: list[str] = []
+    if not form.name.strip():
+        problems.append("Give the experiment a name.")
+    problems.extend(validate_rows(form.rows))
+    if not 1 <= float(form.traffic_pct) <= 100:
+        problems.append("Traffic share must be between 1 and 100 %.")
+    _, targeting_problems = parse_targeting(form.targeting_rows, form.user_ids_text)
+    problems.extend(targeting_problems)
+    if not form.primary_metric.strip():
+        problems.append("Choose a primary metric.")
+    if form.direction not in DIRECTIONS:
+        problems.append("Direction must be increase or decrease.")
+    if form.min_effect_pct < 0:
+        problems.append("The minimum effect cannot be negative.")
+    if form.confidence not in CONFIDENCE_LEVELS:
+        problems.append("Confidence must be 90, 95 or 99 %.")
+    if form.min_duration_days < 0 or form.min_samples_per_variant < 0:
+        problems.append("Minimum duration and minimum samples cannot be negative.")
+    return problems
+
+
+def build_experiment_create(form: CreateForm) -> Any:
+    """The :class:`abcore.experiments.ExperimentCreate` the form describes (call when :func:`form_problems` is empty).
+
+    The first row is the control; traffic percent becomes a (0, 1] share; the success
+    criteria carry the primary metric, direction, minimum relative effect and confidence.
+    Raises ``ValueError`` listing the problems when the form is not valid.
+    """
+    from abcore.experiments import ExperimentCreate, VariantCreate
+
+    problems = form_problems(form)
+    if problems:
+        raise ValueError(" ".join(problems))
+    rules, _ = parse_targeting(form.targeting_rows, form.user_ids_text)
+    variants = [
+        VariantCreate(
+            name=row.name.strip(),
+            allocation_pct=float(row.allocation_pct),
+            model_id=row.model_id,
+            config=parse_config(row.config_text)[0],
+            is_control=index == 0,
+        )
+        for index, row in enumerate(form.rows)
+    ]
+    primary = form.primary_metric.strip()
+    return ExperimentCreate(
+        name=form.name.strip(),
+        description=form.description.strip(),
+        hypothesis=form.hypothesis.strip(),
+        variants=variants,
+        traffic_allocation=round(float(form.traffic_pct) / 100.0, 6),
+        targeting=rules,
+        primary_metric=primary,
+        secondary_metrics=[m for m in dict.fromkeys(form.secondary_metrics) if m and m != primary],
+        guardrail_metrics=[m for m in dict.fromkeys(form.guardrail_metrics) if m],
+        success_criteria={
+            "metric": primary,
+            "direction": form.direction,
+            "threshold": round(float(form.min_effect_pct) / 100.0, 6),
+            "confidence": float(form.confidence),
+        },
+        min_duration_days=int(form.min_duration_days),
+        min_samples_per_variant=int(form.min_samples_per_variant),
+        created_by=form.created_by,
+    )
+
+
+# --------------------------------------------------------------------------- sample-size plan
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """Users needed per variant and the days it takes at the given traffic (``None``: cannot be computed)."""
+
+    per_variant: int | None
+    total: int | None
+    days: int | None
+    error: str | None = None
+
+
+def sample_plan(
+    *,
+    baseline: float,
+    mde: float,
+    relative: bool = True,
+    metric_kind: str = "proportion",
+    std: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    n_variants: int = 2,
+    daily_traffic: float = 0.0,
+    traffic_share: float = 1.0,
+    smallest_allocation: float | None = None,
+    alternative: str = "two-sided",
+) -> SamplePlan:
+    """Sample size per variant (abcore.stats) and the run time in days.
+
+    ``metric_kind="proportion"`` uses :func:`abcore.stats.power.sample_size_proportion`
+    with ``baseline`` the conversion rate; ``"mean"`` uses :func:`sample_size_mean` with
+    ``std`` and ``mde`` (relative to ``baseline`` when ``relative``). Days are the time for
+    the smallest arm (``smallest_allocation``, default an even split) to reach its size
+    at ``daily_traffic * traffic_share`` users a day entering the experiment. Invalid
+    inputs give a plan with ``error`` set rather than raising.
+    """
+    from abcore.stats.power import sample_size_mean, sample_size_proportion
+
+    try:
+        if n_variants < 2:
+            raise ValueError("an experiment needs at least two variants")
+        if metric_kind == "mean":
+            if std is None:
+                raise ValueError("enter the standard deviation of the metric")
+            delta = mde * baseline if relative else mde
+            if relative and baseline == 0:
+                raise ValueError("a relative effect needs a non-zero baseline mean")
+            n = sample_size_mean(std, delta, alpha=alpha, power=power, alternative=alternative)
+        else:
+            n = sample_size_proportion(baseline, mde, relative=relative, alpha=alpha, power=power, alternative=alternative)
+    except (ValueError, ZeroDivisionError) as exc:
+        return SamplePlan(None, None, None, str(exc))
+    total = n * n_variants
+    days: int | None = None
+    share = smallest_allocation if smallest_allocation is not None else 1.0 / n_variants
+    per_day = float(daily_traffic) * float(traffic_share) * float(share)
+    if per_day > 0:
+        days = max(1, math.ceil(n / per_day))
+    return SamplePlan(n, total, days)
+
+
+@dataclass(frozen=True)
+class PowerCurve:
+    """Power (0-1) of the test at each number of users per variant."""
+
+    n: tuple[int, ...]
+    power: tuple[float, ...]
+
+
+def power_curve(
+    *,
+    baseline: float,
+    mde: float,
+    relative: bool = True,
+    metric_kind: str = "proportion",
+    std: float | None = None,
+    alpha: float = 0.05,
+    n_max: int = 10_000,
+    points: int = 60,
+) -> PowerCurve:
+    """Power from ``n_max / points`` up to ``n_max`` users per variant (abcore.stats.power).
+
+    Raises ``ValueError`` for inputs :func:`sample_plan` would also refuse.
+    """
+    from abcore.stats.power import power_mean, power_proportion
+
+    n_max = max(2, int(n_max))
+    points = max(2, min(points, n_max))
+    ns = sorted({max(2, round(n_max * (i + 1) / points)) for i in range(points)})
+    if metric_kind == "mean":
+        if std is None:
+            raise ValueError("enter the standard deviation of the metric")
+        delta = mde * baseline if relative else mde
+        values = [power_mean(std, delta, n, alpha=alpha) for n in ns]
+    else:
+        values = [power_proportion(baseline, mde, n, relative=relative, alpha=alpha) for n in ns]
+    return PowerCurve(tuple(ns), tuple(values))
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def format_int(value: float | int | None) -> str:
+    """``1234567 -> '1,234,567'``; ``None`` or NaN -> ``'–'``."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{round(value):,}"
+
+
+def format_number(value: float | None, digits: int = 2) -> str:
+    """A number with thousands separators and at most ``digits`` decimals, trailing zeros dropped."""
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    text = f"{float(value):,.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def format_pct(value: float | None, digits: int = 1, *, signed: bool = False) -> str:
+    """A share as percent: ``0.1234 -> '12.3%'``; ``signed=True`` adds ``+`` to positive values."""
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    sign = "+" if signed and value > 0 else ""
+    return f"{sign}{value * 100:,.{digits}f}%"
+
+
+def format_pvalue(p: float | None) -> str:
+    """A p-value: ``< 0.001`` below a thousandth, else three decimals."""
+    if p is None or not math.isfinite(float(p)):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def format_interval(low: float | None, high: float | None, *, percent: bool = True, digits: int = 1) -> str:
+    """A confidence interval, e.g. ``[-1.2%, +3.4%]``."""
+    if low is None or high is None:
+        return "–"
+    if percent:
+        return f"[{format_pct(low, digits, signed=True)}, {format_pct(high, digits, signed=True)}]"
+    return f"[{format_number(low, 4)}, {format_number(high, 4)}]"
+
+
+def status_color(status: str) -> str:
+    """The colour of a status everywhere in the dashboard (unknown statuses are gray)."""
+    return STATUS_COLORS.get(status, "gray")
+
+
+def status_badge(status: str) -> str:
+    """Markdown for a coloured status badge, e.g. ``:green-badge[▶️ Running]``."""
+    icon = STATUS_ICONS.get(status, "")
+    return f":{status_color(status)}-badge[{icon} {status.capitalize()}]".replace("[ ", "[")
+
+
+def days_running(started_at: datetime | None, stopped_at: datetime | None = None, *, now: datetime | None = None) -> float | None:
+    """Days between start and stop (or ``now``); ``None`` when never started."""
+    if started_at is None:
+        return None
+    end = stopped_at or now or utcnow()
+    return max(0.0, (end - started_at).total_seconds() / 86400.0)
+
+
+def format_days(days: float | None) -> str:
+    """``None -> 'not started'``, ``0.4 -> '< 1 day'``, ``1 -> '1 day'``, ``3.6 -> '3 days'``."""
+    if days is None:
+        return "not started"
+    if days < 1:
+        return "< 1 day"
+    whole = int(days)
+    return f"{whole} day" if whole == 1 else f"{whole:,} days"
+
+
+def variant_split(names_and_pcts: Iterable[tuple[str, float]]) -> str:
+    """``[('control', 50), ('treatment', 50)] -> 'control 50% · treatment 50%'``."""
+    return " · ".join(f"{name} {format_number(pct, 2)}%" for name, pct in names_and_pcts)

@@ -1,0 +1,183 @@
+"""Streamlit plumbing shared by the pages: the cached engine, sessions, the signed-in user and error display.
+
+No logic lives here beyond wiring: queries, validation and statistics are in ``abcore``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from abcore.config import database_url, redact_url
+from abcore.db import init_db, make_engine
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(url: str) -> Engine:
+    """One engine per database URL for the server's lifetime; migrated once when first built."""
+    engine = make_engine(url)
+    init_db(engine)
+    return engine
+
+
+def engine() -> Engine:
+    """The engine of the database in force (``ABCORE_DATABASE_URL``, else the default SQLite file)."""
+    return _engine_for(database_url())
+
+
+def database_label() -> str:
+    """The database URL in force, password hidden."""
+    return redact_url(database_url())
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A short-lived session on the cached engine (abcore functions commit themselves)."""
+    with Session(engine(), expire_on_commit=False) as s:
+        yield s
+
+
+# --------------------------------------------------------------------------- who is using the app
+
+
+def _load_users() -> tuple[dict[str, Any], str | None]:
+    """Configured users (``.streamlit/secrets.toml`` and ``$ABCORE_USERS``) and a config error, if any."""
+    from abcore.auth import AuthConfigError, load_users
+
+    try:
+        return load_users(), None
+    except AuthConfigError as exc:
+        return {}, str(exc)
+
+
+def current_user() -> Any | None:
+    """The signed-in :class:`abcore.auth.User`, or ``None``."""
+    return st.session_state.get("auth_user")
+
+
+def auth_enabled() -> bool:
+    """True when users are configured (or their configuration is broken): sign-in required, viewers read only."""
+    return bool(st.session_state.get("auth_enabled", False))
+
+
+def can_edit() -> bool:
+    """Whether the current visitor may change data: everyone in open mode, else signed-in editors only."""
+    from abcore.auth import can_edit as _can_edit
+
+    if not auth_enabled():
+        return True
+    if st.session_state.get("auth_error"):
+        return False
+    return _can_edit(current_user(), st.session_state.get("auth_users", {}))
+
+
+def actor() -> str:
+    """The name written to the audit log for the current visitor."""
+    user = current_user()
+    return user.name if user is not None else "dashboard"
+
+
+def read_only_notice() -> None:
+    """Tell a viewer why the edit controls are missing."""
+    if not can_edit():
+        st.info("You are signed in as a **viewer**: you can look at everything but not change it.", icon="🔒")
+
+
+def _sign_in(users: dict[str, Any]) -> None:
+    from abcore.auth import authenticate
+
+    user = authenticate(users, st.session_state.get("login_username", ""), st.session_state.get("login_password", ""))
+    if user is None:
+        st.session_state["login_failed"] = True
+    else:
+        st.session_state["auth_user"] = user
+        st.session_state["login_failed"] = False
+    st.session_state["login_password"] = ""
+
+
+def _sign_out() -> None:
+    st.session_state.pop("auth_user", None)
+
+
+def auth_gate() -> bool:
+    """Sidebar sign-in state; returns True when the page may be shown.
+
+    With no users configured the app runs open (and says so). Otherwise a visitor signs in
+    first; viewers then see every page without edit controls.
+    """
+    users, error = _load_users()
+    st.session_state["auth_users"] = users
+    st.session_state["auth_error"] = error
+    st.session_state["auth_enabled"] = bool(users) or error is not None
+    if error is not None:
+        st.sidebar.error(f"The user configuration is invalid, so editing is disabled: {error}", icon="🔒")
+    if not auth_enabled():
+        st.sidebar.caption("🔓 **Open mode** – no users are configured, so everyone can edit. "
+                           "Add users in `.streamlit/secrets.toml` to require a sign-in.")
+        return True
+    user = current_user()
+    if user is not None and user.name not in users:  # removed from the configuration meanwhile
+        _sign_out()
+        user = None
+    if user is not None:
+        st.sidebar.markdown(f"👤 **{user.name}** · {user.role}")
+        st.sidebar.button("Sign out", key="sign_out", on_click=_sign_out)
+        return True
+    if error is not None:
+        return True  # nobody can sign in; everyone reads
+    st.title("🔐 Sign in")
+    st.caption("This abcore dashboard requires a sign-in.")
+    with st.form("login_form"):
+        st.text_input("User name", key="login_username")
+        st.text_input("Password", type="password", key="login_password")
+        st.form_submit_button("Sign in", type="primary", on_click=_sign_in, args=(users,))
+    if st.session_state.get("login_failed"):
+        st.error("Unknown user name or wrong password.")
+    return False
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def show_error(exc: BaseException) -> None:
+    """A readable message for an exception (abcore's messages are written for users)."""
+    from abcore.experiments import ExperimentError
+
+    if isinstance(exc, ExperimentError):
+        st.error(str(exc), icon="⚠️")
+        problems = [p for p in getattr(exc, "problems", []) if p and p != str(exc)]
+        for problem in problems:
+            st.markdown(f"- {problem}")
+    else:
+        st.error(f"Something went wrong: {exc}", icon="🚨")
+        with st.expander("Details for the developers"):
+            st.code("".join(traceback.format_exception(exc)), language="text")
+
+
+def guarded(body: Callable[[], Any]) -> None:
+    """Run a page body; any error becomes a readable message plus an expander with the details.
+
+    Streamlit's own control flow (``st.rerun``, ``st.stop``, ``st.switch_page``) derives from
+    ``BaseException`` and passes through untouched.
+    """
+    try:
+        body()
+    except Exception as exc:  # noqa: BLE001 - the page must never show a raw traceback
+        show_error(exc)
+
+
+def flash(message: str, icon: str = "✅") -> None:
+    """Queue a toast for the next run (survives ``st.rerun``)."""
+    st.session_state.setdefault("_flash", []).append((message, icon))
+
+
+def show_flashes() -> None:
+    """Show and clear the queued toasts."""
+    for message, icon in st.session_state.pop("_flash", []):
+        st.toast(message, icon=icon)

@@ -1,0 +1,245 @@
+"""Create experiment: the design form (seed 000's variant rows, seed 004's wizard fields). Saves a draft."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from abcore import experiments as ex
+from abcore import forms
+from abcore.queries import metric_names
+from abcore.registry import list_models
+from pages import _ui
+
+ROWS_KEY = "variant_rows"
+FORM_PREFIXES = ("c_", "v_", "targeting_", "plan_", "crit_")
+
+
+def _rows() -> list[forms.VariantRow]:
+    if ROWS_KEY not in st.session_state:
+        st.session_state[ROWS_KEY] = forms.initial_rows()
+    return st.session_state[ROWS_KEY]
+
+
+def _add_row() -> None:
+    st.session_state[ROWS_KEY] = forms.add_row(_rows())
+
+
+def _remove_row(row_id: int) -> None:
+    st.session_state[ROWS_KEY] = forms.remove_row(_rows(), row_id)
+    for prefix in ("v_name_", "v_model_", "v_alloc_", "v_config_"):
+        st.session_state.pop(f"{prefix}{row_id}", None)
+
+
+def _even_split() -> None:
+    rows = _rows()
+    for row, pct in zip(rows, forms.even_split(len(rows)), strict=True):
+        st.session_state[f"v_alloc_{row.id}"] = pct
+
+
+def _reset_form() -> None:
+    for key in list(st.session_state.keys()):
+        if key == ROWS_KEY or str(key).startswith(FORM_PREFIXES):
+            del st.session_state[key]
+
+
+def _use_plan(per_variant: int) -> None:
+    st.session_state["crit_min_samples"] = int(per_variant)
+
+
+def _variant_rows(models: list[Any]) -> list[forms.VariantRow]:
+    """Draw the rows; returns them with the values the user typed."""
+    model_names = {m.id: f"{m.name} (v{m.version})" for m in models}
+    rows = _rows()
+    header = st.columns([3, 3, 2, 4, 1])
+    for col, label in zip(header, ("Variant name", "Model", "Allocation %", "Config (JSON, optional)", ""), strict=True):
+        col.caption(f"**{label}**" if label else "")
+    current: list[forms.VariantRow] = []
+    for index, row in enumerate(rows):
+        # Seed widget state once; afterwards the widget owns it (no value= so keys survive removals).
+        st.session_state.setdefault(f"v_name_{row.id}", row.name)
+        st.session_state.setdefault(f"v_model_{row.id}", row.model_id)
+        st.session_state.setdefault(f"v_alloc_{row.id}", float(row.allocation_pct))
+        st.session_state.setdefault(f"v_config_{row.id}", row.config_text)
+        if st.session_state[f"v_model_{row.id}"] not in model_names:
+            st.session_state[f"v_model_{row.id}"] = None  # the model was retired meanwhile
+        cols = st.columns([3, 3, 2, 4, 1], vertical_alignment="top")
+        cols[0].text_input(
+            "Variant name", key=f"v_name_{row.id}", label_visibility="collapsed",
+            placeholder="control" if index == 0 else "treatment",
+        )
+        cols[1].selectbox(
+            "Model",
+            options=[None, *model_names],
+            format_func=lambda mid: "— no model —" if mid is None else model_names.get(mid, f"model {mid}"),
+            key=f"v_model_{row.id}",
+            label_visibility="collapsed",
+        )
+        cols[2].number_input(
+            "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
+            key=f"v_alloc_{row.id}", label_visibility="collapsed",
+        )
+        cols[3].text_input(
+            "Config", key=f"v_config_{row.id}", label_visibility="collapsed", placeholder='{"weight": 0.5}',
+        )
+        cols[4].button(
+            "", icon=":material/delete:", key=f"v_remove_{row.id}", help="Remove this variant",
+            disabled=len(rows) <= forms.MIN_VARIANTS, on_click=_remove_row, args=(row.id,),
+        )
+        values = forms.VariantRow(
+            id=row.id,
+            name=st.session_state[f"v_name_{row.id}"] or "",
+            model_id=st.session_state[f"v_model_{row.id}"],
+            allocation_pct=float(st.session_state[f"v_alloc_{row.id}"] or 0.0),
+            config_text=st.session_state[f"v_config_{row.id}"] or "",
+        )
+        _, error = forms.parse_config(values.config_text)
+        if error:
+            st.error(f"Config of '{values.name or index + 1}': {error}", icon="🧾")
+        current.append(values)
+    return current
+
+
+def _known_metrics() -> list[str]:
+    names = {"conversion"}
+    with _ui.session() as s:
+        for experiment in ex.list_experiments(session=s)[:20]:
+            names.update(metric_names(session=s, experiment_id=experiment.id))
+            names.add(experiment.primary_metric)
+    return sorted(n for n in names if n)
+
+
+def body() -> None:
+    st.title("➕ Create experiment")
+    st.caption("Design an experiment; it is saved as a **draft** that you start from the Experiments page.")
+    editable = _ui.can_edit()
+    _ui.read_only_notice()
+    with _ui.session() as s:
+        models = list_models(session=s, active_only=True)
+    metrics = _known_metrics()
+
+    st.subheader("1 · What are you testing?")
+    st.text_input("Name", key="c_name", placeholder="Algorithm weighting vs. engagement boost", max_chars=200)
+    st.text_area("Description", key="c_description", height=80, placeholder="What changes for users?")
+    st.text_area("Hypothesis", key="c_hypothesis", height=80,
+                 placeholder="If we ..., then <metric> will increase because ...")
+
+    st.subheader("2 · Variants")
+    if not models:
+        st.caption("No models are registered yet – register them on the **Models** page to pick one per variant.")
+    rows = _variant_rows(models)
+    tools = st.columns([1, 1, 4])
+    tools[0].button("Add variant", icon=":material/add:", key="add_variant", on_click=_add_row)
+    tools[1].button("Split evenly", icon=":material/balance:", key="split_evenly", on_click=_even_split)
+    total = forms.allocation_total(r.allocation_pct for r in rows)
+    with st.container(key="allocation_total"):
+        st.markdown(forms.allocation_message(total))
+    st.caption("The first variant is the control.")
+
+    st.subheader("3 · Who enters?")
+    st.slider("Share of eligible traffic that enters (%)", 1, 100, 100, key="c_traffic_pct")
+    st.caption("Targeting rules (all must hold). Lists are comma-separated; comparisons need a number.")
+    editor = st.data_editor(
+        pd.DataFrame({"attribute": pd.Series(dtype="str"), "op": pd.Series(dtype="str"), "value": pd.Series(dtype="str")}),
+        num_rows="dynamic",
+        key="targeting_rules",
+        width="stretch",
+        column_config={
+            "attribute": st.column_config.TextColumn("Attribute", help="e.g. country, platform, age"),
+            "op": st.column_config.SelectboxColumn(
+                "Operator", options=list(forms.TARGETING_OPS), help=", ".join(f"{k}: {v}" for k, v in forms.TARGETING_OPS.items())
+            ),
+            "value": st.column_config.TextColumn("Value", help="DE · DE, FR, AT · 18"),
+        },
+    )
+    st.text_area("Only these user ids (optional, one per line)", key="targeting_user_ids", height=68)
+    targeting_rows = [
+        {k: (None if pd.isna(v) else v) for k, v in record.items()} for record in editor.to_dict("records")
+    ]
+
+    st.subheader("4 · How do we judge it?")
+    cols = st.columns(3)
+    cols[0].selectbox("Primary metric", options=metrics, key="c_primary_metric", accept_new_options=True,
+                      index=metrics.index("conversion") if "conversion" in metrics else 0)
+    cols[1].multiselect("Secondary metrics", options=metrics, key="c_secondary", accept_new_options=True)
+    cols[2].multiselect("Guardrail metrics", options=metrics, key="c_guardrails", accept_new_options=True,
+                        help="Metrics that must not get worse (e.g. latency, errors).")
+    cols = st.columns(3)
+    cols[0].radio("Direction", forms.DIRECTIONS, key="crit_direction", horizontal=True,
+                  format_func=lambda d: "↑ increase" if d == "increase" else "↓ decrease")
+    cols[1].number_input("Minimum relative effect (%)", min_value=0.0, max_value=1000.0, value=2.0, step=0.5,
+                         key="crit_min_effect")
+    cols[2].radio("Confidence", forms.CONFIDENCE_LEVELS, index=1, key="crit_confidence", horizontal=True,
+                  format_func=lambda c: f"{c:.0%}")
+    cols = st.columns(2)
+    cols[0].number_input("Minimum duration (days)", min_value=0, value=7, step=1, key="crit_min_days")
+    cols[1].number_input("Minimum samples per variant", min_value=0, value=0, step=100, key="crit_min_samples")
+
+    with st.container(border=True, key="plan_box"):
+        st.markdown("**Sample size and run time** (conversion metric, 80 % power)")
+        cols = st.columns(4)
+        cols[0].number_input("Baseline conversion rate (%)", min_value=0.01, max_value=99.99, value=10.0,
+                             step=0.5, key="plan_baseline")
+        cols[1].number_input("Daily eligible users", min_value=0, value=1000, step=100, key="plan_daily")
+        effect = float(st.session_state.get("crit_min_effect", 2.0))
+        smallest = min((r.allocation_pct for r in rows), default=0.0) / 100.0
+        plan = forms.sample_plan(
+            baseline=float(st.session_state["plan_baseline"]) / 100.0,
+            mde=effect / 100.0,
+            relative=True,
+            alpha=1.0 - float(st.session_state.get("crit_confidence", 0.95)),
+            n_variants=len(rows),
+            daily_traffic=float(st.session_state["plan_daily"]),
+            traffic_share=float(st.session_state.get("c_traffic_pct", 100)) / 100.0,
+            smallest_allocation=smallest if smallest > 0 else None,
+        )
+        if plan.error:
+            cols[2].metric("Users per variant", "–")
+            st.caption(f"Cannot compute: {plan.error}. Set a minimum effect above 0 %.")
+        else:
+            cols[2].metric("Users per variant", forms.format_int(plan.per_variant))
+            cols[3].metric("Estimated run time", forms.format_days(plan.days) if plan.days else "no traffic")
+            st.button("Use as minimum samples per variant", key="plan_use", on_click=_use_plan,
+                      args=(plan.per_variant,))
+
+    form = forms.CreateForm(
+        name=st.session_state.get("c_name", ""),
+        description=st.session_state.get("c_description", ""),
+        hypothesis=st.session_state.get("c_hypothesis", ""),
+        rows=rows,
+        traffic_pct=float(st.session_state.get("c_traffic_pct", 100)),
+        targeting_rows=targeting_rows,
+        user_ids_text=st.session_state.get("targeting_user_ids", ""),
+        primary_metric=st.session_state.get("c_primary_metric") or "",
+        secondary_metrics=list(st.session_state.get("c_secondary", [])),
+        guardrail_metrics=list(st.session_state.get("c_guardrails", [])),
+        direction=st.session_state.get("crit_direction", "increase"),
+        min_effect_pct=float(st.session_state.get("crit_min_effect", 2.0)),
+        confidence=float(st.session_state.get("crit_confidence", 0.95)),
+        min_duration_days=int(st.session_state.get("crit_min_days", 7)),
+        min_samples_per_variant=int(st.session_state.get("crit_min_samples", 0)),
+        created_by=_ui.actor(),
+    )
+    problems = forms.form_problems(form)
+    st.divider()
+    with st.container(key="form_problems"):
+        if problems:
+            st.markdown("**Before you can create it:**\n" + "\n".join(f"- {p}" for p in problems))
+        else:
+            st.success("Everything checks out.", icon="✅")
+    if st.button("Create experiment", type="primary", key="create_experiment", disabled=bool(problems) or not editable):
+        try:
+            data = forms.build_experiment_create(form)
+            with _ui.session() as s:
+                created = ex.create_experiment(session=s, data=data, actor=_ui.actor())
+        except ex.ExperimentError as exc:
+            _ui.show_error(exc)
+        else:
+            _reset_form()
+            _ui.flash(f"Draft '{created.name}' created. Start it from the Draft tab.")
+            st.switch_page("pages/experiments.py")
+
+
+_ui.guarded(body)
