@@ -1,13 +1,146 @@
-"""Command-line interface: ``abcore`` / ``python -m abcore``."""
+"""Command-line interface: ``abcore`` / ``python -m abcore``.
+
+Exit codes: 0 success; 1 an expected error (unknown experiment, transition not
+allowed, bad file, unreachable database ...) reported as one line on stderr,
+never a traceback; 2 a usage error (argparse); 130 interrupted.
+Long work (export, import) shows a progress line on stderr when it is a terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from abcore.config import database_url, redact_url
 from abcore.db import init_db, make_engine
+
+LIFECYCLE_COMMANDS: dict[str, str] = {
+    "start": "draft -> running: start assigning users",
+    "pause": "running -> paused: assigned users keep their variant, no new users enter",
+    "resume": "paused -> running",
+    "stop": "running/paused -> completed: stop the experiment (then `ship` a winner)",
+    "cancel": "draft/running/paused -> cancelled: abandon the experiment",
+}
+
+
+class CliError(Exception):
+    """An expected failure: printed as ``error: <message>`` and exit code 1."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class Progress:
+    """A one-line progress display on stderr, redrawn at most every ``interval`` seconds.
+
+    Silent unless ``enabled`` (the CLI enables it when stderr is a terminal and --quiet is not given).
+    """
+
+    def __init__(self, label: str, *, enabled: bool, interval: float = 0.25, stream: Any = None) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.interval = interval
+        self.stream = stream or sys.stderr
+        self._last = 0.0
+        self._drawn = False
+        self._started = time.monotonic()
+
+    def update(self, count: int, fraction: float | None = None, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        elapsed = max(now - self._started, 1e-9)
+        text = f"\r  {self.label} {count:,}"
+        if fraction is not None:
+            text += f" … {min(max(fraction, 0.0), 1.0) * 100:3.0f} %"
+        text += f"  ({count / elapsed:,.0f}/s)"
+        self.stream.write(text + "   ")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self.enabled and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    """An engine for ``--database-url``; CliError when the database is unreachable or not initialised."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from abcore.db import current_revision
+
+    engine = make_engine(args.database_url)
+    try:
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot open the database at {redact_url(args.database_url)}: {_first_line(exc)}") from None
+    if revision is None:
+        raise CliError(f"the database at {redact_url(args.database_url)} is not initialised; run `abcore init` first")
+    return engine
+
+
+def _session(engine: Any) -> Any:
+    from sqlmodel import Session
+
+    return Session(engine, expire_on_commit=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _default_actor() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain left-aligned text table (numbers right-aligned)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(_is_number_text(r[i]) for r in cells[1:]) and len(cells) > 1 for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.rjust(w) if numeric[i] and n else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text.replace(",", "").rstrip("%").strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _open_output(target: str) -> Any:
+    """A text stream for ``target`` ('-' = stdout); the caller closes it when it is not stdout."""
+    if target == "-":
+        return sys.stdout
+    try:
+        return open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------- commands
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -38,17 +171,234 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
 
         password = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != password:
-            print("error: the passwords do not match", file=sys.stderr)
-            return 1
+            raise CliError("the passwords do not match")
     if not password:
-        print("error: the password must not be empty", file=sys.stderr)
-        return 1
+        raise CliError("the password must not be empty")
     print(hash_password(password))
     return 0
 
 
+def _cmd_list(args: argparse.Namespace) -> int:
+    from abcore.experiments import get_variants, list_experiments
+    from abcore.queries import experiment_overview, participants
+
+    engine = _engine(args)
+    with _session(engine) as session:
+        experiments = list_experiments(session=session, status=args.status)
+        overview = experiment_overview(session=session)
+        rows = []
+        records = []
+        for exp in sorted(experiments, key=lambda e: e.id):
+            variants = get_variants(session=session, experiment_id=exp.id)
+            counts = participants(session=session, experiment_id=exp.id)
+            split = " / ".join(f"{v.name} {v.allocation_pct:g}%" for v in variants)
+            total = overview[exp.id].participants if exp.id in overview else sum(counts.values())
+            rows.append((exp.id, exp.name, exp.status, split, f"{total:,}"))
+            records.append(
+                {
+                    "id": exp.id,
+                    "name": exp.name,
+                    "status": exp.status,
+                    "variants": [
+                        {"name": v.name, "allocation_pct": v.allocation_pct, "participants": counts.get(v.id, 0)}
+                        for v in variants
+                    ],
+                    "participants": total,
+                }
+            )
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    elif not rows:
+        print("No experiments." if args.status is None else f"No {args.status} experiments.")
+    else:
+        print(_table(("id", "name", "status", "variants (split)", "participants"), rows))
+    return 0
+
+
+def _lifecycle(action: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        from abcore import experiments
+
+        function = getattr(experiments, f"{action}_experiment")
+        engine = _engine(args)
+        with _session(engine) as session:
+            exp = function(session=session, ref=args.experiment, actor=args.actor)
+            print(f"{exp.name}: {exp.status}")
+        return 0
+
+    return handler
+
+
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from abcore.experiments import get_variants, ship_winner
+
+    engine = _engine(args)
+    with _session(engine) as session:
+        exp = ship_winner(
+            session=session, ref=args.experiment, variant=args.variant, rollout_pct=args.rollout, actor=args.actor
+        )
+        winner = next((v.name for v in get_variants(session=session, experiment_id=exp.id) if v.id == exp.winner_variant_id), "?")
+        print(f"{exp.name}: shipped {winner} to {exp.rollout_pct:g} % of users")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from abcore.analysis import analyze
+    from abcore.experiments import get_experiment
+
+    engine = _engine(args)
+    options: dict[str, Any] = {"alpha": args.alpha, "method": args.method}
+    if args.correction is not None:
+        options["correction"] = args.correction
+    with _session(engine) as session:
+        exp = get_experiment(session=session, ref=args.experiment)
+        results = analyze(exp, session=session, **options)
+        if args.json is not None:
+            text = json.dumps(results.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+            if args.json == "-":
+                sys.stdout.write(text)
+            else:
+                try:
+                    Path(args.json).write_text(text, encoding="utf-8")
+                except OSError as exc:
+                    raise CliError(f"cannot write {args.json}: {exc.strerror or exc}") from None
+                print(f"Wrote the analysis of {exp.name} to {args.json}")
+            return 0
+        frame = results.to_frame()
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 40):
+        print(f"Experiment {exp.name} ({exp.status}), method {args.method}, alpha {args.alpha:g}")
+        print(frame.to_string(index=False))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from abcore.export import write_csv
+
+    engine = _engine(args)
+    progress = Progress(f"exporting {args.what}", enabled=_show_progress(args) and args.output != "-")
+    analyze_kwargs = {"alpha": args.alpha} if args.what == "results" else None
+    try:
+        if args.output == "-":
+            rows = write_csv(
+                engine=engine, experiment=args.experiment, what=args.what, path=sys.stdout,
+                chunk_size=args.chunk_size, analyze_kwargs=analyze_kwargs,
+            )
+        else:
+            try:
+                rows = write_csv(
+                    engine=engine, experiment=args.experiment, what=args.what, path=args.output,
+                    chunk_size=args.chunk_size, progress=progress.update, analyze_kwargs=analyze_kwargs,
+                )
+            except OSError as exc:
+                raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    finally:
+        progress.close()
+    if args.output != "-":
+        print(f"Wrote {rows:,} {args.what} rows to {args.output}")
+    return 0
+
+
+def _cmd_import_events(args: argparse.Namespace) -> int:
+    from abcore.importer import import_events
+
+    engine = _engine(args)
+    progress = Progress("importing", enabled=_show_progress(args))
+
+    def report(records: int, done: int, total: int) -> None:
+        progress.update(records, done / total if total else 1.0)
+
+    try:
+        summary = import_events(
+            engine=engine, path=args.file, format=args.format, batch_size=args.batch_size, progress=report
+        )
+    finally:
+        progress.close()
+    for bad in summary.bad_lines[: args.show_bad]:
+        print(f"{args.file}:{bad.line}: {bad.reason}", file=sys.stderr)
+    hidden = summary.bad - min(len(summary.bad_lines), args.show_bad)
+    if hidden > 0:
+        print(f"... and {hidden:,} more bad lines", file=sys.stderr)
+    print(summary)
+    if args.strict and summary.bad:
+        return 1
+    return 0
+
+
+def _cmd_config_import(args: argparse.Namespace) -> int:
+    from abcore.export import import_config, load_config_file
+
+    items = load_config_file(args.file)
+    engine = _engine(args)
+    with _session(engine) as session:
+        created = import_config(session=session, data=items, actor=args.actor)
+        for exp in created:
+            print(f"Created draft experiment {exp.name!r} (id {exp.id})")
+    return 0
+
+
+def _cmd_config_export(args: argparse.Namespace) -> int:
+    from abcore.experiments import list_experiments
+    from abcore.export import dump_configs, export_config
+
+    engine = _engine(args)
+    with _session(engine) as session:
+        refs: list[Any] = args.experiments or [e.id for e in sorted(list_experiments(session=session), key=lambda e: e.id)]
+        if not refs:
+            raise CliError("there are no experiments to export")
+        configs = [export_config(session=session, experiment=ref) for ref in refs]
+    text = dump_configs(configs)
+    if args.file == "-":
+        sys.stdout.write(text)
+    else:
+        try:
+            Path(args.file).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot write {args.file}: {exc.strerror or exc}") from None
+        print(f"Wrote {len(configs)} experiment config(s) to {args.file}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("alpha must lie strictly between 0 and 1 (e.g. 0.05)")
+    return value
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("the rollout must lie between 0 and 100")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="abcore", description="abcore experimentation platform")
+    parser = argparse.ArgumentParser(
+        prog="abcore",
+        description="abcore experimentation platform",
+        epilog="Exit codes: 0 ok, 1 error (one line on stderr), 2 usage error.",
+    )
     parser.add_argument(
         "--database-url",
         default=None,
@@ -65,6 +415,93 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     demo.set_defaults(handler=_cmd_demo)
 
+    listing = commands.add_parser("list", help="list experiments: id, name, status, variants with split, participants")
+    listing.add_argument(
+        "--status", choices=("draft", "running", "paused", "completed", "cancelled"), help="only this status"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=_cmd_list)
+
+    actor_help = "who is acting, recorded in the audit log (default: $USER or 'cli')"
+    for action, description in LIFECYCLE_COMMANDS.items():
+        sub = commands.add_parser(action, help=description, description=description)
+        sub.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
+        sub.add_argument("--actor", default=_default_actor(), help=actor_help)
+        sub.set_defaults(handler=_lifecycle(action))
+
+    ship = commands.add_parser(
+        "ship", help="serve the winning variant of a completed experiment", description="completed: ship a winner"
+    )
+    ship.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
+    ship.add_argument("variant", metavar="VARIANT", help="winning variant name or id")
+    ship.add_argument("--rollout", type=_percent, default=100.0, help="percent of users served the winner (default 100)")
+    ship.add_argument("--actor", default=_default_actor(), help=actor_help)
+    ship.set_defaults(handler=_cmd_ship)
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="analyse an experiment: per-variant totals and conversions, effect, p-value, CI",
+        description="Analyse an experiment. Without --json a table is printed to stdout.",
+    )
+    analyze.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
+    analyze.add_argument("--json", metavar="FILE", help="write the full results as JSON to FILE ('-' = stdout)")
+    analyze.add_argument(
+        "--method", choices=("fixed", "sequential", "bayesian"), default="fixed", help="analysis method (default fixed)"
+    )
+    analyze.add_argument("--alpha", type=_alpha, default=0.05, help="significance level (default 0.05)")
+    analyze.add_argument(
+        "--correction", choices=("holm", "bh", "bonferroni", "none"), default=None,
+        help="multiple-comparison correction (default holm)",
+    )
+    analyze.set_defaults(handler=_cmd_analyze)
+
+    export = commands.add_parser(
+        "export",
+        help="export results, assignments or events of an experiment as CSV",
+        description="Stream one experiment's results, assignments or events to a CSV file (header row, ISO-8601 UTC times).",
+    )
+    export.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
+    export.add_argument("--what", choices=("results", "assignments", "events"), required=True, help="what to export")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV file to write ('-' = stdout)")
+    export.add_argument("--chunk-size", type=_positive_int, default=5000, help="rows fetched per query (default 5000)")
+    export.add_argument("--alpha", type=_alpha, default=0.05, help="significance level for --what results")
+    export.add_argument("--quiet", action="store_true", help="no progress output")
+    export.set_defaults(handler=_cmd_export)
+
+    imp = commands.add_parser(
+        "import-events",
+        help="import events from a CSV or JSON-lines log (idempotent)",
+        description=(
+            "Import events from a CSV file (with header) or JSON lines. Bad lines are reported and skipped; "
+            "importing the same file twice does not double-count."
+        ),
+    )
+    imp.add_argument("file", metavar="FILE", help="the log file")
+    imp.add_argument("--format", choices=("auto", "csv", "jsonl"), default="auto", help="input format (default: by extension / content)")
+    imp.add_argument("--batch-size", type=_positive_int, default=2000, help="records per transaction (default 2000)")
+    imp.add_argument("--show-bad", type=int, default=20, metavar="N", help="print at most N bad lines (default 20)")
+    imp.add_argument("--strict", action="store_true", help="exit with code 1 when any line was bad")
+    imp.add_argument("--quiet", action="store_true", help="no progress output")
+    imp.set_defaults(handler=_cmd_import_events)
+
+    config = commands.add_parser(
+        "config",
+        help="import or export experiment definitions as JSON",
+        description='Experiment definitions in JSON: {"experiment_id", "salt", "variants": [{"name", "weight"}]}.',
+    )
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cimp = config_commands.add_parser("import", help="create draft experiments from a JSON file (one object or a list)")
+    cimp.add_argument("file", metavar="FILE.json")
+    cimp.add_argument("--actor", default=_default_actor(), help=actor_help)
+    cimp.set_defaults(handler=_cmd_config_import)
+    cexp = config_commands.add_parser("export", help="write experiment definitions to a JSON file")
+    cexp.add_argument("file", metavar="FILE.json", help="file to write ('-' = stdout)")
+    cexp.add_argument(
+        "experiments", nargs="*", metavar="EXPERIMENT",
+        help="experiments to export (default: all). One experiment is written as an object, several as a list.",
+    )
+    cexp.set_defaults(handler=_cmd_config_export)
+
     hp = commands.add_parser(
         "hash-password",
         help="prompt for a password and print its salted hash (for secrets.toml / $ABCORE_USERS)",
@@ -74,7 +511,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import OperationalError
+
+    from abcore.auth import AuthConfigError
+    from abcore.experiments import ExperimentError
+    from abcore.export import ExportError
+    from abcore.importer import ImportError_
+
+    return (CliError, ExperimentError, ExportError, ImportError_, AuthConfigError, OperationalError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = build_parser().parse_args(argv)
     args.database_url = args.database_url or database_url()
     try:
@@ -82,6 +531,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `abcore export ... -o - | head`
+        sys.stderr.close()
+        return 0
+    except Exception as exc:
+        if isinstance(exc, _expected_errors()):
+            print(f"error: {_first_line(exc)}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

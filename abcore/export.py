@@ -1,0 +1,503 @@
+"""CSV export (streamed from the database) and experiment config import/export (JSON).
+
+CSV
+    :func:`iter_csv` yields CSV text chunks for one experiment's ``results`` (the
+    analysis table), ``assignments`` or ``events``. Assignments and events are read
+    with keyset pagination on the primary key (``WHERE id > last ORDER BY id LIMIT n``),
+    so memory stays constant for millions of rows and no long-running cursor is held.
+    Every file starts with a header row; timestamps are ISO-8601 in UTC
+    (``2026-01-31T12:00:00.000000+00:00``); variant names are joined in; JSON
+    columns (attributes, properties) are written as JSON text; quoting is the csv
+    module's (commas, quotes, newlines and unicode round-trip).
+
+Config JSON
+    The format of seed 001's experiment configs, which ``abcore.assign.Router.from_json``
+    also reads::
+
+        {"experiment_id": "als_vs_popgen", "salt": "als-popgen-v1",
+         "variants": [{"name": "als_model", "weight": 0.6}, {"name": "popgen_model", "weight": 0.4}]}
+
+    :func:`export_config` writes it (plus descriptive extra fields), :func:`import_config`
+    creates draft experiments from it (weights normalised to percents summing to exactly 100).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from abcore.experiments import (
+    ExperimentCreate,
+    ExperimentError,
+    VariantCreate,
+    create_experiment,
+    get_experiment,
+    get_variants,
+    validate_experiment,
+)
+from abcore.models import Experiment, ExperimentEvent, UserAssignment
+
+What = Literal["results", "assignments", "events"]
+WHATS: tuple[str, ...] = ("results", "assignments", "events")
+DEFAULT_CHUNK_SIZE = 5_000
+
+ASSIGNMENT_COLUMNS: tuple[str, ...] = (
+    "assignment_id",
+    "experiment_id",
+    "experiment_name",
+    "user_id",
+    "variant_id",
+    "variant_name",
+    "is_control",
+    "assigned_at",
+    "attributes",
+)
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "experiment_id",
+    "experiment_name",
+    "user_id",
+    "variant_id",
+    "variant_name",
+    "event_type",
+    "metric_name",
+    "value",
+    "request_id",
+    "ts",
+    "properties",
+    "event_key",
+)
+
+ProgressCallback = Callable[[int], None]
+
+
+class ExportError(ValueError):
+    """An export or config request abcore refuses; the message is user-readable."""
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def iso_utc(value: datetime | None) -> str:
+    """ISO-8601 text in UTC with microseconds (a naive datetime is taken as UTC); '' for None."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _cell(value: Any) -> Any:
+    """One CSV cell: datetimes as ISO UTC, dicts/lists as JSON text, None as '', floats in full precision."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    try:  # numpy / pandas scalars
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return _cell(value.item())
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    return value
+
+
+def _rows_to_csv(rows: Iterable[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- CSV export
+
+
+def _experiment_and_variants(session: Session, experiment: int | str | Experiment) -> tuple[Experiment, dict[int, Any]]:
+    exp = get_experiment(session=session, ref=experiment)
+    variants = {v.id: v for v in get_variants(session=session, experiment_id=exp.id)}  # type: ignore[arg-type]
+    return exp, variants
+
+
+def _iter_assignments(session: Session, exp: Experiment, variants: dict[int, Any], chunk_size: int) -> Iterator[list[tuple]]:
+    last_id = 0
+    while True:
+        batch = session.execute(
+            select(
+                UserAssignment.id,
+                UserAssignment.user_id,
+                UserAssignment.variant_id,
+                UserAssignment.assigned_at,
+                UserAssignment.attributes,
+            )
+            .where(UserAssignment.experiment_id == exp.id, col(UserAssignment.id) > last_id)
+            .order_by(col(UserAssignment.id))
+            .limit(chunk_size)
+        ).all()
+        if not batch:
+            return
+        last_id = batch[-1][0]
+        rows = []
+        for id_, user_id, variant_id, assigned_at, attributes in batch:
+            variant = variants.get(variant_id)
+            rows.append(
+                (
+                    id_,
+                    exp.id,
+                    exp.name,
+                    user_id,
+                    variant_id,
+                    variant.name if variant else "",
+                    variant.is_control if variant else "",
+                    assigned_at,
+                    attributes if attributes is not None else {},
+                )
+            )
+        yield rows
+        if len(batch) < chunk_size:
+            return
+
+
+def _iter_events(session: Session, exp: Experiment, variants: dict[int, Any], chunk_size: int) -> Iterator[list[tuple]]:
+    last_id = 0
+    columns = (
+        ExperimentEvent.id,
+        ExperimentEvent.user_id,
+        ExperimentEvent.variant_id,
+        ExperimentEvent.event_type,
+        ExperimentEvent.metric_name,
+        ExperimentEvent.value,
+        ExperimentEvent.request_id,
+        ExperimentEvent.ts,
+        ExperimentEvent.properties,
+        ExperimentEvent.event_key,
+    )
+    while True:
+        batch = session.execute(
+            select(*columns)
+            .where(ExperimentEvent.experiment_id == exp.id, col(ExperimentEvent.id) > last_id)
+            .order_by(col(ExperimentEvent.id))
+            .limit(chunk_size)
+        ).all()
+        if not batch:
+            return
+        last_id = batch[-1][0]
+        rows = []
+        for id_, user_id, variant_id, event_type, metric, value, request_id, ts, properties, key in batch:
+            variant = variants.get(variant_id) if variant_id is not None else None
+            rows.append(
+                (
+                    id_,
+                    exp.id,
+                    exp.name,
+                    user_id,
+                    variant_id,
+                    variant.name if variant else "",
+                    event_type,
+                    metric,
+                    value,
+                    request_id,
+                    ts,
+                    properties if properties is not None else {},
+                    key,
+                )
+            )
+        yield rows
+        if len(batch) < chunk_size:
+            return
+
+
+def results_frame(*, session: Session, experiment: int | str | Experiment, **analyze_kwargs: Any) -> Any:
+    """The analysis table of ``experiment`` as a pandas DataFrame (``abcore.analysis.analyze(...).to_frame()``)."""
+    from abcore.analysis import analyze
+
+    exp = get_experiment(session=session, ref=experiment)
+    return analyze(exp, session=session, **analyze_kwargs).to_frame()
+
+
+def _iter_results(session: Session, exp: Experiment, analyze_kwargs: Mapping[str, Any]) -> Iterator[list[tuple]]:
+    frame = results_frame(session=session, experiment=exp, **analyze_kwargs)
+    header = [str(c) for c in frame.columns]
+    yield [tuple(header)]
+    rows = [tuple(r) for r in frame.itertuples(index=False, name=None)]
+    if rows:
+        yield rows
+
+
+def iter_csv(
+    *,
+    experiment: int | str | Experiment,
+    what: str,
+    engine: Engine | None = None,
+    session: Session | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: ProgressCallback | None = None,
+    analyze_kwargs: Mapping[str, Any] | None = None,
+) -> Iterator[str]:
+    """CSV text of one experiment's ``what`` ("results" | "assignments" | "events"), in chunks.
+
+    The first chunk is the header row; each further chunk holds at most ``chunk_size``
+    rows. Pass an ``engine`` (a session is opened for the duration of the iteration) or
+    an open ``session``. ``progress`` is called with the number of data rows yielded so
+    far after each chunk. Raises :class:`ExportError` for an unknown ``what`` and
+    :class:`abcore.experiments.ExperimentNotFound` for an unknown experiment — both
+    before the first chunk is produced when the generator is first advanced.
+    """
+    if what not in WHATS:
+        raise ExportError(f"Cannot export {what!r}: choose one of {', '.join(WHATS)}.")
+    if chunk_size < 1:
+        raise ExportError("chunk_size must be at least 1")
+    if (engine is None) == (session is None):
+        raise ExportError("pass exactly one of engine= or session=")
+    if session is None:
+        assert engine is not None
+        with Session(engine, expire_on_commit=False) as own:
+            yield from _iter_csv(own, experiment, what, chunk_size, progress, analyze_kwargs or {})
+    else:
+        yield from _iter_csv(session, experiment, what, chunk_size, progress, analyze_kwargs or {})
+
+
+def _iter_csv(
+    session: Session,
+    experiment: int | str | Experiment,
+    what: str,
+    chunk_size: int,
+    progress: ProgressCallback | None,
+    analyze_kwargs: Mapping[str, Any],
+) -> Iterator[str]:
+    exp, variants = _experiment_and_variants(session, experiment)
+    if what == "results":
+        chunks = _iter_results(session, exp, analyze_kwargs)
+        header = next(chunks)
+        yield _rows_to_csv(header)
+    else:
+        yield _rows_to_csv([ASSIGNMENT_COLUMNS if what == "assignments" else EVENT_COLUMNS])
+        chunks = (_iter_assignments if what == "assignments" else _iter_events)(session, exp, variants, chunk_size)
+    done = 0
+    for rows in chunks:
+        yield _rows_to_csv(rows)
+        done += len(rows)
+        if progress is not None:
+            progress(done)
+
+
+def write_csv(
+    *,
+    experiment: int | str | Experiment,
+    what: str,
+    path: str | Path | IO[str],
+    engine: Engine | None = None,
+    session: Session | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: ProgressCallback | None = None,
+    analyze_kwargs: Mapping[str, Any] | None = None,
+) -> int:
+    """Write the CSV of :func:`iter_csv` to ``path`` (a file path, or an open text stream); returns the data rows.
+
+    A path is written to ``<path>.part`` and renamed when complete, so a failed export
+    never leaves a truncated file behind under the final name.
+    """
+    counted = [0]
+
+    def _count(n: int) -> None:
+        counted[0] = n
+        if progress is not None:
+            progress(n)
+
+    chunks = iter_csv(
+        experiment=experiment,
+        what=what,
+        engine=engine,
+        session=session,
+        chunk_size=chunk_size,
+        progress=_count,
+        analyze_kwargs=analyze_kwargs,
+    )
+    if hasattr(path, "write"):
+        for chunk in chunks:
+            path.write(chunk)  # type: ignore[union-attr]
+        return counted[0]
+    target = Path(path)  # type: ignore[arg-type]
+    partial = target.with_name(target.name + ".part")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return counted[0]
+
+
+# --------------------------------------------------------------------------- config JSON
+
+
+def normalise_weights(weights: Sequence[float], *, total: int = 100, decimals: int = 2) -> list[float]:
+    """Relative weights as percents with ``decimals`` places summing to exactly ``total``.
+
+    Largest-remainder (Hamilton) rounding in units of ``10**-decimals``: each share is
+    floored, then the units left over go to the largest remainders (ties: earlier first).
+    Raises :class:`ExportError` for an empty list, a negative / NaN / infinite weight or a zero sum.
+    """
+    if not weights:
+        raise ExportError("a config needs at least one variant")
+    values = []
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+            raise ExportError(f"a variant weight must be a finite number >= 0, got {w!r}")
+        values.append(float(w))
+    weight_sum = math.fsum(values)
+    if weight_sum <= 0:
+        raise ExportError("the variant weights sum to 0")
+    scale = 10**decimals
+    units = total * scale
+    exact = [v / weight_sum * units for v in values]
+    floors = [math.floor(x) for x in exact]
+    left = units - sum(floors)
+    order = sorted(range(len(values)), key=lambda i: (-(exact[i] - floors[i]), i))
+    for i in order[:left]:
+        floors[i] += 1
+    return [f / scale for f in floors]
+
+
+_CONFIG_EXTRA_FIELDS = (
+    "description",
+    "hypothesis",
+    "traffic_allocation",
+    "targeting",
+    "primary_metric",
+    "secondary_metrics",
+    "guardrail_metrics",
+    "success_criteria",
+    "min_duration_days",
+    "min_samples_per_variant",
+)
+
+
+def export_config(*, session: Session, experiment: int | str | Experiment) -> dict[str, Any]:
+    """One experiment as a seed-001 config dict (``experiment_id`` = name, ``salt``, ``variants`` with weights).
+
+    Weights are the allocation shares as fractions (``allocation_pct / 100``). Extra
+    fields (status, description, traffic_allocation, targeting, metrics, variant
+    ``is_control``/``config``) ride along; :func:`import_config` uses them, routers ignore them.
+    """
+    exp = get_experiment(session=session, ref=experiment)
+    variants = get_variants(session=session, experiment_id=exp.id)  # type: ignore[arg-type]
+    data: dict[str, Any] = {
+        "experiment_id": exp.name,
+        "salt": exp.salt,
+        "variants": [
+            {
+                "name": v.name,
+                "weight": round(v.allocation_pct / 100.0, 6),
+                "is_control": bool(v.is_control),
+                "config": v.config or {},
+            }
+            for v in variants
+        ],
+        "status": exp.status,
+    }
+    for field in _CONFIG_EXTRA_FIELDS:
+        data[field] = getattr(exp, field)
+    return data
+
+
+def _config_to_create(item: Any, index: int, created_by: str) -> ExperimentCreate:
+    where = f"config #{index + 1}"
+    if not isinstance(item, Mapping):
+        raise ExportError(f"{where}: expected a JSON object, got {type(item).__name__}")
+    name = item.get("experiment_id", item.get("name"))
+    if isinstance(name, bool) or not isinstance(name, str | int) or str(name).strip() == "":
+        raise ExportError(f"{where}: 'experiment_id' (the experiment name) is missing or empty")
+    where = f"config {str(name)[:80]!r}"
+    raw_variants = item.get("variants")
+    if not isinstance(raw_variants, list) or not raw_variants:
+        raise ExportError(f"{where}: 'variants' must be a non-empty list of {{name, weight}}")
+    names: list[str] = []
+    weights: list[float] = []
+    for j, v in enumerate(raw_variants):
+        if not isinstance(v, Mapping) or not isinstance(v.get("name"), str):
+            raise ExportError(f"{where}: variant #{j + 1} needs a string 'name'")
+        names.append(v["name"])
+        weights.append(v.get("weight", 1.0))
+    try:
+        percents = normalise_weights(weights)
+    except ExportError as exc:
+        raise ExportError(f"{where}: {exc}") from None
+    variants = [
+        VariantCreate(
+            name=n,
+            allocation_pct=p,
+            is_control=bool(v.get("is_control", False)),
+            config=v.get("config") if isinstance(v.get("config"), Mapping) else {},
+        )
+        for n, p, v in zip(names, percents, raw_variants, strict=True)
+    ]
+    fields: dict[str, Any] = {k: item[k] for k in _CONFIG_EXTRA_FIELDS if k in item and item[k] is not None}
+    salt = item.get("salt")
+    if salt is not None and (not isinstance(salt, str) or not salt):
+        raise ExportError(f"{where}: 'salt' must be a non-empty string")
+    try:
+        return ExperimentCreate(name=str(name), variants=variants, salt=salt, created_by=created_by, **fields)
+    except Exception as exc:  # pydantic validation of the extra fields
+        raise ExportError(f"{where}: {exc}".splitlines()[0]) from None
+
+
+def load_config_file(path: str | Path) -> list[dict[str, Any]]:
+    """The config objects in a JSON file holding one object or a list of them."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path}: not valid JSON ({exc})") from None
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise ExportError(f"{path}: the list is empty")
+    return items
+
+
+def import_config(*, session: Session, data: Any, actor: str = "") -> list[Experiment]:
+    """Create one draft experiment per config object in ``data`` (an object or a list).
+
+    All configs are checked first (format, weights, :func:`abcore.experiments.validate_experiment`,
+    names unique within the file); nothing is created unless all pass. Raises
+    :class:`ExportError` / :class:`abcore.experiments.ExperimentError` with the problems.
+    """
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise ExportError("no experiment config given")
+    creates = [_config_to_create(item, i, actor) for i, item in enumerate(items)]
+    problems: list[str] = []
+    seen: set[str] = set()
+    for create in creates:
+        key = create.name.strip()
+        if key in seen:
+            problems.append(f"{key!r}: the name appears twice in the file")
+        seen.add(key)
+        problems.extend(f"{key[:80]!r}: {p}" for p in validate_experiment(create, session=session))
+    if problems:
+        raise ExperimentError("; ".join(problems), problems)
+    return [create_experiment(session=session, data=create, actor=actor) for create in creates]
+
+
+def dump_configs(configs: Sequence[Mapping[str, Any]]) -> str:
+    """JSON text of one config (a single object) or several (a list), pretty-printed, unicode kept."""
+    payload: Any = configs[0] if len(configs) == 1 else list(configs)
+    return json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n"
