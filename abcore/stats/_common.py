@@ -113,13 +113,16 @@ def lift_and_variance(
     and ``var_b`` are the variances of the two (independent) means -- the first-order
     Taylor expansion used by GrowthBook's gbstats (``frequentist_variance_relative``,
     Deng et al. 2018, "Applying the Delta Method in Metric Analytics", eq. 3).
-    Returns ``(nan, nan)`` when ``mean_a == 0``.
+    Returns ``(nan, nan)`` when ``mean_a == 0`` or the result overflows.
     """
     if not (mean_a != 0 and is_finite(mean_a, mean_b, var_mean_a, var_mean_b)):
         return NAN, NAN
-    lift = mean_b / mean_a - 1.0
-    var = var_mean_b / mean_a**2 + mean_b**2 * var_mean_a / mean_a**4
-    return lift, var
+    ratio = mean_b / mean_a
+    # same formula, arranged so that tiny or huge means overflow to inf instead of raising
+    var = (var_mean_b + ratio * ratio * var_mean_a) / mean_a / mean_a
+    if not is_finite(ratio, var):
+        return NAN, NAN
+    return ratio - 1.0, var
 
 
 def join_errors(errors: list[str]) -> str | None:

@@ -121,7 +121,7 @@ def _normal_posterior(m_a: float, v_a: float, m_b: float, v_b: float, level: flo
     errors: list[str] = []
     lift, var_lift = lift_and_variance(m_a, v_a, m_b, v_b)
     if math.isnan(lift):
-        errors.append("control mean is 0: relative lift undefined")
+        errors.append("control mean is 0 (or too close to 0): relative lift undefined")
         lift_low = lift_high = NAN
     else:
         half = crit * math.sqrt(var_lift)

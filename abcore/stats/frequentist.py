@@ -158,7 +158,7 @@ def _assemble(
     ci_low, ci_high = interval(diff, se, crit, alternative)
     lift, var_lift = lift_and_variance(mean_a, var_mean_a, mean_b, var_mean_b)
     if math.isnan(lift):
-        errors = [*errors, "control mean is 0: relative lift undefined"]
+        errors = [*errors, "control mean is 0 (or too close to 0): relative lift undefined"]
         lift_low, lift_high = NAN, NAN
     else:
         lift_low, lift_high = interval(lift, math.sqrt(var_lift), crit, alternative)
@@ -318,7 +318,7 @@ def welch_dof(var_a: float, n_a: float, var_b: float, n_b: float) -> float:
     (Welch 1947, Satterthwaite 1946), with ``v`` the sample variances.
     """
     qa, qb = var_a / n_a, var_b / n_b
-    return (qa + qb) ** 2 / (qa * qa / (n_a - 1.0) + qb * qb / (n_b - 1.0))
+    return (qa + qb) * (qa + qb) / (qa * qa / (n_a - 1.0) + qb * qb / (n_b - 1.0))
 
 
 def mean_test(
@@ -378,6 +378,15 @@ def mean_test(
         )
     var_a, var_b = sa * sa / na, sb * sb / nb
     se = math.sqrt(var_a + var_b)
+    if not math.isfinite(se):
+        return _failed(
+            ["variance overflows a float"],
+            control=ma,
+            treatment=mb,
+            alpha=alpha,
+            alternative=alternative,
+            z_test=False,
+        )
     if not se > 0:
         return _failed(
             ["zero variance: both arms have standard deviation 0"],

@@ -191,6 +191,15 @@ def _core(
     planned: float,
 ) -> SequentialResult:
     var_diff = var_mean_a + var_mean_b
+    if not math.isfinite(var_diff):
+        return _failed(
+            ["variance overflows a float"],
+            control=mean_a,
+            treatment=mean_b,
+            alpha=alpha,
+            alternative=alternative,
+            planned=planned,
+        )
     if not var_diff > 0:
         return _failed(
             ["zero variance: every user within each arm has the same value"],
@@ -210,7 +219,7 @@ def _core(
     errors: list[str] = []
     lift, var_lift = lift_and_variance(mean_a, var_mean_a, mean_b, var_mean_b)
     if math.isnan(lift):
-        errors.append("control mean is 0: relative lift undefined")
+        errors.append("control mean is 0 (or too close to 0): relative lift undefined")
         lift_low, lift_high = NAN, NAN
     else:
         lift_low, lift_high = _interval(
