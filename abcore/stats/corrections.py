@@ -72,5 +72,5 @@ def adjust_pvalues(p_values: Iterable[float], method: str = "holm") -> list[floa
         for rank in range(m - 1, -1, -1):
             i = order[rank]
             running = min(running, min(1.0, m * values[i] / (rank + 1)))
-            out[i] = running
+            out[i] = max(values[i], running)  # m / rank >= 1; guard against rounding below p
     return out
