@@ -18,7 +18,8 @@ Config JSON
          "variants": [{"name": "als_model", "weight": 0.6}, {"name": "popgen_model", "weight": 0.4}]}
 
     :func:`export_config` writes it (plus descriptive extra fields), :func:`import_config`
-    creates draft experiments from it (weights normalised to percents summing to exactly 100).
+    creates draft experiments from it (weights normalised to percents summing to exactly 100;
+    without a ``salt`` the ``experiment_id`` is the salt, as in the Router).
 """
 
 from __future__ import annotations
@@ -393,7 +394,8 @@ _CONFIG_EXTRA_FIELDS = (
 def export_config(*, session: Session, experiment: int | str | Experiment) -> dict[str, Any]:
     """One experiment as a seed-001 config dict (``experiment_id`` = name, ``salt``, ``variants`` with weights).
 
-    Weights are the allocation shares as fractions (``allocation_pct / 100``). Extra
+    Weights are the allocation percents (relative weights summing to 100, which routers
+    normalise exactly as the assigner does, so the config routes identically). Extra
     fields (status, description, traffic_allocation, targeting, metrics, variant
     ``is_control``/``config``) ride along; :func:`import_config` uses them, routers ignore them.
     """
@@ -405,7 +407,7 @@ def export_config(*, session: Session, experiment: int | str | Experiment) -> di
         "variants": [
             {
                 "name": v.name,
-                "weight": round(v.allocation_pct / 100.0, 6),
+                "weight": v.allocation_pct,
                 "is_control": bool(v.is_control),
                 "config": v.config or {},
             }
@@ -451,8 +453,12 @@ def _config_to_create(item: Any, index: int, created_by: str) -> ExperimentCreat
     ]
     fields: dict[str, Any] = {k: item[k] for k in _CONFIG_EXTRA_FIELDS if k in item and item[k] is not None}
     salt = item.get("salt")
-    if salt is not None and (not isinstance(salt, str) or not salt):
+    if salt is None or salt == "":
+        salt = str(name).strip()  # seed 001 / abcore.assign.Router: without a salt the experiment id is the salt
+    if not isinstance(salt, str) or not salt.strip():
         raise ExportError(f"{where}: 'salt' must be a non-empty string")
+    if len(salt) > 200:
+        raise ExportError(f"{where}: 'salt' is {len(salt)} characters long (at most 200)")
     try:
         return ExperimentCreate(name=str(name), variants=variants, salt=salt, created_by=created_by, **fields)
     except Exception as exc:  # pydantic validation of the extra fields
