@@ -10,8 +10,12 @@ variance, and the difference ``D = treatment - control`` is approximated as norm
   (and of keeping the control ``= E[max(D, 0)] = s phi(mu/s) + mu Phi(mu/s)``), the
   "risk" of Stucchio (2015), "Bayesian A/B Testing at VWO", section 3, here in closed
   form for the normal approximation;
-* the relative lift ``treatment / control - 1`` has a normal credible interval with the
-  delta-method variance (Deng et al. 2018; gbstats).
+* the relative lift ``treatment / control - 1``: when both posterior means are positive,
+  ``log(m_b / m_a)`` is taken as normal with delta-method variance ``v_b / m_b^2 +
+  v_a / m_a^2`` (a log-normal ratio, as in earlier gbstats versions), which keeps the
+  right skew of a ratio -- the symmetric interval on the ratio itself can include 0 while
+  the chance to beat control is above 97.5 %; otherwise the symmetric delta-method
+  interval ``var_b / m_a^2 + m_b^2 var_a / m_a^4`` (Deng et al. 2018) is used.
 
 Proportions: independent ``Beta(1 + c, 1 + n - c)`` posteriors (uniform ``Beta(1, 1)``
 priors, configurable), whose means and variances feed the normal approximation. The
@@ -123,6 +127,12 @@ def _normal_posterior(m_a: float, v_a: float, m_b: float, v_b: float, level: flo
     if math.isnan(lift):
         errors.append("control mean is 0 (or too close to 0): relative lift undefined")
         lift_low = lift_high = NAN
+    elif m_a > 0 and m_b > 0:
+        # log-normal approximation of the ratio: log(m_b / m_a) with delta-method variance
+        # v_b / m_b^2 + v_a / m_a^2; keeps the skew of a ratio (checked against Monte Carlo)
+        log_ratio = math.log(m_b / m_a)
+        half = crit * math.sqrt(v_b / (m_b * m_b) + v_a / (m_a * m_a))
+        lift_low, lift_high = math.expm1(log_ratio - half), math.expm1(log_ratio + half)
     else:
         half = crit * math.sqrt(var_lift)
         lift_low, lift_high = lift - half, lift + half
