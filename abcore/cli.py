@@ -29,6 +29,12 @@ LIFECYCLE_COMMANDS: dict[str, str] = {
 }
 
 
+# Same values as abcore.analysis.METHODS / CORRECTIONS (a test checks it); not imported so that
+# `abcore --help` and `abcore init` do not load scipy.
+METHODS: tuple[str, ...] = ("frequentist", "sequential", "bayesian")
+CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "fdr_bh", "none")
+
+
 class CliError(Exception):
     """An expected failure: printed as ``error: <message>`` and exit code 1."""
 
@@ -242,34 +248,98 @@ def _cmd_ship(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "n/a" if value != value or value in (float("inf"), float("-inf")) else f"{value:.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _analysis_report(results: Any) -> str:
+    """Seed 001's online analysis as text: overall rate, per-variant totals/conversions, tests per metric."""
+    lines = [
+        f"Experiment {results.experiment} ({results.status}); method {results.method}, "
+        f"alpha {results.alpha:g}, correction {results.correction}",
+    ]
+    primary = next((m for m in results.metrics if m.role == "primary"), None)
+    rows = []
+    total_users = total_conversions = 0
+    for v in results.variants:
+        conversions: Any = ""
+        rate: Any = ""
+        if primary is not None and primary.kind == "binary":
+            found = next((m for m in results.metrics if m.metric == primary.metric and m.variant == v.name), None)
+            if v.is_control:
+                found = next((m for m in results.metrics if m.metric == primary.metric), None)
+                conversions = found.control_conversions if found else None
+            else:
+                conversions = found.conversions if found else None
+            rate = f"{conversions / v.users:.4f}" if conversions is not None and v.users else "n/a"
+            total_conversions += conversions or 0
+        total_users += v.users
+        rows.append((v.name + (" (control)" if v.is_control and v.name != "control" else ""), f"{v.allocation_pct:g}%", f"{v.assigned:,}",
+                     f"{v.users:,}", "" if conversions in ("", None) else f"{conversions:,}", rate))
+    lines.append("")
+    metric_label = f"{primary.metric} conversions" if primary is not None and primary.kind == "binary" else "conversions"
+    lines.append(_table(("variant", "split", "assigned", "exposed users", metric_label, "rate"), rows))
+    if primary is not None and primary.kind == "binary" and total_users:
+        lines.append(f"\nOverall {primary.metric} rate: {total_conversions / total_users:.4f} "
+                     f"({total_conversions:,} of {total_users:,} exposed users)")
+    if results.metrics:
+        confidence = f"{(1 - results.alpha) * 100:g}%"
+        rows = []
+        for m in results.metrics:
+            t = m.test
+            rows.append((m.metric, m.role, m.kind, m.variant, _fmt(m.control_value), _fmt(m.value), _fmt(t.diff),
+                         f"[{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]",
+                         "n/a" if t.lift is None or t.lift != t.lift else f"{t.lift * 100:+.2f}%",
+                         _fmt(t.p_value), _fmt(m.p_value_adjusted), "yes" if m.significant else "no"))
+        lines.append("")
+        lines.append(_table(("metric", "role", "kind", "variant", "control", "treatment", "effect",
+                             f"{confidence} CI", "lift", "p-value", "adj. p", "significant"), rows))
+    lines.append("")
+    lines.append(f"SRM check: p = {_fmt(results.srm.p_value)}" + (" -- SAMPLE RATIO MISMATCH" if results.srm.mismatch else ""))
+    for check in results.health:
+        if not check.ok:
+            lines.append(f"{check.severity}: {check.message}")
+    for warning in results.warnings:
+        lines.append(f"warning: {warning}")
+    verdict = results.verdict
+    lines.append(f"Verdict: {verdict.decision}" + (f" ({verdict.variant})" if verdict.variant else "") + f" -- {verdict.reason}")
+    return "\n".join(lines)
+
+
+def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"method": args.method, "correction": args.correction, "cuped": args.cuped}
+    if args.alpha is not None:
+        options["alpha"] = args.alpha
+    return options
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from abcore.analysis import analyze
     from abcore.experiments import get_experiment
 
     engine = _engine(args)
-    options: dict[str, Any] = {"alpha": args.alpha, "method": args.method}
-    if args.correction is not None:
-        options["correction"] = args.correction
     with _session(engine) as session:
         exp = get_experiment(session=session, ref=args.experiment)
-        results = analyze(exp, session=session, **options)
-        if args.json is not None:
-            text = json.dumps(results.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
-            if args.json == "-":
-                sys.stdout.write(text)
-            else:
-                try:
-                    Path(args.json).write_text(text, encoding="utf-8")
-                except OSError as exc:
-                    raise CliError(f"cannot write {args.json}: {exc.strerror or exc}") from None
-                print(f"Wrote the analysis of {exp.name} to {args.json}")
-            return 0
-        frame = results.to_frame()
-    import pandas as pd
-
-    with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 40):
-        print(f"Experiment {exp.name} ({exp.status}), method {args.method}, alpha {args.alpha:g}")
-        print(frame.to_string(index=False))
+        try:
+            results = analyze(exp, session=session, **_analyze_options(args))
+        except ValueError as exc:  # e.g. --cuped on an experiment that never started
+            raise CliError(str(exc)) from None
+    if args.json is None:
+        print(_analysis_report(results))
+        return 0
+    text = json.dumps(results.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+    if args.json == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.json).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {args.json}: {exc.strerror or exc}") from None
+    print(f"Wrote the analysis of {exp.name} to {args.json}")
     return 0
 
 
@@ -278,7 +348,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     engine = _engine(args)
     progress = Progress(f"exporting {args.what}", enabled=_show_progress(args) and args.output != "-")
-    analyze_kwargs = {"alpha": args.alpha} if args.what == "results" else None
+    analyze_kwargs = _analyze_options(args) if args.what == "results" else None
     try:
         if args.output == "-":
             rows = write_csv(
@@ -393,6 +463,23 @@ def _percent(text: str) -> float:
     return value
 
 
+def _add_analysis_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(
+        "--method", choices=METHODS, default="frequentist",
+        help=prefix + "frequentist (z-test / Welch), sequential (always-valid, safe to peek) or bayesian "
+        "(default frequentist)",
+    )
+    parser.add_argument(
+        "--alpha", type=_alpha, default=None,
+        help=prefix + "significance level (default: 1 - the experiment's success confidence, else 0.05)",
+    )
+    parser.add_argument(
+        "--correction", choices=CORRECTIONS, default="holm",
+        help=prefix + "multiple-comparison correction across variants x metrics (default holm)",
+    )
+    parser.add_argument("--cuped", action="store_true", help=prefix + "CUPED variance reduction with pre-experiment data")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="abcore",
@@ -445,14 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
     analyze.add_argument("--json", metavar="FILE", help="write the full results as JSON to FILE ('-' = stdout)")
-    analyze.add_argument(
-        "--method", choices=("fixed", "sequential", "bayesian"), default="fixed", help="analysis method (default fixed)"
-    )
-    analyze.add_argument("--alpha", type=_alpha, default=0.05, help="significance level (default 0.05)")
-    analyze.add_argument(
-        "--correction", choices=("holm", "bh", "bonferroni", "none"), default=None,
-        help="multiple-comparison correction (default holm)",
-    )
+    _add_analysis_options(analyze)
     analyze.set_defaults(handler=_cmd_analyze)
 
     export = commands.add_parser(
@@ -464,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--what", choices=("results", "assignments", "events"), required=True, help="what to export")
     export.add_argument("-o", "--output", required=True, metavar="FILE", help="CSV file to write ('-' = stdout)")
     export.add_argument("--chunk-size", type=_positive_int, default=5000, help="rows fetched per query (default 5000)")
-    export.add_argument("--alpha", type=_alpha, default=0.05, help="significance level for --what results")
+    _add_analysis_options(export, prefix="for --what results: ")
     export.add_argument("--quiet", action="store_true", help="no progress output")
     export.set_defaults(handler=_cmd_export)
 
