@@ -1,10 +1,12 @@
-"""abcore dashboard: the router and the shared sidebar (database in use, sign-in, live refresh). No logic here."""
+"""abcore dashboard: the router. No logic here.
+
+Each page starts with ``pages._ui.start_page()`` (sign-in gate, shared sidebar), so the
+gate holds however Streamlit reaches the page script.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
-
-from pages import _ui
 
 st.set_page_config(page_title="abcore experiments", page_icon="🧪", layout="wide")
 
@@ -18,16 +20,4 @@ PAGES = [
 
 page = st.navigation(PAGES)
 
-allowed = _ui.auth_gate()
-with st.sidebar:
-    st.toggle(
-        "Live refresh",
-        value=True,
-        key="live_refresh",
-        help="Results of running experiments refresh by themselves every few seconds.",
-    )
-    st.caption(f"Database: `{_ui.database_label()}`")
-
-if allowed:
-    _ui.show_flashes()
-    page.run()
+page.run()

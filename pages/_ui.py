@@ -98,7 +98,6 @@ def _sign_in(users: dict[str, Any]) -> None:
     else:
         st.session_state["auth_user"] = user
         st.session_state["login_failed"] = False
-    st.session_state["login_password"] = ""
 
 
 def _sign_out() -> None:
@@ -136,10 +135,34 @@ def auth_gate() -> bool:
     with st.form("login_form"):
         st.text_input("User name", key="login_username")
         st.text_input("Password", type="password", key="login_password")
-        st.form_submit_button("Sign in", type="primary", on_click=_sign_in, args=(users,))
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        _sign_in(users)
+        if current_user() is not None:
+            st.rerun()
     if st.session_state.get("login_failed"):
         st.error("Unknown user name or wrong password.")
     return False
+
+
+def start_page() -> bool:
+    """The common top of every page: sign-in gate, shared sidebar, queued toasts.
+
+    Returns True when the page body may be shown (open mode, or a signed-in user).
+    """
+    st.set_page_config(page_title="abcore experiments", page_icon="🧪", layout="wide")
+    allowed = auth_gate()
+    with st.sidebar:
+        st.toggle(
+            "Live refresh",
+            value=True,
+            key="live_refresh",
+            help="Results of running experiments refresh by themselves every few seconds.",
+        )
+        st.caption(f"Database: `{database_label()}`")
+    if allowed:
+        show_flashes()
+    return allowed
 
 
 # --------------------------------------------------------------------------- errors

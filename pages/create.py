@@ -242,4 +242,5 @@ def body() -> None:
             st.switch_page("pages/experiments.py")
 
 
-_ui.guarded(body)
+if _ui.start_page():
+    _ui.guarded(body)

@@ -179,4 +179,5 @@ def body() -> None:
                 _card(experiment, editable)
 
 
-_ui.guarded(body)
+if _ui.start_page():
+    _ui.guarded(body)

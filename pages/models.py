@@ -121,4 +121,5 @@ def body() -> None:
             _edit(models)
 
 
-_ui.guarded(body)
+if _ui.start_page():
+    _ui.guarded(body)

@@ -77,4 +77,5 @@ def body() -> None:
                "With more than two variants, consider a stricter α for multiple comparisons.")
 
 
-_ui.guarded(body)
+if _ui.start_page():
+    _ui.guarded(body)
