@@ -39,6 +39,9 @@ the reciprocal of the mixture martingale): two-sided
 ``Q = diff^2 t^2 rho^2 / (2 sigma^2 (t rho^2 + 1))``; one-sided
 ``p = min(1, sqrt(t rho^2 + 1) / (2 (exp(Q) - 1)))`` in the direction of the
 alternative, 1 otherwise. Hence ``p_value < alpha`` exactly when the interval excludes 0.
+The two-sided p-value is eq. (155) of arXiv:2103.06476 (``1 / e-value``), as in gbstats
+``SequentialTwoSidedTTest.p_value``; ``tests/stats/test_stats_gbstats.py`` checks the
+interval and p-value against gbstats 0.8.0 to 1e-9 when gbstats is installed.
 
 The functions are stateless: each call gives the CS at the current sample size. Callers
 that keep the history may intersect intervals across looks (still valid) and take the
