@@ -1121,7 +1121,7 @@ class Assigner:
                 rows = connection.execute(
                     select(table.c.user_id, table.c.variant_id).where(table.c.experiment_id == d.id)
                 )
-                return dict(rows.tuples().all())
+                return {u: v for u, v in rows}
             chunk = list(dict.fromkeys(users))
             for start in range(0, len(chunk), 5_000):
                 rows = connection.execute(
@@ -1129,7 +1129,7 @@ class Assigner:
                         table.c.experiment_id == d.id, table.c.user_id.in_(chunk[start : start + 5_000])
                     )
                 )
-                out.update(dict(rows.tuples().all()))
+                out.update({u: v for u, v in rows})
         return out
 
     def _insert_rows(self, connection: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
