@@ -130,9 +130,9 @@ def _normal_posterior(m_a: float, v_a: float, m_b: float, v_b: float, level: flo
     elif m_a > 0 and m_b > 0:
         # log-normal approximation of the ratio: log(m_b / m_a) with delta-method variance
         # v_b / m_b^2 + v_a / m_a^2; keeps the skew of a ratio (checked against Monte Carlo)
-        log_ratio = math.log(m_b / m_a)
-        half = crit * math.sqrt(v_b / (m_b * m_b) + v_a / (m_a * m_a))
-        lift_low, lift_high = math.expm1(log_ratio - half), math.expm1(log_ratio + half)
+        log_ratio = math.log(m_b) - math.log(m_a)
+        half = crit * math.sqrt(v_b / m_b / m_b + v_a / m_a / m_a)
+        lift_low, lift_high = _expm1(log_ratio - half), _expm1(log_ratio + half)
     else:
         half = crit * math.sqrt(var_lift)
         lift_low, lift_high = lift - half, lift + half
@@ -151,6 +151,11 @@ def _normal_posterior(m_a: float, v_a: float, m_b: float, v_b: float, level: flo
         credible_level=level,
         error=join_errors(errors),
     )
+
+
+def _expm1(x: float) -> float:
+    """``exp(x) - 1`` that returns ``inf`` instead of raising ``OverflowError``."""
+    return math.expm1(x) if x < 700.0 else math.inf
 
 
 def _beta_moments(a: float, b: float) -> tuple[float, float]:

@@ -318,7 +318,12 @@ def welch_dof(var_a: float, n_a: float, var_b: float, n_b: float) -> float:
     (Welch 1947, Satterthwaite 1946), with ``v`` the sample variances.
     """
     qa, qb = var_a / n_a, var_b / n_b
-    return (qa + qb) * (qa + qb) / (qa * qa / (n_a - 1.0) + qb * qb / (n_b - 1.0))
+    # written with the share w = qa / (qa + qb) so that tiny or huge variances neither
+    # underflow to 0 / 0 nor overflow: dof = 1 / (w^2 / (n_a - 1) + (1 - w)^2 / (n_b - 1))
+    if not (qa + qb > 0):
+        return math.nan
+    w = qa / (qa + qb)
+    return 1.0 / (w * w / (n_a - 1.0) + (1.0 - w) * (1.0 - w) / (n_b - 1.0))
 
 
 def mean_test(

@@ -196,9 +196,10 @@ class CovariateSummary:
     def corr(self) -> float:
         """Pearson correlation of ``x`` and ``y`` (``nan`` if either variance is 0)."""
         vx, vy = self.var_x, self.var_y
-        if not (vx > 0 and vy > 0):
+        denom = math.sqrt(vx) * math.sqrt(vy) if (vx > 0 and vy > 0) else 0.0
+        if not (denom > 0 and math.isfinite(denom)):
             return _NAN
-        return self.cov_xy / math.sqrt(vx * vy)
+        return self.cov_xy / denom
 
     @property
     def y(self) -> MeanSummary:
