@@ -433,6 +433,12 @@ def _cmd_config_export(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _actor(text: str) -> str:
+    if not text.strip() or len(text) > 200 or "\x00" in text:
+        raise argparse.ArgumentTypeError("the actor must be 1 to 200 characters")
+    return text.strip()
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -513,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action, description in LIFECYCLE_COMMANDS.items():
         sub = commands.add_parser(action, help=description, description=description)
         sub.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
-        sub.add_argument("--actor", default=_default_actor(), help=actor_help)
+        sub.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
         sub.set_defaults(handler=_lifecycle(action))
 
     ship = commands.add_parser(
@@ -522,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
     ship.add_argument("variant", metavar="VARIANT", help="winning variant name or id")
     ship.add_argument("--rollout", type=_percent, default=100.0, help="percent of users served the winner (default 100)")
-    ship.add_argument("--actor", default=_default_actor(), help=actor_help)
+    ship.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
     ship.set_defaults(handler=_cmd_ship)
 
     analyze = commands.add_parser(
@@ -572,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     cimp = config_commands.add_parser("import", help="create draft experiments from a JSON file (one object or a list)")
     cimp.add_argument("file", metavar="FILE.json")
-    cimp.add_argument("--actor", default=_default_actor(), help=actor_help)
+    cimp.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
     cimp.set_defaults(handler=_cmd_config_import)
     cexp = config_commands.add_parser("export", help="write experiment definitions to a JSON file")
     cexp.add_argument("file", metavar="FILE.json", help="file to write ('-' = stdout)")
@@ -592,14 +598,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DataError, OperationalError
 
     from abcore.auth import AuthConfigError
     from abcore.experiments import ExperimentError
     from abcore.export import ExportError
     from abcore.importer import ImportError_
 
-    return (CliError, ExperimentError, ExportError, ImportError_, AuthConfigError, OperationalError)
+    return (CliError, ExperimentError, ExportError, ImportError_, AuthConfigError, OperationalError, DataError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
