@@ -4,6 +4,37 @@ Conventions: ``a`` is the control, ``b`` the treatment; ``diff = treatment - con
 ``lift = treatment / control - 1``; ``alternative`` is ``"two-sided"``, ``"larger"``
 (treatment > control) or ``"smaller"``. Degenerate data never raises: results carry an
 ``error`` message and ``nan`` where undefined. Invalid parameters raise ``ValueError``.
+``error`` can be set while the test itself is valid (a control mean of 0 only makes the
+lift undefined): check ``math.isnan(result.p_value)`` to know whether the test failed.
+
+API (all keyword arguments after ``*`` are keyword-only)::
+
+    proportion_test(conversions_a, n_a, conversions_b, n_b, *, alpha=0.05,
+                    alternative="two-sided", pooled=False) -> TestResult
+    proportion_test_from(a: BinarySummary, b: BinarySummary, *, alpha, alternative, pooled) -> TestResult
+    mean_test(mean_a, std_a, n_a, mean_b, std_b, n_b, *, alpha=0.05, alternative="two-sided") -> TestResult
+    mean_test_from(a: MeanSummary, b: MeanSummary, *, alpha, alternative) -> TestResult
+    sequential_test(a, b, *, planned_n, alpha=0.05, alternative="two-sided") -> SequentialResult
+        # a, b both BinarySummary or both MeanSummary; planned_n = planned users per variant
+    sequential_proportion_test(conversions_a, n_a, conversions_b, n_b, *, planned_n, alpha, alternative)
+    sequential_mean_test(mean_a, std_a, n_a, mean_b, std_b, n_b, *, planned_n, alpha, alternative)
+    bayes_proportion(conversions_a, n_a, conversions_b, n_b, *, credible_level=0.95,
+                     prior_alpha=1.0, prior_beta=1.0) -> BayesResult
+    bayes_mean(mean_a, std_a, n_a, mean_b, std_b, n_b, *, credible_level=0.95) -> BayesResult
+    bayes_proportion_from(a, b, *, credible_level) / bayes_mean_from(a, b, *, credible_level)
+    cuped(a: CovariateSummary, b: CovariateSummary, *, alpha=0.05, alternative="two-sided",
+          theta=None) -> CupedResult
+    srm_test(observed, weights, *, threshold=0.001) -> SRMResult
+    adjust_pvalues(p_values, method="holm") -> list[float]      # "holm" | "bonferroni" | "fdr_bh"
+    sample_size_proportion(baseline, mde, *, relative=False, alpha=0.05, power=0.8,
+                           alternative="two-sided", ratio=1.0) -> int   # control-arm users
+    sample_size_mean(std, mde, *, alpha=0.05, power=0.8, alternative="two-sided", ratio=1.0) -> int
+    power_proportion(baseline, mde, n_per_variant, *, relative=False, alpha=0.05,
+                     alternative="two-sided", ratio=1.0) -> float
+    power_mean(std, mde, n_per_variant, *, alpha=0.05, alternative="two-sided", ratio=1.0) -> float
+
+``SequentialResult`` and ``CupedResult`` are subclasses of ``TestResult`` (same fields,
+plus their own), so callers can treat every frequentist result alike.
 """
 
 from .bayesian import BayesResult, bayes_mean, bayes_mean_from, bayes_proportion, bayes_proportion_from

@@ -66,14 +66,15 @@ def srm_test(
         Same statistic and p-value as ``scipy.stats.chisquare(observed, expected)``.
         A variant with weight 0 is left out when it has no users; if it has users the
         mismatch is certain (``statistic = inf``, ``p_value = 0``). Degenerate data
-        (no users at all, negative or non-finite counts) gives ``error`` set, ``nan``
-        statistic and p-value and ``mismatch=False``.
+        (no users at all, negative or non-finite counts) and degenerate configurations
+        (fewer than 2 variants, or only one variant with a positive weight, or all
+        weights 0) give ``error`` set, ``nan`` statistic and p-value and
+        ``mismatch=False``.
 
     Raises
     ------
     ValueError
-        Lengths differ, fewer than 2 variants, negative / non-finite weights, all
-        weights 0, or ``threshold`` outside (0, 1).
+        Lengths differ, negative / non-finite weights, or ``threshold`` outside (0, 1).
 
     Examples
     --------
@@ -85,11 +86,13 @@ def srm_test(
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     if len(observed) != len(weights):
         raise ValueError(f"observed ({len(observed)}) and weights ({len(weights)}) differ in length")
-    if len(weights) < 2:
-        raise ValueError("srm_test needs at least 2 variants")
-    w = [float(x) for x in weights]
-    if any(not math.isfinite(x) or x < 0 for x in w) or sum(w) <= 0:
-        raise ValueError(f"weights must be finite, non-negative and not all 0, got {list(weights)!r}")
+    w = [as_float(x) for x in weights]
+    if any(not math.isfinite(x) or x < 0 for x in w):
+        raise ValueError(f"weights must be finite and non-negative, got {list(weights)!r}")
+    if len(w) < 2:
+        return SRMResult(NAN, NAN, False, error="SRM check needs at least 2 variants")
+    if sum(w) <= 0:
+        return SRMResult(NAN, NAN, False, error="every variant has allocation 0")
     obs = [as_float(x) for x in observed]
     if any(not math.isfinite(x) or x < 0 for x in obs):
         return SRMResult(

@@ -66,11 +66,24 @@ def test_srm_degenerate_observed_sets_error(observed: list) -> None:
 
 @pytest.mark.parametrize(
     ("observed", "weights"),
-    [([1, 2], [1.0]), ([1], [1.0]), ([1, 2], [-1, 2]), ([1, 2], [0, 0]), ([1, 2], [float("nan"), 1])],
+    [([1, 2], [1.0]), ([1, 2], [-1, 2]), ([1, 2], [float("nan"), 1])],
 )
-def test_srm_invalid_weights_raise(observed: list, weights: list) -> None:
+def test_srm_invalid_parameters_raise(observed: list, weights: list) -> None:
     with pytest.raises(ValueError):
         srm_test(observed, weights)
+
+
+@pytest.mark.parametrize(
+    ("observed", "weights"), [([10], [1.0]), ([1, 2], [0, 0]), ([0, 0], [1, 0]), ([], [])]
+)
+def test_srm_degenerate_configuration_sets_error(observed: list, weights: list) -> None:
+    r = srm_test(observed, weights)
+    assert r.error and r.mismatch is False and math.isnan(r.p_value)
+
+
+def test_srm_invalid_threshold_raises() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        srm_test([1, 2], [1, 1], threshold=0.0)
 
 
 # ---------------------------------------------------------------- adjust_pvalues
