@@ -281,7 +281,7 @@ def two_arms(draw: st.DrawFn) -> tuple[int, int, int, int]:
     return draw(st.integers(0, na)), na, draw(st.integers(0, nb)), nb
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(two_arms(), st.sampled_from(ALTERNATIVES), st.sampled_from([0.01, 0.05, 0.1]))
 def test_prop_ci_consistent_with_pvalue(
     arms: tuple[int, int, int, int], alternative: str, alpha: float
@@ -299,7 +299,7 @@ def test_prop_ci_consistent_with_pvalue(
         assert r.lift_ci_low <= r.lift <= r.lift_ci_high
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.floats(-1e6, 1e6),
     st.floats(1e-3, 1e3),

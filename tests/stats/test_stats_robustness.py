@@ -41,7 +41,7 @@ def _check_result(r: object) -> None:
     assert r.significant in (True, False)  # type: ignore[attr-defined]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(anything, anything, anything, anything, ALTS, st.booleans())
 def test_proportion_functions_never_raise(
     ca: float, na: float, cb: float, nb: float, alt: str, pooled: bool
@@ -52,7 +52,7 @@ def test_proportion_functions_never_raise(
     assert math.isnan(b.chance_to_beat_control) or 0.0 <= b.chance_to_beat_control <= 1.0
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(anything, anything, anything, anything, anything, anything, ALTS)
 def test_mean_functions_never_raise(
     ma: float, sa: float, na: float, mb: float, sb: float, nb: float, alt: str

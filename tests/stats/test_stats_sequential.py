@@ -112,7 +112,7 @@ def test_always_valid_pvalue_is_smallest_alpha_excluding_zero(
     assert r.p_value == pytest.approx(expected, rel=1e-8, abs=1e-300)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.integers(2, 10**6),
     st.integers(2, 10**6),
