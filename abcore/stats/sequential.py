@@ -9,10 +9,10 @@ Method
 ------
 The asymptotic Gaussian-mixture CS of Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas,
 "Time-uniform central limit theory and asymptotic confidence sequences" (arXiv:2103.06476,
-Annals of Statistics 2024), eq. (9) of the arXiv version -- the two-sided normal-mixture
-boundary of Howard, Ramdas, McAuliffe & Sekhon, "Time-uniform, nonparametric,
-nonasymptotic confidence sequences" (Annals of Statistics 49, 2021, Section 3.5) with the
-variance estimated from the data. For an estimate ``theta_t`` with per-observation
+Annals of Statistics 2024), eq. (9) of the arXiv version (v7) -- the two-sided
+normal-mixture boundary of Howard, Ramdas, McAuliffe & Sekhon, "Time-uniform,
+nonparametric, nonasymptotic confidence sequences" (Annals of Statistics 49, 2021) with
+the variance estimated from the data. For an estimate ``theta_t`` with per-observation
 variance ``sigma^2`` after ``t`` observations::
 
     theta_t +/- sigma * sqrt( 2 (t rho^2 + 1) / (t^2 rho^2) * log( sqrt(t rho^2 + 1) / alpha ) )
@@ -23,9 +23,16 @@ size ``T`` (Waudby-Smith et al., appendix, eq. (161) of the arXiv version)::
     rho^2 = ( -2 log(alpha) + log(-2 log(alpha) + 1) ) / T
 
 This is the CS GrowthBook uses for its sequential testing (gbstats
-``SequentialTwoSidedTreatmentLift``). One-sided alternatives use Howard et al.'s
-closed-form bound on the one-sided normal-mixture boundary (Section 3.5), i.e. ``log(sqrt(t rho^2+1)
-/ alpha)`` replaced by ``log(1 + sqrt(t rho^2 + 1) / (2 alpha))``.
+``SequentialTwoSidedTTest``, which cites the same two equations).
+
+One-sided alternatives replace ``log(sqrt(t rho^2 + 1) / alpha)`` by
+``log(1 + sqrt(t rho^2 + 1) / (2 alpha))``, the closed-form bound on the one-sided
+normal-mixture boundary of Howard et al. (2021). Why it is valid: the one-sided
+(half-normal) mixture martingale is ``M = (2 / c) exp(x^2 / 2) Phi(x)`` with ``x`` the
+standardised sum and ``c = sqrt(t rho^2 + 1)``; since ``exp(x^2 / 2) Phi(-x) <= 1`` for
+``x >= 0``, ``M >= (2 / c) (exp(x^2 / 2) - 1)``, so crossing this boundary implies
+``M >= 1 / alpha`` and Ville's inequality bounds the error by ``alpha``. The boundary lies
+between the two-sided boundaries at ``alpha`` and at ``2 alpha``.
 
 Two-sample mapping: the time index is the mean users per arm ``t = (n_a + n_b) / 2`` and
 ``sigma^2 = t * Var(diff)`` (for equal arms: the variance of one treatment-minus-control
@@ -33,8 +40,8 @@ pair); ``T = planned_n`` is the planned users **per variant**. Only ``t / T`` en
 width, so counting total users on both sides gives the same result.
 
 Always-valid p-value: with ``rho`` fixed by the nominal ``alpha`` and ``planned_n``, the
-smallest level ``alpha'`` at which the CS excludes 0, in closed form (it is ``1 / M_t``,
-the reciprocal of the mixture martingale): two-sided
+smallest level ``alpha'`` at which the CS excludes 0, in closed form: two-sided (the
+reciprocal ``1 / M_t`` of the mixture martingale)
 ``p = min(1, sqrt(t rho^2 + 1) * exp(-Q))`` with
 ``Q = diff^2 t^2 rho^2 / (2 sigma^2 (t rho^2 + 1))``; one-sided
 ``p = min(1, sqrt(t rho^2 + 1) / (2 (exp(Q) - 1)))`` in the direction of the
