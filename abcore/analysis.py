@@ -390,16 +390,14 @@ def analyze(
     assigned = queries.participants(session=session, experiment_id=exp.id)
     metric_roles = _metric_roles(exp)
     metric_names = [m for m, _ in metric_roles]
-    mstats = queries.metric_stats(
-        session=session, experiment_id=exp.id, metrics=metric_names, start=start, end=end
-    )
+    new_users = queries.daily_users(session=session, experiment_id=exp.id, start=start, end=end)
     users_by_variant: dict[int, int] = {}
-    for s in mstats:
-        users_by_variant[s.variant_id] = s.users
-    if not metric_names:
-        users_by_variant = {
-            k[0]: n for k, n in queries.exposed_users(session=session, experiment_id=exp.id, start=start, end=end).items()
-        }
+    for row in new_users:
+        users_by_variant[row.variant_id] = users_by_variant.get(row.variant_id, 0) + row.new_users
+    population = {(vid, None): n for vid, n in users_by_variant.items()}
+    mstats = queries.metric_stats(
+        session=session, experiment_id=exp.id, metrics=metric_names, start=start, end=end, users=population
+    )
     variants = tuple(
         VariantInfo(
             variant_id=int(v.id),  # type: ignore[arg-type]
@@ -433,7 +431,7 @@ def analyze(
         for m in metric_names:
             covariates[m] = queries.covariate_stats(
                 session=session, experiment_id=exp.id, metric=m, started_at=exp.started_at,  # type: ignore[arg-type]
-                binary=kinds[m] == "binary", start=start, end=end,
+                binary=kinds[m] == "binary", start=start, end=end, users=population,
             )
 
     raw: list[tuple[str, str, VariantInfo, TestResult, BayesResult | None]] = []
@@ -522,7 +520,9 @@ def analyze(
 
     verdict = _verdict(exp, variants, results, health, alpha, method)
 
-    series = _daily_series(session, exp, variants, metric_names, kinds, start, end) if daily and control else ()
+    series = (
+        _daily_series(session, exp, variants, metric_names, kinds, start, end, new_users) if daily and control else ()
+    )
     segments = _segments(session, exp, variants, metric_names, kinds, start, end, segment, alpha) if segment else ()
 
     return Results(
@@ -672,9 +672,9 @@ def _daily_series(
     kinds: dict[str, str],
     start: datetime | None,
     end: datetime | None,
+    new_users: Sequence[queries.DailyUsers],
 ) -> tuple[DailyPoint, ...]:
     assert exp.id is not None
-    new_users = queries.daily_users(session=session, experiment_id=exp.id, start=start, end=end)
     rows = queries.daily_metric(
         session=session,
         experiment_id=exp.id,

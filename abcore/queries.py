@@ -31,9 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Float, Integer, and_, case, cast, func, literal, select
+from sqlalchemy import Date, Float, Integer, and_, case, cast, exists, func, literal, select
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.selectable import Subquery
 from sqlmodel import Session
 
 from abcore.models import EventType, Experiment, ExperimentEvent, UserAssignment, Variant
@@ -124,12 +123,13 @@ def _floor(expr: Any, dialect: str) -> ColumnElement[Any]:
     return cast(func.floor(expr), Integer)
 
 
-def _window(start: datetime | None, end: datetime | None) -> list[ColumnElement[bool]]:
+def _window(start: datetime | None, end: datetime | None, ts: Any = None) -> list[ColumnElement[bool]]:
+    ts = EVENTS.c.ts if ts is None else ts
     conditions: list[ColumnElement[bool]] = []
     if start is not None:
-        conditions.append(EVENTS.c.ts >= _bind_ts(start))
+        conditions.append(ts >= _bind_ts(start))
     if end is not None:
-        conditions.append(EVENTS.c.ts < _bind_ts(end))
+        conditions.append(ts < _bind_ts(end))
     return conditions
 
 
@@ -216,22 +216,27 @@ def feedback_counts(
     :data:`SENTIMENTS`, attributed to the variant of the user's stored assignment; users without
     an assignment are left out. Every sentiment key is present (0 when absent).
     """
-    sentiment = EVENTS.c.properties["sentiment"].as_string().label("sentiment")
-    statement = (
-        select(ASSIGNMENTS.c.variant_id, sentiment, func.count())
-        .select_from(
-            EVENTS.join(
-                ASSIGNMENTS,
-                and_(ASSIGNMENTS.c.experiment_id == EVENTS.c.experiment_id, ASSIGNMENTS.c.user_id == EVENTS.c.user_id),
-            )
-        )
+    sentiment = EVENTS.c.properties["sentiment"].as_string()
+    per_user = (
+        select(EVENTS.c.user_id.label("user_id"), sentiment.label("sentiment"), func.count().label("n"))
         .where(
             EVENTS.c.experiment_id == experiment_id,
             EVENTS.c.event_type == EventType.FEEDBACK.value,
-            EVENTS.c.properties["sentiment"].as_string().in_(SENTIMENTS),
+            sentiment.in_(SENTIMENTS),
             *_window(start, end),
         )
-        .group_by(ASSIGNMENTS.c.variant_id, sentiment)
+        .group_by(EVENTS.c.user_id, sentiment)
+        .subquery("fb")
+    )
+    statement = (
+        select(ASSIGNMENTS.c.variant_id, per_user.c.sentiment, func.sum(per_user.c.n))
+        .select_from(
+            per_user.join(
+                ASSIGNMENTS,
+                and_(ASSIGNMENTS.c.experiment_id == experiment_id, ASSIGNMENTS.c.user_id == per_user.c.user_id),
+            )
+        )
+        .group_by(ASSIGNMENTS.c.variant_id, per_user.c.sentiment)
     )
     out: dict[int, dict[str, int]] = {}
     for variant_id, label, count in _run(session, statement):
@@ -309,23 +314,32 @@ def experiment_overview(*, session: Session) -> dict[int, ExperimentOverview]:
 # --------------------------------------------------------------------------- analysis queries
 
 
+_EXPOSURES = EVENTS.alias("expo")
+
+
+def _exposed(experiment_id: int, user_id: Any, start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
+    """``user_id`` has at least one exposure event in the window (an index seek per user)."""
+    return exists(
+        select(literal(1)).where(
+            _EXPOSURES.c.experiment_id == experiment_id,
+            _EXPOSURES.c.event_type == EventType.EXPOSURE.value,
+            _EXPOSURES.c.user_id == user_id,
+            *_window(start, end, _EXPOSURES.c.ts),
+        )
+    )
+
+
 def _population(
-    experiment_id: int, start: datetime | None, end: datetime | None, segment: str | None = None
-) -> Subquery:
-    """Assigned users with at least one exposure in the window: ``(user_id, variant_id[, segment])``."""
-    exposed = select(EVENTS.c.user_id).where(
-        EVENTS.c.experiment_id == experiment_id,
-        EVENTS.c.event_type == EventType.EXPOSURE.value,
-        *_window(start, end),
+    source: Any, user_id: Any, experiment_id: int, start: datetime | None, end: datetime | None
+) -> tuple[Any, ColumnElement[bool]]:
+    """Join ``source`` to its user's assignment and the condition that the user was exposed.
+
+    The result's ``ASSIGNMENTS.c.variant_id`` is the user's variant.
+    """
+    joined = source.join(
+        ASSIGNMENTS, and_(ASSIGNMENTS.c.experiment_id == experiment_id, ASSIGNMENTS.c.user_id == user_id)
     )
-    columns: list[Any] = [ASSIGNMENTS.c.user_id, ASSIGNMENTS.c.variant_id]
-    if segment is not None:
-        columns.append(segment_expression(segment).label("segment"))
-    return (
-        select(*columns)
-        .where(ASSIGNMENTS.c.experiment_id == experiment_id, ASSIGNMENTS.c.user_id.in_(exposed))
-        .subquery("pop")
-    )
+    return joined, _exposed(experiment_id, user_id, start, end)
 
 
 def _conversion_filter(experiment_id: int, metrics: Sequence[str]) -> list[ColumnElement[bool]]:
@@ -346,11 +360,25 @@ def exposed_users(
 ) -> dict[tuple[int, str | None], int]:
     """Users of the analysis population per variant (and segment): ``{(variant_id, segment): users}``.
 
-    ``segment`` is ``None`` in the keys unless a segment attribute is given.
+    ``segment`` is ``None`` in the keys unless a segment attribute is given. Without a segment
+    the count comes from :func:`daily_users` (one streaming pass over the exposures).
     """
-    pop = _population(experiment_id, start, end, segment)
-    keys: list[Any] = [pop.c.variant_id] + ([pop.c.segment] if segment is not None else [])
-    statement = select(*keys, func.count()).group_by(*keys)
+    if segment is None:
+        totals: dict[tuple[int, str | None], int] = {}
+        for row in daily_users(session=session, experiment_id=experiment_id, start=start, end=end):
+            totals[(row.variant_id, None)] = totals.get((row.variant_id, None), 0) + row.new_users
+        return totals
+    keys: list[Any] = [ASSIGNMENTS.c.variant_id] + (
+        [segment_expression(segment).label("segment")] if segment is not None else []
+    )
+    statement = (
+        select(*keys, func.count())
+        .where(
+            ASSIGNMENTS.c.experiment_id == experiment_id,
+            _exposed(experiment_id, ASSIGNMENTS.c.user_id, start, end),
+        )
+        .group_by(*keys)
+    )
     out: dict[tuple[int, str | None], int] = {}
     for row in _run(session, statement):
         seg = str(row[1]) if segment is not None else None
@@ -396,11 +424,13 @@ def metric_stats(
     start: datetime | None = None,
     end: datetime | None = None,
     segment: str | None = None,
+    users: dict[tuple[int, str | None], int] | None = None,
 ) -> list[MetricStats]:
     """Per variant (and segment) and metric sufficient statistics, aggregated per user first, in SQL.
 
     One row per (variant, segment) of the population and metric in ``metrics`` (zeros when a
-    variant has no events of a metric), ordered by segment, metric, variant.
+    variant has no events of a metric), ordered by segment, metric, variant. ``users`` may pass
+    the result of :func:`exposed_users` for the same arguments to save its query.
     """
     if not metrics:
         return []
@@ -417,8 +447,10 @@ def metric_stats(
         .group_by(EVENTS.c.metric_name, EVENTS.c.user_id)
         .subquery("pu")
     )
-    pop = _population(experiment_id, start, end, segment)
-    keys: list[Any] = [pop.c.variant_id, per_user.c.metric] + ([pop.c.segment] if segment is not None else [])
+    joined, exposed = _population(per_user, per_user.c.user_id, experiment_id, start, end)
+    keys: list[Any] = [ASSIGNMENTS.c.variant_id, per_user.c.metric] + (
+        [segment_expression(segment).label("segment")] if segment is not None else []
+    )
     statement = (
         select(
             *keys,
@@ -428,14 +460,16 @@ def metric_stats(
             func.sum(case((per_user.c.vmax >= 1, 1), else_=0)),
             func.sum(per_user.c.nb),
         )
-        .select_from(per_user.join(pop, pop.c.user_id == per_user.c.user_id))
+        .select_from(joined)
+        .where(exposed)
         .group_by(*keys)
     )
     found: dict[tuple[int, str, str | None], tuple[Any, ...]] = {}
     for row in _run(session, statement):
         seg = str(row[2]) if segment is not None else None
         found[(int(row[0]), str(row[1]), seg)] = tuple(row[len(keys) :])
-    users = exposed_users(session=session, experiment_id=experiment_id, start=start, end=end, segment=segment)
+    if users is None:
+        users = exposed_users(session=session, experiment_id=experiment_id, start=start, end=end, segment=segment)
     out: list[MetricStats] = []
     for (variant_id, seg), n in sorted(users.items(), key=lambda kv: (kv[0][1] or "", kv[0][0])):
         for metric in metrics:
@@ -466,6 +500,7 @@ def covariate_stats(
     binary: bool,
     start: datetime | None = None,
     end: datetime | None = None,
+    users: dict[tuple[int, str | None], int] | None = None,
 ) -> dict[int, CovariateSummary]:
     """CUPED sums per variant: ``y`` = the metric from ``max(started_at, start)`` to ``end``,
     ``x`` = the same metric before ``started_at`` (pre-experiment), per user first.
@@ -489,21 +524,23 @@ def covariate_stats(
         .group_by(EVENTS.c.user_id)
         .subquery("pu")
     )
-    pop = _population(experiment_id, start, end)
+    joined, exposed = _population(per_user, per_user.c.user_id, experiment_id, start, end)
     statement = (
         select(
-            pop.c.variant_id,
+            ASSIGNMENTS.c.variant_id,
             func.sum(per_user.c.y),
             func.sum(per_user.c.y * per_user.c.y),
             func.sum(per_user.c.x),
             func.sum(per_user.c.x * per_user.c.x),
             func.sum(per_user.c.x * per_user.c.y),
         )
-        .select_from(per_user.join(pop, pop.c.user_id == per_user.c.user_id))
-        .group_by(pop.c.variant_id)
+        .select_from(joined)
+        .where(exposed)
+        .group_by(ASSIGNMENTS.c.variant_id)
     )
     sums = {int(r[0]): [float(v or 0.0) for v in r[1:]] for r in _run(session, statement)}
-    users = exposed_users(session=session, experiment_id=experiment_id, start=start, end=end)
+    if users is None:
+        users = exposed_users(session=session, experiment_id=experiment_id, start=start, end=end)
     out: dict[int, CovariateSummary] = {}
     for (variant_id, _seg), n in sorted(users.items()):
         sy, sy2, sx, sx2, sxy = sums.get(variant_id, [0.0] * 5)
@@ -543,11 +580,17 @@ def percentile_stats(
     """
     if not metrics:
         return []
-    pop = _population(experiment_id, start, end)
+    joined, exposed = _population(EVENTS, EVENTS.c.user_id, experiment_id, start, end)
     values = (
-        select(pop.c.variant_id.label("variant_id"), EVENTS.c.metric_name.label("metric"), EVENTS.c.value.label("value"))
-        .select_from(EVENTS.join(pop, pop.c.user_id == EVENTS.c.user_id))
-        .where(*_conversion_filter(experiment_id, metrics), EVENTS.c.value.is_not(None), *_window(start, end))
+        select(
+            ASSIGNMENTS.c.variant_id.label("variant_id"),
+            EVENTS.c.metric_name.label("metric"),
+            EVENTS.c.value.label("value"),
+        )
+        .select_from(joined)
+        .where(
+            *_conversion_filter(experiment_id, metrics), EVENTS.c.value.is_not(None), *_window(start, end), exposed
+        )
         .subquery("vals")
     )
     partition = [values.c.variant_id, values.c.metric]
@@ -655,15 +698,15 @@ def daily_metric(
     """
     dialect = _dialect(session)
     value = _metric_value()
-    pop = _population(experiment_id, start, end)
     out: list[DailyMetric] = []
     if sum_metrics:
         day = _day(EVENTS.c.ts, dialect).label("day")
+        joined, exposed = _population(EVENTS, EVENTS.c.user_id, experiment_id, start, end)
         statement = (
-            select(day, pop.c.variant_id, EVENTS.c.metric_name, func.sum(value))
-            .select_from(EVENTS.join(pop, pop.c.user_id == EVENTS.c.user_id))
-            .where(*_conversion_filter(experiment_id, sum_metrics), *_window(start, end))
-            .group_by(day, pop.c.variant_id, EVENTS.c.metric_name)
+            select(day, ASSIGNMENTS.c.variant_id, EVENTS.c.metric_name, func.sum(value))
+            .select_from(joined)
+            .where(*_conversion_filter(experiment_id, sum_metrics), *_window(start, end), exposed)
+            .group_by(day, ASSIGNMENTS.c.variant_id, EVENTS.c.metric_name)
         )
         out += [DailyMetric(_as_date(d), int(v), str(m), float(x or 0.0)) for d, v, m, x in _run(session, statement)]
     if binary_metrics:
@@ -678,11 +721,12 @@ def daily_metric(
             .subquery("fc")
         )
         day = _day(first.c.first_ts, dialect).label("day")
+        joined, exposed = _population(first, first.c.user_id, experiment_id, start, end)
         statement = (
-            select(day, pop.c.variant_id, first.c.metric, func.count())
-            .select_from(first.join(pop, pop.c.user_id == first.c.user_id))
-            .where(first.c.first_ts.is_not(None))
-            .group_by(day, pop.c.variant_id, first.c.metric)
+            select(day, ASSIGNMENTS.c.variant_id, first.c.metric, func.count())
+            .select_from(joined)
+            .where(first.c.first_ts.is_not(None), exposed)
+            .group_by(day, ASSIGNMENTS.c.variant_id, first.c.metric)
         )
         out += [DailyMetric(_as_date(d), int(v), str(m), float(n)) for d, v, m, n in _run(session, statement)]
     out.sort(key=lambda r: (r.day, r.metric, r.variant_id))
@@ -722,14 +766,16 @@ def value_distribution(
     lo = min(s.min for s in stats)
     hi = max(s.max for s in stats)
     width = (hi - lo) / bins if hi > lo else 1.0
-    pop = _population(experiment_id, start, end)
+    joined, exposed = _population(EVENTS, EVENTS.c.user_id, experiment_id, start, end)
     raw_bucket = _floor((EVENTS.c.value - literal(lo, Float)) / literal(width, Float), _dialect(session))
     bucket = case((raw_bucket >= bins, bins - 1), else_=raw_bucket).label("bucket")
     statement = (
-        select(pop.c.variant_id, bucket, func.count())
-        .select_from(EVENTS.join(pop, pop.c.user_id == EVENTS.c.user_id))
-        .where(*_conversion_filter(experiment_id, [metric]), EVENTS.c.value.is_not(None), *_window(start, end))
-        .group_by(pop.c.variant_id, bucket)
+        select(ASSIGNMENTS.c.variant_id, bucket, func.count())
+        .select_from(joined)
+        .where(
+            *_conversion_filter(experiment_id, [metric]), EVENTS.c.value.is_not(None), *_window(start, end), exposed
+        )
+        .group_by(ASSIGNMENTS.c.variant_id, bucket)
     )
     counts: dict[int, list[int]] = {s.variant_id: [0] * bins for s in stats}
     for variant_id, b, n in _run(session, statement):

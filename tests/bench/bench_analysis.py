@@ -1,0 +1,214 @@
+"""Benchmark: ``analyze`` on 10,000,000 events in SQLite (2 variants, ~1,000,000 users, 2 metrics).
+
+Run with ``pytest tests/bench/bench_analysis.py -m bench -s``. The data set is generated once
+in a separate process (so its memory does not count) by SQLite itself (recursive CTEs with
+``random()``) and cached under ``/tmp``. The test then runs ``analyze`` in a fresh
+subprocess and reports its wall time and peak RSS (``VmHWM`` of ``/proc/self/status``),
+next to the naive pandas path (read all rows, group by) on the same data.
+
+Targets: ``analyze`` <= 10 s and peak RSS <= 300 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DB_PATH = Path(os.environ.get("ABCORE_BENCH_DB", "/tmp/abcore-bench-10m.db"))
+USERS = 1_000_000
+EXPOSURES = 6_000_000
+CLICKS = 1_500_000
+REVENUE = 2_500_000
+TOTAL_EVENTS = EXPOSURES + CLICKS + REVENUE  # 10,000,000
+START = "2026-01-01 00:00:00"
+MAX_RSS_MB = 300.0
+MAX_SECONDS = 10.0
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process (``VmHWM``), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def generate(path: Path) -> None:
+    """Build the 10M-event database at ``path`` (schema by Alembic, rows by SQLite CTEs)."""
+    from abcore.db import init_db, make_engine
+
+    tmp = path.with_suffix(".partial")
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    engine = init_db(make_engine(f"sqlite:///{tmp}"))
+    engine.dispose()
+    con = sqlite3.connect(tmp)
+    con.execute("PRAGMA journal_mode=OFF")
+    con.execute("PRAGMA synchronous=OFF")
+    con.execute("PRAGMA cache_size=-400000")
+    # Indexes are built after the load (faster); their definitions come from the migration.
+    index_sql = [
+        r[0]
+        for r in con.execute(
+            "SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='ab_experiment_results' AND sql IS NOT NULL"
+        )
+    ]
+    for (name,) in con.execute(
+        "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='ab_experiment_results' AND sql IS NOT NULL"
+    ).fetchall():
+        con.execute(f'DROP INDEX "{name}"')
+    now = "2026-01-20 00:00:00.000000"
+    con.execute(
+        "INSERT INTO ab_experiments (id, name, description, hypothesis, status, salt, traffic_allocation, targeting,"
+        " primary_metric, secondary_metrics, guardrail_metrics, success_criteria, min_duration_days,"
+        " min_samples_per_variant, created_by, created_at, started_at, updated_at) VALUES"
+        " (1, 'bench', '', '', 'running', 'salt', 1.0, '[]', 'click', '[\"revenue\"]', '[]',"
+        " '{\"metric\": \"click\", \"direction\": \"increase\", \"threshold\": 0.02, \"confidence\": 0.95}',"
+        f" 7, 1000, 'bench', '{now}', '{START}.000000', '{now}')"
+    )
+    con.execute(
+        "INSERT INTO ab_experiment_variants (id, experiment_id, name, allocation_pct, config, is_control, position)"
+        " VALUES (1, 1, 'control', 50, '{}', 1, 0), (2, 1, 'treatment', 50, '{}', 0, 1)"
+    )
+    con.execute(
+        f"""
+        WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {USERS - 1})
+        INSERT INTO ab_user_assignments (user_id, experiment_id, variant_id, attributes, assigned_at)
+        SELECT printf('u%07d', i), 1, 1 + (i % 2),
+               CASE i % 3 WHEN 0 THEN '{{"country": "DE"}}' WHEN 1 THEN '{{"country": "US"}}'
+                          ELSE '{{"country": "FR"}}' END,
+               strftime('%Y-%m-%d %H:%M:%S.000000', '{START}', '+' || (i % 1209600) || ' seconds')
+        FROM n
+        """
+    )
+    # Exposures: every user at least once (first EXPOSURES rows cycle through users), spread over 14 days.
+    con.execute(
+        f"""
+        WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {EXPOSURES - 1})
+        INSERT INTO ab_experiment_results (experiment_id, variant_id, user_id, event_type, metric_name, value,
+                                           properties, ts)
+        SELECT 1, 1 + ((i % {USERS}) % 2), printf('u%07d', i % {USERS}), 'exposure', NULL, NULL, '{{}}',
+               strftime('%Y-%m-%d %H:%M:%S.000000', '{START}', '+' || (abs(random()) % 1209600) || ' seconds')
+        FROM n
+        """
+    )
+    # Clicks (binary, value 1) on random users; revenue values carry a +0.5 treatment effect.
+    con.execute(
+        f"""
+        WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {CLICKS - 1}),
+        r AS (SELECT abs(random()) % {USERS} AS u FROM n)
+        INSERT INTO ab_experiment_results (experiment_id, variant_id, user_id, event_type, metric_name, value,
+                                           properties, ts)
+        SELECT 1, 1 + (u % 2), printf('u%07d', u), 'conversion', 'click', 1.0, '{{}}',
+               strftime('%Y-%m-%d %H:%M:%S.000000', '{START}', '+' || (abs(random()) % 1209600) || ' seconds')
+        FROM r
+        """
+    )
+    con.execute(
+        f"""
+        WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {REVENUE - 1}),
+        r AS (SELECT abs(random()) % {USERS} AS u FROM n)
+        INSERT INTO ab_experiment_results (experiment_id, variant_id, user_id, event_type, metric_name, value,
+                                           properties, ts)
+        SELECT 1, 1 + (u % 2), printf('u%07d', u), 'conversion', 'revenue',
+               (abs(random()) % 10000) / 100.0 + (u % 2) * 0.5, '{{}}',
+               strftime('%Y-%m-%d %H:%M:%S.000000', '{START}', '+' || (abs(random()) % 1209600) || ' seconds')
+        FROM r
+        """
+    )
+    con.commit()
+    for sql in index_sql:
+        con.execute(sql)
+    con.execute("ANALYZE")
+    con.commit()
+    con.close()
+    tmp.rename(path)
+
+
+def run_analyze(path: Path) -> dict[str, float]:
+    """Time ``analyze`` on the cached database in this (fresh) process; return the figures."""
+    import resource
+
+    from sqlmodel import Session
+
+    from abcore.analysis import analyze
+    from abcore.db import make_engine
+
+    engine = make_engine(f"sqlite:///{path}")
+    base_rss = _peak_rss_mb()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    with Session(engine) as session:
+        results = analyze(1, session=session)
+    seconds = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    users = sum(v.users for v in results.variants)
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": base_rss,
+            "users": users, "metrics": len(results.metrics), "load": os.getloadavg()[0]}
+
+
+def run_pandas(path: Path) -> dict[str, float]:
+    """The naive path: read every event row into pandas, then group by."""
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    con = sqlite3.connect(path)
+    events = pd.read_sql_query(
+        "SELECT user_id, event_type, metric_name, value FROM ab_experiment_results WHERE experiment_id = 1", con
+    )
+    assignments = pd.read_sql_query("SELECT user_id, variant_id FROM ab_user_assignments WHERE experiment_id = 1", con)
+    exposed = events.loc[events.event_type == "exposure", "user_id"].unique()
+    pop = assignments[assignments.user_id.isin(exposed)]
+    conv = events[events.event_type == "conversion"]
+    per_user = conv.groupby(["metric_name", "user_id"]).value.sum().reset_index()
+    per_user = per_user.merge(pop, on="user_id")
+    per_user.groupby(["metric_name", "variant_id"]).value.agg(["count", "sum"])
+    seconds = time.perf_counter() - t0
+    con.close()
+    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _in_subprocess(mode: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, mode, str(DB_PATH)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.bench
+def test_analyze_10m_events_sqlite() -> None:
+    if not DB_PATH.exists():
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "generate", str(DB_PATH)], check=True)
+        print(f"\ngenerated {TOTAL_EVENTS:,} events in {time.perf_counter() - t0:.1f} s -> {DB_PATH}")
+    figures = _in_subprocess("analyze")
+    print(
+        f"\nanalyze (SQL aggregation): {figures['seconds']:.2f} s wall, {figures['cpu_seconds']:.2f} s CPU "
+        f"(load average {figures['load']:.1f}), peak RSS {figures['peak_rss_mb']:.0f} MB "
+        f"(after imports {figures['rss_before_mb']:.0f} MB), {figures['users']:,} users, {figures['metrics']} results"
+    )
+    naive = _in_subprocess("pandas")
+    print(f"naive pandas (read all rows, group by): {naive['seconds']:.2f} s, peak RSS {naive['peak_rss_mb']:.0f} MB")
+    assert figures["users"] == USERS
+    assert figures["seconds"] <= MAX_SECONDS
+    assert figures["peak_rss_mb"] <= MAX_RSS_MB
+
+
+if __name__ == "__main__":
+    mode, target = sys.argv[1], Path(sys.argv[2])
+    if mode == "generate":
+        generate(target)
+    elif mode == "analyze":
+        print(json.dumps(run_analyze(target)))
+    elif mode == "pandas":
+        print(json.dumps(run_pandas(target)))
