@@ -509,6 +509,12 @@ def _jsonable(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
         return {str(k): v if isinstance(v, str | int | float | bool | type(None)) else str(v) for k, v in attributes.items()}
 
 
+def _bind_processor(type_: Any, dialect: Any) -> Callable[[Any], Any]:
+    """The exact bind conversion SQLAlchemy applies for ``type_`` on ``dialect`` (identity when none)."""
+    processor = type_.dialect_impl(dialect).bind_processor(dialect)
+    return processor if processor is not None else (lambda value: value)
+
+
 class _Unavailable(Exception):
     """The database did not answer within the deadline, or the circuit breaker is open."""
 
@@ -695,7 +701,7 @@ class Assigner:
         """Insert events with one driver-level executemany (bind processing done once per column type)."""
         table = ExperimentEvent.__table__
         dialect = self._engine.dialect
-        ts_proc = table.c.ts.type.bind_processor(dialect) or (lambda v: v)
+        ts_proc = _bind_processor(table.c.ts.type, dialect)
         dumps = json.dumps
         if self._dialect == "sqlite":
             memo: dict[Any, Any] = {}  # events of one batch call share their timestamp object
@@ -1038,6 +1044,7 @@ class Assigner:
             return [None] * n
 
         stored = self._read_stored(d, users)
+        pending_events: list[tuple[Any, ...]] = []
         result: list[Assignment | None]
         if stored:
             index_of = d.index_of
@@ -1059,7 +1066,7 @@ class Assigner:
                         if p >= 0:
                             result[i] = new[p]
             else:
-                self._persist_many(d, users, missing, proposals, attrs_of, result)
+                pending_events = self._persist_many(d, users, missing, proposals, attrs_of, result)
         if persist:
             sticky = self._sticky
             counts = [0] * len(d.variants)
@@ -1077,13 +1084,24 @@ class Assigner:
                     exposures.append((d.id, a.variant_id, u, "exposure", None, None, request_id, {}, now))
             if len(sticky) > self.max_cached_users:
                 self._remember(next(iter(sticky)), sticky[next(iter(sticky))])
-            self._buffer_many(exposures)
+            self._write_now(pending_events + exposures)
             for index, count in enumerate(counts):
                 if count:
                     d.requests[index].inc(count)
                     if expose:
                         d.exposures[index].inc(count)
         return result
+
+    def _write_now(self, rows: list[tuple[Any, ...]]) -> None:
+        """Batch path: write events in one transaction now; on failure they join the buffer for a later flush."""
+        if not rows:
+            return
+        try:
+            with self._engine.begin() as connection:
+                self._write_events(connection, rows)
+        except Exception as exc:  # noqa: BLE001 - keep them: the background flush retries
+            self._log_failure("writing events", exc)
+            self._buffer_many(rows)
 
     def _buffer_many(self, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -1145,9 +1163,10 @@ class Assigner:
         columns = "user_id, experiment_id, variant_id, attributes, assigned_at"
         dumps = json.dumps
         if self._dialect == "sqlite":
-            ts_proc = table.c.assigned_at.type.bind_processor(self._engine.dialect) or (lambda v: v)
+            ts_proc = _bind_processor(table.c.assigned_at.type, self._engine.dialect)
             one = "(?, ?, ?, ?, ?)"
-            prepared = [(r[0], r[1], r[2], dumps(r[3]) if r[3] else "{}", ts_proc(r[4])) for r in rows]
+            stamp = {r[4]: ts_proc(r[4]) for r in {id(r[4]): r for r in rows}.values()}  # rows share a timestamp
+            prepared = [(r[0], r[1], r[2], dumps(r[3]) if r[3] else "{}", stamp[r[4]]) for r in rows]
             size = 1_000
         else:
             return self._insert_rows_postgres(connection, rows)
@@ -1194,7 +1213,7 @@ class Assigner:
         proposals: list[int],
         attrs_of: Callable[[int], Mapping[str, Any] | None],
         result: list[Assignment | None],
-    ) -> None:
+    ) -> list[tuple[Any, ...]]:
         """Insert the proposed rows (ON CONFLICT DO NOTHING, batched) and resolve conflicts to the stored row."""
         rows: dict[str, tuple[Any, ...]] = {}
         now = utcnow()
@@ -1205,7 +1224,7 @@ class Assigner:
                 if u not in rows:
                     rows[u] = (u, d.id, variants[p].id, _jsonable(attrs_of(i)), now)
         if not rows:
-            return
+            return []
         with self._engine.begin() as connection:
             inserted = self._insert_rows(connection, list(rows.values()))
         lost = [u for u in rows if u not in inserted]
@@ -1235,10 +1254,10 @@ class Assigner:
                 events.append((d.id, vid, u, EventType.USER_ASSIGNMENT.value, None, None, None, {}, now))
             else:
                 result[i] = returning[index]
-        self._buffer_many(events)
         for index, count in enumerate(counts):
             if count:
                 d.assignments[index].inc(count)
+        return events
 
     def track(
         self,

@@ -312,13 +312,27 @@ def test_background_flush_by_time_and_size(engine: Engine) -> None:
         client.close()
     sized = Assigner(engine, flush_interval=60.0, max_buffer=50, timeout=2.0)
     try:
-        sized.assign_many([f"s{i}" for i in range(100)], "ranker_v2")
+        for i in range(40):  # 80 events (user_assignment + exposure): crossing 50 wakes the flusher
+            sized.assign(f"s{i}", "ranker_v2")
         deadline = time.monotonic() + 5
-        while count_events(engine, exp_id, "exposure") < 101 and time.monotonic() < deadline:
+        while count_events(engine, exp_id, "exposure") < 26 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert count_events(engine, exp_id, "exposure") == 101
+        assert count_events(engine, exp_id, "exposure") >= 26  # 1 earlier + >= 25 of the first 50 events
+        assert sized.pending_events() < 50
     finally:
         sized.close()
+
+
+def test_assign_many_writes_its_events_before_returning(engine: Engine) -> None:
+    exp_id = make_experiment(engine)
+    client = Assigner(engine, flush_interval=60.0, max_buffer=10**9, timeout=2.0)
+    try:
+        client.assign_many([f"b{i}" for i in range(100)], "ranker_v2")
+        assert client.pending_events() == 0
+        assert count_events(engine, exp_id, "exposure") == 100
+        assert count_events(engine, exp_id, "user_assignment") == 100
+    finally:
+        client.close()
 
 
 def test_definitions_cache_refreshes_within_ttl(engine: Engine) -> None:

@@ -126,10 +126,12 @@ def test_events_survive_a_failed_flush(sqlite_engine: Engine, caplog: pytest.Log
 
 
 def test_buffer_is_bounded_while_the_database_is_down(sqlite_engine: Engine) -> None:
+    """Also: assign_many writes its events at once, and keeps them buffered when that write fails."""
     make_experiment(sqlite_engine)
     client = Assigner(sqlite_engine, flush_interval=60.0, max_buffer=10**9, max_pending=10)
     try:
-        client.assign_many([f"u{i}" for i in range(20)], "ranker_v2")  # 40 events
+        for i in range(20):
+            client.assign(f"u{i}", "ranker_v2")  # 40 buffered events
         with sqlite_engine.begin() as connection:
             connection.exec_driver_sql("ALTER TABLE ab_experiment_results RENAME TO results_away")
         assert client.flush() == 0
@@ -138,3 +140,20 @@ def test_buffer_is_bounded_while_the_database_is_down(sqlite_engine: Engine) -> 
         with sqlite_engine.begin() as connection:
             connection.exec_driver_sql("ALTER TABLE results_away RENAME TO ab_experiment_results")
         client.close()
+
+
+def test_assign_many_keeps_events_when_their_write_fails(sqlite_engine: Engine) -> None:
+    exp_id = make_experiment(sqlite_engine)
+    client = Assigner(sqlite_engine, flush_interval=60.0, max_buffer=10**9)
+    try:
+        with sqlite_engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE ab_experiment_results RENAME TO results_away")
+        result = client.assign_many(["a", "b", "c"], "ranker_v2")
+        assert all(r is not None for r in result)  # the rows were stored; only the event log failed
+        assert client.pending_events() == 6
+        with sqlite_engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE results_away RENAME TO ab_experiment_results")
+        assert client.flush() == 6
+    finally:
+        client.close()
+    assert count_assignments(sqlite_engine, exp_id) == 3

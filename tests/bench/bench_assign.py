@@ -1,0 +1,162 @@
+"""Benchmarks of abcore.assign (``pytest -m bench -s tests/bench/bench_assign.py``), with the GrowthBook
+Python SDK on the same user ids for comparison. They print figures; targets from issue #3 are shown
+next to them but not asserted (the numbers depend on the machine and its load)."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from abcore import experiments as ex
+from abcore.assign import (
+    Assigner,
+    Router,
+    bucket,
+    buckets,
+    choose_variant,
+    choose_variants,
+    cumulative_allocations,
+)
+from abcore.db import make_engine
+
+pytestmark = pytest.mark.bench
+
+N = 1_000_000
+SALT = "ranker_v2-bench"
+WEIGHTS = [50.0, 30.0, 20.0]
+
+
+def _users(n: int, prefix: str = "user") -> list[str]:
+    return [f"{prefix}-{i}" for i in range(n)]
+
+
+def _rate(n: int, fn: Callable[[], Any], repeat: int = 3) -> float:
+    """Best-of-``repeat`` throughput in items per second."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def _row(what: str, value: float, unit: str, target: str = "") -> None:
+    print(f"  {what:<62} {value:>14,.1f} {unit:<10} {target}")
+
+
+def _experiment(engine: Engine, name: str = "bench") -> None:
+    with Session(engine) as session:
+        data = ex.ExperimentCreate(
+            name=name,
+            variants=[ex.VariantCreate(name=f"v{i}", allocation_pct=w) for i, w in enumerate(WEIGHTS)],
+            salt=SALT,
+        )
+        ex.create_experiment(session=session, data=data)
+        ex.start_experiment(session=session, ref=name)
+
+
+def _growthbook() -> tuple[Any, Any, Any]:
+    growthbook = pytest.importorskip("growthbook", reason="the GrowthBook SDK is in the `bench` extra")
+    from growthbook.core import chooseVariation, gbhash, getBucketRanges
+
+    return growthbook, (gbhash, chooseVariation), getBucketRanges
+
+
+def test_bench_bucketing() -> None:
+    users = _users(N)
+    cumulative = cumulative_allocations(WEIGHTS)
+    router = Router(experiment_id="bench", salt=SALT, names=("v0", "v1", "v2"), weights=tuple(WEIGHTS))
+    print(f"\nbucket + variant choice, {N:,} users, one core")
+    _row("abcore vectorised: choose_variants(buckets(ids, salt))", _rate(N, lambda: choose_variants(buckets(users, SALT), cumulative)), "users/s", ">= 2,000,000")
+    _row("abcore scalar: [choose_variant(bucket(u, salt)) ...]", _rate(N, lambda: [choose_variant(bucket(u, SALT), cumulative) for u in users]), "users/s", ">= 2,000,000")
+    _row("abcore Router.route_many (DB-less, seed 001)", _rate(N, lambda: router.route_many(users)), "users/s")
+    _, (gbhash, choose), get_ranges = _growthbook()
+    ranges = get_ranges(3, 1.0, [w / 100 for w in WEIGHTS])
+    _row("GrowthBook: chooseVariation(gbhash(seed, id, 2), ranges)", _rate(N, lambda: [choose(gbhash(SALT, u, 2), ranges) for u in users], repeat=1), "users/s")
+
+
+def test_bench_assign_many_pure(sqlite_engine: Engine) -> None:
+    _experiment(sqlite_engine)
+    client = Assigner(sqlite_engine)
+    users = _users(N, "pure")
+    try:
+        client.assign_many(users[:10], "bench", persist=False)  # warm the definitions
+        print(f"\nassign_many({N:,} users, persist=False): stored rows honoured, nothing written")
+        _row("abcore assign_many(persist=False)", _rate(N, lambda: client.assign_many(users, "bench", persist=False)), "users/s", ">= 1,000,000")
+    finally:
+        client.close()
+
+
+def test_bench_assign_returning_user(sqlite_engine: Engine) -> None:
+    _experiment(sqlite_engine)
+    client = Assigner(sqlite_engine, max_buffer=10**9, flush_interval=3600)
+    users = _users(1000, "warm")
+    try:
+        for u in users:
+            assert client.assign(u, "bench") is not None
+        timings = []
+        for _ in range(100):
+            for u in users:
+                start = time.perf_counter()
+                client.assign(u, "bench")
+                timings.append(time.perf_counter() - start)
+        timings.sort()
+        print(f"\nassign() for a returning user, warm process, exposure buffered ({len(timings):,} calls)")
+        _row("abcore assign median", statistics.median(timings) * 1e6, "us", "<= 20 us")
+        _row("abcore assign p99", timings[int(len(timings) * 0.99)] * 1e6, "us")
+        client._events.clear()
+        growthbook, _, _ = _growthbook()
+        experiment = growthbook.Experiment(key="bench", variations=[0, 1, 2], weights=[w / 100 for w in WEIGHTS])
+        gb_times = []
+        for u in users * 20:
+            start = time.perf_counter()
+            growthbook.GrowthBook(attributes={"id": u}).run(experiment)
+            gb_times.append(time.perf_counter() - start)
+        _row("GrowthBook GrowthBook(attributes).run(experiment) median", statistics.median(gb_times) * 1e6, "us")
+    finally:
+        client.close()
+
+
+def _first_time(engine: Engine, n: int, label: str, target: str) -> None:
+    _experiment(engine)
+    client = Assigner(engine, timeout=10.0)
+    try:
+        client.assign("warm-up", "bench")
+        client.flush()
+        users = _users(n, "new")
+        start = time.perf_counter()
+        result = client.assign_many(users, "bench")
+        client.flush()
+        elapsed = time.perf_counter() - start
+        assert all(a is not None and a.is_new for a in result)
+        print(f"\nfirst-time assignments persisted to {label}: {n:,} new users, rows + user_assignment + exposure events")
+        _row(f"abcore assign_many + flush ({label})", n / elapsed, "users/s", target)
+        singles = _users(500, "single")
+        start = time.perf_counter()
+        for u in singles:
+            client.assign(u, "bench")
+        client.flush()
+        _row(f"abcore assign() one by one, new users ({label})", len(singles) / (time.perf_counter() - start), "users/s")
+        print("  GrowthBook SDK: no server-side persistence of assignments (n/a)")
+    finally:
+        client.close()
+
+
+def test_bench_first_time_sqlite(sqlite_engine: Engine) -> None:
+    _first_time(sqlite_engine, 100_000, "SQLite", ">= 20,000")
+
+
+def test_bench_first_time_postgres(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        _first_time(engine, 50_000, "PostgreSQL", ">= 5,000")
+    finally:
+        engine.dispose()
