@@ -635,8 +635,8 @@ class Assigner:
         else:
             self._suppressed += 1
 
-    def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(*args)`` on a database worker thread, waiting at most ``timeout`` seconds.
+    def _call(self, fn: Callable[..., _T], *args: Any, deadline: float) -> _T:
+        """Run ``fn(*args)`` on a database worker thread, waiting until ``deadline`` (``time.monotonic()``) at most.
 
         Raises :class:`_Unavailable` when the breaker is open or the deadline passes; re-raises the
         function's own exception otherwise. Either opens the breaker for ``retry_after`` seconds.
@@ -651,7 +651,7 @@ class Assigner:
                 executor = self._executor
         future = executor.submit(fn, *args)
         try:
-            return future.result(timeout=self.timeout)
+            return future.result(timeout=max(deadline - time.monotonic(), 0.0005))
         except FutureTimeout:
             self._broken_until = time.monotonic() + self.retry_after
             raise _Unavailable("database timeout") from None
@@ -791,7 +791,7 @@ class Assigner:
         self._defs = defs
         self._defs_expiry = defs.loaded_at + self.cache_ttl
 
-    def _definitions(self) -> _Definitions | None:
+    def _definitions(self, deadline: float) -> _Definitions | None:
         defs = self._defs
         now = time.monotonic()
         if defs is not None and now < self._defs_expiry:
@@ -799,12 +799,13 @@ class Assigner:
         if defs is not None and not self._refresh_lock.acquire(blocking=False):
             return defs  # another thread is reloading; serve the current ones meanwhile
         if defs is None:
-            self._refresh_lock.acquire()
+            if not self._refresh_lock.acquire(timeout=max(deadline - now, 0.0005)):
+                return None
             if self._defs is not None and time.monotonic() < self._defs_expiry:
                 self._refresh_lock.release()
                 return self._defs
         try:
-            self._call(self.refresh)
+            self._call(self.refresh, deadline=deadline)
         except Exception as exc:  # noqa: BLE001 - database trouble: serve stale definitions for a while
             if not isinstance(exc, _Unavailable) or "timeout" in str(exc):
                 self._log_failure("loading experiments", None if isinstance(exc, _Unavailable) else exc)
@@ -815,8 +816,8 @@ class Assigner:
             self._refresh_lock.release()
         return self._defs
 
-    def _lookup(self, experiment: str | int | None) -> _ExperimentDef | None:
-        defs = self._definitions()
+    def _lookup(self, experiment: str | int | None, deadline: float) -> _ExperimentDef | None:
+        defs = self._definitions(deadline)
         if defs is None:
             return None
         found = self._find(defs, experiment)
@@ -825,7 +826,7 @@ class Assigner:
             if now - self._last_miss_refresh >= 1.0:  # a just-started experiment appears within ~1 s
                 self._last_miss_refresh = now
                 self._defs_expiry = 0.0
-                defs = self._definitions()
+                defs = self._definitions(deadline)
                 found = self._find(defs, experiment) if defs is not None else None
         return found
 
@@ -903,12 +904,12 @@ class Assigner:
         if index is not None:
             d.assignments[index].inc()
 
-    def _stored(self, d: _ExperimentDef, user_id: str) -> int | None:
+    def _stored(self, d: _ExperimentDef, user_id: str, deadline: float) -> int | None:
         """The stored variant id of ``user_id`` (process cache first, then the database, deadline-bound)."""
         variant_id = self._sticky.get((d.id, user_id))
         if variant_id is not None:
             return variant_id
-        result = self._call(self._stored_or_insert, d, user_id, None, {})
+        result = self._call(self._stored_or_insert, d, user_id, None, {}, deadline=deadline)
         return None if result is None else result[0]
 
     # ---------------------------------------------------------------- public API
@@ -933,7 +934,8 @@ class Assigner:
         _check_experiment_ref(experiment)
         _check_attributes(attributes)
         try:
-            d = self._lookup(experiment)
+            deadline = time.monotonic() + self.timeout  # the whole call's database budget
+            d = self._lookup(experiment, deadline)
             if d is None:
                 return None
             status = d.status
@@ -944,7 +946,9 @@ class Assigner:
                     answer = d.returning[index]
                 else:
                     proposed = d.proposal(user_id, attributes) if status == _RUNNING else None
-                    result = self._call(self._stored_or_insert, d, user_id, proposed, _jsonable(attributes))
+                    result = self._call(
+                        self._stored_or_insert, d, user_id, proposed, _jsonable(attributes), deadline=deadline
+                    )
                     if result is None:
                         return None
                     index = d.index_of[result[0]]
@@ -1292,10 +1296,11 @@ class Assigner:
             value = 1.0
         _check_attributes(properties)
         try:
-            d = self._lookup(experiment)
+            deadline = time.monotonic() + self.timeout
+            d = self._lookup(experiment, deadline)
             if d is None or d.status not in (_RUNNING, _PAUSED):
                 return False
-            variant_id = self._stored(d, user_id)
+            variant_id = self._stored(d, user_id, deadline)
             if variant_id is None:
                 return False
             self._buffer(
