@@ -597,6 +597,7 @@ class Assigner:
         self._last_miss_refresh = 0.0
         self._refresh_lock = threading.Lock()
         self._sticky: dict[tuple[int, str], int] = {}
+        self._absent: dict[tuple[int, str], float] = {}
         self._events: list[tuple[Any, ...]] = []
         self._events_lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -676,11 +677,13 @@ class Assigner:
                 self.flush()
 
     def _buffer(self, row: tuple[Any, ...]) -> None:
-        events = self._events
-        events.append(row)
+        with self._events_lock:  # flush() swaps the list under the same lock: no event can slip between
+            events = self._events
+            events.append(row)
+            size = len(events)
         if self._thread is None:
             self._ensure_flusher()
-        if len(events) >= self.max_buffer and not self._wake.is_set():
+        if size >= self.max_buffer and not self._wake.is_set():
             self._wake.set()
 
     def _event(
@@ -853,6 +856,15 @@ class Assigner:
             except RuntimeError:  # resized by another thread while iterating: try again next time
                 pass
 
+    def _remember_absent(self, key: tuple[int, str]) -> None:
+        """Negative cache: a user neither stored nor eligible is not looked up again for ``cache_ttl`` seconds."""
+        absent = self._absent
+        absent[key] = time.monotonic() + self.cache_ttl
+        if len(absent) > max(1000, self.max_cached_users // 10):
+            with contextlib.suppress(RuntimeError):
+                for old in list(islice(iter(absent), len(absent) // 2)):
+                    absent.pop(old, None)
+
     def _insert_statement(self) -> Any:
         table = UserAssignment.__table__
         if self._dialect == "postgresql":
@@ -946,10 +958,16 @@ class Assigner:
                     answer = d.returning[index]
                 else:
                     proposed = d.proposal(user_id, attributes) if status == _RUNNING else None
+                    key = (d.id, user_id)
+                    if proposed is None:
+                        absent_until = self._absent.get(key)
+                        if absent_until is not None and absent_until > time.monotonic():
+                            return None  # checked recently: not stored and not eligible
                     result = self._call(
                         self._stored_or_insert, d, user_id, proposed, _jsonable(attributes), deadline=deadline
                     )
                     if result is None:
+                        self._remember_absent(key)
                         return None
                     index = d.index_of[result[0]]
                     answer = d.new[index] if result[1] else d.returning[index]

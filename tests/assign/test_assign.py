@@ -424,3 +424,47 @@ def test_module_level_functions_use_configured_default(engine: Engine) -> None:
         assert assign_module.default_assigner() is client
     finally:
         configure(None)  # back to the configured URL (built lazily, nothing connects here)
+
+
+def test_ineligible_users_do_not_hit_the_database_on_every_request(sqlite_engine: Engine) -> None:
+    from sqlalchemy import event
+
+    make_experiment(sqlite_engine, targeting=[{"attribute": "country", "op": "eq", "value": "DE"}])
+    client = Assigner(sqlite_engine, cache_ttl=5.0, timeout=2.0)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(sqlite_engine, "before_cursor_execute", count)
+    try:
+        for _ in range(50):
+            assert client.assign("fr-user", "ranker_v2", attributes={"country": "FR"}) is None
+        assert len(statements) <= 3  # definitions + one lookup; then the negative cache answers
+        assert client.assign("fr-user", "ranker_v2", attributes={"country": "DE"}) is not None  # eligible now
+    finally:
+        event.remove(sqlite_engine, "before_cursor_execute", count)
+        client.close()
+
+
+def test_threads_assigning_while_flushing_lose_no_event(engine: Engine) -> None:
+    import threading
+
+    exp_id = make_experiment(engine)
+    client = Assigner(engine, flush_interval=0.01, max_buffer=20, timeout=5.0)
+    users = [f"t{i}" for i in range(20)]
+    for u in users:
+        assert client.assign(u, "ranker_v2", expose=False) is not None
+
+    def work() -> None:
+        for _ in range(10):
+            for u in users:
+                client.assign(u, "ranker_v2")
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()  # flushes the rest
+    assert count_events(engine, exp_id, "exposure") == 6 * 10 * len(users)
