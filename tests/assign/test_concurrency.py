@@ -26,8 +26,8 @@ def test_racing_processes_agree_on_one_stored_assignment(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         exp_id = make_experiment(engine, allocations=(25, 25, 25, 25), salt="race")
-        users = [f"racer-{i}" for i in range(200)]
-        start_at = time.time() + 4.0  # children import abcore and connect first, then start together
+        users = [f"racer-{i}" for i in range(120)]
+        start_at = time.time() + 3.0  # children import abcore and connect first, then start together
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         children = [
             subprocess.Popen(
