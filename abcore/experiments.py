@@ -189,6 +189,22 @@ def _as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _text_problems(label: str, value: str, max_length: int | None = MAX_NAME_LENGTH) -> list[str]:
+    """Problems with a short text field: NUL characters (PostgreSQL refuses them) and overlong values."""
+    problems = []
+    if "\x00" in value:
+        problems.append(f"The {label} contains a NUL character.")
+    if max_length is not None and len(value.strip()) > max_length:
+        problems.append(f"The {label} is {len(value.strip()):,} characters long; at most {max_length} are allowed.")
+    return problems
+
+
+def _check_actor(actor: str) -> None:
+    problems = _text_problems("actor name", actor)
+    if problems:
+        raise ExperimentError(" ".join(problems), problems)
+
+
 def validate_experiment(data: ExperimentCreate, *, session: Session | None = None) -> list[str]:
     """Readable problems with ``data``; an empty list means it can be created.
 
@@ -199,10 +215,11 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
     """
     problems: list[str] = []
     name = (data.name or "").strip()
+    name_problems = _text_problems("name", name)
     if not name:
         problems.append("The experiment needs a name.")
-    elif len(name) > MAX_NAME_LENGTH:
-        problems.append(f"The name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed.")
+    elif name_problems:
+        problems.extend(name_problems)
     elif session is not None and session.exec(select(Experiment.id).where(Experiment.name == name)).first():
         problems.append(f"An experiment named {name!r} already exists.")
 
@@ -214,6 +231,8 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
         problems.append("Every variant needs a name.")
     if any(len(n) > MAX_NAME_LENGTH for n in names):
         problems.append(f"Variant names can be at most {MAX_NAME_LENGTH} characters long.")
+    if any("\x00" in n for n in names):
+        problems.append("Variant names cannot contain NUL characters.")
     duplicates = sorted({n for n in names if n and names.count(n) > 1})
     if duplicates:
         problems.append(f"Variant names must be unique: {', '.join(duplicates)} appears more than once.")
@@ -238,6 +257,16 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
     problems.extend(validate_targeting(data.targeting))
     if not (data.primary_metric or "").strip():
         problems.append("The experiment needs a primary metric.")
+    texts = [
+        ("primary metric", data.primary_metric or "", MAX_NAME_LENGTH),
+        ("salt", data.salt or "", MAX_NAME_LENGTH),
+        ("creator name", data.created_by or "", MAX_NAME_LENGTH),
+        ("description", data.description or "", None),
+        ("hypothesis", data.hypothesis or "", None),
+    ]
+    texts += [("metric name", m, MAX_NAME_LENGTH) for m in [*data.secondary_metrics, *data.guardrail_metrics]]
+    for label, value, max_length in texts:
+        problems.extend(_text_problems(label, value, max_length))
     criteria = data.success_criteria or {}
     if criteria:
         if criteria.get("direction", "increase") not in DIRECTIONS:
@@ -287,6 +316,7 @@ def create_experiment(*, session: Session, data: ExperimentCreate, actor: str = 
     generated when not given and never changes afterwards (renaming never reshuffles).
     Raises :class:`ExperimentError` listing every problem found by :func:`validate_experiment`.
     """
+    _check_actor(actor)
     _raise_problems(validate_experiment(data, session=session))
     control_index = next((i for i, v in enumerate(data.variants) if v.is_control), 0)
     now = utcnow()
@@ -365,6 +395,7 @@ def get_variants(*, session: Session, experiment_id: int) -> list[Variant]:
 
 
 def _transition(session: Session, ref: int | str | Experiment, action: str, actor: str) -> Experiment:
+    _check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
     sources, target = TRANSITIONS[action]
     current = experiment.status
@@ -427,6 +458,7 @@ def ship_winner(
     actor: str = "",
 ) -> Experiment:
     """Declare ``variant`` (id or name) the winner of a completed experiment, served to ``rollout_pct`` % of users."""
+    _check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
     if experiment.status != ExperimentStatus.COMPLETED:
         raise InvalidTransition(
@@ -463,6 +495,7 @@ def ship_winner(
 
 def delete_experiment(*, session: Session, ref: int | str | Experiment, actor: str = "") -> None:
     """Delete a draft (it has no data yet); the audit log keeps a record with its name."""
+    _check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
     if experiment.status != ExperimentStatus.DRAFT:
         raise InvalidTransition(
@@ -486,6 +519,7 @@ def update_allocations(
     Users already assigned keep their variant (the stored assignment always wins);
     only new users follow the new split.
     """
+    _check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
     if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
         raise InvalidTransition(f"Cannot change the split of {experiment.name!r}: it is {experiment.status}.")
@@ -514,6 +548,7 @@ def set_traffic_allocation(
     *, session: Session, ref: int | str | Experiment, traffic_allocation: float, actor: str = ""
 ) -> Experiment:
     """Change the share (0-1] of eligible users that enter; raising it only adds users."""
+    _check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
     if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
         raise InvalidTransition(f"Cannot change the traffic share of {experiment.name!r}: it is {experiment.status}.")

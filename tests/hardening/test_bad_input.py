@@ -127,12 +127,6 @@ def test_bad_names_are_refused(session: Session) -> None:
 # actor / metric names against the 200-character columns, nor NUL characters. PostgreSQL then raises a raw
 # sqlalchemy DataError (not an ExperimentError) and SQLite silently stores what PostgreSQL refuses.
 # Expected: ExperimentError with a readable message, nothing stored, on both backends.
-EXPERIMENTS_BUG = (
-    "abcore.experiments: no length (<= 200) / NUL check for salt, metrics, created_by, actor, names; "
-    "Postgres raises DataError, SQLite stores it (reported to the lead)"
-)
-
-
 OVERLONG_OR_NUL = {
     "salt": {"salt": TEN_KB},
     "primary_metric": {"primary_metric": TEN_KB},
@@ -160,7 +154,6 @@ def _refused_cleanly(session: Session, action: Callable[[], object]) -> str | No
     return outcome
 
 
-@pytest.mark.xfail(strict=True, reason=EXPERIMENTS_BUG)
 def test_overlong_or_nul_fields_are_refused_cleanly(session: Session) -> None:
     problems = {}
     for label, fields in OVERLONG_OR_NUL.items():
