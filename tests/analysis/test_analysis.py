@@ -436,3 +436,15 @@ def test_unknown_arguments_raise(session: Session, hand_data: tuple[Experiment, 
 
     with pytest.raises(ExperimentNotFound):
         analyze("no such experiment", session=session)
+
+
+def test_no_data_keeps_running(session: Session) -> None:
+    exp, _ = make_experiment(session, status="draft", started_at=None, stopped_at=None)
+    res = analyze(exp.id, session=session, segment="country", cuped=True)
+    assert [v.users for v in res.variants] == [0, 0]
+    assert res.verdict.decision == "keep_running" and "No exposed users" in res.verdict.reason
+    assert res.warnings  # CUPED needs started_at
+    assert res.daily == () and res.percentiles == ()
+    json.dumps(res.to_dict(), allow_nan=False)
+    empty = queries.value_distribution(session=session, experiment_id=exp.id, metric="latency")
+    assert empty.edges == () and empty.counts == {}

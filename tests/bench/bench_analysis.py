@@ -134,8 +134,8 @@ def generate(path: Path) -> None:
     tmp.rename(path)
 
 
-def run_analyze(path: Path) -> dict[str, float]:
-    """Time ``analyze`` on the cached database in this (fresh) process; return the figures."""
+def run_analyze(path: Path, **options: bool) -> dict[str, float]:
+    """Time ``analyze(1, **options)`` on the cached database in this (fresh) process; return the figures."""
     import resource
 
     from sqlmodel import Session
@@ -148,7 +148,7 @@ def run_analyze(path: Path) -> dict[str, float]:
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     with Session(engine) as session:
-        results = analyze(1, session=session)
+        results = analyze(1, session=session, **options)
     seconds = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
@@ -197,6 +197,11 @@ def test_analyze_10m_events_sqlite() -> None:
         f"(load average {figures['load']:.1f}), peak RSS {figures['peak_rss_mb']:.0f} MB "
         f"(after imports {figures['rss_before_mb']:.0f} MB), {figures['users']:,} users, {figures['metrics']} results"
     )
+    core = _in_subprocess("analyze-core")
+    print(
+        f"analyze(percentiles=False, daily=False) (tests, health checks, verdict only): {core['seconds']:.2f} s wall, "
+        f"{core['cpu_seconds']:.2f} s CPU, peak RSS {core['peak_rss_mb']:.0f} MB"
+    )
     naive = _in_subprocess("pandas")
     print(f"naive pandas (read all rows, group by): {naive['seconds']:.2f} s, peak RSS {naive['peak_rss_mb']:.0f} MB")
     assert figures["users"] == USERS
@@ -210,5 +215,7 @@ if __name__ == "__main__":
         generate(target)
     elif mode == "analyze":
         print(json.dumps(run_analyze(target)))
+    elif mode == "analyze-core":
+        print(json.dumps(run_analyze(target, percentiles=False, daily=False)))
     elif mode == "pandas":
         print(json.dumps(run_pandas(target)))
