@@ -552,3 +552,97 @@ def format_days(days: float | None) -> str:
 def variant_split(names_and_pcts: Iterable[tuple[str, float]]) -> str:
     """``[('control', 50), ('treatment', 50)] -> 'control 50% · treatment 50%'``."""
     return " · ".join(f"{name} {format_number(pct, 2)}%" for name, pct in names_and_pcts)
+
+
+# --------------------------------------------------------------------------- results page
+
+VERDICT_LABELS: dict[str, tuple[str, str]] = {
+    "ship": ("Ship treatment", "green"),
+    "keep_control": ("Keep control", "orange"),
+    "keep_running": ("Keep running", "blue"),
+}
+
+
+def verdict_label(decision: str, variant: str | None = None) -> tuple[str, str]:
+    """Headline and colour of a recommendation, e.g. ``("Ship treatment: boost", "green")``."""
+    label, color = VERDICT_LABELS.get(decision, (decision.replace("_", " ").capitalize(), "gray"))
+    if decision == "ship" and variant:
+        label = f"Ship treatment: {variant}"
+    return label, color
+
+
+def health_level(checks: Iterable[Any]) -> str:
+    """``"error"`` if any check is an error, else ``"warning"`` if any warns, else ``"ok"``."""
+    severities = {getattr(c, "severity", "ok") for c in checks if not getattr(c, "ok", True)}
+    if "error" in severities:
+        return "error"
+    return "warning" if severities else "ok"
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
+    """The results table of one metric: the control row, then one row per treatment.
+
+    Columns: Variant, Users, Conversions (binary metrics), Rate / Mean, Difference [CI],
+    Lift [CI], p-value (adjusted for multiple comparisons), Significant; plus Chance to beat
+    control and Expected loss for the Bayesian method. Every number is formatted.
+    """
+    rows_for = [r for r in results.metrics if r.metric == metric]
+    if not rows_for:
+        return []
+    first = rows_for[0]
+    binary = first.kind == "binary"
+
+    def value(v: float) -> str:
+        return format_pct(v, 2) if binary else format_number(v, 4)
+
+    control: dict[str, str] = {"Variant": f"{first.control_variant} (control)", "Users": format_int(first.control_users)}
+    if binary:
+        control["Conversions"] = format_int(first.control_conversions)
+    control["Rate" if binary else "Mean"] = value(first.control_value)
+    control.update({"Difference [CI]": "–", "Lift [CI]": "–", "p-value (adj.)": "–", "Significant": ""})
+    bayes = any(r.bayes is not None for r in rows_for)
+    if bayes:
+        control.update({"Chance to beat control": "–", "Expected loss": "–"})
+    out = [control]
+    for r in rows_for:
+        t = r.test
+        diff = "–"
+        if _finite(t.diff):
+            shown = format_pct(t.diff, 2, signed=True) if binary else format_number(t.diff, 4)
+            ci = (format_interval(t.ci_low, t.ci_high, digits=2) if binary
+                  else format_interval(t.ci_low, t.ci_high, percent=False))
+            diff = f"{shown} {ci}" if _finite(t.ci_low) else shown
+        lift = "–"
+        if _finite(t.lift):
+            lift = format_pct(t.lift, 1, signed=True)
+            if _finite(t.lift_ci_low) and _finite(t.lift_ci_high):
+                lift += f" {format_interval(t.lift_ci_low, t.lift_ci_high)}"
+        row: dict[str, str] = {"Variant": r.variant, "Users": format_int(r.users)}
+        if binary:
+            row["Conversions"] = format_int(r.conversions)
+        row["Rate" if binary else "Mean"] = value(r.value)
+        row.update({
+            "Difference [CI]": diff,
+            "Lift [CI]": lift,
+            "p-value (adj.)": format_pvalue(r.p_value_adjusted),
+            "Significant": "✅ yes" if r.significant else "no",
+        })
+        if bayes:
+            row["Chance to beat control"] = format_pct(r.bayes.chance_to_beat_control, 1) if r.bayes else "–"
+            row["Expected loss"] = format_number(r.bayes.expected_loss, 5) if r.bayes else "–"
+        if t.error:
+            row["Significant"] = f"⚠️ {t.error}"
+        out.append(row)
+    return out
+
+
+def metrics_in_order(results: Any) -> list[tuple[str, str]]:
+    """``(metric, role)`` pairs in the order analysed (primary first), without repeats."""
+    seen: dict[str, str] = {}
+    for r in results.metrics:
+        seen.setdefault(r.metric, r.role)
+    return list(seen.items())
