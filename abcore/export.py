@@ -99,6 +99,13 @@ def iso_utc(value: datetime | None) -> str:
 
 def _cell(value: Any) -> Any:
     """One CSV cell: datetimes as ISO UTC, dicts/lists as JSON text, None as '', floats in full precision."""
+    kind = type(value)  # exact-type fast paths first: this runs once per cell of millions of rows
+    if kind is str or kind is int:
+        return value
+    if kind is float:
+        return "" if value != value else repr(value)
+    if kind is dict or kind is list:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
     if value is None:
         return ""
     if isinstance(value, datetime):

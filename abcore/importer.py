@@ -230,8 +230,6 @@ class _Resolver:
 
 def _build_record(line: int, raw: Mapping[str, Any], resolver: _Resolver) -> _Record:
     """Validate one input record; raises ValueError with the reason when it is bad."""
-    if _has_nul(raw):
-        raise ValueError("contains a NUL character")
     exp_ref = _pick(raw, "experiment")
     if exp_ref is None:
         raise ValueError("no experiment (field 'experiment' or 'experiment_id')")
@@ -323,6 +321,9 @@ def _iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | No
         except json.JSONDecodeError as exc:
             yield number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
             continue
+        if "\\u0000" in text and _has_nul(data):  # PostgreSQL text cannot hold NUL
+            yield number, None, "contains a NUL character"
+            continue
         if not isinstance(data, dict):
             yield number, None, f"expected a JSON object, got {type(data).__name__}"
             continue
@@ -370,6 +371,8 @@ def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | None
             yield start, None, "not valid UTF-8"
         elif len(row) != len(header):
             yield start, None, f"has {len(row)} fields, the header has {len(header)}"
+        elif any("\x00" in c for c in row):
+            yield start, None, "contains a NUL character"
         else:
             yield start, dict(zip(header, row, strict=True)), ""
         start = end + 1
@@ -427,16 +430,15 @@ def _write_batch(connection: Connection, records: list[_Record], summary: Import
             new_assignments[key] = (new_assignments[key][0], r.ts)
         good.append(r)
     if new_assignments:
+        # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement, batched, RETURNING the inserted ids.
         result = connection.execute(
             insert(assignments)
-            .values(
-                [
-                    {"experiment_id": e, "user_id": u, "variant_id": v, "attributes": {}, "assigned_at": ts}
-                    for (e, u), (v, ts) in new_assignments.items()
-                ]
-            )
             .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
-            .returning(assignments.c.id)
+            .returning(assignments.c.id),
+            [
+                {"experiment_id": e, "user_id": u, "variant_id": v, "attributes": {}, "assigned_at": ts}
+                for (e, u), (v, ts) in new_assignments.items()
+            ],
         )
         created = len(result.all())
         summary.assignments_created += created
@@ -466,26 +468,22 @@ def _write_batch(connection: Connection, records: list[_Record], summary: Import
             unique[r.event_key] = r
     if unique:
         result = connection.execute(
-            insert(events)
-            .values(
-                [
-                    {
-                        "experiment_id": r.experiment_id,
-                        "variant_id": r.variant_id,
-                        "user_id": r.user_id,
-                        "event_type": r.event_type,
-                        "metric_name": r.metric_name,
-                        "value": r.value,
-                        "request_id": r.request_id,
-                        "properties": r.properties,
-                        "ts": r.ts,
-                        "event_key": r.event_key,
-                    }
-                    for r in unique.values()
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["event_key"])
-            .returning(events.c.id)
+            insert(events).on_conflict_do_nothing(index_elements=["event_key"]).returning(events.c.id),
+            [
+                {
+                    "experiment_id": r.experiment_id,
+                    "variant_id": r.variant_id,
+                    "user_id": r.user_id,
+                    "event_type": r.event_type,
+                    "metric_name": r.metric_name,
+                    "value": r.value,
+                    "request_id": r.request_id,
+                    "properties": r.properties,
+                    "ts": r.ts,
+                    "event_key": r.event_key,
+                }
+                for r in unique.values()
+            ],
         )
         inserted = len(result.all())
         summary.imported += inserted

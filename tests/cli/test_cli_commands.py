@@ -130,6 +130,9 @@ def test_init_and_demo_still_work(tmp_path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0 and "newest schema" in out
     code, out, _ = run(capsys, url, "list")
     assert (code, out.strip()) == (0, "No experiments.")
+    make(url, "already-here")
+    code, out, _ = run(capsys, url, "demo", "--if-empty", "--quiet")
+    assert (code, out.strip()) == (0, "The store already holds experiments; demo data not loaded.")
 
 
 # --------------------------------------------------------------------------- list + lifecycle
