@@ -7,6 +7,7 @@ is never hidden by the cache.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
@@ -58,11 +59,13 @@ def _csv_file(experiment_id: int, what: str, options: dict[str, Any]) -> Any:
     """A callable for st.download_button: streams the CSV from the database into a temp file on click."""
 
     def build() -> IO[bytes]:
-        handle = tempfile.TemporaryFile()  # noqa: SIM115 - Streamlit reads and drops it
-        for chunk in iter_csv(experiment=experiment_id, what=what, engine=_ui.engine(),
-                              analyze_kwargs=options if what == "results" else None):
-            handle.write(chunk.encode("utf-8"))
-        handle.seek(0)
+        # Chunks go straight from the database cursor to disk; Streamlit reads the finished file.
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", suffix=".csv", delete=False) as out:
+            for chunk in iter_csv(experiment=experiment_id, what=what, engine=_ui.engine(),
+                                  analyze_kwargs=options if what == "results" else None):
+                out.write(chunk)
+        handle = open(out.name, "rb")  # noqa: SIM115 - Streamlit reads it; a BufferedReader is what it accepts
+        os.unlink(out.name)  # POSIX: the open handle keeps the data readable until it is closed
         return handle
 
     return build

@@ -1,0 +1,227 @@
+"""End to end in a real browser: design an experiment in the form, run it, feed it users
+through abcore.assign, read its results, pause and stop it, download its CSV.
+
+Runs ``streamlit run app.py`` against a temporary SQLite database and drives Debian's
+Chromium with Playwright (never ``playwright install``). Screenshots of every page go to
+``tests/artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlmodel import Session
+
+from abcore import assign as abassign
+from abcore import experiments as ex
+from abcore.db import init_db, make_engine
+from abcore.registry import create_model
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+WAIT_MS = 60_000
+
+
+def _need_browser() -> None:
+    missing = None
+    if not CHROMIUM.exists():
+        missing = f"{CHROMIUM} is missing (install Debian's chromium package)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "the playwright Python package is not installed"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser end-to-end test cannot run in CI: {missing}")
+        pytest.skip(f"browser end-to-end test skipped: {missing}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A dashboard on a free port over a fresh SQLite file: yields (base URL, database URL)."""
+    _need_browser()
+    url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    engine = init_db(make_engine(url))
+    with Session(engine) as s:
+        create_model(session=s, name="two-tower", version="2")
+    engine.dispose()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "ABCORE_USERS"}
+    env["ABCORE_DATABASE_URL"] = url
+    log = (tmp_path / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+            time.sleep(0.3)
+        yield base, url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _rgb(page: object, selector: str) -> tuple[int, int, int]:
+    color = page.locator(selector).last.evaluate("el => getComputedStyle(el).color")  # type: ignore[attr-defined]
+    r, g, b = (int(float(x)) for x in color[color.index("(") + 1:color.index(")")].split(",")[:3])
+    return r, g, b
+
+
+def _set_number(page: object, key: str, value: str) -> None:
+    box = page.locator(f".st-key-{key} input")  # type: ignore[attr-defined]
+    box.fill(value)
+    box.press("Enter")
+
+
+def _confirm(page: object, action: str, experiment_id: int) -> None:
+    page.locator(f".st-key-act_{action}_{experiment_id} button").click()  # type: ignore[attr-defined]
+    page.locator(f".st-key-confirm_{experiment_id} button").click(timeout=WAIT_MS)  # type: ignore[attr-defined]
+
+
+def test_design_run_watch_and_conclude_in_the_browser(server: tuple[str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, db_url = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        expect.set_options(timeout=WAIT_MS)
+
+        page.goto(base)  # the landing page first: the router (st.navigation) takes over from here
+        expect(page.get_by_role("heading", name="Experiments")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "experiments_empty.png"), full_page=True)
+
+        # --- design: three variants, the total is red at 90 % and green at 100 %
+        page.goto(f"{base}/create")
+        page.locator(".st-key-c_name input").fill("E2E ranking test")
+        page.locator(".st-key-c_name input").press("Enter")
+        page.locator(".st-key-add_variant button").click()
+        expect(page.locator(".st-key-v_alloc_2 input")).to_be_visible()
+        _set_number(page, "v_alloc_0", "30")
+        _set_number(page, "v_alloc_1", "30")
+        _set_number(page, "v_alloc_2", "30")
+        total = page.locator(".st-key-allocation_total")
+        expect(total).to_contain_text("90 %")
+        r, g, _ = _rgb(page, ".st-key-allocation_total strong")
+        assert r > g, f"total at 90 % should be red, got rgb({r}, {g})"
+        expect(page.locator(".st-key-create_experiment button")).to_be_disabled()
+        _set_number(page, "v_alloc_2", "40")
+        expect(total).to_contain_text("100 %")
+        r, g, _ = _rgb(page, ".st-key-allocation_total strong")
+        assert g > r, f"total at 100 % should be green, got rgb({r}, {g})"
+        page.locator(".st-key-v_model_1").click()
+        page.get_by_role("option", name="two-tower (v2)").click()
+        expect(page.locator(".st-key-create_experiment button")).to_be_enabled()
+        page.screenshot(path=str(ARTIFACTS / "create.png"), full_page=True)
+        page.locator(".st-key-create_experiment button").click()
+
+        # --- the draft appears on the experiments page; start it
+        expect(page.get_by_role("tab", name="Draft (1)")).to_be_visible()
+        with Session(make_engine(db_url)) as s:
+            experiment = ex.get_experiment(session=s, ref="E2E ranking test")
+            variants = ex.get_variants(session=s, experiment_id=experiment.id)
+        assert experiment.status == "draft"
+        assert [v.allocation_pct for v in variants] == [30.0, 30.0, 40.0]
+        exp_id = int(experiment.id)  # type: ignore[arg-type]
+        page.get_by_role("tab", name="Draft (1)").click()
+        _confirm(page, "start", exp_id)
+        expect(page.get_by_role("tab", name="Running (1)")).to_be_visible()
+
+        # --- users arrive through abcore.assign
+        assigner = abassign.configure(db_url, timeout=10.0, cache_ttl=0.0)
+        rng = random.Random(5)
+        assigned = 0
+        for i in range(300):
+            user = f"e2e-user-{i}"
+            a = assigner.assign(user, "E2E ranking test", attributes={"country": rng.choice(["DE", "FR"])})
+            if a is None:
+                continue
+            assigned += 1
+            if rng.random() < (0.10 if a.is_control else 0.16):
+                assigner.track(user, "E2E ranking test", "conversion")
+        abassign.flush()
+        assert assigned == 300
+
+        # --- results: tables and charts
+        page.goto(f"{base}/results?experiment={exp_id}")
+        expect(page.locator(".st-key-r_verdict")).to_be_visible()
+        expect(page.locator(".st-key-r_health")).to_be_visible()
+        expect(page.locator(".st-key-r_forest")).to_be_visible()
+        expect(page.locator(".st-key-r_assignments")).to_be_visible()
+        assert page.locator("[data-testid='stDataFrame']").count() >= 1
+        expect(page.get_by_text("conversion · primary")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
+
+        # --- download the assignments CSV and read it back
+        with page.expect_download() as download_info:
+            page.locator(".st-key-r_download_assignments button").click()
+        download = download_info.value
+        frame = pd.read_csv(download.path())
+        assert len(frame) == assigned
+        assert set(frame["user_id"]) == {f"e2e-user-{i}" for i in range(300)}
+        with page.expect_download() as download_info:
+            page.locator(".st-key-r_download_results button").click()
+        results = pd.read_csv(download_info.value.path())
+        assert list(results["variant"]) == ["treatment", "treatment_2"]
+
+        # --- pause, then stop
+        page.goto(base)
+        _confirm(page, "pause", exp_id)
+        expect(page.get_by_role("tab", name="Paused (1)")).to_be_visible()
+        page.get_by_role("tab", name="Paused (1)").click()
+        _confirm(page, "stop", exp_id)
+        expect(page.get_by_role("tab", name="Completed (1)")).to_be_visible()
+        page.get_by_role("tab", name="Completed (1)").click()
+        page.screenshot(path=str(ARTIFACTS / "experiments.png"), full_page=True)
+        with Session(make_engine(db_url)) as s:
+            assert ex.get_experiment(session=s, ref=exp_id).status == "completed"
+            actions = [e.action for e in ex.audit_log(session=s, experiment_id=exp_id)]
+        assert actions[:3] == ["stop", "pause", "start"]
+
+        for name in ("sample_size", "models"):
+            page.goto(f"{base}/{name}")
+            page.locator("h1").first.wait_for()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        browser.close()
