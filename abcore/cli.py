@@ -85,10 +85,19 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 def _engine(args: argparse.Namespace) -> Any:
     """An engine for ``--database-url``; CliError when the database is unreachable or not initialised."""
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from abcore.db import current_revision
 
+    try:
+        parsed = make_url(args.database_url)
+    except Exception:  # noqa: BLE001 - any unparsable URL is a user error
+        raise CliError(f"not a database URL: {args.database_url!r}") from None
+    database = parsed.database or ""
+    on_disk = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:")
+    if on_disk and not Path(database).expanduser().exists():  # do not create an empty file for a mistyped path
+        raise CliError(f"no database at {database}; run `abcore init` to create it")
     engine = make_engine(args.database_url)
     try:
         revision = current_revision(engine)

@@ -118,8 +118,15 @@ def test_analysis_choices_match_the_library() -> None:
 
 
 def test_uninitialised_or_unreachable_database_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, f"sqlite:///{tmp_path / 'missing.db'}", "list")
+    assert code == 1 and err.startswith("error: no database at") and "abcore init" in err
+    assert not (tmp_path / "missing.db").exists()  # a mistyped path is not created
+    make_engine(f"sqlite:///{tmp_path / 'empty.db'}").dispose()
+    (tmp_path / "empty.db").touch()
     code, out, err = run(capsys, f"sqlite:///{tmp_path / 'empty.db'}", "list")
-    assert code == 1 and err.startswith("error: ") and "abcore init" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and err.startswith("error: ") and "not initialised" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, "not a url", "list")
+    assert code == 1 and "not a database URL" in err
     code, out, err = run(capsys, "postgresql+psycopg://nobody@127.0.0.1:1/none", "list")
     assert code == 1 and err.startswith("error: cannot open the database") and "Traceback" not in err
 
