@@ -1,3 +1,59 @@
-"""abcore: a self-hosted experimentation platform (assignment, tracking, statistics, dashboard)."""
+"""abcore: a self-hosted experimentation platform (assignment, tracking, statistics, dashboard).
+
+The public names are re-exported here lazily (PEP 562), so ``import abcore.assign`` on a
+recommender's request path does not pay for scipy, pandas or statsmodels::
+
+    from abcore.assign import assign        # the function (``abcore.assign`` is its module)
+    from abcore import track, analyze, create_experiment
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # recommender code (``assign`` itself: ``from abcore.assign import assign``)
+    "assign_many": "abcore.assign",
+    "assign_user_to_variant": "abcore.assign",
+    "track": "abcore.assign",
+    "flush": "abcore.assign",
+    "bucket": "abcore.assign",
+    "configure": "abcore.assign",
+    "Assignment": "abcore.assign",
+    "Assigner": "abcore.assign",
+    "Router": "abcore.assign",
+    # management
+    "ExperimentCreate": "abcore.experiments",
+    "VariantCreate": "abcore.experiments",
+    "ExperimentError": "abcore.experiments",
+    "InvalidTransition": "abcore.experiments",
+    "create_experiment": "abcore.experiments",
+    "start_experiment": "abcore.experiments",
+    "pause_experiment": "abcore.experiments",
+    "resume_experiment": "abcore.experiments",
+    "stop_experiment": "abcore.experiments",
+    "cancel_experiment": "abcore.experiments",
+    "ship_winner": "abcore.experiments",
+    # analysis
+    "analyze": "abcore.analysis",
+    "Results": "abcore.analysis",
+    # store
+    "make_engine": "abcore.db",
+    "init_db": "abcore.db",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'abcore' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

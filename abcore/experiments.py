@@ -547,13 +547,16 @@ def update_allocations(
 def set_traffic_allocation(
     *, session: Session, ref: int | str | Experiment, traffic_allocation: float, actor: str = ""
 ) -> Experiment:
-    """Change the share (0-1] of eligible users that enter; raising it only adds users."""
+    """Change the share [0-1] of eligible users that enter; raising it only adds users.
+
+    0 lets nobody new in (assigned users keep their variant); a new experiment needs more than 0.
+    """
     _check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
     if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
         raise InvalidTransition(f"Cannot change the traffic share of {experiment.name!r}: it is {experiment.status}.")
-    if not _is_number(traffic_allocation) or not 0 < traffic_allocation <= 1:
-        raise ExperimentError("The traffic share must be more than 0 and at most 1 (100 %).")
+    if not _is_number(traffic_allocation) or not 0 <= traffic_allocation <= 1:
+        raise ExperimentError("The traffic share must be between 0 and 1 (100 %).")
     before = experiment.traffic_allocation
     experiment.traffic_allocation = float(traffic_allocation)
     experiment.updated_at = utcnow()

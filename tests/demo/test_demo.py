@@ -54,7 +54,7 @@ def test_demo_is_deterministic(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_running_experiment_has_a_real_effect_in_one_arm_only(demo_engine: Engine) -> None:
-    """Raw conversion shares per arm (the simulated truth: control 12 %, two_tower 14.4 %, popgen 12 %)."""
+    """Raw conversion shares per arm (the simulated truth: control 12 %, two_tower 15.6 %, popgen 12 %)."""
     with Session(demo_engine) as session:
         experiment = session.exec(select(Experiment).where(Experiment.name == "ranker_two_tower_vs_als")).one()
         variants = {v.id: v.name for v in session.exec(select(Variant).where(Variant.experiment_id == experiment.id))}

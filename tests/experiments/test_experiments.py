@@ -196,8 +196,9 @@ def test_allocations_and_traffic_can_change_while_running(session: Session) -> N
     with pytest.raises(ExperimentError, match="no variant"):
         update_allocations(session=session, ref="ramp", allocations={"zz": 100})
     assert set_traffic_allocation(session=session, ref="ramp", traffic_allocation=0.25).traffic_allocation == 0.25
-    with pytest.raises(ExperimentError):
-        set_traffic_allocation(session=session, ref="ramp", traffic_allocation=0)
+    assert set_traffic_allocation(session=session, ref="ramp", traffic_allocation=0).traffic_allocation == 0
+    with pytest.raises(ExperimentError, match="between 0 and 1"):
+        set_traffic_allocation(session=session, ref="ramp", traffic_allocation=1.01)
 
 
 def test_unknown_experiment_is_reported_by_name(session: Session) -> None:
