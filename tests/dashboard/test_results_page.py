@@ -1,0 +1,108 @@
+"""The results page through AppTest: linkable by query parameter, tables, charts, cache invalidation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from abcore import experiments as ex
+from abcore.assign import Assigner
+from abcore.db import make_engine
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+@pytest.fixture
+def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("ABCORE_DATABASE_URL", sqlite_url)
+    monkeypatch.delenv("ABCORE_USERS", raising=False)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield sqlite_url
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def _running_experiment(url: str, users: int = 200) -> int:
+    with Session(make_engine(url), expire_on_commit=False) as s:
+        data = ex.ExperimentCreate(
+            name="Checkout copy",
+            hypothesis="Shorter copy converts better",
+            variants=[ex.VariantCreate(name="control", allocation_pct=50), ex.VariantCreate(name="short", allocation_pct=50)],
+            secondary_metrics=["revenue"],
+        )
+        exp = ex.create_experiment(session=s, data=data)
+        ex.start_experiment(session=s, ref=exp.id)
+    assigner = Assigner(url, timeout=10.0, cache_ttl=0.0)
+    rng = random.Random(3)
+    for i in range(users):
+        a = assigner.assign(f"u{i}", "Checkout copy")
+        assert a is not None
+        if rng.random() < 0.2:
+            assigner.track(f"u{i}", "Checkout copy", "conversion")
+        assigner.track(f"u{i}", "Checkout copy", "revenue", rng.expovariate(0.1))
+        assigner.track(f"u{i}", "Checkout copy", "feedback", 1.0, event_type="feedback",
+                       properties={"sentiment": rng.choice(["positive", "neutral", "negative"])})
+    assigner.close()
+    return int(exp.id)  # type: ignore[arg-type]
+
+
+def _results(ref: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/results.py")
+    at.session_state["live_refresh"] = False
+    at.query_params["experiment"] = ref
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_results_page_is_linkable_and_shows_tables_charts_and_downloads(store: str) -> None:
+    exp_id = _running_experiment(store)
+    at = _results("Checkout copy")  # by name
+    assert at.selectbox(key="r_experiment").value == exp_id
+    assert any("Checkout copy" in m.value for m in at.markdown)
+    headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert headings == ["#### conversion · primary", "#### revenue · secondary"]
+    tables = [d.value for d in at.dataframe]
+    conversion = tables[0]
+    assert list(conversion["Variant"]) == ["control (control)", "short"]
+    assert sum(int(x.replace(",", "")) for x in conversion["Users"]) == 200
+    assert any("fixed-horizon" in w.value for w in at.warning)  # peeking warning while running
+    assert len(at.get("plotly_chart")) >= 5  # forest, cumulative x2, distribution, assignments, feedback
+    assert {b.proto.label for b in at.get("download_button")} == {
+        "Download CSV: Results table", "Download CSV: Assignments", "Download CSV: Events"}
+    by_id = _results(str(exp_id))
+    assert by_id.selectbox(key="r_experiment").value == exp_id
+
+
+def test_new_events_are_never_hidden_by_the_cache(store: str) -> None:
+    _running_experiment(store, users=60)
+    at = _results("Checkout copy")
+    users = at.dataframe[0].value["Users"].tolist()
+    assigner = Assigner(store, timeout=10.0, cache_ttl=0.0)
+    for i in range(60, 100):
+        assert assigner.assign(f"u{i}", "Checkout copy") is not None
+    assigner.close()
+    at.run()
+    after = at.dataframe[0].value["Users"].tolist()
+    assert sum(map(int, after)) == 100 and after != users
+
+
+def test_unknown_experiment_and_draft(store: str) -> None:
+    at = _results("nope")
+    assert any("No experiments yet" in i.value for i in at.info)
+    with Session(make_engine(store)) as s:
+        ex.create_experiment(session=s, data=ex.ExperimentCreate(name="Just a draft", variants=[
+            ex.VariantCreate(name="a", allocation_pct=50), ex.VariantCreate(name="b", allocation_pct=50)]))
+    at = _results("nope")
+    assert any("No experiment 'nope'" in w.value for w in at.warning)
+    at = _results("Just a draft")
+    assert any("is a draft" in i.value for i in at.info)
