@@ -321,6 +321,10 @@ def _analysis_report(results: Any) -> str:
 
 def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"method": args.method, "correction": args.correction, "cuped": args.cuped}
+    if args.start is not None:
+        options["start"] = args.start
+    if args.end is not None:
+        options["end"] = args.end
     if args.alpha is not None:
         options["alpha"] = args.alpha
     return options
@@ -400,6 +404,12 @@ def _cmd_import_events(args: argparse.Namespace) -> int:
     if hidden > 0:
         print(f"... and {hidden:,} more bad lines", file=sys.stderr)
     print(summary)
+    if summary.before_start:
+        print(
+            f"note: {summary.before_start:,} records are dated before their experiment started (or it never "
+            "started); `abcore analyze` counts events from the start on, pass --start to include them.",
+            file=sys.stderr,
+        )
     if args.strict and summary.bad:
         return 1
     return 0
@@ -440,6 +450,15 @@ def _cmd_config_export(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def _timestamp(text: str) -> Any:
+    from abcore.importer import parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _actor(text: str) -> str:
@@ -493,6 +512,13 @@ def _add_analysis_options(parser: argparse.ArgumentParser, prefix: str = "") -> 
         help=prefix + "multiple-comparison correction across variants x metrics (default holm)",
     )
     parser.add_argument("--cuped", action="store_true", help=prefix + "CUPED variance reduction with pre-experiment data")
+    parser.add_argument(
+        "--start", type=_timestamp, default=None, metavar="TIME",
+        help=prefix + "count events from TIME on (ISO-8601 or epoch seconds; default: when the experiment started)",
+    )
+    parser.add_argument(
+        "--end", type=_timestamp, default=None, metavar="TIME", help=prefix + "count events before TIME (default: all)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,6 +92,9 @@ class ImportSummary:
     duplicates: int = 0
     bad: int = 0
     assignments_created: int = 0
+    # Valid records dated before their experiment's start (or for a never-started experiment): the
+    # analysis window begins at ``started_at`` by default, so these need ``analyze --start``.
+    before_start: int = 0
     bad_lines: list[BadLine] = field(default_factory=list)
 
     def add_bad(self, line: int, reason: str) -> None:
@@ -204,16 +207,17 @@ class _Resolver:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._experiments: dict[str, tuple[int, str, dict[str, int], set[int]] | None] = {}
+        self.started_at: dict[int, datetime | None] = {}
 
     def experiment(self, ref: Any) -> tuple[int, str, dict[str, int], set[int]]:
         key = _text(ref, "experiment", 200)
         if key not in self._experiments:
             row = self._connection.execute(
-                select(Experiment.id, Experiment.primary_metric).where(Experiment.name == key)  # type: ignore[arg-type]
+                select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(Experiment.name == key)  # type: ignore[arg-type]
             ).first()
             if row is None and key.isdigit():
                 row = self._connection.execute(
-                    select(Experiment.id, Experiment.primary_metric).where(Experiment.id == int(key))  # type: ignore[arg-type]
+                    select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(Experiment.id == int(key))  # type: ignore[arg-type]
                 ).first()
             if row is None:
                 self._experiments[key] = None
@@ -222,6 +226,10 @@ class _Resolver:
                     select(Variant.id, Variant.name).where(Variant.experiment_id == row[0])  # type: ignore[arg-type]
                 ).all()
                 self._experiments[key] = (row[0], row[1], {n: i for i, n in variants}, {i for i, _ in variants})
+                started = row[2]
+                if started is not None and started.tzinfo is None:
+                    started = started.replace(tzinfo=UTC)
+                self.started_at[row[0]] = started
         found = self._experiments[key]
         if found is None:
             raise ValueError(f"unknown experiment {key[:80]!r}")
@@ -562,9 +570,14 @@ def import_events(
                     summary.add_bad(line, problem)
                     continue
                 try:
-                    batch.append(_build_record(line, data, resolver))
+                    record = _build_record(line, data, resolver)
                 except ValueError as exc:
                     summary.add_bad(line, str(exc))
+                else:
+                    batch.append(record)
+                    started = resolver.started_at.get(record.experiment_id)
+                    if started is None or record.ts < started:
+                        summary.before_start += 1
                 if len(batch) >= batch_size:
                     connection.rollback()  # end the resolver's read transaction (SQLite lock)
                     _flush(engine, batch, summary)
