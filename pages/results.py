@@ -37,7 +37,7 @@ def _analysis(url: str, experiment_id: int, latest_event: int, version: str, opt
     with _ui.session() as s:
         return analyze(
             experiment_id, session=s, method=method, correction=correction, cuped=cuped,
-            start=start, end=end, segment=segment or None,
+            start=start, end=end, segment=segment or None, percentiles=False,
         )
 
 
