@@ -83,9 +83,9 @@ def _edit(models: list[Any]) -> None:
             )
         _ui.flash(f"Model '{name}' saved.")
         st.rerun()
-    cols = st.columns([1, 1, 4])
+    cols = st.columns(2, vertical_alignment="center")
     if model.is_active:
-        confirm = cols[1].checkbox("I am sure", key=f"m_retire_sure_{model.id}")
+        confirm = cols[1].checkbox("Yes, retire it", key=f"m_retire_sure_{model.id}")
         if cols[0].button("Retire", icon=":material/archive:", key=f"m_retire_{model.id}", disabled=not confirm,
                           help="Retired models are no longer offered for new variants; old experiments keep them."):
             with _ui.session() as s:
