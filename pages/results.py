@@ -153,7 +153,10 @@ def _cumulative(results: Any, metric: str) -> tuple[go.Figure, go.Figure] | None
 
 def _charts(experiment: Any, results: Any, latest: int, names: dict[int, str], window: tuple[Any, Any]) -> None:
     st.subheader("Charts")
-    st.plotly_chart(_forest(results), key="r_forest")
+    if any(pd.notna(r.test.lift) for r in results.metrics):
+        st.plotly_chart(_forest(results), key="r_forest")
+    else:
+        st.caption("No lift to plot yet: every treatment needs users and data first.")
     metrics = [m for m, _ in forms.metrics_in_order(results)]
     if metrics:
         metric = st.selectbox("Metric for the charts over time", metrics, key="r_chart_metric")
@@ -161,7 +164,10 @@ def _charts(experiment: Any, results: Any, latest: int, names: dict[int, str], w
         if pair:
             left, right = st.columns(2)
             left.plotly_chart(pair[0], key="r_cum_value")
-            right.plotly_chart(pair[1], key="r_cum_lift")
+            if pair[1].data and any(len(trace.x or ()) for trace in pair[1].data):
+                right.plotly_chart(pair[1], key="r_cum_lift")
+            else:
+                right.caption("No cumulative lift yet: the treatments have no data.")
     url = database_url()
     continuous = [r.metric for r in results.metrics if r.kind == "mean"]
     left, right = st.columns(2)
