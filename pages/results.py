@@ -106,7 +106,7 @@ def _health(results: Any) -> None:
             (st.error if check.severity == "error" else st.warning)(check.message, icon="🩺")
         for warning in results.warnings:
             st.warning(warning, icon="⚠️")
-        if not problems:
+        if forms.health_level(results.health) == "ok" and not results.warnings:
             st.success("Healthy: " + " ".join(c.message for c in results.health), icon="🩺")
 
 
