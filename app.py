@@ -1,6 +1,6 @@
 """abcore dashboard: the router. No logic here.
 
-Each page starts with ``pages._ui.start_page()`` (sign-in gate, shared sidebar), so the
+Each page starts with ``ui.start_page()`` (sign-in gate, shared sidebar), so the
 gate holds however Streamlit reaches the page script.
 """
 

@@ -7,11 +7,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import ui
 from abcore import experiments as ex
 from abcore import forms
 from abcore.queries import metric_names
 from abcore.registry import list_models
-from pages import _ui
 
 ROWS_KEY = "variant_rows"
 FORM_PREFIXES = ("c_", "v_", "targeting_", "plan_", "crit_")
@@ -104,7 +104,7 @@ def _variant_rows(models: list[Any]) -> list[forms.VariantRow]:
 
 def _known_metrics() -> list[str]:
     names = {"conversion"}
-    with _ui.session() as s:
+    with ui.session() as s:
         for experiment in ex.list_experiments(session=s)[:20]:
             names.update(metric_names(session=s, experiment_id=experiment.id))
             names.add(experiment.primary_metric)
@@ -114,9 +114,9 @@ def _known_metrics() -> list[str]:
 def body() -> None:
     st.title("➕ Create experiment")
     st.caption("Design an experiment; it is saved as a **draft** that you start from the Experiments page.")
-    editable = _ui.can_edit()
-    _ui.read_only_notice()
-    with _ui.session() as s:
+    editable = ui.can_edit()
+    ui.read_only_notice()
+    with ui.session() as s:
         models = list_models(session=s, active_only=True)
     metrics = _known_metrics()
 
@@ -220,7 +220,7 @@ def body() -> None:
         confidence=float(st.session_state.get("crit_confidence", 0.95)),
         min_duration_days=int(st.session_state.get("crit_min_days", 7)),
         min_samples_per_variant=int(st.session_state.get("crit_min_samples", 0)),
-        created_by=_ui.actor(),
+        created_by=ui.actor(),
     )
     problems = forms.form_problems(form)
     st.divider()
@@ -232,15 +232,15 @@ def body() -> None:
     if st.button("Create experiment", type="primary", key="create_experiment", disabled=bool(problems) or not editable):
         try:
             data = forms.build_experiment_create(form)
-            with _ui.session() as s:
-                created = ex.create_experiment(session=s, data=data, actor=_ui.actor())
+            with ui.session() as s:
+                created = ex.create_experiment(session=s, data=data, actor=ui.actor())
         except ex.ExperimentError as exc:
-            _ui.show_error(exc)
+            ui.show_error(exc)
         else:
             _reset_form()
-            _ui.flash(f"Draft '{created.name}' created. Start it from the Draft tab.")
+            ui.flash(f"Draft '{created.name}' created. Start it from the Draft tab.")
             st.switch_page("pages/experiments.py")
 
 
-if _ui.start_page():
-    _ui.guarded(body)
+if ui.start_page():
+    ui.guarded(body)

@@ -7,10 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import ui
 from abcore import experiments as ex
 from abcore import forms
 from abcore.queries import participants
-from pages import _ui
 
 TAB_EMPTY = {
     "running": "No experiment is running. Start a draft from the **Draft** tab.",
@@ -48,15 +48,15 @@ def _dismiss() -> None:
 
 def _perform(experiment: Any, action: str, variants: list[Any]) -> None:
     """Run a confirmed action through abcore; abcore refuses invalid transitions."""
-    with _ui.session() as s:
+    with ui.session() as s:
         if action == "ship":
             variant_id = st.session_state[f"ship_variant_{experiment.id}"]
             rollout = float(st.session_state[f"ship_rollout_{experiment.id}"])
-            ex.ship_winner(session=s, ref=experiment.id, variant=variant_id, rollout_pct=rollout, actor=_ui.actor())
+            ex.ship_winner(session=s, ref=experiment.id, variant=variant_id, rollout_pct=rollout, actor=ui.actor())
         else:
-            ACTIONS[action](session=s, ref=experiment.id, actor=_ui.actor())
+            ACTIONS[action](session=s, ref=experiment.id, actor=ui.actor())
     _dismiss()
-    _ui.flash(f"Experiment '{experiment.name}' {DONE[action]}.")
+    ui.flash(f"Experiment '{experiment.name}' {DONE[action]}.")
     st.rerun()
 
 
@@ -84,7 +84,7 @@ def _confirmation(experiment: Any, action: str, variants: list[Any]) -> None:
                 _perform(experiment, action, variants)
             except ex.ExperimentError as exc:
                 _dismiss()
-                _ui.show_error(exc)
+                ui.show_error(exc)
 
 
 def _audit_table(entries: list[Any]) -> None:
@@ -106,7 +106,7 @@ def _audit_table(entries: list[Any]) -> None:
 
 
 def _card(experiment: Any, editable: bool) -> None:
-    with _ui.session() as s:
+    with ui.session() as s:
         variants = ex.get_variants(session=s, experiment_id=experiment.id)
         counts = participants(session=s, experiment_id=experiment.id)
         audit = ex.audit_log(session=s, experiment_id=experiment.id)
@@ -157,12 +157,12 @@ def body() -> None:
     head, new = st.columns([4, 1])
     head.title("🧪 Experiments")
     head.caption("Design, run, watch and conclude experiments. Every change is recorded in the audit log.")
-    editable = _ui.can_edit()
+    editable = ui.can_edit()
     if editable:
         new.page_link("pages/create.py", label="New experiment", icon="➕")
-    _ui.read_only_notice()
+    ui.read_only_notice()
 
-    with _ui.session() as s:
+    with ui.session() as s:
         everything = ex.list_experiments(session=s)
     if not everything:
         st.info("There are no experiments yet. Create the first one with **New experiment**, "
@@ -179,5 +179,5 @@ def body() -> None:
                 _card(experiment, editable)
 
 
-if _ui.start_page():
-    _ui.guarded(body)
+if ui.start_page():
+    ui.guarded(body)

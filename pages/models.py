@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import ui
 from abcore import experiments as ex
 from abcore import forms, registry
-from pages import _ui
 
 
 def _table(models: list[Any]) -> None:
@@ -42,14 +42,14 @@ def _register() -> None:
                 st.error(f"Config: {error}", icon="🧾")
                 return
             try:
-                with _ui.session() as s:
+                with ui.session() as s:
                     model = registry.create_model(
                         session=s, name=name, version=version, description=description, config=config
                     )
             except ex.ExperimentError as exc:
-                _ui.show_error(exc)
+                ui.show_error(exc)
             else:
-                _ui.flash(f"Model '{model.name}' registered.")
+                ui.flash(f"Model '{model.name}' registered.")
                 st.rerun()
 
 
@@ -77,40 +77,40 @@ def _edit(models: list[Any]) -> None:
         if error:
             st.error(f"Config: {error}", icon="🧾")
             return
-        with _ui.session() as s:
+        with ui.session() as s:
             registry.update_model(
                 session=s, model_id=model.id, name=name, version=version, description=description, config=config
             )
-        _ui.flash(f"Model '{name}' saved.")
+        ui.flash(f"Model '{name}' saved.")
         st.rerun()
     cols = st.columns(2, vertical_alignment="center")
     if model.is_active:
         confirm = cols[1].checkbox("Yes, retire it", key=f"m_retire_sure_{model.id}")
         if cols[0].button("Retire", icon=":material/archive:", key=f"m_retire_{model.id}", disabled=not confirm,
                           help="Retired models are no longer offered for new variants; old experiments keep them."):
-            with _ui.session() as s:
+            with ui.session() as s:
                 registry.retire_model(session=s, model_id=model.id)
-            _ui.flash(f"Model '{model.name}' retired.")
+            ui.flash(f"Model '{model.name}' retired.")
             st.rerun()
     elif cols[0].button("Reactivate", icon=":material/unarchive:", key=f"m_reactivate_{model.id}"):
-        with _ui.session() as s:
+        with ui.session() as s:
             registry.update_model(session=s, model_id=model.id, is_active=True)
-        _ui.flash(f"Model '{model.name}' is offered again.")
+        ui.flash(f"Model '{model.name}' is offered again.")
         st.rerun()
 
 
 def body() -> None:
     st.title("🤖 Models")
     st.caption("The recommender models a variant can serve. The create form offers the active ones.")
-    _ui.read_only_notice()
-    with _ui.session() as s:
+    ui.read_only_notice()
+    with ui.session() as s:
         models = registry.list_models(session=s, active_only=False)
     if models:
         _table(models)
     else:
         st.info("No models yet. Register the models you want to compare, then pick one per variant "
                 "when you create an experiment.", icon="👋")
-    if not _ui.can_edit():
+    if not ui.can_edit():
         return
     left, right = st.columns(2)
     with left:
@@ -121,5 +121,5 @@ def body() -> None:
             _edit(models)
 
 
-if _ui.start_page():
-    _ui.guarded(body)
+if ui.start_page():
+    ui.guarded(body)

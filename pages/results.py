@@ -17,12 +17,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+import ui
 from abcore import experiments as ex
 from abcore import forms, queries
 from abcore.analysis import analyze
 from abcore.config import database_url
 from abcore.export import iter_csv
-from pages import _ui
 
 METHODS = {"frequentist": "Frequentist", "sequential": "Sequential (safe to peek)", "bayesian": "Bayesian"}
 CORRECTIONS = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg", "bonferroni": "Bonferroni", "none": "None"}
@@ -34,7 +34,7 @@ SENTIMENT_COLORS = {"positive": "#16a34a", "neutral": "#9ca3af", "negative": "#d
 def _analysis(url: str, experiment_id: int, latest_event: int, version: str, options: tuple[Any, ...]) -> Any:
     """analyze() cached on (database, experiment, latest event id, experiment version, options)."""
     method, correction, cuped, start, end, segment = options
-    with _ui.session() as s:
+    with ui.session() as s:
         return analyze(
             experiment_id, session=s, method=method, correction=correction, cuped=cuped,
             start=start, end=end, segment=segment or None, percentiles=False,
@@ -43,13 +43,13 @@ def _analysis(url: str, experiment_id: int, latest_event: int, version: str, opt
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _assignments(url: str, experiment_id: int, latest_event: int) -> list[Any]:
-    with _ui.session() as s:
+    with ui.session() as s:
         return queries.assignments_per_day(session=s, experiment_id=experiment_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _distribution(url: str, experiment_id: int, latest_event: int, metric: str, window: tuple[Any, Any]) -> Any:
-    with _ui.session() as s:
+    with ui.session() as s:
         return queries.value_distribution(
             session=s, experiment_id=experiment_id, metric=metric, bins=30, start=window[0], end=window[1]
         )
@@ -61,7 +61,7 @@ def _csv_file(experiment_id: int, what: str, options: dict[str, Any]) -> Any:
     def build() -> IO[bytes]:
         # Chunks go straight from the database cursor to disk; Streamlit reads the finished file.
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", suffix=".csv", delete=False) as out:
-            for chunk in iter_csv(experiment=experiment_id, what=what, engine=_ui.engine(),
+            for chunk in iter_csv(experiment=experiment_id, what=what, engine=ui.engine(),
                                   analyze_kwargs=options if what == "results" else None):
                 out.write(chunk)
         handle = open(out.name, "rb")  # noqa: SIM115 - Streamlit reads it; a BufferedReader is what it accepts
@@ -227,7 +227,7 @@ def _controls(experiment: Any) -> tuple[tuple[Any, ...], tuple[Any, Any]]:
 
 
 def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any]) -> None:
-    with _ui.session() as s:
+    with ui.session() as s:
         latest = queries.latest_event_id(session=s, experiment_id=experiment.id)
         variants = ex.get_variants(session=s, experiment_id=experiment.id)
     names = {v.id: v.name for v in variants}
@@ -276,7 +276,7 @@ def _downloads(experiment: Any, options: tuple[Any, ...]) -> None:
 
 def body() -> None:
     st.title("📊 Results")
-    with _ui.session() as s:
+    with ui.session() as s:
         everything = ex.list_experiments(session=s)
     if not everything:
         st.info("No experiments yet. Create one on **Create experiment**, start it, and its results appear here.",
@@ -301,7 +301,7 @@ def body() -> None:
 
     @st.fragment(run_every=REFRESH_SECONDS if live else None)
     def live_report() -> None:
-        _ui.guarded(lambda: _report(experiment, options, window))
+        ui.guarded(lambda: _report(experiment, options, window))
         if live:
             st.caption(f"🔄 Refreshing every {REFRESH_SECONDS} s (turn off *Live refresh* in the sidebar).")
 
@@ -309,5 +309,5 @@ def body() -> None:
     _downloads(experiment, options)
 
 
-if _ui.start_page():
-    _ui.guarded(body)
+if ui.start_page():
+    ui.guarded(body)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+import ui
 from abcore import forms
-from pages import _ui
 
 
 def body() -> None:
@@ -77,5 +77,5 @@ def body() -> None:
                "With more than two variants, consider a stricter α for multiple comparisons.")
 
 
-if _ui.start_page():
-    _ui.guarded(body)
+if ui.start_page():
+    ui.guarded(body)
