@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	# GrowthBook's stats engine, for the cross-check in tests/stats; --no-deps: it pins pandas<2 but runs on ours.
+	$(BIN)/python -m pip install --quiet --no-deps gbstats==0.8.0
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,15 +1,17 @@
 """Cross-check against GrowthBook's stats engine (gbstats) when it is installed.
 
-gbstats is not a dependency (the ``bench`` extra lists the ``growthbook`` SDK, which does
-not contain it), so this module is skipped unless ``import gbstats`` works. Verified with
-gbstats 0.8.0 (``pip install --no-deps gbstats``; it needs pydantic, scipy, numpy).
+gbstats declares ``pandas<2``, so it is not a package dependency; ``make test`` installs it
+with ``pip install --no-deps gbstats==0.8.0`` (it runs on our pandas, scipy, numpy, pydantic).
+Elsewhere this module is skipped with that reason.
 """
 
 from __future__ import annotations
 
 import pytest
 
-gbstats = pytest.importorskip("gbstats")
+gbstats = pytest.importorskip(
+    "gbstats", reason="gbstats is not installed (make test installs it: pip install --no-deps gbstats==0.8.0)"
+)
 
 from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig  # noqa: E402
 from gbstats.frequentist.tests import (  # noqa: E402
