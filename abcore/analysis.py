@@ -385,170 +385,169 @@ def analyze(
     end = queries.as_utc(end)
     warnings: list[str] = []
 
-    variant_rows = get_variants(session=session, experiment_id=exp.id)
-    control_row = next((v for v in variant_rows if v.is_control), variant_rows[0] if variant_rows else None)
-    assigned = queries.participants(session=session, experiment_id=exp.id)
-    metric_roles = _metric_roles(exp)
-    metric_names = [m for m, _ in metric_roles]
-    new_users = queries.daily_users(session=session, experiment_id=exp.id, start=start, end=end)
-    users_by_variant: dict[int, int] = {}
-    for row in new_users:
-        users_by_variant[row.variant_id] = users_by_variant.get(row.variant_id, 0) + row.new_users
-    population = {(vid, None): n for vid, n in users_by_variant.items()}
-    mstats = queries.metric_stats(
-        session=session, experiment_id=exp.id, metrics=metric_names, start=start, end=end, users=population
-    )
-    variants = tuple(
-        VariantInfo(
-            variant_id=int(v.id),  # type: ignore[arg-type]
-            name=v.name,
-            is_control=v is control_row,
-            allocation_pct=float(v.allocation_pct),
-            assigned=assigned.get(int(v.id), 0),  # type: ignore[arg-type]
-            users=users_by_variant.get(int(v.id), 0),  # type: ignore[arg-type]
-        )
-        for v in variant_rows
-    )
-    names = {v.variant_id: v.name for v in variants}
-    control = next((v for v in variants if v.is_control), None)
-    treatments = [v for v in variants if not v.is_control]
-
-    by_key = {(s.metric, s.variant_id): s for s in mstats}
-    kinds = {
-        m: ("mean" if sum(s.non_binary_values for s in mstats if s.metric == m) > 0 else "binary") for m in metric_names
-    }
-
-    # --- per metric x treatment tests
-    planned_n = float(exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
-    if cuped and exp.started_at is None:
-        warnings.append("CUPED needs the experiment's start time (pre-experiment data); analysed without CUPED.")
-        cuped = False
-    if cuped and method == "sequential":
-        warnings.append("CUPED is not combined with sequential testing; analysed without CUPED.")
-        cuped = False
-    covariates: dict[str, dict[int, stats.CovariateSummary]] = {}
-    if cuped:
-        for m in metric_names:
-            covariates[m] = queries.covariate_stats(
-                session=session, experiment_id=exp.id, metric=m, started_at=exp.started_at,  # type: ignore[arg-type]
-                binary=kinds[m] == "binary", start=start, end=end, users=population,
+    # One population (assigned users exposed in the window) for every query of this analysis.
+    with queries.AnalysisScope(session, exp.id, start, end) as scope:
+        variant_rows = get_variants(session=session, experiment_id=exp.id)
+        control_row = next((v for v in variant_rows if v.is_control), variant_rows[0] if variant_rows else None)
+        assigned = queries.participants(session=session, experiment_id=exp.id)
+        metric_roles = _metric_roles(exp)
+        metric_names = [m for m, _ in metric_roles]
+        new_users = scope.daily_users()
+        users_by_variant: dict[int, int] = {}
+        for row in new_users:
+            users_by_variant[row.variant_id] = users_by_variant.get(row.variant_id, 0) + row.new_users
+        population = {(vid, None): n for vid, n in users_by_variant.items()}
+        mstats = scope.metric_stats(metric_names)
+        variants = tuple(
+            VariantInfo(
+                variant_id=int(v.id),  # type: ignore[arg-type]
+                name=v.name,
+                is_control=v is control_row,
+                allocation_pct=float(v.allocation_pct),
+                assigned=assigned.get(int(v.id), 0),  # type: ignore[arg-type]
+                users=users_by_variant.get(int(v.id), 0),  # type: ignore[arg-type]
             )
+            for v in variant_rows
+        )
+        names = {v.variant_id: v.name for v in variants}
+        control = next((v for v in variants if v.is_control), None)
+        treatments = [v for v in variants if not v.is_control]
 
-    raw: list[tuple[str, str, VariantInfo, TestResult, BayesResult | None]] = []
-    if control is not None:
-        zero = queries.MetricStats(control.variant_id, "", 0, 0, 0, 0.0, 0.0, 0)
-        for metric, role in metric_roles:
-            a = by_key.get((metric, control.variant_id), zero)
-            for tv in treatments:
-                b = by_key.get((metric, tv.variant_id), zero)
-                binary = kinds[metric] == "binary"
-                sa = a.binary if binary else a.summary
-                sb = b.binary if binary else b.summary
-                bayes: BayesResult | None = None
-                if cuped:
-                    test: TestResult = stats.cuped(covariates[metric][control.variant_id],
-                                                   covariates[metric][tv.variant_id], alpha=alpha)
-                elif method == "sequential":
-                    test = stats.sequential_test(sa, sb, planned_n=planned_n, alpha=alpha)
-                elif binary:
-                    test = stats.proportion_test_from(sa, sb, alpha=alpha)  # type: ignore[arg-type]
-                else:
-                    test = stats.mean_test_from(sa, sb, alpha=alpha)  # type: ignore[arg-type]
-                if method == "bayesian":
-                    if binary:
-                        bayes = stats.bayes_proportion_from(sa, sb, credible_level=1 - alpha)  # type: ignore[arg-type]
+        by_key = {(s.metric, s.variant_id): s for s in mstats}
+        kinds = {
+            m: ("mean" if sum(s.non_binary_values for s in mstats if s.metric == m) > 0 else "binary") for m in metric_names
+        }
+
+        # --- per metric x treatment tests
+        planned_n = float(exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
+        if cuped and exp.started_at is None:
+            warnings.append("CUPED needs the experiment's start time (pre-experiment data); analysed without CUPED.")
+            cuped = False
+        if cuped and method == "sequential":
+            warnings.append("CUPED is not combined with sequential testing; analysed without CUPED.")
+            cuped = False
+        covariates: dict[str, dict[int, stats.CovariateSummary]] = {}
+        if cuped:
+            for m in metric_names:
+                covariates[m] = queries.covariate_stats(
+                    session=session, experiment_id=exp.id, metric=m, started_at=exp.started_at,  # type: ignore[arg-type]
+                    binary=kinds[m] == "binary", start=start, end=end, users=population,
+                )
+
+        raw: list[tuple[str, str, VariantInfo, TestResult, BayesResult | None]] = []
+        if control is not None:
+            zero = queries.MetricStats(control.variant_id, "", 0, 0, 0, 0.0, 0.0, 0)
+            for metric, role in metric_roles:
+                a = by_key.get((metric, control.variant_id), zero)
+                for tv in treatments:
+                    b = by_key.get((metric, tv.variant_id), zero)
+                    binary = kinds[metric] == "binary"
+                    sa = a.binary if binary else a.summary
+                    sb = b.binary if binary else b.summary
+                    bayes: BayesResult | None = None
+                    if cuped:
+                        test: TestResult = stats.cuped(covariates[metric][control.variant_id],
+                                                       covariates[metric][tv.variant_id], alpha=alpha)
+                    elif method == "sequential":
+                        test = stats.sequential_test(sa, sb, planned_n=planned_n, alpha=alpha)
+                    elif binary:
+                        test = stats.proportion_test_from(sa, sb, alpha=alpha)  # type: ignore[arg-type]
                     else:
-                        bayes = stats.bayes_mean_from(sa, sb, credible_level=1 - alpha)  # type: ignore[arg-type]
-                raw.append((metric, role, tv, test, bayes))
-    p_values = [r[3].p_value for r in raw]
-    adjusted = list(p_values) if correction == "none" else stats.adjust_pvalues(p_values, method=correction)
-    results: list[MetricResult] = []
-    for (metric, role, tv, test, bayes), p_adj in zip(raw, adjusted, strict=True):
-        assert control is not None
-        a = by_key.get((metric, control.variant_id))
-        b = by_key.get((metric, tv.variant_id))
-        binary = kinds[metric] == "binary"
-        sa_any = (a.binary if binary else a.summary) if a else None
-        sb_any = (b.binary if binary else b.summary) if b else None
-        if bayes is not None:
-            ctbc = bayes.chance_to_beat_control
-            significant = bool(math.isfinite(ctbc) and (ctbc > 1 - alpha / 2 or ctbc < alpha / 2))
-        else:
-            significant = _with_significance(test, p_adj, alpha)
-        results.append(
-            MetricResult(
-                metric=metric,
-                role=role,
-                kind=kinds[metric],
-                variant_id=tv.variant_id,
-                variant=tv.name,
-                control_variant=control.name,
-                control_users=control.users,
-                users=tv.users,
-                control_conversions=a.converted if (a and binary) else (0 if binary else None),
-                conversions=b.converted if (b and binary) else (0 if binary else None),
-                control_value=sa_any.mean if sa_any else math.nan,
-                value=sb_any.mean if sb_any else math.nan,
-                control_std=sa_any.std if sa_any else math.nan,
-                std=sb_any.std if sb_any else math.nan,
-                test=test,
-                p_value_adjusted=float(p_adj),
-                significant=significant,
-                method=method,
-                cuped=cuped,
-                bayes=bayes,
+                        test = stats.mean_test_from(sa, sb, alpha=alpha)  # type: ignore[arg-type]
+                    if method == "bayesian":
+                        if binary:
+                            bayes = stats.bayes_proportion_from(sa, sb, credible_level=1 - alpha)  # type: ignore[arg-type]
+                        else:
+                            bayes = stats.bayes_mean_from(sa, sb, credible_level=1 - alpha)  # type: ignore[arg-type]
+                    raw.append((metric, role, tv, test, bayes))
+        p_values = [r[3].p_value for r in raw]
+        adjusted = list(p_values) if correction == "none" else stats.adjust_pvalues(p_values, method=correction)
+        results: list[MetricResult] = []
+        for (metric, role, tv, test, bayes), p_adj in zip(raw, adjusted, strict=True):
+            assert control is not None
+            a = by_key.get((metric, control.variant_id))
+            b = by_key.get((metric, tv.variant_id))
+            binary = kinds[metric] == "binary"
+            sa_any = (a.binary if binary else a.summary) if a else None
+            sb_any = (b.binary if binary else b.summary) if b else None
+            if bayes is not None:
+                ctbc = bayes.chance_to_beat_control
+                significant = bool(math.isfinite(ctbc) and (ctbc > 1 - alpha / 2 or ctbc < alpha / 2))
+            else:
+                significant = _with_significance(test, p_adj, alpha)
+            results.append(
+                MetricResult(
+                    metric=metric,
+                    role=role,
+                    kind=kinds[metric],
+                    variant_id=tv.variant_id,
+                    variant=tv.name,
+                    control_variant=control.name,
+                    control_users=control.users,
+                    users=tv.users,
+                    control_conversions=a.converted if (a and binary) else (0 if binary else None),
+                    conversions=b.converted if (b and binary) else (0 if binary else None),
+                    control_value=sa_any.mean if sa_any else math.nan,
+                    value=sb_any.mean if sb_any else math.nan,
+                    control_std=sa_any.std if sa_any else math.nan,
+                    std=sb_any.std if sb_any else math.nan,
+                    test=test,
+                    p_value_adjusted=float(p_adj),
+                    significant=significant,
+                    method=method,
+                    cuped=cuped,
+                    bayes=bayes,
+                )
             )
+
+        # --- percentiles, feedback
+        pct: tuple[queries.PercentileStats, ...] = ()
+        mean_metrics = [m for m in metric_names if kinds[m] == "mean"]
+        if percentiles and mean_metrics:
+            # by_day: the binned pass over the events also yields the daily sums of the cumulative chart
+            pct = tuple(scope.percentile_stats(mean_metrics, by_day=daily))
+        feedback = {
+            names.get(vid, str(vid)): counts
+            for vid, counts in queries.feedback_counts(session=session, experiment_id=exp.id, start=start, end=end).items()
+        }
+
+        # --- health checks
+        days_run = _days_run(exp, end, now)
+        srm = stats.srm_test([v.users for v in variants], [v.allocation_pct for v in variants]) if variants else \
+            SRMResult(statistic=math.nan, p_value=math.nan, mismatch=False, error="no variants")
+        health = _health_checks(exp, variants, srm, days_run, method)
+
+        verdict = _verdict(exp, variants, results, health, alpha, method)
+
+        series = (
+            _daily_series(scope, exp, variants, metric_names, kinds, new_users, percentiles) if daily and control else ()
         )
+        segments = _segments(session, exp, variants, metric_names, kinds, start, end, segment, alpha) if segment else ()
 
-    # --- percentiles, feedback
-    pct: tuple[queries.PercentileStats, ...] = ()
-    mean_metrics = [m for m in metric_names if kinds[m] == "mean"]
-    if percentiles and mean_metrics:
-        pct = tuple(
-            queries.percentile_stats(session=session, experiment_id=exp.id, metrics=mean_metrics, start=start, end=end)
+        return Results(
+            experiment_id=exp.id,
+            experiment=exp.name,
+            status=exp.status,
+            method=method,
+            correction=correction,
+            alpha=alpha,
+            cuped=cuped,
+            start=start,
+            end=end,
+            computed_at=now,
+            days_run=days_run,
+            variants=variants,
+            metrics=tuple(results),
+            percentiles=pct,
+            feedback=feedback,
+            srm=srm,
+            health=health,
+            verdict=verdict,
+            daily=series,
+            segment=segment,
+            segments=segments,
+            warnings=tuple(warnings),
         )
-    feedback = {
-        names.get(vid, str(vid)): counts
-        for vid, counts in queries.feedback_counts(session=session, experiment_id=exp.id, start=start, end=end).items()
-    }
-
-    # --- health checks
-    days_run = _days_run(exp, end, now)
-    srm = stats.srm_test([v.users for v in variants], [v.allocation_pct for v in variants]) if variants else \
-        SRMResult(statistic=math.nan, p_value=math.nan, mismatch=False, error="no variants")
-    health = _health_checks(exp, variants, srm, days_run, method)
-
-    verdict = _verdict(exp, variants, results, health, alpha, method)
-
-    series = (
-        _daily_series(session, exp, variants, metric_names, kinds, start, end, new_users) if daily and control else ()
-    )
-    segments = _segments(session, exp, variants, metric_names, kinds, start, end, segment, alpha) if segment else ()
-
-    return Results(
-        experiment_id=exp.id,
-        experiment=exp.name,
-        status=exp.status,
-        method=method,
-        correction=correction,
-        alpha=alpha,
-        cuped=cuped,
-        start=start,
-        end=end,
-        computed_at=now,
-        days_run=days_run,
-        variants=variants,
-        metrics=tuple(results),
-        percentiles=pct,
-        feedback=feedback,
-        srm=srm,
-        health=health,
-        verdict=verdict,
-        daily=series,
-        segment=segment,
-        segments=segments,
-        warnings=tuple(warnings),
-    )
 
 
 def _health_checks(
@@ -665,23 +664,19 @@ def _verdict(
 
 
 def _daily_series(
-    session: Session,
+    scope: queries.AnalysisScope,
     exp: Experiment,
     variants: Sequence[VariantInfo],
     metric_names: Sequence[str],
     kinds: dict[str, str],
-    start: datetime | None,
-    end: datetime | None,
     new_users: Sequence[queries.DailyUsers],
+    with_bins: bool,
 ) -> tuple[DailyPoint, ...]:
     assert exp.id is not None
-    rows = queries.daily_metric(
-        session=session,
-        experiment_id=exp.id,
-        sum_metrics=[m for m in metric_names if kinds[m] == "mean"],
-        binary_metrics=[m for m in metric_names if kinds[m] == "binary"],
-        start=start,
-        end=end,
+    rows = scope.daily_metric(
+        [m for m in metric_names if kinds[m] == "mean"],
+        [m for m in metric_names if kinds[m] == "binary"],
+        with_bins=with_bins,
     )
     days = sorted({r.day for r in new_users} | {r.day for r in rows})
     users_on = {(r.day, r.variant_id): r.new_users for r in new_users}

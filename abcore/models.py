@@ -129,9 +129,14 @@ class ExperimentEvent(SQLModel, table=True):
 
     __tablename__ = "ab_experiment_results"
     __table_args__ = (
-        # Covering index for the per-user aggregation of abcore.queries (experiment -> type -> metric -> user, value).
-        Index("ix_results_exp_type_metric_user", "experiment_id", "event_type", "metric_name", "user_id", "value"),
-        Index("ix_results_exp_ts", "experiment_id", "ts"),
+        # Same set as the migrations create (0001-0003); abcore.queries reads events through these two.
+        # Per-user metric aggregation with a time window, answered from the index alone.
+        Index(
+            "ix_results_exp_type_metric_user_ts_value",
+            "experiment_id", "event_type", "metric_name", "user_id", "ts", "value",
+        ),
+        # First exposure per user (and any per-experiment scan).
+        Index("ix_results_exp_type_user_ts", "experiment_id", "event_type", "user_id", "ts"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True, autoincrement=True))

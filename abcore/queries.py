@@ -26,13 +26,18 @@ Conventions shared by the analysis queries
 
 from __future__ import annotations
 
+import contextlib
+import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Date, Float, Integer, and_, case, cast, exists, func, literal, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.selectable import Join
 from sqlmodel import Session
 
 from abcore.models import EventType, Experiment, ExperimentEvent, UserAssignment, Variant
@@ -40,6 +45,8 @@ from abcore.stats import BinarySummary, CovariateSummary, MeanSummary
 
 __all__ = [
     "PERCENTILES",
+    "PERCENTILE_BINS",
+    "AnalysisScope",
     "DailyMetric",
     "DailyUsers",
     "MetricStats",
@@ -106,6 +113,8 @@ def _as_date(value: Any) -> date:
         return value.date()
     if isinstance(value, date):
         return value
+    if isinstance(value, int):  # YYYYMMDD from _day_number
+        return date(value // 10000, value // 100 % 100, value % 100)
     return date.fromisoformat(str(value)[:10])
 
 
@@ -114,6 +123,18 @@ def _day(column: Any, dialect: str) -> ColumnElement[Any]:
     if dialect == "sqlite":
         return func.substr(column, 1, 10)
     return cast(func.timezone("UTC", column), Date)
+
+
+def _day_number(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The UTC day of a timestamp column as the integer ``YYYYMMDD`` on SQLite (a cheap integer key);
+    the ``date`` on Postgres (see :func:`_day`)."""
+    if dialect == "sqlite":
+        return cast(func.replace(func.substr(column, 1, 10), "-", ""), Integer)
+    return _day(column, dialect)
+
+
+#: Radix of a packed ``YYYYMMDD`` day (see :func:`_aggregate`).
+DAY_RADIX = 100_000_000
 
 
 def _floor(expr: Any, dialect: str) -> ColumnElement[Any]:
@@ -361,13 +382,11 @@ def exposed_users(
     """Users of the analysis population per variant (and segment): ``{(variant_id, segment): users}``.
 
     ``segment`` is ``None`` in the keys unless a segment attribute is given. Without a segment
-    the count comes from :func:`daily_users` (one streaming pass over the exposures).
+    the count comes from the population of an :class:`AnalysisScope` (one pass over the exposures).
     """
     if segment is None:
-        totals: dict[tuple[int, str | None], int] = {}
-        for row in daily_users(session=session, experiment_id=experiment_id, start=start, end=end):
-            totals[(row.variant_id, None)] = totals.get((row.variant_id, None), 0) + row.new_users
-        return totals
+        with AnalysisScope(session, experiment_id, start, end) as scope:
+            return scope.exposed_users()
     keys: list[Any] = [ASSIGNMENTS.c.variant_id] + (
         [segment_expression(segment).label("segment")] if segment is not None else []
     )
@@ -434,6 +453,16 @@ def metric_stats(
     """
     if not metrics:
         return []
+    if segment is None:
+        with AnalysisScope(session, experiment_id, start, end) as scope:
+            if users is None:
+                return scope.metric_stats(metrics)
+            found: dict[tuple[int, str, str | None], list[Any]] = {}
+            for r in scope._user_metrics(metrics):
+                acc = found.setdefault((r.variant_id, r.metric, None), [0, 0.0, 0.0, 0, 0])
+                for i, x in enumerate((r.users, r.sum, r.sum_squares, r.converted, r.non_binary)):
+                    acc[i] += x
+            return _assemble_metric_stats(metrics, users, found)
     value = _metric_value()
     per_user = (
         select(
@@ -470,25 +499,7 @@ def metric_stats(
         found[(int(row[0]), str(row[1]), seg)] = tuple(row[len(keys) :])
     if users is None:
         users = exposed_users(session=session, experiment_id=experiment_id, start=start, end=end, segment=segment)
-    out: list[MetricStats] = []
-    for (variant_id, seg), n in sorted(users.items(), key=lambda kv: (kv[0][1] or "", kv[0][0])):
-        for metric in metrics:
-            with_events, total, total_sq, converted, non_binary = found.get((variant_id, metric, seg), (0, 0, 0, 0, 0))
-            out.append(
-                MetricStats(
-                    variant_id=variant_id,
-                    metric=metric,
-                    users=n,
-                    users_with_events=int(with_events or 0),
-                    converted=int(converted or 0),
-                    sum=float(total or 0.0),
-                    sum_squares=float(total_sq or 0.0),
-                    non_binary_values=int(non_binary or 0),
-                    segment=seg,
-                )
-            )
-    out.sort(key=lambda m: (m.segment or "", m.metric, m.variant_id))
-    return out
+    return _assemble_metric_stats(metrics, users, found)
 
 
 def covariate_stats(
@@ -573,63 +584,16 @@ def percentile_stats(
     end: datetime | None = None,
     percentiles: Sequence[int] = PERCENTILES,
 ) -> list[PercentileStats]:
-    """Nearest-rank percentiles of event values per variant and metric, by window functions in SQL.
+    """Nearest-rank percentiles of event values per variant and metric, ordered by metric and variant.
 
-    ``row_number()`` and ``count()`` over ``(variant, metric)`` rank the values; the database
-    keeps only the rows at the wanted ranks. Events with a NULL value are ignored.
+    Exact (rank ``ceil(p N / 100)`` of the sorted values, numpy ``inverted_cdf``); events with a
+    NULL value are ignored; variants without values are absent. Computed by
+    :meth:`AnalysisScope.percentile_stats` (binned counts, then only the bins holding a wanted rank).
     """
     if not metrics:
         return []
-    joined, exposed = _population(EVENTS, EVENTS.c.user_id, experiment_id, start, end)
-    values = (
-        select(
-            ASSIGNMENTS.c.variant_id.label("variant_id"),
-            EVENTS.c.metric_name.label("metric"),
-            EVENTS.c.value.label("value"),
-        )
-        .select_from(joined)
-        .where(
-            *_conversion_filter(experiment_id, metrics), EVENTS.c.value.is_not(None), *_window(start, end), exposed
-        )
-        .subquery("vals")
-    )
-    partition = [values.c.variant_id, values.c.metric]
-    ranked = select(
-        values.c.variant_id,
-        values.c.metric,
-        values.c.value,
-        func.row_number().over(partition_by=partition, order_by=values.c.value).label("rn"),
-        func.count().over(partition_by=partition).label("cnt"),
-    ).subquery("ranked")
-    wanted = [
-        func.max(case((ranked.c.rn == (ranked.c.cnt * int(p) + 99) // 100, ranked.c.value))).label(f"p{p}")
-        for p in percentiles
-    ]
-    statement = (
-        select(
-            ranked.c.variant_id,
-            ranked.c.metric,
-            func.count(),
-            func.min(ranked.c.value),
-            func.max(ranked.c.value),
-            func.avg(ranked.c.value),
-            *wanted,
-        )
-        .group_by(ranked.c.variant_id, ranked.c.metric)
-        .order_by(ranked.c.metric, ranked.c.variant_id)
-    )
-    return [
-        PercentileStats(
-            variant_id=int(r[0]),
-            metric=str(r[1]),
-            count=int(r[2]),
-            min=float(r[3]),
-            max=float(r[4]),
-            mean=float(r[5]),
-            percentiles={int(p): float(v) for p, v in zip(percentiles, r[6:], strict=True)},
-        )
-        for r in _run(session, statement)
-    ]
+    with AnalysisScope(session, experiment_id, start, end) as scope:
+        return scope.percentile_stats(metrics, percentiles)
 
 
 @dataclass(frozen=True)
@@ -645,29 +609,8 @@ def daily_users(
     *, session: Session, experiment_id: int, start: datetime | None = None, end: datetime | None = None
 ) -> list[DailyUsers]:
     """New exposed users per UTC day and variant (by first exposure), ordered by day and variant."""
-    first = (
-        select(EVENTS.c.user_id.label("user_id"), func.min(EVENTS.c.ts).label("first_ts"))
-        .where(
-            EVENTS.c.experiment_id == experiment_id,
-            EVENTS.c.event_type == EventType.EXPOSURE.value,
-            *_window(start, end),
-        )
-        .group_by(EVENTS.c.user_id)
-        .subquery("fe")
-    )
-    day = _day(first.c.first_ts, _dialect(session)).label("day")
-    statement = (
-        select(day, ASSIGNMENTS.c.variant_id, func.count())
-        .select_from(
-            first.join(
-                ASSIGNMENTS,
-                and_(ASSIGNMENTS.c.experiment_id == experiment_id, ASSIGNMENTS.c.user_id == first.c.user_id),
-            )
-        )
-        .group_by(day, ASSIGNMENTS.c.variant_id)
-        .order_by(day, ASSIGNMENTS.c.variant_id)
-    )
-    return [DailyUsers(_as_date(d), int(v), int(n)) for d, v, n in _run(session, statement)]
+    with AnalysisScope(session, experiment_id, start, end) as scope:
+        return scope.daily_users()
 
 
 @dataclass(frozen=True)
@@ -696,41 +639,10 @@ def daily_metric(
     first value >= 1 happened that day. Cumulating these in Python over the few day rows gives
     the running mean / conversion rate.
     """
-    dialect = _dialect(session)
-    value = _metric_value()
-    out: list[DailyMetric] = []
-    if sum_metrics:
-        day = _day(EVENTS.c.ts, dialect).label("day")
-        joined, exposed = _population(EVENTS, EVENTS.c.user_id, experiment_id, start, end)
-        statement = (
-            select(day, ASSIGNMENTS.c.variant_id, EVENTS.c.metric_name, func.sum(value))
-            .select_from(joined)
-            .where(*_conversion_filter(experiment_id, sum_metrics), *_window(start, end), exposed)
-            .group_by(day, ASSIGNMENTS.c.variant_id, EVENTS.c.metric_name)
-        )
-        out += [DailyMetric(_as_date(d), int(v), str(m), float(x or 0.0)) for d, v, m, x in _run(session, statement)]
-    if binary_metrics:
-        first = (
-            select(
-                EVENTS.c.metric_name.label("metric"),
-                EVENTS.c.user_id.label("user_id"),
-                func.min(case((value >= 1, EVENTS.c.ts))).label("first_ts"),
-            )
-            .where(*_conversion_filter(experiment_id, binary_metrics), *_window(start, end))
-            .group_by(EVENTS.c.metric_name, EVENTS.c.user_id)
-            .subquery("fc")
-        )
-        day = _day(first.c.first_ts, dialect).label("day")
-        joined, exposed = _population(first, first.c.user_id, experiment_id, start, end)
-        statement = (
-            select(day, ASSIGNMENTS.c.variant_id, first.c.metric, func.count())
-            .select_from(joined)
-            .where(first.c.first_ts.is_not(None), exposed)
-            .group_by(day, ASSIGNMENTS.c.variant_id, first.c.metric)
-        )
-        out += [DailyMetric(_as_date(d), int(v), str(m), float(n)) for d, v, m, n in _run(session, statement)]
-    out.sort(key=lambda r: (r.day, r.metric, r.variant_id))
-    return out
+    if not sum_metrics and not binary_metrics:
+        return []
+    with AnalysisScope(session, experiment_id, start, end) as scope:
+        return scope.daily_metric(sum_metrics, binary_metrics)
 
 
 @dataclass(frozen=True)
@@ -787,3 +699,494 @@ def value_distribution(
         counts={k: tuple(v) for k, v in counts.items()},
         percentiles={s.variant_id: s for s in stats},
     )
+
+
+# --------------------------------------------------------------------------- analysis scope (one population per analysis)
+
+#: Equal-width bins of the first percentile pass; the exact values are then read from the few bins holding a wanted rank.
+PERCENTILE_BINS = 1024
+
+
+class _OuterFirstJoin(Join):
+    """An inner join whose left side SQLite must scan first (``CROSS JOIN``: SQLite keeps the written order).
+
+    The analysis queries scan the event index range once and look every row's user up in the
+    population table by primary key; left to itself, SQLite's planner (without statistics for the
+    temporary table) may instead seek the events once per population user, or materialize the
+    per-user subquery before joining. Other backends get a plain ``JOIN``.
+    """
+
+    inherit_cache = True
+
+
+@compiles(_OuterFirstJoin, "sqlite")
+def _compile_outer_first_join(element: _OuterFirstJoin, compiler: Any, **kw: Any) -> str:
+    kw["asfrom"] = True
+    left = compiler.process(element.left, **kw)
+    right = compiler.process(element.right, **kw)
+    kw.pop("asfrom")
+    return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
+
+
+def _aggregate(
+    session: Session,
+    rows: Any,
+    keys: Sequence[str],
+    aggs: dict[str, str],
+    radix: Sequence[int] | None = None,
+) -> list[tuple[Any, ...]]:
+    """Group the labelled columns of the ``rows`` select by ``keys`` and combine ``aggs`` (``sum``/``min``/``max``).
+
+    Returns ``(*keys, *aggs)`` tuples in no particular order. PostgreSQL runs a plain ``GROUP BY``
+    (hash aggregate). SQLite has no hash aggregate: its ``GROUP BY`` sorts every input row, which
+    costs seconds on millions of rows, so the rows are folded into a temporary table keyed by
+    the group (``INSERT ... ON CONFLICT DO UPDATE``: one lookup in a small B-tree per row). With
+    ``radix`` (one bound per key; every key value an integer in ``[0, bound)``) the keys are packed
+    into one integer, the table's rowid, which is several times faster than a composite key.
+    Aggregated values must not be NULL except for ``min``/``max``; key values must not be NULL.
+    """
+    sub = rows.subquery("agg_in")
+    if _dialect(session) != "sqlite":
+        fns = {"sum": func.sum, "min": func.min, "max": func.max}
+        statement = select(
+            *[sub.c[k] for k in keys], *[fns[how](sub.c[name]).label(name) for name, how in aggs.items()]
+        ).group_by(*[sub.c[k] for k in keys])
+        return [tuple(r) for r in _run(session, statement)]
+    from sqlalchemy import Column, MetaData, Table, text
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    from sqlalchemy.types import NullType
+
+    packed = radix is not None and math.prod(radix) < 2**62
+    name = f"abq_agg_{uuid.uuid4().hex[:12]}"
+    columns = ["k", *aggs] if packed else [*keys, *aggs]
+    quoted = ", ".join(f'"{c}"' for c in aggs)
+    if packed:
+        ddl = f'CREATE TEMP TABLE "{name}" (k INTEGER PRIMARY KEY, {quoted})'
+        key: Any = sub.c[keys[0]]
+        for k, bound in zip(keys[1:], radix[1:], strict=True):  # type: ignore[index]
+            key = key * bound + sub.c[k]
+        selected = [key.label("k"), *[sub.c[c] for c in aggs]]
+    else:
+        pk = ", ".join(f'"{k}"' for k in keys)
+        ddl = f'CREATE TEMP TABLE "{name}" ({pk}, {quoted}, PRIMARY KEY ({pk})) WITHOUT ROWID'
+        selected = [sub.c[c] for c in columns]
+    connection = session.connection()
+    connection.execute(text(ddl))
+    try:
+        table = Table(name, MetaData(), *[Column(c, NullType()) for c in columns])
+        insert = sqlite_insert(table).from_select(columns, select(*selected).where(literal(1) == 1))
+        updates: dict[str, Any] = {}
+        for col, how in aggs.items():
+            old, new = table.c[col], insert.excluded[col]
+            if how == "sum":
+                updates[col] = old + new
+            else:
+                pick = func.min if how == "min" else func.max
+                updates[col] = pick(func.coalesce(old, new), func.coalesce(new, old))
+        target = ["k"] if packed else list(keys)
+        connection.execute(insert.on_conflict_do_update(index_elements=target, set_=updates))
+        found = [tuple(r) for r in connection.execute(select(table))]
+    except BaseException:
+        with contextlib.suppress(Exception):
+            connection.execute(text(f'DROP TABLE IF EXISTS temp."{name}"'))
+        raise
+    connection.execute(text(f'DROP TABLE IF EXISTS temp."{name}"'))
+    if not packed:
+        return found
+    out: list[tuple[Any, ...]] = []
+    for k, *values in found:
+        parts: list[int] = []
+        for bound in reversed(radix[1:]):  # type: ignore[index]
+            k, part = divmod(int(k), bound)
+            parts.append(part)
+        out.append((k, *reversed(parts), *values))
+    return out
+
+
+@dataclass(frozen=True)
+class _UserMetricRow:
+    variant_id: int
+    metric: str
+    first_day: Any  # the UTC day of the user's first value >= 1 ('' / None when never)
+    users: int
+    sum: float
+    sum_squares: float
+    converted: int
+    non_binary: int
+    values: int  # non-NULL event values
+    value_sum: float
+    value_min: float | None
+    value_max: float | None
+
+
+class AnalysisScope:
+    """The analysis population of one experiment and window, computed once and shared by the analysis queries.
+
+    On entry it fills a temporary table (unique name, dropped on exit, same connection) with one
+    row per population user: ``user_id`` (primary key), ``variant_id`` (from the stored
+    assignment) and the UTC day of the first exposure in the window, by one pass over the
+    exposure events. The methods then join the metric events to it by primary key instead of
+    checking the exposure per event, and fold events per user in one pass per metric set.
+    Results are identical to the standalone functions (:func:`daily_users`, :func:`metric_stats`,
+    :func:`daily_metric`, :func:`percentile_stats`), which use a scope themselves.
+
+    Use as a context manager inside a session: ``with AnalysisScope(session, exp_id, start, end) as s:``.
+    """
+
+    def __init__(self, session: Session, experiment_id: int, start: datetime | None, end: datetime | None) -> None:
+        self.session = session
+        self.experiment_id = experiment_id
+        self.start = start
+        self.end = end
+        self.dialect = _dialect(session)
+        self.name = f"abq_pop_{uuid.uuid4().hex[:12]}"
+        self._user_rows: dict[tuple[str, ...], list[_UserMetricRow]] = {}
+        self._event_rows: dict[tuple[tuple[str, ...], bool, bool], Any] = {}
+        self._daily_users: list[DailyUsers] | None = None
+        self._created = False
+
+    # -- lifecycle
+    def __enter__(self) -> AnalysisScope:
+        from sqlalchemy import Column, MetaData, String, Table
+
+        day_type: Any = Integer() if self.dialect == "sqlite" else Date()  # YYYYMMDD on SQLite
+        self.table = Table(
+            self.name,
+            MetaData(),
+            Column("user_id", String(255), primary_key=True),
+            Column("variant_id", Integer, nullable=False),
+            Column("first_day", day_type, nullable=False),
+            prefixes=["TEMPORARY"],
+            sqlite_with_rowid=False,
+        )
+        connection = self.session.connection()
+        self.table.create(connection)
+        self._created = True
+        first = (
+            select(EVENTS.c.user_id.label("user_id"), func.min(EVENTS.c.ts).label("first_ts"))
+            .where(
+                EVENTS.c.experiment_id == self.experiment_id,
+                EVENTS.c.event_type == EventType.EXPOSURE.value,
+                *_window(self.start, self.end),
+            )
+            .group_by(EVENTS.c.user_id)
+            .subquery("fe")
+        )
+        rows = select(
+            ASSIGNMENTS.c.user_id, ASSIGNMENTS.c.variant_id, _day_number(first.c.first_ts, self.dialect)
+        ).select_from(
+            first.join(
+                ASSIGNMENTS,
+                and_(ASSIGNMENTS.c.experiment_id == self.experiment_id, ASSIGNMENTS.c.user_id == first.c.user_id),
+            )
+        )
+        connection.execute(self.table.insert().from_select(["user_id", "variant_id", "first_day"], rows))
+        if self.dialect == "postgresql":
+            from sqlalchemy import text
+
+            connection.execute(text(f'ANALYZE "{self.name}"'))  # temp tables get no autovacuum statistics
+        top = connection.execute(select(func.max(self.table.c.variant_id))).scalar()
+        self.variant_radix = max(int(top or 0), 0) + 1  # variant ids are positive integers
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._created:
+            self._created = False
+            try:
+                self.table.drop(self.session.connection())
+            except Exception:  # noqa: BLE001 - a failed transaction drops it on rollback anyway
+                if exc[0] is None:
+                    raise
+
+    # -- queries
+    def daily_users(self) -> list[DailyUsers]:
+        """New exposed users per UTC day and variant (by first exposure), ordered by day and variant."""
+        if self._daily_users is None:
+            pop = self.table
+            rows = select(pop.c.first_day.label("day"), pop.c.variant_id.label("variant_id"),
+                          literal(1).label("n"))
+            found = _aggregate(
+                self.session, rows, ["day", "variant_id"], {"n": "sum"}, radix=[DAY_RADIX, self.variant_radix]
+            )
+            self._daily_users = sorted(
+                (DailyUsers(_as_date(d), int(v), int(n)) for d, v, n in found), key=lambda r: (r.day, r.variant_id)
+            )
+        return list(self._daily_users)
+
+    def exposed_users(self) -> dict[tuple[int, str | None], int]:
+        """Population users per variant: ``{(variant_id, None): users}``."""
+        totals: dict[tuple[int, str | None], int] = {}
+        for row in self.daily_users():
+            totals[(row.variant_id, None)] = totals.get((row.variant_id, None), 0) + row.new_users
+        return totals
+
+    def _user_metrics(self, metrics: Sequence[str]) -> list[_UserMetricRow]:
+        """One pass over the metric events: per user first, then per (variant, metric, first conversion day)."""
+        key = tuple(sorted(set(metrics)))
+        if not key:
+            return []
+        for cached, rows in self._user_rows.items():
+            if set(key) <= set(cached):
+                return rows if cached == key else [r for r in rows if r.metric in key]
+        out: list[_UserMetricRow] = []
+        for metric in key:  # one index range per metric: the per-user groups stream in index order
+            out += self._user_metric_pass(metric)
+        self._user_rows[key] = out
+        return out
+
+    def _user_metric_pass(self, metric: str) -> list[_UserMetricRow]:
+        value = _metric_value()
+        first_ts = func.min(case((value >= 1, EVENTS.c.ts)))
+        per_user = (
+            select(
+                EVENTS.c.user_id.label("user_id"),
+                func.sum(value).label("v"),
+                func.sum(case((value.in_([0.0, 1.0]), 0), else_=1)).label("nb"),
+                first_ts.label("first_ts"),
+                func.count(EVENTS.c.value).label("cnt"),
+                func.coalesce(func.sum(EVENTS.c.value), 0.0).label("sv"),
+                func.min(EVENTS.c.value).label("rmin"),
+                func.max(EVENTS.c.value).label("rmax"),
+            )
+            .where(*_conversion_filter(self.experiment_id, [metric]), *_window(self.start, self.end))
+            .group_by(EVENTS.c.user_id)
+            .subquery("pu")
+        )
+        pop = self.table
+        first_day: Any = _day_number(per_user.c.first_ts, self.dialect)
+        if self.dialect == "sqlite":
+            first_day = func.coalesce(first_day, literal(0))
+        rows = select(
+            pop.c.variant_id.label("variant_id"),
+            first_day.label("first_day"),
+            literal(1).label("users"),
+            per_user.c.v.label("s"),
+            (per_user.c.v * per_user.c.v).label("ss"),
+            case((per_user.c.first_ts.is_not(None), 1), else_=0).label("conv"),
+            per_user.c.nb.label("nb"),
+            per_user.c.cnt.label("cnt"),
+            per_user.c.sv.label("sv"),
+            per_user.c.rmin.label("rmin"),
+            per_user.c.rmax.label("rmax"),
+        ).select_from(_OuterFirstJoin(per_user, pop, pop.c.user_id == per_user.c.user_id))
+        aggs = {"users": "sum", "s": "sum", "ss": "sum", "conv": "sum", "nb": "sum", "cnt": "sum", "sv": "sum",
+                "rmin": "min", "rmax": "max"}
+        found = _aggregate(
+            self.session, rows, ["variant_id", "first_day"], aggs, radix=[self.variant_radix, DAY_RADIX]
+        )
+        return [
+            _UserMetricRow(
+                variant_id=int(v), metric=metric, first_day=d, users=int(n), sum=float(s or 0.0),
+                sum_squares=float(ss or 0.0), converted=int(conv or 0), non_binary=int(nb or 0), values=int(cnt or 0),
+                value_sum=float(sv or 0.0), value_min=None if lo is None else float(lo),
+                value_max=None if hi is None else float(hi),
+            )
+            for v, d, n, s, ss, conv, nb, cnt, sv, lo, hi in found
+        ]
+
+    def metric_stats(self, metrics: Sequence[str]) -> list[MetricStats]:
+        """As :func:`metric_stats` without a segment, on this scope's population."""
+        if not metrics:
+            return []
+        found: dict[tuple[int, str, str | None], list[Any]] = {}
+        for r in self._user_metrics(metrics):
+            acc = found.setdefault((r.variant_id, r.metric, None), [0, 0.0, 0.0, 0, 0])
+            acc[0] += r.users
+            acc[1] += r.sum
+            acc[2] += r.sum_squares
+            acc[3] += r.converted
+            acc[4] += r.non_binary
+        return _assemble_metric_stats(metrics, self.exposed_users(), found)
+
+    def _value_range(self, metric: str) -> tuple[int, float, float] | None:
+        rows = [r for r in self._user_metrics([metric]) if r.metric == metric and r.values > 0]
+        if not rows:
+            return None
+        lows = [r.value_min for r in rows if r.value_min is not None]
+        highs = [r.value_max for r in rows if r.value_max is not None]
+        return sum(r.values for r in rows), min(lows), max(highs)
+
+    def _bin(self, metric: str) -> tuple[ColumnElement[Any], float, float] | None:
+        """The percentile bin of an event value of ``metric`` (0 .. PERCENTILE_BINS - 1), with the range used."""
+        found = self._value_range(metric)
+        if found is None:
+            return None
+        _n, lo, hi = found
+        if hi <= lo:
+            return literal(0), lo, hi
+        width = (hi - lo) / PERCENTILE_BINS
+        raw = _floor((EVENTS.c.value - literal(lo, Float)) / literal(width, Float), self.dialect)
+        return case((raw >= PERCENTILE_BINS, PERCENTILE_BINS - 1), else_=raw), lo, hi
+
+    def _event_pass(self, metric: str, by_day: bool, by_bin: bool) -> list[tuple[Any, int, int, int, float]]:
+        """One pass over the events of ``metric``: ``(day, variant_id, bin, events, value sum)`` rows.
+
+        ``bin`` is -1 for NULL values (summed as 1) and the percentile bin otherwise; ``day`` is
+        constant unless ``by_day``, ``bin`` is 0 for every non-NULL value unless ``by_bin``.
+        """
+        cache_key = ((metric,), by_day, by_bin)
+        if cache_key in self._event_rows:
+            return self._event_rows[cache_key]
+        binned = self._bin(metric) if by_bin else None
+        bin_expr: Any = binned[0] if binned is not None else literal(0)
+        pop = self.table
+        day: Any = _day_number(EVENTS.c.ts, self.dialect) if by_day else literal(0)
+        rows = (
+            select(
+                day.label("day"),
+                pop.c.variant_id.label("variant_id"),
+                case((EVENTS.c.value.is_(None), 0), else_=bin_expr + 1).label("bin"),  # shifted: keys >= 0
+                literal(1).label("n"),
+                _metric_value().label("s"),
+            )
+            .select_from(_OuterFirstJoin(EVENTS, pop, pop.c.user_id == EVENTS.c.user_id))
+            .where(*_conversion_filter(self.experiment_id, [metric]), *_window(self.start, self.end))
+        )
+        radix = [DAY_RADIX, self.variant_radix, PERCENTILE_BINS + 1]
+        found = [
+            (d, int(v), int(b) - 1, int(n), float(s or 0.0))
+            for d, v, b, n, s in _aggregate(
+                self.session, rows, ["day", "variant_id", "bin"], {"n": "sum", "s": "sum"}, radix=radix
+            )
+        ]
+        self._event_rows[cache_key] = found
+        return found
+
+    def daily_metric(
+        self, sum_metrics: Sequence[str] = (), binary_metrics: Sequence[str] = (), *, with_bins: bool = False
+    ) -> list[DailyMetric]:
+        """As :func:`daily_metric`, on this scope's population (``with_bins``: share the pass with percentiles)."""
+        out: list[DailyMetric] = []
+        for metric in dict.fromkeys(sum_metrics):
+            sums: dict[tuple[Any, int], float] = {}
+            for d, v, _b, _n, s in self._event_pass(metric, True, with_bins):
+                sums[(d, v)] = sums.get((d, v), 0.0) + s
+            out += [DailyMetric(_as_date(d), v, metric, x) for (d, v), x in sums.items()]
+        if binary_metrics:
+            wanted = set(binary_metrics)
+            counts: dict[tuple[Any, int, str], int] = {}
+            for r in self._user_metrics(binary_metrics):
+                if r.metric in wanted and r.first_day not in (None, 0):
+                    k = (r.first_day, r.variant_id, r.metric)
+                    counts[k] = counts.get(k, 0) + r.users
+            out += [DailyMetric(_as_date(d), v, m, float(n)) for (d, v, m), n in counts.items()]
+        out.sort(key=lambda r: (r.day, r.metric, r.variant_id))
+        return out
+
+    def percentile_stats(
+        self, metrics: Sequence[str], percentiles: Sequence[int] = PERCENTILES, *, by_day: bool = False
+    ) -> list[PercentileStats]:
+        """As :func:`percentile_stats`, on this scope's population.
+
+        Exact nearest-rank values without sorting every event: a first pass counts the values
+        per variant in :data:`PERCENTILE_BINS` equal-width bins over [min, max]; the bin holding
+        rank ``ceil(p N / 100)`` and the rank inside it follow from the cumulative counts; a second
+        pass reads only the values of those bins and ranks them (``row_number()``) in SQL.
+        ``by_day`` shares the first pass with :meth:`daily_metric` (same rows, grouped by day too).
+        """
+        out: list[PercentileStats] = []
+        for metric in dict.fromkeys(metrics):
+            stats_rows = [r for r in self._user_metrics(metrics) if r.metric == metric]
+            per_variant: dict[int, list[Any]] = {}
+            for r in stats_rows:
+                if r.values <= 0:
+                    continue
+                acc = per_variant.setdefault(r.variant_id, [0, 0.0, math.inf, -math.inf])
+                acc[0] += r.values
+                acc[1] += r.value_sum
+                acc[2] = min(acc[2], r.value_min)
+                acc[3] = max(acc[3], r.value_max)
+            if not per_variant:
+                continue
+            binned = self._bin(metric)
+            assert binned is not None
+            bin_expr = binned[0]
+            counts: dict[tuple[int, int], int] = {}
+            for _d, v, b, n, _s in self._event_pass(metric, by_day, True):
+                if b >= 0:
+                    counts[(v, b)] = counts.get((v, b), 0) + n
+            # (variant, bin, rank within the bin) of every wanted percentile
+            wanted: dict[tuple[int, int], tuple[int, int, int]] = {}
+            for v, (n, _sum, _lo, _hi) in per_variant.items():
+                bins = sorted((b, c) for (vv, b), c in counts.items() if vv == v)
+                for p in percentiles:
+                    rank = max(1, (n * int(p) + 99) // 100)
+                    seen = 0
+                    for b, c in bins:
+                        if seen + c >= rank:
+                            wanted[(v, int(p))] = (v, b, rank - seen)
+                            break
+                        seen += c
+            values = self._values_at(metric, bin_expr, wanted.values())
+            for v in sorted(per_variant):
+                n, total, lo, hi = per_variant[v]
+                out.append(
+                    PercentileStats(
+                        variant_id=v, metric=metric, count=n, min=lo, max=hi, mean=total / n,
+                        percentiles={int(p): values[wanted[(v, int(p))]] for p in percentiles},
+                    )
+                )
+        out.sort(key=lambda s: (s.metric, s.variant_id))
+        return out
+
+    def _values_at(
+        self, metric: str, bin_expr: ColumnElement[Any], wanted: Any
+    ) -> dict[tuple[int, int, int], float]:
+        """The value at rank ``r`` (1-based, ascending) inside bin ``b`` of variant ``v``, for each ``(v, b, r)``."""
+        wanted = set(wanted)
+        if not wanted:
+            return {}
+        pop = self.table
+        bins = sorted({b for _v, b, _r in wanted})
+        inner = (
+            select(pop.c.variant_id.label("variant_id"), bin_expr.label("bin"), EVENTS.c.value.label("value"))
+            .select_from(_OuterFirstJoin(EVENTS, pop, pop.c.user_id == EVENTS.c.user_id))
+            .where(
+                *_conversion_filter(self.experiment_id, [metric]),
+                EVENTS.c.value.is_not(None),
+                *_window(self.start, self.end),
+                bin_expr.in_(bins),
+            )
+            .subquery("inbin")
+        )
+        ranked = select(
+            inner.c.variant_id,
+            inner.c.bin,
+            inner.c.value,
+            func.row_number()
+            .over(partition_by=[inner.c.variant_id, inner.c.bin], order_by=inner.c.value)
+            .label("rn"),
+        ).subquery("ranked")
+        from sqlalchemy import or_
+
+        condition = or_(
+            *[and_(ranked.c.variant_id == v, ranked.c.bin == b, ranked.c.rn == r) for v, b, r in sorted(wanted)]
+        )
+        statement = select(ranked.c.variant_id, ranked.c.bin, ranked.c.rn, ranked.c.value).where(condition)
+        return {(int(v), int(b), int(r)): float(x) for v, b, r, x in _run(self.session, statement)}
+
+
+def _assemble_metric_stats(
+    metrics: Sequence[str],
+    users: dict[tuple[int, str | None], int],
+    found: dict[tuple[int, str, str | None], Any],
+) -> list[MetricStats]:
+    out: list[MetricStats] = []
+    for (variant_id, seg), n in sorted(users.items(), key=lambda kv: (kv[0][1] or "", kv[0][0])):
+        for metric in metrics:
+            with_events, total, total_sq, converted, non_binary = found.get((variant_id, metric, seg), (0, 0, 0, 0, 0))
+            out.append(
+                MetricStats(
+                    variant_id=variant_id,
+                    metric=metric,
+                    users=n,
+                    users_with_events=int(with_events or 0),
+                    converted=int(converted or 0),
+                    sum=float(total or 0.0),
+                    sum_squares=float(total_sq or 0.0),
+                    non_binary_values=int(non_binary or 0),
+                    segment=seg,
+                )
+            )
+    out.sort(key=lambda m: (m.segment or "", m.metric, m.variant_id))
+    return out
