@@ -113,8 +113,8 @@ def _as_date(value: Any) -> date:
         return value.date()
     if isinstance(value, date):
         return value
-    if isinstance(value, int):  # YYYYMMDD from _day_number
-        return date(value // 10000, value // 100 % 100, value % 100)
+    if isinstance(value, int):  # a Julian day number from _day_number
+        return date.fromordinal(value - _JDN_OFFSET)
     return date.fromisoformat(str(value)[:10])
 
 
@@ -126,15 +126,17 @@ def _day(column: Any, dialect: str) -> ColumnElement[Any]:
 
 
 def _day_number(column: Any, dialect: str) -> ColumnElement[Any]:
-    """The UTC day of a timestamp column as the integer ``YYYYMMDD`` on SQLite (a cheap integer key);
-    the ``date`` on Postgres (see :func:`_day`)."""
+    """The UTC day of a timestamp column as its Julian day number on SQLite (a cheap integer key:
+    ``julianday`` of the ``YYYY-MM-DD`` prefix is ``n - 0.5`` exactly); the ``date`` on Postgres."""
     if dialect == "sqlite":
-        return cast(func.replace(func.substr(column, 1, 10), "-", ""), Integer)
+        return cast(func.julianday(func.substr(column, 1, 10)) + literal(0.5, Float), Integer)
     return _day(column, dialect)
 
 
-#: Radix of a packed ``YYYYMMDD`` day (see :func:`_aggregate`).
-DAY_RADIX = 100_000_000
+#: Julian day number minus :meth:`date.toordinal` (JDN 2461042 is 2026-01-01).
+_JDN_OFFSET = 1_721_425
+#: Radix of a packed Julian day number (see :func:`_aggregate`); covers dates up to the year 22,666.
+DAY_RADIX = 10_000_000
 
 
 def _floor(expr: Any, dialect: str) -> ColumnElement[Any]:
@@ -704,7 +706,7 @@ def value_distribution(
 # --------------------------------------------------------------------------- analysis scope (one population per analysis)
 
 #: Equal-width bins of the first percentile pass; the exact values are then read from the few bins holding a wanted rank.
-PERCENTILE_BINS = 1024
+PERCENTILE_BINS = 256
 
 
 class _OuterFirstJoin(Join):
@@ -813,9 +815,7 @@ class _UserMetricRow:
     sum_squares: float
     converted: int
     non_binary: int
-    values: int  # non-NULL event values
-    value_sum: float
-    value_min: float | None
+    value_min: float | None  # of the non-NULL event values
     value_max: float | None
 
 
@@ -936,15 +936,18 @@ class AnalysisScope:
 
     def _user_metric_pass(self, metric: str) -> list[_UserMetricRow]:
         value = _metric_value()
-        first_ts = func.min(case((value >= 1, EVENTS.c.ts)))
+        # NULL counts as 1: "value < 1" is NULL then, so the ELSE branch keeps the timestamp.
+        first_ts = func.min(case((EVENTS.c.value < 1, None), else_=EVENTS.c.ts))
+        if self.dialect == "sqlite":  # fewer per-row expressions: NULL (= 1) is binary, sum() skips it
+            non_binary: Any = func.coalesce(func.sum(EVENTS.c.value.not_in([0.0, 1.0])), 0)
+        else:
+            non_binary = func.sum(case((value.in_([0.0, 1.0]), 0), else_=1))
         per_user = (
             select(
                 EVENTS.c.user_id.label("user_id"),
                 func.sum(value).label("v"),
-                func.sum(case((value.in_([0.0, 1.0]), 0), else_=1)).label("nb"),
+                non_binary.label("nb"),
                 first_ts.label("first_ts"),
-                func.count(EVENTS.c.value).label("cnt"),
-                func.coalesce(func.sum(EVENTS.c.value), 0.0).label("sv"),
                 func.min(EVENTS.c.value).label("rmin"),
                 func.max(EVENTS.c.value).label("rmax"),
             )
@@ -964,24 +967,20 @@ class AnalysisScope:
             (per_user.c.v * per_user.c.v).label("ss"),
             case((per_user.c.first_ts.is_not(None), 1), else_=0).label("conv"),
             per_user.c.nb.label("nb"),
-            per_user.c.cnt.label("cnt"),
-            per_user.c.sv.label("sv"),
             per_user.c.rmin.label("rmin"),
             per_user.c.rmax.label("rmax"),
         ).select_from(_OuterFirstJoin(per_user, pop, pop.c.user_id == per_user.c.user_id))
-        aggs = {"users": "sum", "s": "sum", "ss": "sum", "conv": "sum", "nb": "sum", "cnt": "sum", "sv": "sum",
-                "rmin": "min", "rmax": "max"}
+        aggs = {"users": "sum", "s": "sum", "ss": "sum", "conv": "sum", "nb": "sum", "rmin": "min", "rmax": "max"}
         found = _aggregate(
             self.session, rows, ["variant_id", "first_day"], aggs, radix=[self.variant_radix, DAY_RADIX]
         )
         return [
             _UserMetricRow(
                 variant_id=int(v), metric=metric, first_day=d, users=int(n), sum=float(s or 0.0),
-                sum_squares=float(ss or 0.0), converted=int(conv or 0), non_binary=int(nb or 0), values=int(cnt or 0),
-                value_sum=float(sv or 0.0), value_min=None if lo is None else float(lo),
-                value_max=None if hi is None else float(hi),
+                sum_squares=float(ss or 0.0), converted=int(conv or 0), non_binary=int(nb or 0),
+                value_min=None if lo is None else float(lo), value_max=None if hi is None else float(hi),
             )
-            for v, d, n, s, ss, conv, nb, cnt, sv, lo, hi in found
+            for v, d, n, s, ss, conv, nb, lo, hi in found
         ]
 
     def metric_stats(self, metrics: Sequence[str]) -> list[MetricStats]:
@@ -998,24 +997,29 @@ class AnalysisScope:
             acc[4] += r.non_binary
         return _assemble_metric_stats(metrics, self.exposed_users(), found)
 
-    def _value_range(self, metric: str) -> tuple[int, float, float] | None:
-        rows = [r for r in self._user_metrics([metric]) if r.metric == metric and r.values > 0]
-        if not rows:
-            return None
-        lows = [r.value_min for r in rows if r.value_min is not None]
-        highs = [r.value_max for r in rows if r.value_max is not None]
-        return sum(r.values for r in rows), min(lows), max(highs)
+    def _value_ranges(self, metric: str) -> dict[int, tuple[float, float]]:
+        """``{variant_id: (min, max)}`` of the non-NULL event values of ``metric`` (variants with values)."""
+        out: dict[int, tuple[float, float]] = {}
+        for r in self._user_metrics([metric]):
+            if r.metric != metric or r.value_min is None or r.value_max is None:
+                continue
+            lo, hi = out.get(r.variant_id, (r.value_min, r.value_max))
+            out[r.variant_id] = (min(lo, r.value_min), max(hi, r.value_max))
+        return out
 
     def _bin(self, metric: str) -> tuple[ColumnElement[Any], float, float] | None:
         """The percentile bin of an event value of ``metric`` (0 .. PERCENTILE_BINS - 1), with the range used."""
-        found = self._value_range(metric)
-        if found is None:
+        ranges = self._value_ranges(metric)
+        if not ranges:
             return None
-        _n, lo, hi = found
+        lo = min(r[0] for r in ranges.values())
+        hi = max(r[1] for r in ranges.values())
         if hi <= lo:
             return literal(0), lo, hi
         width = (hi - lo) / PERCENTILE_BINS
         raw = _floor((EVENTS.c.value - literal(lo, Float)) / literal(width, Float), self.dialect)
+        if self.dialect == "sqlite":  # scalar min(): one evaluation of the division per row; NULL stays NULL
+            return func.min(raw, PERCENTILE_BINS - 1), lo, hi
         return case((raw >= PERCENTILE_BINS, PERCENTILE_BINS - 1), else_=raw), lo, hi
 
     def _event_pass(self, metric: str, by_day: bool, by_bin: bool) -> list[tuple[Any, int, int, int, float]]:
@@ -1031,11 +1035,15 @@ class AnalysisScope:
         bin_expr: Any = binned[0] if binned is not None else literal(0)
         pop = self.table
         day: Any = _day_number(EVENTS.c.ts, self.dialect) if by_day else literal(0)
+        if self.dialect == "sqlite" and binned is not None and binned[2] > binned[1]:  # NULL value -> NULL bin -> 0
+            code: Any = func.coalesce(bin_expr + 1, 0)
+        else:
+            code = case((EVENTS.c.value.is_(None), 0), else_=bin_expr + 1)
         rows = (
             select(
                 day.label("day"),
                 pop.c.variant_id.label("variant_id"),
-                case((EVENTS.c.value.is_(None), 0), else_=bin_expr + 1).label("bin"),  # shifted: keys >= 0
+                code.label("bin"),  # shifted: keys >= 0
                 literal(1).label("n"),
                 _metric_value().label("s"),
             )
@@ -1085,26 +1093,21 @@ class AnalysisScope:
         ``by_day`` shares the first pass with :meth:`daily_metric` (same rows, grouped by day too).
         """
         out: list[PercentileStats] = []
+        self._user_metrics(metrics)  # one per-user pass for all of them (or the one metric_stats made)
         for metric in dict.fromkeys(metrics):
-            stats_rows = [r for r in self._user_metrics(metrics) if r.metric == metric]
-            per_variant: dict[int, list[Any]] = {}
-            for r in stats_rows:
-                if r.values <= 0:
-                    continue
-                acc = per_variant.setdefault(r.variant_id, [0, 0.0, math.inf, -math.inf])
-                acc[0] += r.values
-                acc[1] += r.value_sum
-                acc[2] = min(acc[2], r.value_min)
-                acc[3] = max(acc[3], r.value_max)
-            if not per_variant:
+            ranges = self._value_ranges(metric)
+            if not ranges:
                 continue
             binned = self._bin(metric)
             assert binned is not None
             bin_expr = binned[0]
             counts: dict[tuple[int, int], int] = {}
-            for _d, v, b, n, _s in self._event_pass(metric, by_day, True):
-                if b >= 0:
+            per_variant: dict[int, list[Any]] = {v: [0, 0.0, lo, hi] for v, (lo, hi) in ranges.items()}
+            for _d, v, b, n, s in self._event_pass(metric, by_day, True):
+                if b >= 0:  # non-NULL values: count and sum per variant, counts per bin
                     counts[(v, b)] = counts.get((v, b), 0) + n
+                    per_variant[v][0] += n
+                    per_variant[v][1] += s
             # (variant, bin, rank within the bin) of every wanted percentile
             wanted: dict[tuple[int, int], tuple[int, int, int]] = {}
             for v, (n, _sum, _lo, _hi) in per_variant.items():
