@@ -880,7 +880,27 @@ class AnalysisScope:
                 and_(ASSIGNMENTS.c.experiment_id == self.experiment_id, ASSIGNMENTS.c.user_id == first.c.user_id),
             )
         )
-        connection.execute(self.table.insert().from_select(["user_id", "variant_id", "first_day"], rows))
+        if self.dialect == "sqlite":
+            # Per assignment, the first exposure is one index seek (min/max optimisation on
+            # (experiment_id, event_type, user_id, ts)) instead of grouping every exposure event;
+            # users without one get a NULL day, which INSERT OR IGNORE skips (NOT NULL column).
+            first_ts = (
+                select(func.min(_EXPOSURES.c.ts))
+                .where(
+                    _EXPOSURES.c.experiment_id == self.experiment_id,
+                    _EXPOSURES.c.event_type == EventType.EXPOSURE.value,
+                    _EXPOSURES.c.user_id == ASSIGNMENTS.c.user_id,
+                    *_window(self.start, self.end, _EXPOSURES.c.ts),
+                )
+                .scalar_subquery()
+            )
+            rows = select(
+                ASSIGNMENTS.c.user_id, ASSIGNMENTS.c.variant_id, _day_number(first_ts, self.dialect)
+            ).where(ASSIGNMENTS.c.experiment_id == self.experiment_id)
+            insert = self.table.insert().prefix_with("OR IGNORE")
+        else:
+            insert = self.table.insert()
+        connection.execute(insert.from_select(["user_id", "variant_id", "first_day"], rows))
         if self.dialect == "postgresql":
             from sqlalchemy import text
 
