@@ -843,6 +843,8 @@ class AnalysisScope:
         self._user_rows: dict[tuple[str, ...], list[_UserMetricRow]] = {}
         self._event_rows: dict[tuple[tuple[str, ...], bool, bool], Any] = {}
         self._daily_users: list[DailyUsers] | None = None
+        self._mode: dict[str, str] = {}  # metric -> "mean" | "binary": what its per-user pass computed
+        self._ranges: dict[str, dict[int, tuple[float, float]]] = {}
         self._created = False
 
     # -- lifecycle
@@ -954,54 +956,124 @@ class AnalysisScope:
         self._user_rows[key] = out
         return out
 
+    def _has_non_binary(self, metric: str) -> bool:
+        """Whether any event value of ``metric`` in the window is outside {0, 1} (NULL counts as 1).
+
+        One index range read that stops at the first such value: instant for a mean metric; for a
+        conversion metric it reads the metric's index entries once (no population join)."""
+        probe = (
+            select(literal(1))
+            .where(
+                *_conversion_filter(self.experiment_id, [metric]),
+                *_window(self.start, self.end),
+                EVENTS.c.value.not_in([0.0, 1.0]),
+            )
+            .limit(1)
+        )
+        return _run(self.session, probe).first() is not None
+
     def _user_metric_pass(self, metric: str) -> list[_UserMetricRow]:
+        """Per user first (an index-ordered stream), then per (variant, first conversion day).
+
+        Aggregates are costly per event, so the pass computes what the metric's kind needs: a
+        metric with values outside {0, 1} (mean) gets the value range for percentile bins and no
+        first-conversion day; a 0/1 metric gets the first-conversion day (the daily chart) and no
+        range. Whatever the other kind would need is computed on demand by a separate query
+        (:meth:`_first_days`, :meth:`_value_ranges`)."""
+        mean = self._has_non_binary(metric)
+        self._mode[metric] = "mean" if mean else "binary"
         value = _metric_value()
-        # NULL counts as 1: "value < 1" is NULL then, so the ELSE branch keeps the timestamp.
-        first_ts = func.min(case((EVENTS.c.value < 1, None), else_=EVENTS.c.ts))
-        if self.dialect == "sqlite":  # fewer per-row expressions: NULL (= 1) is binary, sum() skips it
-            non_binary: Any = func.coalesce(func.sum(EVENTS.c.value.not_in([0.0, 1.0])), 0)
-        else:
-            non_binary = func.sum(case((value.in_([0.0, 1.0]), 0), else_=1))
-        per_user = (
-            select(
-                EVENTS.c.user_id.label("user_id"),
-                func.sum(value).label("v"),
+        columns: list[Any] = [EVENTS.c.user_id.label("user_id"), func.sum(value).label("v")]
+        if mean:
+            if self.dialect == "sqlite":  # fewer per-row expressions: NULL (= 1) is binary, sum() skips it
+                non_binary: Any = func.coalesce(func.sum(EVENTS.c.value.not_in([0.0, 1.0])), 0)
+            else:
+                non_binary = func.sum(case((value.in_([0.0, 1.0]), 0), else_=1))
+            columns += [
                 non_binary.label("nb"),
-                first_ts.label("first_ts"),
+                func.max(value).label("vmax"),
                 func.min(EVENTS.c.value).label("rmin"),
                 func.max(EVENTS.c.value).label("rmax"),
-            )
+            ]
+        else:
+            # NULL counts as 1: "value < 1" is NULL then, so the ELSE branch keeps the timestamp.
+            columns.append(func.min(case((EVENTS.c.value < 1, None), else_=EVENTS.c.ts)).label("first_ts"))
+        per_user = (
+            select(*columns)
             .where(*_conversion_filter(self.experiment_id, [metric]), *_window(self.start, self.end))
             .group_by(EVENTS.c.user_id)
             .subquery("pu")
         )
         pop = self.table
-        first_day: Any = _day_number(per_user.c.first_ts, self.dialect)
-        if self.dialect == "sqlite":
-            first_day = func.coalesce(first_day, literal(0))
+        if mean:
+            first_day: Any = literal(0)  # not computed (see _first_days)
+            converted: Any = case((per_user.c.vmax >= 1, 1), else_=0)
+            extra = [per_user.c.nb.label("nb"), per_user.c.rmin.label("rmin"), per_user.c.rmax.label("rmax")]
+            extra_aggs = {"nb": "sum", "rmin": "min", "rmax": "max"}
+        else:
+            first_day = _day_number(per_user.c.first_ts, self.dialect)
+            if self.dialect == "sqlite":
+                first_day = func.coalesce(first_day, literal(0))
+            converted = case((per_user.c.first_ts.is_not(None), 1), else_=0)
+            extra, extra_aggs = [], {}
         rows = select(
             pop.c.variant_id.label("variant_id"),
             first_day.label("first_day"),
             literal(1).label("users"),
             per_user.c.v.label("s"),
             (per_user.c.v * per_user.c.v).label("ss"),
-            case((per_user.c.first_ts.is_not(None), 1), else_=0).label("conv"),
-            per_user.c.nb.label("nb"),
-            per_user.c.rmin.label("rmin"),
-            per_user.c.rmax.label("rmax"),
+            converted.label("conv"),
+            *extra,
         ).select_from(_OuterFirstJoin(per_user, pop, pop.c.user_id == per_user.c.user_id))
-        aggs = {"users": "sum", "s": "sum", "ss": "sum", "conv": "sum", "nb": "sum", "rmin": "min", "rmax": "max"}
+        aggs = {"users": "sum", "s": "sum", "ss": "sum", "conv": "sum", **extra_aggs}
         found = _aggregate(
             self.session, rows, ["variant_id", "first_day"], aggs, radix=[self.variant_radix, DAY_RADIX]
         )
-        return [
-            _UserMetricRow(
-                variant_id=int(v), metric=metric, first_day=d, users=int(n), sum=float(s or 0.0),
-                sum_squares=float(ss or 0.0), converted=int(conv or 0), non_binary=int(nb or 0),
-                value_min=None if lo is None else float(lo), value_max=None if hi is None else float(hi),
+        out = []
+        for row in found:
+            v, d, n, s, ss, conv = row[:6]
+            nb, lo, hi = row[6:] if mean else (0, None, None)
+            out.append(
+                _UserMetricRow(
+                    variant_id=int(v), metric=metric, first_day=d, users=int(n), sum=float(s or 0.0),
+                    sum_squares=float(ss or 0.0), converted=int(conv or 0), non_binary=int(nb or 0),
+                    value_min=None if lo is None else float(lo), value_max=None if hi is None else float(hi),
+                )
             )
-            for v, d, n, s, ss, conv, nb, lo, hi in found
-        ]
+        return out
+
+    def _first_days(self, metric: str) -> dict[tuple[Any, int], int]:
+        """``{(first conversion day, variant_id): users}`` of ``metric`` (users with a value >= 1 only)."""
+        self._user_metrics([metric])
+        if self._mode.get(metric) == "binary":
+            counts: dict[tuple[Any, int], int] = {}
+            for r in self._user_metrics([metric]):
+                if r.first_day not in (None, 0):
+                    counts[(r.first_day, r.variant_id)] = counts.get((r.first_day, r.variant_id), 0) + r.users
+            return counts
+        per_user = (
+            select(
+                EVENTS.c.user_id.label("user_id"),
+                func.min(case((EVENTS.c.value < 1, None), else_=EVENTS.c.ts)).label("first_ts"),
+            )
+            .where(*_conversion_filter(self.experiment_id, [metric]), *_window(self.start, self.end))
+            .group_by(EVENTS.c.user_id)
+            .subquery("pu")
+        )
+        pop = self.table
+        rows = (
+            select(
+                _day_number(per_user.c.first_ts, self.dialect).label("first_day"),
+                pop.c.variant_id.label("variant_id"),
+                literal(1).label("users"),
+            )
+            .select_from(_OuterFirstJoin(per_user, pop, pop.c.user_id == per_user.c.user_id))
+            .where(per_user.c.first_ts.is_not(None))
+        )
+        found = _aggregate(
+            self.session, rows, ["first_day", "variant_id"], {"users": "sum"}, radix=[DAY_RADIX, self.variant_radix]
+        )
+        return {(d, int(v)): int(n) for d, v, n in found}
 
     def metric_stats(self, metrics: Sequence[str]) -> list[MetricStats]:
         """As :func:`metric_stats` without a segment, on this scope's population."""
@@ -1019,6 +1091,28 @@ class AnalysisScope:
 
     def _value_ranges(self, metric: str) -> dict[int, tuple[float, float]]:
         """``{variant_id: (min, max)}`` of the non-NULL event values of ``metric`` (variants with values)."""
+        self._user_metrics([metric])
+        if self._mode.get(metric) == "binary":  # the per-user pass skipped the range: one query for it
+            if metric not in self._ranges:
+                pop = self.table
+                rows = (
+                    select(
+                        pop.c.variant_id.label("variant_id"),
+                        EVENTS.c.value.label("lo"),
+                        EVENTS.c.value.label("hi"),
+                    )
+                    .select_from(_OuterFirstJoin(EVENTS, pop, pop.c.user_id == EVENTS.c.user_id))
+                    .where(
+                        *_conversion_filter(self.experiment_id, [metric]),
+                        *_window(self.start, self.end),
+                        EVENTS.c.value.is_not(None),
+                    )
+                )
+                found = _aggregate(
+                    self.session, rows, ["variant_id"], {"lo": "min", "hi": "max"}, radix=[self.variant_radix]
+                )
+                self._ranges[metric] = {int(v): (float(lo), float(hi)) for v, lo, hi in found}
+            return dict(self._ranges[metric])
         out: dict[int, tuple[float, float]] = {}
         for r in self._user_metrics([metric]):
             if r.metric != metric or r.value_min is None or r.value_max is None:
@@ -1091,13 +1185,11 @@ class AnalysisScope:
                 sums[(d, v)] = sums.get((d, v), 0.0) + s
             out += [DailyMetric(_as_date(d), v, metric, x) for (d, v), x in sums.items()]
         if binary_metrics:
-            wanted = set(binary_metrics)
-            counts: dict[tuple[Any, int, str], int] = {}
-            for r in self._user_metrics(binary_metrics):
-                if r.metric in wanted and r.first_day not in (None, 0):
-                    k = (r.first_day, r.variant_id, r.metric)
-                    counts[k] = counts.get(k, 0) + r.users
-            out += [DailyMetric(_as_date(d), v, m, float(n)) for (d, v, m), n in counts.items()]
+            self._user_metrics(binary_metrics)
+            for metric in dict.fromkeys(binary_metrics):
+                out += [
+                    DailyMetric(_as_date(d), v, metric, float(n)) for (d, v), n in self._first_days(metric).items()
+                ]
         out.sort(key=lambda r: (r.day, r.metric, r.variant_id))
         return out
 
