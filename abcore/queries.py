@@ -1212,7 +1212,6 @@ class AnalysisScope:
                 continue
             binned = self._bin(metric)
             assert binned is not None
-            bin_expr = binned[0]
             counts: dict[tuple[int, int], int] = {}
             per_variant: dict[int, list[Any]] = {v: [0, 0.0, lo, hi] for v, (lo, hi) in ranges.items()}
             for _d, v, b, n, s in self._event_pass(metric, by_day, True):
@@ -1232,7 +1231,7 @@ class AnalysisScope:
                             wanted[(v, int(p))] = (v, b, rank - seen)
                             break
                         seen += c
-            values = self._values_at(metric, bin_expr, wanted.values())
+            values = self._values_at(metric, binned, wanted.values())
             for v in sorted(per_variant):
                 n, total, lo, hi = per_variant[v]
                 out.append(
@@ -1245,20 +1244,36 @@ class AnalysisScope:
         return out
 
     def _values_at(
-        self, metric: str, bin_expr: ColumnElement[Any], wanted: Any
+        self, metric: str, binned: tuple[ColumnElement[Any], float, float], wanted: Any
     ) -> dict[tuple[int, int, int], float]:
-        """The value at rank ``r`` (1-based, ascending) inside bin ``b`` of variant ``v``, for each ``(v, b, r)``."""
+        """The value at rank ``r`` (1-based, ascending) inside bin ``b`` of variant ``v``, for each ``(v, b, r)``.
+
+        ``binned`` is :meth:`_bin`'s ``(expression, min, max)``; the exact bin test is the same
+        expression as in the counting pass. A cheaper range test on the value (each bin's edges
+        widened by a margin far above rounding error, so a superset) runs first.
+        """
+        from sqlalchemy import or_
+
         wanted = set(wanted)
         if not wanted:
             return {}
+        bin_expr, lo, hi = binned
         pop = self.table
         bins = sorted({b for _v, b, _r in wanted})
+        prefilter: list[ColumnElement[bool]] = []
+        if hi > lo:
+            width = (hi - lo) / PERCENTILE_BINS
+            margin = width * 1e-3
+            prefilter.append(
+                or_(*[EVENTS.c.value.between(lo + b * width - margin, lo + (b + 1) * width + margin) for b in bins])
+            )
         inner = (
             select(pop.c.variant_id.label("variant_id"), bin_expr.label("bin"), EVENTS.c.value.label("value"))
             .select_from(_OuterFirstJoin(EVENTS, pop, pop.c.user_id == EVENTS.c.user_id))
             .where(
                 *_conversion_filter(self.experiment_id, [metric]),
                 EVENTS.c.value.is_not(None),
+                *prefilter,
                 *_window(self.start, self.end),
                 bin_expr.in_(bins),
             )
@@ -1272,8 +1287,6 @@ class AnalysisScope:
             .over(partition_by=[inner.c.variant_id, inner.c.bin], order_by=inner.c.value)
             .label("rn"),
         ).subquery("ranked")
-        from sqlalchemy import or_
-
         condition = or_(
             *[and_(ranked.c.variant_id == v, ranked.c.bin == b, ranked.c.rn == r) for v, b, r in sorted(wanted)]
         )
