@@ -956,41 +956,39 @@ class AnalysisScope:
         self._user_rows[key] = out
         return out
 
-    def _has_non_binary(self, metric: str) -> bool:
-        """Whether any event value of ``metric`` in the window is outside {0, 1} (NULL counts as 1).
-
-        One index range read that stops at the first such value: instant for a mean metric; for a
-        conversion metric it reads the metric's index entries once (no population join)."""
-        probe = (
-            select(literal(1))
-            .where(
-                *_conversion_filter(self.experiment_id, [metric]),
-                *_window(self.start, self.end),
-                EVENTS.c.value.not_in([0.0, 1.0]),
-            )
-            .limit(1)
+    def _looks_non_binary(self, metric: str, sample: int = 10_000) -> bool:
+        """Whether one of the first ``sample`` event values of ``metric`` in the window (index order)
+        is outside {0, 1} (NULL counts as 1): a cheap guess of the metric's kind. The guess only
+        decides which aggregates the per-user pass computes; results are exact either way."""
+        head = (
+            select(EVENTS.c.value.label("value"))
+            .where(*_conversion_filter(self.experiment_id, [metric]), *_window(self.start, self.end))
+            .limit(sample)
+            .subquery("head")
         )
+        probe = select(literal(1)).where(head.c.value.not_in([0.0, 1.0])).limit(1)
         return _run(self.session, probe).first() is not None
 
     def _user_metric_pass(self, metric: str) -> list[_UserMetricRow]:
         """Per user first (an index-ordered stream), then per (variant, first conversion day).
 
-        Aggregates are costly per event, so the pass computes what the metric's kind needs: a
-        metric with values outside {0, 1} (mean) gets the value range for percentile bins and no
-        first-conversion day; a 0/1 metric gets the first-conversion day (the daily chart) and no
-        range. Whatever the other kind would need is computed on demand by a separate query
-        (:meth:`_first_days`, :meth:`_value_ranges`)."""
-        mean = self._has_non_binary(metric)
+        Aggregates are costly per event, so the pass computes what the metric's kind (as guessed
+        by :meth:`_looks_non_binary`) needs besides the sums and the non-0/1 count: a mean metric
+        gets the value range for percentile bins and no first-conversion day; a 0/1 metric gets the
+        first-conversion day (the daily chart) and no range. Whatever the other kind would need is
+        computed on demand by a separate query (:meth:`_first_days`, :meth:`_value_ranges`)."""
+        mean = self._looks_non_binary(metric)
         self._mode[metric] = "mean" if mean else "binary"
         value = _metric_value()
-        columns: list[Any] = [EVENTS.c.user_id.label("user_id"), func.sum(value).label("v")]
+        if self.dialect == "sqlite":  # fewer per-row expressions: NULL (= 1) is binary, sum() skips it
+            non_binary: Any = func.coalesce(func.sum(EVENTS.c.value.not_in([0.0, 1.0])), 0)
+        else:
+            non_binary = func.sum(case((value.in_([0.0, 1.0]), 0), else_=1))
+        columns: list[Any] = [
+            EVENTS.c.user_id.label("user_id"), func.sum(value).label("v"), non_binary.label("nb")
+        ]
         if mean:
-            if self.dialect == "sqlite":  # fewer per-row expressions: NULL (= 1) is binary, sum() skips it
-                non_binary: Any = func.coalesce(func.sum(EVENTS.c.value.not_in([0.0, 1.0])), 0)
-            else:
-                non_binary = func.sum(case((value.in_([0.0, 1.0]), 0), else_=1))
             columns += [
-                non_binary.label("nb"),
                 func.max(value).label("vmax"),
                 func.min(EVENTS.c.value).label("rmin"),
                 func.max(EVENTS.c.value).label("rmax"),
@@ -1008,8 +1006,8 @@ class AnalysisScope:
         if mean:
             first_day: Any = literal(0)  # not computed (see _first_days)
             converted: Any = case((per_user.c.vmax >= 1, 1), else_=0)
-            extra = [per_user.c.nb.label("nb"), per_user.c.rmin.label("rmin"), per_user.c.rmax.label("rmax")]
-            extra_aggs = {"nb": "sum", "rmin": "min", "rmax": "max"}
+            extra = [per_user.c.rmin.label("rmin"), per_user.c.rmax.label("rmax")]
+            extra_aggs = {"rmin": "min", "rmax": "max"}
         else:
             first_day = _day_number(per_user.c.first_ts, self.dialect)
             if self.dialect == "sqlite":
@@ -1023,16 +1021,17 @@ class AnalysisScope:
             per_user.c.v.label("s"),
             (per_user.c.v * per_user.c.v).label("ss"),
             converted.label("conv"),
+            per_user.c.nb.label("nb"),
             *extra,
         ).select_from(_OuterFirstJoin(per_user, pop, pop.c.user_id == per_user.c.user_id))
-        aggs = {"users": "sum", "s": "sum", "ss": "sum", "conv": "sum", **extra_aggs}
+        aggs = {"users": "sum", "s": "sum", "ss": "sum", "conv": "sum", "nb": "sum", **extra_aggs}
         found = _aggregate(
             self.session, rows, ["variant_id", "first_day"], aggs, radix=[self.variant_radix, DAY_RADIX]
         )
         out = []
         for row in found:
-            v, d, n, s, ss, conv = row[:6]
-            nb, lo, hi = row[6:] if mean else (0, None, None)
+            v, d, n, s, ss, conv, nb = row[:7]
+            lo, hi = row[7:] if mean else (None, None)
             out.append(
                 _UserMetricRow(
                     variant_id=int(v), metric=metric, first_day=d, users=int(n), sum=float(s or 0.0),

@@ -116,8 +116,13 @@ def _reference(events: list[dict[str, Any]], variant_of: dict[str, int], start: 
             "daily_users": daily_users, "first_days": first_days}
 
 
-@pytest.mark.parametrize("window", [(None, None), (T0, T0 + timedelta(days=5))])
-def test_scope_matches_a_python_reference(session: Session, window: tuple[Any, Any]) -> None:
+@pytest.mark.parametrize("guess", [None, True, False], ids=["guessed", "all-mean", "all-binary"])
+@pytest.mark.parametrize("window", [(None, None), (T0, T0 + timedelta(days=5))], ids=["open", "window"])
+def test_scope_matches_a_python_reference(
+    session: Session, window: tuple[Any, Any], guess: bool | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if guess is not None:  # a wrong guess of a metric's kind only changes which query computes what
+        monkeypatch.setattr(queries.AnalysisScope, "_looks_non_binary", lambda self, metric, sample=0: guess)
     exp, arms, events, variant_of = _load(session, np.random.default_rng(11))
     start, end = window
     ref = _reference(events, variant_of, start, end)
