@@ -671,28 +671,33 @@ def value_distribution(
     end: datetime | None = None,
 ) -> ValueDistribution:
     """Histogram counts per variant computed in SQL (min/max first, then ``floor`` bucketing), plus
-    nearest-rank percentiles. A metric without values gives empty ``edges`` and ``counts``."""
+    nearest-rank percentiles, on one :class:`AnalysisScope`. A metric without values gives empty
+    ``edges`` and ``counts``."""
     if bins < 1:
         raise ValueError("bins must be at least 1")
-    stats = percentile_stats(session=session, experiment_id=experiment_id, metrics=[metric], start=start, end=end)
-    if not stats:
-        return ValueDistribution(metric=metric, edges=(), counts={}, percentiles={})
-    lo = min(s.min for s in stats)
-    hi = max(s.max for s in stats)
-    width = (hi - lo) / bins if hi > lo else 1.0
-    joined, exposed = _population(EVENTS, EVENTS.c.user_id, experiment_id, start, end)
-    raw_bucket = _floor((EVENTS.c.value - literal(lo, Float)) / literal(width, Float), _dialect(session))
-    bucket = case((raw_bucket >= bins, bins - 1), else_=raw_bucket).label("bucket")
-    statement = (
-        select(ASSIGNMENTS.c.variant_id, bucket, func.count())
-        .select_from(joined)
-        .where(
-            *_conversion_filter(experiment_id, [metric]), EVENTS.c.value.is_not(None), *_window(start, end), exposed
+    with AnalysisScope(session, experiment_id, start, end) as scope:
+        stats = scope.percentile_stats([metric])
+        if not stats:
+            return ValueDistribution(metric=metric, edges=(), counts={}, percentiles={})
+        lo = min(s.min for s in stats)
+        hi = max(s.max for s in stats)
+        width = (hi - lo) / bins if hi > lo else 1.0
+        pop = scope.table
+        raw_bucket = _floor((EVENTS.c.value - literal(lo, Float)) / literal(width, Float), scope.dialect)
+        rows = (
+            select(
+                pop.c.variant_id.label("variant_id"),
+                case((raw_bucket >= bins, bins - 1), else_=raw_bucket).label("bucket"),
+                literal(1).label("n"),
+            )
+            .select_from(_OuterFirstJoin(EVENTS, pop, pop.c.user_id == EVENTS.c.user_id))
+            .where(*_conversion_filter(experiment_id, [metric]), EVENTS.c.value.is_not(None), *_window(start, end))
         )
-        .group_by(ASSIGNMENTS.c.variant_id, bucket)
-    )
+        found = _aggregate(
+            session, rows, ["variant_id", "bucket"], {"n": "sum"}, radix=[scope.variant_radix, bins]
+        )
     counts: dict[int, list[int]] = {s.variant_id: [0] * bins for s in stats}
-    for variant_id, b, n in _run(session, statement):
+    for variant_id, b, n in found:
         counts.setdefault(int(variant_id), [0] * bins)[min(max(int(b), 0), bins - 1)] += int(n)
     edges = tuple(lo + i * width for i in range(bins + 1))
     return ValueDistribution(
