@@ -522,7 +522,7 @@ def analyze(
         series = (
             _daily_series(scope, exp, variants, metric_names, kinds, new_users, percentiles) if daily and control else ()
         )
-        segments = _segments(session, exp, variants, metric_names, kinds, start, end, segment, alpha) if segment else ()
+        segments = _segments(scope, exp, variants, metric_names, kinds, segment, alpha) if segment else ()
 
         return Results(
             experiment_id=exp.id,
@@ -702,20 +702,16 @@ def _daily_series(
 
 
 def _segments(
-    session: Session,
+    scope: queries.AnalysisScope,
     exp: Experiment,
     variants: Sequence[VariantInfo],
     metric_names: Sequence[str],
     kinds: dict[str, str],
-    start: datetime | None,
-    end: datetime | None,
     segment: str,
     alpha: float,
 ) -> tuple[SegmentResult, ...]:
     assert exp.id is not None
-    rows = queries.metric_stats(
-        session=session, experiment_id=exp.id, metrics=metric_names, start=start, end=end, segment=segment
-    )
+    rows = scope.segment_metric_stats(metric_names, segment)
     control = next((v for v in variants if v.is_control), None)
     if control is None:
         return ()

@@ -386,25 +386,8 @@ def exposed_users(
     ``segment`` is ``None`` in the keys unless a segment attribute is given. Without a segment
     the count comes from the population of an :class:`AnalysisScope` (one pass over the exposures).
     """
-    if segment is None:
-        with AnalysisScope(session, experiment_id, start, end) as scope:
-            return scope.exposed_users()
-    keys: list[Any] = [ASSIGNMENTS.c.variant_id] + (
-        [segment_expression(segment).label("segment")] if segment is not None else []
-    )
-    statement = (
-        select(*keys, func.count())
-        .where(
-            ASSIGNMENTS.c.experiment_id == experiment_id,
-            _exposed(experiment_id, ASSIGNMENTS.c.user_id, start, end),
-        )
-        .group_by(*keys)
-    )
-    out: dict[tuple[int, str | None], int] = {}
-    for row in _run(session, statement):
-        seg = str(row[1]) if segment is not None else None
-        out[(int(row[0]), seg)] = int(row[-1])
-    return out
+    with AnalysisScope(session, experiment_id, start, end) as scope:
+        return scope.exposed_users() if segment is None else scope.segment_users(segment)
 
 
 @dataclass(frozen=True)
@@ -465,43 +448,9 @@ def metric_stats(
                 for i, x in enumerate((r.users, r.sum, r.sum_squares, r.converted, r.non_binary)):
                     acc[i] += x
             return _assemble_metric_stats(metrics, users, found)
-    value = _metric_value()
-    per_user = (
-        select(
-            EVENTS.c.metric_name.label("metric"),
-            EVENTS.c.user_id.label("user_id"),
-            func.sum(value).label("v"),
-            func.max(value).label("vmax"),
-            func.sum(case((value.in_([0.0, 1.0]), 0), else_=1)).label("nb"),
-        )
-        .where(*_conversion_filter(experiment_id, metrics), *_window(start, end))
-        .group_by(EVENTS.c.metric_name, EVENTS.c.user_id)
-        .subquery("pu")
-    )
-    joined, exposed = _population(per_user, per_user.c.user_id, experiment_id, start, end)
-    keys: list[Any] = [ASSIGNMENTS.c.variant_id, per_user.c.metric] + (
-        [segment_expression(segment).label("segment")] if segment is not None else []
-    )
-    statement = (
-        select(
-            *keys,
-            func.count(),
-            func.sum(per_user.c.v),
-            func.sum(per_user.c.v * per_user.c.v),
-            func.sum(case((per_user.c.vmax >= 1, 1), else_=0)),
-            func.sum(per_user.c.nb),
-        )
-        .select_from(joined)
-        .where(exposed)
-        .group_by(*keys)
-    )
-    found: dict[tuple[int, str, str | None], tuple[Any, ...]] = {}
-    for row in _run(session, statement):
-        seg = str(row[2]) if segment is not None else None
-        found[(int(row[0]), str(row[1]), seg)] = tuple(row[len(keys) :])
-    if users is None:
-        users = exposed_users(session=session, experiment_id=experiment_id, start=start, end=end, segment=segment)
-    return _assemble_metric_stats(metrics, users, found)
+    with AnalysisScope(session, experiment_id, start, end) as scope:
+        sums = scope._segment_sums(metrics, segment)
+        return _assemble_metric_stats(metrics, scope.segment_users(segment) if users is None else users, sums)
 
 
 def covariate_stats(
@@ -1078,6 +1027,61 @@ class AnalysisScope:
             self.session, rows, ["first_day", "variant_id"], {"users": "sum"}, radix=[DAY_RADIX, self.variant_radix]
         )
         return {(d, int(v)): int(n) for d, v, n in found}
+
+    def _segment_join(self, source: Any, user_id: Any) -> Any:
+        pop = self.table
+        return _OuterFirstJoin(source, pop, pop.c.user_id == user_id).join(
+            ASSIGNMENTS,
+            and_(ASSIGNMENTS.c.experiment_id == self.experiment_id, ASSIGNMENTS.c.user_id == pop.c.user_id),
+        )
+
+    def segment_users(self, segment: str) -> dict[tuple[int, str | None], int]:
+        """Population users per variant and value of the assignment attribute ``segment``."""
+        rows = select(
+            self.table.c.variant_id.label("variant_id"),
+            segment_expression(segment).label("segment"),
+            literal(1).label("n"),
+        ).select_from(
+            self.table.join(
+                ASSIGNMENTS,
+                and_(ASSIGNMENTS.c.experiment_id == self.experiment_id, ASSIGNMENTS.c.user_id == self.table.c.user_id),
+            )
+        )
+        found = _aggregate(self.session, rows, ["variant_id", "segment"], {"n": "sum"})
+        return {(int(v), str(seg)): int(n) for v, seg, n in found}
+
+    def segment_metric_stats(self, metrics: Sequence[str], segment: str) -> list[MetricStats]:
+        """As :func:`metric_stats` with a segment, on this scope's population (one pass per metric)."""
+        return _assemble_metric_stats(metrics, self.segment_users(segment), self._segment_sums(metrics, segment))
+
+    def _segment_sums(self, metrics: Sequence[str], segment: str) -> dict[tuple[int, str, str | None], Any]:
+        value = _metric_value()
+        found: dict[tuple[int, str, str | None], tuple[Any, ...]] = {}
+        for metric in dict.fromkeys(metrics):
+            per_user = (
+                select(
+                    EVENTS.c.user_id.label("user_id"),
+                    func.sum(value).label("v"),
+                    func.max(value).label("vmax"),
+                    func.sum(case((value.in_([0.0, 1.0]), 0), else_=1)).label("nb"),
+                )
+                .where(*_conversion_filter(self.experiment_id, [metric]), *_window(self.start, self.end))
+                .group_by(EVENTS.c.user_id)
+                .subquery("pu")
+            )
+            rows = select(
+                self.table.c.variant_id.label("variant_id"),
+                segment_expression(segment).label("segment"),
+                literal(1).label("users"),
+                per_user.c.v.label("s"),
+                (per_user.c.v * per_user.c.v).label("ss"),
+                case((per_user.c.vmax >= 1, 1), else_=0).label("conv"),
+                per_user.c.nb.label("nb"),
+            ).select_from(self._segment_join(per_user, per_user.c.user_id))
+            aggs = {"users": "sum", "s": "sum", "ss": "sum", "conv": "sum", "nb": "sum"}
+            for v, seg, *sums in _aggregate(self.session, rows, ["variant_id", "segment"], aggs):
+                found[(int(v), metric, str(seg))] = tuple(sums)
+        return found
 
     def metric_stats(self, metrics: Sequence[str]) -> list[MetricStats]:
         """As :func:`metric_stats` without a segment, on this scope's population."""

@@ -40,8 +40,9 @@ def _load(session: Session, rng: np.random.Generator) -> tuple[Experiment, dict[
     for i in range(60):
         user = f"u{i:03d}"
         variant_of[user] = arms["A" if i % 2 else "B"].id  # type: ignore[assignment]
+        attributes = {} if i % 7 == 0 else {"country": ["DE", "US", "FR"][i % 3]}  # some without: "(none)"
         assignments.append({"user_id": user, "experiment_id": exp.id, "variant_id": variant_of[user],
-                            "attributes": {}, "assigned_at": T0})
+                            "attributes": attributes, "assigned_at": T0})
     events: list[dict[str, Any]] = []
 
     def event(user: str, kind: str, metric: str | None, value: float | None, ts: datetime) -> None:
@@ -116,6 +117,11 @@ def _reference(events: list[dict[str, Any]], variant_of: dict[str, int], start: 
             "daily_users": daily_users, "first_days": first_days}
 
 
+def _country(user: str) -> str:
+    i = int(user[1:])
+    return "(none)" if i % 7 == 0 else ["DE", "US", "FR"][i % 3]
+
+
 @pytest.mark.parametrize("guess", [None, True, False], ids=["guessed", "all-mean", "all-binary"])
 @pytest.mark.parametrize("window", [(None, None), (T0, T0 + timedelta(days=5))], ids=["open", "window"])
 def test_scope_matches_a_python_reference(
@@ -153,6 +159,26 @@ def test_scope_matches_a_python_reference(
                 assert s.converted == converted
                 assert s.non_binary_values == sum(1 for x in flat if x not in (0.0, 1.0))
         assert stats[("flag", arms["A"].id)].non_binary_values == 0  # a 0/1 metric (NULL = 1)
+
+        # the same per (variant, segment) of the assignment attribute "country"
+        by_segment = {(s.metric, s.variant_id, s.segment): s for s in scope.segment_metric_stats(metrics, "country")}
+        seg_users: dict[tuple[int, str | None], int] = defaultdict(int)
+        for u, v in ref["population"].items():
+            seg_users[(v, _country(u))] += 1
+        assert scope.segment_users("country") == dict(seg_users)
+        assert len(by_segment) == len(seg_users) * len(metrics)
+        for metric in metrics:
+            for (v, seg), n in seg_users.items():
+                vals = [sum(ref["per_user"][(metric, u)]) for u, vv in ref["population"].items()
+                        if vv == v and _country(u) == seg and (metric, u) in ref["per_user"]]
+                s = by_segment[(metric, v, seg)]
+                assert (s.users, s.users_with_events) == (n, len(vals))
+                assert s.sum == pytest.approx(sum(vals))
+                assert s.sum_squares == pytest.approx(sum(x * x for x in vals))
+                assert s.converted == sum(
+                    1 for u, vv in ref["population"].items()
+                    if vv == v and _country(u) == seg and any(x >= 1 for x in ref["per_user"].get((metric, u), []))
+                )
 
         # daily series of both kinds, also for the "other" kind (computed on demand)
         for sum_metrics, binary_metrics in ((["mixed"], ["flag"]), (["flag"], ["mixed"])):
