@@ -429,9 +429,8 @@ def analyze(
         covariates: dict[str, dict[int, stats.CovariateSummary]] = {}
         if cuped:
             for m in metric_names:
-                covariates[m] = queries.covariate_stats(
-                    session=session, experiment_id=exp.id, metric=m, started_at=exp.started_at,  # type: ignore[arg-type]
-                    binary=kinds[m] == "binary", start=start, end=end, users=population,
+                covariates[m] = scope.covariate_stats(
+                    m, exp.started_at, binary=kinds[m] == "binary", users=population  # type: ignore[arg-type]
                 )
 
         raw: list[tuple[str, str, VariantInfo, TestResult, BayesResult | None]] = []

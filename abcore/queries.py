@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Float, Integer, and_, case, cast, exists, func, literal, select
+from sqlalchemy import Date, Float, Integer, and_, case, cast, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.selectable import Join
@@ -340,31 +340,6 @@ def experiment_overview(*, session: Session) -> dict[int, ExperimentOverview]:
 _EXPOSURES = EVENTS.alias("expo")
 
 
-def _exposed(experiment_id: int, user_id: Any, start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
-    """``user_id`` has at least one exposure event in the window (an index seek per user)."""
-    return exists(
-        select(literal(1)).where(
-            _EXPOSURES.c.experiment_id == experiment_id,
-            _EXPOSURES.c.event_type == EventType.EXPOSURE.value,
-            _EXPOSURES.c.user_id == user_id,
-            *_window(start, end, _EXPOSURES.c.ts),
-        )
-    )
-
-
-def _population(
-    source: Any, user_id: Any, experiment_id: int, start: datetime | None, end: datetime | None
-) -> tuple[Any, ColumnElement[bool]]:
-    """Join ``source`` to its user's assignment and the condition that the user was exposed.
-
-    The result's ``ASSIGNMENTS.c.variant_id`` is the user's variant.
-    """
-    joined = source.join(
-        ASSIGNMENTS, and_(ASSIGNMENTS.c.experiment_id == experiment_id, ASSIGNMENTS.c.user_id == user_id)
-    )
-    return joined, _exposed(experiment_id, user_id, start, end)
-
-
 def _conversion_filter(experiment_id: int, metrics: Sequence[str]) -> list[ColumnElement[bool]]:
     return [
         EVENTS.c.experiment_id == experiment_id,
@@ -470,44 +445,8 @@ def covariate_stats(
     Per-user values are sums (mean metrics) or 0/1 conversion indicators (``binary``);
     users without events count as 0 in both. ``n`` is the population size of the variant.
     """
-    value = _metric_value()
-    y_start = max(as_utc(started_at), as_utc(start)) if start is not None else as_utc(started_at)  # type: ignore[type-var]
-    in_y = and_(*_window(y_start, end))
-    in_x = EVENTS.c.ts < _bind_ts(started_at)
-    if binary:
-        y = func.max(case((and_(in_y, value >= 1), 1.0), else_=0.0))
-        x = func.max(case((and_(in_x, value >= 1), 1.0), else_=0.0))
-    else:
-        y = func.sum(case((in_y, value), else_=0.0))
-        x = func.sum(case((in_x, value), else_=0.0))
-    per_user = (
-        select(EVENTS.c.user_id.label("user_id"), y.label("y"), x.label("x"))
-        .where(*_conversion_filter(experiment_id, [metric]), *_window(None, end))
-        .group_by(EVENTS.c.user_id)
-        .subquery("pu")
-    )
-    joined, exposed = _population(per_user, per_user.c.user_id, experiment_id, start, end)
-    statement = (
-        select(
-            ASSIGNMENTS.c.variant_id,
-            func.sum(per_user.c.y),
-            func.sum(per_user.c.y * per_user.c.y),
-            func.sum(per_user.c.x),
-            func.sum(per_user.c.x * per_user.c.x),
-            func.sum(per_user.c.x * per_user.c.y),
-        )
-        .select_from(joined)
-        .where(exposed)
-        .group_by(ASSIGNMENTS.c.variant_id)
-    )
-    sums = {int(r[0]): [float(v or 0.0) for v in r[1:]] for r in _run(session, statement)}
-    if users is None:
-        users = exposed_users(session=session, experiment_id=experiment_id, start=start, end=end)
-    out: dict[int, CovariateSummary] = {}
-    for (variant_id, _seg), n in sorted(users.items()):
-        sy, sy2, sx, sx2, sxy = sums.get(variant_id, [0.0] * 5)
-        out[variant_id] = CovariateSummary(n=n, sum_y=sy, sum_y2=sy2, sum_x=sx, sum_x2=sx2, sum_xy=sxy)
-    return out
+    with AnalysisScope(session, experiment_id, start, end) as scope:
+        return scope.covariate_stats(metric, started_at, binary, users=users)
 
 
 @dataclass(frozen=True)
@@ -1082,6 +1021,49 @@ class AnalysisScope:
             for v, seg, *sums in _aggregate(self.session, rows, ["variant_id", "segment"], aggs):
                 found[(int(v), metric, str(seg))] = tuple(sums)
         return found
+
+    def covariate_stats(
+        self,
+        metric: str,
+        started_at: datetime,
+        binary: bool,
+        users: dict[tuple[int, str | None], int] | None = None,
+    ) -> dict[int, CovariateSummary]:
+        """As :func:`covariate_stats`, on this scope's population (its ``start``/``end``)."""
+        value = _metric_value()
+        start, end = self.start, self.end
+        y_start = max(as_utc(started_at), as_utc(start)) if start is not None else as_utc(started_at)  # type: ignore[type-var]
+        in_y = and_(*_window(y_start, end))
+        in_x = EVENTS.c.ts < _bind_ts(started_at)
+        if binary:
+            y = func.max(case((and_(in_y, value >= 1), 1.0), else_=0.0))
+            x = func.max(case((and_(in_x, value >= 1), 1.0), else_=0.0))
+        else:
+            y = func.sum(case((in_y, value), else_=0.0))
+            x = func.sum(case((in_x, value), else_=0.0))
+        per_user = (
+            select(EVENTS.c.user_id.label("user_id"), y.label("y"), x.label("x"))
+            .where(*_conversion_filter(self.experiment_id, [metric]), *_window(None, end))
+            .group_by(EVENTS.c.user_id)
+            .subquery("pu")
+        )
+        pop = self.table
+        rows = select(
+            pop.c.variant_id.label("variant_id"),
+            per_user.c.y.label("sy"),
+            (per_user.c.y * per_user.c.y).label("sy2"),
+            per_user.c.x.label("sx"),
+            (per_user.c.x * per_user.c.x).label("sx2"),
+            (per_user.c.x * per_user.c.y).label("sxy"),
+        ).select_from(_OuterFirstJoin(per_user, pop, pop.c.user_id == per_user.c.user_id))
+        aggs = dict.fromkeys(["sy", "sy2", "sx", "sx2", "sxy"], "sum")
+        found = _aggregate(self.session, rows, ["variant_id"], aggs, radix=[self.variant_radix])
+        sums = {int(r[0]): [float(v or 0.0) for v in r[1:]] for r in found}
+        out: dict[int, CovariateSummary] = {}
+        for (variant_id, _seg), n in sorted((self.exposed_users() if users is None else users).items()):
+            sy, sy2, sx, sx2, sxy = sums.get(variant_id, [0.0] * 5)
+            out[variant_id] = CovariateSummary(n=n, sum_y=sy, sum_y2=sy2, sum_x=sx, sum_x2=sx2, sum_xy=sxy)
+        return out
 
     def metric_stats(self, metrics: Sequence[str]) -> list[MetricStats]:
         """As :func:`metric_stats` without a segment, on this scope's population."""
