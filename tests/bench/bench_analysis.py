@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,8 +131,10 @@ def generate(path: Path) -> None:
         """
     )
     con.commit()
+    t0 = time.perf_counter()
     for sql in index_sql:
         con.execute(sql)
+    print(f"built {len(index_sql)} event-log indexes on {TOTAL_EVENTS:,} rows in {time.perf_counter() - t0:.1f} s")
     con.execute("ANALYZE")
     con.commit()
     con.close()
@@ -164,12 +168,29 @@ def run_analyze(path: Path, **options: bool) -> dict[str, float]:
     """Time ``analyze(1, **options)`` on the cached database in this (fresh) process; return the figures."""
     import resource
 
+    from sqlalchemy import event
     from sqlmodel import Session
 
     from abcore.analysis import analyze
     from abcore.db import make_engine
 
     engine = make_engine(f"sqlite:///{path}")
+    # CPU seconds per statement kind (temporary table names stripped), for the breakdown printed below
+    per_query: dict[str, float] = {}
+
+    def _cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+        context._bench_cpu = _cpu()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+        words = re.sub(r"abq_(pop|agg)_[0-9a-f]+", r"<\1>", " ".join(statement.split()))[:90]
+        per_query[words] = per_query.get(words, 0.0) + _cpu() - context._bench_cpu
+
     base_rss = _peak_rss_mb()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -179,8 +200,10 @@ def run_analyze(path: Path, **options: bool) -> dict[str, float]:
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     users = sum(v.users for v in results.variants)
+    top = sorted(per_query.items(), key=lambda kv: -kv[1])[:10]
     return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": base_rss,
-            "users": users, "metrics": len(results.metrics), "load": os.getloadavg()[0]}
+            "users": users, "metrics": len(results.metrics), "load": os.getloadavg()[0],
+            "queries": top}  # type: ignore[dict-item]
 
 
 def run_pandas(path: Path) -> dict[str, float]:
@@ -228,6 +251,8 @@ def test_analyze_10m_events_sqlite() -> None:
         f"(load average {figures['load']:.1f}), peak RSS {figures['peak_rss_mb']:.0f} MB "
         f"(after imports {figures['rss_before_mb']:.0f} MB), {figures['users']:,} users, {figures['metrics']} results"
     )
+    for statement, seconds in figures["queries"]:  # type: ignore[attr-defined]
+        print(f"  {seconds:6.2f} s CPU  {statement}")
     core = _in_subprocess("analyze-core")
     print(
         f"analyze(percentiles=False, daily=False) (tests, health checks, verdict only): {core['seconds']:.2f} s wall, "
