@@ -164,7 +164,7 @@ def _charts(experiment: Any, results: Any, latest: int, names: dict[int, str], w
         if pair:
             left, right = st.columns(2)
             left.plotly_chart(pair[0], key="r_cum_value")
-            if pair[1].data and any(len(trace.x or ()) for trace in pair[1].data):
+            if any(trace.x is not None and len(trace.x) > 0 for trace in pair[1].data):
                 right.plotly_chart(pair[1], key="r_cum_lift")
             else:
                 right.caption("No cumulative lift yet: the treatments have no data.")

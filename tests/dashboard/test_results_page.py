@@ -106,3 +106,27 @@ def test_unknown_experiment_and_draft(store: str) -> None:
     assert any("No experiment 'nope'" in w.value for w in at.warning)
     at = _results("Just a draft")
     assert any("is a draft" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("method", ["frequentist", "sequential", "bayesian"])
+def test_every_demo_experiment_renders_with_multi_day_charts(store: str, method: str) -> None:
+    """The demo data spans weeks (multi-point cumulative series, feedback, distributions): every
+    experiment with data renders every method without an error message."""
+    from abcore.demo import load_demo_data
+
+    engine = make_engine(store)
+    load_demo_data(engine, seed=7, scale=0.1)
+    with Session(engine) as s:
+        names = [e.name for e in ex.list_experiments(session=s) if e.status != "draft"]
+    engine.dispose()
+    for name in names:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        at.switch_page("pages/results.py")
+        at.session_state["live_refresh"] = False
+        at.session_state["r_method"] = method
+        at.query_params["experiment"] = name
+        at.run()
+        assert not at.exception, (name, at.exception)
+        assert not at.error, (name, [e.value for e in at.error])
+        assert len(at.get("plotly_chart")) >= 4, name
