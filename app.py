@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import streamlit as st
 
+import ui
+
 st.set_page_config(page_title="abcore experiments", page_icon="🧪", layout="wide")
 
-PAGES = [
-    st.Page("pages/experiments.py", title="Experiments", icon="🧪", url_path="experiments", default=True),
-    st.Page("pages/create.py", title="Create experiment", icon="➕", url_path="create"),
-    st.Page("pages/results.py", title="Results", icon="📊", url_path="results"),
-    st.Page("pages/sample_size.py", title="Sample size", icon="🧮", url_path="sample_size"),
-    st.Page("pages/models.py", title="Models", icon="🤖", url_path="models"),
-]
+PAGES = {
+    "experiments.py": st.Page("pages/experiments.py", title="Experiments", icon="🧪", url_path="experiments", default=True),
+    "create.py": st.Page("pages/create.py", title="Create experiment", icon="➕", url_path="create"),
+    "results.py": st.Page("pages/results.py", title="Results", icon="📊", url_path="results"),
+    "sample_size.py": st.Page("pages/sample_size.py", title="Sample size", icon="🧮", url_path="sample_size"),
+    "models.py": st.Page("pages/models.py", title="Models", icon="🤖", url_path="models"),
+}
 
-page = st.navigation(PAGES)
+page = st.navigation(list(PAGES.values()))
+ui.route_pending_page(PAGES)
 
 page.run()

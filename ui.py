@@ -5,9 +5,11 @@ No logic lives here beyond wiring: queries, validation and statistics are in ``a
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -145,11 +147,35 @@ def auth_gate() -> bool:
     return False
 
 
+ROUTED_KEY = "_abcore_routed"
+ROUTE_TO_KEY = "_abcore_route_to"
+
+
+def route_pending_page(pages: dict[str, Any]) -> None:
+    """Called by app.py after ``st.navigation``: mark the session as routed and finish a detour.
+
+    Until some session has run app.py, Streamlit serves a page URL by running the file under
+    ``pages/`` directly, with its file-name navigation. :func:`start_page` then stores the
+    wanted page and query and switches to app.py; this sends the user on to that page.
+    """
+    st.session_state[ROUTED_KEY] = True
+    target = st.session_state.pop(ROUTE_TO_KEY, None)
+    if target is not None and target[0] in pages:
+        st.switch_page(pages[target[0]], query_params=target[1])
+
+
+def _route_through_app(page_file: str) -> None:
+    if not st.session_state.get(ROUTED_KEY):
+        st.session_state[ROUTE_TO_KEY] = (page_file, dict(st.query_params))
+        st.switch_page("app.py")
+
+
 def start_page() -> bool:
     """The common top of every page: sign-in gate, shared sidebar, queued toasts.
 
     Returns True when the page body may be shown (open mode, or a signed-in user).
     """
+    _route_through_app(Path(inspect.stack()[1].filename).name)
     st.set_page_config(page_title="abcore experiments", page_icon="🧪", layout="wide")
     allowed = auth_gate()
     with st.sidebar:

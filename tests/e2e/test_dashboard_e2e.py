@@ -225,3 +225,29 @@ def test_design_run_watch_and_conclude_in_the_browser(server: tuple[str, str]) -
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         browser.close()
+
+
+def test_a_shared_results_link_is_the_first_visit_of_a_fresh_server(server: tuple[str, str]) -> None:
+    """Before any session has run app.py, Streamlit would serve /results from pages/ with its
+    file-name navigation; the page detours through the router and lands on the same page and query."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, db_url = server
+    with Session(make_engine(db_url)) as s:
+        ex.create_experiment(
+            session=s,
+            data=ex.ExperimentCreate(
+                name="Linked", variants=[ex.VariantCreate(name="a", allocation_pct=50), ex.VariantCreate(name="b", allocation_pct=50)]
+            ),
+        )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"{base}/results?experiment=Linked")
+        expect(page.get_by_role("heading", name="Linked")).to_be_visible(timeout=WAIT_MS)
+        nav = page.locator("[data-testid=stSidebarNav]")
+        expect(nav).to_contain_text("Create experiment")  # the router's titles, not file names
+        assert "app" not in [line.strip() for line in nav.inner_text().splitlines()]  # no pages/-folder entry
+        assert "/results" in page.url and "experiment=" in page.url
+        browser.close()
