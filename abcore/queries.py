@@ -290,6 +290,31 @@ def metric_names(*, session: Session, experiment_id: int) -> list[str]:
     return [str(name) for (name,) in _run(session, statement)]
 
 
+ATTRIBUTE_SAMPLE = 10_000
+
+
+def attribute_names(*, session: Session, experiment_id: int, sample: int = ATTRIBUTE_SAMPLE) -> list[str]:
+    """Attribute names passed at assignment time (the segments one can break results down by), sorted.
+
+    Read from the JSON keys of the experiment's first ``sample`` assignments (callers pass
+    the same attributes on every call, so a sample finds them without scanning millions of rows).
+    """
+    first = (
+        select(ASSIGNMENTS.c.attributes)
+        .where(ASSIGNMENTS.c.experiment_id == experiment_id)
+        .order_by(ASSIGNMENTS.c.id)
+        .limit(sample)
+        .subquery("first_assignments")
+    )
+    # One row per JSON key: the set-returning json_object_keys on PostgreSQL, table-valued json_each on SQLite.
+    if session.get_bind().dialect.name == "postgresql":
+        statement = select(func.json_object_keys(first.c.attributes)).select_from(first)
+    else:
+        keys = func.json_each(first.c.attributes).table_valued("key")
+        statement = select(keys.c.key).select_from(first).join(keys, literal(True))
+    return sorted(str(key) for (key,) in _run(session, statement.distinct()))
+
+
 @dataclass(frozen=True)
 class ExperimentOverview:
     """One line of the experiment list: assigned users and the first/last event time (``None`` without events)."""

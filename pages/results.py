@@ -55,6 +55,12 @@ def _distribution(url: str, experiment_id: int, latest_event: int, metric: str, 
         )
 
 
+@st.cache_data(show_spinner=False, max_entries=64, ttl=60)
+def _segments(url: str, experiment_id: int) -> list[str]:
+    with ui.session() as s:
+        return queries.attribute_names(session=s, experiment_id=experiment_id)
+
+
 def _csv_file(experiment_id: int, what: str, options: dict[str, Any]) -> Any:
     """A callable for st.download_button: streams the CSV from the database into a temp file on click."""
 
@@ -215,8 +221,10 @@ def _controls(experiment: Any) -> tuple[tuple[Any, ...], tuple[Any, Any]]:
         started = (experiment.started_at or experiment.created_at).date()
         ended = (experiment.stopped_at or datetime.now(UTC)).date()
         window = cols[0].date_input("Date window (UTC)", value=(started, ended), key=f"r_window_{experiment.id}")
-        segment = cols[1].text_input("Segment by attribute", key="r_segment", placeholder="e.g. country",
-                                     help="An attribute passed at assignment time.")
+        segment = cols[1].selectbox(
+            "Segment by attribute", ["", *_segments(database_url(), experiment.id)], key=f"r_segment_{experiment.id}",
+            format_func=lambda name: name or "No breakdown", help="An attribute passed at assignment time.",
+        )
     start = end = None
     if isinstance(window, tuple | list) and len(window) == 2 and all(isinstance(d, date) for d in window):
         if window[0] > started:

@@ -130,3 +130,19 @@ def test_every_demo_experiment_renders_with_multi_day_charts(store: str, method:
         assert not at.exception, (name, at.exception)
         assert not at.error, (name, [e.value for e in at.error])
         assert len(at.get("plotly_chart")) >= 4, name
+
+
+def test_segment_breakdown_offers_the_assignment_attributes(store: str) -> None:
+    from abcore.demo import load_demo_data
+
+    engine = make_engine(store)
+    load_demo_data(engine, seed=7, scale=0.1)
+    with Session(engine) as s:
+        experiment = ex.get_experiment(session=s, ref="ranker_two_tower_vs_als")
+    engine.dispose()
+    at = _results("ranker_two_tower_vs_als")
+    box = at.selectbox(key=f"r_segment_{experiment.id}")
+    assert box.options == ["No breakdown", "country", "platform"]  # the demo's assignment attributes
+    box.set_value("country").run()
+    assert not at.exception and not at.error
+    assert any(e.label == "By country" for e in at.expander)

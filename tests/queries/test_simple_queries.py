@@ -64,3 +64,21 @@ def test_simple_queries(session: Session) -> None:
     assert overview[exp.id].events == len(events)
     empty = overview[exp.id + 1]
     assert (empty.participants, empty.first_event_at, empty.last_event_at) == (0, None, None)
+
+
+def test_attribute_names_lists_the_segment_keys(session: Session) -> None:
+    from abcore.models import Experiment, UserAssignment, Variant
+    from abcore.queries import attribute_names
+
+    experiment = Experiment(name="attrs", salt="s")
+    session.add(experiment)
+    session.flush()
+    variant = Variant(experiment_id=experiment.id, name="a", allocation_pct=100)
+    session.add(variant)
+    session.flush()
+    for i, attributes in enumerate([{"country": "DE", "platform": "ios"}, {"country": "FR"}, {}, {"tier": 2}]):
+        session.add(UserAssignment(user_id=f"u{i}", experiment_id=experiment.id, variant_id=variant.id, attributes=attributes))
+    session.commit()
+    assert attribute_names(session=session, experiment_id=experiment.id) == ["country", "platform", "tier"]
+    assert attribute_names(session=session, experiment_id=experiment.id, sample=1) == ["country", "platform"]
+    assert attribute_names(session=session, experiment_id=experiment.id + 1) == []
