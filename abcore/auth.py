@@ -64,10 +64,6 @@ class User:
     role: str
     password_hash: str
 
-    @property
-    def is_editor(self) -> bool:
-        return self.role == "editor"
-
     def __repr__(self) -> str:  # never print the hash in logs
         return f"User(name={self.name!r}, role={self.role!r})"
 

@@ -145,16 +145,6 @@ def _is_number_text(text: str) -> bool:
     return True
 
 
-def _open_output(target: str) -> Any:
-    """A text stream for ``target`` ('-' = stdout); the caller closes it when it is not stdout."""
-    if target == "-":
-        return sys.stdout
-    try:
-        return open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
-
-
 # --------------------------------------------------------------------------- commands
 
 

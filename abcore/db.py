@@ -1,4 +1,4 @@
-"""Engines, migrations and sessions.
+"""Engines and migrations.
 
 Engines are built by :func:`make_engine`, never at import. SQLite engines run
 with WAL journaling, foreign keys on and a busy timeout; PostgreSQL URLs use
@@ -8,14 +8,12 @@ the newest Alembic revision shipped inside the package.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, create_engine
+from sqlmodel import create_engine
 
 from abcore.config import database_url
 
@@ -111,15 +109,3 @@ def head_revision() -> str:
 def table_names(engine: Engine) -> list[str]:
     """Names of the tables present in the database (for health checks and tests)."""
     return sorted(inspect(engine).get_table_names())
-
-
-@contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise

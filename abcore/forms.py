@@ -549,11 +549,6 @@ def format_days(days: float | None) -> str:
     return f"{whole} day" if whole == 1 else f"{whole:,} days"
 
 
-def variant_split(names_and_pcts: Iterable[tuple[str, float]]) -> str:
-    """``[('control', 50), ('treatment', 50)] -> 'control 50% · treatment 50%'``."""
-    return " · ".join(f"{name} {format_number(pct, 2)}%" for name, pct in names_and_pcts)
-
-
 # --------------------------------------------------------------------------- results page
 
 VERDICT_LABELS: dict[str, tuple[str, str]] = {

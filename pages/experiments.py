@@ -123,6 +123,9 @@ def _card(experiment: Any, editable: bool) -> None:
                 for v in variants
             )
             st.markdown(split)
+            audience = [f"{forms.format_number(experiment.traffic_allocation * 100, 1)} % of eligible users"]
+            audience += [forms.describe_rule(rule) for rule in experiment.targeting]
+            st.caption("Audience: " + " · ".join(audience))
             if experiment.status == "completed" and experiment.winner_variant_id:
                 winner = next((v.name for v in variants if v.id == experiment.winner_variant_id), "?")
                 st.markdown(f"🏆 Shipped **{winner}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")

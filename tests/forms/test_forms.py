@@ -177,7 +177,6 @@ def test_formatting() -> None:
     assert forms.format_pvalue(0.0004) == "< 0.001"
     assert forms.format_pvalue(0.04567) == "0.046"
     assert forms.format_interval(-0.012, 0.034) == "[-1.2%, +3.4%]"
-    assert forms.variant_split([("control", 50), ("b", 50)]) == "control 50% · b 50%"
 
 
 def test_status_colours_are_consistent_and_cover_every_status() -> None:
