@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
@@ -18,18 +16,6 @@ from abcore.registry import create_model, list_models
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 30
-
-
-@pytest.fixture
-def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The dashboard's database: a fresh SQLite file, open mode (no users)."""
-    monkeypatch.setenv("ABCORE_DATABASE_URL", sqlite_url)
-    monkeypatch.delenv("ABCORE_USERS", raising=False)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield sqlite_url
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 def _session(url: str) -> Session:

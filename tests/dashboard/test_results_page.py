@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
@@ -16,17 +14,6 @@ from abcore.assign import Assigner
 from abcore.db import make_engine
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-@pytest.fixture
-def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("ABCORE_DATABASE_URL", sqlite_url)
-    monkeypatch.delenv("ABCORE_USERS", raising=False)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield sqlite_url
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 def _running_experiment(url: str, users: int = 200) -> int:
