@@ -189,8 +189,8 @@ def test_design_run_watch_and_conclude_in_the_browser(server: tuple[str, str]) -
         expect(page.locator(".st-key-r_health")).to_be_visible()
         expect(page.locator(".st-key-r_forest")).to_be_visible()
         expect(page.locator(".st-key-r_assignments")).to_be_visible()
-        assert page.locator("[data-testid='stDataFrame']").count() >= 1
         expect(page.get_by_text("conversion · primary")).to_be_visible()
+        expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()  # waits: tables render lazily
         page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
 
         # --- download the assignments CSV and read it back
