@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from abcore import __version__
 from abcore.api import errors
-from abcore.api.deps import ApiSettings, ApiState
+from abcore.api.deps import ApiSettings, ApiState, no_unknown_query
 from abcore.api.experiments import router as experiments_router
 from abcore.api.schemas import ErrorBody, Health
 from abcore.api.tracking import router as tracking_router
@@ -130,7 +130,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        responses={},
+        dependencies=[Depends(no_unknown_query)],
     )
     app.state.abcore = state
     errors.install(app)
@@ -140,7 +140,8 @@ def create_app(
     @app.get(
         "/api/v1/health",
         response_model=Health,
-        responses={503: {"model": ErrorBody, "description": "The store is unavailable"}},
+        responses={code: {"model": ErrorBody, "description": text} for code, text in
+                   ((422, "Unknown query parameter"), (503, "The store is unavailable"))},
         tags=["health"],
         summary="Liveness and store reachability (no key needed)",
     )

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -126,6 +126,34 @@ class ApiState:
                 bucket.tokens -= 1.0
                 return None
             return (1.0 - bucket.tokens) / rate
+
+
+def _query_names(route: Any) -> frozenset[str]:
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        found: set[str] = set()
+        pending = [getattr(route, "dependant", None)]
+        while pending:  # the route's own query parameters and those of its dependencies
+            dependant = pending.pop()
+            if dependant is not None:
+                found.update(p.alias for p in dependant.query_params)
+                pending.extend(dependant.dependencies)
+        names = _QUERY_NAMES[id(route)] = frozenset(found)
+    return names
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def no_unknown_query(request: Request) -> None:
+    """422 for a query parameter the endpoint does not take (a typo such as ``?stauts=`` is not ignored)."""
+    if not request.query_params:
+        return
+    known = _query_names(request.scope.get("route"))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+        raise HTTPException(422, f"Unknown query parameter(s) {', '.join(map(repr, unknown))}: {takes}.")
 
 
 def api_state(request: Request) -> ApiState:

@@ -82,6 +82,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # FastAPI: body not decodable
+            problem = "The request body is not valid JSON (it could not be decoded as UTF-8 JSON text)."
+            return error(422, "Invalid request: " + problem, [problem])
         return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(ExperimentError)
