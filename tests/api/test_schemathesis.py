@@ -8,7 +8,6 @@ experiment, so the run takes well under a minute.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,12 +18,12 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlmodel import Session
 
-from abcore.db import init_db, make_engine
 from abcore.apikeys import create_api_key
+from abcore.db import init_db, make_engine
 
 from .conftest import start_server
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 15
 
 
 @pytest.fixture(scope="module")
