@@ -18,7 +18,7 @@ from abcore.experiments import ExperimentCreate, VariantCreate
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 RequestId = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00]*$")]
-ExperimentRef = Annotated[int, Field(ge=1, le=2**31 - 1)] | Name
+ExperimentRef = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)] | Name
 
 MAX_BATCH = 1000
 
@@ -106,7 +106,7 @@ class StatusChange(BaseModel):
 class ShipIn(BaseModel):
     """Seed 004's deploy-winner: serve ``variant`` (name or id) to ``rollout_pct`` % of users."""
 
-    variant: Annotated[int, Field(ge=1, le=2**31 - 1)] | Name
+    variant: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)] | Name
     rollout_pct: float = Field(default=100.0, gt=0, le=100, allow_inf_nan=False)
     stop: bool = Field(default=False, description="stop a running or paused experiment first")
 
