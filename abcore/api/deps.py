@@ -12,10 +12,11 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
@@ -91,13 +92,20 @@ class ApiState:
     _buckets: dict[int, _Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def cached_key(self, key: str) -> tuple[bool, ApiKeyInfo | None]:
+        """(found in the cache, the key info) without touching the store."""
+        cached = self._keys.get(hash_key(key))
+        if cached is not None and cached[1] > time.monotonic():
+            return True, cached[0]
+        return False, None
+
     def key_for(self, key: str) -> ApiKeyInfo | None:
         """The active key ``key`` (cached for ``key_cache_ttl`` s), None when unknown or revoked."""
+        hit, info = self.cached_key(key)
+        if hit:
+            return info
         digest = hash_key(key)
         now = time.monotonic()
-        cached = self._keys.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
         with Session(self.engine, expire_on_commit=False) as session:
             info = verify_api_key(session=session, key=key)
         if len(self._keys) > 10_000:
@@ -145,7 +153,7 @@ def _query_names(route: Any) -> frozenset[str]:
 _QUERY_NAMES: dict[int, frozenset[str]] = {}
 
 
-def no_unknown_query(request: Request) -> None:
+async def no_unknown_query(request: Request) -> None:
     """422 for a query parameter the endpoint does not take (a typo such as ``?stauts=`` is not ignored)."""
     if not request.query_params:
         return
@@ -156,7 +164,7 @@ def no_unknown_query(request: Request) -> None:
         raise HTTPException(422, f"Unknown query parameter(s) {', '.join(map(repr, unknown))}: {takes}.")
 
 
-def api_state(request: Request) -> ApiState:
+async def api_state(request: Request) -> ApiState:
     return request.app.state.abcore  # type: ignore[no-any-return]
 
 
@@ -169,7 +177,7 @@ def get_session(state: Annotated[ApiState, Depends(api_state)]) -> Iterator[Sess
 _bearer = HTTPBearer(auto_error=False, description="an API key from `abcore api-key create NAME --role ROLE`")
 
 
-def caller(
+async def caller(
     state: Annotated[ApiState, Depends(api_state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKeyInfo:
@@ -179,7 +187,9 @@ def caller(
             401, "Missing API key: send 'Authorization: Bearer <key>' (create one with `abcore api-key create`).",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key = state.key_for(credentials.credentials)
+    hit, key = state.cached_key(credentials.credentials)
+    if not hit:  # a store lookup: off the event loop
+        key = await anyio.to_thread.run_sync(state.key_for, credentials.credentials)
     if key is None:
         raise HTTPException(401, "Unknown or revoked API key.", headers={"WWW-Authenticate": "Bearer"})
     wait = state.take(key)
@@ -192,10 +202,10 @@ def caller(
     return key
 
 
-def require(*roles: str) -> Callable[[ApiKeyInfo], ApiKeyInfo]:
+def require(*roles: str) -> Callable[[ApiKeyInfo], Awaitable[ApiKeyInfo]]:
     """A dependency admitting keys whose role is one of ``roles`` (403 for any other role)."""
 
-    def check(key: Annotated[ApiKeyInfo, Depends(caller)]) -> ApiKeyInfo:
+    async def check(key: Annotated[ApiKeyInfo, Depends(caller)]) -> ApiKeyInfo:
         if key.role not in roles:
             raise HTTPException(
                 403, f"API key {key.name!r} has the role {key.role!r}; this needs {' or '.join(roles)}."
@@ -203,6 +213,11 @@ def require(*roles: str) -> Callable[[ApiKeyInfo], ApiKeyInfo]:
         return key
 
     return check
+
+
+def store_session(state: ApiState) -> Session:
+    """A session on the app's engine, for endpoints that only sometimes need one (use it in ``with``)."""
+    return Session(state.engine, expire_on_commit=False)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

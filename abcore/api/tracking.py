@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException
 
 from abcore import experiments as ex
 from abcore import queries
-from abcore.api.deps import ApiState, SessionDep, StateDep, Tracker
+from abcore.api.deps import ApiState, StateDep, Tracker, store_session
 from abcore.api.errors import responses
 from abcore.api.schemas import (
     AssignBatchIn,
@@ -52,10 +52,11 @@ def assignment_out(user_id: str, a: Assignment | None) -> dict[str, Any]:
     }
 
 
-def _check_experiment(session: Any, ref: int | str | None) -> None:
+def _check_experiment(state: ApiState, ref: int | str | None) -> None:
     """404 for an experiment that does not exist (only asked when the assigner answered None)."""
     if ref is not None:
-        ex.get_experiment(session=session, ref=ref)
+        with store_session(state) as session:
+            ex.get_experiment(session=session, ref=ref)
 
 
 @router.post(
@@ -64,7 +65,7 @@ def _check_experiment(session: Any, ref: int | str | None) -> None:
     responses=responses(401, 403, 404, 413, 422, 429),
     summary="Assign a user (sticky) and record an exposure",
 )
-def assign(body: AssignIn, key: Tracker, session: SessionDep, state: StateDep) -> dict[str, Any]:
+def assign(body: AssignIn, key: Tracker, state: StateDep) -> dict[str, Any]:
     """The user's variant of ``experiment`` (id, name, or omitted: the most recently started running one).
 
     ``assigned: false`` means: serve your default (draft, cancelled, paused for a new user, excluded by
@@ -74,7 +75,7 @@ def assign(body: AssignIn, key: Tracker, session: SessionDep, state: StateDep) -
         body.user_id, body.experiment, attributes=body.attributes, expose=body.expose, request_id=body.request_id
     )
     if answer is None:
-        _check_experiment(session, body.experiment)
+        _check_experiment(state, body.experiment)
     return assignment_out(body.user_id, answer)
 
 
@@ -84,34 +85,35 @@ def assign(body: AssignIn, key: Tracker, session: SessionDep, state: StateDep) -
     responses=responses(401, 403, 404, 413, 422, 429),
     summary="Assign many users of one experiment at once",
 )
-def assign_batch(body: AssignBatchIn, key: Tracker, session: SessionDep, state: StateDep) -> dict[str, Any]:
+def assign_batch(body: AssignBatchIn, key: Tracker, state: StateDep) -> dict[str, Any]:
     """``assign`` for up to 1000 users (same answers, in order); ``attributes`` is one object for all or one per user."""
     answers = state.assigner.assign_many(
         body.user_ids, body.experiment, attributes=body.attributes, expose=body.expose, request_id=body.request_id
     )
     if all(a is None for a in answers):
-        _check_experiment(session, body.experiment)
+        _check_experiment(state, body.experiment)
     state.assigner.flush()  # a batch is rare and large: store its events now
     return {"assignments": [assignment_out(u, a) for u, a in zip(body.user_ids, answers, strict=True)]}
 
 
-def _track(state: ApiState, session: Any, event: Any, event_type: str) -> None:
+def _track(state: ApiState, event: Any, event_type: str) -> None:
     """Record one event or raise the HTTPException saying why it cannot be recorded."""
     ref = event.experiment_id
     args = (event.user_id, ref, event.metric_name, event.value)
     options = {"properties": event.properties, "event_type": event_type, "request_id": event.request_id}
     if state.assigner.track(*args, **options):  # type: ignore[arg-type]
         return
-    exp = ex.get_experiment(session=session, ref=ref)  # 404 when unknown
-    if exp.status not in _TRACKABLE:
-        raise HTTPException(
-            409, f"Experiment {exp.name!r} is {exp.status}: events are recorded only while it is running or paused."
-        )
-    if queries.assigned_variant(session=session, experiment_id=exp.id, user_id=event.user_id) is None:  # type: ignore[arg-type]
-        raise HTTPException(
-            409,
-            f"User {event.user_id!r} has no assignment in {exp.name!r}: assign the user first (POST /api/v1/assign).",
-        )
+    with store_session(state) as session:
+        exp = ex.get_experiment(session=session, ref=ref)  # 404 when unknown
+        if exp.status not in _TRACKABLE:
+            raise HTTPException(
+                409, f"Experiment {exp.name!r} is {exp.status}: events are recorded only while it is running or paused."
+            )
+        if queries.assigned_variant(session=session, experiment_id=exp.id, user_id=event.user_id) is None:  # type: ignore[arg-type]
+            raise HTTPException(
+                409,
+                f"User {event.user_id!r} has no assignment in {exp.name!r}: assign the user first (POST /api/v1/assign).",
+            )
     state.assigner.refresh()  # the assigner's cached status may be older than the store's
     if not state.assigner.track(*args, **options):  # type: ignore[arg-type]
         raise HTTPException(503, "The store did not accept the event in time; retry.", headers={"Retry-After": "1"})
@@ -124,13 +126,16 @@ def _track(state: ApiState, session: Any, event: Any, event_type: str) -> None:
     responses=responses(401, 403, 404, 409, 413, 422, 429),
     summary="Record a conversion (seed 002)",
 )
-def conversion(body: ConversionIn, key: Tracker, session: SessionDep, state: StateDep) -> dict[str, Any]:
+def conversion(body: ConversionIn, key: Tracker, state: StateDep) -> dict[str, Any]:
     """A metric value for an assigned user (``value`` defaults to 1). 404: unknown experiment; 409: the
     experiment is not running or paused, or the user was never assigned."""
-    _track(state, session, body, "conversion")
+    _track(state, body, "conversion")
     state.assigner.flush()
-    exp = ex.get_experiment(session=session, ref=body.experiment_id)
-    return {"recorded": True, "experiment_id": exp.id, "user_id": body.user_id, "metric_name": body.metric_name}
+    experiment_id = body.experiment_id
+    if not isinstance(experiment_id, int):
+        with store_session(state) as session:
+            experiment_id = ex.get_experiment(session=session, ref=experiment_id).id  # type: ignore[assignment]
+    return {"recorded": True, "experiment_id": experiment_id, "user_id": body.user_id, "metric_name": body.metric_name}
 
 
 @router.post(
@@ -139,13 +144,13 @@ def conversion(body: ConversionIn, key: Tracker, session: SessionDep, state: Sta
     responses=responses(401, 403, 413, 422, 429),
     summary="Record many events (conversions, feedback, errors)",
 )
-def events(body: EventsIn, key: Tracker, session: SessionDep, state: StateDep) -> dict[str, Any]:
+def events(body: EventsIn, key: Tracker, state: StateDep) -> dict[str, Any]:
     """Up to 1000 events; each is recorded or listed in ``rejected`` with its index, status and reason."""
     recorded = 0
     rejected = []
     for index, event in enumerate(body.events):
         try:
-            _track(state, session, event, event.event_type)
+            _track(state, event, event.event_type)
             recorded += 1
         except HTTPException as exc:
             rejected.append({"index": index, "status": exc.status_code, "detail": str(exc.detail)})
