@@ -33,14 +33,9 @@ router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 
 Ref = Annotated[str, "experiment id or name"]
 
-# PUT .../status: target status -> the lifecycle function to call, by current status.
-_STATUS_ACTIONS: dict[str, dict[str, str]] = {
-    "running": {ExperimentStatus.DRAFT: "start", ExperimentStatus.PAUSED: "resume"},
-    "paused": {},
-    "completed": {},
-    "cancelled": {},
-}
-_DEFAULT_ACTION = {"running": "start", "paused": "pause", "completed": "stop", "cancelled": "cancel"}
+# PUT .../status: the lifecycle action that reaches the target status (abcore.experiments refuses, with
+# the reason, when the current status does not allow it); "running" from paused is a resume.
+_ACTION_FOR = {"running": "start", "paused": "pause", "completed": "stop", "cancelled": "cancel"}
 
 
 def experiment_out(session: Any, exp: Experiment) -> dict[str, Any]:
@@ -133,7 +128,7 @@ def set_status(ref: Ref, body: StatusChange, key: Editor, session: SessionDep, s
     exp = ex.get_experiment(session=session, ref=ref)
     if exp.status == body.status:
         return experiment_out(session, exp)
-    action = _STATUS_ACTIONS[body.status].get(exp.status, _DEFAULT_ACTION[body.status])
+    action = "resume" if body.status == "running" and exp.status == ExperimentStatus.PAUSED else _ACTION_FOR[body.status]
     exp = getattr(ex, f"{action}_experiment")(session=session, ref=exp.id, actor=key.name)
     state.assigner.refresh()  # this worker assigns by the new status at once (others within cache_ttl)
     return experiment_out(session, exp)
