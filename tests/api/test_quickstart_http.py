@@ -101,7 +101,7 @@ def test_seed_002_quick_start_over_http(live_server: LiveServer, db_url: str, en
             "/api/v1/experiments/conversions", json={"experiment_id": eid, "user_id": "x", "metric_name": "conversion"},
             headers={"Authorization": f"Bearer {slow}"},
         )
-        for _ in range(4)
+        for _ in range(6)
     ]
     assert [r.status_code for r in statuses][:2] == [409, 409]  # burst of 2 s x 1 req/s
     limited = [r for r in statuses if r.status_code == 429]
