@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run test setup db lint bench clean
+.PHONY: run test setup db lint bench clean api
 
 # Re-installs only when pyproject.toml or constraints.txt changed since the last install.
 $(STAMP): pyproject.toml constraints.txt
@@ -26,6 +26,11 @@ db: setup
 
 run: db
 	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+# The HTTP API (FastAPI + uvicorn) on the same store; create a key first: `abcore api-key create NAME --role editor`.
+API_PORT ?= 8000
+api: db
+	$(BIN)/abcore api --host $(HOST) --port $(API_PORT)
 
 lint: setup
 	$(BIN)/ruff check .

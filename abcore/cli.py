@@ -439,6 +439,54 @@ def _cmd_config_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from abcore.api.deps import MAX_BODY_ENV, RATE_LIMIT_ENV
+
+    _engine(args).dispose()  # fail fast (one line) on a missing or uninitialised store
+    os.environ["ABCORE_DATABASE_URL"] = args.database_url  # every worker builds its app from the environment
+    if args.rate_limit is not None:
+        os.environ[RATE_LIMIT_ENV] = str(args.rate_limit)
+    if args.max_body_bytes is not None:
+        os.environ[MAX_BODY_ENV] = str(args.max_body_bytes)
+    print(f"abcore API on http://{args.host}:{args.port} (docs: /docs) over {redact_url(args.database_url)}", file=sys.stderr)
+    uvicorn.run(
+        "abcore.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+        log_level=args.log_level, access_log=args.access_log,
+    )
+    return 0
+
+
+def _cmd_api_key(args: argparse.Namespace) -> int:
+    from abcore.apikeys import create_api_key, list_api_keys, revoke_api_key
+
+    engine = _engine(args)
+    with _session(engine) as session:
+        if args.key_command == "create":
+            info, key = create_api_key(session=session, name=args.name, role=args.role, rate_limit=args.rate_limit)
+            print(key)
+            print(f"Created API key {info.name!r} ({info.role}). It is shown only this once: store it now.", file=sys.stderr)
+        elif args.key_command == "revoke":
+            info = revoke_api_key(session=session, name=args.name)
+            print(f"Revoked API key {info.name!r} ({info.prefix}...).")
+        else:
+            keys = list_api_keys(session=session)
+            if args.json:
+                print(json.dumps([
+                    {"name": k.name, "role": k.role, "prefix": k.prefix, "rate_limit": k.rate_limit,
+                     "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                    for k in keys
+                ], indent=2, ensure_ascii=False))
+            elif not keys:
+                print("No API keys.")
+            else:
+                rows = [(k.name, k.role, k.prefix + "...", "default" if k.rate_limit is None else f"{k.rate_limit:g}/s",
+                         k.created_at.strftime("%Y-%m-%d %H:%M"), "revoked" if k.revoked_at else "active") for k in keys]
+                print(_table(("name", "role", "key", "rate limit", "created (UTC)", "status"), rows))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -464,6 +512,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a finite number >= 0")
     return value
 
 
@@ -619,6 +677,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hp.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin, no prompt")
     hp.set_defaults(handler=_cmd_hash_password)
+
+    api = commands.add_parser(
+        "api", help="serve the HTTP API (FastAPI + uvicorn; OpenAPI at /openapi.json, docs at /docs)",
+        description="Serve the HTTP API. Requests need an API key: `abcore api-key create NAME --role ROLE`.",
+    )
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    api.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
+    api.add_argument(
+        "--rate-limit", type=_non_negative, default=None, metavar="PER_SECOND",
+        help="requests per second per key and worker for keys without their own limit (default 100; 0: unlimited)",
+    )
+    api.add_argument(
+        "--max-body-bytes", type=_positive_int, default=None, metavar="BYTES",
+        help="larger request bodies get 413 (default 1048576)",
+    )
+    api.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
+    api.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
+    api.set_defaults(handler=_cmd_api)
+
+    keys = commands.add_parser("api-key", help="create, list or revoke API keys of the HTTP API")
+    key_commands = keys.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    kc = key_commands.add_parser("create", help="create a key and print it (shown only once; stored hashed)")
+    kc.add_argument("name", metavar="NAME", help="the key's name (recorded as actor in the audit log)")
+    kc.add_argument("--role", choices=("viewer", "editor", "service"), required=True,
+                    help="viewer: read; editor: read, manage, assign and track; service: assign and track only")
+    kc.add_argument("--rate-limit", type=_non_negative, default=None, metavar="PER_SECOND",
+                    help="this key's requests per second (default: the server's; 0: unlimited)")
+    kl = key_commands.add_parser("list", help="list keys (name, role, key prefix, status); never the keys")
+    kl.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    kr = key_commands.add_parser("revoke", help="revoke a key (requests with it get 401 within 5 s)")
+    kr.add_argument("name", metavar="NAME")
+    keys.set_defaults(handler=_cmd_api_key)
     return parser
 
 

@@ -371,12 +371,17 @@ def get_experiment(*, session: Session, ref: int | str | Experiment) -> Experime
         experiment = session.get(Experiment, ref)
     elif isinstance(ref, str):
         experiment = session.exec(select(Experiment).where(Experiment.name == ref.strip())).first()
-        if experiment is None and ref.strip().isdigit():
+        if experiment is None and _is_id_text(ref.strip()):
             experiment = session.get(Experiment, int(ref.strip()))
     if experiment is None:
         raise ExperimentNotFound(f"No experiment with id or name {ref!r}.")
     session.refresh(experiment)
     return experiment
+
+
+def _is_id_text(text: str) -> bool:
+    """ASCII digits of a value a database integer id can hold ('³' is a digit to str.isdigit, not to int())."""
+    return text.isascii() and text.isdigit() and int(text) < 2**31
 
 
 def list_experiments(*, session: Session, status: str | None = None) -> list[Experiment]:
@@ -468,7 +473,7 @@ def ship_winner(
         raise ExperimentError("The rollout must be more than 0 % and at most 100 %.")
     variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
     chosen = next((v for v in variants if v.id == variant or v.name == variant), None)
-    if chosen is None and isinstance(variant, str) and variant.isdigit():
+    if chosen is None and isinstance(variant, str) and _is_id_text(variant):
         chosen = next((v for v in variants if v.id == int(variant)), None)
     if chosen is None:
         names = ", ".join(v.name for v in variants)

@@ -177,3 +177,18 @@ class AuditLog(SQLModel, table=True):
     actor: str = Field(default="", max_length=200)
     ts: datetime = Field(default_factory=utcnow)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ApiKey(SQLModel, table=True):
+    """A key of the HTTP API (``abcore api-key create``): only its SHA-256 is stored, never the key."""
+
+    __tablename__ = "ab_api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True, index=True)
+    role: str = Field(max_length=20)  # viewer | editor | service (abcore.apikeys.ROLES)
+    key_hash: str = Field(max_length=64, unique=True)  # hex SHA-256 of the whole key
+    prefix: str = Field(max_length=20)  # the first characters of the key, to recognise it in listings
+    rate_limit: float | None = None  # requests per second; None: the server's default, 0: unlimited
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None

@@ -77,6 +77,8 @@ __all__ = [
     "latest_event_id",
     "metric_names",
     "participants",
+    "assigned_variant",
+    "event_counts",
 ]
 
 EVENTS = ExperimentEvent.__table__  # type: ignore[attr-defined]
@@ -1341,3 +1343,49 @@ def _assemble_metric_stats(
             )
     out.sort(key=lambda m: (m.segment or "", m.metric, m.variant_id))
     return out
+
+
+# --------------------------------------------------------------------------- HTTP API helpers
+
+
+def assigned_variant(*, session: Session, experiment_id: int, user_id: str) -> int | None:
+    """The variant id of ``user_id``'s stored assignment in the experiment, or None when it has none."""
+    statement = select(ASSIGNMENTS.c.variant_id).where(
+        ASSIGNMENTS.c.experiment_id == experiment_id, ASSIGNMENTS.c.user_id == user_id
+    )
+    value = _run(session, statement).scalar()
+    return None if value is None else int(value)
+
+
+def event_counts(
+    *,
+    session: Session,
+    experiment_id: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[tuple[int, str, str | None], int]:
+    """Exposure and conversion *events* (not users) per variant: ``{(variant_id, event_type, metric_name): n}``.
+
+    The variant is the one of the user's stored assignment (events of users without one are left
+    out, as in the analysis); ``metric_name`` is None for exposures. Events are filtered by
+    ``[start, end)`` like the analysis queries.
+    """
+    metric = case((EVENTS.c.event_type == EventType.EXPOSURE.value, literal(None)), else_=EVENTS.c.metric_name)
+    statement = (
+        select(ASSIGNMENTS.c.variant_id, EVENTS.c.event_type, metric.label("metric"), func.count())
+        .select_from(
+            EVENTS.join(
+                ASSIGNMENTS,
+                and_(ASSIGNMENTS.c.experiment_id == EVENTS.c.experiment_id, ASSIGNMENTS.c.user_id == EVENTS.c.user_id),
+            )
+        )
+        .where(
+            EVENTS.c.experiment_id == experiment_id,
+            EVENTS.c.event_type.in_([EventType.EXPOSURE.value, EventType.CONVERSION.value]),
+            *_window(start, end),
+        )
+        .group_by(ASSIGNMENTS.c.variant_id, EVENTS.c.event_type, metric)
+    )
+    return {
+        (int(v), str(kind), None if name is None else str(name)): int(n) for v, kind, name, n in _run(session, statement)
+    }

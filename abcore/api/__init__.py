@@ -1,0 +1,14 @@
+"""abcore's HTTP API (FastAPI): for services that are not written in Python.
+
+``abcore api`` serves it (uvicorn); ``create_app(engine)`` builds it for tests or for mounting in
+another ASGI app. The endpoints call the same functions as the dashboard (``abcore.experiments``,
+``abcore.assign``, ``abcore.analysis``, ``abcore.queries``, ``abcore.export``); see README
+"HTTP API". ``abcore.api.gateway`` holds the gateway helper (seed 001's response headers).
+"""
+
+from __future__ import annotations
+
+from abcore.api.app import BodySizeLimit, create_app
+from abcore.api.deps import ApiSettings
+
+__all__ = ["ApiSettings", "BodySizeLimit", "create_app"]

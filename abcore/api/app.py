@@ -1,0 +1,157 @@
+"""The FastAPI application: :func:`create_app`, the body size limit, health.
+
+``abcore api`` serves ``create_app()`` with uvicorn (a factory, so every worker builds its own
+engine and assigner after the fork). Tests build it with their own engine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from abcore import __version__
+from abcore.api import errors
+from abcore.api.deps import ApiSettings, ApiState, no_unknown_query
+from abcore.api.experiments import router as experiments_router
+from abcore.api.schemas import ErrorBody, Health
+from abcore.api.tracking import router as tracking_router
+from abcore.assign import Assigner
+
+DESCRIPTION = """\
+HTTP API of abcore for services that are not written in Python: manage experiments, assign users,
+record conversions, read metrics and results. Send an API key as `Authorization: Bearer <key>`
+(`abcore api-key create NAME --role viewer|editor|service`). Errors are JSON
+`{"detail": "...", "problems": [...]}`.
+"""
+
+
+class BodySizeLimit:
+    """ASGI middleware: a request body larger than ``max_bytes`` gets 413 before the app parses it.
+
+    Checks ``Content-Length`` first, and counts the bytes of bodies sent without one (chunked).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            {"detail": f"The request body is larger than the limit of {self.max_bytes:,} bytes.", "problems": []}
+        ).encode()
+        await send({
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close")],
+        })
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.max_bytes <= 0:
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._reject(send)
+                    return
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._reject(send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def create_app(
+    engine: Engine | str | None = None,
+    *,
+    settings: ApiSettings | None = None,
+    assigner: Assigner | None = None,
+) -> FastAPI:
+    """The HTTP API over the store at ``engine`` (an engine, a URL, or None: ``$ABCORE_DATABASE_URL``).
+
+    The app owns (and disposes at shutdown) an engine it built from a URL, and the
+    :class:`~abcore.assign.Assigner` it built (flushed at shutdown). ``settings`` default to
+    :meth:`ApiSettings.from_env`.
+    """
+    from abcore.db import make_engine
+
+    settings = settings or ApiSettings.from_env()
+    owns_engine = not isinstance(engine, Engine)
+    bound = make_engine(engine) if owns_engine else engine  # type: ignore[arg-type]
+    owns_assigner = assigner is None
+    # cache_ttl 1 s: a status change made through any worker reaches every worker's assigner within a second.
+    assigner = assigner or Assigner(bound, cache_ttl=1.0)
+    state = ApiState(engine=bound, assigner=assigner, settings=settings, owns_engine=owns_engine, owns_assigner=owns_assigner)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if state.owns_assigner:
+                state.assigner.close()
+            else:
+                state.assigner.flush()
+            if state.owns_engine:
+                state.engine.dispose()
+
+    app = FastAPI(
+        title="abcore HTTP API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(no_unknown_query)],
+    )
+    app.state.abcore = state
+    errors.install(app)
+    app.include_router(experiments_router)
+    app.include_router(tracking_router)
+
+    @app.get(
+        "/api/v1/health",
+        response_model=Health,
+        responses={code: {"model": ErrorBody, "description": text} for code, text in
+                   ((422, "Unknown query parameter"), (503, "The store is unavailable"))},
+        tags=["health"],
+        summary="Liveness and store reachability (no key needed)",
+    )
+    def health() -> Any:
+        try:
+            with bound.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means: not healthy
+            return JSONResponse({"detail": "The store is unavailable.", "problems": []}, status_code=503)
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,227 @@
+"""Dependencies of the HTTP API: settings, the per-app state, the session, the caller's key and role.
+
+``Authorization: Bearer KEY`` is checked against ``ab_api_keys`` (SHA-256 lookup, cached for
+``key_cache_ttl`` seconds, so a revoked key stops working within that time); no or an unknown key
+-> 401, a known key of the wrong role -> 403, too many requests for the key -> 429 with
+``Retry-After``. Rate limiting is a token bucket per key and worker process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from abcore.apikeys import ApiKeyInfo, hash_key, verify_api_key
+from abcore.assign import Assigner
+
+RATE_LIMIT_ENV = "ABCORE_API_RATE_LIMIT"
+MAX_BODY_ENV = "ABCORE_API_MAX_BODY_BYTES"
+DEFAULT_RATE_LIMIT = 100.0
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"${name} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"${name} must be a finite number >= 0, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Server settings.
+
+    rate_limit:
+        Requests per second per key (each worker process), for keys without their own limit; 0: unlimited.
+        A key may burst up to ``burst_seconds`` worth of requests.
+    max_body_bytes:
+        Larger request bodies get 413 before they are parsed.
+    key_cache_ttl:
+        Seconds a verified (or unknown) key is remembered; a revocation applies within this time.
+    """
+
+    rate_limit: float = DEFAULT_RATE_LIMIT
+    burst_seconds: float = 2.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    key_cache_ttl: float = 5.0
+
+    @classmethod
+    def from_env(cls) -> ApiSettings:
+        """Settings from ``$ABCORE_API_RATE_LIMIT`` and ``$ABCORE_API_MAX_BODY_BYTES`` (defaults otherwise)."""
+        return cls(
+            rate_limit=_env_number(RATE_LIMIT_ENV, DEFAULT_RATE_LIMIT),
+            max_body_bytes=int(_env_number(MAX_BODY_ENV, DEFAULT_MAX_BODY_BYTES)),
+        )
+
+
+class _Bucket:
+    __slots__ = ("tokens", "stamp")
+
+    def __init__(self, tokens: float, stamp: float) -> None:
+        self.tokens = tokens
+        self.stamp = stamp
+
+
+@dataclass
+class ApiState:
+    """What one app instance shares between requests: the engine, the assigner, key cache, rate buckets."""
+
+    engine: Engine
+    assigner: Assigner
+    settings: ApiSettings
+    owns_engine: bool = False
+    owns_assigner: bool = False
+    _keys: dict[str, tuple[ApiKeyInfo | None, float]] = field(default_factory=dict)
+    _buckets: dict[int, _Bucket] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cached_key(self, key: str) -> tuple[bool, ApiKeyInfo | None]:
+        """(found in the cache, the key info) without touching the store."""
+        cached = self._keys.get(hash_key(key))
+        if cached is not None and cached[1] > time.monotonic():
+            return True, cached[0]
+        return False, None
+
+    def key_for(self, key: str) -> ApiKeyInfo | None:
+        """The active key ``key`` (cached for ``key_cache_ttl`` s), None when unknown or revoked."""
+        hit, info = self.cached_key(key)
+        if hit:
+            return info
+        digest = hash_key(key)
+        now = time.monotonic()
+        with Session(self.engine, expire_on_commit=False) as session:
+            info = verify_api_key(session=session, key=key)
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[digest] = (info, now + self.settings.key_cache_ttl)
+        return info
+
+    def forget_keys(self) -> None:
+        """Drop the key cache (a revocation applies at once in this process)."""
+        self._keys.clear()
+
+    def take(self, key: ApiKeyInfo) -> float | None:
+        """Spend one request of ``key``'s budget; None when allowed, else the seconds until the next is."""
+        rate = self.settings.rate_limit if key.rate_limit is None else key.rate_limit
+        if rate <= 0:
+            return None
+        capacity = max(1.0, rate * self.settings.burst_seconds)
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get(key.id)
+            if bucket is None:
+                bucket = self._buckets[key.id] = _Bucket(capacity, now)
+            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.stamp) * rate)
+            bucket.stamp = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return None
+            return (1.0 - bucket.tokens) / rate
+
+
+def _query_names(route: Any) -> frozenset[str]:
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        found: set[str] = set()
+        pending = [getattr(route, "dependant", None)]
+        while pending:  # the route's own query parameters and those of its dependencies
+            dependant = pending.pop()
+            if dependant is not None:
+                found.update(p.alias for p in dependant.query_params)
+                pending.extend(dependant.dependencies)
+        names = _QUERY_NAMES[id(route)] = frozenset(found)
+    return names
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+async def no_unknown_query(request: Request) -> None:
+    """422 for a query parameter the endpoint does not take (a typo such as ``?stauts=`` is not ignored)."""
+    if not request.query_params:
+        return
+    known = _query_names(request.scope.get("route"))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+        raise HTTPException(422, f"Unknown query parameter(s) {', '.join(map(repr, unknown))}: {takes}.")
+
+
+async def api_state(request: Request) -> ApiState:
+    return request.app.state.abcore  # type: ignore[no-any-return]
+
+
+def get_session(state: Annotated[ApiState, Depends(api_state)]) -> Iterator[Session]:
+    """One session per request on the app's engine."""
+    with Session(state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `abcore api-key create NAME --role ROLE`")
+
+
+async def caller(
+    state: Annotated[ApiState, Depends(api_state)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKeyInfo:
+    """The key the request carries: 401 without a valid one, 429 when its rate limit is exhausted."""
+    if credentials is None or not credentials.credentials:
+        raise HTTPException(
+            401, "Missing API key: send 'Authorization: Bearer <key>' (create one with `abcore api-key create`).",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    hit, key = state.cached_key(credentials.credentials)
+    if not hit:  # a store lookup: off the event loop
+        key = await anyio.to_thread.run_sync(state.key_for, credentials.credentials)
+    if key is None:
+        raise HTTPException(401, "Unknown or revoked API key.", headers={"WWW-Authenticate": "Bearer"})
+    wait = state.take(key)
+    if wait is not None:
+        raise HTTPException(
+            429,
+            f"Rate limit of API key {key.name!r} exceeded; retry in {wait:.2f} s.",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    return key
+
+
+def require(*roles: str) -> Callable[[ApiKeyInfo], Awaitable[ApiKeyInfo]]:
+    """A dependency admitting keys whose role is one of ``roles`` (403 for any other role)."""
+
+    async def check(key: Annotated[ApiKeyInfo, Depends(caller)]) -> ApiKeyInfo:
+        if key.role not in roles:
+            raise HTTPException(
+                403, f"API key {key.name!r} has the role {key.role!r}; this needs {' or '.join(roles)}."
+            )
+        return key
+
+    return check
+
+
+def store_session(state: ApiState) -> Session:
+    """A session on the app's engine, for endpoints that only sometimes need one (use it in ``with``)."""
+    return Session(state.engine, expire_on_commit=False)
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+StateDep = Annotated[ApiState, Depends(api_state)]
+Reader = Annotated[ApiKeyInfo, Depends(require("viewer", "editor"))]
+Editor = Annotated[ApiKeyInfo, Depends(require("editor"))]
+Tracker = Annotated[ApiKeyInfo, Depends(require("service", "editor"))]
