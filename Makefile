@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run test setup db lint bench clean
+.PHONY: run test setup db lint bench clean watch
 
 # Re-installs only when pyproject.toml or constraints.txt changed since the last install.
 $(STAMP): pyproject.toml constraints.txt
@@ -26,6 +26,11 @@ db: setup
 
 run: db
 	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+# The watcher as a service: stopping rules, snapshots and alerts every WATCH_EVERY seconds.
+WATCH_EVERY ?= 300
+watch: setup
+	$(BIN)/abcore watch --every $(WATCH_EVERY)
 
 lint: setup
 	$(BIN)/ruff check .
