@@ -182,7 +182,7 @@ def validate_auto_stop(rules: Any) -> list[str]:
             problems.append(f"Stopping rule {key!r} must be more than 0 (or null for no limit); got {value!r}.")
         elif key.startswith("min_") and value < 0:
             problems.append(f"Stopping rule {key!r} cannot be negative; got {value!r}.")
-    if not problems:
+    if not problems and rules:
         merged = normalize_auto_stop(rules)
         for unit in ("days", "users"):
             low, high = merged[f"min_{unit}"], merged[f"max_{unit}"]

@@ -615,10 +615,10 @@ def deliver_pending(engine: Engine, *, settings: WatchSettings, report: PassRepo
     targets = webhook_targets(engine, settings)
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session:
-        pending = list(session.exec(select(Alert).where(Alert.delivery == "pending").order_by(Alert.id)).all())
-        session.rollback()
-    for alert in pending:
-        if alert.next_attempt_at is not None and _aware(alert.next_attempt_at) > now:
+        pending = list(session.exec(
+            select(Alert.id, Alert.next_attempt_at).where(Alert.delivery == "pending").order_by(Alert.id)).all())
+    for alert_id, next_attempt_at in pending:
+        if next_attempt_at is not None and _aware(next_attempt_at) > now:
             report.undelivered += 1
             continue
         if not targets:
@@ -628,14 +628,14 @@ def deliver_pending(engine: Engine, *, settings: WatchSettings, report: PassRepo
         with Session(engine, expire_on_commit=False) as session:
             claimed = session.execute(
                 update(Alert)
-                .where(col(Alert.id) == alert.id, col(Alert.delivery) == "pending",
+                .where(col(Alert.id) == alert_id, col(Alert.delivery) == "pending",
                        col(Alert.claimed_until).is_(None) | (col(Alert.claimed_until) < utcnow()))
                 .values(claimed_until=lease)
             )
             session.commit()
             if claimed.rowcount != 1:
                 continue  # another watcher is sending it
-            fresh = session.get(Alert, alert.id)
+            fresh = session.get(Alert, alert_id)
             assert fresh is not None
             session.refresh(fresh)
             done = list(fresh.delivered_to or [])
