@@ -19,7 +19,13 @@ import pytest
 from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
-from abcore.experiments import ExperimentCreate, VariantCreate, create_experiment, get_variants, start_experiment
+from abcore.experiments import (
+    ExperimentCreate,
+    VariantCreate,
+    create_experiment,
+    get_variants,
+    start_experiment,
+)
 from abcore.models import Experiment, ExperimentEvent, UserAssignment, utcnow
 
 ROOT = Path(__file__).resolve().parents[2]
