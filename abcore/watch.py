@@ -790,3 +790,49 @@ def remove_webhook(*, session: Session, webhook_id: int, actor: str = "") -> Non
     session.delete(hook)
     session.add(AuditLog(experiment_id=None, action="remove_webhook", actor=actor, details={"url": hook.url}))
     session.commit()
+
+
+# --------------------------------------------------------------------------- dashboard helpers (pure)
+
+RULE_LABELS: dict[str, str] = {
+    "guardrails": "Guardrail significantly worse",
+    "success": "Primary metric reached a decision",
+    "srm": "Sample ratio mismatch",
+}
+
+
+def describe_rules(rules: Mapping[str, Any] | None) -> str:
+    """One line describing an ``auto_stop`` mapping, e.g. "guardrails: pause · success: alert · max 14 days"."""
+    if not rules:
+        return "not watched (no stopping rules)"
+    parts = [f"{key}: {rules.get(key, 'off')}" for key in RULE_LABELS]
+    for key, unit in (("max_days", "days"), ("max_users", "users")):
+        if rules.get(key) is not None:
+            parts.append(f"stop at {float(rules[key]):,g} {unit}")
+    minimums = [f"{float(rules[k]):,g} {u}" for k, u in (("min_days", "days"), ("min_users", "users")) if rules.get(k)]
+    if minimums:
+        parts.append("nothing before " + " and ".join(minimums))
+    return " · ".join(parts)
+
+
+def rules_from_inputs(*, enabled: bool, guardrails: str, success: str, srm: str, max_days: float,
+                      max_users: int, min_days: float, min_users: int) -> dict[str, Any]:
+    """The ``auto_stop`` mapping for form inputs where 0 means "no limit"; {} when not enabled."""
+    if not enabled:
+        return {}
+    return {
+        "guardrails": guardrails, "success": success, "srm": srm,
+        "max_days": float(max_days) if max_days else None, "max_users": int(max_users) if max_users else None,
+        "min_days": float(min_days or 0), "min_users": int(min_users or 0),
+    }
+
+
+def alert_line(alert: Alert) -> str:
+    """A one-line description of an alert for the dashboard."""
+    when = _aware(alert.created_at).strftime("%Y-%m-%d %H:%M UTC")
+    did = {"pause": "paused", "stop": "stopped"}.get(alert.action)
+    action = f"{did} by the watcher" if did and alert.action_taken else ("alert" if alert.action == "alert"
+                                                                        else f"{alert.action} not applied")
+    delivery = {"delivered": "webhook delivered", "pending": "webhook pending", "failed": "webhook failed",
+                "no_target": "no webhook configured"}.get(alert.delivery, alert.delivery)
+    return f"{when} · **{alert.rule}** · {action} · {delivery}: {alert.message}"
