@@ -168,7 +168,6 @@ def body() -> None:
         new.page_link("pages/create.py", label="New experiment", icon="➕")
     ui.read_only_notice()
 
-    watch_ui.webhooks_admin()
     with ui.session() as s:
         everything = ex.list_experiments(session=s)
     if not everything:
@@ -184,6 +183,7 @@ def body() -> None:
                 st.info(TAB_EMPTY[status])
             for experiment in by_status[status]:
                 _card(experiment, editable)
+    watch_ui.webhooks_admin()
 
 
 if ui.start_page():
