@@ -283,6 +283,12 @@ def _pct(x: float) -> str:
     return f"{x * 100:+.1f} %" if math.isfinite(x) else "n/a"
 
 
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
 def _numbers(m: MetricOutcome) -> dict[str, Any]:
     def clean(x: float) -> float | None:
         return x if math.isfinite(x) else None
@@ -301,7 +307,7 @@ def _numbers(m: MetricOutcome) -> dict[str, Any]:
 
 def _metric_text(m: MetricOutcome) -> str:
     return (f"{m.variant} {m.metric} {_pct(m.lift)} vs control (always-valid CI {_pct(m.lift_ci_low)} to "
-            f"{_pct(m.lift_ci_high)}, adjusted p {m.p_value:.4f})")
+            f"{_pct(m.lift_ci_high)}, adjusted p {_p(m.p_value)})")
 
 
 def primary_outcome(observation: Observation) -> tuple[str, MetricOutcome | None]:
