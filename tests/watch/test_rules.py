@@ -145,3 +145,19 @@ def test_settings_from_env() -> None:
         WatchSettings.from_env({"ABCORE_WEBHOOK_BACKOFF": "fast"})
     with pytest.raises(ValueError, match="invalid URL"):
         WatchSettings.from_env({"ABCORE_WEBHOOK_URLS": "not-a-url"})
+
+
+def test_config_export_import_round_trips_the_rules(session: Session) -> None:
+    from abcore.export import export_config, import_config
+
+    exp = create_experiment(session=session, data=ExperimentCreate(name="cfg", variants=VARIANTS,
+                                                                   auto_stop={"guardrails": "stop", "max_days": 14}))
+    data = export_config(session=session, experiment=exp.id)
+    assert data["auto_stop"] == exp.auto_stop
+    data["experiment_id"] = "cfg-copy"
+    (copy,) = import_config(session=session, data=data)
+    assert copy.auto_stop == exp.auto_stop
+    data["experiment_id"] = "cfg-bad"
+    data["auto_stop"] = {"guardrails": "explode"}
+    with pytest.raises(Exception, match="'guardrails' must be one of"):
+        import_config(session=session, data=data)
