@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run test setup db lint bench clean api
+.PHONY: run test setup db lint bench clean api watch
 
 # Re-installs only when pyproject.toml or constraints.txt changed since the last install.
 $(STAMP): pyproject.toml constraints.txt
@@ -31,6 +31,10 @@ run: db
 API_PORT ?= 8000
 api: db
 	$(BIN)/abcore api --host $(HOST) --port $(API_PORT)
+# The watcher as a service: stopping rules, snapshots and alerts every WATCH_EVERY seconds.
+WATCH_EVERY ?= 300
+watch: setup
+	$(BIN)/abcore watch --every $(WATCH_EVERY)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -37,6 +37,9 @@ _EXPORTS: dict[str, str] = {
     "stop_experiment": "abcore.experiments",
     "cancel_experiment": "abcore.experiments",
     "ship_winner": "abcore.experiments",
+    "set_auto_stop": "abcore.experiments",
+    # watcher
+    "run_pass": "abcore.watch",
     # analysis
     "analyze": "abcore.analysis",
     "Results": "abcore.analysis",

@@ -326,6 +326,7 @@ def analyze(
     segment: str | None = None,
     percentiles: bool = True,
     daily: bool = True,
+    planned_n: float | None = None,
 ) -> Results:
     """Analyse an experiment (id, name or instance) and return its :class:`Results`.
 
@@ -347,6 +348,10 @@ def analyze(
         Assignment attribute (e.g. ``"country"``) for a per-segment breakdown.
     percentiles, daily : bool
         Compute the percentile table / the daily cumulative series (default on).
+    planned_n : float, optional
+        Planned users per variant, the sequential test's tuning parameter. Defaults to
+        ``min_samples_per_variant``, else the largest arm so far; a caller that looks repeatedly
+        (``abcore.watch``) passes a fixed value so the confidence sequence stays time-uniform.
 
     Raises
     ------
@@ -368,6 +373,7 @@ def analyze(
                 return analyze(
                     experiment, session=own, alpha=alpha, correction=correction, method=method, cuped=cuped,
                     start=start, end=end, segment=segment, percentiles=percentiles, daily=daily,
+                    planned_n=planned_n,
                 )
         finally:
             engine.dispose()
@@ -419,7 +425,10 @@ def analyze(
         }
 
         # --- per metric x treatment tests
-        planned_n = float(exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
+        if planned_n is not None and planned_n > 0:
+            planned_n = float(planned_n)
+        else:
+            planned_n = float(exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
         if cuped and exp.started_at is None:
             warnings.append("CUPED needs the experiment's start time (pre-experiment data); analysed without CUPED.")
             cuped = False

@@ -569,6 +569,43 @@ def _add_analysis_options(parser: argparse.ArgumentParser, prefix: str = "") -> 
     )
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    import logging
+
+    from abcore.watch import WatchSettings, run_forever, run_pass
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        settings = WatchSettings.from_env()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    engine = make_engine(args.database_url)
+
+    def show(report: Any) -> None:
+        if not args.quiet:
+            print(report, flush=True)
+
+    try:
+        if args.once:
+            report = run_pass(engine, settings=settings)
+            show(report)
+            return 0 if report.ok else 1
+        run_forever(engine, every=args.every, settings=settings, on_pass=show)
+        return 0
+    finally:
+        engine.dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="abcore",
@@ -670,6 +707,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="experiments to export (default: all). One experiment is written as an object, several as a list.",
     )
     cexp.set_defaults(handler=_cmd_config_export)
+
+    watch = commands.add_parser(
+        "watch",
+        help="apply the experiments' stopping rules, store result snapshots, send alerts (webhooks)",
+        description=(
+            "Analyse every running experiment with the sequential (always-valid) method, store a result "
+            "snapshot, apply its auto_stop rules (pause/stop, audited as actor 'watch') and post alerts to "
+            "$ABCORE_WEBHOOK_URLS and the dashboard's webhooks. --once for cron, --every SECONDS as a service."
+        ),
+    )
+    when = watch.add_mutually_exclusive_group(required=True)
+    when.add_argument("--once", action="store_true", help="one pass, then exit (exit code 1 when the pass had errors)")
+    when.add_argument("--every", type=_positive_float, metavar="SECONDS", help="a pass every SECONDS until interrupted")
+    watch.add_argument("--quiet", action="store_true", help="no summary line per pass")
+    watch.set_defaults(handler=_cmd_watch)
 
     hp = commands.add_parser(
         "hash-password",

@@ -33,6 +33,24 @@ ALLOCATION_TOLERANCE = 1e-6
 TARGETING_OPS = ("eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "user_ids")
 DIRECTIONS = ("increase", "decrease")
 
+# Automated stopping rules (abcore.watch): the contract of ``ExperimentCreate.auto_stop``.
+AUTO_STOP_CHOICES: dict[str, tuple[str, ...]] = {
+    "guardrails": ("pause", "stop", "alert", "off"),  # a guardrail significantly worse in its bad direction
+    "success": ("stop", "alert", "off"),  # the primary metric reached a decision
+    "srm": ("pause", "alert", "off"),  # sample ratio mismatch
+}
+AUTO_STOP_LIMITS: tuple[str, ...] = ("max_days", "max_users", "min_days", "min_users")
+#: What a key left out of a non-empty ``auto_stop`` means.
+AUTO_STOP_DEFAULTS: dict[str, Any] = {
+    "guardrails": "pause",
+    "success": "alert",
+    "srm": "alert",
+    "max_days": None,
+    "max_users": None,
+    "min_days": 0,
+    "min_users": 0,
+}
+
 # action -> (statuses it applies to, resulting status); "ship" and "delete" are handled apart.
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "start": ((ExperimentStatus.DRAFT,), ExperimentStatus.RUNNING),
@@ -96,6 +114,8 @@ class ExperimentCreate(SQLModel):
     min_samples_per_variant: int = 0
     salt: str | None = None
     created_by: str = ""
+    # Stopping rules for abcore.watch ({} = not watched); see validate_auto_stop for the keys.
+    auto_stop: dict[str, Any] = PydanticField(default_factory=dict)
 
 
 def allowed_actions(status: str) -> list[str]:
@@ -128,6 +148,62 @@ def validate_targeting(rules: Any) -> list[str]:
         if op in ("gt", "gte", "lt", "lte") and not _is_number(value):
             problems.append(f"Targeting rule {index}: '{op}' needs a number, got {value!r}.")
     return problems
+
+
+def validate_auto_stop(rules: Any) -> list[str]:
+    """Readable problems with an ``auto_stop`` mapping ([] when it is well formed; {} means "not watched").
+
+    Keys: ``guardrails`` (pause | stop | alert | off), ``success`` (stop | alert | off), ``srm``
+    (pause | alert | off), ``max_days`` (a positive number of days or null), ``max_users`` (a positive
+    whole number of exposed users or null), ``min_days`` / ``min_users`` (>= 0: no significance-based
+    action or alert before both are reached). Unknown keys are refused (a typo must not disable a rule).
+    """
+    if rules is None:
+        return []
+    if not isinstance(rules, Mapping):
+        return ["The stopping rules must be an object (e.g. {\"guardrails\": \"pause\"})."]
+    problems: list[str] = []
+    known = (*AUTO_STOP_CHOICES, *AUTO_STOP_LIMITS)
+    unknown = sorted(str(k) for k in rules if k not in known)
+    if unknown:
+        problems.append(f"Unknown stopping rule(s): {', '.join(unknown)} (known: {', '.join(known)}).")
+    for key, choices in AUTO_STOP_CHOICES.items():
+        if key in rules and rules[key] not in choices:
+            problems.append(f"Stopping rule {key!r} must be one of {', '.join(choices)}; got {rules[key]!r}.")
+    for key in AUTO_STOP_LIMITS:
+        if key not in rules or (rules[key] is None and key.startswith("max_")):
+            continue
+        value = rules[key]
+        whole = key.endswith("_users")
+        if not _is_number(value) or (whole and float(value) != int(value)):
+            kind = "a whole number of users" if whole else "a number of days"
+            problems.append(f"Stopping rule {key!r} must be {kind}; got {value!r}.")
+        elif key.startswith("max_") and value <= 0:
+            problems.append(f"Stopping rule {key!r} must be more than 0 (or null for no limit); got {value!r}.")
+        elif key.startswith("min_") and value < 0:
+            problems.append(f"Stopping rule {key!r} cannot be negative; got {value!r}.")
+    if not problems and rules:
+        merged = normalize_auto_stop(rules)
+        for unit in ("days", "users"):
+            low, high = merged[f"min_{unit}"], merged[f"max_{unit}"]
+            if high is not None and low > high:
+                problems.append(f"min_{unit} ({low:g}) is larger than max_{unit} ({high:g}).")
+    return problems
+
+
+def normalize_auto_stop(rules: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``rules`` with every key present (defaults from :data:`AUTO_STOP_DEFAULTS`); {} / None stay {}.
+
+    Whole-number limits become ints, day limits floats. Assumes :func:`validate_auto_stop` passed.
+    """
+    if not rules:
+        return {}
+    merged = {**AUTO_STOP_DEFAULTS, **dict(rules)}
+    for key in AUTO_STOP_LIMITS:
+        value = merged[key]
+        if value is not None:
+            merged[key] = int(value) if key.endswith("_users") else float(value)
+    return merged
 
 
 def evaluate_targeting(rules: Sequence[Mapping[str, Any]], user_id: str, attributes: Mapping[str, Any] | None) -> bool:
@@ -277,6 +353,7 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
         confidence = criteria.get("confidence", 0.95)
         if not _is_number(confidence) or not 0.5 <= confidence < 1:
             problems.append("The confidence level must lie between 50 % and 100 % (e.g. 0.95).")
+    problems.extend(validate_auto_stop(data.auto_stop))
     for label, value in (("minimum duration", data.min_duration_days), ("minimum samples", data.min_samples_per_variant)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"The {label} must be a whole number of at least 0.")
@@ -334,6 +411,7 @@ def create_experiment(*, session: Session, data: ExperimentCreate, actor: str = 
         success_criteria=dict(data.success_criteria),
         min_duration_days=data.min_duration_days,
         min_samples_per_variant=data.min_samples_per_variant,
+        auto_stop=normalize_auto_stop(data.auto_stop),
         created_by=actor or data.created_by,
         created_at=now,
         updated_at=now,
@@ -399,7 +477,9 @@ def get_variants(*, session: Session, experiment_id: int) -> list[Variant]:
     )
 
 
-def _transition(session: Session, ref: int | str | Experiment, action: str, actor: str) -> Experiment:
+def _transition(
+    session: Session, ref: int | str | Experiment, action: str, actor: str, **details: Any
+) -> Experiment:
     _check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
     sources, target = TRANSITIONS[action]
@@ -424,7 +504,7 @@ def _transition(session: Session, ref: int | str | Experiment, action: str, acto
         raise InvalidTransition(
             f"Cannot {action} experiment {experiment.name!r}: it was just changed to {fresh.status} by someone else."
         )
-    _audit(session, experiment.id, action, actor, current, target.value)
+    _audit(session, experiment.id, action, actor, current, target.value, **details)
     session.commit()
     return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
 
@@ -434,9 +514,11 @@ def start_experiment(*, session: Session, ref: int | str | Experiment, actor: st
     return _transition(session, ref, "start", actor)
 
 
-def pause_experiment(*, session: Session, ref: int | str | Experiment, actor: str = "") -> Experiment:
-    """running -> paused: assigned users keep their variant, nobody new enters."""
-    return _transition(session, ref, "pause", actor)
+def pause_experiment(
+    *, session: Session, ref: int | str | Experiment, actor: str = "", reason: str = ""
+) -> Experiment:
+    """running -> paused: assigned users keep their variant, nobody new enters (``reason`` goes to the audit log)."""
+    return _transition(session, ref, "pause", actor, **({"reason": reason} if reason else {}))
 
 
 def resume_experiment(*, session: Session, ref: int | str | Experiment, actor: str = "") -> Experiment:
@@ -444,9 +526,11 @@ def resume_experiment(*, session: Session, ref: int | str | Experiment, actor: s
     return _transition(session, ref, "resume", actor)
 
 
-def stop_experiment(*, session: Session, ref: int | str | Experiment, actor: str = "") -> Experiment:
-    """running or paused -> completed: assignments freeze, data is kept."""
-    return _transition(session, ref, "stop", actor)
+def stop_experiment(
+    *, session: Session, ref: int | str | Experiment, actor: str = "", reason: str = ""
+) -> Experiment:
+    """running or paused -> completed: assignments freeze, data is kept (``reason`` goes to the audit log)."""
+    return _transition(session, ref, "stop", actor, **({"reason": reason} if reason else {}))
 
 
 def cancel_experiment(*, session: Session, ref: int | str | Experiment, actor: str = "") -> Experiment:
@@ -576,6 +660,31 @@ def set_traffic_allocation(
         before=before,
         after=float(traffic_allocation),
     )
+    session.commit()
+    return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+
+
+def set_auto_stop(
+    *, session: Session, ref: int | str | Experiment, auto_stop: Mapping[str, Any] | None, actor: str = ""
+) -> Experiment:
+    """Replace the stopping rules of a draft, running or paused experiment ({} / None: stop watching it).
+
+    Raises :class:`ExperimentError` listing the problems found by :func:`validate_auto_stop`.
+    The change is audited (``set_auto_stop`` with the rules before and after).
+    """
+    _check_actor(actor)
+    experiment = get_experiment(session=session, ref=ref)
+    if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
+        raise InvalidTransition(f"Cannot change the stopping rules of {experiment.name!r}: it is {experiment.status}.")
+    problems = validate_auto_stop(auto_stop)
+    if problems:
+        raise ExperimentError("The stopping rules cannot be saved: " + " ".join(problems), problems)
+    before = dict(experiment.auto_stop or {})
+    after = normalize_auto_stop(auto_stop)
+    experiment.auto_stop = after
+    experiment.updated_at = utcnow()
+    session.add(experiment)
+    _audit(session, experiment.id, "set_auto_stop", actor, experiment.status, experiment.status, before=before, after=after)
     session.commit()
     return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
 

@@ -395,6 +395,7 @@ _CONFIG_EXTRA_FIELDS = (
     "success_criteria",
     "min_duration_days",
     "min_samples_per_variant",
+    "auto_stop",  # stopping rules (abcore.watch); validated again on import
 )
 
 

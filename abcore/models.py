@@ -75,6 +75,9 @@ class Experiment(SQLModel, table=True):
     success_criteria: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     min_duration_days: int = 0
     min_samples_per_variant: int = 0
+    # Automated stopping rules (abcore.watch): {"guardrails", "success", "srm", "max_days", "max_users",
+    # "min_days", "min_users"}; {} = not watched. Validated by abcore.experiments.validate_auto_stop.
+    auto_stop: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}"))
     # No database FK (experiments and variants would reference each other); abcore.experiments checks it.
     winner_variant_id: int | None = None
     rollout_pct: float | None = None  # percent of users served the winner after shipping
@@ -192,3 +195,64 @@ class ApiKey(SQLModel, table=True):
     rate_limit: float | None = None  # requests per second; None: the server's default, 0: unlimited
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+class ResultSnapshot(SQLModel, table=True):
+    """Frozen results of one watcher pass over one experiment (``Results.to_dict()`` as JSON)."""
+
+    __tablename__ = "ab_result_snapshots"
+    __table_args__ = (Index("ix_snapshots_experiment_computed", "experiment_id", "computed_at"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True, autoincrement=True))
+    experiment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ab_experiments.id", ondelete="CASCADE"), nullable=False)
+    )
+    computed_at: datetime = Field(default_factory=utcnow)
+    method: str = Field(default="sequential", max_length=20)
+    engine: str = Field(default="store", max_length=20)
+    # The primary metric's outcome for the first treatment (better | worse | inconclusive) and the verdict.
+    primary_outcome: str = Field(default="inconclusive", max_length=20)
+    verdict: str = Field(default="", max_length=20)
+    results: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Alert(SQLModel, table=True):
+    """One rule that fired for an experiment; at most one per (experiment, rule) ever (the dedupe key).
+
+    ``rule`` is the rule key (``guardrail:<metric>``, ``success:<metric>``, ``srm``, ``max_days``,
+    ``max_users``); ``action`` what the watcher did (pause | stop | alert); ``delivery`` the webhook
+    state: pending | delivered | failed | no_target.
+    """
+
+    __tablename__ = "ab_alerts"
+    __table_args__ = (UniqueConstraint("experiment_id", "rule", name="uq_alert_experiment_rule"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ab_experiments.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    rule: str = Field(max_length=250)
+    metric: str | None = Field(default=None, max_length=200)
+    action: str = Field(default="alert", max_length=20)
+    action_taken: bool = False  # False: the action was not needed or not possible (see ``message``)
+    message: str = ""
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    delivery: str = Field(default="pending", max_length=20, index=True)
+    delivered_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    last_error: str = ""
+    next_attempt_at: datetime | None = None
+    claimed_until: datetime | None = None  # a sender's lease: two watchers never post the same alert at once
+    delivered_at: datetime | None = None
+
+
+class Webhook(SQLModel, table=True):
+    """A webhook URL configured in the dashboard (in addition to ``$ABCORE_WEBHOOK_URLS``)."""
+
+    __tablename__ = "ab_webhooks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000, unique=True)
+    name: str = Field(default="", max_length=200)
+    is_active: bool = True
+    created_by: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)

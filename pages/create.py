@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+import watch_ui
 from abcore import experiments as ex
 from abcore import forms
 from abcore.queries import metric_names
@@ -204,6 +205,10 @@ def body() -> None:
             st.button("Use as minimum samples per variant", key="plan_use", on_click=_use_plan,
                       args=(plan.per_variant,))
 
+    with st.container(border=True, key="c_watch_box"):
+        st.markdown("**Automated stopping rules** (applied by `abcore watch`)")
+        auto_stop = watch_ui.rules_inputs("c_watch_")
+
     form = forms.CreateForm(
         name=st.session_state.get("c_name", ""),
         description=st.session_state.get("c_description", ""),
@@ -222,7 +227,7 @@ def body() -> None:
         min_samples_per_variant=int(st.session_state.get("crit_min_samples", 0)),
         created_by=ui.actor(),
     )
-    problems = forms.form_problems(form)
+    problems = forms.form_problems(form) + ex.validate_auto_stop(auto_stop)
     st.divider()
     with st.container(key="form_problems"):
         if problems:
@@ -232,6 +237,7 @@ def body() -> None:
     if st.button("Create experiment", type="primary", key="create_experiment", disabled=bool(problems) or not editable):
         try:
             data = forms.build_experiment_create(form)
+            data.auto_stop = auto_stop
             with ui.session() as s:
                 created = ex.create_experiment(session=s, data=data, actor=ui.actor())
         except ex.ExperimentError as exc:

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+import watch_ui
 from abcore import experiments as ex
 from abcore import forms
 from abcore.queries import participants
@@ -126,6 +127,8 @@ def _card(experiment: Any, editable: bool) -> None:
             audience = [f"{forms.format_number(experiment.traffic_allocation * 100, 1)} % of eligible users"]
             audience += [forms.describe_rule(rule) for rule in experiment.targeting]
             st.caption("Audience: " + " · ".join(audience))
+            watch_ui.rules_editor(experiment)
+            watch_ui.alerts(experiment.id, limit=3)
             if experiment.status == "completed" and experiment.winner_variant_id:
                 winner = next((v.name for v in variants if v.id == experiment.winner_variant_id), "?")
                 st.markdown(f"🏆 Shipped **{winner}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")
@@ -180,6 +183,7 @@ def body() -> None:
                 st.info(TAB_EMPTY[status])
             for experiment in by_status[status]:
                 _card(experiment, editable)
+    watch_ui.webhooks_admin()
 
 
 if ui.start_page():

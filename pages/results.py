@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
+import watch_ui
 from abcore import experiments as ex
 from abcore import forms, queries
 from abcore.analysis import analyze
@@ -303,6 +304,8 @@ def body() -> None:
                f"{forms.format_pct(experiment.traffic_allocation, 0)} of eligible traffic")
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")
+        return
+    if watch_ui.snapshot_first(experiment):
         return
     options, window = _controls(experiment)
     live = experiment.status == "running" and st.session_state.get("live_refresh", True)

@@ -1,0 +1,104 @@
+"""The watcher in the dashboard (AppTest): stopping rules in the create form and on the card, alerts,
+the latest snapshot on the results page with "refresh now", webhook configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from abcore import experiments as ex
+from abcore.db import make_engine
+from abcore.watch import WatchSettings, list_webhooks, run_pass
+
+from .conftest import make_experiment
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+@pytest.fixture
+def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("ABCORE_DATABASE_URL", sqlite_url)
+    monkeypatch.delenv("ABCORE_USERS", raising=False)
+    monkeypatch.delenv("ABCORE_WEBHOOK_URLS", raising=False)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return sqlite_url
+
+
+def _open(page: str, **params: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_create_form_saves_the_stopping_rules(store: str) -> None:
+    at = _open("create")
+    at.text_input(key="c_name").set_value("Watched")
+    at.selectbox(key="c_watch_guardrails").set_value("stop")
+    at.number_input(key="c_watch_max_days").set_value(21.0)
+    at.number_input(key="c_watch_min_users").set_value(500)
+    at.run()
+    at.button(key="create_experiment").click().run()
+    assert not at.exception
+    with Session(make_engine(store)) as s:
+        exp = ex.get_experiment(session=s, ref="Watched")
+    assert exp.auto_stop == {"guardrails": "stop", "success": "alert", "srm": "alert", "max_days": 21.0,
+                             "max_users": None, "min_days": 0.0, "min_users": 500}
+
+
+def test_card_shows_rules_and_alert_results_page_shows_snapshot(store: str) -> None:
+    engine = make_engine(store)
+    with Session(engine, expire_on_commit=False) as s:
+        exp, _ = make_experiment(s, "harmful", error_rates=(0.10, 0.14), seed=11)
+    run_pass(engine, settings=WatchSettings())
+    at = _open("experiments")
+    text = " ".join(c.value for c in at.caption)
+    assert "Stopping rules: guardrails: pause · success: alert · srm: alert" in text
+    warnings = [w.value for w in at.warning]
+    assert any("guardrail:errors" in w and "paused by the watcher" in w for w in warnings), warnings
+
+    at = _open("results", experiment=str(exp.id))
+    shown = " ".join(m.value for m in at.markdown)
+    assert "Results as of" in shown and "watcher snapshot, sequential method" in shown
+    assert any("guardrail:errors" in w.value for w in at.warning)
+    assert at.button(key="snapshot_refresh")
+    at.button(key="snapshot_refresh").click().run()
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "snapshot_refresh"]  # the live analysis is shown now
+
+
+def test_rules_editor_saves_and_audits(store: str) -> None:
+    engine = make_engine(store)
+    with Session(engine, expire_on_commit=False) as s:
+        exp, _ = make_experiment(s, "edit-me", users_per_arm=20, auto_stop={})
+    at = _open("experiments")
+    prefix = f"rules_{exp.id}_"
+    at.checkbox(key=f"{prefix}enabled").check().run()
+    at.selectbox(key=f"{prefix}success").set_value("stop").run()
+    at.button(key=f"rules_save_{exp.id}").click().run()
+    assert not at.exception
+    with Session(engine) as s:
+        fresh = ex.get_experiment(session=s, ref=exp.id)
+        entry = ex.audit_log(session=s, experiment_id=exp.id)[0]
+    assert fresh.auto_stop["success"] == "stop" and entry.action == "set_auto_stop"
+
+
+def test_webhooks_can_be_added(store: str) -> None:
+    at = _open("experiments")
+    at.text_input(key="hook_url").set_value("https://hooks.example.com/abc")
+    at.button(key="hook_add").click().run()
+    assert not at.exception
+    with Session(make_engine(store)) as s:
+        assert [h.url for h in list_webhooks(session=s)] == ["https://hooks.example.com/abc"]
+    at.text_input(key="hook_url").set_value("nope")
+    at.button(key="hook_add").click().run()
+    assert any("needs an http:// or https:// URL" in e.value for e in at.error)
