@@ -10,6 +10,12 @@ CSV
     columns (attributes, properties) are written as JSON text; quoting is the csv
     module's (commas, quotes, newlines and unicode round-trip).
 
+    Two modes (``mode=``): ``"safe"`` (the default everywhere: library, CLI, dashboard
+    downloads) neutralises spreadsheet formulas as OWASP recommends against CSV injection:
+    a text cell beginning with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a
+    leading ``'`` (plain numbers such as ``-5`` stay as they are). ``"exact"`` writes every
+    cell unchanged, for machine consumers (pandas reads back exactly what is stored).
+
 Config JSON
     The format of seed 001's experiment configs, which ``abcore.assign.Router.from_json``
     also reads::
@@ -28,6 +34,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +55,12 @@ from abcore.experiments import (
 from abcore.models import Experiment, ExperimentEvent, UserAssignment
 
 What = Literal["results", "assignments", "events"]
+CsvMode = Literal["safe", "exact"]
+CSV_MODES: tuple[str, ...] = ("safe", "exact")
+DEFAULT_CSV_MODE: CsvMode = "safe"
+# OWASP CSV injection: cells starting with these characters may be evaluated as formulas by spreadsheets.
+FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 WHATS: tuple[str, ...] = ("results", "assignments", "events")
 DEFAULT_CHUNK_SIZE = 5_000
 
@@ -126,11 +139,25 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _rows_to_csv(rows: Iterable[Sequence[Any]]) -> str:
+def neutralise_cell(text: str) -> str:
+    """``text`` made harmless for spreadsheets (OWASP CSV injection): a leading ``'`` when it starts with
+    ``=``, ``+``, ``-``, ``@``, tab or carriage return; unchanged otherwise, and for plain numbers (``-5``)."""
+    if text and text[0] in "=+-@\t\r" and _PLAIN_NUMBER.fullmatch(text) is None:
+        return "'" + text
+    return text
+
+
+def _safe_cell(value: Any) -> Any:
+    cell = _cell(value)
+    return neutralise_cell(cell) if type(cell) is str else cell
+
+
+def _rows_to_csv(rows: Iterable[Sequence[Any]], mode: str = DEFAULT_CSV_MODE) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
+    cell = _safe_cell if mode == "safe" else _cell
     for row in rows:
-        writer.writerow([_cell(v) for v in row])
+        writer.writerow([cell(v) for v in row])
     return buffer.getvalue()
 
 
@@ -257,13 +284,16 @@ def iter_csv(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: ProgressCallback | None = None,
     analyze_kwargs: Mapping[str, Any] | None = None,
+    mode: CsvMode = DEFAULT_CSV_MODE,
 ) -> Iterator[str]:
     """CSV text of one experiment's ``what`` ("results" | "assignments" | "events"), in chunks.
 
     The first chunk is the header row; each further chunk holds at most ``chunk_size``
     rows. Pass an ``engine`` (a session is opened for the duration of the iteration) or
     an open ``session``. ``progress`` is called with the number of data rows yielded so
-    far after each chunk. Raises :class:`ExportError` for an unknown ``what`` and
+    far after each chunk. ``mode`` "safe" (default) neutralises spreadsheet formulas
+    (:func:`neutralise_cell`), "exact" writes cells unchanged for machine consumers.
+    Raises :class:`ExportError` for an unknown ``what`` or ``mode`` and
     :class:`abcore.experiments.ExperimentNotFound` for an unknown experiment — both
     before the first chunk is produced when the generator is first advanced.
     """
@@ -271,14 +301,16 @@ def iter_csv(
         raise ExportError(f"Cannot export {what!r}: choose one of {', '.join(WHATS)}.")
     if chunk_size < 1:
         raise ExportError("chunk_size must be at least 1")
+    if mode not in CSV_MODES:
+        raise ExportError(f"Unknown CSV mode {mode!r}: choose one of {', '.join(CSV_MODES)}.")
     if (engine is None) == (session is None):
         raise ExportError("pass exactly one of engine= or session=")
     if session is None:
         assert engine is not None
         with Session(engine, expire_on_commit=False) as own:
-            yield from _iter_csv(own, experiment, what, chunk_size, progress, analyze_kwargs or {})
+            yield from _iter_csv(own, experiment, what, chunk_size, progress, analyze_kwargs or {}, mode)
     else:
-        yield from _iter_csv(session, experiment, what, chunk_size, progress, analyze_kwargs or {})
+        yield from _iter_csv(session, experiment, what, chunk_size, progress, analyze_kwargs or {}, mode)
 
 
 def _iter_csv(
@@ -288,18 +320,19 @@ def _iter_csv(
     chunk_size: int,
     progress: ProgressCallback | None,
     analyze_kwargs: Mapping[str, Any],
+    mode: str = DEFAULT_CSV_MODE,
 ) -> Iterator[str]:
     exp, variants = _experiment_and_variants(session, experiment)
     if what == "results":
         chunks = _iter_results(session, exp, analyze_kwargs)
         header = next(chunks)
-        yield _rows_to_csv(header)
+        yield _rows_to_csv(header, mode)
     else:
-        yield _rows_to_csv([ASSIGNMENT_COLUMNS if what == "assignments" else EVENT_COLUMNS])
+        yield _rows_to_csv([ASSIGNMENT_COLUMNS if what == "assignments" else EVENT_COLUMNS], mode)
         chunks = (_iter_assignments if what == "assignments" else _iter_events)(session, exp, variants, chunk_size)
     done = 0
     for rows in chunks:
-        yield _rows_to_csv(rows)
+        yield _rows_to_csv(rows, mode)
         done += len(rows)
         if progress is not None:
             progress(done)
@@ -315,6 +348,7 @@ def write_csv(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: ProgressCallback | None = None,
     analyze_kwargs: Mapping[str, Any] | None = None,
+    mode: CsvMode = DEFAULT_CSV_MODE,
 ) -> int:
     """Write the CSV of :func:`iter_csv` to ``path`` (a file path, or an open text stream); returns the data rows.
 
@@ -336,6 +370,7 @@ def write_csv(
         chunk_size=chunk_size,
         progress=_count,
         analyze_kwargs=analyze_kwargs,
+        mode=mode,
     )
     if hasattr(path, "write"):
         for chunk in chunks:
