@@ -21,7 +21,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments import ExperimentCreate, VariantCreate, create_experiment, get_variants, start_experiment
+from abcore.experiments import (
+    ExperimentCreate,
+    VariantCreate,
+    create_experiment,
+    get_variants,
+    start_experiment,
+)
 from abcore.export import ExportError, iter_csv, neutralise_cell, write_csv
 from abcore.models import ExperimentEvent, UserAssignment
 
