@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -96,6 +97,11 @@ ProgressCallback = Callable[[int], None]
 
 class ExportError(ValueError):
     """An export or config request abcore refuses; the message is user-readable."""
+
+
+class ConfigError(ExportError, ExperimentError):
+    """A config object :func:`import_config` refuses (its format, weights or fields); the message names
+    the field. Both an :class:`ExportError` and an :class:`abcore.experiments.ExperimentError`."""
 
 
 # --------------------------------------------------------------------------- cells
@@ -402,10 +408,21 @@ def normalise_weights(weights: Sequence[float], *, total: int = 100, decimals: i
         raise ExportError("a config needs at least one variant")
     values = []
     for w in weights:
-        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-            raise ExportError(f"a variant weight must be a finite number >= 0, got {w!r}")
-        values.append(float(w))
-    weight_sum = math.fsum(values)
+        try:
+            number = float(w) if isinstance(w, int | float) and not isinstance(w, bool) else math.nan
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number) or number < 0:
+            shown = repr(w) if not isinstance(w, int) or abs(w) < 10**20 else f"a {len(str(abs(w)))}-digit integer"
+            raise ExportError(f"a variant weight must be a finite number >= 0, got {shown[:60]}")
+        values.append(number)
+    try:
+        weight_sum = math.fsum(values)
+    except OverflowError:
+        weight_sum = math.inf
+    if not math.isfinite(weight_sum):
+        raise ExportError("the variant weights are too large: their sum is not a finite number (use relative "
+                          "weights such as 60 and 40)")
     if weight_sum <= 0:
         raise ExportError("the variant weights sum to 0")
     scale = 10**decimals
@@ -465,25 +482,27 @@ def export_config(*, session: Session, experiment: int | str | Experiment) -> di
 def _config_to_create(item: Any, index: int, created_by: str) -> ExperimentCreate:
     where = f"config #{index + 1}"
     if not isinstance(item, Mapping):
-        raise ExportError(f"{where}: expected a JSON object, got {type(item).__name__}")
+        raise ConfigError(f"{where}: expected a JSON object, got {type(item).__name__}")
     name = item.get("experiment_id", item.get("name"))
+    if isinstance(name, int) and not isinstance(name, bool) and abs(name) >= 10**200:
+        raise ConfigError(f"{where}: 'experiment_id' is a {len(str(abs(name)))}-digit number; use a name")
     if isinstance(name, bool) or not isinstance(name, str | int) or str(name).strip() == "":
-        raise ExportError(f"{where}: 'experiment_id' (the experiment name) is missing or empty")
+        raise ConfigError(f"{where}: 'experiment_id' (the experiment name) is missing or empty")
     where = f"config {str(name)[:80]!r}"
     raw_variants = item.get("variants")
     if not isinstance(raw_variants, list) or not raw_variants:
-        raise ExportError(f"{where}: 'variants' must be a non-empty list of {{name, weight}}")
+        raise ConfigError(f"{where}: 'variants' must be a non-empty list of {{name, weight}}")
     names: list[str] = []
     weights: list[float] = []
     for j, v in enumerate(raw_variants):
         if not isinstance(v, Mapping) or not isinstance(v.get("name"), str):
-            raise ExportError(f"{where}: variant #{j + 1} needs a string 'name'")
+            raise ConfigError(f"{where}: variant #{j + 1} needs a string 'name'")
         names.append(v["name"])
         weights.append(v.get("weight", 1.0))
     try:
         percents = normalise_weights(weights)
     except ExportError as exc:
-        raise ExportError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     variants = [
         VariantCreate(
             name=n,
@@ -498,13 +517,17 @@ def _config_to_create(item: Any, index: int, created_by: str) -> ExperimentCreat
     if salt is None or salt == "":
         salt = str(name).strip()  # seed 001 / abcore.assign.Router: without a salt the experiment id is the salt
     if not isinstance(salt, str) or not salt.strip():
-        raise ExportError(f"{where}: 'salt' must be a non-empty string")
+        raise ConfigError(f"{where}: 'salt' must be a non-empty string")
     if len(salt) > 200:
-        raise ExportError(f"{where}: 'salt' is {len(salt)} characters long (at most 200)")
+        raise ConfigError(f"{where}: 'salt' is {len(salt)} characters long (at most 200)")
     try:
         return ExperimentCreate(name=str(name), variants=variants, salt=salt, created_by=created_by, **fields)
-    except Exception as exc:  # pydantic validation of the extra fields
-        raise ExportError(f"{where}: {exc}".splitlines()[0]) from None
+    except ValidationError as exc:  # pydantic validation of the extra fields: name the field
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first.get("loc", ())) or "config"
+        raise ConfigError(f"{where}: {field}: {first.get('msg', 'invalid value')}"[:300]) from None
+    except Exception as exc:  # anything else pydantic raises while coercing
+        raise ConfigError(f"{where}: {exc}".splitlines()[0][:300]) from None
 
 
 def load_config_file(path: str | Path) -> list[dict[str, Any]]:
@@ -513,8 +536,10 @@ def load_config_file(path: str | Path) -> list[dict[str, Any]]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ExportError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ExportError(f"{path}: not accepted: arrays or objects nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers beyond Python's digit limit
+        raise ExportError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     items = data if isinstance(data, list) else [data]
     if not items:
         raise ExportError(f"{path}: the list is empty")
