@@ -462,6 +462,8 @@ def get_experiment(*, session: Session, ref: int | str | Experiment) -> Experime
     experiment: Experiment | None = None
     if isinstance(ref, int) and not isinstance(ref, bool):
         experiment = session.get(Experiment, ref)
+    elif isinstance(ref, str) and has_lone_surrogate(ref):  # e.g. undecodable bytes on a command line
+        raise ExperimentNotFound(f"No experiment with id or name {ref!r} (the name is not valid Unicode).")
     elif isinstance(ref, str):
         experiment = session.exec(select(Experiment).where(Experiment.name == ref.strip())).first()
         if experiment is None and ref.strip().isdigit():

@@ -606,7 +606,8 @@ def import_events(
     first byte. ``progress(records, bytes_read, total_bytes)`` is called after each batch.
     Raises :class:`ImportError_` when the file cannot be read at all; individual bad
     records never raise, they are counted and listed in ``summary.bad_lines``
-    (the first :data:`MAX_REPORTED_BAD_LINES`).
+    (the first :data:`MAX_REPORTED_BAD_LINES`). Variant-less records of users not yet assigned
+    are held in memory until the whole file is read, then written (see the module docstring).
     """
     path = Path(path)
     if batch_size < 1:

@@ -209,3 +209,13 @@ def test_fuzz_config_import_raises_only_documented_errors(session: Session, conf
     _cleanup(session)
     import_config(session=session, data={"experiment_id": "after-fuzz", "variants": [{"name": "a"}, {"name": "b"}]})
     _cleanup(session)
+
+
+def test_cli_refs_with_undecodable_bytes_give_one_error_line(sqlite_url: str) -> None:
+    # A name of raw bytes that are not UTF-8 reaches Python as lone surrogates (surrogateescape).
+    done = subprocess.run(
+        [sys.executable.encode(), b"-m", b"abcore", b"--database-url", sqlite_url.encode(), b"start", b"bad\xff"],
+        capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
+    )
+    lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), lines
