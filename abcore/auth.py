@@ -23,7 +23,7 @@ bad JSON) *locks* the dashboard: nobody reads anything until it is fixed (fail c
 New hashes use scrypt with N=2^17, r=8, p=1 (OWASP's minimum). Configured hashes below
 the cost floor (:func:`hash_strength_problem`) are refused with a message saying so.
 Failed sign-ins are throttled per user name and per client (:class:`LoginThrottle`):
-five are free, then each further failure doubles the wait (1 s, 2 s, 4 s ... 15 min).
+five per user name (twenty per client address) are free, then each further failure doubles the wait (1 s, 2 s, 4 s ... 15 min).
 
 This module never imports streamlit; the dashboard passes ``st.secrets`` in.
 """
@@ -355,8 +355,9 @@ class _Failures:
 class LoginThrottle:
     """Failed sign-ins per user name and per client, with an exponential delay.
 
-    The first ``free_failures`` failures of a key cost nothing; failure number ``free_failures + k``
-    (k >= 1) blocks the key for ``min(base_delay * 2**(k - 1), max_delay)`` seconds. A sign-in is refused
+    The first ``free_failures`` failures of a user name (``client_free_failures`` of a client: many
+    people may share one address behind a proxy) cost nothing; failure number ``free + k`` (k >= 1)
+    blocks the key for ``min(base_delay * 2**(k - 1), max_delay)`` seconds. A sign-in is refused
     while its user name *or* its client is blocked. A success clears the user name's record; a key
     without failures for ``forget_after`` seconds starts afresh. ``clock`` (monotonic seconds) is
     injectable so tests never sleep. Thread-safe; at most ``max_keys`` keys are remembered.
@@ -366,6 +367,7 @@ class LoginThrottle:
         self,
         *,
         free_failures: int = 5,
+        client_free_failures: int = 20,
         base_delay: float = 1.0,
         max_delay: float = 900.0,
         forget_after: float = 3600.0,
@@ -373,6 +375,7 @@ class LoginThrottle:
         max_keys: int = 100_000,
     ) -> None:
         self.free_failures = free_failures
+        self.client_free_failures = client_free_failures
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.forget_after = forget_after
@@ -406,7 +409,7 @@ class LoginThrottle:
                 record = self._record(key, now) or self._records.setdefault(key, _Failures())
                 record.count += 1
                 record.last = now
-                over = record.count - self.free_failures
+                over = record.count - (self.free_failures if key[0] == "user" else self.client_free_failures)
                 if over > 0:
                     delay = min(self.base_delay * 2.0 ** min(over - 1, 60), self.max_delay)
                     record.locked_until = max(record.locked_until, now + delay)

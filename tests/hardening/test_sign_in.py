@@ -115,9 +115,12 @@ def test_throttle_delays_exponentially_after_five_failures_per_user() -> None:
 def test_throttle_per_client_and_cap_and_forgetting() -> None:
     clock = FakeClock()
     throttle = LoginThrottle(clock=clock, max_delay=60.0, forget_after=3600.0)
-    for i in range(20):  # one client tries 20 different names
+    for i in range(20):  # one client tries 20 different names: the client's 20 free failures
+        assert throttle.record_failure(f"user-{i}", "10.0.0.1") == 0
+    assert throttle.record_failure("user-20", "10.0.0.1") == 1  # the 21st: 1 s
+    for i in range(21, 30):
         throttle.record_failure(f"user-{i}", "10.0.0.1")
-    assert throttle.retry_after("anyone", "10.0.0.1") == 60.0  # capped
+    assert throttle.retry_after("anyone", "10.0.0.1") == 60.0  # 2**9 s, capped at max_delay
     assert throttle.retry_after("anyone", "10.0.0.2") == 0.0
     clock.now += 3600 + 60
     assert throttle.retry_after("anyone", "10.0.0.1") == 0.0
