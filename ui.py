@@ -91,14 +91,33 @@ def read_only_notice() -> None:
         st.info("You are signed in as a **viewer**: you can look at everything but not change it.", icon="🔒")
 
 
-def _sign_in(users: dict[str, Any]) -> None:
-    from abcore.auth import authenticate
+@st.cache_resource(show_spinner=False)
+def _login_throttle() -> Any:
+    """One :class:`abcore.auth.LoginThrottle` per server process (failed sign-ins per user and client)."""
+    from abcore.auth import LoginThrottle
 
-    user = authenticate(users, st.session_state.get("login_username", ""), st.session_state.get("login_password", ""))
-    if user is None:
-        st.session_state["login_failed"] = True
+    return LoginThrottle()
+
+
+def _client_key() -> str:
+    """The visitor's address for per-client throttling (Streamlit's view of it; 'unknown' when hidden)."""
+    try:
+        return str(st.context.ip_address or "unknown")
+    except Exception:  # noqa: BLE001 - older Streamlit / no request context: one shared key
+        return "unknown"
+
+
+def _sign_in(users: dict[str, Any]) -> None:
+    from abcore.auth import sign_in
+
+    result = sign_in(
+        users, st.session_state.get("login_username", ""), st.session_state.get("login_password", ""),
+        client=_client_key(), throttle=_login_throttle(),
+    )
+    if result.user is None:
+        st.session_state["login_failed"] = result.message or True
     else:
-        st.session_state["auth_user"] = user
+        st.session_state["auth_user"] = result.user
         st.session_state["login_failed"] = False
 
 
@@ -116,8 +135,14 @@ def auth_gate() -> bool:
     st.session_state["auth_users"] = users
     st.session_state["auth_error"] = error
     st.session_state["auth_enabled"] = bool(users) or error is not None
-    if error is not None:
-        st.sidebar.error(f"The user configuration is invalid, so editing is disabled: {error}", icon="🔒")
+    from abcore.auth import access_mode
+
+    if access_mode(users, error) == "locked":  # fail closed: nobody reads anything
+        st.session_state.pop("auth_user", None)
+        st.title("🔒 Dashboard locked")
+        st.error(f"The user configuration is invalid, so the dashboard is locked until it is fixed: {error}",
+                 icon="🔒")
+        return False
     if not auth_enabled():
         st.sidebar.caption("🔓 **Open mode** – no users are configured, so everyone can edit. "
                            "Add users in `.streamlit/secrets.toml` to require a sign-in.")
@@ -130,8 +155,6 @@ def auth_gate() -> bool:
         st.sidebar.markdown(f"👤 **{user.name}** · {user.role}")
         st.sidebar.button("Sign out", key="sign_out", on_click=_sign_out)
         return True
-    if error is not None:
-        return True  # nobody can sign in; everyone reads
     st.title("🔐 Sign in")
     st.caption("This abcore dashboard requires a sign-in.")
     with st.form("login_form"):
@@ -142,8 +165,9 @@ def auth_gate() -> bool:
         _sign_in(users)
         if current_user() is not None:
             st.rerun()
-    if st.session_state.get("login_failed"):
-        st.error("Unknown user name or wrong password.")
+    failed = st.session_state.get("login_failed")
+    if failed:
+        st.error(failed if isinstance(failed, str) else "Unknown user name or wrong password.")
     return False
 
 

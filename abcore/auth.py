@@ -7,7 +7,7 @@ environment wins for a name present in both):
 * ``.streamlit/secrets.toml`` (or any mapping with the same shape, e.g. ``st.secrets``)::
 
       [abcore.users.alice]
-      password_hash = "scrypt$16384$8$1$<salt>$<hash>"
+      password_hash = "scrypt$131072$8$1$<salt>$<hash>"
       role = "editor"
 
 * the environment variable ``ABCORE_USERS``, a JSON object::
@@ -17,6 +17,13 @@ environment wins for a name present in both):
 Passwords are never stored: ``abcore hash-password`` prints a salted scrypt hash
 (``scrypt$n$r$p$salt$hash``, salt and hash base64) to paste into the config.
 With no user configured the dashboard runs in *open mode*: no login, everyone edits.
+A configuration that cannot be read (a plain-text password, a hash below the cost floor,
+bad JSON) *locks* the dashboard: nobody reads anything until it is fixed (fail closed).
+
+New hashes use scrypt with N=2^17, r=8, p=1 (OWASP's minimum). Configured hashes below
+the cost floor (:func:`hash_strength_problem`) are refused with a message saying so.
+Failed sign-ins are throttled per user name and per client (:class:`LoginThrottle`):
+five per user name (twenty per client address) are free, then each further failure doubles the wait (1 s, 2 s, 4 s ... 15 min).
 
 This module never imports streamlit; the dashboard passes ``st.secrets`` in.
 """
@@ -28,13 +35,16 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets as _secrets
+import threading
+import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from abcore.config import PROJECT_ROOT
 
@@ -42,14 +52,24 @@ ROLES: tuple[str, ...] = ("viewer", "editor")
 USERS_ENV = "ABCORE_USERS"
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
 
-# scrypt cost: N=2**14, r=8, p=1 (the RFC 7914 interactive-login parameters; ~16 MiB, ~50 ms).
-SCRYPT_N = 2**14
+# scrypt cost for new hashes: N=2**17, r=8, p=1, OWASP's minimum (Password Storage Cheat Sheet);
+# 128 * N * r = 128 MiB of memory, so hashlib needs maxmem above that.
+SCRYPT_N = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
 SCRYPT_DKLEN = 32
 SALT_BYTES = 16
 PBKDF2_ITERATIONS = 600_000
 _MAXMEM = 256 * 1024 * 1024
+# Cost floor for configured hashes. scrypt: at least 16 MiB of memory (128 * N * r, i.e. RFC 7914's
+# interactive N=2**14, r=8, so hashes made by earlier abcore versions still work); PBKDF2-HMAC-SHA256:
+# OWASP's 600,000 iterations. Ceilings keep a typo from hanging every sign-in.
+MIN_SCRYPT_MEMORY = 16 * 1024 * 1024
+MAX_SCRYPT_P = 16
+MIN_PBKDF2_ITERATIONS = 600_000
+MAX_PBKDF2_ITERATIONS = 10_000_000
+MIN_SALT_BYTES = 8
+MIN_DIGEST_BYTES = 16
 
 
 class AuthConfigError(ValueError):
@@ -111,6 +131,39 @@ def _parse_hash(encoded: str) -> tuple[str, tuple[int, ...], bytes, bytes]:
     raise ValueError("malformed password hash: expected 'scrypt$N$r$p$salt$hash' or 'pbkdf2_sha256$iterations$salt$hash'")
 
 
+def hash_strength_problem(encoded: str) -> str | None:
+    """Why ``encoded`` is too weak (or too costly) to accept, or None when it meets the cost floor.
+
+    Malformed hashes are reported too. See :data:`MIN_SCRYPT_MEMORY`, :data:`MIN_PBKDF2_ITERATIONS`
+    and their ceilings.
+    """
+    try:
+        scheme, params, salt, digest = _parse_hash(encoded)
+    except ValueError as exc:
+        return str(exc)
+    if len(salt) < MIN_SALT_BYTES:
+        return f"the salt has {len(salt)} bytes (at least {MIN_SALT_BYTES})"
+    if len(digest) < MIN_DIGEST_BYTES:
+        return f"the hash has {len(digest)} bytes (at least {MIN_DIGEST_BYTES})"
+    if scheme == "scrypt":
+        n, r, p = params
+        memory = 128 * n * r
+        if memory + 128 * r * p > _MAXMEM:
+            return f"scrypt N={n}, r={r} needs {memory // 2**20:,} MiB of memory (abcore allows {_MAXMEM // 2**20} MiB)"
+        if p > MAX_SCRYPT_P:
+            return f"scrypt p={p} is above {MAX_SCRYPT_P}"
+        if memory < MIN_SCRYPT_MEMORY:
+            return (f"scrypt N={n}, r={r} uses {memory / 2**20:g} MiB of memory "
+                    f"(at least {MIN_SCRYPT_MEMORY // 2**20} MiB, e.g. N=131072, r=8)")
+        return None
+    iterations = params[0]
+    if iterations < MIN_PBKDF2_ITERATIONS:
+        return f"pbkdf2_sha256 with {iterations:,} iterations (at least {MIN_PBKDF2_ITERATIONS:,})"
+    if iterations > MAX_PBKDF2_ITERATIONS:
+        return f"pbkdf2_sha256 with {iterations:,} iterations (at most {MAX_PBKDF2_ITERATIONS:,})"
+    return None
+
+
 def is_valid_hash(encoded: str) -> bool:
     """True when ``encoded`` looks like a hash this module can verify (it is never a plain password)."""
     try:
@@ -121,7 +174,12 @@ def is_valid_hash(encoded: str) -> bool:
 
 
 def verify_password(password: str, encoded: str) -> bool:
-    """True when ``password`` matches the encoded hash (constant-time comparison); False when malformed."""
+    """True when ``password`` matches the encoded hash (constant-time comparison).
+
+    False when the hash is malformed or below the cost floor (:func:`hash_strength_problem`): fails closed.
+    """
+    if not isinstance(encoded, str) or hash_strength_problem(encoded) is not None:
+        return False
     try:
         scheme, params, salt, expected = _parse_hash(encoded)
     except ValueError:
@@ -184,7 +242,12 @@ def _parse_users(table: Any, source: str) -> dict[str, User]:
         if not is_valid_hash(password_hash):
             raise AuthConfigError(
                 f"{where}: password_hash is not a hash abcore understands (it must look like "
-                "'scrypt$16384$8$1$...'); create one with `abcore hash-password`"
+                "'scrypt$131072$8$1$...'); create one with `abcore hash-password`"
+            )
+        weakness = hash_strength_problem(password_hash)
+        if weakness is not None:
+            raise AuthConfigError(
+                f"{where}: password_hash is too weak ({weakness}); create a new one with `abcore hash-password`"
             )
         users[name] = User(name=name, role=role, password_hash=password_hash)
     return users
@@ -200,6 +263,8 @@ def _read_secrets_file() -> Mapping[str, Any]:
                     return tomllib.load(handle)
             except tomllib.TOMLDecodeError as exc:
                 raise AuthConfigError(f"{path}: not valid TOML ({exc})") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise AuthConfigError(f"{path}: cannot be read ({exc})") from None
     return {}
 
 
@@ -261,3 +326,131 @@ def can_edit(user: User | None, users: Mapping[str, User]) -> bool:
         return False
     current = users.get(user.name)
     return current is not None and current.role == "editor"
+
+
+# --------------------------------------------------------------------------- fail-closed access and throttling
+
+AccessMode = Literal["open", "sign_in", "locked"]
+
+
+def access_mode(users: Mapping[str, Any], error: str | None) -> AccessMode:
+    """How the dashboard admits visitors, failing closed.
+
+    ``"locked"`` when the user configuration could not be loaded (``error``; nobody reads anything
+    until it is fixed), ``"sign_in"`` when users are configured, ``"open"`` only when the configuration
+    was read fine and names nobody.
+    """
+    if error is not None:
+        return "locked"
+    return "sign_in" if users else "open"
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Failed sign-ins per user name and per client, with an exponential delay.
+
+    The first ``free_failures`` failures of a user name (``client_free_failures`` of a client: many
+    people may share one address behind a proxy) cost nothing; failure number ``free + k`` (k >= 1)
+    blocks the key for ``min(base_delay * 2**(k - 1), max_delay)`` seconds. A sign-in is refused
+    while its user name *or* its client is blocked. A success clears the user name's record; a key
+    without failures for ``forget_after`` seconds starts afresh. ``clock`` (monotonic seconds) is
+    injectable so tests never sleep. Thread-safe; at most ``max_keys`` keys are remembered.
+    """
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = 5,
+        client_free_failures: int = 20,
+        base_delay: float = 1.0,
+        max_delay: float = 900.0,
+        forget_after: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.free_failures = free_failures
+        self.client_free_failures = client_free_failures
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.forget_after = forget_after
+        self.clock = clock
+        self.max_keys = max_keys
+        self._records: dict[tuple[str, str], _Failures] = {}
+        self._lock = threading.Lock()
+
+    def _record(self, key: tuple[str, str], now: float) -> _Failures | None:
+        record = self._records.get(key)
+        if record is not None and now - record.last >= self.forget_after and now >= record.locked_until:
+            del self._records[key]
+            return None
+        return record
+
+    def retry_after(self, user: str, client: str) -> float:
+        """Seconds until a sign-in as ``user`` from ``client`` is accepted again (0: now)."""
+        now = self.clock()
+        with self._lock:
+            waits = [r.locked_until - now for k in (("user", user), ("client", client))
+                     if (r := self._record(k, now)) is not None]
+        return max([0.0, *waits])
+
+    def record_failure(self, user: str, client: str) -> float:
+        """Count a failed sign-in; returns the seconds the user name or client is now blocked for."""
+        now = self.clock()
+        with self._lock:
+            if len(self._records) >= self.max_keys:
+                self._prune(now)
+            for key in (("user", user), ("client", client)):
+                record = self._record(key, now) or self._records.setdefault(key, _Failures())
+                record.count += 1
+                record.last = now
+                over = record.count - (self.free_failures if key[0] == "user" else self.client_free_failures)
+                if over > 0:
+                    delay = min(self.base_delay * 2.0 ** min(over - 1, 60), self.max_delay)
+                    record.locked_until = max(record.locked_until, now + delay)
+        return self.retry_after(user, client)
+
+    def record_success(self, user: str, client: str) -> None:
+        """A successful sign-in: the user name's failures are forgotten (the client's stay)."""
+        with self._lock:
+            self._records.pop(("user", user), None)
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, r in self._records.items() if now - r.last >= self.forget_after and now >= r.locked_until]:
+            del self._records[key]
+        while len(self._records) >= self.max_keys:  # still full: forget the oldest
+            del self._records[min(self._records, key=lambda k: self._records[k].last)]
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    """The outcome of :func:`sign_in`: the user (None when refused), the wait, a message for the visitor."""
+
+    user: User | None
+    retry_after: float
+    message: str
+
+
+def sign_in(
+    users: Mapping[str, User], name: str, password: str, *, client: str, throttle: LoginThrottle
+) -> SignInResult:
+    """:func:`authenticate` behind ``throttle``: while the user name or the client is blocked, the
+    password is not even checked and the result says how long to wait."""
+    name = name if isinstance(name, str) else ""
+    wait = throttle.retry_after(name, client)
+    if wait > 0:
+        return SignInResult(None, wait, f"Too many failed sign-ins. Try again in {math.ceil(wait)} s.")
+    user = authenticate(users, name, password)
+    if user is None:
+        wait = throttle.record_failure(name, client)
+        message = "Unknown user name or wrong password."
+        if wait > 0:
+            message += f" Too many failed sign-ins: the next attempt is possible in {math.ceil(wait)} s."
+        return SignInResult(None, wait, message)
+    throttle.record_success(name, client)
+    return SignInResult(user, 0.0, "")

@@ -356,13 +356,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if args.output == "-":
             rows = write_csv(
                 engine=engine, experiment=args.experiment, what=args.what, path=sys.stdout,
-                chunk_size=args.chunk_size, analyze_kwargs=analyze_kwargs,
+                chunk_size=args.chunk_size, analyze_kwargs=analyze_kwargs, mode=args.csv_mode,
             )
         else:
             try:
                 rows = write_csv(
                     engine=engine, experiment=args.experiment, what=args.what, path=args.output,
                     chunk_size=args.chunk_size, progress=progress.update, analyze_kwargs=analyze_kwargs,
+                    mode=args.csv_mode,
                 )
             except OSError as exc:
                 raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
@@ -672,6 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--chunk-size", type=_positive_int, default=5000, help="rows fetched per query (default 5000)")
     _add_analysis_options(export, prefix="for --what results: ")
     export.add_argument("--quiet", action="store_true", help="no progress output")
+    export.add_argument(
+        "--exact", dest="csv_mode", action="store_const", const="exact", default="safe",
+        help="write cells exactly as stored, for machine consumers (default: safe for spreadsheets, a "
+             "leading ' before cells starting with = + - @ tab or CR)",
+    )
     export.set_defaults(handler=_cmd_export)
 
     imp = commands.add_parser(

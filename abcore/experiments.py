@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import Field as PydanticField
 from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
 from abcore.models import AuditLog, Experiment, ExperimentStatus, Model, Variant, utcnow
@@ -32,6 +32,12 @@ MAX_NAME_LENGTH = 200
 ALLOCATION_TOLERANCE = 1e-6
 TARGETING_OPS = ("eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "user_ids")
 DIRECTIONS = ("increase", "decrease")
+# Limits of the store's columns (abcore.models): INTEGER is 32-bit on PostgreSQL.
+INT32_MAX = 2**31 - 1
+# JSON fields (variant config, targeting, success criteria): how deep they may nest, and the integer range
+# kept exactly by every consumer (SQLite's JSON functions and most JSON readers stop at 64 bits).
+JSON_MAX_DEPTH = 32
+JSON_INT_LIMIT = 2**63
 
 # Automated stopping rules (abcore.watch): the contract of ``ExperimentCreate.auto_stop``.
 AUTO_STOP_CHOICES: dict[str, tuple[str, ...]] = {
@@ -141,8 +147,23 @@ def validate_targeting(rules: Any) -> list[str]:
         if op not in TARGETING_OPS:
             problems.append(f"Targeting rule {index}: unknown operator {op!r} (use one of {', '.join(TARGETING_OPS)}).")
             continue
-        if op != "user_ids" and not str(rule.get("attribute") or "").strip():
+        attribute = rule.get("attribute")
+        if op != "user_ids" and attribute is not None and not isinstance(attribute, str):
+            problems.append(
+                f"Targeting rule {index}: the attribute name must be text, got {type(attribute).__name__}."
+            )
+            continue
+        if op != "user_ids" and not str(attribute or "").strip():
             problems.append(f"Targeting rule {index}: the attribute name is missing.")
+        if op in ("eq", "neq") and isinstance(value, list | Mapping):
+            problems.append(f"Targeting rule {index}: '{op}' compares with one value, got {type(value).__name__}.")
+        if op in ("in", "not_in", "user_ids") and isinstance(value, list) and any(
+            isinstance(v, list | Mapping) for v in value
+        ):
+            problems.append(f"Targeting rule {index}: the values of '{op}' must be single values, not lists or objects.")
+        json_problem = json_value_problem(f"targeting rule {index}", dict(rule))
+        if json_problem:
+            problems.append(json_problem)
         if op in ("in", "not_in", "user_ids") and not (isinstance(value, list) and value):
             problems.append(f"Targeting rule {index}: '{op}' needs a non-empty list of values.")
         if op in ("gt", "gte", "lt", "lte") and not _is_number(value):
@@ -265,11 +286,61 @@ def _as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def has_lone_surrogate(text: str) -> bool:
+    """True when ``text`` holds a lone UTF-16 surrogate (U+D800-U+DFFF), which no UTF-8 store can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def json_value_problem(label: str, value: Any) -> str | None:
+    """Why ``value`` cannot be stored as JSON under ``label`` (None when it can).
+
+    Refused: NaN and infinities (RFC 8259 has no such numbers; PostgreSQL's json type refuses them),
+    integers beyond 64 bits, lone surrogates in keys or strings, nesting deeper than
+    :data:`JSON_MAX_DEPTH`, keys that are not text, and values that are not JSON at all.
+    The walk is iterative, so hostile nesting never exhausts the stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            return f"The {label} is nested more than {JSON_MAX_DEPTH} levels deep."
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if not -JSON_INT_LIMIT <= item < JSON_INT_LIMIT:
+                return f"The {label} holds an integer beyond 64 bits."
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"The {label} holds {item!r}; JSON numbers must be finite."
+        elif isinstance(item, str):
+            if has_lone_surrogate(item):
+                return f"The {label} holds text with a lone surrogate (invalid Unicode)."
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return f"The {label} has a key that is not text ({type(key).__name__})."
+                if has_lone_surrogate(key):
+                    return f"The {label} has a key with a lone surrogate (invalid Unicode)."
+                stack.append((child, depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, depth + 1) for child in item)
+        else:
+            return f"The {label} holds a {type(item).__name__}, which is not a JSON value."
+    return None
+
+
 def _text_problems(label: str, value: str, max_length: int | None = MAX_NAME_LENGTH) -> list[str]:
-    """Problems with a short text field: NUL characters (PostgreSQL refuses them) and overlong values."""
+    """Problems with a short text field: NUL characters (PostgreSQL refuses them), lone surrogates
+    (no UTF-8 store holds them) and overlong values."""
     problems = []
     if "\x00" in value:
         problems.append(f"The {label} contains a NUL character.")
+    if has_lone_surrogate(value):
+        problems.append(f"The {label} contains a lone surrogate (invalid Unicode).")
     if max_length is not None and len(value.strip()) > max_length:
         problems.append(f"The {label} is {len(value.strip()):,} characters long; at most {max_length} are allowed.")
     return problems
@@ -309,6 +380,12 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
         problems.append(f"Variant names can be at most {MAX_NAME_LENGTH} characters long.")
     if any("\x00" in n for n in names):
         problems.append("Variant names cannot contain NUL characters.")
+    if any(has_lone_surrogate(n) for n in names):
+        problems.append("A variant name contains a lone surrogate (invalid Unicode).")
+    for v, n in zip(variants, names, strict=True):
+        config_problem = json_value_problem(f"config of variant {n[:80]!r}", v.config)
+        if config_problem:
+            problems.append(config_problem)
     duplicates = sorted({n for n in names if n and names.count(n) > 1})
     if duplicates:
         problems.append(f"Variant names must be unique: {', '.join(duplicates)} appears more than once.")
@@ -322,6 +399,10 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
     if sum(1 for v in variants if v.is_control) > 1:
         problems.append("Only one variant can be the control.")
     model_ids = {v.model_id for v in variants if v.model_id is not None}
+    out_of_range = sorted(m for m in model_ids if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= INT32_MAX)
+    if out_of_range:
+        problems.append(f"A variant's model_id must be a model's id (1 to {INT32_MAX:,}); got {out_of_range[0]!r}.")
+        model_ids -= set(out_of_range)
     if session is not None and model_ids:
         known = set(session.exec(select(Model.id).where(col(Model.id).in_(model_ids))).all())
         missing = sorted(model_ids - known)
@@ -344,6 +425,9 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
     for label, value, max_length in texts:
         problems.extend(_text_problems(label, value, max_length))
     criteria = data.success_criteria or {}
+    criteria_problem = json_value_problem("success_criteria", criteria)
+    if criteria_problem:
+        problems.append(criteria_problem)
     if criteria:
         if criteria.get("direction", "increase") not in DIRECTIONS:
             problems.append("The success direction must be 'increase' or 'decrease'.")
@@ -354,9 +438,14 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
         if not _is_number(confidence) or not 0.5 <= confidence < 1:
             problems.append("The confidence level must lie between 50 % and 100 % (e.g. 0.95).")
     problems.extend(validate_auto_stop(data.auto_stop))
-    for label, value in (("minimum duration", data.min_duration_days), ("minimum samples", data.min_samples_per_variant)):
+    for label, field, value in (
+        ("minimum duration", "min_duration_days", data.min_duration_days),
+        ("minimum samples", "min_samples_per_variant", data.min_samples_per_variant),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"The {label} must be a whole number of at least 0.")
+        elif value > INT32_MAX:
+            problems.append(f"The {label} ({field}) must be at most {INT32_MAX:,}; got a {len(str(value))}-digit number.")
     return problems
 
 
@@ -436,6 +525,10 @@ def create_experiment(*, session: Session, data: ExperimentCreate, actor: str = 
     except IntegrityError as error:  # a concurrent create took the name between validation and insert
         session.rollback()
         raise ExperimentError(f"An experiment named {data.name.strip()!r} already exists.") from error
+    except (SQLAlchemyError, ValueError, OverflowError) as error:  # validation missed something the store refuses
+        session.rollback()
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
+        raise ExperimentError(f"The experiment cannot be saved: the database refused it ({reason}).") from error
     session.refresh(experiment)
     return experiment
 
@@ -447,6 +540,8 @@ def get_experiment(*, session: Session, ref: int | str | Experiment) -> Experime
     experiment: Experiment | None = None
     if isinstance(ref, int) and not isinstance(ref, bool):
         experiment = session.get(Experiment, ref)
+    elif isinstance(ref, str) and has_lone_surrogate(ref):  # e.g. undecodable bytes on a command line
+        raise ExperimentNotFound(f"No experiment with id or name {ref!r} (the name is not valid Unicode).")
     elif isinstance(ref, str):
         experiment = session.exec(select(Experiment).where(Experiment.name == ref.strip())).first()
         if experiment is None and _is_id_text(ref.strip()):

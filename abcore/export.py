@@ -10,6 +10,12 @@ CSV
     columns (attributes, properties) are written as JSON text; quoting is the csv
     module's (commas, quotes, newlines and unicode round-trip).
 
+    Two modes (``mode=``): ``"safe"`` (the default everywhere: library, CLI, dashboard
+    downloads) neutralises spreadsheet formulas as OWASP recommends against CSV injection:
+    a text cell beginning with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a
+    leading ``'`` (plain numbers such as ``-5`` stay as they are). ``"exact"`` writes every
+    cell unchanged, for machine consumers (pandas reads back exactly what is stored).
+
 Config JSON
     The format of seed 001's experiment configs, which ``abcore.assign.Router.from_json``
     also reads::
@@ -28,11 +34,13 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -48,6 +56,12 @@ from abcore.experiments import (
 from abcore.models import Experiment, ExperimentEvent, UserAssignment
 
 What = Literal["results", "assignments", "events"]
+CsvMode = Literal["safe", "exact"]
+CSV_MODES: tuple[str, ...] = ("safe", "exact")
+DEFAULT_CSV_MODE: CsvMode = "safe"
+# OWASP CSV injection: cells starting with these characters may be evaluated as formulas by spreadsheets.
+FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 WHATS: tuple[str, ...] = ("results", "assignments", "events")
 DEFAULT_CHUNK_SIZE = 5_000
 
@@ -83,6 +97,11 @@ ProgressCallback = Callable[[int], None]
 
 class ExportError(ValueError):
     """An export or config request abcore refuses; the message is user-readable."""
+
+
+class ConfigError(ExportError, ExperimentError):
+    """A config object :func:`import_config` refuses (its format, weights or fields); the message names
+    the field. Both an :class:`ExportError` and an :class:`abcore.experiments.ExperimentError`."""
 
 
 # --------------------------------------------------------------------------- cells
@@ -126,11 +145,25 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _rows_to_csv(rows: Iterable[Sequence[Any]]) -> str:
+def neutralise_cell(text: str) -> str:
+    """``text`` made harmless for spreadsheets (OWASP CSV injection): a leading ``'`` when it starts with
+    ``=``, ``+``, ``-``, ``@``, tab or carriage return; unchanged otherwise, and for plain numbers (``-5``)."""
+    if text and text[0] in "=+-@\t\r" and _PLAIN_NUMBER.fullmatch(text) is None:
+        return "'" + text
+    return text
+
+
+def _safe_cell(value: Any) -> Any:
+    cell = _cell(value)
+    return neutralise_cell(cell) if type(cell) is str else cell
+
+
+def _rows_to_csv(rows: Iterable[Sequence[Any]], mode: str = DEFAULT_CSV_MODE) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
+    cell = _safe_cell if mode == "safe" else _cell
     for row in rows:
-        writer.writerow([_cell(v) for v in row])
+        writer.writerow([cell(v) for v in row])
     return buffer.getvalue()
 
 
@@ -257,13 +290,16 @@ def iter_csv(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: ProgressCallback | None = None,
     analyze_kwargs: Mapping[str, Any] | None = None,
+    mode: CsvMode = DEFAULT_CSV_MODE,
 ) -> Iterator[str]:
     """CSV text of one experiment's ``what`` ("results" | "assignments" | "events"), in chunks.
 
     The first chunk is the header row; each further chunk holds at most ``chunk_size``
     rows. Pass an ``engine`` (a session is opened for the duration of the iteration) or
     an open ``session``. ``progress`` is called with the number of data rows yielded so
-    far after each chunk. Raises :class:`ExportError` for an unknown ``what`` and
+    far after each chunk. ``mode`` "safe" (default) neutralises spreadsheet formulas
+    (:func:`neutralise_cell`), "exact" writes cells unchanged for machine consumers.
+    Raises :class:`ExportError` for an unknown ``what`` or ``mode`` and
     :class:`abcore.experiments.ExperimentNotFound` for an unknown experiment — both
     before the first chunk is produced when the generator is first advanced.
     """
@@ -271,14 +307,16 @@ def iter_csv(
         raise ExportError(f"Cannot export {what!r}: choose one of {', '.join(WHATS)}.")
     if chunk_size < 1:
         raise ExportError("chunk_size must be at least 1")
+    if mode not in CSV_MODES:
+        raise ExportError(f"Unknown CSV mode {mode!r}: choose one of {', '.join(CSV_MODES)}.")
     if (engine is None) == (session is None):
         raise ExportError("pass exactly one of engine= or session=")
     if session is None:
         assert engine is not None
         with Session(engine, expire_on_commit=False) as own:
-            yield from _iter_csv(own, experiment, what, chunk_size, progress, analyze_kwargs or {})
+            yield from _iter_csv(own, experiment, what, chunk_size, progress, analyze_kwargs or {}, mode)
     else:
-        yield from _iter_csv(session, experiment, what, chunk_size, progress, analyze_kwargs or {})
+        yield from _iter_csv(session, experiment, what, chunk_size, progress, analyze_kwargs or {}, mode)
 
 
 def _iter_csv(
@@ -288,18 +326,19 @@ def _iter_csv(
     chunk_size: int,
     progress: ProgressCallback | None,
     analyze_kwargs: Mapping[str, Any],
+    mode: str = DEFAULT_CSV_MODE,
 ) -> Iterator[str]:
     exp, variants = _experiment_and_variants(session, experiment)
     if what == "results":
         chunks = _iter_results(session, exp, analyze_kwargs)
         header = next(chunks)
-        yield _rows_to_csv(header)
+        yield _rows_to_csv(header, mode)
     else:
-        yield _rows_to_csv([ASSIGNMENT_COLUMNS if what == "assignments" else EVENT_COLUMNS])
+        yield _rows_to_csv([ASSIGNMENT_COLUMNS if what == "assignments" else EVENT_COLUMNS], mode)
         chunks = (_iter_assignments if what == "assignments" else _iter_events)(session, exp, variants, chunk_size)
     done = 0
     for rows in chunks:
-        yield _rows_to_csv(rows)
+        yield _rows_to_csv(rows, mode)
         done += len(rows)
         if progress is not None:
             progress(done)
@@ -315,6 +354,7 @@ def write_csv(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: ProgressCallback | None = None,
     analyze_kwargs: Mapping[str, Any] | None = None,
+    mode: CsvMode = DEFAULT_CSV_MODE,
 ) -> int:
     """Write the CSV of :func:`iter_csv` to ``path`` (a file path, or an open text stream); returns the data rows.
 
@@ -336,6 +376,7 @@ def write_csv(
         chunk_size=chunk_size,
         progress=_count,
         analyze_kwargs=analyze_kwargs,
+        mode=mode,
     )
     if hasattr(path, "write"):
         for chunk in chunks:
@@ -367,10 +408,21 @@ def normalise_weights(weights: Sequence[float], *, total: int = 100, decimals: i
         raise ExportError("a config needs at least one variant")
     values = []
     for w in weights:
-        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-            raise ExportError(f"a variant weight must be a finite number >= 0, got {w!r}")
-        values.append(float(w))
-    weight_sum = math.fsum(values)
+        try:
+            number = float(w) if isinstance(w, int | float) and not isinstance(w, bool) else math.nan
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number) or number < 0:
+            shown = repr(w) if not isinstance(w, int) or abs(w) < 10**20 else f"a {len(str(abs(w)))}-digit integer"
+            raise ExportError(f"a variant weight must be a finite number >= 0, got {shown[:60]}")
+        values.append(number)
+    try:
+        weight_sum = math.fsum(values)
+    except OverflowError:
+        weight_sum = math.inf
+    if not math.isfinite(weight_sum):
+        raise ExportError("the variant weights are too large: their sum is not a finite number (use relative "
+                          "weights such as 60 and 40)")
     if weight_sum <= 0:
         raise ExportError("the variant weights sum to 0")
     scale = 10**decimals
@@ -431,25 +483,27 @@ def export_config(*, session: Session, experiment: int | str | Experiment) -> di
 def _config_to_create(item: Any, index: int, created_by: str) -> ExperimentCreate:
     where = f"config #{index + 1}"
     if not isinstance(item, Mapping):
-        raise ExportError(f"{where}: expected a JSON object, got {type(item).__name__}")
+        raise ConfigError(f"{where}: expected a JSON object, got {type(item).__name__}")
     name = item.get("experiment_id", item.get("name"))
+    if isinstance(name, int) and not isinstance(name, bool) and abs(name) >= 10**200:
+        raise ConfigError(f"{where}: 'experiment_id' is a {len(str(abs(name)))}-digit number; use a name")
     if isinstance(name, bool) or not isinstance(name, str | int) or str(name).strip() == "":
-        raise ExportError(f"{where}: 'experiment_id' (the experiment name) is missing or empty")
+        raise ConfigError(f"{where}: 'experiment_id' (the experiment name) is missing or empty")
     where = f"config {str(name)[:80]!r}"
     raw_variants = item.get("variants")
     if not isinstance(raw_variants, list) or not raw_variants:
-        raise ExportError(f"{where}: 'variants' must be a non-empty list of {{name, weight}}")
+        raise ConfigError(f"{where}: 'variants' must be a non-empty list of {{name, weight}}")
     names: list[str] = []
     weights: list[float] = []
     for j, v in enumerate(raw_variants):
         if not isinstance(v, Mapping) or not isinstance(v.get("name"), str):
-            raise ExportError(f"{where}: variant #{j + 1} needs a string 'name'")
+            raise ConfigError(f"{where}: variant #{j + 1} needs a string 'name'")
         names.append(v["name"])
         weights.append(v.get("weight", 1.0))
     try:
         percents = normalise_weights(weights)
     except ExportError as exc:
-        raise ExportError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     variants = [
         VariantCreate(
             name=n,
@@ -464,13 +518,17 @@ def _config_to_create(item: Any, index: int, created_by: str) -> ExperimentCreat
     if salt is None or salt == "":
         salt = str(name).strip()  # seed 001 / abcore.assign.Router: without a salt the experiment id is the salt
     if not isinstance(salt, str) or not salt.strip():
-        raise ExportError(f"{where}: 'salt' must be a non-empty string")
+        raise ConfigError(f"{where}: 'salt' must be a non-empty string")
     if len(salt) > 200:
-        raise ExportError(f"{where}: 'salt' is {len(salt)} characters long (at most 200)")
+        raise ConfigError(f"{where}: 'salt' is {len(salt)} characters long (at most 200)")
     try:
         return ExperimentCreate(name=str(name), variants=variants, salt=salt, created_by=created_by, **fields)
-    except Exception as exc:  # pydantic validation of the extra fields
-        raise ExportError(f"{where}: {exc}".splitlines()[0]) from None
+    except ValidationError as exc:  # pydantic validation of the extra fields: name the field
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first.get("loc", ())) or "config"
+        raise ConfigError(f"{where}: {field}: {first.get('msg', 'invalid value')}"[:300]) from None
+    except Exception as exc:  # anything else pydantic raises while coercing
+        raise ConfigError(f"{where}: {exc}".splitlines()[0][:300]) from None
 
 
 def load_config_file(path: str | Path) -> list[dict[str, Any]]:
@@ -479,8 +537,10 @@ def load_config_file(path: str | Path) -> list[dict[str, Any]]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ExportError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ExportError(f"{path}: not accepted: arrays or objects nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers beyond Python's digit limit
+        raise ExportError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     items = data if isinstance(data, list) else [data]
     if not items:
         raise ExportError(f"{path}: the list is empty")

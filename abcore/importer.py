@@ -19,8 +19,15 @@ Any other field is kept in the event's ``properties``. Rules:
 * A bad record (missing or unknown experiment, user, variant, event type; an
   unparsable timestamp or value; NaN; a field too long) is reported with its line
   number and skipped; the good records land.
+* A hostile record (an integer of hundreds or thousands of digits, arrays nested 100,000
+  deep, a timestamp whose UTC time falls outside years 1-9999) is a bad line like any other:
+  reported with a short reason, never a traceback.
 * A user without an assignment gets one, to the record's variant (that is how offline
   logs enter); a record whose variant conflicts with the stored assignment is bad.
+  A variant-less record of a user not assigned yet is held back and retried after the
+  whole file: it lands when any line of the file assigns the user, so the outcome does
+  not depend on line order, and importing twice (or again after a killed run) equals
+  importing once.
 * Importing the same file twice never double-counts: every event gets an ``event_key``
   (``id:<experiment id>:<event_id>``, or a SHA-256 of its content) and rows are inserted
   with ``ON CONFLICT DO NOTHING``.
@@ -37,6 +44,7 @@ import io
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +77,15 @@ EVENT_TYPES = tuple(e.value for e in EventType)
 # Column limits of the store (abcore.models): checked before insert so one long field never fails a batch.
 _MAX_LEN = {"user_id": 255, "metric_name": 200, "request_id": 255}
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so a reason never echoes a hostile 5,000-digit field."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        text = f"<a number with more than {sys.get_int_max_str_digits()} digits>"
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
 class ImportError_(ValueError):
@@ -148,27 +165,35 @@ class _CountingReader(io.RawIOBase):
 def parse_timestamp(value: Any) -> datetime:
     """An aware UTC datetime from ISO-8601 text (``Z`` allowed; naive = UTC) or epoch seconds.
 
-    Raises ``ValueError`` for anything else (including NaN, booleans and years outside 1970-9999).
+    Raises ``ValueError`` (its message names the timestamp) for anything else, including NaN,
+    booleans, epoch seconds outside 1970-9999, integers too large for a float, and ISO times whose
+    UTC equivalent falls outside years 1-9999 (``0001-01-01T00:00:00+14:00``).
     """
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"not a timestamp: {value!r}")
+        raise ValueError(f"not a timestamp: {_short(value)}")
     if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.match(value.strip())):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
         if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:
-            raise ValueError(f"epoch seconds out of range: {value!r}")
+            raise ValueError(f"timestamp out of range (epoch seconds from 0 to 253402300799): {_short(value)}")
         return datetime.fromtimestamp(seconds, tz=UTC)
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"not a timestamp: {value!r}")
+        raise ValueError(f"not a timestamp: {_short(value)}")
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not an ISO-8601 timestamp or epoch seconds: {value!r}") from None
+        raise ValueError(f"not an ISO-8601 timestamp or epoch seconds: {_short(value)}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range (its UTC time is outside years 1-9999): {_short(value)}") from None
 
 
 def _pick(record: Mapping[str, Any], name: str) -> Any:
@@ -182,7 +207,15 @@ def _pick(record: Mapping[str, Any], name: str) -> Any:
 def _text(value: Any, label: str, limit: int | None = None) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"{label} must be text, got {type(value).__name__}")
-    text = value if isinstance(value, str) else (str(int(value)) if float(value).is_integer() else str(value))
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int):  # never through float: a 400-digit integer overflows it
+        try:
+            text = str(value)
+        except ValueError:  # beyond sys.get_int_max_str_digits()
+            raise ValueError(f"{label} is a number with too many digits") from None
+    else:
+        text = str(int(value)) if value.is_integer() else str(value)
     text = text.strip()
     if not text:
         raise ValueError(f"{label} is empty")
@@ -268,13 +301,16 @@ def _build_record(line: int, raw: Mapping[str, Any], resolver: _Resolver) -> _Re
     value: float | None = None
     if raw_value is not None:
         if isinstance(raw_value, int | float) or (isinstance(raw_value, str) and _NUMBER.match(raw_value.strip())):
-            value = float(raw_value)
+            try:
+                value = float(raw_value)
+            except OverflowError:
+                raise ValueError(f"value is out of range for a float: {_short(raw_value)}") from None
         elif isinstance(raw_value, str) and raw_value.strip().lower() in ("true", "false"):
             value = 1.0 if raw_value.strip().lower() == "true" else 0.0
         else:
             raise ValueError(f"value is not a number: {str(raw_value)[:40]!r}")
         if not math.isfinite(value):
-            raise ValueError(f"value must be finite, got {raw_value!r}")
+            raise ValueError(f"value must be finite, got {_short(raw_value)}")
     if event_type == EventType.CONVERSION:
         metric_name = metric_name or primary_metric
         value = 1.0 if value is None else value
@@ -328,6 +364,12 @@ def _iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | No
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             yield number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+            continue
+        except RecursionError:
+            yield number, None, "not accepted: arrays or objects nested too deeply"
+            continue
+        except ValueError:  # Python refuses integers beyond sys.get_int_max_str_digits() digits
+            yield number, None, f"not accepted: a number has more than {sys.get_int_max_str_digits():,} digits"
             continue
         if "\\u0000" in text and _has_nul(data):  # PostgreSQL text cannot hold NUL
             yield number, None, "contains a NUL character"
@@ -399,8 +441,14 @@ def _dialect_insert(connection: Connection) -> Any:
     return insert
 
 
-def _write_batch(connection: Connection, records: list[_Record], summary: ImportSummary) -> None:
-    """Insert one batch in the caller's transaction: missing assignments first, then events."""
+def _write_batch(
+    connection: Connection, records: list[_Record], summary: ImportSummary, deferred: list[_Record] | None = None
+) -> None:
+    """Insert one batch in the caller's transaction: missing assignments first, then events.
+
+    A variant-less record of a user without an assignment goes to ``deferred`` (when given) instead of
+    being bad: a later line of the file may assign the user, and the record is retried at the end.
+    """
     insert = _dialect_insert(connection)
     assignments = UserAssignment.__table__  # type: ignore[attr-defined]
     events = ExperimentEvent.__table__  # type: ignore[attr-defined]
@@ -426,7 +474,10 @@ def _write_batch(connection: Connection, records: list[_Record], summary: Import
             current = new_assignments[key][0]
         if current is None:
             if r.variant_id is None:
-                summary.add_bad(r.line, f"user {r.user_id[:80]!r} has no assignment and the line names no variant")
+                if deferred is not None:
+                    deferred.append(r)
+                else:
+                    summary.add_bad(r.line, f"user {r.user_id[:80]!r} has no assignment and the line names no variant")
                 continue
             new_assignments[key] = (r.variant_id, r.ts)
         elif r.variant_id is None:
@@ -498,26 +549,38 @@ def _write_batch(connection: Connection, records: list[_Record], summary: Import
         summary.duplicates += len(unique) - inserted
 
 
-def _flush(engine: Engine, records: list[_Record], summary: ImportSummary) -> None:
-    """Write a batch in one transaction; if the database refuses it, retry record by record."""
+def _flush(
+    engine: Engine, records: list[_Record], summary: ImportSummary, deferred: list[_Record] | None = None
+) -> None:
+    """Write a batch in one transaction; if the database refuses it, retry record by record.
+
+    Records put aside for later (see :func:`_write_batch`) reach ``deferred`` only once their
+    transaction committed.
+    """
     if not records:
         return
     trial = ImportSummary()
+    trial_deferred: list[_Record] | None = [] if deferred is not None else None
     try:
         with engine.begin() as connection:
-            _write_batch(connection, records, trial)
+            _write_batch(connection, records, trial, trial_deferred)
     except SQLAlchemyError:
         for record in records:
             single = ImportSummary()
+            single_deferred: list[_Record] | None = [] if deferred is not None else None
             try:
                 with engine.begin() as connection:
-                    _write_batch(connection, [record], single)
+                    _write_batch(connection, [record], single, single_deferred)
             except SQLAlchemyError as exc:
                 summary.add_bad(record.line, f"rejected by the database ({type(exc.orig or exc).__name__})")
                 continue
             _merge(summary, single)
+            if deferred is not None and single_deferred:
+                deferred.extend(single_deferred)
         return
     _merge(summary, trial)
+    if deferred is not None and trial_deferred:
+        deferred.extend(trial_deferred)
 
 
 def _merge(summary: ImportSummary, part: ImportSummary) -> None:
@@ -543,7 +606,8 @@ def import_events(
     first byte. ``progress(records, bytes_read, total_bytes)`` is called after each batch.
     Raises :class:`ImportError_` when the file cannot be read at all; individual bad
     records never raise, they are counted and listed in ``summary.bad_lines``
-    (the first :data:`MAX_REPORTED_BAD_LINES`).
+    (the first :data:`MAX_REPORTED_BAD_LINES`). Variant-less records of users not yet assigned
+    are held in memory until the whole file is read, then written (see the module docstring).
     """
     path = Path(path)
     if batch_size < 1:
@@ -552,6 +616,7 @@ def import_events(
         raise ImportError_(f"{path}: no such file")
     total = path.stat().st_size
     summary = ImportSummary()
+    deferred: list[_Record] = []
     with path.open("rb") as raw:
         head = raw.read(4096)
         raw.seek(0)
@@ -572,7 +637,9 @@ def import_events(
                 try:
                     record = _build_record(line, data, resolver)
                 except ValueError as exc:
-                    summary.add_bad(line, str(exc))
+                    summary.add_bad(line, str(exc)[:300])
+                except (ArithmeticError, RecursionError) as exc:  # a hostile line never aborts the import
+                    summary.add_bad(line, f"not accepted ({type(exc).__name__}: {str(exc)[:200]})")
                 else:
                     batch.append(record)
                     started = resolver.started_at.get(record.experiment_id)
@@ -580,12 +647,18 @@ def import_events(
                         summary.before_start += 1
                 if len(batch) >= batch_size:
                     connection.rollback()  # end the resolver's read transaction (SQLite lock)
-                    _flush(engine, batch, summary)
+                    _flush(engine, batch, summary, deferred)
                     batch = []
                     if progress is not None:
                         progress(summary.records, counter.count, total)
             connection.rollback()
-            _flush(engine, batch, summary)
+            _flush(engine, batch, summary, deferred)
+    # Variant-less records of users the file had not assigned yet when they were read: the whole file
+    # is in now, so a user assigned by any line of it (or meanwhile) gets them; the rest are bad.
+    # This makes the result independent of line order and of how often (or how far) the file was imported.
+    for start in range(0, len(deferred), batch_size):
+        _flush(engine, deferred[start:start + batch_size], summary)
+    summary.bad_lines.sort(key=lambda bad: bad.line)
     if progress is not None:
         progress(summary.records, total, total)
     return summary

@@ -42,9 +42,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Float, Integer, and_, case, cast, func, literal, select
+from sqlalchemy import Date, Float, Integer, String, and_, case, cast, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import Join
 from sqlmodel import Session
 
@@ -171,9 +173,47 @@ def _metric_value() -> ColumnElement[float]:
     return func.coalesce(EVENTS.c.value, literal(1.0, Float))
 
 
+class _json_key_text(FunctionElement[str]):
+    """Text of the value under one top-level key of a JSON column, the same on every backend.
+
+    PostgreSQL's ``->>``: booleans ``true``/``false``, numbers as written, strings unquoted, NULL for
+    a missing key or JSON null. SQLite is made to agree (see the SQLite compilation below).
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "abcore_json_key_text"
+
+
+@compiles(_json_key_text)
+def _json_key_text_default(element: _json_key_text, compiler: Any, **kw: Any) -> str:
+    column, key = list(element.clauses)
+    return f"({compiler.process(column, **kw)} ->> {compiler.process(key, **kw)})"
+
+
+@compiles(_json_key_text, "sqlite")
+def _json_key_text_sqlite(element: _json_key_text, compiler: Any, **kw: Any) -> str:
+    # json_extract gives 1/0 for true/false (so `true` and 1 would merge): json_type tells them apart.
+    # SQLite's JSON paths cannot name a key holding `"` or `\`; such keys are looked up with json_each.
+    column, key = list(element.clauses)
+    col = compiler.process(column, **kw)
+    name = key.value if isinstance(key, BindParameter) else None
+    if isinstance(name, str) and '"' not in name and "\\" not in name:
+        path = compiler.process(literal(f'$."{name}"'), **kw)
+        return (f"(CASE json_type({col}, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                f"ELSE CAST(json_extract({col}, {path}) AS TEXT) END)")
+    return (f"(SELECT CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN NULL "
+            f"ELSE CAST(j.value AS TEXT) END FROM json_each({col}) AS j "
+            f"WHERE j.type IS NOT NULL AND j.key = {compiler.process(key, **kw)} LIMIT 1)")
+
+
 def segment_expression(segment: str) -> ColumnElement[str]:
-    """The assignment attribute ``segment`` as text (JSON path; ``'(none)'`` when missing)."""
-    return func.coalesce(ASSIGNMENTS.c.attributes[segment].as_string(), literal("(none)"))
+    """The assignment attribute ``segment`` as text (``'(none)'`` when missing or null).
+
+    Identical labels on SQLite and PostgreSQL: booleans are ``'true'``/``'false'`` (never merged with
+    1/0), numbers as written, and any attribute name works (quotes and backslashes included).
+    """
+    return func.coalesce(_json_key_text(ASSIGNMENTS.c.attributes, literal(segment, String())), literal("(none)"))
 
 
 # --------------------------------------------------------------------------- simple queries

@@ -68,7 +68,7 @@ def _csv_file(experiment_id: int, what: str, options: dict[str, Any]) -> Any:
     def build() -> IO[bytes]:
         # Chunks go straight from the database cursor to disk; Streamlit reads the finished file.
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", suffix=".csv", delete=False) as out:
-            for chunk in iter_csv(experiment=experiment_id, what=what, engine=ui.engine(),
+            for chunk in iter_csv(experiment=experiment_id, what=what, engine=ui.engine(), mode="safe",
                                   analyze_kwargs=options if what == "results" else None):
                 out.write(chunk)
         handle = open(out.name, "rb")  # noqa: SIM115 - Streamlit reads it; a BufferedReader is what it accepts

@@ -182,6 +182,13 @@ def _assemble(
     )
 
 
+def _observed_rate(conversions: float, n: float) -> float:
+    """``conversions / n`` whenever the counts are valid and ``n >= 1`` (even below the test's 2 users), else nan."""
+    if not is_finite(conversions, n) or n < 1 or conversions < 0 or conversions > n:
+        return NAN
+    return conversions / n
+
+
 def _check_counts(label: str, conversions: float, n: float) -> list[str]:
     if not is_finite(conversions, n):
         return [f"{label}: counts must be finite numbers (got conversions={conversions}, n={n})"]
@@ -234,7 +241,10 @@ def proportion_test(
         the lift interval is the delta-method interval with the same critical value.
         ``error`` is set (and undefined fields are ``nan``) for fewer than 2 users in
         an arm, negative or non-finite counts, ``conversions > n``, zero variance
-        (e.g. 0 % or 100 % in both arms), or a control rate of 0 (lift only).
+        (e.g. 0 % or 100 % in both arms), or a control rate of 0 (lift only). The
+        observed rates and ``diff`` are still reported whenever each arm has at least
+        one user (e.g. 0/1 vs 1/1 gives ``diff = 1.0`` with ``p_value`` and interval
+        ``nan``: the Wald variance of a single user is 0, so no test is defined).
 
     Examples
     --------
@@ -246,8 +256,7 @@ def proportion_test(
     check_alternative(alternative)
     ca, na, cb, nb = (as_float(v) for v in (conversions_a, n_a, conversions_b, n_b))
     errors = _check_counts("control", ca, na) + _check_counts("treatment", cb, nb)
-    rate_a = ca / na if not _check_counts("", ca, na) else NAN
-    rate_b = cb / nb if not _check_counts("", cb, nb) else NAN
+    rate_a, rate_b = _observed_rate(ca, na), _observed_rate(cb, nb)
     if errors:
         return _failed(
             errors, control=rate_a, treatment=rate_b, alpha=alpha, alternative=alternative, z_test=True

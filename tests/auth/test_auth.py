@@ -29,11 +29,11 @@ def alice_hash() -> str:
 
 def test_hash_is_salted_scrypt_and_verifies(alice_hash: str) -> None:
     scheme, n, r, p, salt, digest = alice_hash.split("$")
-    assert (scheme, n, r, p) == ("scrypt", "16384", "8", "1")
+    assert (scheme, n, r, p) == ("scrypt", "131072", "8", "1")  # OWASP minimum: N=2**17, r=8, p=1
     assert len(base64.b64decode(salt)) == 16
     # Independent recomputation with hashlib directly (RFC 7914 scrypt).
     expected = hashlib.scrypt(
-        "s3cret, with ünïcode".encode(), salt=base64.b64decode(salt), n=16384, r=8, p=1, dklen=32
+        "s3cret, with ünïcode".encode(), salt=base64.b64decode(salt), n=131072, r=8, p=1, dklen=32, maxmem=256 * 1024 * 1024
     )
     assert base64.b64decode(digest) == expected
     assert "s3cret" not in alice_hash
@@ -45,10 +45,10 @@ def test_hash_is_salted_scrypt_and_verifies(alice_hash: str) -> None:
     assert other != alice_hash and verify_password("s3cret, with ünïcode", other)
 
 
-def test_pbkdf2_hashes_verify() -> None:
+def test_pbkdf2_hashes_verify() -> None:  # 600,000 iterations: the cost floor (OWASP)
     salt = b"0123456789abcdef"
-    digest = hashlib.pbkdf2_hmac("sha256", b"pw", salt, 1000)
-    encoded = f"pbkdf2_sha256$1000${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    digest = hashlib.pbkdf2_hmac("sha256", b"pw", salt, 600_000)
+    encoded = f"pbkdf2_sha256$600000${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
     assert verify_password("pw", encoded)
     assert not verify_password("pW", encoded)
 
