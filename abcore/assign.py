@@ -41,7 +41,14 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from abcore import metrics
-from abcore.assign_reads import ReadPool, Unavailable, assignment_engine, load_definitions, stored_variant, stored_variants
+from abcore.assign_reads import (
+    ReadPool,
+    Unavailable,
+    assignment_engine,
+    load_definitions,
+    stored_variant,
+    stored_variants,
+)
 from abcore.decision import (
     _TRACKABLE_EVENTS,
     HASH_VERSION,
@@ -594,6 +601,12 @@ class Assigner:
             self._log_failure("reading stored assignments", exc)
             sticky = self._sticky
             stored = {u: v for u in users if (v := sticky.get((d.id, u))) is not None}
+        writer = self._writer
+        if writer is not None and writer.pending_rows():  # served by this process, row still being written
+            sticky = self._sticky
+            for u in users:
+                if u not in stored and writer.is_pending(d.id, u) and (v := sticky.get((d.id, u))) is not None:
+                    stored[u] = v
         pending_events: list[tuple[Any, ...]] = []
         result: list[Assignment | None]
         index_of = d.index_of

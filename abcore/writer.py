@@ -223,8 +223,10 @@ class Writer:
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
-        self._seq = 0  # items handed over so far
-        self._attempted = 0  # items covered by the last finished write attempt
+        self._seq = 0  # hand-overs so far
+        self._attempted = 0  # hand-overs covered by the last finished write attempt
+        self._started = 0  # write attempts started
+        self._finished = 0  # write attempts finished
         self.rows_written = 0
         self.events_written = 0
         self.dropped = 0
@@ -298,10 +300,11 @@ class Writer:
             self._wake.clear()
             if self._stop:
                 break
-            if self._rows or self._events or self._attempted < self._seq:
-                self._attempt()
+            self._attempt()
 
     def _attempt(self) -> None:
+        with self._done:
+            self._started += 1
         with self._lock:
             rows, self._rows = self._rows, {}
             events, self._events = self._events, []
@@ -315,6 +318,7 @@ class Writer:
         finally:
             with self._done:
                 self._attempted = max(self._attempted, seq)
+                self._finished += 1
                 self._done.notify_all()
 
     def _write(self, rows: list[Row], events: list[Event]) -> None:
@@ -457,21 +461,20 @@ class Writer:
         0 when the store is in trouble (everything stays buffered for the next attempt).
         """
         before = self.events_written
-        with self._lock:
-            target = self._seq
-        if self._attempted >= target and not self._rows and not self._events:
+        if self._attempted >= self._seq and not self._rows and not self._events:
             return 0
         if self._thread is None:
             self._start()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._done:
+            target = self._started + 1  # an attempt that starts after this call covers everything handed over
             self._wake.set()
-            while self._attempted < target:
+            while self._finished < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                self._done.wait(remaining if remaining is None else min(remaining, 0.5))
-                if self._attempted < target and not self._wake.is_set():
+                self._done.wait(0.5 if remaining is None else min(remaining, 0.5))
+                if self._finished < target and not self._wake.is_set():
                     self._wake.set()
         return self.events_written - before
 
@@ -490,5 +493,5 @@ class Writer:
         self._done = threading.Condition(threading.Lock())
         self._wake = threading.Event()
         self._thread = None
-        self._seq = self._attempted = 0
+        self._seq = self._attempted = self._started = self._finished = 0
 
