@@ -399,7 +399,10 @@ class Assigner:
             deadline = max(deadline, now + self.first_load_timeout)
         elif now - self._refresh_failed_at < self.retry_after:
             return defs  # the store was just in trouble: serve what we have, do not wait
+        already_running = self._refreshing is not None
         done = self._kick_refresh()
+        if defs is not None and already_running:
+            return defs  # another call is reloading (the store may be slow): serve the current ones meanwhile
         done.wait(max(deadline - now, 0.0))
         return self._defs
 

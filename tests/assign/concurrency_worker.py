@@ -46,10 +46,8 @@ def main() -> None:
     again = [client.assign(u, experiment, expose=False) for u in users]
     writer = client.writer
     assert writer is not None
-    if mode == "many":  # the batch path writes its rows itself, before returning
-        new = sum(1 for a in first if a is not None and a.is_new)
-    else:
-        new = writer.rows_written
+    # the batch path writes its rows itself, before returning; single calls through the writer
+    new = sum(1 for a in first if a is not None and a.is_new) if mode == "many" else writer.rows_written
     corrected = client.corrected
     client.close()
 
