@@ -225,6 +225,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._seq = 0  # hand-overs so far
         self._attempted = 0  # hand-overs covered by the last finished write attempt
+        self._in_flight = 0  # rows + events taken by the running attempt
         self._started = 0  # write attempts started
         self._finished = 0  # write attempts finished
         self.rows_written = 0
@@ -284,7 +285,7 @@ class Writer:
 
     def pending(self) -> int:
         """Rows and events not yet written (a row counts once: its ``user_assignment`` event is written with it)."""
-        return len(self._rows) + len(self._events)
+        return len(self._rows) + len(self._events) + self._in_flight
 
     def pending_rows(self) -> int:
         return len(self._rows)
@@ -309,6 +310,7 @@ class Writer:
             rows, self._rows = self._rows, {}
             events, self._events = self._events, []
             seq = self._seq
+            self._in_flight = len(rows) + len(events)
         try:
             if rows or events:
                 self._write(list(rows.values()), events)
@@ -316,6 +318,8 @@ class Writer:
             logger.exception("abcore.assign: writer failed unexpectedly")
             self._log("writing assignments and events", exc)
         finally:
+            with self._lock:
+                self._in_flight = 0
             with self._done:
                 self._attempted = max(self._attempted, seq)
                 self._finished += 1
@@ -433,6 +437,7 @@ class Writer:
                 self._rows = merged
             if events:
                 self._events = events + self._events
+            self._in_flight = 0
             self._trim()
 
     def _trim(self) -> None:

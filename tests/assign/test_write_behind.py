@@ -246,3 +246,43 @@ def test_20000_new_users_under_cpu_load(engine: Engine) -> None:
     # SRM check as abcore.stats.srm does it: scipy chi-square goodness of fit against the 50/30/20 split
     p = chisquare(observed, [20_000 * 0.5, 20_000 * 0.3, 20_000 * 0.2]).pvalue
     assert p > 0.001, (observed, p)
+
+
+def test_flush_is_bounded_while_the_store_is_locked(sqlite_url: str, sqlite_engine: Engine) -> None:
+    import sqlite3
+    import time
+
+    from sqlalchemy.engine import make_url
+
+    exp_id = make_experiment(sqlite_engine)
+    client = Assigner(sqlite_engine, flush_interval=3600.0)
+    try:
+        client.refresh()
+        locker = sqlite3.connect(str(make_url(sqlite_url).database), isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            assert client.assign("u1", "ranker_v2") is not None
+            start = time.monotonic()
+            assert client.flush(timeout=0.3) == 0  # the writer waits on the lock; flush does not
+            assert time.monotonic() - start < 1.0
+            assert client.pending_events() == 2
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        client.flush(timeout=30)
+        assert client.pending_events() == 0
+    finally:
+        client.close()
+    assert count_assignments(sqlite_engine, exp_id) == 1
+
+
+def test_postgres_assignment_engine_is_bounded(postgres_url: str) -> None:
+    from sqlalchemy import text
+
+    client = Assigner(postgres_url, statement_timeout=1.5, connect_timeout=2.0)
+    try:
+        with client.engine.connect() as connection:
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "1500ms"
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "1500ms"
+    finally:
+        client.close()
