@@ -3,11 +3,13 @@
 Protocol on stdin/stdout (one line each): prints ``ready`` once warm; on ``go`` assigns new users for
 SECONDS (one every 5 ms) and prints ``{"n", "none", "worst_ms"}``; on ``flush`` flushes (bounded 30 s)
 and prints ``{"pending"}``; on ``again`` assigns new users for 0.5 s, prints ``{"n", "none", "worst_ms",
-"last_call"}`` (epoch seconds) and exits at once: the exit-time flush is bounded (2 s by default).
+"last_call"}`` (epoch seconds) and exits at once: the exit-time flush is bounded (2 s by default); the
+time it finished is printed on stderr (``atexit-done EPOCH``).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import sys
 import time
@@ -29,6 +31,8 @@ def _calls(assign, prefix: str, seconds: float) -> dict:  # type: ignore[no-unty
 
 def main() -> None:
     url, seconds = sys.argv[1], float(sys.argv[2])
+    # registered before abcore.assign is imported, so it runs after abcore's exit-time flush
+    atexit.register(lambda: print(f"atexit-done {time.time()}", file=sys.stderr, flush=True))
     from abcore.assign import assign, configure, flush
 
     client = configure(url, flush_interval=0.2)
