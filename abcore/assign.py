@@ -63,7 +63,6 @@ from abcore.decision import (
     _ExperimentDef,
     _jsonable,
     _targeting,
-    _VariantDef,
     bucket,
     buckets,
     choose_variant,
@@ -73,7 +72,6 @@ from abcore.decision import (
     traffic_bucket,
 )
 from abcore.models import EventType, utcnow
-from abcore.writer import EVENT_COLUMNS as _EVENT_COLUMNS
 from abcore.writer import Writer, insert_events, insert_rows, is_store_trouble
 
 __all__ = [
@@ -110,7 +108,6 @@ METRIC_NAME_MAX = 200
 REQUEST_ID_MAX = 255
 USER_ID_MAX = 255
 _LIVE: weakref.WeakSet[Assigner] = weakref.WeakSet()
-_keep_names = (_Definitions, _ExperimentDef, _VariantDef, _EVENT_COLUMNS)  # re-exported for older imports
 
 
 class Assigner:

@@ -134,8 +134,12 @@ def test_buffer_is_bounded_while_the_database_is_down(sqlite_engine: Engine) -> 
             client.assign(f"u{i}", "ranker_v2")  # 40 buffered events
         with sqlite_engine.begin() as connection:
             connection.exec_driver_sql("ALTER TABLE ab_experiment_results RENAME TO results_away")
+        from abcore import metrics
+
+        dropped_before = metrics.DROPPED.labels("event")._value.get()
         assert client.flush() == 0
         assert client.pending_events() == 10 and client.dropped_events == 30  # oldest dropped, counted
+        assert metrics.DROPPED.labels("event")._value.get() - dropped_before == 30  # experiment_assign_dropped_total
     finally:
         with sqlite_engine.begin() as connection:
             connection.exec_driver_sql("ALTER TABLE results_away RENAME TO ab_experiment_results")
