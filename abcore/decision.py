@@ -219,8 +219,12 @@ class FrozenConfig(dict):  # type: ignore[type-arg]
 class Assignment:
     """The variant a user is served. ``config`` is read-only (shared).
 
-    ``is_new`` is True when no stored assignment existed for the user before this call (the call
-    stored it; with ``assign_many(..., persist=False)`` it would have been stored).
+    ``is_new`` is True when this process knew of no stored assignment for the user: it served the hash
+    and hands the row to the write-behind buffer (``INSERT ... ON CONFLICT DO NOTHING``: a row stored
+    meanwhile, or earlier by another process with the same variant, is kept as it is). Where no store read
+    is needed (see :func:`decide`) a user stored by another process with the same variant is also
+    ``is_new=True`` on its first call here; ``experiment_assignments_total`` counts only rows inserted.
+    With ``assign_many(..., persist=False)`` it means: would be stored.
     """
 
     experiment_id: int
