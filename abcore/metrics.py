@@ -60,6 +60,27 @@ ERRORS = Counter(
     registry=REGISTRY,
 )
 
+# Write-behind (abcore.writer): what could not be written, what the store rejected, what was corrected.
+DROPPED = Counter(
+    "experiment_assign_dropped",
+    "Assignment rows / events dropped unwritten: the buffer was full (max_pending) while the store was in trouble, "
+    "or the exit-time flush gave up.",
+    ["kind"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "experiment_assign_dead_letters",
+    "Assignment rows / events the store rejected on their own (written to the dead-letter file, never retried).",
+    ["kind"],
+    registry=REGISTRY,
+)
+CORRECTED = Counter(
+    "experiment_assign_corrected",
+    "Users served a variant that differed from the row another process had stored (the cache was corrected).",
+    ["experiment"],
+    registry=REGISTRY,
+)
+
 
 def observe_latency(experiment: str, variant: str | None, ms: float) -> None:
     """Record one request latency of ``ms`` milliseconds for ``experiment`` / ``variant``.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine, make_url
 
-from abcore.assign import Assigner
+from abcore.assign import Assigner, bucket, choose_variant, cumulative_allocations
 from abcore.db import make_engine
 
 from .conftest import count_assignments, make_experiment
@@ -58,35 +58,35 @@ def test_bad_arguments_still_raise_when_the_database_is_down() -> None:
         client.close()
 
 
-def test_locked_sqlite_answers_none_fast(sqlite_url: str, sqlite_engine: Engine) -> None:
+def test_locked_sqlite_answers_from_the_hash(sqlite_url: str, sqlite_engine: Engine) -> None:
+    """Was "answers None fast": since issue 10 a running experiment keeps answering new users from the hash
+    while the store is locked (no breaker answering None), and their rows land once the lock is gone."""
     exp_id = make_experiment(sqlite_engine)
-    client = Assigner(sqlite_engine)
+    client = Assigner(sqlite_engine, flush_interval=0.05)
     try:
         known = client.assign("known-user", "ranker_v2")
         assert known is not None
+        assert client.flush() >= 1
         path = make_url(sqlite_url).database
         locker = sqlite3.connect(str(path), timeout=0.1, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")  # another writer holds the database lock
         try:
-            answers = []
             for i in range(5):
                 answer, elapsed = _timed(client.assign, f"new-user-{i}", "ranker_v2")
-                answers.append(answer)
+                # expected variant: the hash (bucket + choose_variant over the 50/50 split)
+                expected = choose_variant(bucket(f"new-user-{i}", "ranker_v2-salt"), cumulative_allocations([50, 50]))
+                assert answer is not None and answer.variant_name == f"v{expected}" and answer.is_new
                 assert elapsed < BUDGET_S
-            assert answers == [None] * 5
-            # a user this process already knows keeps being served from the in-process cache
             again, elapsed = _timed(client.assign, "known-user", "ranker_v2")
             assert again is not None and again.variant_id == known.variant_id and elapsed < BUDGET_S
+            assert count_assignments(sqlite_engine, exp_id) == 1  # nothing could be written yet
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        time.sleep(client.retry_after + 0.05)
-        later = client.assign("new-user-0", "ranker_v2")
-        assert later is not None  # the database is back: assignments resume
-        assert client.flush() >= 1
+        client.flush(timeout=10)
+        assert count_assignments(sqlite_engine, exp_id) == 6  # the rows landed after the lock
     finally:
         client.close()
-    assert count_assignments(sqlite_engine, exp_id, "new-user-0") == 1
 
 
 def test_unmigrated_database_errors_are_contained(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -134,8 +134,12 @@ def test_buffer_is_bounded_while_the_database_is_down(sqlite_engine: Engine) -> 
             client.assign(f"u{i}", "ranker_v2")  # 40 buffered events
         with sqlite_engine.begin() as connection:
             connection.exec_driver_sql("ALTER TABLE ab_experiment_results RENAME TO results_away")
+        from abcore import metrics
+
+        dropped_before = metrics.DROPPED.labels("event")._value.get()
         assert client.flush() == 0
         assert client.pending_events() == 10 and client.dropped_events == 30  # oldest dropped, counted
+        assert metrics.DROPPED.labels("event")._value.get() - dropped_before == 30  # experiment_assign_dropped_total
     finally:
         with sqlite_engine.begin() as connection:
             connection.exec_driver_sql("ALTER TABLE results_away RENAME TO ab_experiment_results")

@@ -1,5 +1,6 @@
-"""Interpreter exit flushes buffered events; a hard crash loses only buffered events, never assignment rows;
-importing abcore.assign builds no client and touches no database."""
+"""Interpreter exit flushes buffered rows and events; a hard crash loses only what was buffered since the last
+flush (since issue 10 assignment rows are written behind the answer too); importing abcore.assign builds no
+client and touches no database."""
 
 from __future__ import annotations
 
@@ -36,14 +37,20 @@ def test_exit_flushes_and_crash_keeps_rows(sqlite_url: str, sqlite_engine: Engin
         f"""
         import os
         from abcore.assign import assign, configure
+        from abcore.assign import flush
         configure({sqlite_url!r}, flush_interval=3600, max_buffer=10**9)
+        assert assign("flushed", "ranker_v2") is not None
+        assert flush() == 2  # its user_assignment and exposure events
         assert assign("hard-crash", "ranker_v2") is not None
         os._exit(0)  # like SIGKILL: no atexit
         """
     )
     assert crash.returncode == 0, crash.stderr
-    assert count_assignments(sqlite_engine, exp_id, "hard-crash") == 1  # the row is written synchronously
-    assert count_events(sqlite_engine, exp_id, "exposure", "hard-crash") == 0  # buffered events are lost
+    assert count_assignments(sqlite_engine, exp_id, "flushed") == 1
+    assert count_events(sqlite_engine, exp_id, "exposure", "flushed") == 1
+    # what was buffered since the last flush (at most flush_interval seconds' worth) is lost: row and events
+    assert count_assignments(sqlite_engine, exp_id, "hard-crash") == 0
+    assert count_events(sqlite_engine, exp_id, "exposure", "hard-crash") == 0
 
 
 def test_import_builds_nothing(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Benchmarks of abcore.assign (``pytest -m bench -s tests/bench/bench_assign.py``), with the GrowthBook
-Python SDK on the same user ids for comparison. They print figures; targets from issue #3 are shown
-next to them but not asserted (the numbers depend on the machine and its load)."""
+Python SDK on the same user ids for comparison. They print figures; targets from issues #3 and #10 are shown
+next to them but not asserted (the numbers depend on the machine and its load), and the ratio against the
+GrowthBook SDK measured in the same run."""
 
 from __future__ import annotations
 
@@ -112,17 +113,67 @@ def test_bench_assign_returning_user(sqlite_engine: Engine) -> None:
         print(f"\nassign() for a returning user, warm process, exposure buffered ({len(timings):,} calls)")
         _row("abcore assign median", statistics.median(timings) * 1e6, "us", "<= 20 us")
         _row("abcore assign p99", timings[int(len(timings) * 0.99)] * 1e6, "us")
-        client._events.clear()
-        growthbook, _, _ = _growthbook()
-        experiment = growthbook.Experiment(key="bench", variations=[0, 1, 2], weights=[w / 100 for w in WEIGHTS])
-        gb_times = []
-        for u in users * 20:
-            start = time.perf_counter()
-            growthbook.GrowthBook(attributes={"id": u}).run(experiment)
-            gb_times.append(time.perf_counter() - start)
-        _row("GrowthBook GrowthBook(attributes).run(experiment) median", statistics.median(gb_times) * 1e6, "us")
+        gb = _growthbook_median(users * 20)
+        _row("GrowthBook GrowthBook(attributes).run(experiment) median", gb * 1e6, "us")
+        _row("ratio abcore / GrowthBook (median)", statistics.median(timings) / gb, "x", "< 1 = faster")
     finally:
-        client.close()
+        client.close(timeout=60)
+
+
+def _growthbook_median(users: list[str]) -> float:
+    growthbook, _, _ = _growthbook()
+    experiment = growthbook.Experiment(key="bench", variations=[0, 1, 2], weights=[w / 100 for w in WEIGHTS])
+    gb_times = []
+    for u in users:
+        start = time.perf_counter()
+        growthbook.GrowthBook(attributes={"id": u}).run(experiment)
+        gb_times.append(time.perf_counter() - start)
+    return statistics.median(gb_times)
+
+
+def _first_time_single(engine: Engine, n: int, label: str, target: str) -> None:
+    """Issue 10: first-time ``assign`` one user at a time (no synchronous write), then the writer persists."""
+    _experiment(engine, "bench_single")
+    client = Assigner(engine)
+    try:
+        assert client.assign("warm-up", "bench_single") is not None
+        client.flush(timeout=60)
+        users = _users(n, "first")
+        timings = []
+        gc.collect()
+        start_all = time.perf_counter()
+        for u in users:
+            start = time.perf_counter()
+            client.assign(u, "bench_single")
+            timings.append(time.perf_counter() - start)
+        client.flush(timeout=600)
+        elapsed = time.perf_counter() - start_all
+        assert client.pending_events() == 0
+        timings.sort()
+        median = statistics.median(timings)
+        print(f"\nfirst-time assign() one user at a time, {label}, {n:,} new users (rows + events written behind)")
+        _row("abcore assign median (first-time user)", median * 1e6, "us", "<= 20 us")
+        _row("abcore assign p99 (first-time user)", timings[int(len(timings) * 0.99)] * 1e6, "us", "<= 200 us")
+        _row(f"persisted first-time users through the writer ({label})", n / elapsed, "users/s", target)
+        gb = _growthbook_median(users[:20_000])
+        _row("GrowthBook GrowthBook(attributes).run(experiment) median", gb * 1e6, "us")
+        _row("ratio abcore first-time / GrowthBook (median)", median / gb, "x", "< 1 = faster")
+        print(f"  writer: {client.writer.rows_written:,} rows, {client.writer.events_written:,} events; "  # type: ignore[union-attr]
+              f"dropped {client.dropped_events}, dead-lettered {client.dead_lettered}")
+    finally:
+        client.close(timeout=60)
+
+
+def test_bench_first_time_single_sqlite(sqlite_engine: Engine) -> None:
+    _first_time_single(sqlite_engine, 100_000, "SQLite", ">= 20,000")
+
+
+def test_bench_first_time_single_postgres(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        _first_time_single(engine, 50_000, "PostgreSQL", ">= 5,000")
+    finally:
+        engine.dispose()
 
 
 def _first_time(engine: Engine, n: int, label: str, target: str) -> None:
@@ -130,7 +181,7 @@ def _first_time(engine: Engine, n: int, label: str, target: str) -> None:
     client = Assigner(engine, timeout=10.0)
     try:
         client.assign("warm-up", "bench")
-        client.flush()
+        client.flush(timeout=60)
         users = _users(n, "new")
         start = time.perf_counter()
         result = client.assign_many(users, "bench")
@@ -143,8 +194,8 @@ def _first_time(engine: Engine, n: int, label: str, target: str) -> None:
         start = time.perf_counter()
         for u in singles:
             client.assign(u, "bench")
-        client.flush()
-        _row(f"abcore assign() one by one, new users ({label})", len(singles) / (time.perf_counter() - start), "users/s")
+        client.flush(timeout=60)
+        _row(f"abcore assign() one by one + flush, new users ({label})", len(singles) / (time.perf_counter() - start), "users/s")
         print("  GrowthBook SDK: no server-side persistence of assignments (n/a)")
     finally:
         client.close()
