@@ -81,6 +81,7 @@ def test_middleware_and_dependency_set_seed_001_headers(assigner: Assigner, engi
         plain = client.get("/health")  # no user id: untouched
         assert "X-Experiment-Id" not in plain.headers and plain.json() == {"ok": True}
         assert "X-Experiment-Id" not in client.get("/v2/home").headers
+    assigner.flush()  # rows are written behind the answer (abcore.writer)
     with Session(engine) as session:  # sticky rows were written through abcore.assign
         assert session.execute(select(func.count()).select_from(UserAssignment)).scalar_one() == 30
 
