@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine as SAEngine
 
