@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from abcore.sql.build import QuerySource, build_stats_query
-from abcore.stats.summaries import CovariateSummary, MeanSummary
+from abcore.stats.summaries import BinarySummary, CovariateSummary, MeanSummary
 
 __all__ = [
     "ENGINES",
@@ -396,6 +396,11 @@ class MetricStatsRow:
     q_n: int
     q_value: float | None
     engine: str
+
+    @property
+    def binary(self) -> BinarySummary:
+        """A binomial metric as a :class:`BinarySummary` (converted users out of ``n``)."""
+        return BinarySummary(n=self.n, conversions=int(round(self.sum_y)))
 
     @property
     def summary(self) -> MeanSummary:

@@ -136,3 +136,13 @@ def oracle(segment: str | None = None, cuped: bool = False) -> dict[tuple[str, i
                 "sum_x2": math.fsum(g.x**2), "sum_xy": math.fsum(g.x * g.y),
             }
     return out
+
+
+def oracle_daily() -> dict[tuple[int, int], int]:
+    """Population users per (UTC day number since 1970-01-01 of first exposure, variant), by pandas."""
+    assignments, events = rows()
+    ev = pd.DataFrame(events)
+    expo = ev[(ev.event_type == "exposure") & (ev.ts < END)].groupby("user_id").ts.min()
+    pop = pd.DataFrame(assignments).merge(expo.rename("first"), left_on="user_id", right_index=True)
+    day = (pop["first"] - pd.Timestamp("1970-01-01", tz="UTC")).dt.days
+    return {(int(d), int(v)): int(n) for (d, v), n in pop.groupby([day, pop.variant]).size().items()}
