@@ -5,8 +5,9 @@ one statement, with CTEs in a fixed order (as GrowthBook's warehouse SQL does):
 
 1. ``exposures``  - each user's first exposure (store exposure events, or an exposure table);
 2. ``population`` - assigned users with that first exposure, their variant and segment;
-3. per metric ``m<i>_events`` - the metric's events joined to the population, kept only at or after
-   first exposure + ``delay_hours`` and before + ``window_hours``;
+3. ``events_in`` - the events of every analysed metric joined to the population (one scan), then per
+   metric ``m<i>_events``, marking events at or after first exposure + ``delay_hours`` and before
+   + ``window_hours`` as ``post``;
 4. per metric ``m<i>_user`` - the per-user value (every population user; 0 without events) and the
    CUPED covariate (the same metric in the ``cuped_lookback_hours`` before first exposure);
 5. per metric ``m<i>_cap`` - the pooled capping bound (a percentile cap is the nearest-rank
@@ -208,10 +209,10 @@ def _population_ctes(
     return [("exposures", exposures), ("population", "SELECT user_id, variant, first_us, segment FROM exposures")]
 
 
-def _metric_events(
-    d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], m: Any,
-    start: datetime | None, end: datetime | None,
+def _events_in(
+    d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], end: datetime | None,
 ) -> str:
+    """``events_in``: every event of the analysed metric names joined once to the population (one scan)."""
     q = d.quote
     ts_us = d.epoch_us("ev." + q(src.ts), src.ts_format)
     where = [f"ev.{q(src.metric_name)} IN ({', '.join(literal(n) for n in names)})"]
@@ -219,21 +220,29 @@ def _metric_events(
         where.insert(0, f"ev.{q(src.experiment)} = {literal(experiment)}")
     if src.event_type:
         where.append(f"ev.{q(src.event_type)} = {literal(src.conversion_type)}")
-    delay = _hours_us(getattr(m, "delay_hours", 0) or 0)
-    window = getattr(m, "window_hours", None)
     if end is not None:
         where.append(f"{ts_us} < {_epoch_us(end)}")
-    # 'post' marks events inside the metric window; pre-exposure events (CUPED) are kept too.
-    post = [f"{ts_us} >= p.first_us + {delay}"]
-    if window is not None:
-        post.append(f"{ts_us} < p.first_us + {delay + _hours_us(window)}")
-    if start is not None:
-        post.append(f"{ts_us} >= {_epoch_us(start)}")
     return (
         f"SELECT p.user_id, ev.{q(src.metric_name)} AS metric_name, ev.{q(src.value)} AS value,"
-        f" {ts_us} AS ts_us, p.first_us,\n    CASE WHEN {' AND '.join(post)} THEN 1 ELSE 0 END AS post\n"
-        f"  FROM population p\n  JOIN {src.events} ev ON ev.{q(src.user_id)} = p.user_id\n"
+        f" {ts_us} AS ts_us, p.first_us\n  FROM population p\n  JOIN {src.events} ev ON ev.{q(src.user_id)} = p.user_id\n"
         f"  WHERE {' AND '.join(where)}"
+    )
+
+
+def _metric_events(names: Sequence[str], m: Any, start: datetime | None) -> str:
+    """``m<i>_events``: the metric's rows of ``events_in``, ``post`` = 1 inside its window after exposure."""
+    delay = _hours_us(getattr(m, "delay_hours", 0) or 0)
+    window = getattr(m, "window_hours", None)
+    # 'post' marks events inside the metric window; pre-exposure events (CUPED) are kept too.
+    post = [f"ts_us >= first_us + {delay}"]
+    if window is not None:
+        post.append(f"ts_us < first_us + {delay + _hours_us(window)}")
+    if start is not None:
+        post.append(f"ts_us >= {_epoch_us(start)}")
+    return (
+        f"SELECT user_id, metric_name, value, ts_us, first_us,"
+        f" CASE WHEN {' AND '.join(post)} THEN 1 ELSE 0 END AS post\n"
+        f"  FROM events_in WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
     )
 
 
@@ -324,10 +333,16 @@ def build_stats_query(
     pre = f"post = 0 AND ts_us < first_us AND ts_us >= first_us - {lookback}"
     zero = d.double("0")
     null = d.double("NULL")
+    wanted: list[str] = []
+    for m in metrics:
+        for n in [m.numerator, m.denominator] if m.kind == "ratio" else [m.name]:
+            if n not in wanted:
+                wanted.append(n)
+    ctes.append(("events_in", _events_in(d, src, experiment, wanted, end)))
     for i, m in enumerate(metrics):
         kind = m.kind
         names = [m.numerator, m.denominator] if kind == "ratio" else [m.name]
-        ctes.append((f"m{i}_events", _metric_events(d, src, experiment, names, m, start, end)))
+        ctes.append((f"m{i}_events", _metric_events(names, m, start)))
         if kind == "quantile":
             ranked = (
                 f"SELECT p.variant, p.segment, e.user_id, e.value, ROW_NUMBER() OVER"

@@ -11,12 +11,15 @@ population AS (
   JOIN exposures e ON e.user_id = a."user_id"
   WHERE a."experiment_id" = 1
 ),
-m0_events AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us,
-    CASE WHEN epoch_us(CAST(ev."ts" AS TIMESTAMP)) >= p.first_us + 0 THEN 1 ELSE 0 END AS post
+events_in AS (
+  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us
   FROM population p
   JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('click') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('click', 'click_count', 'revenue', 'revenue_abs', 'revenue_pct', 'latency', 'latency_p50') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+),
+m0_events AS (
+  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
+  FROM events_in WHERE metric_name IN ('click')
 ),
 m0_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
@@ -27,11 +30,8 @@ m0_capped AS (
   SELECT * FROM m0_user
 ),
 m1_events AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us,
-    CASE WHEN epoch_us(CAST(ev."ts" AS TIMESTAMP)) >= p.first_us + 0 AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < p.first_us + 172800000000 THEN 1 ELSE 0 END AS post
-  FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('click_count') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 AND ts_us < first_us + 172800000000 THEN 1 ELSE 0 END AS post
+  FROM events_in WHERE metric_name IN ('click_count')
 ),
 m1_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
@@ -42,11 +42,8 @@ m1_capped AS (
   SELECT * FROM m1_user
 ),
 m2_events AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us,
-    CASE WHEN epoch_us(CAST(ev."ts" AS TIMESTAMP)) >= p.first_us + 3600000000 AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < p.first_us + 262800000000 THEN 1 ELSE 0 END AS post
-  FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('revenue') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 3600000000 AND ts_us < first_us + 262800000000 THEN 1 ELSE 0 END AS post
+  FROM events_in WHERE metric_name IN ('revenue')
 ),
 m2_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
@@ -57,11 +54,8 @@ m2_capped AS (
   SELECT * FROM m2_user
 ),
 m3_events AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us,
-    CASE WHEN epoch_us(CAST(ev."ts" AS TIMESTAMP)) >= p.first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('revenue_abs') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
+  FROM events_in WHERE metric_name IN ('revenue_abs')
 ),
 m3_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
@@ -76,11 +70,8 @@ m3_capped AS (
   FROM m3_user u CROSS JOIN m3_cap c
 ),
 m4_events AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us,
-    CASE WHEN epoch_us(CAST(ev."ts" AS TIMESTAMP)) >= p.first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('revenue_pct') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
+  FROM events_in WHERE metric_name IN ('revenue_pct')
 ),
 m4_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
@@ -96,11 +87,8 @@ m4_capped AS (
   FROM m4_user u CROSS JOIN m4_cap c
 ),
 m5_events AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us,
-    CASE WHEN epoch_us(CAST(ev."ts" AS TIMESTAMP)) >= p.first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('revenue', 'click') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
+  FROM events_in WHERE metric_name IN ('revenue', 'click')
 ),
 m5_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
@@ -111,11 +99,8 @@ m5_capped AS (
   SELECT * FROM m5_user
 ),
 m6_events AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us,
-    CASE WHEN epoch_us(CAST(ev."ts" AS TIMESTAMP)) >= p.first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('latency') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
+  FROM events_in WHERE metric_name IN ('latency')
 ),
 m6_ranked AS (
   SELECT p.variant, p.segment, e.user_id, e.value, ROW_NUMBER() OVER (PARTITION BY p.variant, p.segment ORDER BY e.value) AS rn, COUNT(*) OVER (PARTITION BY p.variant, p.segment) AS cnt
@@ -123,11 +108,8 @@ m6_ranked AS (
   WHERE e.post = 1 AND e.value IS NOT NULL
 ),
 m7_events AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_us, p.first_us,
-    CASE WHEN epoch_us(CAST(ev."ts" AS TIMESTAMP)) >= p.first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('latency_p50') AND ev."event_type" = 'conversion' AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
+  FROM events_in WHERE metric_name IN ('latency_p50')
 ),
 m7_ranked AS (
   SELECT p.variant, p.segment, e.user_id, e.value, ROW_NUMBER() OVER (PARTITION BY p.variant, p.segment ORDER BY e.value) AS rn, COUNT(*) OVER (PARTITION BY p.variant, p.segment) AS cnt
