@@ -12,7 +12,7 @@ PORT ?= 8501
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,duckdb,spark]'
 	# GrowthBook's stats engine, for the cross-check in tests/stats; --no-deps: it pins pandas<2 but runs on ours.
 	$(BIN)/python -m pip install --quiet --no-deps gbstats==0.8.0
 	touch $(STAMP)
@@ -43,7 +43,7 @@ test: setup lint
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,duckdb,spark,bench]'
 	$(BIN)/python -m pytest -m bench -s
 
 clean:

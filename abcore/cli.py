@@ -346,6 +346,56 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stats(args: argparse.Namespace) -> int:
+    """Per-variant sufficient statistics of metric definitions, computed on the chosen engine (JSON)."""
+    from dataclasses import asdict
+    from datetime import datetime
+
+    from abcore import engines as eng
+    from abcore.experiments import get_experiment
+    from abcore.sql import MetricSpec
+
+    try:
+        raw = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
+        specs = [MetricSpec(**m) for m in (raw if isinstance(raw, list) else [raw])]
+        source = eng.load_source_config(args.source) if args.source else None
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    url = args.database_url
+    store = _engine(args)
+    try:
+        if source is not None and source.exposures is not None:
+            experiment: Any = args.experiment
+        else:
+            with _session(store) as session:
+                experiment = get_experiment(session=session, ref=args.experiment).id
+        if args.engine == "duckdb":
+            engine: Any = eng.duckdb_engine(store_url=url)
+        elif args.engine == "spark":
+            engine = eng.spark_engine()
+            if source is None or source.exposures is None:
+                engine.load_store(url)
+        else:
+            engine = eng.store_engine(store)
+        options: dict[str, Any] = {"cuped": args.cuped}
+        for bound in ("start", "end"):
+            if getattr(args, bound):
+                try:
+                    options[bound] = datetime.fromisoformat(getattr(args, bound))
+                except ValueError:
+                    raise CliError(f"--{bound} must be an ISO date or datetime (UTC when naive)") from None
+        if args.segment:
+            options["segment"] = args.segment
+        try:
+            rows = eng.compute_stats(experiment, specs, engine=engine, source=source, **options)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    finally:
+        store.dispose()
+    sys.stdout.write(json.dumps([asdict(r) for r in rows], indent=2, default=str) + "\n")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from abcore.export import write_csv
 
@@ -661,6 +711,22 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", metavar="FILE", help="write the full results as JSON to FILE ('-' = stdout)")
     _add_analysis_options(analyze)
     analyze.set_defaults(handler=_cmd_analyze)
+
+    st = commands.add_parser(
+        "stats",
+        help="per-variant sufficient statistics of metric definitions on an engine (store, duckdb, spark), as JSON",
+        description="Run the analysis query built from metric definitions on an engine and print its rows as JSON.",
+    )
+    st.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id (the key with an exposure table)")
+    st.add_argument("--metrics", metavar="FILE.json", required=True,
+                    help="metric definitions: a JSON object or list (name, kind, window_hours, cap, ...)")
+    st.add_argument("--engine", choices=("store", "duckdb", "spark"), default="store")
+    st.add_argument("--source", metavar="FILE.json", help="event source config (see README: Analysis engines)")
+    st.add_argument("--segment", help="break down by this assignment attribute / exposure column")
+    st.add_argument("--cuped", action="store_true", help="add the pre-exposure covariate sums")
+    st.add_argument("--start", help="count only events from this UTC datetime (ISO)")
+    st.add_argument("--end", help="count only exposures and events before this UTC datetime (ISO)")
+    st.set_defaults(handler=_cmd_stats)
 
     export = commands.add_parser(
         "export",

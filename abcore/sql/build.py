@@ -1,0 +1,414 @@
+"""One analysis query per experiment, built from metric definitions, rendered per dialect.
+
+The query produces per-variant (and per-segment) sufficient statistics for every metric in
+one statement, with CTEs in a fixed order (as GrowthBook's warehouse SQL does):
+
+1. ``exposures``  - each user's first exposure (store exposure events, or an exposure table);
+2. ``population`` - assigned users with that first exposure, their variant and segment;
+3. ``events_in`` - the events of every analysed metric joined to the population (one scan), then per
+   metric ``m<i>_events``, marking events at or after first exposure + ``delay_hours`` and before
+   + ``window_hours`` as ``post``;
+4. per metric ``m<i>_user`` - the per-user value (every population user; 0 without events) and the
+   CUPED covariate (the same metric in the ``cuped_lookback_hours`` before first exposure);
+5. per metric ``m<i>_cap`` - the pooled capping bound (a percentile cap is the nearest-rank
+   percentile of the per-user values of all variants together), then ``m<i>_capped``;
+6. the final ``UNION ALL`` of ``GROUP BY variant[, segment]`` into n, sums, sums of squares and
+   cross-products, plus exact quantile inputs (``q_n`` values and the nearest-rank value).
+
+Conventions: an event's value is ``value``, or 1 when it is NULL (a bare conversion) for
+``mean``/``ratio``; ``count`` counts events; ``binomial`` is 1 when a user has any qualifying
+event; ``quantile`` is over event values, NULL values ignored, nearest rank ``ceil(q N)``
+(numpy ``method="inverted_cdf"``). Only the dialect-specific pieces come from
+:mod:`abcore.sql.dialects`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from abcore.sql.dialects import Dialect, get_dialect
+
+__all__ = ["KINDS", "MetricSpec", "QuerySource", "build_daily_query", "build_stats_query", "literal"]
+
+KINDS: tuple[str, ...] = ("binomial", "count", "mean", "ratio", "quantile")
+US_PER_HOUR = 3_600_000_000
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric definition as the query builder needs it (same field names as ``abcore.metrics.MetricCreate``).
+
+    Any object with these attributes works (duck typing), so issue 9's definitions can be passed directly.
+    """
+
+    name: str
+    kind: str = "mean"
+    direction: str = "increase"
+    numerator: str | None = None
+    denominator: str | None = None
+    quantile: float | None = None
+    window_hours: float | None = None
+    delay_hours: float = 0.0
+    cap: str | None = None
+    cap_upper: float | None = None
+    cap_lower: float | None = None
+
+    def __post_init__(self) -> None:
+        problems = validate_metric(self)
+        if problems:
+            raise ValueError(f"invalid metric {self.name!r}: " + "; ".join(problems))
+
+
+def validate_metric(m: Any) -> list[str]:
+    """Every problem of a metric definition as readable text (empty when valid)."""
+    problems: list[str] = []
+    kind = getattr(m, "kind", None)
+    if not getattr(m, "name", None):
+        problems.append("name is required")
+    if kind not in KINDS:
+        problems.append(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    if kind == "ratio" and not (getattr(m, "numerator", None) and getattr(m, "denominator", None)):
+        problems.append("a ratio metric needs numerator and denominator metric names")
+    q = getattr(m, "quantile", None)
+    if kind == "quantile" and not (q is not None and 0 < q < 1):
+        problems.append("a quantile metric needs quantile in (0, 1)")
+    w, d = getattr(m, "window_hours", None), getattr(m, "delay_hours", 0) or 0
+    if w is not None and not w > 0:
+        problems.append("window_hours must be > 0 (or None for no window)")
+    if d < 0:
+        problems.append("delay_hours must be >= 0")
+    cap = getattr(m, "cap", None)
+    up, lo = getattr(m, "cap_upper", None), getattr(m, "cap_lower", None)
+    if cap not in (None, "absolute", "percentile"):
+        problems.append(f"cap must be None, 'absolute' or 'percentile' (got {cap!r})")
+    if cap is not None and kind in ("binomial", "quantile"):
+        problems.append(f"a {kind} metric cannot be capped")
+    if cap is not None and up is None and lo is None:
+        problems.append("a capped metric needs cap_upper and/or cap_lower")
+    if cap == "percentile":
+        for label, v in (("cap_upper", up), ("cap_lower", lo)):
+            if v is not None and not 0 < v < 1:
+                problems.append(f"{label} of a percentile cap must be in (0, 1)")
+    if up is not None and lo is not None and lo > up:
+        problems.append("cap_lower must not exceed cap_upper")
+    return problems
+
+
+@dataclass(frozen=True)
+class QuerySource:
+    """Where the events and exposures are, and which columns mean what.
+
+    ``events`` / ``exposures`` are relation references in the target dialect (a table name, a
+    qualified ``store.ab_experiment_results``, ``read_parquet('...')``, a Spark view). With
+    ``exposures=None`` the population is the store's: ``assignments`` (user, experiment,
+    variant, JSON attributes) joined to the first event of type ``exposure_type``.
+    """
+
+    events: str = "ab_experiment_results"
+    user_id: str = "user_id"
+    ts: str = "ts"
+    ts_format: str = "timestamp"
+    event_type: str | None = "event_type"
+    metric_name: str = "metric_name"
+    value: str = "value"
+    experiment: str | None = "experiment_id"
+    conversion_type: str = "conversion"
+    exposure_type: str = "exposure"
+    # Store population.
+    assignments: str | None = "ab_user_assignments"
+    assignment_variant: str = "variant_id"
+    assignment_experiment: str = "experiment_id"
+    assignment_attributes: str | None = "attributes"
+    # Exposure-table population (overrides the store's when set).
+    exposures: str | None = None
+    exposure_user_id: str = "user_id"
+    exposure_ts: str = "ts"
+    exposure_ts_format: str = "timestamp"
+    exposure_variant: str = "variant"
+    exposure_experiment: str | None = "experiment"
+    segment_columns: tuple[str, ...] = field(default_factory=tuple)
+
+
+def literal(value: Any) -> str:
+    """A SQL literal for a number, string or ``None`` (strings escaped, no binding needed)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("non-finite literal")
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _epoch_us(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _hours_us(hours: float) -> int:
+    return int(round(hours * US_PER_HOUR))
+
+
+def _population_ctes(
+    d: Dialect, src: QuerySource, experiment: Any, start: datetime | None, end: datetime | None,
+    segment: str | None,
+) -> list[tuple[str, str]]:
+    q = d.quote
+    ts_window = []
+    if src.exposures is None:
+        ts_us = d.epoch_us(q(src.ts), src.ts_format)
+        where = [f"{q(src.experiment)} = {literal(experiment)}"] if src.experiment else []
+        if src.event_type:
+            where.append(f"{q(src.event_type)} = {literal(src.exposure_type)}")
+        if start is not None:
+            ts_window.append(f"{ts_us} >= {_epoch_us(start)}")
+        if end is not None:
+            ts_window.append(f"{ts_us} < {_epoch_us(end)}")
+        exposures = (
+            f"SELECT {q(src.user_id)} AS user_id, MIN({ts_us}) AS first_us\n  FROM {src.events}\n"
+            f"  WHERE {' AND '.join(where + ts_window) or '1 = 1'}\n  GROUP BY {q(src.user_id)}"
+        )
+        if segment is None:
+            seg = literal("(all)")
+        elif src.assignment_attributes:
+            seg = f"COALESCE({d.json_text('a.' + q(src.assignment_attributes), segment)}, '(none)')"
+        else:
+            raise ValueError("this source has no assignment attributes to segment by")
+        population = (
+            f"SELECT a.{q(src.user_id)} AS user_id, a.{q(src.assignment_variant)} AS variant, e.first_us,"
+            f" {seg} AS segment\n  FROM {src.assignments} a\n  JOIN exposures e ON e.user_id = a.{q(src.user_id)}\n"
+            f"  WHERE a.{q(src.assignment_experiment)} = {literal(experiment)}"
+        )
+        return [("exposures", exposures), ("population", population)]
+    ts_us = d.epoch_us(q(src.exposure_ts), src.exposure_ts_format)
+    where = [f"{q(src.exposure_experiment)} = {literal(experiment)}"] if src.exposure_experiment else []
+    if start is not None:
+        where.append(f"{ts_us} >= {_epoch_us(start)}")
+    if end is not None:
+        where.append(f"{ts_us} < {_epoch_us(end)}")
+    if segment is not None and segment not in src.segment_columns:
+        raise ValueError(f"segment {segment!r} is not a declared segment column of the exposure table")
+    seg = literal("(all)") if segment is None else f"COALESCE(MIN({d.text(q(segment))}), '(none)')"
+    # A user exposed to more than one variant is left out (their outcome cannot be attributed).
+    exposures = (
+        f"SELECT {q(src.exposure_user_id)} AS user_id, MIN({q(src.exposure_variant)}) AS variant,"
+        f" MIN({ts_us}) AS first_us, {seg} AS segment\n  FROM {src.exposures}\n"
+        f"  WHERE {' AND '.join(where) or '1 = 1'}\n  GROUP BY {q(src.exposure_user_id)}\n"
+        f"  HAVING COUNT(DISTINCT {q(src.exposure_variant)}) = 1"
+    )
+    return [("exposures", exposures), ("population", "SELECT user_id, variant, first_us, segment FROM exposures")]
+
+
+def _events_in(
+    d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], end: datetime | None,
+) -> str:
+    """``events_in``: every event of the analysed metric names joined once to the population (one scan)."""
+    q = d.quote
+    ts_us = d.epoch_us("ev." + q(src.ts), src.ts_format)
+    where = [f"ev.{q(src.metric_name)} IN ({', '.join(literal(n) for n in names)})"]
+    if src.experiment and src.exposures is None:
+        where.insert(0, f"ev.{q(src.experiment)} = {literal(experiment)}")
+    if src.event_type:
+        where.append(f"ev.{q(src.event_type)} = {literal(src.conversion_type)}")
+    if end is not None:
+        where.append(f"{ts_us} < {_epoch_us(end)}")
+    return (
+        f"SELECT p.user_id, ev.{q(src.metric_name)} AS metric_name, ev.{q(src.value)} AS value,"
+        f" {ts_us} AS ts_us, p.first_us\n  FROM population p\n  JOIN {src.events} ev ON ev.{q(src.user_id)} = p.user_id\n"
+        f"  WHERE {' AND '.join(where)}"
+    )
+
+
+def _metric_events(names: Sequence[str], m: Any, start: datetime | None) -> str:
+    """``m<i>_events``: the metric's rows of ``events_in``, ``post`` = 1 inside its window after exposure."""
+    delay = _hours_us(getattr(m, "delay_hours", 0) or 0)
+    window = getattr(m, "window_hours", None)
+    # 'post' marks events inside the metric window; pre-exposure events (CUPED) are kept too.
+    post = [f"ts_us >= first_us + {delay}"]
+    if window is not None:
+        post.append(f"ts_us < first_us + {delay + _hours_us(window)}")
+    if start is not None:
+        post.append(f"ts_us >= {_epoch_us(start)}")
+    return (
+        f"SELECT user_id, metric_name, value, ts_us, first_us,"
+        f" CASE WHEN {' AND '.join(post)} THEN 1 ELSE 0 END AS post\n"
+        f"  FROM events_in WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
+    )
+
+
+def _per_user_value(d: Dialect, kind: str, name: str | None, cond: str) -> str:
+    """The SQL of one per-user value over rows of ``m<i>_events`` that satisfy ``cond``."""
+    match = f"{cond} AND metric_name = {literal(name)}" if name is not None else cond
+    if kind == "binomial":
+        return f"MAX(CASE WHEN {match} THEN 1 ELSE 0 END)"
+    if kind == "count":
+        return f"SUM(CASE WHEN {match} THEN 1 ELSE 0 END)"
+    return f"SUM(CASE WHEN {match} THEN {d.double('COALESCE(value, 1)')} ELSE {d.double('0')} END)"
+
+
+def _cap_ctes(d: Dialect, i: int, m: Any, columns: Sequence[str]) -> list[tuple[str, str]]:
+    """``m<i>_cap`` (bounds per column) and ``m<i>_capped`` (per-user values clipped to them)."""
+    cap = getattr(m, "cap", None)
+    if cap is None:
+        return [(f"m{i}_capped", f"SELECT * FROM m{i}_user")]
+    up, lo = getattr(m, "cap_upper", None), getattr(m, "cap_lower", None)
+    bounds: list[str] = []
+    if cap == "absolute":
+        for c in columns:
+            bounds.append(f"{literal(None if up is None else float(up))} AS {c}_hi")
+            bounds.append(f"{literal(None if lo is None else float(lo))} AS {c}_lo")
+        cap_sql = "SELECT " + ", ".join(bounds)
+    else:
+        # Nearest-rank percentile of the per-user values pooled over variants: value at rank ceil(p N).
+        parts = []
+        for c in columns:
+            ranked = (
+                f"SELECT {c} AS v, ROW_NUMBER() OVER (ORDER BY {c}) AS rn, COUNT(*) OVER () AS n FROM m{i}_user"
+            )
+            for label, p in (("hi", up), ("lo", lo)):
+                if p is None:
+                    parts.append(f"(SELECT {d.double('NULL')}) AS {c}_{label}")
+                else:
+                    parts.append(
+                        f"(SELECT MIN(v) FROM ({ranked}) r WHERE rn >= {d.ceil(f'{float(p)!r} * n')}) AS {c}_{label}"
+                    )
+        cap_sql = "SELECT " + ",\n    ".join(parts)
+    clipped = []
+    for c in columns:
+        expr = f"u.{c}"
+        expr = f"CASE WHEN c.{c}_hi IS NOT NULL AND {expr} > c.{c}_hi THEN c.{c}_hi ELSE {expr} END"
+        expr = f"CASE WHEN c.{c}_lo IS NOT NULL AND u.{c} < c.{c}_lo THEN c.{c}_lo ELSE {expr} END"
+        clipped.append(f"{expr} AS {c}")
+    others = [c for c in ("user_id", "variant", "segment", "x") if c not in columns]
+    capped = f"SELECT {', '.join('u.' + o for o in others)}, {', '.join(clipped)}\n  FROM m{i}_user u CROSS JOIN m{i}_cap c"
+    return [(f"m{i}_cap", cap_sql), (f"m{i}_capped", capped)]
+
+
+_OUT = ("metric", "variant", "segment", "n", "sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy", "q_n", "q_value")
+
+
+def build_stats_query(
+    metrics: Sequence[Any],
+    *,
+    experiment: Any,
+    dialect: str | Dialect,
+    source: QuerySource | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    segment: str | None = None,
+    cuped: bool = False,
+    cuped_lookback_hours: float = 14 * 24,
+) -> str:
+    """The single SQL statement of per-variant sufficient statistics for ``metrics``.
+
+    One row per (metric, variant, segment) with columns ``metric, variant, segment, n, sum_y,
+    sum_y2, sum_x, sum_x2, sum_xy, q_n, q_value``: for ``ratio`` y is the numerator and x the
+    denominator; with ``cuped`` x is the pre-exposure covariate of binomial/count/mean metrics;
+    for ``quantile`` ``q_n`` is the number of non-NULL event values and ``q_value`` the exact
+    nearest-rank quantile (n then counts users with at least one value). ``segment`` groups by an
+    assignment attribute (``'(none)'`` when missing; ``'(all)'`` without a segment).
+    ``ValueError`` lists every problem of an invalid definition.
+    """
+    d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
+    src = source or QuerySource()
+    if not metrics:
+        raise ValueError("no metrics to analyse")
+    for m in metrics:
+        problems = validate_metric(m)
+        if problems:
+            raise ValueError(f"invalid metric {getattr(m, 'name', '?')!r}: " + "; ".join(problems))
+    ctes = _population_ctes(d, src, experiment, start, end, segment)
+    selects: list[str] = []
+    lookback = _hours_us(cuped_lookback_hours)
+    pre = f"post = 0 AND ts_us < first_us AND ts_us >= first_us - {lookback}"
+    zero = d.double("0")
+    null = d.double("NULL")
+    wanted: list[str] = []
+    for m in metrics:
+        for n in [m.numerator, m.denominator] if m.kind == "ratio" else [m.name]:
+            if n not in wanted:
+                wanted.append(n)
+    ctes.append(("events_in", _events_in(d, src, experiment, wanted, end)))
+    for i, m in enumerate(metrics):
+        kind = m.kind
+        names = [m.numerator, m.denominator] if kind == "ratio" else [m.name]
+        ctes.append((f"m{i}_events", _metric_events(names, m, start)))
+        if kind == "quantile":
+            ranked = (
+                f"SELECT p.variant, p.segment, e.user_id, e.value, ROW_NUMBER() OVER"
+                f" (PARTITION BY p.variant, p.segment ORDER BY e.value) AS rn,"
+                f" COUNT(*) OVER (PARTITION BY p.variant, p.segment) AS cnt\n"
+                f"  FROM m{i}_events e JOIN population p ON p.user_id = e.user_id\n"
+                f"  WHERE e.post = 1 AND e.value IS NOT NULL"
+            )
+            ctes.append((f"m{i}_ranked", ranked))
+            rank = d.ceil(f"{float(m.quantile)!r} * cnt")
+            selects.append(
+                f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(DISTINCT user_id) AS n,"
+                f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy,"
+                f" COUNT(*) AS q_n, MIN(CASE WHEN rn = {rank} THEN {d.double('value')} END) AS q_value\n"
+                f"  FROM m{i}_ranked GROUP BY variant, segment"
+            )
+            continue
+        if kind == "ratio":
+            y = _per_user_value(d, "mean", m.numerator, "post = 1")
+            x = _per_user_value(d, "mean", m.denominator, "post = 1")
+            columns = ["y", "x"]
+        else:
+            y = _per_user_value(d, kind, None, "post = 1")
+            x = _per_user_value(d, kind, None, pre) if cuped else "0"
+            columns = ["y"]
+        user = (
+            f"SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x\n"
+            f"  FROM population p\n  LEFT JOIN (SELECT user_id, {y} AS y, {x} AS x FROM m{i}_events"
+            f" GROUP BY user_id) e ON e.user_id = p.user_id"
+        )
+        ctes.append((f"m{i}_user", user))
+        ctes.extend(_cap_ctes(d, i, m, columns))
+        has_x = kind == "ratio" or cuped
+        yd = d.double("y")
+        xd = d.double("x")
+        selects.append(
+            f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(*) AS n,"
+            f" SUM({yd}) AS sum_y, SUM({yd} * {yd}) AS sum_y2,"
+            + (f" SUM({xd}) AS sum_x, SUM({xd} * {xd}) AS sum_x2, SUM({xd} * {yd}) AS sum_xy,"
+               if has_x else f" {zero} AS sum_x, {zero} AS sum_x2, {zero} AS sum_xy,")
+            + f" 0 AS q_n, {null} AS q_value\n  FROM m{i}_capped GROUP BY variant, segment"
+        )
+    # Every variant of the population appears for every metric (n = 0 rows are filled in by compute_stats).
+    with_sql = ",\n".join(f"{name} AS (\n  {body}\n)" for name, body in ctes)
+    body = "\nUNION ALL\n".join(selects)
+    return f"WITH {with_sql}\nSELECT {', '.join(_OUT)} FROM (\n{body}\n) s\nORDER BY metric, variant, segment"
+
+
+def build_daily_query(
+    *,
+    experiment: Any,
+    dialect: str | Dialect,
+    source: QuerySource | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> str:
+    """New population users per UTC day (of first exposure) and variant: columns ``day, variant, users``.
+
+    ``day`` is the integer day number since 1970-01-01 (integer division of epoch microseconds).
+    """
+    d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
+    src = source or QuerySource()
+    ctes = _population_ctes(d, src, experiment, start, end, None)
+    with_sql = ",\n".join(f"{name} AS (\n  {body}\n)" for name, body in ctes)
+    day = d.day_number("first_us")
+    return (
+        f"WITH {with_sql}\nSELECT {day} AS day, variant, COUNT(*) AS users FROM population"
+        f" GROUP BY {day}, variant ORDER BY day, variant"
+    )

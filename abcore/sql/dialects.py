@@ -1,0 +1,114 @@
+"""The few per-engine differences of the analysis SQL, in one place.
+
+Everything else in :mod:`abcore.sql.build` is plain ANSI SQL (CTEs, ``CASE``, ``COALESCE``,
+window functions) that SQLite (>= 3.35 with math functions), PostgreSQL, DuckDB and
+Spark SQL all run unchanged. Nothing here relies on a transpiler passing an unknown function
+through: every dialect spells its functions explicitly.
+
+Differences kept here:
+
+* **timestamps to integers** (date arithmetic): windows and delays are compared as integer
+  microseconds since the epoch, so every engine does exact integer arithmetic;
+* **integer division** (the UTC day number of a timestamp for the daily series);
+* **JSON access** (segment attributes stored as JSON on the assignment);
+* **text casts** and identifier quoting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DIALECTS", "Dialect", "get_dialect"]
+
+US_PER_DAY = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one engine spells the handful of non-portable expressions."""
+
+    name: str
+
+    def quote(self, identifier: str) -> str:
+        """A quoted identifier (backticks on Spark, double quotes elsewhere)."""
+        if self.name == "spark":
+            return "`" + identifier.replace("`", "``") + "`"
+        return '"' + identifier.replace('"', '""') + '"'
+
+    def epoch_us(self, expr: str, fmt: str = "timestamp") -> str:
+        """Integer microseconds since 1970-01-01 UTC of a timestamp expression.
+
+        ``fmt`` says how the column stores time: ``timestamp`` (a native timestamp; on SQLite the
+        store's UTC text ``YYYY-MM-DD HH:MM:SS[.ffffff]``), ``epoch_s``, ``epoch_ms`` or ``epoch_us``.
+        """
+        if fmt == "epoch_us":
+            return f"CAST({expr} AS BIGINT)"
+        if fmt == "epoch_ms":
+            return f"(CAST({expr} AS BIGINT) * 1000)"
+        if fmt == "epoch_s":
+            return f"(CAST({expr} AS BIGINT) * 1000000)"
+        if fmt != "timestamp":
+            raise ValueError(f"unknown timestamp format {fmt!r}")
+        if self.name == "sqlite":
+            # Seconds from strftime, microseconds from the fixed-position fraction ('' -> 0).
+            return (
+                f"(CAST(strftime('%s', substr({expr}, 1, 19)) AS INTEGER) * 1000000"
+                f" + CAST(substr(substr({expr}, 21, 6) || '000000', 1, 6) AS INTEGER))"
+            )
+        if self.name == "postgresql":
+            return f"CAST(EXTRACT(EPOCH FROM {expr}) * 1000000 AS BIGINT)"
+        if self.name == "duckdb":
+            return f"epoch_us(CAST({expr} AS TIMESTAMP))"
+        if self.name == "spark":
+            return f"unix_micros(CAST({expr} AS TIMESTAMP))"
+        raise ValueError(f"unknown dialect {self.name!r}")
+
+    def int_div(self, a: str, b: str) -> str:
+        """Integer division of non-negative integers (``/`` on SQLite/Postgres ints, ``//`` DuckDB, ``div`` Spark)."""
+        if self.name == "duckdb":
+            return f"({a} // {b})"
+        if self.name == "spark":
+            return f"({a} div {b})"
+        return f"({a} / {b})"
+
+    def day_number(self, epoch_us_expr: str) -> str:
+        """UTC day number (days since 1970-01-01) of an epoch-microsecond expression."""
+        return self.int_div(epoch_us_expr, str(US_PER_DAY))
+
+    def json_text(self, column: str, key: str) -> str:
+        """The JSON attribute ``key`` of ``column`` as text (NULL when missing)."""
+        safe = key.replace("'", "''").replace('"', "")
+        if self.name == "sqlite":
+            return f"CAST(json_extract({column}, '$.\"{safe}\"') AS TEXT)"
+        if self.name == "postgresql":
+            return f"(CAST({column} AS JSON) ->> '{safe}')"
+        if self.name == "duckdb":
+            return f"json_extract_string({column}, '$.\"{safe}\"')"
+        if self.name == "spark":
+            return f"get_json_object({column}, '$.{safe}')"
+        raise ValueError(f"unknown dialect {self.name!r}")
+
+    def text(self, expr: str) -> str:
+        """``expr`` cast to text."""
+        kind = {"spark": "STRING", "duckdb": "VARCHAR"}.get(self.name, "TEXT")
+        return f"CAST({expr} AS {kind})"
+
+    def double(self, expr: str) -> str:
+        """``expr`` cast to a double-precision float."""
+        kind = {"postgresql": "DOUBLE PRECISION", "sqlite": "REAL"}.get(self.name, "DOUBLE")
+        return f"CAST({expr} AS {kind})"
+
+    def ceil(self, expr: str) -> str:
+        """Ceiling as an integer."""
+        return f"CAST(CEIL({expr}) AS BIGINT)" if self.name != "sqlite" else f"CAST(CEIL({expr}) AS INTEGER)"
+
+
+DIALECTS: dict[str, Dialect] = {name: Dialect(name) for name in ("sqlite", "postgresql", "duckdb", "spark")}
+
+
+def get_dialect(name: str) -> Dialect:
+    """The :class:`Dialect` called ``name`` (``postgres`` is accepted for ``postgresql``); ``ValueError`` otherwise."""
+    key = "postgresql" if name == "postgres" else name
+    if key not in DIALECTS:
+        raise ValueError(f"unknown SQL dialect {name!r}; expected one of {sorted(DIALECTS)}")
+    return DIALECTS[key]
