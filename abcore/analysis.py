@@ -103,6 +103,11 @@ class MetricResult:
     method: str
     cuped: bool = False
     bayes: BayesResult | None = None
+    #: Which way is better for this metric (from its definition): "increase" | "decrease".
+    direction: str = "increase"
+    #: "better" (significant move in the good direction), "worse" (significant move in the bad
+    #: direction) or "inconclusive" (not significant, or not computable); see abcore.decisions.
+    outcome: str = "inconclusive"
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ import numpy as np
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection, Engine
 
-from abcore import metrics
+from abcore import prometheus as metrics
 from abcore.models import (
     EventType,
     Experiment,
