@@ -17,13 +17,8 @@ Rules
   confidence sequences; ``method="bayesian"`` adds chance to beat control / expected loss next
   to the frequentist numbers; ``cuped=True`` adjusts with the same metric before
   ``started_at``. p-values are adjusted across treatment variants x metrics (Holm default).
-* Verdict (``ship`` / ``keep_control`` / ``keep_running``), in this order:
-  no data, too few users per variant or too few days -> keep running; sample ratio mismatch ->
-  keep running (data not trustworthy); a treatment whose success metric moved significantly in
-  the wanted direction by at least the threshold (relative lift) and whose guardrails did not
-  get significantly worse -> ship it (the largest lift if several); otherwise keep control.
-  Guardrail metrics are "must not increase" (latency, errors, cost) unless
-  ``success_criteria["guardrail_directions"]`` maps a metric to ``"increase"`` (higher is better).
+* Metric definitions (:mod:`abcore.metrics`) give each metric its kind and direction; undefined
+  names get defaults and a warning. Outcome, significance rule and verdict: :mod:`abcore.decisions`.
 """
 
 from __future__ import annotations
