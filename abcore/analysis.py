@@ -17,13 +17,8 @@ Rules
   confidence sequences; ``method="bayesian"`` adds chance to beat control / expected loss next
   to the frequentist numbers; ``cuped=True`` adjusts with the same metric before
   ``started_at``. p-values are adjusted across treatment variants x metrics (Holm default).
-* Verdict (``ship`` / ``keep_control`` / ``keep_running``), in this order:
-  no data, too few users per variant or too few days -> keep running; sample ratio mismatch ->
-  keep running (data not trustworthy); a treatment whose success metric moved significantly in
-  the wanted direction by at least the threshold (relative lift) and whose guardrails did not
-  get significantly worse -> ship it (the largest lift if several); otherwise keep control.
-  Guardrail metrics are "must not increase" (latency, errors, cost) unless
-  ``success_criteria["guardrail_directions"]`` maps a metric to ``"increase"`` (higher is better).
+* Metric definitions (:mod:`abcore.metrics`) give each metric its kind and direction; undefined
+  names get defaults and a warning. Outcome, significance rule and verdict: :mod:`abcore.decisions`.
 """
 
 from __future__ import annotations
@@ -36,7 +31,9 @@ from typing import Any, Literal
 
 from sqlmodel import Session
 
-from abcore import queries, stats
+from abcore import decisions, queries, stats
+from abcore.decisions import Verdict
+from abcore.metrics import MetricSpec, default_spec, resolve_specs
 from abcore.models import Experiment, ExperimentStatus
 from abcore.stats import BayesResult, SRMResult, TestResult
 
@@ -103,6 +100,11 @@ class MetricResult:
     method: str
     cuped: bool = False
     bayes: BayesResult | None = None
+    #: Which way is better for this metric (from its definition): "increase" | "decrease".
+    direction: str = "increase"
+    #: "better" (significant move in the good direction), "worse" (significant move in the bad
+    #: direction) or "inconclusive" (not significant, or not computable); see abcore.decisions.
+    outcome: str = "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -113,15 +115,6 @@ class HealthCheck:
     ok: bool
     severity: str  # ok | warning | error
     message: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The success-criteria recommendation: ``ship`` (``variant``), ``keep_control`` or ``keep_running``."""
-
-    decision: str
-    variant: str | None
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -306,10 +299,6 @@ def _days_run(experiment: Experiment, end: datetime | None, now: datetime) -> fl
     return max((stop - started).total_seconds() / 86400.0, 0.0)
 
 
-def _with_significance(test: TestResult, p_adj: float, alpha: float) -> bool:
-    return bool(math.isfinite(p_adj) and p_adj < alpha)
-
-
 # --------------------------------------------------------------------------- analyze
 
 
@@ -420,9 +409,11 @@ def analyze(
         treatments = [v for v in variants if not v.is_control]
 
         by_key = {(s.metric, s.variant_id): s for s in mstats}
-        kinds = {
+        inferred = {
             m: ("mean" if sum(s.non_binary_values for s in mstats if s.metric == m) > 0 else "binary") for m in metric_names
         }
+        specs = _metric_specs(session, exp, metric_roles, inferred, warnings)
+        kinds = {m: _analysis_kind(specs[m], inferred[m]) for m in metric_names}
 
         # --- per metric x treatment tests
         if planned_n is not None and planned_n > 0:
@@ -478,11 +469,11 @@ def analyze(
             binary = kinds[metric] == "binary"
             sa_any = (a.binary if binary else a.summary) if a else None
             sb_any = (b.binary if binary else b.summary) if b else None
-            if bayes is not None:
-                ctbc = bayes.chance_to_beat_control
-                significant = bool(math.isfinite(ctbc) and (ctbc > 1 - alpha / 2 or ctbc < alpha / 2))
-            else:
-                significant = _with_significance(test, p_adj, alpha)
+            spec = specs[metric]
+            bayes = decisions.directional_bayes(bayes, spec.direction)
+            significant = decisions.is_significant(test, p_adj, alpha, bayes)
+            estimate = bayes.diff if (bayes is not None and math.isfinite(bayes.diff)) else test.diff
+            outcome = decisions.outcome(significant, estimate, spec.direction)
             results.append(
                 MetricResult(
                     metric=metric,
@@ -505,6 +496,8 @@ def analyze(
                     method=method,
                     cuped=cuped,
                     bayes=bayes,
+                    direction=spec.direction,
+                    outcome=outcome,
                 )
             )
 
@@ -525,7 +518,7 @@ def analyze(
             SRMResult(statistic=math.nan, p_value=math.nan, mismatch=False, error="no variants")
         health = _health_checks(exp, variants, srm, days_run, method)
 
-        verdict = _verdict(exp, variants, results, health, alpha, method)
+        verdict = _verdict(exp, variants, results, health, alpha, specs)
 
         series = (
             _daily_series(scope, exp, variants, metric_names, kinds, new_users, percentiles) if daily and control else ()
@@ -605,70 +598,69 @@ def _criterion(exp: Experiment) -> tuple[str, str, float]:
     return metric, direction, threshold
 
 
-def _describe(r: MetricResult, alpha: float) -> str:
-    t = r.test
-    level = round((1 - alpha) * 100)
-    moved = "raises" if t.lift > 0 else "lowers" if t.lift < 0 else "leaves"
-    text = (f"{r.variant} {moved} {r.metric} by {_fmt_pct(t.lift)} "
-            f"({level} % CI {_fmt_pct(t.lift_ci_low)} to {_fmt_pct(t.lift_ci_high)})")
-    return text
-
-
 def _verdict(
     exp: Experiment,
     variants: Sequence[VariantInfo],
     results: Sequence[MetricResult],
     health: Sequence[HealthCheck],
     alpha: float,
-    method: str,
+    specs: dict[str, MetricSpec],
 ) -> Verdict:
-    failed = {h.name: h for h in health if not h.ok}
-    for name in ("data", "samples", "duration", "srm"):
-        if name in failed:
-            return Verdict("keep_running", None, failed[name].message)
-    metric, direction, threshold = _criterion(exp)
-    sign = 1.0 if direction == "increase" else -1.0
-    guard_dirs = (exp.success_criteria or {}).get("guardrail_directions") or {}
-    candidates = [r for r in results if r.metric == metric]
-    if not candidates:
-        return Verdict("keep_running", None, f"No data for the success metric {metric!r} yet.")
-    winners: list[MetricResult] = []
-    reasons: list[str] = []
-    for r in candidates:
-        t = r.test
-        stat_text = (f"chance to beat control {r.bayes.chance_to_beat_control:.1%}" if r.bayes is not None
-                     else f"adjusted p {_fmt_p(r.p_value_adjusted)}")
-        desc = _describe(r, alpha)
-        if r.test.error and not math.isfinite(t.lift):
-            reasons.append(f"{r.variant}: {r.metric} cannot be compared ({r.test.error})")
+    """:func:`abcore.decisions.verdict` with the experiment's success metric, threshold and shipped variant."""
+    metric, _direction, threshold = _criterion(exp)
+    crit = exp.success_criteria or {}
+    spec = specs.get(metric)
+    if not crit.get("threshold") and spec is not None and spec.min_detectable_effect:
+        threshold = abs(float(spec.min_detectable_effect))  # the metric's default threshold
+    shipped = next((v.name for v in variants if v.variant_id == exp.winner_variant_id), None)
+    return decisions.verdict(
+        status=exp.status, shipped_variant=shipped, rollout_pct=exp.rollout_pct, success_metric=metric,
+        threshold=threshold, results=results, health=health, alpha=alpha,
+    )
+
+
+def _metric_specs(
+    session: Session,
+    exp: Experiment,
+    metric_roles: Sequence[tuple[str, str]],
+    inferred: dict[str, str],
+    warnings: list[str],
+) -> dict[str, MetricSpec]:
+    """The definition of every analysed metric; undefined names get :func:`abcore.metrics.default_spec`
+    (inferred kind; guardrails ``decrease`` unless ``guardrail_directions`` says ``increase``; the
+    success-criterion metric the criterion's direction) and a warning."""
+    defined = resolve_specs(session=session, names=[m for m, _ in metric_roles])
+    crit = exp.success_criteria or {}
+    guard_dirs = crit.get("guardrail_directions") or {}
+    crit_metric, crit_direction, _ = _criterion(exp)
+    out: dict[str, MetricSpec] = {}
+    missing: list[str] = []
+    for metric, role in metric_roles:
+        if metric in defined:
+            out[metric] = defined[metric]
             continue
-        good_direction = math.isfinite(t.lift) and sign * t.lift > 0
-        if not r.significant:
-            reasons.append(f"{desc}, not significant ({stat_text})")
-            continue
-        if not good_direction:
-            reasons.append(f"{desc}, significantly in the wrong direction ({stat_text})")
-            continue
-        if sign * t.lift < threshold:
-            reasons.append(f"{desc}, below the {threshold * 100:g} % threshold ({stat_text})")
-            continue
-        bad_guards = []
-        for g in results:
-            if g.role != "guardrail" or g.variant_id != r.variant_id or not g.significant:
-                continue
-            worse = g.test.diff < 0 if guard_dirs.get(g.metric) == "increase" else g.test.diff > 0
-            if worse:
-                bad_guards.append(f"{g.metric} {_fmt_pct(g.test.lift)}")
-        if bad_guards:
-            reasons.append(f"{desc}, but guardrail {', '.join(bad_guards)} got significantly worse")
-            continue
-        winners.append(r)
-        reasons.append(f"{desc}, {'above' if threshold else 'beyond'} the {threshold * 100:g} % threshold, {stat_text}")
-    if winners:
-        best = max(winners, key=lambda r: sign * r.test.lift)
-        why = next(x for x in reasons if x.startswith(f"{best.variant} "))
-        return Verdict("ship", best.variant, f"Ship {best.variant}: {why}.")
-    return Verdict("keep_control", None, "Keep control: " + "; ".join(reasons) + ".")
+        kind = "mean" if inferred.get(metric) == "mean" else "binomial"
+        spec = default_spec(metric, kind=kind, role=role)
+        if role == "guardrail" and guard_dirs.get(metric) == "increase":
+            spec = MetricSpec(**{**asdict(spec), "direction": "increase"})
+        if metric == crit_metric and crit.get("direction") in ("increase", "decrease"):
+            spec = MetricSpec(**{**asdict(spec), "direction": crit_direction})
+        out[metric] = spec
+        missing.append(f"{metric} ({spec.kind}, {spec.direction})")
+    if missing:
+        warnings.append("No metric definition for " + ", ".join(missing)
+                        + ": analysed with defaults (inferred kind; higher is better, guardrails lower is better). "
+                        "Define them with abcore.metrics.define_metric or `abcore metrics define`.")
+    return out
+
+
+def _analysis_kind(spec: MetricSpec, inferred: str) -> str:
+    """The test family of a metric: ``"binary"`` (conversion rate) or ``"mean"`` (per-user mean)."""
+    if spec.kind == "binomial":
+        return "binary"
+    if spec.kind in ("mean", "count"):
+        return "mean"
+    return inferred
 
 
 def _daily_series(

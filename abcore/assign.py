@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from abcore import metrics
+from abcore import prometheus as metrics
 from abcore.assign_reads import (
     ReadPool,
     Unavailable,

@@ -468,6 +468,66 @@ def _cmd_config_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_json(text: str) -> Any:
+    """JSON from a command-line argument: literal JSON, ``@FILE`` or ``-`` (stdin)."""
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"{text[1:]}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"not valid JSON ({exc})") from None
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from abcore.metrics import MetricNotFound, define_metric, list_metrics, metric_to_dict, update_metric
+
+    engine = _engine(args)
+    with _session(engine) as session:
+        try:
+            if args.metrics_command == "list":
+                rows = list_metrics(session=session, include_archived=args.all)
+                if args.json:
+                    print(json.dumps([metric_to_dict(r) for r in rows], indent=2, ensure_ascii=False))
+                    return 0
+                if not rows:
+                    print("No metric definitions.")
+                for r in rows:
+                    extra = []
+                    if r.kind == "ratio":
+                        extra.append(f"{r.numerator} / {r.denominator}")
+                    if r.kind == "quantile":
+                        extra.append(f"q={r.quantile:g}")
+                    if r.window_hours:
+                        extra.append(f"window {r.window_hours:g} h")
+                    if r.delay_hours:
+                        extra.append(f"delay {r.delay_hours:g} h")
+                    if r.cap:
+                        extra.append(f"cap {r.cap} {r.cap_upper:g}")
+                    better = "higher is better" if r.direction == "increase" else "lower is better"
+                    archived = " [archived]" if r.archived else ""
+                    print(f"{r.name}: {r.kind}, {better}{', ' if extra else ''}{', '.join(extra)}{archived}")
+                return 0
+            data = _metric_json(args.json_data)
+            if not isinstance(data, dict):
+                raise CliError("the metric definition must be a JSON object")
+            if args.metrics_command == "define":
+                row = define_metric(session=session, data=data)
+                print(f"Defined metric {row.name!r} ({row.kind}, {row.direction}).")
+            else:
+                row = update_metric(session=session, name=args.name, changes=data)
+                print(f"Updated metric {row.name!r} ({row.kind}, {row.direction}).")
+        except MetricNotFound as exc:
+            raise CliError(str(exc)) from None
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    return 0
+
+
 def _cmd_config_export(args: argparse.Namespace) -> int:
     from abcore.experiments import list_experiments
     from abcore.export import dump_configs, export_config
@@ -794,6 +854,24 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--every", type=_positive_float, metavar="SECONDS", help="a pass every SECONDS until interrupted")
     watch.add_argument("--quiet", action="store_true", help="no summary line per pass")
     watch.set_defaults(handler=_cmd_watch)
+    metrics = commands.add_parser(
+        "metrics",
+        help="list, define or update metric definitions (kind, direction, window, capping)",
+        description='Metric definitions as JSON objects, e.g. \'{"name": "latency_ms", "kind": "mean", '
+                    '"direction": "decrease"}\'. JSON arguments may be literal JSON, @FILE or - (stdin).',
+    )
+    metrics_commands = metrics.add_subparsers(dest="metrics_command", required=True, metavar="ACTION")
+    mlist = metrics_commands.add_parser("list", help="list the metric definitions")
+    mlist.add_argument("--json", action="store_true", help="print them as a JSON list")
+    mlist.add_argument("--all", action="store_true", help="include archived metrics")
+    mlist.set_defaults(handler=_cmd_metrics)
+    mdef = metrics_commands.add_parser("define", help="define a new metric from a JSON object")
+    mdef.add_argument("json_data", metavar="JSON")
+    mdef.set_defaults(handler=_cmd_metrics)
+    mupd = metrics_commands.add_parser("update", help="change fields of a metric (JSON object of the fields)")
+    mupd.add_argument("name", metavar="NAME")
+    mupd.add_argument("json_data", metavar="JSON")
+    mupd.set_defaults(handler=_cmd_metrics)
 
     hp = commands.add_parser(
         "hash-password",

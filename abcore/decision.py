@@ -27,7 +27,7 @@ from typing import Any
 import mmh3
 import numpy as np
 
-from abcore import metrics
+from abcore import prometheus as metrics
 from abcore.models import EventType, ExperimentStatus
 
 logger = logging.getLogger("abcore.assign")

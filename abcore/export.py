@@ -477,7 +477,49 @@ def export_config(*, session: Session, experiment: int | str | Experiment) -> di
     }
     for field in _CONFIG_EXTRA_FIELDS:
         data[field] = getattr(exp, field)
+    data["metric_definitions"] = _metric_definitions(session, exp)
     return data
+
+
+def _metric_definitions(session: Session, exp: Experiment) -> list[dict[str, Any]]:
+    """The registry definitions (:mod:`abcore.metrics`) of the experiment's metrics, ratio inputs included."""
+    from abcore.metrics import metric_to_dict, resolve_specs
+
+    crit = (exp.success_criteria or {}).get("metric")
+    names = [exp.primary_metric, *(exp.secondary_metrics or []), *(exp.guardrail_metrics or []), *([crit] if crit else [])]
+    specs = resolve_specs(session=session, names=names)
+    out = []
+    for name in dict.fromkeys(names):
+        if name in specs:
+            item = metric_to_dict(specs[name])
+            out.append(item)
+    return out
+
+
+def _import_metric_definitions(session: Session, items: Sequence[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``metric_definitions`` of config objects that are not in the registry yet, and their problems.
+
+    Definitions already in the registry are left as they are (the store's definition wins)."""
+    from abcore.metrics import resolve_specs, validate_metric
+
+    wanted: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        defs = item.get("metric_definitions") if isinstance(item, Mapping) else None
+        if defs is None:
+            continue
+        if not isinstance(defs, list):
+            problems.append(f"config #{index + 1}: 'metric_definitions' must be a list of metric objects")
+            continue
+        for d in defs:
+            if not isinstance(d, Mapping):
+                problems.append(f"config #{index + 1}: every metric definition must be an object")
+                continue
+            problems += [f"metric {d.get('name')!r}: {p}" for p in validate_metric(d)]
+            if isinstance(d.get("name"), str):
+                wanted.setdefault(d["name"], dict(d))
+    known = resolve_specs(session=session, names=list(wanted))
+    return [d for n, d in wanted.items() if n not in known], problems
 
 
 def _config_to_create(item: Any, index: int, created_by: str) -> ExperimentCreate:
@@ -551,7 +593,8 @@ def import_config(*, session: Session, data: Any, actor: str = "") -> list[Exper
     """Create one draft experiment per config object in ``data`` (an object or a list).
 
     All configs are checked first (format, weights, :func:`abcore.experiments.validate_experiment`,
-    names unique within the file); nothing is created unless all pass. Raises
+    names unique within the file, their ``metric_definitions``); nothing is created unless all pass.
+    Metric definitions not yet in the registry are defined; existing ones are kept as they are. Raises
     :class:`ExportError` / :class:`abcore.experiments.ExperimentError` with the problems.
     """
     items = data if isinstance(data, list) else [data]
@@ -566,8 +609,14 @@ def import_config(*, session: Session, data: Any, actor: str = "") -> list[Exper
             problems.append(f"{key!r}: the name appears twice in the file")
         seen.add(key)
         problems.extend(f"{key[:80]!r}: {p}" for p in validate_experiment(create, session=session))
+    new_metrics, metric_problems = _import_metric_definitions(session, items)
+    problems.extend(metric_problems)
     if problems:
         raise ExperimentError("; ".join(problems), problems)
+    if new_metrics:
+        from abcore.metrics import import_metrics
+
+        import_metrics(session=session, items=new_metrics)
     return [create_experiment(session=session, data=create, actor=actor) for create in creates]
 
 

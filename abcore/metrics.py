@@ -1,99 +1,360 @@
-"""Prometheus metrics for recommender services that use :mod:`abcore.assign`.
+"""Metric definitions (the registry, table ``ab_metrics``): kind, direction, window, capping; validation.
 
-abcore counts, per experiment and variant, every request ``assign`` answered with a
-variant (``experiment_reco_requests_total``), every first-time assignment
-(``experiment_assignments_total``) and every exposure recorded
-(``experiment_exposures_total``); the caller reports its own latency with
-:func:`observe_latency` (``experiment_reco_latency_ms`` histogram). All live in
-:data:`REGISTRY`, which the caller exposes on its own ``/metrics`` endpoint::
+A metric definition says what one user's value is, over which window after the user's first
+exposure, which direction is better and how values are capped. Experiments refer to metrics by
+name (``primary_metric``, ``secondary_metrics``, ``guardrail_metrics``); events carry the name in
+``metric_name``. Every colour, chance to win and verdict of :mod:`abcore.analysis` /
+:mod:`abcore.decisions` reads the definition, never the data::
 
-    from prometheus_client import generate_latest
-    from abcore.metrics import REGISTRY, observe_latency
+    from abcore.metrics import MetricCreate, define_metric, update_metric, get_metric, list_metrics
+    define_metric(session=s, data=MetricCreate(name="latency_ms", kind="mean", direction="decrease"))
+    update_metric(session=s, name="latency_ms", changes={"cap": "percentile", "cap_upper": 0.99})
+    archive_metric(session=s, name="latency_ms")
 
-    observe_latency("ranker_v2", "treatment", 12.5)
-    body = generate_latest(REGISTRY)          # bytes in the Prometheus text format
+Kinds (the per-user value ``x`` is computed from the user's qualifying events, i.e. events of
+the metric at or after ``first exposure + delay_hours`` and before ``first exposure + delay_hours
++ window_hours``):
 
-Label values are experiment and variant *names* (bounded cardinality). The
-counters are pre-bound per (experiment, variant) by :mod:`abcore.assign`, so
-counting costs one lock-protected increment on the request path.
+* ``binomial``: 1 when the user has any qualifying event (the conversion rate), else 0.
+* ``count``: the number of qualifying events.
+* ``mean``: the sum of the qualifying event values (NULL value = 1), averaged over exposed users.
+* ``ratio``: per-user sums of the ``numerator`` and ``denominator`` event metrics; the variant value
+  is sum(numerator) / sum(denominator), compared with the delta method.
+* ``quantile``: the ``quantile`` (e.g. 0.5, 0.95, 0.99) of the qualifying event values, with an
+  order-statistic confidence interval (Deng, Knoblich & Lu 2018).
+
+Capping (``count``, ``mean``, ``ratio``): ``cap="absolute"`` clips each user's value to
+``[cap_lower, cap_upper]``; ``cap="percentile"`` takes ``cap_upper`` (and optional ``cap_lower``)
+as quantiles in (0, 1] of the per-user values pooled over all variants, computed once, then clips
+every user to those values. Capping happens before aggregation.
+
+``min_detectable_effect`` (relative, e.g. 0.02 = 2 %) is the default threshold a success metric
+must beat before the verdict says "ship".
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-#: Latency buckets in milliseconds (recommendation requests: sub-ms cache hits up to multi-second timeouts).
-LATENCY_BUCKETS_MS: tuple[float, ...] = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+from sqlmodel import Field, Session, SQLModel, select
 
-#: The registry holding every abcore metric; pass it to ``prometheus_client.generate_latest``.
-REGISTRY = CollectorRegistry(auto_describe=True)
+from abcore.models import MetricDefinition, utcnow
 
-REQUESTS = Counter(
-    "experiment_reco_requests",
-    "Requests answered with an experiment variant (one per assign call that returned a variant).",
-    ["experiment", "variant"],
-    registry=REGISTRY,
-)
-ASSIGNMENTS = Counter(
-    "experiment_assignments",
-    "First-time assignments of users to a variant stored by this process.",
-    ["experiment", "variant"],
-    registry=REGISTRY,
-)
-EXPOSURES = Counter(
-    "experiment_exposures",
-    "Exposure events recorded by this process.",
-    ["experiment", "variant"],
-    registry=REGISTRY,
-)
-LATENCY_MS = Histogram(
-    "experiment_reco_latency_ms",
-    "Caller-reported recommendation latency in milliseconds, per experiment and variant.",
-    ["experiment", "variant"],
-    buckets=LATENCY_BUCKETS_MS,
-    registry=REGISTRY,
-)
-ERRORS = Counter(
-    "experiment_assign_errors",
-    "Database or internal errors that made abcore.assign answer None or drop a write.",
-    ["kind"],
-    registry=REGISTRY,
-)
+__all__ = [
+    "CAPS",
+    "DIRECTIONS",
+    "KINDS",
+    "MetricCreate",
+    "MetricDefinition",
+    "MetricNotFound",
+    "MetricSpec",
+    "archive_metric",
+    "default_spec",
+    "define_metric",
+    "get_metric",
+    "import_metrics",
+    "list_metrics",
+    "metric_to_dict",
+    "resolve_specs",
+    "spec_of",
+    "update_metric",
+    "validate_metric",
+]
 
-# Write-behind (abcore.writer): what could not be written, what the store rejected, what was corrected.
-DROPPED = Counter(
-    "experiment_assign_dropped",
-    "Assignment rows / events dropped unwritten: the buffer was full (max_pending) while the store was in trouble, "
-    "or the exit-time flush gave up.",
-    ["kind"],
-    registry=REGISTRY,
-)
-DEAD_LETTERS = Counter(
-    "experiment_assign_dead_letters",
-    "Assignment rows / events the store rejected on their own (written to the dead-letter file, never retried).",
-    ["kind"],
-    registry=REGISTRY,
-)
-CORRECTED = Counter(
-    "experiment_assign_corrected",
-    "Users served a variant that differed from the row another process had stored (the cache was corrected).",
-    ["experiment"],
-    registry=REGISTRY,
+#: Metric kinds, with what a user's value is (the Metrics page shows these words).
+KINDS: dict[str, str] = {
+    "binomial": "Conversion: the share of exposed users with at least one qualifying event.",
+    "count": "Count: qualifying events per exposed user.",
+    "mean": "Mean: per-user sum of event values, averaged over exposed users (users without events count 0).",
+    "ratio": "Ratio: sum of a numerator metric over sum of a denominator metric (per-user sums, delta method).",
+    "quantile": "Quantile: a quantile (e.g. p50, p95) of the event values, with an order-statistic interval.",
+}
+#: Which way is better.
+DIRECTIONS: tuple[str, ...] = ("increase", "decrease")
+#: Capping modes (``None`` = no capping).
+CAPS: tuple[str, ...] = ("absolute", "percentile")
+#: Kinds whose per-user values may be capped.
+CAPPABLE: tuple[str, ...] = ("count", "mean", "ratio")
+
+_FIELDS: tuple[str, ...] = (
+    "name", "description", "kind", "numerator", "denominator", "quantile", "direction", "window_hours",
+    "delay_hours", "cap", "cap_upper", "cap_lower", "min_detectable_effect",
 )
 
+class MetricNotFound(LookupError):
+    """No metric definition with that name."""
 
-def observe_latency(experiment: str, variant: str | None, ms: float) -> None:
-    """Record one request latency of ``ms`` milliseconds for ``experiment`` / ``variant``.
 
-    ``variant=None`` (the caller served its default because ``assign`` returned None)
-    is recorded under the label ``"none"``. Negative or non-finite values raise ValueError.
+class MetricCreate(SQLModel):
+    """Everything needed to define a metric (see the module docstring for the meaning of each field)."""
+
+    name: str
+    description: str = ""
+    kind: str = "binomial"
+    numerator: str | None = None
+    denominator: str | None = None
+    quantile: float | None = None
+    direction: str = "increase"
+    window_hours: float | None = None
+    delay_hours: float = 0.0
+    cap: str | None = None
+    cap_upper: float | None = None
+    cap_lower: float | None = None
+    min_detectable_effect: float | None = Field(default=None)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A resolved metric definition, as the analysis uses it (pure; no session).
+
+    ``defined`` is False for a name without a registry entry (defaults were used).
     """
-    value = float(ms)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"latency must be a finite number of milliseconds >= 0, got {ms!r}")
-    LATENCY_MS.labels(str(experiment), "none" if variant is None else str(variant)).observe(value)
+
+    name: str
+    kind: str = "binomial"
+    direction: str = "increase"
+    numerator: str | None = None
+    denominator: str | None = None
+    quantile: float | None = None
+    window_hours: float | None = None
+    delay_hours: float = 0.0
+    cap: str | None = None
+    cap_upper: float | None = None
+    cap_lower: float | None = None
+    min_detectable_effect: float | None = None
+    description: str = ""
+    defined: bool = True
+
+    @property
+    def sign(self) -> float:
+        """+1 when higher is better, -1 when lower is better."""
+        return 1.0 if self.direction == "increase" else -1.0
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The event metric names this metric reads (numerator and denominator for a ratio)."""
+        if self.kind == "ratio":
+            return tuple(dict.fromkeys([str(self.numerator), str(self.denominator)]))
+        return (self.name,)
 
 
-def metrics_text() -> str:
-    """The current exposition text of :data:`REGISTRY` (what ``/metrics`` would serve)."""
-    return generate_latest(REGISTRY).decode("utf-8")
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_metric(data: MetricCreate | Mapping[str, Any]) -> list[str]:
+    """Every problem of a metric definition, as readable sentences ([] when it is valid)."""
+    d = data.model_dump() if isinstance(data, SQLModel) else dict(data)
+    problems: list[str] = []
+    unknown = sorted(set(d) - set(_FIELDS) - {"archived"})
+    if unknown:
+        problems.append(f"Unknown field(s): {', '.join(unknown)} (known: {', '.join(_FIELDS)}).")
+    name = d.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append("name must be a non-empty text.")
+    elif len(name) > 200:
+        problems.append("name must be at most 200 characters.")
+    elif name != name.strip():
+        problems.append("name must not start or end with spaces.")
+    if not isinstance(d.get("description", ""), str):
+        problems.append("description must be text.")
+    kind = d.get("kind", "binomial")
+    if kind not in KINDS:
+        problems.append(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
+    direction = d.get("direction", "increase")
+    if direction not in DIRECTIONS:
+        problems.append(f"direction must be 'increase' or 'decrease' (which way is better); got {direction!r}.")
+    num, den = d.get("numerator"), d.get("denominator")
+    if kind == "ratio":
+        for label, value in (("numerator", num), ("denominator", den)):
+            if not isinstance(value, str) or not value.strip():
+                problems.append(f"a ratio metric needs a {label} (an event metric name).")
+    elif num is not None or den is not None:
+        problems.append("numerator and denominator are only for kind 'ratio'.")
+    q = d.get("quantile")
+    if kind == "quantile":
+        if not _finite(q) or not 0.0 < float(q) < 1.0:
+            problems.append(f"a quantile metric needs quantile strictly between 0 and 1 (e.g. 0.95); got {q!r}.")
+    elif q is not None:
+        problems.append("quantile is only for kind 'quantile'.")
+    window = d.get("window_hours")
+    if window is not None and (not _finite(window) or float(window) <= 0):
+        problems.append(f"window_hours must be a positive number of hours or empty (until the end); got {window!r}.")
+    delay = d.get("delay_hours", 0.0)
+    if delay is None:
+        delay = 0.0
+    if not _finite(delay) or float(delay) < 0:
+        problems.append(f"delay_hours must be a number of hours >= 0; got {delay!r}.")
+    cap, upper, lower = d.get("cap"), d.get("cap_upper"), d.get("cap_lower")
+    if cap is None:
+        if upper is not None or lower is not None:
+            problems.append("cap_upper / cap_lower need cap = 'absolute' or 'percentile'.")
+    elif cap not in CAPS:
+        problems.append(f"cap must be 'absolute', 'percentile' or empty; got {cap!r}.")
+    else:
+        if kind not in CAPPABLE:
+            problems.append(f"capping applies to kinds {', '.join(CAPPABLE)}, not {kind!r}.")
+        if not _finite(upper):
+            problems.append(f"cap {cap!r} needs a number cap_upper; got {upper!r}.")
+        if lower is not None and not _finite(lower):
+            problems.append(f"cap_lower must be a number or empty; got {lower!r}.")
+        if cap == "percentile":
+            if _finite(upper) and not 0.0 < float(upper) <= 1.0:
+                problems.append(f"a percentile cap_upper is a quantile in (0, 1] (e.g. 0.99); got {upper!r}.")
+            if _finite(lower) and not 0.0 <= float(lower) < 1.0:
+                problems.append(f"a percentile cap_lower is a quantile in [0, 1); got {lower!r}.")
+        if _finite(upper) and _finite(lower) and float(lower) >= float(upper):
+            problems.append(f"cap_lower ({lower}) must be below cap_upper ({upper}).")
+    mde = d.get("min_detectable_effect")
+    if mde is not None and (not _finite(mde) or float(mde) < 0):
+        problems.append(f"min_detectable_effect must be a relative effect >= 0 (e.g. 0.02) or empty; got {mde!r}.")
+    return problems
+
+
+def _raise_if_invalid(data: MetricCreate | Mapping[str, Any]) -> None:
+    problems = validate_metric(data)
+    if problems:
+        raise ValueError("Invalid metric definition: " + " ".join(problems))
+
+
+def _find(session: Session, name: str) -> MetricDefinition | None:
+    return session.exec(select(MetricDefinition).where(MetricDefinition.name == name)).first()
+
+
+def define_metric(*, session: Session, data: MetricCreate | Mapping[str, Any]) -> MetricDefinition:
+    """Create a metric definition and commit it.
+
+    Raises ``ValueError`` listing every problem (invalid fields, a name already defined).
+    """
+    if not isinstance(data, MetricCreate):
+        _raise_if_invalid(data)
+        data = MetricCreate(**dict(data))
+    problems = validate_metric(data)
+    if isinstance(data.name, str) and data.name and _find(session, data.name) is not None:
+        problems.append(f"a metric named {data.name!r} already exists (use update_metric to change it).")
+    if problems:
+        raise ValueError("Invalid metric definition: " + " ".join(problems))
+    row = MetricDefinition(**data.model_dump())
+    row.delay_hours = float(row.delay_hours or 0.0)
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+def get_metric(*, session: Session, name: str) -> MetricDefinition:
+    """The definition named ``name`` (archived ones included); raises :class:`MetricNotFound`."""
+    row = _find(session, name)
+    if row is None:
+        raise MetricNotFound(f"no metric named {name!r}")
+    return row
+
+
+def list_metrics(*, session: Session, include_archived: bool = False) -> list[MetricDefinition]:
+    """Every metric definition, sorted by name (archived ones only with ``include_archived``)."""
+    statement = select(MetricDefinition).order_by(MetricDefinition.name)
+    if not include_archived:
+        statement = statement.where(MetricDefinition.archived == False)  # noqa: E712 - SQL expression
+    return list(session.exec(statement))
+
+
+def update_metric(
+    *, session: Session, name: str, changes: MetricCreate | Mapping[str, Any]
+) -> MetricDefinition:
+    """Change fields of the definition ``name`` (``changes`` maps field -> new value; a ``MetricCreate``
+    replaces every field) and commit. The result is validated as a whole; ``ValueError`` lists every
+    problem (renaming onto an existing name included); :class:`MetricNotFound` for an unknown name."""
+    row = get_metric(session=session, name=name)
+    new = changes.model_dump() if isinstance(changes, SQLModel) else dict(changes)
+    merged = {f: getattr(row, f) for f in _FIELDS}
+    merged.update(new)
+    problems = validate_metric(merged)
+    new_name = merged.get("name")
+    if isinstance(new_name, str) and new_name != name and _find(session, new_name) is not None:
+        problems.append(f"a metric named {new_name!r} already exists.")
+    if problems:
+        raise ValueError("Invalid metric definition: " + " ".join(problems))
+    for key, value in merged.items():
+        if key in _FIELDS or key == "archived":
+            setattr(row, key, value)
+    row.delay_hours = float(row.delay_hours or 0.0)
+    row.updated_at = utcnow()
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+def archive_metric(*, session: Session, name: str, archived: bool = True) -> MetricDefinition:
+    """Archive (hide from pickers; analyses still use it) or, with ``archived=False``, restore a metric."""
+    row = get_metric(session=session, name=name)
+    row.archived = bool(archived)
+    row.updated_at = utcnow()
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+def metric_to_dict(row: MetricDefinition | MetricSpec) -> dict[str, Any]:
+    """The definition's fields as a JSON-ready dict (the CLI and config export format)."""
+    out = {f: getattr(row, f) for f in _FIELDS}
+    if isinstance(row, MetricDefinition):
+        out["archived"] = bool(row.archived)
+    return out
+
+
+def import_metrics(*, session: Session, items: Sequence[Mapping[str, Any]]) -> list[MetricDefinition]:
+    """Define every metric of ``items`` that is not defined yet, or update it to the given fields.
+
+    All items are validated first; ``ValueError`` lists every problem and nothing is written.
+    """
+    problems: list[str] = []
+    for i, item in enumerate(items, start=1):
+        if not isinstance(item, Mapping):
+            problems.append(f"metric {i}: must be an object.")
+            continue
+        problems += [f"metric {i} ({item.get('name')!r}): {p}" for p in validate_metric(item)]
+    if problems:
+        raise ValueError("Invalid metric definitions: " + " ".join(problems))
+    out = []
+    for item in items:
+        fields = {k: v for k, v in item.items() if k in _FIELDS}
+        archived = bool(item.get("archived", False))
+        if _find(session, str(item["name"])) is None:
+            row = define_metric(session=session, data=MetricCreate(**fields))
+        else:
+            row = update_metric(session=session, name=str(item["name"]), changes=fields)
+        if row.archived != archived:
+            row = archive_metric(session=session, name=row.name, archived=archived)
+        out.append(row)
+    return out
+
+
+def spec_of(row: MetricDefinition) -> MetricSpec:
+    """The :class:`MetricSpec` of a stored definition."""
+    return MetricSpec(
+        name=row.name, kind=row.kind, direction=row.direction, numerator=row.numerator,
+        denominator=row.denominator, quantile=row.quantile, window_hours=row.window_hours,
+        delay_hours=float(row.delay_hours or 0.0), cap=row.cap, cap_upper=row.cap_upper, cap_lower=row.cap_lower,
+        min_detectable_effect=row.min_detectable_effect, description=row.description, defined=True,
+    )
+
+
+def default_spec(name: str, *, kind: str = "binomial", role: str = "primary") -> MetricSpec:
+    """The defaults for a metric name without a definition: the inferred ``kind`` and
+    ``direction="increase"``, except guardrails (``"decrease"``: "must not increase")."""
+    return MetricSpec(name=name, kind=kind, direction="decrease" if role == "guardrail" else "increase",
+                      defined=False)
+
+
+def resolve_specs(*, session: Session, names: Sequence[str]) -> dict[str, MetricSpec]:
+    """``{name: MetricSpec}`` for the defined names among ``names`` (archived included)."""
+    wanted = list(dict.fromkeys(n for n in names if n))
+    if not wanted:
+        return {}
+    rows = session.exec(select(MetricDefinition).where(MetricDefinition.name.in_(wanted)))  # type: ignore[attr-defined]
+    return {r.name: spec_of(r) for r in rows}

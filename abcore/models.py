@@ -256,3 +256,28 @@ class Webhook(SQLModel, table=True):
     is_active: bool = True
     created_by: str = Field(default="", max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
+class MetricDefinition(SQLModel, table=True):
+    """A metric definition (``ab_metrics``): what a user's value is, which direction is better, window, capping.
+
+    Managed through :mod:`abcore.metrics` (validation lives there); experiments refer to metrics by ``name``.
+    """
+
+    __tablename__ = "ab_metrics"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True, index=True)
+    description: str = ""
+    kind: str = Field(default="binomial", max_length=20)  # binomial | count | mean | ratio | quantile
+    numerator: str | None = Field(default=None, max_length=200)  # ratio only
+    denominator: str | None = Field(default=None, max_length=200)  # ratio only
+    quantile: float | None = None  # quantile only, in (0, 1)
+    direction: str = Field(default="increase", max_length=10)  # increase | decrease: which way is better
+    window_hours: float | None = None  # None: until the end of the analysis window
+    delay_hours: float = 0.0
+    cap: str | None = Field(default=None, max_length=20)  # None | absolute | percentile
+    cap_upper: float | None = None
+    cap_lower: float | None = None
+    min_detectable_effect: float | None = None  # relative, default threshold
+    archived: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from abcore import metrics
+from abcore import prometheus as metrics
 from abcore.assign_reads import stored_variants
 from abcore.models import EventType, ExperimentEvent, UserAssignment
 

@@ -33,6 +33,9 @@ API (all keyword arguments after ``*`` are keyword-only)::
                      alternative="two-sided", ratio=1.0) -> float
     power_mean(std, mde, n_per_variant, *, alpha=0.05, alternative="two-sided", ratio=1.0) -> float
 
+    ratio_test(a: RatioSummary, b: RatioSummary, *, alpha) -> TestResult      # delta method
+    quantile_ranks(n, q, *, alpha) -> (lower, point, upper) ranks; quantile_test(a, b, *, alpha) -> TestResult
+
 ``SequentialResult`` and ``CupedResult`` are subclasses of ``TestResult`` (same fields,
 plus their own), so callers can treat every frequentist result alike.
 """
@@ -56,6 +59,7 @@ from .power import (
     sample_size_proportion,
     sample_size_proportion_float,
 )
+from .ratio_quantile import QuantileSummary, RatioSummary, quantile_ranks, quantile_test, ratio_test
 from .sequential import (
     SequentialResult,
     sequential_halfwidth,
@@ -74,6 +78,8 @@ __all__ = [
     "CovariateSummary",
     "CupedResult",
     "MeanSummary",
+    "QuantileSummary",
+    "RatioSummary",
     "SRMResult",
     "SequentialResult",
     "TestResult",
@@ -90,6 +96,9 @@ __all__ = [
     "power_proportion",
     "proportion_test",
     "proportion_test_from",
+    "quantile_ranks",
+    "quantile_test",
+    "ratio_test",
     "sample_size_mean",
     "sample_size_mean_float",
     "sample_size_proportion",

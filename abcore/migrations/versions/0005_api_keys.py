@@ -4,7 +4,7 @@ Only a hash of each key is stored (keys are 256-bit random tokens, so a fast has
 lets every request be checked with one indexed lookup). Revoked keys are kept (``revoked_at``).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 21:50:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
