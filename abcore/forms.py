@@ -724,17 +724,21 @@ def day_labels(days: Iterable[Any]) -> list[str]:
     return [d.isoformat()[:10] if hasattr(d, "isoformat") else str(d)[:10] for d in days]
 
 
-_MARKDOWN_SPECIALS = "\\`*_{}[]()<>#+-.!|~:$"
+_MARKDOWN_SPECIALS = "\\`*_{}[]()<>#+-!|~$&"
+# GFM turns bare ``http://...``, ``www.`` and ``a@b.c`` into links even when backslash-escaped,
+# so these become character references (rendered as the same characters, never matched as links).
+_AUTOLINK_CHARS = {":": "&#58;", ".": "&#46;", "@": "&#64;"}
 
 
 def plain_text(text: str | None) -> str:
     """User text (names, descriptions, hypotheses) escaped for ``st.markdown``: shown literally.
 
-    Every Markdown control character is backslash-escaped and line starts cannot open a
-    heading, list or quote, so ``[x](http://...)`` or ``![](http://tracker/img.png)`` typed into a
+    Every Markdown control character is backslash-escaped (``:``, ``.`` and ``@`` become character
+    references, which GFM's bare-link detection does not see), so line starts cannot open a
+    heading, list or quote and so ``[x](http://...)`` or ``![](http://tracker/img.png)`` typed into a
     description shows as those characters: no link, no remote image, no HTML.
     """
     if not text:
         return ""
-    out = "".join("\\" + c if c in _MARKDOWN_SPECIALS else c for c in str(text))
+    out = "".join(_AUTOLINK_CHARS.get(c) or ("\\" + c if c in _MARKDOWN_SPECIALS else c) for c in str(text))
     return out.replace("\n", "  \n")

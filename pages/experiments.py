@@ -114,11 +114,12 @@ def _card(experiment: Any, editable: bool) -> None:
     with st.container(border=True, key=f"exp_card_{experiment.id}"):
         left, right = st.columns([3, 1])
         with left:
-            st.markdown(f"#### {experiment.name} &nbsp; {forms.status_badge(experiment.status)}")
+            # user text is escaped: a name or description shows as typed, never as a link or remote image
+            st.markdown(f"#### {forms.plain_text(experiment.name)} &nbsp; {forms.status_badge(experiment.status)}")
             if experiment.description:
-                st.markdown(experiment.description)
+                st.markdown(forms.plain_text(experiment.description))
             split = " · ".join(
-                f"**{v.name}**{' (control)' if v.is_control else ''} {forms.format_number(v.allocation_pct, 2)} %"
+                f"**{forms.plain_text(forms.variant_label(v.name, v.is_control))}** {forms.format_number(v.allocation_pct, 2)} %"
                 f" – {forms.format_int(counts.get(v.id, 0))} users"
                 for v in variants
             )
@@ -128,7 +129,7 @@ def _card(experiment: Any, editable: bool) -> None:
             st.caption("Audience: " + " · ".join(audience))
             if experiment.status == "completed" and experiment.winner_variant_id:
                 winner = next((v.name for v in variants if v.id == experiment.winner_variant_id), "?")
-                st.markdown(f"🏆 Shipped **{winner}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")
+                st.markdown(f"🏆 Shipped **{forms.plain_text(winner)}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")
         with right:
             st.metric("Participants", forms.format_int(total))
             st.caption(f"⏱ {forms.format_days(forms.days_running(experiment.started_at, experiment.stopped_at))}"

@@ -92,6 +92,11 @@ def test_user_text_is_shown_literally() -> None:
     text = "[click](http://evil.example) ![](http://tracker.example/p.png) **bold** <b>x</b>\n# head"
     escaped = forms.plain_text(text)
     # every Markdown control character carries a backslash, so nothing is a link, image, emphasis or heading
-    for c in "[]()!*<>#":
+    for c in "[]()!*<>":
         assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch == c)
+    assert "\\# head" in escaped  # no heading
     assert forms.plain_text(None) == ""
+    # bare links are not detected by GFM once ':', '.' and '@' are character references
+    bare = forms.plain_text("see http://evil.example or www.evil.example or a@evil.example")
+    assert "://" not in bare and "www." not in bare and "@" not in bare
+    assert "&#58;//evil&#46;example" in bare
