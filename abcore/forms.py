@@ -136,16 +136,30 @@ def allocation_color(total: float) -> str:
     return "green" if allocation_ok(total) else "red"
 
 
+def format_allocation(value: float) -> str:
+    """An allocation total or gap with as many decimals (2 to 6) as it takes not to round to a neighbour.
+
+    The rule is "exactly 100 % within 1e-6 percentage points" (:data:`ALLOCATION_TOLERANCE`, the same
+    as :mod:`abcore.experiments`), so the display never rounds a refused total to "100 %":
+    ``99.999 -> '99.999'``, gap ``0.001 -> '0.001'``, ``100 -> '100'``.
+    """
+    for digits in range(2, 7):
+        text = format_number(value, digits)
+        if allocation_ok(value) or (text != "100" and text != "0"):
+            return text
+    return format_number(value, 6)
+
+
 def allocation_message(total: float) -> str:
     """The Total allocation line as markdown, coloured by :func:`allocation_color`."""
     color = allocation_color(total)
     if allocation_ok(total):
         hint = "ready"
     elif total < 100:
-        hint = f"add {format_number(100 - total, 2)} %"
+        hint = f"add {format_allocation(100 - total)} %"
     else:
-        hint = f"remove {format_number(total - 100, 2)} %"
-    return f"**Total allocation:** :{color}[**{format_number(total, 2)} %** ({hint})]"
+        hint = f"remove {format_allocation(total - 100)} %"
+    return f"**Total allocation:** :{color}[**{format_allocation(total)} %** ({hint})]"
 
 
 def parse_config(text: str | None) -> tuple[dict[str, Any], str | None]:
@@ -190,7 +204,8 @@ def validate_rows(rows: Sequence[VariantRow]) -> list[str]:
             problems.append(f"Variant '{name or index}': {error}.")
     total = allocation_total(r.allocation_pct for r in rows)
     if not allocation_ok(total):
-        problems.append(f"Allocations add up to {format_number(total, 2)} %; they must total exactly 100 %.")
+        problems.append(f"Allocations add up to {format_allocation(total)} %; they must total exactly 100 % "
+                        "(within 0.000001 percentage points; e.g. 33.333334, 33.333333, 33.333333 for three).")
     return problems
 
 
@@ -661,6 +676,20 @@ OKABE_ITO: tuple[str, ...] = (
 # Decimals used for every rate (percent) and every mean on the results page, tables and charts alike.
 RATE_DIGITS = 2
 MEAN_DIGITS = 3
+
+
+OPEN_TAB_KEY = "_abcore_open_tab"  # session-state key: the status tab the experiments page opens once
+
+
+def duplicate_name_problems(name: str, existing: Iterable[str]) -> list[str]:
+    """The create form's live name check, worded like :func:`abcore.experiments.validate_experiment`.
+
+    Names compare after stripping surrounding blanks, exactly as the store's unique name does.
+    """
+    wanted = (name or "").strip()
+    if wanted and wanted in {e.strip() for e in existing}:
+        return [f"An experiment named {wanted!r} already exists: choose another name."]
+    return []
 
 
 def variant_colors(names: Sequence[str]) -> dict[str, str]:

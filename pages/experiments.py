@@ -174,7 +174,10 @@ def body() -> None:
     by_status: dict[str, list[Any]] = {status: [] for status in forms.STATUS_ORDER}
     for experiment in everything:
         by_status.setdefault(experiment.status, []).append(experiment)
-    tabs = st.tabs([f"{forms.STATUS_ICONS[s]} {s.capitalize()} ({len(by_status[s])})" for s in forms.STATUS_ORDER])
+    labels = [f"{forms.STATUS_ICONS[s]} {s.capitalize()} ({len(by_status[s])})" for s in forms.STATUS_ORDER]
+    wanted = st.session_state.pop(forms.OPEN_TAB_KEY, None)  # e.g. "draft" right after Create
+    default = labels[forms.STATUS_ORDER.index(wanted)] if wanted in forms.STATUS_ORDER else None
+    tabs = st.tabs(labels, default=default)
     for tab, status in zip(tabs, forms.STATUS_ORDER, strict=True):
         with tab:
             if not by_status[status]:
