@@ -754,16 +754,18 @@ def day_labels(days: Iterable[Any]) -> list[str]:
 
 
 _MARKDOWN_SPECIALS = "\\`*_{}[]()<>#+-!|~$&"
-# GFM turns bare ``http://...``, ``www.`` and ``a@b.c`` into links even when backslash-escaped,
-# so these become character references (rendered as the same characters, never matched as links).
-_AUTOLINK_CHARS = {":": "&#58;", ".": "&#46;", "@": "&#64;"}
+# GFM turns bare ``http://...``, ``www.x`` and ``a@b.c`` into links after parsing, even when escaped
+# or written as character references; an invisible WORD JOINER (U+2060) after ``:`` and before ``.``
+# and ``@`` breaks those patterns without changing what the reader sees.
+_WJ = "\u2060"
+_AUTOLINK_CHARS = {":": ":" + _WJ, ".": _WJ + ".", "@": _WJ + "@"}
 
 
 def plain_text(text: str | None) -> str:
     """User text (names, descriptions, hypotheses) escaped for ``st.markdown``: shown literally.
 
-    Every Markdown control character is backslash-escaped (``:``, ``.`` and ``@`` become character
-    references, which GFM's bare-link detection does not see), so line starts cannot open a
+    Every Markdown control character is backslash-escaped (and ``:``, ``.`` and ``@`` get an
+    invisible word joiner that GFM's bare-link detection does not match across), so line starts cannot open a
     heading, list or quote and so ``[x](http://...)`` or ``![](http://tracker/img.png)`` typed into a
     description shows as those characters: no link, no remote image, no HTML.
     """

@@ -336,6 +336,9 @@ def test_models_page_registers_edits_and_retires(store: str) -> None:
     at.text_area(key="m_new_config").set_value("[1,")
     _submit(at)
     assert any("invalid JSON" in e.value for e in at.error)
+    # the JSON error keeps what was typed
+    assert at.text_input(key="m_new_name").value == "ranker-b"
+    assert at.text_area(key="m_new_config").value == "[1,"
 
 
 def test_sample_size_page(store: str) -> None:

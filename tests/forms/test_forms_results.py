@@ -98,5 +98,5 @@ def test_user_text_is_shown_literally() -> None:
     assert forms.plain_text(None) == ""
     # bare links are not detected by GFM once ':', '.' and '@' are character references
     bare = forms.plain_text("see http://evil.example or www.evil.example or a@evil.example")
-    assert "://" not in bare and "www." not in bare and "@" not in bare
-    assert "&#58;//evil&#46;example" in bare
+    assert "://" not in bare and "www." not in bare and "a@" not in bare
+    assert ":\u2060//evil\u2060.example" in bare and bare.replace("\u2060", "").startswith("see http://")
