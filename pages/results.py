@@ -190,7 +190,8 @@ def _chart(chart: Any, key: str) -> None:
     Measured: validation costs ~65 ms per chart on a loaded server; the specs above are fixed
     shapes covered by the dashboard tests, so the browser validates nothing new.
     """
-    st.vega_lite_chart(chart.to_dict(validate=False), key=key, width="stretch")
+    with st.container(key=key):  # the stable CSS class st-key-<key> that browser tests select on
+        st.vega_lite_chart(chart.to_dict(validate=False), width="stretch")
 
 
 def _charts(experiment: Any, results: Any, latest: int, names: dict[int, str], window: tuple[Any, Any],
