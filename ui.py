@@ -119,10 +119,58 @@ def _sign_in(users: dict[str, Any]) -> None:
     else:
         st.session_state["auth_user"] = result.user
         st.session_state["login_failed"] = False
+        _remember_session(user)
 
 
 def _sign_out() -> None:
     st.session_state.pop("auth_user", None)
+    st.session_state["_abcore_cookie"] = ("", 0)  # expire the session cookie on the next run
+    st.session_state["_abcore_no_restore"] = True  # this connection still carries the old cookie
+
+
+# --------------------------------------------------------------------------- sign-in across reloads
+
+
+def _secrets_mapping() -> dict[str, Any]:
+    try:
+        return dict(st.secrets)
+    except Exception:  # noqa: BLE001 - no secrets file is fine
+        return {}
+
+
+def _remember_session(user: Any) -> None:
+    """Queue a signed, expiring session cookie for ``user`` (abcore.sessions); written by :func:`_write_cookie`."""
+    from abcore.sessions import DEFAULT_TTL_SECONDS, issue_session_token, session_secret
+
+    token = issue_session_token(user.name, user.password_hash, secret=session_secret(_secrets_mapping()))
+    st.session_state["_abcore_cookie"] = (token, DEFAULT_TTL_SECONDS)
+
+
+def _write_cookie() -> None:
+    """Set or expire the session cookie from the browser (a same-origin component iframe; Streamlit has no cookie API)."""
+    pending = st.session_state.pop("_abcore_cookie", None)
+    if pending is None:
+        return
+    import streamlit.components.v1 as components
+
+    from abcore.sessions import COOKIE_NAME
+
+    token, max_age = pending
+    components.html(
+        f"<script>window.parent.document.cookie = '{COOKIE_NAME}={token}; path=/; max-age={int(max_age)}; "
+        "SameSite=Strict';</script>", height=0,
+    )
+
+
+def _restore_session(users: dict[str, Any]) -> Any | None:
+    """The user a valid session cookie names (after a reload or a link opened in the same tab), else None."""
+    from abcore.sessions import COOKIE_NAME, session_secret, verify_session_token
+
+    try:
+        token = st.context.cookies.get(COOKIE_NAME)
+    except Exception:  # noqa: BLE001 - no browser context (AppTest)
+        return None
+    return verify_session_token(token, users, secret=session_secret(_secrets_mapping()))
 
 
 def auth_gate() -> bool:
@@ -151,6 +199,11 @@ def auth_gate() -> bool:
     if user is not None and user.name not in users:  # removed from the configuration meanwhile
         _sign_out()
         user = None
+    if user is None and "_abcore_cookie" not in st.session_state and not st.session_state.get("_abcore_no_restore"):
+        user = _restore_session(users)
+        if user is not None:
+            st.session_state["auth_user"] = user
+    _write_cookie()
     if user is not None:
         st.sidebar.markdown(f"👤 **{user.name}** · {user.role}")
         st.sidebar.button("Sign out", key="sign_out", on_click=_sign_out)

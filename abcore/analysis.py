@@ -577,13 +577,14 @@ def _health_checks(
     min_days = int(exp.min_duration_days or 0)
     if days_run < min_days:
         checks.append(HealthCheck("duration", False, "warning",
-                                  f"Ran {days_run:.1f} of the minimum {min_days} days."))
+                                  f"Ran {int(days_run)} of the minimum {min_days} days."))
     else:
-        checks.append(HealthCheck("duration", True, "ok", f"Ran {days_run:.1f} days (minimum {min_days})."))
+        checks.append(HealthCheck("duration", True, "ok", f"Ran {int(days_run)} days (minimum {min_days})."))
     if method != "sequential" and exp.status == ExperimentStatus.RUNNING.value:
         checks.append(HealthCheck("peeking", False, "warning",
                                   "The experiment is still running: fixed-horizon p-values are only valid at the "
-                                  "planned end. Use method='sequential' to look at results early."))
+                                  "planned end. To look early, choose Sequential (safe to peek) under Analysis options "
+                                  "(CLI: --method sequential)."))
     return tuple(checks)
 
 

@@ -136,16 +136,30 @@ def allocation_color(total: float) -> str:
     return "green" if allocation_ok(total) else "red"
 
 
+def format_allocation(value: float) -> str:
+    """An allocation total or gap with as many decimals (2 to 6) as it takes not to round to a neighbour.
+
+    The rule is "exactly 100 % within 1e-6 percentage points" (:data:`ALLOCATION_TOLERANCE`, the same
+    as :mod:`abcore.experiments`), so the display never rounds a refused total to "100 %":
+    ``99.999 -> '99.999'``, gap ``0.001 -> '0.001'``, ``100 -> '100'``.
+    """
+    for digits in range(2, 7):
+        text = format_number(value, digits)
+        if allocation_ok(value) or (text != "100" and text != "0"):
+            return text
+    return format_number(value, 6)
+
+
 def allocation_message(total: float) -> str:
     """The Total allocation line as markdown, coloured by :func:`allocation_color`."""
     color = allocation_color(total)
     if allocation_ok(total):
         hint = "ready"
     elif total < 100:
-        hint = f"add {format_number(100 - total, 2)} %"
+        hint = f"add {format_allocation(100 - total)} %"
     else:
-        hint = f"remove {format_number(total - 100, 2)} %"
-    return f"**Total allocation:** :{color}[**{format_number(total, 2)} %** ({hint})]"
+        hint = f"remove {format_allocation(total - 100)} %"
+    return f"**Total allocation:** :{color}[**{format_allocation(total)} %** ({hint})]"
 
 
 def parse_config(text: str | None) -> tuple[dict[str, Any], str | None]:
@@ -190,7 +204,8 @@ def validate_rows(rows: Sequence[VariantRow]) -> list[str]:
             problems.append(f"Variant '{name or index}': {error}.")
     total = allocation_total(r.allocation_pct for r in rows)
     if not allocation_ok(total):
-        problems.append(f"Allocations add up to {format_number(total, 2)} %; they must total exactly 100 %.")
+        problems.append(f"Allocations add up to {format_allocation(total)} %; they must total exactly 100 % "
+                        "(within 0.000001 percentage points; e.g. 33.333334, 33.333333, 33.333333 for three).")
     return problems
 
 
@@ -592,9 +607,9 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
     binary = first.kind == "binary"
 
     def value(v: float) -> str:
-        return format_pct(v, 2) if binary else format_number(v, 4)
+        return format_pct(v, RATE_DIGITS) if binary else format_fixed(v, MEAN_DIGITS)
 
-    control: dict[str, str] = {"Variant": f"{first.control_variant} (control)", "Users": format_int(first.control_users)}
+    control: dict[str, str] = {"Variant": variant_label(first.control_variant, True), "Users": format_int(first.control_users)}
     if binary:
         control["Conversions"] = format_int(first.control_conversions)
     control["Rate" if binary else "Mean"] = value(first.control_value)
@@ -607,9 +622,10 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
         t = r.test
         diff = "–"
         if _finite(t.diff):
-            shown = format_pct(t.diff, 2, signed=True) if binary else format_number(t.diff, 4)
-            ci = (format_interval(t.ci_low, t.ci_high, digits=2) if binary
-                  else format_interval(t.ci_low, t.ci_high, percent=False))
+            # Rates differ by percentage points (pp); the lift column holds the relative change in %.
+            shown = format_pp(t.diff) if binary else format_fixed(t.diff, MEAN_DIGITS, signed=True)
+            ci = (f"[{format_pp(t.ci_low)}, {format_pp(t.ci_high)}]" if binary
+                  else f"[{format_fixed(t.ci_low, MEAN_DIGITS, signed=True)}, {format_fixed(t.ci_high, MEAN_DIGITS, signed=True)}]")
             diff = f"{shown} {ci}" if _finite(t.ci_low) else shown
         lift = "–"
         if _finite(t.lift):
@@ -628,7 +644,7 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
         })
         if bayes:
             row["Chance to beat control"] = format_pct(r.bayes.chance_to_beat_control, 1) if r.bayes else "–"
-            row["Expected loss"] = format_number(r.bayes.expected_loss, 5) if r.bayes else "–"
+            row["Expected loss"] = format_expected_loss(r.bayes.expected_loss, binary=binary) if r.bayes else "–"
         if t.error:
             row["Significant"] = f"⚠️ {t.error}"
         out.append(row)
@@ -641,3 +657,119 @@ def metrics_in_order(results: Any) -> list[tuple[str, str]]:
     for r in results.metrics:
         seen.setdefault(r.metric, r.role)
     return list(seen.items())
+
+
+# --------------------------------------------------------------------------- page-wide display rules (issue 15)
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision
+# deficiencies. Blue for the control, orange for the first treatment: never two blues side by side.
+OKABE_ITO: tuple[str, ...] = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#D55E00",  # vermillion
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+# Decimals used for every rate (percent) and every mean on the results page, tables and charts alike.
+RATE_DIGITS = 2
+MEAN_DIGITS = 3
+
+
+OPEN_TAB_KEY = "_abcore_open_tab"  # session-state key: the status tab the experiments page opens once
+
+
+def duplicate_name_problems(name: str, existing: Iterable[str]) -> list[str]:
+    """The create form's live name check, worded like :func:`abcore.experiments.validate_experiment`.
+
+    Names compare after stripping surrounding blanks, exactly as the store's unique name does.
+    """
+    wanted = (name or "").strip()
+    if wanted and wanted in {e.strip() for e in existing}:
+        return [f"An experiment named {wanted!r} already exists: choose another name."]
+    return []
+
+
+def variant_colors(names: Sequence[str]) -> dict[str, str]:
+    """One colour per variant name, in the experiment's variant order (control first).
+
+    The same mapping is passed to every chart of a page, so a variant keeps its colour across
+    charts; past eight variants the palette repeats.
+    """
+    return {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(names)}
+
+
+def variant_label(name: str, is_control: bool) -> str:
+    """``'control'`` stays ``'control'``; another control variant reads ``'baseline (control)'``."""
+    if not is_control or "control" in name.lower():
+        return name
+    return f"{name} (control)"
+
+
+def format_pp(diff: float | None, digits: int = RATE_DIGITS, *, signed: bool = True) -> str:
+    """A difference of two rates in percentage points: ``0.0123 -> '+1.23 pp'``."""
+    if diff is None or not math.isfinite(float(diff)):
+        return "–"
+    sign = "+" if signed and diff > 0 else ""
+    return f"{sign}{diff * 100:,.{digits}f} pp"
+
+
+def format_fixed(value: float | None, digits: int = MEAN_DIGITS, *, signed: bool = False) -> str:
+    """A number with exactly ``digits`` decimals (so a column lines up): ``8.7 -> '8.700'``."""
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    sign = "+" if signed and value > 0 else ""
+    text = f"{sign}{float(value):,.{digits}f}"
+    return text.replace("-0." + "0" * digits, "0." + "0" * digits) if digits else text
+
+
+def format_expected_loss(loss: float | None, *, binary: bool) -> str:
+    """Expected loss of choosing a variant: percentage points for rates, the metric's unit for means.
+
+    Tiny losses read ``< 0.01 pp`` (resp. ``< 0.001``) rather than a string of zeros.
+    """
+    if loss is None or not math.isfinite(float(loss)):
+        return "–"
+    if binary:
+        return "< 0.01 pp" if 0 < loss * 100 < 0.005 else format_pp(loss, signed=False)
+    return f"< {10 ** -MEAN_DIGITS:.{MEAN_DIGITS}f}" if 0 < loss < 0.5 * 10 ** -MEAN_DIGITS else format_fixed(loss)
+
+
+def format_whole_days(days: float | None) -> str:
+    """Whole days for sentences like 'ran 6 of the minimum 14 days': ``6.0 -> '6'``, ``0.4 -> '0'``."""
+    if days is None or not math.isfinite(float(days)):
+        return "–"
+    return f"{int(days):,}"
+
+
+def day_labels(days: Iterable[Any]) -> list[str]:
+    """Calendar days as ``YYYY-MM-DD`` category labels for a chart's x axis.
+
+    A day axis is categorical, one tick per day: single-day data draws one labelled tick instead
+    of a time axis zoomed into fractions of a second.
+    """
+    return [d.isoformat()[:10] if hasattr(d, "isoformat") else str(d)[:10] for d in days]
+
+
+_MARKDOWN_SPECIALS = "\\`*_{}[]()<>#+-!|~$&"
+# GFM turns bare ``http://...``, ``www.x`` and ``a@b.c`` into links after parsing, even when escaped
+# or written as character references; an invisible WORD JOINER (U+2060) after ``:`` and before ``.``
+# and ``@`` breaks those patterns without changing what the reader sees.
+_WJ = "\u2060"
+_AUTOLINK_CHARS = {":": ":" + _WJ, ".": _WJ + ".", "@": _WJ + "@"}
+
+
+def plain_text(text: str | None) -> str:
+    """User text (names, descriptions, hypotheses) escaped for ``st.markdown``: shown literally.
+
+    Every Markdown control character is backslash-escaped (and ``:``, ``.`` and ``@`` get an
+    invisible word joiner that GFM's bare-link detection does not match across), so line starts cannot open a
+    heading, list or quote and so ``[x](http://...)`` or ``![](http://tracker/img.png)`` typed into a
+    description shows as those characters: no link, no remote image, no HTML.
+    """
+    if not text:
+        return ""
+    out = "".join(_AUTOLINK_CHARS.get(c) or ("\\" + c if c in _MARKDOWN_SPECIALS else c) for c in str(text))
+    return out.replace("\n", "  \n")

@@ -77,6 +77,7 @@ def _variant_rows(models: list[Any]) -> list[forms.VariantRow]:
             format_func=lambda mid: "— no model —" if mid is None else model_names.get(mid, f"model {mid}"),
             key=f"v_model_{row.id}",
             label_visibility="collapsed",
+            placeholder="— no model —",
         )
         cols[2].number_input(
             "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
@@ -86,7 +87,7 @@ def _variant_rows(models: list[Any]) -> list[forms.VariantRow]:
             "Config", key=f"v_config_{row.id}", label_visibility="collapsed", placeholder='{"weight": 0.5}',
         )
         cols[4].button(
-            "", icon=":material/delete:", key=f"v_remove_{row.id}", help="Remove this variant",
+            "", icon=":material/delete:", key=f"v_remove_{row.id}", help=f"Remove variant {index + 1}",
             disabled=len(rows) <= forms.MIN_VARIANTS, on_click=_remove_row, args=(row.id,),
         )
         values = forms.VariantRow(
@@ -176,7 +177,9 @@ def body() -> None:
                   format_func=lambda c: f"{c:.0%}")
     cols = st.columns(2)
     cols[0].number_input("Minimum duration (days)", min_value=0, value=7, step=1, key="crit_min_days")
-    cols[1].number_input("Minimum samples per variant", min_value=0, value=0, step=100, key="crit_min_samples")
+    # seeded in session state, no value=: "Use as minimum samples per variant" sets it without a widget warning
+    st.session_state.setdefault("crit_min_samples", 0)
+    cols[1].number_input("Minimum samples per variant", min_value=0, step=100, key="crit_min_samples")
 
     with st.container(border=True, key="plan_box"):
         st.markdown("**Sample size and run time** (conversion metric, 80 % power)")
@@ -228,6 +231,8 @@ def body() -> None:
         created_by=ui.actor(),
     )
     problems = forms.form_problems(form) + ex.validate_auto_stop(auto_stop)
+    with ui.session() as s:  # checked live, with the other problems, not only after Create
+        problems += forms.duplicate_name_problems(form.name, [e.name for e in ex.list_experiments(session=s)])
     st.divider()
     with st.container(key="form_problems"):
         if problems:
@@ -245,6 +250,7 @@ def body() -> None:
         else:
             _reset_form()
             ui.flash(f"Draft '{created.name}' created. Start it from the Draft tab.")
+            st.session_state[forms.OPEN_TAB_KEY] = "draft"  # the landing page opens the tab the draft is in
             st.switch_page("pages/experiments.py")
 
 

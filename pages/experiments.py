@@ -115,11 +115,12 @@ def _card(experiment: Any, editable: bool) -> None:
     with st.container(border=True, key=f"exp_card_{experiment.id}"):
         left, right = st.columns([3, 1])
         with left:
-            st.markdown(f"#### {experiment.name} &nbsp; {forms.status_badge(experiment.status)}")
+            # user text is escaped: a name or description shows as typed, never as a link or remote image
+            st.markdown(f"#### {forms.plain_text(experiment.name)} &nbsp; {forms.status_badge(experiment.status)}")
             if experiment.description:
-                st.markdown(experiment.description)
+                st.markdown(forms.plain_text(experiment.description))
             split = " · ".join(
-                f"**{v.name}**{' (control)' if v.is_control else ''} {forms.format_number(v.allocation_pct, 2)} %"
+                f"**{forms.plain_text(forms.variant_label(v.name, v.is_control))}** {forms.format_number(v.allocation_pct, 2)} %"
                 f" – {forms.format_int(counts.get(v.id, 0))} users"
                 for v in variants
             )
@@ -131,7 +132,7 @@ def _card(experiment: Any, editable: bool) -> None:
             watch_ui.alerts(experiment.id, limit=3)
             if experiment.status == "completed" and experiment.winner_variant_id:
                 winner = next((v.name for v in variants if v.id == experiment.winner_variant_id), "?")
-                st.markdown(f"🏆 Shipped **{winner}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")
+                st.markdown(f"🏆 Shipped **{forms.plain_text(winner)}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")
         with right:
             st.metric("Participants", forms.format_int(total))
             st.caption(f"⏱ {forms.format_days(forms.days_running(experiment.started_at, experiment.stopped_at))}"
@@ -176,7 +177,10 @@ def body() -> None:
     by_status: dict[str, list[Any]] = {status: [] for status in forms.STATUS_ORDER}
     for experiment in everything:
         by_status.setdefault(experiment.status, []).append(experiment)
-    tabs = st.tabs([f"{forms.STATUS_ICONS[s]} {s.capitalize()} ({len(by_status[s])})" for s in forms.STATUS_ORDER])
+    labels = [f"{forms.STATUS_ICONS[s]} {s.capitalize()} ({len(by_status[s])})" for s in forms.STATUS_ORDER]
+    wanted = st.session_state.pop(forms.OPEN_TAB_KEY, None)  # e.g. "draft" right after Create
+    default = labels[forms.STATUS_ORDER.index(wanted)] if wanted in forms.STATUS_ORDER else None
+    tabs = st.tabs(labels, default=default)
     for tab, status in zip(tabs, forms.STATUS_ORDER, strict=True):
         with tab:
             if not by_status[status]:

@@ -29,7 +29,8 @@ def _table(models: list[Any]) -> None:
 
 
 def _register() -> None:
-    with st.form("model_register", clear_on_submit=True, border=True):
+    # not clear_on_submit: a JSON or name error keeps everything typed; the fields clear after a success
+    with st.form("model_register", border=True):
         st.markdown("**Register a model**")
         cols = st.columns([3, 1])
         name = cols[0].text_input("Name", key="m_new_name", placeholder="boosted-ranker")
@@ -49,6 +50,8 @@ def _register() -> None:
             except ex.ExperimentError as exc:
                 ui.show_error(exc)
             else:
+                for key in ("m_new_name", "m_new_version", "m_new_description", "m_new_config"):
+                    st.session_state.pop(key, None)
                 ui.flash(f"Model '{model.name}' registered.")
                 st.rerun()
 

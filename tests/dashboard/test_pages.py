@@ -140,9 +140,22 @@ def test_duplicate_name_is_refused_with_a_readable_message(store: str) -> None:
     _experiment(store, "Taken")
     at = _open("create")
     at.text_input(key="c_name").set_value("Taken").run()
+    # live, with the other problems, once; Create stays disabled (no error after the click)
+    problems = next(m.value for m in at.markdown if m.value.startswith("**Before you can create it:**"))
+    assert problems.count("already exists") == 1
+    assert at.button(key="create_experiment").disabled
+    assert not at.exception
+
+
+def test_after_create_the_draft_tab_is_open(store: str) -> None:
+    _experiment(store, "already running", "running")
+    at = _open("create")
+    at.text_input(key="c_name").set_value("Fresh draft").run()
     at.button(key="create_experiment").click().run()
     assert not at.exception
-    assert any("already exists" in e.value for e in at.error)
+    container = next(b for b in _blocks(at) if b.proto.WhichOneof("type") == "tab_container")
+    labels = [t.label for t in at.tabs]
+    assert labels[container.proto.tab_container.default_tab_index].endswith("Draft (1)")
 
 
 def test_plan_shows_sample_size_and_run_time(store: str) -> None:
@@ -154,6 +167,8 @@ def test_plan_shows_sample_size_and_run_time(store: str) -> None:
     assert metrics["Estimated run time"] == "8 days"
     at.button(key="plan_use").click().run()
     assert at.number_input(key="crit_min_samples").value == 3841
+    # no "created with a default value but also had its value set via the Session State API" warning
+    assert not at.exception and not [w.value for w in at.warning if "Session State" in str(w.value)]
 
 
 # --------------------------------------------------------------------------- experiments
@@ -321,6 +336,9 @@ def test_models_page_registers_edits_and_retires(store: str) -> None:
     at.text_area(key="m_new_config").set_value("[1,")
     _submit(at)
     assert any("invalid JSON" in e.value for e in at.error)
+    # the JSON error keeps what was typed
+    assert at.text_input(key="m_new_name").value == "ranker-b"
+    assert at.text_area(key="m_new_config").value == "[1,"
 
 
 def test_sample_size_page(store: str) -> None:
@@ -330,3 +348,15 @@ def test_sample_size_page(store: str) -> None:
     # R: power.prop.test(p1=.1, p2=.12, power=.8) -> 3841 per arm; 5000/day, half each -> 2 days
     assert metrics == {"Users per variant": "3,841", "Users in total": "7,682", "Days needed": "2"}
     assert at.get("plotly_chart")
+
+
+def _blocks(at: AppTest) -> list:
+    """Every block node of the rendered tree (depth first)."""
+    out, stack = [], [at._tree]
+    while stack:
+        node = stack.pop()
+        children = getattr(node, "children", {})
+        if children and getattr(node, "proto", None) is not None and hasattr(node.proto, "WhichOneof"):
+            out.append(node)
+        stack.extend(children.values())
+    return out

@@ -58,12 +58,12 @@ def test_results_page_is_linkable_and_shows_tables_charts_and_downloads(store: s
     assert any("Checkout copy" in m.value for m in at.markdown)
     headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
     assert headings == ["#### conversion · primary", "#### revenue · secondary"]
-    tables = [d.value for d in at.dataframe]
+    tables = [t.value.reset_index() for t in at.table]
     conversion = tables[0]
-    assert list(conversion["Variant"]) == ["control (control)", "short"]
+    assert list(conversion["Variant"]) == ["control", "short"]
     assert sum(int(x.replace(",", "")) for x in conversion["Users"]) == 200
     assert any("fixed-horizon" in w.value for w in at.warning)  # peeking warning while running
-    assert len(at.get("plotly_chart")) >= 5  # forest, cumulative x2, distribution, assignments, feedback
+    assert len(at.get("vega_lite_chart")) >= 5  # forest, cumulative x2, distribution, assignments, feedback
     assert {b.proto.label for b in at.get("download_button")} == {
         "Download CSV: Results table", "Download CSV: Assignments", "Download CSV: Events"}
     by_id = _results(str(exp_id))
@@ -73,13 +73,13 @@ def test_results_page_is_linkable_and_shows_tables_charts_and_downloads(store: s
 def test_new_events_are_never_hidden_by_the_cache(store: str) -> None:
     _running_experiment(store, users=60)
     at = _results("Checkout copy")
-    users = at.dataframe[0].value["Users"].tolist()
+    users = at.table[0].value.reset_index()["Users"].tolist()
     assigner = Assigner(store, timeout=10.0, cache_ttl=0.0)
     for i in range(60, 100):
         assert assigner.assign(f"u{i}", "Checkout copy") is not None
     assigner.close()
     at.run()
-    after = at.dataframe[0].value["Users"].tolist()
+    after = at.table[0].value.reset_index()["Users"].tolist()
     assert sum(map(int, after)) == 100 and after != users
 
 
@@ -116,7 +116,7 @@ def test_every_demo_experiment_renders_with_multi_day_charts(store: str, method:
         at.run()
         assert not at.exception, (name, at.exception)
         assert not at.error, (name, [e.value for e in at.error])
-        assert len(at.get("plotly_chart")) >= 4, name
+        assert len(at.get("vega_lite_chart")) >= 4, name
 
 
 def test_segment_breakdown_offers_the_assignment_attributes(store: str) -> None:

@@ -190,7 +190,7 @@ def test_design_run_watch_and_conclude_in_the_browser(server: tuple[str, str]) -
         expect(page.locator(".st-key-r_forest")).to_be_visible()
         expect(page.locator(".st-key-r_assignments")).to_be_visible()
         expect(page.get_by_text("conversion · primary")).to_be_visible()
-        expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()  # waits: tables render lazily
+        expect(page.locator("[data-testid='stTable']").first).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
 
         # --- download the assignments CSV and read it back

@@ -195,3 +195,22 @@ def test_days_running() -> None:
     assert forms.format_days(1.2) == "1 day"
     assert forms.format_days(0.25) == "< 1 day"
     assert forms.format_days(None) == "not started"
+
+
+def test_allocation_display_agrees_with_the_rule() -> None:
+    # 3 x 33.333 = 99.999 (hand sum): refused by the 1e-6 rule, so never displayed as "100 %"
+    total = forms.allocation_total([33.333, 33.333, 33.333])
+    assert not forms.allocation_ok(total)
+    message = forms.allocation_message(total)
+    assert "99.999 %" in message and "add 0.001 %" in message and ":red[" in message
+    problems = forms.validate_rows([forms.VariantRow(i, f"v{i}", allocation_pct=33.333) for i in range(3)])
+    assert any("99.999 %" in p for p in problems)
+    assert forms.allocation_ok(forms.allocation_total(forms.even_split(3)))  # the even split is accepted
+    assert forms.format_allocation(100.0) == "100" and forms.format_allocation(90) == "90"
+
+
+def test_duplicate_name_is_a_live_problem() -> None:
+    assert forms.duplicate_name_problems(" Checkout ", ["Checkout", "Other"]) == [
+        "An experiment named 'Checkout' already exists: choose another name."]
+    assert forms.duplicate_name_problems("checkout", ["Checkout"]) == []  # the store's names are case-sensitive
+    assert forms.duplicate_name_problems("", ["x"]) == []

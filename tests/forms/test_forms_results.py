@@ -36,7 +36,7 @@ def test_metric_rows_format_the_analysis(sqlite_url: str) -> None:
     results = _analysed(sqlite_url)
     r = results.metrics[0]
     rows = forms.metric_rows(results, "conversion")
-    assert [row["Variant"] for row in rows] == ["control (control)", "b"]
+    assert [row["Variant"] for row in rows] == ["control", "b"]  # no "control (control)"
     n_a, c_a, n_b, c_b = r.control_users, r.control_conversions, r.users, r.conversions
     assert n_a + n_b == 400
     assert rows[0]["Users"] == f"{n_a:,}" and rows[0]["Conversions"] == f"{c_a:,}"
@@ -45,7 +45,8 @@ def test_metric_rows_format_the_analysis(sqlite_url: str) -> None:
     pa, pb = c_a / n_a, c_b / n_b
     d = pb - pa
     half = 1.959963985 * math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
-    expected = f"{forms.format_pct(d, 2, signed=True)} {forms.format_interval(d - half, d + half, digits=2)}"
+    # a rate difference is in percentage points, two decimals like the rates
+    expected = f"{d * 100:+.2f} pp [{(d - half) * 100:+.2f} pp, {(d + half) * 100:+.2f} pp]"
     assert rows[1]["Difference [CI]"] == expected
     assert rows[1]["Lift [CI]"].startswith(forms.format_pct(pb / pa - 1, 1, signed=True))
     assert rows[1]["p-value (adj.)"] == forms.format_pvalue(r.p_value_adjusted)
@@ -64,3 +65,38 @@ def test_verdict_and_health_levels() -> None:
     assert forms.health_level([ok]) == "ok"
     assert forms.health_level([ok, warn]) == "warning"
     assert forms.health_level([warn, err]) == "error"
+
+
+def test_display_rules_of_the_results_page() -> None:
+    # Okabe & Ito (2008) palette, in variant order: control blue #0072B2, first treatment orange #E69F00
+    colors = forms.variant_colors(["control", "a", "b"])
+    assert colors == {"control": "#0072B2", "a": "#E69F00", "b": "#009E73"}
+    assert len(set(forms.variant_colors([str(i) for i in range(8)]).values())) == 8
+    assert forms.variant_label("control", True) == "control"
+    assert forms.variant_label("baseline", True) == "baseline (control)"
+    assert forms.variant_label("b", False) == "b"
+    # hand-computed: 0.0123 -> 1.23 percentage points
+    assert forms.format_pp(0.0123) == "+1.23 pp" and forms.format_pp(-0.005) == "-0.50 pp"
+    assert forms.format_fixed(8.729) == "8.729" and forms.format_fixed(8.7) == "8.700"
+    assert forms.format_fixed(-0.0001) == "0.000"
+    assert forms.format_expected_loss(0.00012, binary=True) == "0.01 pp"
+    assert forms.format_expected_loss(0.00001, binary=True) == "< 0.01 pp"
+    assert forms.format_expected_loss(0.25, binary=False) == "0.250"
+    assert forms.format_expected_loss(0.0001, binary=False) == "< 0.001"
+    assert forms.format_whole_days(6.0) == "6" and forms.format_whole_days(13.9) == "13"
+    from datetime import date
+    assert forms.day_labels([date(2026, 12, 1)]) == ["2026-12-01"]
+
+
+def test_user_text_is_shown_literally() -> None:
+    text = "[click](http://evil.example) ![](http://tracker.example/p.png) **bold** <b>x</b>\n# head"
+    escaped = forms.plain_text(text)
+    # every Markdown control character carries a backslash, so nothing is a link, image, emphasis or heading
+    for c in "[]()!*<>":
+        assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch == c)
+    assert "\\# head" in escaped  # no heading
+    assert forms.plain_text(None) == ""
+    # bare links are not detected by GFM once ':', '.' and '@' are character references
+    bare = forms.plain_text("see http://evil.example or www.evil.example or a@evil.example")
+    assert "://" not in bare and "www." not in bare and "a@" not in bare
+    assert ":\u2060//evil\u2060.example" in bare and bare.replace("\u2060", "").startswith("see http://")
