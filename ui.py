@@ -119,7 +119,7 @@ def _sign_in(users: dict[str, Any]) -> None:
     else:
         st.session_state["auth_user"] = result.user
         st.session_state["login_failed"] = False
-        _remember_session(user)
+        _remember_session(result.user)
 
 
 def _sign_out() -> None:
