@@ -570,6 +570,8 @@ VERDICT_LABELS: dict[str, tuple[str, str]] = {
     "ship": ("Ship treatment", "green"),
     "keep_control": ("Keep control", "orange"),
     "keep_running": ("Keep running", "blue"),
+    "shipped": ("Shipped", "green"),
+    "cancelled": ("Cancelled", "gray"),
 }
 
 
@@ -578,6 +580,8 @@ def verdict_label(decision: str, variant: str | None = None) -> tuple[str, str]:
     label, color = VERDICT_LABELS.get(decision, (decision.replace("_", " ").capitalize(), "gray"))
     if decision == "ship" and variant:
         label = f"Ship treatment: {variant}"
+    elif decision == "shipped" and variant:
+        label = f"Shipped: {variant}"
     return label, color
 
 

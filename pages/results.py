@@ -135,7 +135,7 @@ def _forest(results: Any) -> alt.Chart:
         "lift": r.test.lift * 100,
         "low": (r.test.lift_ci_low if pd.notna(r.test.lift_ci_low) else r.test.lift) * 100,
         "high": (r.test.lift_ci_high if pd.notna(r.test.lift_ci_high) else r.test.lift) * 100,
-        "outcome": ("better" if r.test.lift > 0 else "worse") if r.significant else "inconclusive",
+        "outcome": r.outcome,  # judged by the metric's definition (abcore.decisions), never by the sign here
     } for r in rows])
     y = alt.Y("row:N", title=None, sort=None)
     color = alt.Color("outcome:N", scale=alt.Scale(domain=list(OUTCOME_COLORS), range=list(OUTCOME_COLORS.values())),
