@@ -18,7 +18,7 @@ from scipy.stats import chisquare
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from abcore import metrics
+from abcore import prometheus as metrics
 from abcore.assign import Assigner, bucket, choose_variant, cumulative_allocations
 from abcore.models import ExperimentEvent, UserAssignment, utcnow
 
