@@ -24,7 +24,7 @@ Rules
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -414,6 +414,7 @@ def analyze(
         }
         specs = _metric_specs(session, exp, metric_roles, inferred, warnings)
         kinds = {m: _analysis_kind(specs[m], inferred[m]) for m in metric_names}
+        warnings.extend(_unapplied_definition_parts(specs, metric_names, kinds))
 
         # --- per metric x treatment tests
         if planned_n is not None and planned_n > 0:
@@ -652,6 +653,23 @@ def _metric_specs(
         warnings.append("No metric definition for " + ", ".join(missing)
                         + ": analysed with defaults (inferred kind; higher is better, guardrails lower is better). "
                         "Define them with abcore.metrics.define_metric or `abcore metrics define`.")
+    return out
+
+
+def _unapplied_definition_parts(
+    specs: Mapping[str, MetricSpec], metric_names: Sequence[str], kinds: Mapping[str, str]
+) -> list[str]:
+    """A warning per metric whose definition asks for what this analysis does not compute yet
+    (ratio/quantile kinds, event counts, windows, delays, capping): never silently ignored."""
+    out: list[str] = []
+    for m in metric_names:
+        spec = specs[m]
+        if spec.kind in ("ratio", "quantile", "count"):
+            out.append(f"Metric {m!r} is defined as {spec.kind}, which the store analysis does not compute yet: "
+                       f"analysed as {'a conversion rate' if kinds[m] == 'binary' else 'a per-user mean of values'}.")
+        if spec.window_hours is not None or spec.delay_hours or spec.cap is not None:
+            out.append(f"Metric {m!r}: the window, delay and capping of its definition are not applied yet "
+                       "(every event in the analysis window counts, uncapped).")
     return out
 
 

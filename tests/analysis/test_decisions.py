@@ -155,3 +155,14 @@ def test_significance_rule_holds_for_every_method(session: Session) -> None:
             if r.significant:
                 assert low > 0 or high < 0, (method, cuped, r.metric)
             assert (r.outcome == "inconclusive") == (not r.significant)
+
+
+def test_definition_parts_not_applied_yet_are_warned_not_silently_ignored(session: Session) -> None:
+    define_metric(session=session, data=MetricCreate(name="click", kind="binomial", window_hours=24))
+    define_metric(session=session, data=MetricCreate(name="latency_ms", kind="quantile", quantile=0.95,
+                                                     direction="decrease"))
+    exp, _ = _load(session, latency_worse=True)
+    res = analyze(exp.id, session=session, percentiles=False, daily=False)
+    assert any("'click': the window" in w for w in res.warnings)
+    assert any("'latency_ms' is defined as quantile" in w for w in res.warnings)
+    assert res.result("latency_ms").direction == "decrease"  # the direction is applied all the same
