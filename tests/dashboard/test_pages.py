@@ -356,7 +356,8 @@ def _blocks(at: AppTest) -> list:
     while stack:
         node = stack.pop()
         children = getattr(node, "children", {})
-        if children and getattr(node, "proto", None) is not None and hasattr(node.proto, "WhichOneof"):
-            out.append(node)
+        proto = getattr(node, "proto", None)
+        if children and proto is not None and "type" in getattr(getattr(proto, "DESCRIPTOR", None), "oneofs_by_name", {}):
+            out.append(node)  # a Block proto (an Element proto has no "type" oneof)
         stack.extend(children.values())
     return out
