@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from abcore import stats
+from abcore import decisions, stats
 from abcore.analysis import MetricResult
 from abcore.experiments import normalize_auto_stop
 from abcore.models import Experiment
@@ -34,11 +34,14 @@ PLANNED = planned_users_per_variant(Experiment(name="sim", salt="s", auto_stop=R
 
 def _result(metric: str, role: str, a: stats.BinarySummary, b: stats.BinarySummary, test: object,
             p_adj: float) -> MetricResult:
+    significant = bool(math.isfinite(p_adj) and p_adj < ALPHA)
+    direction = "decrease" if role == "guardrail" else "increase"  # errors: lower is better
     return MetricResult(
+        direction=direction, outcome=decisions.outcome(significant, float(test.diff), direction),  # type: ignore[attr-defined]
         metric=metric, role=role, kind="binary", variant_id=2, variant="treatment", control_variant="control",
         control_users=a.n, users=b.n, control_conversions=a.conversions, conversions=b.conversions,
         control_value=a.mean, value=b.mean, control_std=a.std, std=b.std, test=test,  # type: ignore[arg-type]
-        p_value_adjusted=p_adj, significant=bool(math.isfinite(p_adj) and p_adj < ALPHA), method="sequential",
+        p_value_adjusted=p_adj, significant=significant, method="sequential",
     )
 
 
