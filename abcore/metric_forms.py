@@ -155,11 +155,14 @@ def define_problems(values: Mapping[str, Any], existing: Iterable[str], *, editi
 
 
 def option_label(name: str, directions: Mapping[str, str]) -> str:
-    """A picker entry: ``"latency_ms — lower is better"``, or a name without a definition marked as such."""
+    """A picker entry: ``"latency_ms — lower is better"``; a name not in ``directions`` stays as it is.
+
+    Streamlit's pickers with ``accept_new_options`` send a typed value back through this function
+    and keep the result as the value, so anything that is not an offered option must map to itself
+    (:func:`undefined_warning` says which names have no definition).
+    """
     direction = directions.get(name)
-    if direction is None:
-        return f"{name} — not defined (analysed with defaults)"
-    return f"{name} — {direction_words(direction)}"
+    return name if direction is None else f"{name} — {direction_words(direction)}"
 
 
 def metric_options(defined: Sequence[str], default: str = "conversion") -> list[str]:

@@ -118,7 +118,8 @@ def _metric_registry() -> tuple[list[str], dict[str, str]]:
 
 def _metric_pickers(metrics: list[str], directions: dict[str, str], ro: bool) -> None:
     """Primary, secondary and guardrail metrics from the registry, each shown with its direction."""
-    label = lambda name: mf.option_label(name, directions)  # noqa: E731 - the pickers' entry text
+    offered = {name: directions[name] for name in metrics if name in directions}  # typed names map to themselves
+    label = lambda name: mf.option_label(name, offered)  # noqa: E731 - the pickers' entry text
     cols = st.columns(3)
     # accept_new_options: typing a name not in the registry still works, as it always did (warned below)
     cols[0].selectbox("Primary metric", options=metrics, key="c_primary_metric", accept_new_options=True,

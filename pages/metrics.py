@@ -97,10 +97,10 @@ def _fields(prefix: str, initial: Mapping[str, Any], event_names: list[str], *, 
     )
 
 
-def _problems(key: str, problems: list[str]) -> None:
+def _problems(key: str, problems: list[str], heading: str) -> None:
     with st.container(key=key):
         if problems:
-            st.markdown("**Before you can save it:**\n" + "\n".join(f"- {p}" for p in problems))
+            st.markdown(f"**{heading}**\n" + "\n".join(f"- {p}" for p in problems))
         else:
             st.success("The definition checks out.", icon="✅")
 
@@ -115,7 +115,7 @@ def _define(rows: list[Any], event_names: list[str]) -> None:
     st.subheader("Define a new metric")
     values = _fields(NEW, DEFAULTS, event_names, editing=False)
     problems = mf.define_problems(values, [r.name for r in rows])
-    _problems("md_problems", problems)
+    _problems("md_problems", problems, "Before you can define it:")
     if st.button("Define metric", type="primary", key="md_submit", disabled=bool(problems)):
         try:
             with ui.session() as s:
@@ -143,7 +143,7 @@ def _edit(rows: list[Any], event_names: list[str]) -> None:
     values = _fields(EDIT, _initial(row), [n for n in event_names if n != row.name], editing=True)
     values["name"] = row.name
     problems = mf.define_problems(values, list(by_name), editing=row.name)
-    _problems("me_problems", problems)
+    _problems("me_problems", problems, "Before you can save the changes:")
     cols = st.columns([1, 1, 4])
     if cols[0].button("Save changes", type="primary", key="me_save", disabled=bool(problems)):
         try:
