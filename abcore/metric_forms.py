@@ -7,7 +7,6 @@ Turns metric definitions (:mod:`abcore.metrics`) into words — kind, "higher is
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,8 +18,8 @@ DIRECTION_WORDS: dict[str, str] = {"increase": "higher is better", "decrease": "
 DIRECTION_ARROWS: dict[str, str] = {"increase": "↑", "decrease": "↓"}
 #: The short name of each kind (the words before the colon of :data:`abcore.metrics.KINDS`).
 KIND_NAMES: dict[str, str] = {kind: text.split(":", 1)[0] for kind, text in KINDS.items()}
-#: Capping choices of the form (``None`` = no capping).
-CAP_NAMES: dict[str | None, str] = {None: "No capping", "absolute": "Absolute values", "percentile": "Percentiles"}
+#: Capping choices of the form ("none" = no capping, stored as ``None``).
+CAP_NAMES: dict[str, str] = {"none": "No capping", "absolute": "Absolute values", "percentile": "Percentiles"}
 
 
 def direction_words(direction: str) -> str:
@@ -180,14 +179,3 @@ def undefined_warning(chosen: Iterable[str], directions: Mapping[str, str]) -> s
     listed = ", ".join(f"`{n}`" for n in missing)
     return (f"No metric definition for {listed}: analysed with defaults (kind inferred from the data; higher is "
             "better, guardrails lower is better). Define it on the Metrics page to say what it means.")
-
-
-def finite_or_none(value: Any) -> float | None:
-    """A number input's value as a float, ``None`` when it is empty (or not a finite number)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

@@ -29,7 +29,7 @@ EDIT = "me_"  # widget keys of the edit form
 LOADED = "mt_loaded"  # (id, updated_at) of the definition the edit widgets were filled from
 DEFAULTS: dict[str, Any] = {
     "name": "", "description": "", "kind": "binomial", "direction": "increase", "numerator": None,
-    "denominator": None, "quantile": 0.95, "window_hours": None, "delay_hours": 0.0, "cap": None,
+    "denominator": None, "quantile": 0.95, "window_hours": None, "delay_hours": 0.0, "cap": "none",
     "cap_upper": None, "cap_lower": None, "min_effect_pct": None,
 }
 
@@ -38,6 +38,7 @@ def _initial(row: Any) -> dict[str, Any]:
     """The form values of a stored definition."""
     values = {key: getattr(row, key, DEFAULTS[key]) for key in DEFAULTS if key != "min_effect_pct"}
     values["delay_hours"] = float(row.delay_hours or 0.0)
+    values["cap"] = row.cap or "none"
     if values["quantile"] is None:
         values["quantile"] = DEFAULTS["quantile"]
     mde = row.min_detectable_effect
@@ -81,9 +82,10 @@ def _fields(prefix: str, initial: Mapping[str, Any], event_names: list[str], *, 
     cap = cap_upper = cap_lower = None
     if kind in CAPPABLE:
         cols = st.columns(3)
-        cap = cols[0].selectbox("Capping", list(mf.CAP_NAMES), key=k("cap"), format_func=mf.CAP_NAMES.get,
-                                help="Absolute: clip each user's value to [lower, upper]. Percentiles: the bounds are "
-                                     "quantiles (e.g. 0.99) of the per-user values pooled over all variants.")
+        choice = cols[0].selectbox("Capping", list(mf.CAP_NAMES), key=k("cap"), format_func=mf.CAP_NAMES.get,
+                                   help="Absolute: clip each user's value to [lower, upper]. Percentiles: the bounds "
+                                        "are quantiles (e.g. 0.99) of the per-user values pooled over all variants.")
+        cap = None if choice == "none" else choice
         if cap is not None:
             unit = "a quantile, e.g. 0.99" if cap == "percentile" else "a value"
             cap_upper = cols[1].number_input(f"Upper cap ({unit})", key=k("cap_upper"), value=None, format="%g")

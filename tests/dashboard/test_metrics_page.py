@@ -14,6 +14,7 @@ from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
 from abcore import experiments as ex
+from abcore.assign import Assigner
 from abcore.auth import hash_password
 from abcore.db import make_engine
 from abcore.metric_forms import metric_values
@@ -291,3 +292,33 @@ def test_viewers_see_the_create_form_read_only(store: str, monkeypatch: pytest.M
     assert buttons == []
     assert "create_experiment" not in {b.key for b in at.button}  # no Create button at all
     assert not [m for m in at.markdown if m.value.startswith("**Before you can create it:**")]
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_results_show_each_metrics_direction_from_its_definition(store: str) -> None:
+    _define(store, name="latency_ms", kind="mean", direction="decrease")
+    with _session(store) as s:
+        exp = ex.create_experiment(session=s, data=ex.ExperimentCreate(
+            name="Guarded", guardrail_metrics=["latency_ms"],
+            variants=[ex.VariantCreate(name="control", allocation_pct=50),
+                      ex.VariantCreate(name="fast", allocation_pct=50)]))
+        ex.start_experiment(session=s, ref=exp.id)
+    assigner = Assigner(store, timeout=10.0, cache_ttl=0.0)
+    for i in range(40):
+        assert assigner.assign(f"u{i}", "Guarded") is not None
+        if i % 3 == 0:
+            assigner.track(f"u{i}", "Guarded", "conversion")
+        assigner.track(f"u{i}", "Guarded", "latency_ms", 100.0 + i)
+    assigner.close()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/results.py")
+    at.session_state["live_refresh"] = False
+    at.query_params["experiment"] = "Guarded"
+    at.run()
+    assert not at.exception, at.exception
+    directions = [c.value for c in at.caption if c.value.startswith("Direction:")]
+    # conversion has no definition: the default (higher is better); latency_ms: its definition
+    assert directions == ["Direction: ↑ higher is better", "Direction: ↓ lower is better"]
