@@ -16,30 +16,30 @@ CHOICES = ex.AUTO_STOP_CHOICES
 OUTCOME_LEVEL = {"worse": -1, "inconclusive": 0, "better": 1}
 
 
-def rules_inputs(prefix: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Widgets for the stopping rules (keys ``<prefix>...``); returns the ``auto_stop`` mapping."""
+def rules_inputs(prefix: str, current: dict[str, Any] | None = None, *, disabled: bool = False) -> dict[str, Any]:
+    """Widgets for the stopping rules (keys ``<prefix>...``, read only when ``disabled``); returns ``auto_stop``."""
     rules = {**ex.AUTO_STOP_DEFAULTS, **(current or {})}
     enabled = st.checkbox("Watch this experiment (automated stopping rules and alerts)", value=bool(current)
-                          if current is not None else True, key=f"{prefix}enabled")
+                          if current is not None else True, key=f"{prefix}enabled", disabled=disabled)
     cols = st.columns(3)
     picked = {}
     for col, key in zip(cols, CHOICES, strict=True):
         options = list(CHOICES[key])
         picked[key] = col.selectbox(watch.RULE_LABELS[key], options, index=options.index(rules[key]),
-                                    key=f"{prefix}{key}", disabled=not enabled)
+                                    key=f"{prefix}{key}", disabled=disabled or not enabled)
     cols = st.columns(4)
     limits = {
         "max_days": cols[0].number_input("Stop after (days, 0 = never)", min_value=0.0,
                                          value=float(rules["max_days"] or 0), step=1.0, key=f"{prefix}max_days",
-                                         disabled=not enabled),
+                                         disabled=disabled or not enabled),
         "max_users": cols[1].number_input("Stop at users (0 = never)", min_value=0,
                                           value=int(rules["max_users"] or 0), step=1000, key=f"{prefix}max_users",
-                                          disabled=not enabled),
+                                          disabled=disabled or not enabled),
         "min_days": cols[2].number_input("No significance action before (days)", min_value=0.0,
                                          value=float(rules["min_days"] or 0), step=1.0, key=f"{prefix}min_days",
-                                         disabled=not enabled),
+                                         disabled=disabled or not enabled),
         "min_users": cols[3].number_input("… nor before (users)", min_value=0, value=int(rules["min_users"] or 0),
-                                          step=100, key=f"{prefix}min_users", disabled=not enabled),
+                                          step=100, key=f"{prefix}min_users", disabled=disabled or not enabled),
     }
     st.caption("Significance rules use the sequential (always-valid) test, whatever the results page shows, "
                "so a watcher looking every few minutes keeps the error rate at alpha.")

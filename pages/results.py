@@ -23,6 +23,7 @@ from abcore import forms, queries
 from abcore.analysis import analyze
 from abcore.config import database_url
 from abcore.export import iter_csv
+from abcore.metric_forms import direction_label
 
 METHODS = {"frequentist": "Frequentist", "sequential": "Sequential (safe to peek)", "bayesian": "Bayesian"}
 CORRECTIONS = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg", "bonferroni": "Bonferroni", "none": "None"}
@@ -315,6 +316,9 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any]) 
         st.markdown(f"#### {metric} · {role}")
         # st.table: plain HTML, drawn with the first paint and wrapped (never cut) at any width
         with st.container(key=f"r_table_{metric}"):
+            better = next((r.direction for r in results.metrics if r.metric == metric), None)  # its definition's
+            if better:
+                st.caption(f"Direction: {direction_label(better)}")
             st.table(pd.DataFrame(forms.metric_rows(results, metric)).set_index("Variant"))
     if results.segments:
         with st.expander(f"By {results.segment}"):

@@ -8,14 +8,9 @@ Chromium with Playwright (never ``playwright install``). Screenshots of every pa
 
 from __future__ import annotations
 
-import os
 import random
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pandas as pd
@@ -37,66 +32,18 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 WAIT_MS = 60_000
 
 
-def _need_browser() -> None:
-    missing = None
-    if not CHROMIUM.exists():
-        missing = f"{CHROMIUM} is missing (install Debian's chromium package)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            missing = "the playwright Python package is not installed"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser end-to-end test cannot run in CI: {missing}")
-        pytest.skip(f"browser end-to-end test skipped: {missing}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def server(tmp_path: Path, need_browser: Callable[[], None],
+           dashboard_server: Callable[..., AbstractContextManager[str]]) -> Iterator[tuple[str, str]]:
     """A dashboard on a free port over a fresh SQLite file: yields (base URL, database URL)."""
-    _need_browser()
+    need_browser()
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     engine = init_db(make_engine(url))
     with Session(engine) as s:
         create_model(session=s, name="two-tower", version="2")
     engine.dispose()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "ABCORE_USERS"}
-    env["ABCORE_DATABASE_URL"] = url
-    log = (tmp_path / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
-            time.sleep(0.3)
+    with dashboard_server(url, tmp_path) as base:
         yield base, url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def _rgb(page: object, selector: str) -> tuple[int, int, int]:

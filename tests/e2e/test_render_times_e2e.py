@@ -10,15 +10,11 @@ it is reported, not asserted, because the figure depends on the machine's load
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -56,31 +52,11 @@ DRAWN_JS = """() => {
 }"""
 
 
-def _need_browser() -> None:
-    missing = None
-    if not CHROMIUM.exists():
-        missing = f"{CHROMIUM} is missing (install Debian's chromium package)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            missing = "the playwright Python package is not installed"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser end-to-end test cannot run in CI: {missing}")
-        pytest.skip(f"browser end-to-end test skipped: {missing}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def demo_server(tmp_path_factory: pytest.TempPathFactory, need_browser: Callable[[], None],
+                dashboard_server: Callable[..., AbstractContextManager[str]]) -> Iterator[tuple[str, str]]:
     """A dashboard on a free port over the full demo data set (the data the target is stated for)."""
-    _need_browser()
+    need_browser()
     tmp = tmp_path_factory.mktemp("render")
     url = f"sqlite:///{tmp / 'demo.db'}"
     engine = init_db(make_engine(url))
@@ -90,36 +66,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             name="hostile_text", description=HOSTILE,
             variants=[ex.VariantCreate(name="a", allocation_pct=50), ex.VariantCreate(name="b", allocation_pct=50)]))
     engine.dispose()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "ABCORE_USERS"}
-    env["ABCORE_DATABASE_URL"] = url
-    log = (tmp / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
-            time.sleep(0.3)
+    with dashboard_server(url, tmp) as base:
         yield base, url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def _open(context: object, url: str, *, charts: int = 0, tables: int = 0) -> tuple[object, float, float, dict]:
