@@ -48,6 +48,21 @@ def create_model(
     return model
 
 
+def find_model(*, session: Session, name: str, version: str | None = None) -> Model | None:
+    """The model called ``name`` (surrounding spaces ignored) in ``version``; any version's newest row
+    when ``version`` is None. ``None`` when there is no such model."""
+    query = select(Model).where(Model.name == name.strip())
+    if version is not None:
+        query = query.where(Model.version == str(version).strip())
+    return session.exec(query.order_by(col(Model.id).desc())).first()
+
+
+def model_versions(*, session: Session, name: str) -> list[str]:
+    """The registered versions of the model called ``name``, oldest first."""
+    query = select(Model.version).where(Model.name == name.strip()).order_by(col(Model.id))
+    return [str(v) for v in session.exec(query).all()]
+
+
 def get_model(*, session: Session, model_id: int) -> Model:
     model = session.get(Model, model_id)
     if model is None:
