@@ -18,6 +18,10 @@ ROWS_KEY = "variant_rows"
 FORM_PREFIXES = ("c_", "v_", "targeting_", "plan_", "crit_")
 
 
+# "— no model —" is a real, selected option (a None value would leave the box empty, showing a placeholder)
+NO_MODEL = 0
+
+
 def _rows() -> list[forms.VariantRow]:
     if ROWS_KEY not in st.session_state:
         st.session_state[ROWS_KEY] = forms.initial_rows()
@@ -61,11 +65,11 @@ def _variant_rows(models: list[Any]) -> list[forms.VariantRow]:
     for index, row in enumerate(rows):
         # Seed widget state once; afterwards the widget owns it (no value= so keys survive removals).
         st.session_state.setdefault(f"v_name_{row.id}", row.name)
-        st.session_state.setdefault(f"v_model_{row.id}", row.model_id)
+        st.session_state.setdefault(f"v_model_{row.id}", row.model_id or NO_MODEL)
         st.session_state.setdefault(f"v_alloc_{row.id}", float(row.allocation_pct))
         st.session_state.setdefault(f"v_config_{row.id}", row.config_text)
         if st.session_state[f"v_model_{row.id}"] not in model_names:
-            st.session_state[f"v_model_{row.id}"] = None  # the model was retired meanwhile
+            st.session_state[f"v_model_{row.id}"] = NO_MODEL  # none chosen, or the model was retired meanwhile
         cols = st.columns([3, 3, 2, 4, 1], vertical_alignment="top")
         cols[0].text_input(
             "Variant name", key=f"v_name_{row.id}", label_visibility="collapsed",
@@ -73,11 +77,10 @@ def _variant_rows(models: list[Any]) -> list[forms.VariantRow]:
         )
         cols[1].selectbox(
             "Model",
-            options=[None, *model_names],
-            format_func=lambda mid: "— no model —" if mid is None else model_names.get(mid, f"model {mid}"),
+            options=[NO_MODEL, *model_names],
+            format_func=lambda mid: "— no model —" if mid == NO_MODEL else model_names.get(mid, f"model {mid}"),
             key=f"v_model_{row.id}",
             label_visibility="collapsed",
-            placeholder="— no model —",
         )
         cols[2].number_input(
             "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
@@ -93,7 +96,7 @@ def _variant_rows(models: list[Any]) -> list[forms.VariantRow]:
         values = forms.VariantRow(
             id=row.id,
             name=st.session_state[f"v_name_{row.id}"] or "",
-            model_id=st.session_state[f"v_model_{row.id}"],
+            model_id=st.session_state[f"v_model_{row.id}"] or None,
             allocation_pct=float(st.session_state[f"v_alloc_{row.id}"] or 0.0),
             config_text=st.session_state[f"v_config_{row.id}"] or "",
         )

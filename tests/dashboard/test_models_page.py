@@ -105,3 +105,15 @@ def test_the_edit_form_keeps_the_fields_on_a_json_error(store: str) -> None:
     index = order.index(f"m_config_{model.id}")
     assert order[index + 1].startswith("error: Config")
     assert _models(store) == [("ranker", "1")]  # nothing saved
+
+
+def test_the_model_dropdown_starts_on_no_model(store: str) -> None:
+    with Session(make_engine(store)) as s:
+        create_model(session=s, name="ranker", version="4")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/create.py").run()
+    box = at.selectbox(key="v_model_0")
+    assert box.options == ["— no model —", "ranker (v4)"]
+    assert box.index == 0 and box.proto.placeholder in ("", "— no model —")  # selected, not an empty placeholder
+    assert "Choose an option" not in box.proto.placeholder
