@@ -89,8 +89,9 @@ def _variant_rows(models: list[Any]) -> list[forms.VariantRow]:
         cols[3].text_input(
             "Config", key=f"v_config_{row.id}", label_visibility="collapsed", placeholder='{"weight": 0.5}',
         )
-        cols[4].button(
-            "", icon=":material/delete:", key=f"v_remove_{row.id}", help=f"Remove variant {index + 1}",
+        cols[4].button(  # the label is the accessible name; TRASH_CSS hides it visually (an empty label reads "delete icon")
+            f"Remove variant {index + 1}", icon=":material/delete:", key=f"v_remove_{row.id}",
+            help=f"Remove variant {index + 1}",
             disabled=len(rows) <= forms.MIN_VARIANTS, on_click=_remove_row, args=(row.id,),
         )
         values = forms.VariantRow(
@@ -116,7 +117,16 @@ def _known_metrics() -> list[str]:
     return sorted(n for n in names if n)
 
 
+# Screen-reader-only text (the usual "visually hidden" pattern) for the trash buttons' labels.
+TRASH_CSS = (
+    "<style>[class*='st-key-v_remove_'] button [data-testid='stMarkdownContainer']"
+    "{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);"
+    "white-space:nowrap;border:0}</style>"
+)
+
+
 def body() -> None:
+    st.html(TRASH_CSS)
     st.title("➕ Create experiment")
     st.caption("Design an experiment; it is saved as a **draft** that you start from the Experiments page.")
     editable = ui.can_edit()
