@@ -13,7 +13,7 @@ import watch_ui
 from abcore import experiment_list as xl
 from abcore import experiments as ex
 from abcore import forms
-from abcore.queries import VariantUsers, experiment_overview, variant_users
+from abcore.queries import VariantUsers, experiment_overview, latest_event_id, variant_users
 
 TAB_EMPTY = {
     "running": "No experiment is running. Start a draft from the **Draft** tab.",
@@ -67,15 +67,25 @@ def _perform(experiment: Any, action: str, variants: list[VariantUsers]) -> None
 
 
 def _ship_advice(experiment: Any) -> xl.ShipAdvice | None:
-    """The recommendation for the ship dialog (cheap analysis: no percentiles, no daily series)."""
+    """The recommendation for the ship dialog (cheap analysis: no percentiles, no daily series).
+
+    Kept in the session per experiment, latest event id and last change, so moving the rollout
+    slider does not analyse again, while a new event or a change of the experiment does.
+    """
     from abcore.analysis import analyze
 
-    try:
-        with ui.session() as s:
-            results = analyze(experiment.id, session=s, percentiles=False, daily=False)
-    except ex.ExperimentError:
-        return None
-    return xl.ship_advice(results)
+    with ui.session() as s:
+        latest = (latest_event_id(session=s, experiment_id=experiment.id), experiment.updated_at)
+        key = f"_ship_advice_{experiment.id}"
+        cached = st.session_state.get(key)
+        if cached is not None and cached[0] == latest:
+            return cached[1]
+        try:
+            advice = xl.ship_advice(analyze(experiment.id, session=s, percentiles=False, daily=False))
+        except ex.ExperimentError:
+            advice = None
+    st.session_state[key] = (latest, advice)
+    return advice
 
 
 def _ship_fields(experiment: Any, variants: list[VariantUsers]) -> None:
