@@ -3,6 +3,7 @@ with progress toward the planned sample, lifecycle actions (ship dialog with the
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pandas as pd
@@ -30,6 +31,9 @@ ACTIONS = {
     "cancel": ex.cancel_experiment,
     "delete": ex.delete_experiment,
 }
+# every experiment, archived ones included (the list hides them unless "Show archived"); the keyword
+# exists once Experiment.archived_at does (branch issue-15e)
+ARCHIVED_TOO = {"include_archived": True} if "include_archived" in inspect.signature(ex.list_experiments).parameters else {}
 EDIT_PAGE = "edit.py"  # the edit / clone / archive page (url edit?id=<id>)
 DONE = {
     "start": "started",
@@ -312,7 +316,7 @@ def body() -> None:
     ui.read_only_notice()
 
     with ui.session() as s:  # a fixed number of queries, however many experiments there are
-        everything = ex.list_experiments(session=s)
+        everything = ex.list_experiments(session=s, **ARCHIVED_TOO)
         overview = experiment_overview(session=s)
         variants = variant_users(session=s)
         audit: dict[int, list[Any]] = {}
