@@ -224,6 +224,37 @@ def auth_gate() -> bool:
     return False
 
 
+_MENU: dict[str, Any] = {}
+
+
+def set_menu(pages: dict[str, Any]) -> None:
+    """Called by app.py with its ``{file name: st.Page}``: the pages the sidebar menu links to.
+
+    Pages built with ``visibility="hidden"`` in their ``st.Page`` call are not listed (e.g. a page only
+    reached by a link); :func:`page_registered` still knows them.
+    """
+    _MENU.clear()
+    _MENU.update(pages)
+
+
+def page_registered(file_name: str) -> bool:
+    """Whether the router has a page for ``file_name`` (e.g. ``"edit.py"``), so a link to it works."""
+    return file_name in _MENU
+
+
+def sidebar_menu() -> None:
+    """The router's pages as sidebar links, drawn first in the sidebar.
+
+    Streamlit's own menu is switched off (``client.showSidebarNavigation = false``): until a
+    session has run app.py it would list the files under ``pages/`` by name.
+    """
+    with st.sidebar.container(key="abcore_menu"):
+        for page in _MENU.values():
+            if getattr(page, "visibility", "visible") == "hidden":
+                continue
+            st.page_link(page)
+
+
 ROUTED_KEY = "_abcore_routed"
 ROUTE_TO_KEY = "_abcore_route_to"
 
@@ -254,6 +285,7 @@ def start_page() -> bool:
     """
     _route_through_app(Path(inspect.stack()[1].filename).name)
     st.set_page_config(page_title="abcore experiments", page_icon="🧪", layout="wide")
+    sidebar_menu()
     allowed = auth_gate()
     with st.sidebar:
         st.toggle(

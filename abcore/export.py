@@ -457,10 +457,12 @@ def export_config(*, session: Session, experiment: int | str | Experiment) -> di
     Weights are the allocation percents (relative weights summing to 100, which routers
     normalise exactly as the assigner does, so the config routes identically). Extra
     fields (status, description, traffic_allocation, targeting, metrics, variant
-    ``is_control``/``config``) ride along; :func:`import_config` uses them, routers ignore them.
+    ``is_control``/``config``/``model`` — the model as ``{"name", "version"}``, resolved again on
+    import) ride along; :func:`import_config` uses them, routers ignore them.
     """
     exp = get_experiment(session=session, ref=experiment)
     variants = get_variants(session=session, experiment_id=exp.id)  # type: ignore[arg-type]
+    models = _variant_models(session, variants)
     data: dict[str, Any] = {
         "experiment_id": exp.name,
         "salt": exp.salt,
@@ -470,6 +472,7 @@ def export_config(*, session: Session, experiment: int | str | Experiment) -> di
                 "weight": v.allocation_pct,
                 "is_control": bool(v.is_control),
                 "config": v.config or {},
+                **({"model": models[v.model_id]} if v.model_id in models else {}),
             }
             for v in variants
         ],
@@ -479,6 +482,52 @@ def export_config(*, session: Session, experiment: int | str | Experiment) -> di
         data[field] = getattr(exp, field)
     data["metric_definitions"] = _metric_definitions(session, exp)
     return data
+
+
+def _variant_models(session: Session, variants: Sequence[Any]) -> dict[int, dict[str, str]]:
+    """``{model_id: {"name", "version"}}`` of the models the variants serve (the link survives an export:
+    ids differ between stores, name and version do not)."""
+    from abcore.registry import get_model
+
+    out: dict[int, dict[str, str]] = {}
+    for v in variants:
+        if v.model_id is not None and v.model_id not in out:
+            model = get_model(session=session, model_id=v.model_id)
+            out[v.model_id] = {"name": model.name, "version": model.version}
+    return out
+
+
+def _resolve_models(session: Session, items: Sequence[Any], creates: Sequence[ExperimentCreate]) -> list[str]:
+    """Set each variant's ``model_id`` from its ``model`` ``{"name", "version"}``; the problems otherwise.
+
+    A missing ``version`` means the newest registered version of that name.
+    """
+    from abcore.registry import find_model, model_versions
+
+    problems: list[str] = []
+    for item, create in zip(items, creates, strict=True):
+        raw_variants = item.get("variants") if isinstance(item, Mapping) else None
+        for raw, variant in zip(raw_variants or [], create.variants, strict=False):
+            ref = raw.get("model") if isinstance(raw, Mapping) else None
+            if ref is None:
+                continue
+            where = f"{create.name[:80]!r}, variant {variant.name!r}"
+            name = ref.get("name") if isinstance(ref, Mapping) else None
+            version = ref.get("version") if isinstance(ref, Mapping) else None
+            if not isinstance(name, str) or not name.strip() or (
+                    version is not None and (isinstance(version, bool) or not isinstance(version, str | int))):
+                problems.append(f"{where}: 'model' must be an object with a string 'name' and a 'version'")
+                continue
+            model = find_model(session=session, name=name, version=None if version is None else str(version))
+            if model is None:
+                known = model_versions(session=session, name=name)
+                wanted = repr(name.strip()) + ("" if version is None else f" version {str(version).strip()!r}")
+                hint = (f" (registered versions: {', '.join(known)})" if known
+                        else "; register it on the Models page or with abcore.registry.create_model first")
+                problems.append(f"{where}: the model {wanted} is not registered{hint}")
+                continue
+            variant.model_id = model.id
+    return problems
 
 
 def _metric_definitions(session: Session, exp: Experiment) -> list[dict[str, Any]]:
@@ -593,7 +642,8 @@ def import_config(*, session: Session, data: Any, actor: str = "") -> list[Exper
     """Create one draft experiment per config object in ``data`` (an object or a list).
 
     All configs are checked first (format, weights, :func:`abcore.experiments.validate_experiment`,
-    names unique within the file, their ``metric_definitions``); nothing is created unless all pass.
+    names unique within the file, their ``metric_definitions``, each variant's ``model`` name and version
+    registered in this store); nothing is created unless all pass.
     Metric definitions not yet in the registry are defined; existing ones are kept as they are. Raises
     :class:`ExportError` / :class:`abcore.experiments.ExperimentError` with the problems.
     """
@@ -601,7 +651,7 @@ def import_config(*, session: Session, data: Any, actor: str = "") -> list[Exper
     if not items:
         raise ExportError("no experiment config given")
     creates = [_config_to_create(item, i, actor) for i, item in enumerate(items)]
-    problems: list[str] = []
+    problems: list[str] = _resolve_models(session, items, creates)
     seen: set[str] = set()
     for create in creates:
         key = create.name.strip()

@@ -73,12 +73,14 @@ __all__ = [
     "SENTIMENTS",
     "AssignmentsPerDay",
     "ExperimentOverview",
+    "VariantUsers",
     "assignments_per_day",
     "experiment_overview",
     "feedback_counts",
     "latest_event_id",
     "metric_names",
     "participants",
+    "variant_users",
     "assigned_variant",
     "event_counts",
 ]
@@ -407,6 +409,52 @@ def experiment_overview(*, session: Session) -> dict[int, ExperimentOverview]:
         int(eid): ExperimentOverview(int(eid), int(users), as_utc(first), as_utc(last), int(n))
         for eid, users, first, last, n in _run(session, statement)
     }
+
+
+@dataclass(frozen=True)
+class VariantUsers:
+    """One variant of the experiment list with its assigned users (0 when nobody is assigned yet)."""
+
+    experiment_id: int
+    variant_id: int
+    name: str
+    allocation_pct: float
+    is_control: bool
+    position: int
+    users: int
+
+
+def variant_users(*, session: Session) -> dict[int, list[VariantUsers]]:
+    """Every variant of every experiment with its assigned users, in one query.
+
+    ``{experiment_id: [VariantUsers, ...]}`` in form order (position, then id); experiments
+    without variants are absent. Counts come from ``ab_user_assignments`` grouped by variant, so
+    they equal :func:`participants` for the variants an experiment still has.
+    """
+    counts = (
+        select(ASSIGNMENTS.c.variant_id, func.count().label("users"))
+        .group_by(ASSIGNMENTS.c.variant_id)
+        .subquery()
+    )
+    statement = (
+        select(
+            VARIANTS.c.experiment_id,
+            VARIANTS.c.id,
+            VARIANTS.c.name,
+            VARIANTS.c.allocation_pct,
+            VARIANTS.c.is_control,
+            VARIANTS.c.position,
+            func.coalesce(counts.c.users, 0),
+        )
+        .select_from(VARIANTS.outerjoin(counts, counts.c.variant_id == VARIANTS.c.id))
+        .order_by(VARIANTS.c.experiment_id, VARIANTS.c.position, VARIANTS.c.id)
+    )
+    out: dict[int, list[VariantUsers]] = {}
+    for eid, vid, name, pct, control, position, users in _run(session, statement):
+        out.setdefault(int(eid), []).append(
+            VariantUsers(int(eid), int(vid), str(name), float(pct), bool(control), int(position or 0), int(users))
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- analysis queries

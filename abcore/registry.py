@@ -35,17 +35,44 @@ def create_model(
     description: str = "",
     config: dict[str, Any] | None = None,
 ) -> Model:
-    """Register a model; names are unique."""
+    """Register a model, or a new version of a registered one: ``(name, version)`` is unique.
+
+    A name already registered in the same version is refused; a new version gets its own row
+    (variants keep pointing at the version they were created with).
+    """
     _check(name, config)
-    model = Model(name=name.strip(), version=str(version).strip() or "1", description=description, config=config or {})
+    name, version = name.strip(), str(version).strip() or "1"
+    if find_model(session=session, name=name, version=version) is not None:
+        raise ModelError(f"Model {name!r} version {version!r} is already registered; choose another version.")
+    model = Model(name=name, version=version, description=description, config=config or {})
     session.add(model)
     try:
         session.commit()
     except IntegrityError as error:
         session.rollback()
-        raise ModelError(f"A model named {name.strip()!r} is already registered.") from error
+        known = model_versions(session=session, name=name)
+        if known:  # the store still has the one-row-per-name index of migration 0001
+            raise ModelError(
+                f"Model {name!r} is already registered (version {', '.join(known)}); this database keeps one version "
+                "per model name until the migration that makes name + version unique is applied.") from error
+        raise ModelError(f"A model named {name!r} is already registered.") from error
     session.refresh(model)
     return model
+
+
+def find_model(*, session: Session, name: str, version: str | None = None) -> Model | None:
+    """The model called ``name`` (surrounding spaces ignored) in ``version``; any version's newest row
+    when ``version`` is None. ``None`` when there is no such model."""
+    query = select(Model).where(Model.name == name.strip())
+    if version is not None:
+        query = query.where(Model.version == str(version).strip())
+    return session.exec(query.order_by(col(Model.id).desc())).first()
+
+
+def model_versions(*, session: Session, name: str) -> list[str]:
+    """The registered versions of the model called ``name``, oldest first."""
+    query = select(Model.version).where(Model.name == name.strip()).order_by(col(Model.id))
+    return [str(v) for v in session.exec(query).all()]
 
 
 def get_model(*, session: Session, model_id: int) -> Model:
@@ -62,6 +89,11 @@ def update_model(*, session: Session, model_id: int, **fields: Any) -> Model:
         raise ModelError(f"Unknown model field(s): {', '.join(unknown)}.")
     _check(fields.get("name"), fields.get("config"))
     model = get_model(session=session, model_id=model_id)
+    name = str(fields.get("name", model.name)).strip()
+    version = str(fields.get("version", model.version)).strip() or "1"
+    other = find_model(session=session, name=name, version=version)
+    if other is not None and other.id != model.id:
+        raise ModelError(f"Model {name!r} version {version!r} is already registered.")
     for key, value in fields.items():
         setattr(model, key, value.strip() if key in ("name", "version") and isinstance(value, str) else value)
     model.updated_at = utcnow()
@@ -70,7 +102,7 @@ def update_model(*, session: Session, model_id: int, **fields: Any) -> Model:
         session.commit()
     except IntegrityError as error:
         session.rollback()
-        raise ModelError(f"A model named {fields.get('name')!r} is already registered.") from error
+        raise ModelError(f"A model named {name!r} is already registered.") from error
     session.refresh(model)
     return model
 

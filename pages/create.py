@@ -19,6 +19,10 @@ ROWS_KEY = "variant_rows"
 FORM_PREFIXES = ("c_", "v_", "targeting_", "plan_", "crit_")
 
 
+# "— no model —" is a real, selected option (a None value would leave the box empty, showing a placeholder)
+NO_MODEL = 0
+
+
 def _rows() -> list[forms.VariantRow]:
     if ROWS_KEY not in st.session_state:
         st.session_state[ROWS_KEY] = forms.initial_rows()
@@ -62,11 +66,11 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[forms.Varia
     for index, row in enumerate(rows):
         # Seed widget state once; afterwards the widget owns it (no value= so keys survive removals).
         st.session_state.setdefault(f"v_name_{row.id}", row.name)
-        st.session_state.setdefault(f"v_model_{row.id}", row.model_id)
+        st.session_state.setdefault(f"v_model_{row.id}", row.model_id or NO_MODEL)
         st.session_state.setdefault(f"v_alloc_{row.id}", float(row.allocation_pct))
         st.session_state.setdefault(f"v_config_{row.id}", row.config_text)
         if st.session_state[f"v_model_{row.id}"] not in model_names:
-            st.session_state[f"v_model_{row.id}"] = None  # the model was retired meanwhile
+            st.session_state[f"v_model_{row.id}"] = NO_MODEL  # none chosen, or the model was retired meanwhile
         cols = st.columns([3, 3, 2, 4, 1], vertical_alignment="top")
         cols[0].text_input(
             "Variant name", key=f"v_name_{row.id}", label_visibility="collapsed",
@@ -74,11 +78,10 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[forms.Varia
         )
         cols[1].selectbox(
             "Model",
-            options=[None, *model_names],
-            format_func=lambda mid: "— no model —" if mid is None else model_names.get(mid, f"model {mid}"),
+            options=[NO_MODEL, *model_names],
+            format_func=lambda mid: "— no model —" if mid == NO_MODEL else model_names.get(mid, f"model {mid}"),
             key=f"v_model_{row.id}",
             label_visibility="collapsed",
-            placeholder="— no model —",
             disabled=disabled,
         )
         cols[2].number_input(
@@ -89,14 +92,15 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[forms.Varia
             "Config", key=f"v_config_{row.id}", label_visibility="collapsed", placeholder='{"weight": 0.5}',
             disabled=disabled,
         )
-        cols[4].button(
-            "", icon=":material/delete:", key=f"v_remove_{row.id}", help=f"Remove variant {index + 1}",
+        cols[4].button(  # the label is the accessible name; TRASH_CSS hides it visually (an empty label reads "delete icon")
+            f"Remove variant {index + 1}", icon=":material/delete:", key=f"v_remove_{row.id}",
+            help=f"Remove variant {index + 1}",
             disabled=disabled or len(rows) <= forms.MIN_VARIANTS, on_click=_remove_row, args=(row.id,),
         )
         values = forms.VariantRow(
             id=row.id,
             name=st.session_state[f"v_name_{row.id}"] or "",
-            model_id=st.session_state[f"v_model_{row.id}"],
+            model_id=st.session_state[f"v_model_{row.id}"] or None,
             allocation_pct=float(st.session_state[f"v_alloc_{row.id}"] or 0.0),
             config_text=st.session_state[f"v_config_{row.id}"] or "",
         )
@@ -139,7 +143,16 @@ def _metric_pickers(metrics: list[str], directions: dict[str, str], ro: bool) ->
         st.page_link("pages/metrics.py", label="Define a new metric on the Metrics page", icon="📏")
 
 
+# Screen-reader-only text (the usual "visually hidden" pattern) for the trash buttons' labels.
+TRASH_CSS = (
+    "<style>[class*='st-key-v_remove_'] button [data-testid='stMarkdownContainer']"
+    "{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);"
+    "white-space:nowrap;border:0}</style>"
+)
+
+
 def body() -> None:
+    st.html(TRASH_CSS)
     st.title("➕ Create experiment")
     st.caption("Design an experiment; it is saved as a **draft** that you start from the Experiments page.")
     editable = ui.can_edit()

@@ -28,32 +28,37 @@ def _table(models: list[Any]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="models_table")
 
 
-def _register() -> None:
+def _register(models: list[Any]) -> None:
     # not clear_on_submit: a JSON or name error keeps everything typed; the fields clear after a success
     with st.form("model_register", border=True):
-        st.markdown("**Register a model**")
+        st.markdown("**Register a model** — or a new version of one: same name, another version")
         cols = st.columns([3, 1])
         name = cols[0].text_input("Name", key="m_new_name", placeholder="boosted-ranker")
         version = cols[1].text_input("Version", value="1", key="m_new_version")
         description = st.text_input("Description", key="m_new_description")
         config_text = st.text_area("Config (JSON, optional)", key="m_new_config", height=80, placeholder='{"alpha": 0.3}')
-        if st.form_submit_button("Register model", type="primary"):
-            config, error = forms.parse_config(config_text)
-            if error:
-                st.error(f"Config: {error}", icon="🧾")
-                return
-            try:
-                with ui.session() as s:
-                    model = registry.create_model(
-                        session=s, name=name, version=version, description=description, config=config
-                    )
-            except ex.ExperimentError as exc:
-                ui.show_error(exc)
-            else:
-                for key in ("m_new_name", "m_new_version", "m_new_description", "m_new_config"):
-                    st.session_state.pop(key, None)
-                ui.flash(f"Model '{model.name}' registered.")
-                st.rerun()
+        config_error = st.empty()  # a JSON error shows right under the JSON field
+        submitted = st.form_submit_button("Register model", type="primary")
+        problem = st.empty()
+    if not submitted:
+        return
+    config, error = forms.parse_config(config_text)
+    if error:
+        config_error.error(f"Config: {error}", icon="🧾")
+        return
+    try:
+        with ui.session() as s:
+            model = registry.create_model(session=s, name=name, version=version, description=description, config=config)
+    except ex.ExperimentError as exc:
+        with problem.container():
+            ui.show_error(exc)
+        return
+    for key in ("m_new_name", "m_new_version", "m_new_description", "m_new_config"):
+        st.session_state.pop(key, None)
+    earlier = [m.version for m in models if m.name == model.name]
+    ui.flash(f"Model '{model.name}' version {model.version} registered"
+             + (f" (earlier: {', '.join(earlier)})." if earlier else "."))
+    st.rerun()
 
 
 def _edit(models: list[Any]) -> None:
@@ -74,18 +79,25 @@ def _edit(models: list[Any]) -> None:
             "Config (JSON)", value=json.dumps(model.config, indent=2) if model.config else "",
             key=f"m_config_{model.id}", height=100,
         )
+        config_error = st.empty()  # a JSON error shows right under the JSON field; the fields keep what was typed
         save = st.form_submit_button("Save changes", type="primary")
+        problem = st.empty()
     if save:
         config, error = forms.parse_config(config_text)
         if error:
-            st.error(f"Config: {error}", icon="🧾")
-            return
-        with ui.session() as s:
-            registry.update_model(
-                session=s, model_id=model.id, name=name, version=version, description=description, config=config
-            )
-        ui.flash(f"Model '{name}' saved.")
-        st.rerun()
+            config_error.error(f"Config: {error}", icon="🧾")
+        else:
+            try:
+                with ui.session() as s:
+                    registry.update_model(
+                        session=s, model_id=model.id, name=name, version=version, description=description, config=config
+                    )
+            except ex.ExperimentError as exc:
+                with problem.container():
+                    ui.show_error(exc)
+            else:
+                ui.flash(f"Model '{name}' saved.")
+                st.rerun()
     cols = st.columns(2, vertical_alignment="center")
     if model.is_active:
         confirm = cols[1].checkbox("Yes, retire it", key=f"m_retire_sure_{model.id}")
@@ -117,7 +129,7 @@ def body() -> None:
         return
     left, right = st.columns(2)
     with left:
-        _register()
+        _register(models)
     with right:
         if models:
             st.markdown("**Edit or retire a model**")

@@ -82,3 +82,23 @@ def test_attribute_names_lists_the_segment_keys(session: Session) -> None:
     assert attribute_names(session=session, experiment_id=experiment.id) == ["country", "platform", "tier"]
     assert attribute_names(session=session, experiment_id=experiment.id, sample=1) == ["country", "platform"]
     assert attribute_names(session=session, experiment_id=experiment.id + 1) == []
+
+
+def test_variant_users_lists_every_variant_of_every_experiment(session: Session) -> None:
+    exp, a, b = _setup(session)
+    other = Experiment(name="third", salt="u")
+    session.add(other)
+    session.commit()
+    c = Variant(experiment_id=other.id, name="C", allocation_pct=100, is_control=True, position=0)
+    session.add(c)
+    session.commit()
+    # hand count: A 2 users, B 0 users, C 3 users
+    rows = [("u1", exp, a), ("u2", exp, a), ("x1", other, c), ("x2", other, c), ("x3", other, c)]
+    session.add_all([UserAssignment(user_id=u, experiment_id=e.id, variant_id=v.id) for u, e, v in rows])
+    session.commit()
+    got = queries.variant_users(session=session)
+    assert [(v.variant_id, v.name, v.users, v.is_control) for v in got[exp.id]] == [(a.id, "A", 2, True), (b.id, "B", 0, False)]
+    assert [(v.variant_id, v.users) for v in got[other.id]] == [(c.id, 3)]
+    assert exp.id + 1 not in got  # the experiment without variants ("empty")
+    for e in (exp, other):  # the same counts as the per-experiment query
+        assert {v.variant_id: v.users for v in got[e.id]} == queries.participants(session=session, experiment_id=e.id)
