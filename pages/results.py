@@ -367,6 +367,19 @@ def _controls(experiment: Any) -> tuple[tuple[Any, ...], tuple[Any, Any], Any]:
     return (method, correction, bool(cuped), start, end, (segment or "").strip()), (start, end), cuped_note
 
 
+def _figures(results: Any) -> None:
+    """The top figures as one line of text (markdown is in Streamlit's first script bundle; st.metric
+    would load another chunk in the browser and hold back the tables, measured)."""
+    figures = {
+        "Users": forms.format_int(sum(v.users for v in results.variants)),
+        "Assigned": forms.format_int(sum(v.assigned for v in results.variants)),
+        "Days running": forms.format_whole_days(results.days_run),
+        "Confidence": forms.format_pct(1 - results.alpha, 0),
+    }
+    with st.container(key="r_figures"):
+        st.markdown(" &nbsp;·&nbsp; ".join(f"{label} **{value}**" for label, value in figures.items()))
+
+
 def _metric_table(page: dict[str, Any], metric: str, role: str) -> None:
     """One metric: its heading and its table, or "no data yet" when no event of it was tracked."""
     st.markdown(f"#### {metric} · {role}")
@@ -395,11 +408,7 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
         cuped_note.empty()
     _health(results)
     _verdict(results)
-    top = st.columns(4)
-    top[0].metric("Users", forms.format_int(sum(v.users for v in results.variants)))
-    top[1].metric("Assigned", forms.format_int(sum(v.assigned for v in results.variants)))
-    top[2].metric("Days running", forms.format_whole_days(results.days_run))
-    top[3].metric("Confidence", forms.format_pct(1 - results.alpha, 0))
+    _figures(results)
 
     if not results.metrics:
         st.info("No metric data yet. Results appear as soon as users are assigned and events are tracked.", icon="⏳")
@@ -464,8 +473,12 @@ def body() -> None:
         if live:
             st.caption(f"🔄 Refreshing every {REFRESH_SECONDS} s (turn off *Live refresh* in the sidebar).")
 
-    live_report()
+    report = st.container()
+    # Sent before the report but drawn below it: the browser loads the download button's code
+    # while the server analyses, so it never holds back the tables and charts (measured).
     _downloads(experiment, options)
+    with report:
+        live_report()
 
 
 if ui.start_page():
