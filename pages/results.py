@@ -342,8 +342,12 @@ def _charts(experiment: Any, page: dict[str, Any], latest: int, window: tuple[An
 
 
 def _controls(experiment: Any) -> tuple[tuple[Any, ...], tuple[Any, Any], Any]:
-    """The analysis options; returns (options, date window, the slot next to the CUPED toggle)."""
-    with st.expander("Analysis options", expanded=False):
+    """The analysis options; returns (options, date window, the slot next to the CUPED toggle).
+
+    In a popover, not an expander: the browser mounts a closed popover's widgets only when it is
+    opened, so their code (the date input's alone is ~180 kB) is not loaded before the tables.
+    """
+    with st.popover("Analysis options", icon=":material/tune:"):
         cols = st.columns([2, 2, 1])
         method = cols[0].radio("Method", list(METHODS), format_func=METHODS.get, key="r_method", horizontal=True)
         correction = cols[1].selectbox("Multiple-comparison correction", list(CORRECTIONS),
