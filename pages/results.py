@@ -348,7 +348,7 @@ def _controls(experiment: Any) -> tuple[tuple[Any, ...], tuple[Any, Any], Any]:
     opened, so their code (the date input's alone is ~180 kB) is not loaded before the tables.
     """
     with st.popover("Analysis options", icon=":material/tune:"):
-        cols = st.columns([2, 2, 1])
+        cols = st.columns([2, 2, 2])
         method = cols[0].radio("Method", list(METHODS), format_func=METHODS.get, key="r_method", horizontal=True)
         correction = cols[1].selectbox("Multiple-comparison correction", list(CORRECTIONS),
                                        format_func=CORRECTIONS.get, key="r_correction")
