@@ -7,12 +7,12 @@ is never hidden by the cache.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -34,28 +34,51 @@ OUTCOME_COLORS = {"better": "#16a34a", "worse": "#dc2626", "inconclusive": "#6b7
 
 
 @st.cache_data(show_spinner="Analysing…", max_entries=64)
-def _analysis(url: str, experiment_id: int, latest_event: int, version: str, options: tuple[Any, ...]) -> Any:
-    """analyze() cached on (database, experiment, latest event id, experiment version, options)."""
+def _page_data(url: str, experiment_id: int, latest_event: int, version: str, options: tuple[Any, ...],
+               palette: dict[str, str]) -> dict[str, Any]:
+    """analyze() and what the page draws from it, cached on (database, experiment, latest event id,
+    experiment version, options, variant colours): new data changes the latest event id, so it is
+    never hidden by the cache, and a rerun on the same data builds nothing again.
+
+    Keys: ``results`` (abcore.analysis.Results), ``no_data`` (metrics without any tracked event),
+    ``forest``, ``cumulative`` (per metric) and ``feedback`` chart specs (None: nothing to draw).
+    """
     method, correction, cuped, start, end, segment = options
     with ui.session() as s:
-        return analyze(
+        results = analyze(
             experiment_id, session=s, method=method, correction=correction, cuped=cuped,
             start=start, end=end, segment=segment or None, percentiles=False,
         )
+        tracked = set(queries.metric_names(session=s, experiment_id=experiment_id))
+    metrics = [m for m, _ in forms.metrics_in_order(results)]
+    return {
+        "results": results,
+        "no_data": {m for m in metrics if m not in tracked},
+        "forest": _forest(results) if any(_finite(r.test.lift) is not None for r in results.metrics) else None,
+        "cumulative": {m: _cumulative(results, m, palette) for m in metrics},
+        "feedback": _feedback(results.feedback, palette),
+    }
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _assignments(url: str, experiment_id: int, latest_event: int) -> list[Any]:
+def _assignments_spec(url: str, experiment_id: int, latest_event: int, palette: dict[str, str]) -> dict[str, Any] | None:
+    """The assignments-per-day chart (None: no assignments), cached on the latest event id."""
     with ui.session() as s:
-        return queries.assignments_per_day(session=s, experiment_id=experiment_id)
+        per_day = queries.assignments_per_day(session=s, experiment_id=experiment_id)
+        names = {v.id: v.name for v in ex.get_variants(session=s, experiment_id=experiment_id)}
+    return _assignments_chart(per_day, names, palette) if per_day else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _distribution(url: str, experiment_id: int, latest_event: int, metric: str, window: tuple[Any, Any]) -> Any:
+def _distribution_spec(url: str, experiment_id: int, latest_event: int, metric: str, window: tuple[Any, Any],
+                       palette: dict[str, str]) -> dict[str, Any] | None:
+    """The value histogram of ``metric`` per variant in ``window`` (None: no values), cached on the latest event id."""
     with ui.session() as s:
-        return queries.value_distribution(
+        dist = queries.value_distribution(
             session=s, experiment_id=experiment_id, metric=metric, bins=30, start=window[0], end=window[1]
         )
+        names = {v.id: v.name for v in ex.get_variants(session=s, experiment_id=experiment_id)}
+    return _distribution(dist, names, metric, palette) if dist.edges else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=60)
@@ -108,13 +131,19 @@ def _pick_experiment(everything: list[Any]) -> Any | None:
     return by_id.get(picked)
 
 
+def _is_cuped_warning(message: str) -> bool:
+    """Warnings about CUPED (e.g. no pre-exposure data) are shown next to the CUPED option, not in the banner."""
+    return "cuped" in message.lower()
+
+
 def _health(results: Any) -> None:
     with st.container(key="r_health"):
         problems = [c for c in results.health if not c.ok]
         for check in problems:
             (st.error if check.severity == "error" else st.warning)(check.message, icon="🩺")
         for warning in results.warnings:
-            st.warning(warning, icon="⚠️")
+            if not _is_cuped_warning(warning):
+                st.warning(warning, icon="⚠️")
         passed = [c.message for c in results.health if c.ok]
         if passed:  # shown also when a warning is up: what was checked and passed stays visible
             healthy = forms.health_level(results.health) == "ok" and not results.warnings
@@ -128,85 +157,161 @@ def _verdict(results: Any) -> None:
         st.markdown(results.verdict.reason)
 
 
-def _forest(results: Any) -> alt.Chart:
+def _finite(value: Any) -> float | None:
+    """A JSON-safe number: NaN and infinities become null (``JSON.parse`` rejects ``NaN``)."""
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def _nominal(field: str, scale: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"field": field, "type": "nominal", "scale": {"domain": list(scale), "range": list(scale.values())},
+            "legend": {"title": None, "orient": "top"}, **extra}
+
+
+def _spec(title: str, height: int, layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Vega-Lite spec as a plain dict, its data inline in the layers.
+
+    Plain dicts instead of Altair, and data inside the layers instead of a top-level ``data``
+    or ``datasets``: Streamlit converts those to Arrow (server) and back (browser) per chart,
+    which together with Altair's ``to_dict`` cost most of the page's server time (measured,
+    README "Dashboard speed in the browser").
+    """
+    return {"title": title, "height": height, "layer": layers}
+
+
+def _forest(results: Any) -> dict[str, Any]:
     """Relative lift per metric and treatment with its CI; colour by outcome (green better, red worse, grey open)."""
-    rows = [r for r in results.metrics if pd.notna(r.test.lift)]
-    frame = pd.DataFrame([{
+    rows = [{
         "row": f"{r.metric} · {r.variant}",
         "lift": r.test.lift * 100,
-        "low": (r.test.lift_ci_low if pd.notna(r.test.lift_ci_low) else r.test.lift) * 100,
-        "high": (r.test.lift_ci_high if pd.notna(r.test.lift_ci_high) else r.test.lift) * 100,
+        "low": (_finite(r.test.lift_ci_low) if _finite(r.test.lift_ci_low) is not None else r.test.lift) * 100,
+        "high": (_finite(r.test.lift_ci_high) if _finite(r.test.lift_ci_high) is not None else r.test.lift) * 100,
         "outcome": r.outcome,  # judged by the metric's definition (abcore.decisions), never by the sign here
-    } for r in rows])
-    y = alt.Y("row:N", title=None, sort=None)
-    color = alt.Color("outcome:N", scale=alt.Scale(domain=list(OUTCOME_COLORS), range=list(OUTCOME_COLORS.values())),
-                      legend=alt.Legend(title=None, orient="top"))
-    tooltip = [alt.Tooltip("row:N", title="metric · variant"), alt.Tooltip("lift:Q", format="+.2f", title="lift (%)"),
-               alt.Tooltip("low:Q", format="+.2f", title="CI low (%)"), alt.Tooltip("high:Q", format="+.2f", title="CI high (%)")]
-    base = alt.Chart(frame)
-    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("low:Q", title="Lift vs. control (%)"), x2="high:Q", y=y, color=color)
-    dots = base.mark_circle(size=110, opacity=1).encode(x="lift:Q", y=y, color=color, tooltip=tooltip)
-    zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(strokeDash=[4, 4], color="#9ca3af").encode(x="x:Q")
-    return (bars + dots + zero).properties(title="Relative lift vs. control (with confidence intervals)",
-                                           height=40 + 40 * max(1, len(rows)))
+    } for r in results.metrics if _finite(r.test.lift) is not None]
+    y = {"field": "row", "type": "nominal", "title": None, "sort": None}
+    color = _nominal("outcome", OUTCOME_COLORS)
+    tooltip = [{"field": "row", "type": "nominal", "title": "metric · variant"},
+               *({"field": f, "type": "quantitative", "format": "+.2f", "title": t}
+                 for f, t in (("lift", "lift (%)"), ("low", "CI low (%)"), ("high", "CI high (%)")))]
+    return _spec("Relative lift vs. control (with confidence intervals)", 40 + 40 * max(1, len(rows)), [
+        {"data": {"values": rows}, "layer": [
+            {"mark": {"type": "rule", "strokeWidth": 2},
+             "encoding": {"x": {"field": "low", "type": "quantitative", "title": "Lift vs. control (%)"},
+                          "x2": {"field": "high"}, "y": y, "color": color}},
+            {"mark": {"type": "circle", "size": 110, "opacity": 1},
+             "encoding": {"x": {"field": "lift", "type": "quantitative"}, "y": y, "color": color, "tooltip": tooltip}},
+        ]},
+        _zero("x"),
+    ])
 
 
-def _color(palette: dict[str, str]) -> alt.Color:
-    """The page's one colour per variant (abcore.forms.variant_colors), the same in every chart."""
-    return alt.Color("variant:N", scale=alt.Scale(domain=list(palette), range=list(palette.values())),
-                     legend=alt.Legend(title=None, orient="top"))
+def _zero(axis: str) -> dict[str, Any]:
+    """The dashed no-difference line at 0 on ``axis``."""
+    return {"data": {"values": [{axis: 0}]}, "mark": {"type": "rule", "strokeDash": [4, 4], "color": "#9ca3af"},
+            "encoding": {axis: {"field": axis, "type": "quantitative"}}}
 
 
-def _cumulative(results: Any, metric: str, palette: dict[str, str]) -> tuple[alt.Chart, alt.Chart | None] | None:
+def _day_axis() -> dict[str, Any]:
+    return {"field": "day", "type": "ordinal", "title": "Day (UTC)", "axis": {"labelAngle": -45, "labelOverlap": True}}
+
+
+def _cumulative(results: Any, metric: str, palette: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """The cumulative value per variant and the cumulative lift vs. control of ``metric`` (None: no daily data)."""
     points = [p for p in results.daily if p.metric == metric]
     if not points:
         return None
     binary = next((r.kind == "binary" for r in results.metrics if r.metric == metric), False)
     scale = 100 if binary else 1
-    frame = pd.DataFrame({
-        "day": forms.day_labels(p.day for p in points),
-        "variant": [p.variant for p in points],
-        "value": [p.value * scale for p in points],
-        "lift": [p.lift * 100 for p in points],
-    })
-    x = alt.X("day:O", title="Day (UTC)", axis=alt.Axis(labelAngle=-45, labelOverlap=True))
+    days = forms.day_labels(p.day for p in points)
+    rows = [{"day": d, "variant": p.variant, "value": _finite(p.value * scale), "lift": _finite(p.lift * 100)}
+            for d, p in zip(days, points, strict=True)]
+    color = _nominal("variant", palette)
     unit = " (%)" if binary else ""
-    value = alt.Chart(frame).mark_line(point=True).encode(
-        x=x, y=alt.Y("value:Q", title=f"{metric}{unit}"), color=_color(palette),
-        tooltip=["day:O", "variant:N", alt.Tooltip("value:Q", format=".2f" if binary else ".3f")],
-    ).properties(title=f"Cumulative {metric} per variant", height=300)
-    lifts = frame.dropna(subset=["lift"])
-    if lifts.empty:
+    value = _spec(f"Cumulative {metric} per variant", 300, [{
+        "data": {"values": rows}, "mark": {"type": "line", "point": True},
+        "encoding": {"x": _day_axis(), "y": {"field": "value", "type": "quantitative", "title": f"{metric}{unit}"},
+                     "color": color,
+                     "tooltip": [{"field": "day", "type": "ordinal"}, {"field": "variant", "type": "nominal"},
+                                 {"field": "value", "type": "quantitative", "format": ".2f" if binary else ".3f"}]},
+    }])
+    lifts = [r for r in rows if r["lift"] is not None]
+    if not lifts:
         return value, None
-    lift = alt.Chart(lifts).mark_line(point=True).encode(
-        x=x, y=alt.Y("lift:Q", title="Lift (%)"), color=_color(palette),
-        tooltip=["day:O", "variant:N", alt.Tooltip("lift:Q", format="+.2f")],
-    ).properties(title=f"Cumulative lift of {metric} vs. control (%)", height=300)
-    zero = alt.Chart(pd.DataFrame({"y": [0]})).mark_rule(strokeDash=[4, 4], color="#9ca3af").encode(y="y:Q")
-    return value, lift + zero
+    lift = _spec(f"Cumulative lift of {metric} vs. control (%)", 300, [{
+        "data": {"values": lifts}, "mark": {"type": "line", "point": True},
+        "encoding": {"x": _day_axis(), "y": {"field": "lift", "type": "quantitative", "title": "Lift (%)"},
+                     "color": color,
+                     "tooltip": [{"field": "day", "type": "ordinal"}, {"field": "variant", "type": "nominal"},
+                                 {"field": "lift", "type": "quantitative", "format": "+.2f"}]},
+    }, _zero("y")])
+    return value, lift
 
 
-def _chart(chart: Any, key: str) -> None:
-    """Draw an Altair chart as its Vega-Lite spec, built once without Altair's schema validation.
+def _distribution(dist: Any, names: dict[int, str], metric: str, palette: dict[str, str]) -> dict[str, Any]:
+    rows = [{"variant": names.get(vid, str(vid)), "low": a, "high": b, "events": n}
+            for vid, counts in dist.counts.items()
+            for a, b, n in zip(dist.edges, dist.edges[1:], counts, strict=False)]
+    return _spec(f"Distribution of {metric} per variant", 300, [{
+        "data": {"values": rows}, "mark": {"type": "bar", "opacity": 0.55, "binSpacing": 0},
+        "encoding": {"x": {"field": "low", "type": "quantitative", "title": metric, "bin": "binned"},
+                     "x2": {"field": "high"},
+                     "y": {"field": "events", "type": "quantitative", "title": "Events", "stack": None},
+                     "color": _nominal("variant", palette),
+                     "tooltip": [{"field": "variant", "type": "nominal"},
+                                 {"field": "low", "type": "quantitative", "format": ".3f"},
+                                 {"field": "high", "type": "quantitative", "format": ".3f"},
+                                 {"field": "events", "type": "quantitative"}]},
+    }])
 
-    Measured: validation costs ~65 ms per chart on a loaded server; the specs above are fixed
-    shapes covered by the dashboard tests, so the browser validates nothing new.
-    """
+
+def _assignments_chart(per_day: list[Any], names: dict[int, str], palette: dict[str, str]) -> dict[str, Any]:
+    days = forms.day_labels(a.day for a in per_day)
+    rows = [{"day": d, "variant": names.get(a.variant_id, str(a.variant_id)), "users": a.count}
+            for d, a in zip(days, per_day, strict=True)]
+    return _spec("Assignments per day", 300, [{
+        "data": {"values": rows}, "mark": {"type": "bar"},
+        "encoding": {"x": _day_axis(), "xOffset": {"field": "variant", "type": "nominal"},
+                     "y": {"field": "users", "type": "quantitative", "title": "Users"},
+                     "color": _nominal("variant", palette),
+                     "tooltip": [{"field": "day", "type": "ordinal"}, {"field": "variant", "type": "nominal"},
+                                 {"field": "users", "type": "quantitative"}]},
+    }])
+
+
+def _feedback(feedback: dict[str, dict[str, int]], palette: dict[str, str]) -> dict[str, Any] | None:
+    if not any(sum(c.values()) for c in feedback.values()):
+        return None
+    rows = [{"variant": v, "sentiment": s, "count": n} for v, counts in feedback.items() for s, n in counts.items()]
+    return _spec("User feedback", 300, [{
+        "data": {"values": rows}, "mark": {"type": "bar"},
+        "encoding": {"x": {"field": "variant", "type": "nominal", "sort": list(palette), "title": None,
+                           "axis": {"labelAngle": 0}},
+                     "y": {"field": "count", "type": "quantitative", "title": "Feedback events"},
+                     "color": _nominal("sentiment", SENTIMENT_COLORS),
+                     "order": {"field": "sentiment", "type": "nominal"},
+                     "tooltip": [{"field": "variant", "type": "nominal"}, {"field": "sentiment", "type": "nominal"},
+                                 {"field": "count", "type": "quantitative"}]},
+    }])
+
+
+def _chart(spec: dict[str, Any], key: str) -> None:
+    """Draw a Vega-Lite spec (a plain dict, see :func:`_spec`) in a container with a stable key."""
     with st.container(key=key):  # the stable CSS class st-key-<key> that browser tests select on
-        st.vega_lite_chart(chart.to_dict(validate=False), width="stretch")
+        st.vega_lite_chart(spec, width="stretch")
 
 
-def _charts(experiment: Any, results: Any, latest: int, names: dict[int, str], window: tuple[Any, Any],
+def _charts(experiment: Any, page: dict[str, Any], latest: int, window: tuple[Any, Any],
             palette: dict[str, str]) -> None:
+    """Every chart after the tables: forest, cumulative value and lift, distribution, assignments, feedback."""
+    results = page["results"]
     st.subheader("Charts")
-    if any(pd.notna(r.test.lift) for r in results.metrics):
-        _chart(_forest(results), "r_forest")
+    if page["forest"] is not None:
+        _chart(page["forest"], "r_forest")
     else:
         st.caption("No lift to plot yet: every treatment needs users and data first.")
-    metrics = [m for m, _ in forms.metrics_in_order(results)]
+    metrics = [m for m in page["cumulative"] if m not in page["no_data"]]
     if metrics:
         metric = st.selectbox("Metric for the charts over time", metrics, key="r_chart_metric")
-        pair = _cumulative(results, metric, palette)
+        pair = page["cumulative"][metric]
         if pair:
             left, right = st.columns(2)
             with left:
@@ -217,65 +322,39 @@ def _charts(experiment: Any, results: Any, latest: int, names: dict[int, str], w
             else:
                 right.caption("No cumulative lift yet: the treatments have no data.")
     url = database_url()
-    continuous = [r.metric for r in results.metrics if r.kind == "mean"]
+    continuous = sorted({r.metric for r in results.metrics if r.kind == "mean"} - page["no_data"])
     left, right = st.columns(2)
     with left:
         if continuous:
-            chosen = st.selectbox("Distribution of", sorted(set(continuous)), key="r_dist_metric")
-            dist = _distribution(url, experiment.id, latest, chosen, window)
-            if dist.edges:
-                frame = pd.DataFrame([
-                    {"variant": names.get(vid, str(vid)), "low": a, "high": b, "events": n}
-                    for vid, counts in dist.counts.items()
-                    for a, b, n in zip(dist.edges, dist.edges[1:], counts, strict=False)
-                ])
-                fig = alt.Chart(frame).mark_bar(opacity=0.55, binSpacing=0).encode(
-                    x=alt.X("low:Q", title=chosen, bin="binned"), x2="high:Q",
-                    y=alt.Y("events:Q", title="Events", stack=None), color=_color(palette),
-                    tooltip=["variant:N", alt.Tooltip("low:Q", format=".3f"), alt.Tooltip("high:Q", format=".3f"),
-                             "events:Q"],
-                ).properties(title=f"Distribution of {chosen} per variant", height=300)
-                _chart(fig, "r_distribution")
+            chosen = st.selectbox("Distribution of", continuous, key="r_dist_metric")
+            spec = _distribution_spec(url, experiment.id, latest, chosen, window, palette)
+            if spec is not None:
+                _chart(spec, "r_distribution")
         else:
             st.caption("No continuous metric to show a distribution for.")
     with right:
-        per_day = _assignments(url, experiment.id, latest)
-        if per_day:
-            frame = pd.DataFrame({
-                "day": forms.day_labels(a.day for a in per_day),
-                "variant": [names.get(a.variant_id, str(a.variant_id)) for a in per_day],
-                "users": [a.count for a in per_day],
-            })
-            fig = alt.Chart(frame).mark_bar().encode(
-                x=alt.X("day:O", title="Day (UTC)", axis=alt.Axis(labelAngle=-45, labelOverlap=True)),
-                xOffset="variant:N", y=alt.Y("users:Q", title="Users"), color=_color(palette),
-                tooltip=["day:O", "variant:N", "users:Q"],
-            ).properties(title="Assignments per day", height=300)
-            _chart(fig, "r_assignments")
+        spec = _assignments_spec(url, experiment.id, latest, palette)
+        if spec is not None:
+            _chart(spec, "r_assignments")
         else:
             st.caption("No assignments yet.")
-    feedback = results.feedback
-    if any(sum(c.values()) for c in feedback.values()):
-        frame = pd.DataFrame([{"variant": v, "sentiment": s, "count": n}
-                              for v, counts in feedback.items() for s, n in counts.items()])
-        fig = alt.Chart(frame).mark_bar().encode(
-            x=alt.X("variant:N", sort=list(palette), title=None, axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("count:Q", title="Feedback events"),
-            color=alt.Color("sentiment:N", scale=alt.Scale(domain=list(SENTIMENT_COLORS),
-                                                           range=list(SENTIMENT_COLORS.values())),
-                            legend=alt.Legend(title=None, orient="top")),
-            order=alt.Order("sentiment:N"), tooltip=["variant:N", "sentiment:N", "count:Q"],
-        ).properties(title="User feedback", height=300)
-        _chart(fig, "r_feedback")
+    if page["feedback"] is not None:
+        _chart(page["feedback"], "r_feedback")
 
 
-def _controls(experiment: Any) -> tuple[tuple[Any, ...], tuple[Any, Any]]:
-    with st.expander("Analysis options", expanded=False):
-        cols = st.columns([2, 2, 1])
+def _controls(experiment: Any) -> tuple[tuple[Any, ...], tuple[Any, Any], Any]:
+    """The analysis options; returns (options, date window, the slot next to the CUPED toggle).
+
+    In a popover, not an expander: the browser mounts a closed popover's widgets only when it is
+    opened, so their code (the date input's alone is ~180 kB) is not loaded before the tables.
+    """
+    with st.popover("Analysis options", icon=":material/tune:"):
+        cols = st.columns([2, 2, 2])
         method = cols[0].radio("Method", list(METHODS), format_func=METHODS.get, key="r_method", horizontal=True)
         correction = cols[1].selectbox("Multiple-comparison correction", list(CORRECTIONS),
                                        format_func=CORRECTIONS.get, key="r_correction")
         cuped = cols[2].toggle("CUPED", key="r_cuped", help="Reduce variance with each user's pre-experiment value.")
+        cuped_note = cols[2].empty()  # filled by _report with the analysis' CUPED warnings
         cols = st.columns(2)
         started = (experiment.started_at or experiment.created_at).date()
         ended = (experiment.stopped_at or datetime.now(UTC)).date()
@@ -290,36 +369,59 @@ def _controls(experiment: Any) -> tuple[tuple[Any, ...], tuple[Any, Any]]:
             start = datetime.combine(window[0], time.min, tzinfo=UTC)
         if window[1] < ended:
             end = datetime.combine(window[1] + timedelta(days=1), time.min, tzinfo=UTC)
-    return (method, correction, bool(cuped), start, end, (segment or "").strip()), (start, end)
+    return (method, correction, bool(cuped), start, end, (segment or "").strip()), (start, end), cuped_note
 
 
-def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any]) -> None:
+def _figures(results: Any) -> None:
+    """The top figures as one line of text (markdown is in Streamlit's first script bundle; st.metric
+    would load another chunk in the browser and hold back the tables, measured)."""
+    figures = {
+        "Users": forms.format_int(sum(v.users for v in results.variants)),
+        "Assigned": forms.format_int(sum(v.assigned for v in results.variants)),
+        "Days running": forms.format_whole_days(results.days_run),
+        "Confidence": forms.format_pct(1 - results.alpha, 0),
+    }
+    with st.container(key="r_figures"):
+        st.markdown(" &nbsp;·&nbsp; ".join(f"{label} **{value}**" for label, value in figures.items()))
+
+
+def _metric_table(page: dict[str, Any], metric: str, role: str) -> None:
+    """One metric: its heading and its table, or "no data yet" when no event of it was tracked."""
+    st.markdown(f"#### {metric} · {role}")
+    with st.container(key=f"r_table_{metric}"):
+        if metric in page["no_data"]:
+            st.caption(f"No data yet: no `{metric}` event has been tracked for this experiment.")
+        else:
+            better = next((r.direction for r in page["results"].metrics if r.metric == metric), None)  # its definition's
+            if better:
+                st.caption(f"Direction: {direction_label(better)}")
+            # st.table: plain HTML, drawn with the first paint and wrapped (never cut) at any width
+            st.table(pd.DataFrame(forms.metric_rows(page["results"], metric)).set_index("Variant"))
+
+
+def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], cuped_note: Any) -> None:
+    """Health banner, verdict, top figures and the primary metric first; then the other metrics and the charts."""
     with ui.session() as s:
         latest = queries.latest_event_id(session=s, experiment_id=experiment.id)
         variants = ex.get_variants(session=s, experiment_id=experiment.id)
-    names = {v.id: v.name for v in variants}
     palette = forms.variant_colors([v.name for v in sorted(variants, key=lambda v: not v.is_control)])
     version = f"{experiment.status}|{experiment.updated_at.isoformat()}"
-    results = _analysis(database_url(), experiment.id, latest, version, options)
+    page = _page_data(database_url(), experiment.id, latest, version, options, palette)
+    results = page["results"]
 
+    cuped_warnings = [w for w in results.warnings if _is_cuped_warning(w)]
+    if cuped_warnings:
+        cuped_note.warning(" ".join(cuped_warnings), icon="⚠️")
+    else:
+        cuped_note.empty()
     _health(results)
     _verdict(results)
-    top = st.columns(4)
-    top[0].metric("Users", forms.format_int(sum(v.users for v in results.variants)))
-    top[1].metric("Assigned", forms.format_int(sum(v.assigned for v in results.variants)))
-    top[2].metric("Days running", forms.format_whole_days(results.days_run))
-    top[3].metric("Confidence", forms.format_pct(1 - results.alpha, 0))
+    _figures(results)
 
     if not results.metrics:
         st.info("No metric data yet. Results appear as soon as users are assigned and events are tracked.", icon="⏳")
     for metric, role in forms.metrics_in_order(results):
-        st.markdown(f"#### {metric} · {role}")
-        # st.table: plain HTML, drawn with the first paint and wrapped (never cut) at any width
-        with st.container(key=f"r_table_{metric}"):
-            better = next((r.direction for r in results.metrics if r.metric == metric), None)  # its definition's
-            if better:
-                st.caption(f"Direction: {direction_label(better)}")
-            st.table(pd.DataFrame(forms.metric_rows(results, metric)).set_index("Variant"))
+        _metric_table(page, metric, role)
     if results.segments:
         with st.expander(f"By {results.segment}"):
             st.table(pd.DataFrame([{
@@ -329,7 +431,7 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any]) 
                 "p-value": forms.format_pvalue(seg.test.p_value),
             } for seg in results.segments]).set_index(results.segment))
     if results.metrics or results.variants:
-        _charts(experiment, results, latest, names, window, palette)
+        _charts(experiment, page, latest, window, palette)
 
 
 def _downloads(experiment: Any, options: tuple[Any, ...]) -> None:
@@ -370,17 +472,21 @@ def body() -> None:
         return
     if watch_ui.snapshot_first(experiment):
         return
-    options, window = _controls(experiment)
+    options, window, cuped_note = _controls(experiment)
     live = experiment.status == "running" and st.session_state.get("live_refresh", True)
 
     @st.fragment(run_every=REFRESH_SECONDS if live else None)
     def live_report() -> None:
-        ui.guarded(lambda: _report(experiment, options, window))
+        ui.guarded(lambda: _report(experiment, options, window, cuped_note))
         if live:
             st.caption(f"🔄 Refreshing every {REFRESH_SECONDS} s (turn off *Live refresh* in the sidebar).")
 
-    live_report()
+    report = st.container()
+    # Sent before the report but drawn below it: the browser loads the download button's code
+    # while the server analyses, so it never holds back the tables and charts (measured).
     _downloads(experiment, options)
+    with report:
+        live_report()
 
 
 if ui.start_page():

@@ -133,3 +133,46 @@ def test_segment_breakdown_offers_the_assignment_attributes(store: str) -> None:
     box.set_value("country").run()
     assert not at.exception and not at.error
     assert any(e.label == "By country" for e in at.expander)
+
+
+def test_a_metric_without_any_event_says_no_data_yet(store: str) -> None:
+    """A secondary metric nobody tracked yet: "no data yet" under its heading, never a table with "0.00 %"."""
+    with Session(make_engine(store), expire_on_commit=False) as s:
+        exp = ex.create_experiment(session=s, data=ex.ExperimentCreate(
+            name="Silent metric",
+            variants=[ex.VariantCreate(name="control", allocation_pct=50), ex.VariantCreate(name="b", allocation_pct=50)],
+            secondary_metrics=["signup"],
+        ))
+        ex.start_experiment(session=s, ref=exp.id)
+    assigner = Assigner(store, timeout=10.0, cache_ttl=0.0)
+    for i in range(40):
+        assert assigner.assign(f"u{i}", "Silent metric") is not None
+        if i % 4 == 0:
+            assigner.track(f"u{i}", "Silent metric", "conversion")
+    assigner.close()
+    at = _results("Silent metric")
+    headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert headings == ["#### conversion · primary", "#### signup · secondary"]
+    assert len(at.table) == 1  # conversion only: 10 of 40 users converted (i % 4 == 0), so it has data
+    assert [c.value for c in at.caption if c.value.startswith("No data yet")] == [
+        "No data yet: no `signup` event has been tracked for this experiment."]
+    shown = " ".join(str(t.value.to_dict()) for t in at.table)
+    assert "signup" not in shown
+    # the charts over time offer only metrics with data
+    assert at.selectbox(key="r_chart_metric").options == ["conversion"]
+
+
+def test_cuped_warnings_are_shown_next_to_the_cuped_option(store: str) -> None:
+    """A CUPED warning of Results.warnings sits beside the CUPED toggle (once), not in the health banner."""
+    _running_experiment(store, users=60)
+    at = _results("Checkout copy")
+    assert not [w for w in at.warning if "CUPED" in w.value]
+    at.session_state["r_method"] = "sequential"  # abcore.analysis: CUPED is not combined with sequential testing
+    at.toggle(key="r_cuped").set_value(True).run()
+    assert not at.exception, at.exception
+    cuped = [w.value for w in at.warning if "CUPED" in w.value]
+    assert cuped == ["CUPED is not combined with sequential testing; analysed without CUPED."]
+    column = next(c for c in at.columns if [t.label for t in c.toggle] == ["CUPED"])  # the CUPED toggle's column
+    assert [w.value for w in column.warning] == cuped
+    at.toggle(key="r_cuped").set_value(False).run()
+    assert not [w for w in at.warning if "CUPED" in w.value]

@@ -1,15 +1,19 @@
 """Render times of every page in real Chromium on the demo data, plus a screenshot of each page.
 
 Prints, per page, the seconds from ``page.goto`` until the page is fully drawn (its title, every
-table, every chart's canvas, no script run in progress), the median of several opens of the
-results link, and the ratio to the time until the results page's first content (the anchor,
-measured in the same run). The target (issue 15) is the results page fully drawn within 2.0 s;
-it is reported, not asserted, because the figure depends on the machine's load
-(see README, "Dashboard speed in the browser"). Screenshots go to ``tests/artifacts/``.
+table, every chart's canvas, no script run in progress). The results link is opened ``OPENS``
+times: the first open after the server start is the *cold* figure (nothing cached: the analysis
+and the chart queries run), the median of the other opens the *warm* one (same data, so the
+cached analysis is reused); also printed is the ratio to the time until the results page's
+first content (the anchor, measured in the same run). The target (issue 15) is the results page
+fully drawn within 2.0 s; it is reported, not asserted (only a 60 s hang guard), because the
+figure depends on the machine's load (see README, "Dashboard speed in the browser").
+Screenshots go to ``tests/artifacts/``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import time
@@ -32,7 +36,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 WAIT_S = 60.0
-OPENS = 5
+OPENS = 6  # the first is cold, the others warm
 HOSTILE = "[click me](http://evil.example/) ![pixel](http://tracker.example/p.png) **loud**"
 
 # What "drawn" means in the DOM: every Vega-Lite chart has its canvas, every table its <table>,
@@ -129,7 +133,8 @@ def test_every_page_renders_and_the_results_link_is_timed(demo_server: tuple[str
                 # the hostile description of another card is not a link: checked on the landing page below
                 page.screenshot(path=str(ARTIFACTS / "results_demo.png"), full_page=True)  # type: ignore[attr-defined]
             page.close()  # type: ignore[attr-defined]
-        figures["results (median)"] = statistics.median(fulls)
+        figures["results, cold"] = fulls[0]
+        figures["results, warm (median)"] = statistics.median(fulls[1:])
 
         for name, path, charts in (("experiments", "", 0), ("create", "create", 0),
                                    ("sample_size", "sample_size", 1), ("models", "models", 0)):
@@ -147,12 +152,14 @@ def test_every_page_renders_and_the_results_link_is_timed(demo_server: tuple[str
             page.close()  # type: ignore[attr-defined]
         browser.close()
 
-    anchor = statistics.median(firsts)
-    print("\nBrowser render times on the demo data (seconds from opening the link to fully drawn):")
+    anchor = statistics.median(firsts[1:])
+    warm = statistics.median(fulls[1:])
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nBrowser render times on the demo data (seconds from opening the link to fully drawn; load average {load}):")
     print(f"  results link, {OPENS} opens: " + ", ".join(f"{t:.2f}" for t in fulls)
-          + f"  (median {statistics.median(fulls):.2f}; target 2.0)")
-    print(f"  results first content (anchor): median {anchor:.2f}; fully drawn / first content = "
-          f"{statistics.median(fulls) / anchor:.2f}")
+          + f"  (cold {fulls[0]:.2f}, warm median {warm:.2f}; target 2.0)")
+    print(f"  results first content (anchor), warm median {anchor:.2f}; fully drawn / first content = "
+          f"{warm / anchor:.2f}")
     for name, seconds in figures.items():
         print(f"  {name:<18} {seconds:.2f} s")
     assert all(t < WAIT_S for t in fulls)
