@@ -977,12 +977,36 @@ def planned_changes(
 
     A field given with its current value is not a change. Metric names are stripped and deduplicated;
     when the primary metric changes and the success criteria named the old one, they follow it.
-    Raises :class:`ExperimentError` for unknown fields, unknown variant names or mistyped values.
+    Raises exactly what :func:`update_experiment` would raise (refused changes, invalid values); saves nothing.
     """
+    return _prepare_update(session, ref, changes)[2]
+
+
+def _prepare_update(
+    session: Session, ref: int | str | Experiment, changes: ExperimentUpdate | Mapping[str, Any]
+) -> tuple[Experiment, list[Variant], dict[str, dict[str, Any]], dict[str, Any]]:
+    """(experiment, variants, diff, merged values) after every check of :func:`update_experiment`."""
     update = _as_update(changes)
     experiment = get_experiment(session=session, ref=ref)
     variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
-    return _diff(experiment, variants, update)
+    diff = _diff(experiment, variants, update)
+    refused = _refusals(experiment, diff)
+    if refused:
+        raise InvalidTransition(f"Cannot edit {experiment.name!r}: " + " ".join(refused), refused)
+    current = _current_values(experiment, variants)
+    merged = {**current, **{f: c["after"] for f, c in diff.items()}}
+    if diff:
+        before_problems = set(validate_experiment(_as_create(experiment, current, variants), session=session,
+                                                  existing_id=experiment.id))
+        problems = [
+            p
+            for p in validate_experiment(_as_create(experiment, merged, variants), session=session,
+                                         existing_id=experiment.id)
+            if p not in before_problems
+        ]
+        if problems:
+            raise ExperimentError(f"Cannot edit {experiment.name!r}: " + " ".join(problems), problems)
+    return experiment, variants, diff, merged
 
 
 def _diff(experiment: Experiment, variants: Sequence[Variant], update: ExperimentUpdate) -> dict[str, dict[str, Any]]:
@@ -1064,27 +1088,9 @@ def update_experiment(
     Nothing changes when anything is refused. Editing an approved draft withdraws its approval.
     """
     _check_actor(actor)
-    update = _as_update(changes)
-    experiment = get_experiment(session=session, ref=ref)
-    variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
-    diff = _diff(experiment, variants, update)
-    refused = _refusals(experiment, diff)
-    if refused:
-        raise InvalidTransition(f"Cannot edit {experiment.name!r}: " + " ".join(refused), refused)
+    experiment, variants, diff, merged = _prepare_update(session, ref, changes)
     if not diff:
         return experiment
-    current = _current_values(experiment, variants)
-    merged = {**current, **{f: c["after"] for f, c in diff.items()}}
-    before_problems = set(validate_experiment(_as_create(experiment, current, variants), session=session,
-                                              existing_id=experiment.id))
-    problems = [
-        p
-        for p in validate_experiment(_as_create(experiment, merged, variants), session=session, existing_id=experiment.id)
-        if p not in before_problems
-    ]
-    if problems:
-        raise ExperimentError(f"Cannot edit {experiment.name!r}: " + " ".join(problems), problems)
-
     status = experiment.status
     values: dict[str, Any] = {"updated_at": utcnow()}
     for field in ("description", "hypothesis", "primary_metric", "secondary_metrics", "guardrail_metrics", "targeting",
