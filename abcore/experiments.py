@@ -976,7 +976,7 @@ def planned_changes(
     """What :func:`update_experiment` would change: field -> {"before", "after"} (only real changes).
 
     A field given with its current value is not a change. Metric names are stripped and deduplicated;
-    when the primary metric changes and the success criteria named the old one, they follow it.
+    when a draft's primary metric changes and the success criteria named the old one, they follow it.
     Raises exactly what :func:`update_experiment` would raise (refused changes, invalid values); saves nothing.
     """
     return _prepare_update(session, ref, changes)[2]
@@ -1036,7 +1036,8 @@ def _diff(experiment: Experiment, variants: Sequence[Variant], update: Experimen
     old_primary = current["primary_metric"]
     new_primary = requested.get("primary_metric", old_primary)
     criteria = dict(requested.get("success_criteria", current["success_criteria"]))
-    if new_primary != old_primary and criteria.get("metric") == old_primary:
+    following = experiment.status == ExperimentStatus.DRAFT  # elsewhere the primary change itself is refused
+    if following and new_primary != old_primary and criteria.get("metric") == old_primary:
         criteria["metric"] = new_primary
         requested["success_criteria"] = criteria
     return {f: {"before": current[f], "after": v} for f, v in requested.items() if v != current[f]}
