@@ -1455,3 +1455,19 @@ def _withdraw_approval(session: Session, experiment: Experiment, actor: str, rea
         setattr(experiment, key, value)
     _audit(session, experiment.id, "approval_withdrawn", actor, experiment.status, experiment.status,
            reason=reason, approved_by=approved_by)
+
+
+CONFIGURATION_ACTIONS: tuple[str, ...] = ("update", "update_allocations", "set_traffic", "set_auto_stop")
+
+
+def edits_since_decision(*, session: Session, ref: int | str | Experiment) -> list[AuditLog]:
+    """Configuration changes (``update``, split, traffic, stopping rules) since the last approval,
+    rejection or request (since creation when there was none), oldest first: what an approver reviews."""
+    experiment = get_experiment(session=session, ref=ref)
+    edits: list[AuditLog] = []
+    for entry in audit_log(session=session, experiment_id=experiment.id):  # newest first
+        if entry.action in ("approve", "reject", "request_approval", "create"):
+            break
+        if entry.action in CONFIGURATION_ACTIONS:
+            edits.append(entry)
+    return edits[::-1]
