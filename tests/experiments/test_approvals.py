@@ -172,3 +172,26 @@ def test_the_http_start_enforces_the_same_rule(engine: Engine) -> None:
             ex.approve_experiment(session=session, ref=exp_id, actor="boss")
         started = client.put(f"/api/v1/experiments/{exp_id}/status", json={"status": "running"}, headers=headers)
         assert started.status_code == 200 and started.json()["status"] == "running"
+
+
+def test_an_approval_withdrawn_during_the_start_is_not_started(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The approval check and the start are one atomic update: a rejection saved by another session
+    between abcore's check and its write leaves the draft a draft."""
+    with Session(engine, expire_on_commit=False) as session:
+        exp_id = _draft(session)
+        ex.set_require_approval(session=session, required=True)
+        ex.approve_experiment(session=session, ref=exp_id, actor="boss")
+    checked = ex.approval_problem
+
+    def check_then_reject(**kwargs: object) -> str | None:
+        answer = checked(**kwargs)  # type: ignore[arg-type]
+        with Session(engine, expire_on_commit=False) as other:  # someone else rejects it right now
+            ex.reject_experiment(session=other, ref=exp_id, actor="boss2", comment="wait")
+        return answer
+
+    monkeypatch.setattr(ex, "approval_problem", check_then_reject)
+    with Session(engine, expire_on_commit=False) as session:
+        with pytest.raises(ex.ApprovalRequired, match="withdrawn or it was edited just now"):
+            ex.start_experiment(session=session, ref=exp_id, actor="ed")
+        assert ex.get_experiment(session=session, ref=exp_id).status == "draft"
+        assert "start" not in _actions(session, exp_id)

@@ -221,3 +221,27 @@ def test_migration_0008_adds_the_columns_and_the_settings_table(session: Session
     row = session.execute(text("SELECT archived_at, approval_status, approved_by FROM ab_experiments")).one()
     assert tuple(row) == (None, "", None)
     assert session.execute(text("SELECT COUNT(*) FROM ab_settings")).scalar_one() == 0
+
+
+def test_migration_0008_downgrades_and_upgrades_with_data(sqlite_url: str) -> None:
+    from alembic import command
+
+    from abcore.db import alembic_config, current_revision, make_engine
+
+    engine = make_engine(sqlite_url)
+    with Session(engine, expire_on_commit=False) as session:
+        exp = _draft(session)
+        ex.cancel_experiment(session=session, ref=exp.id)
+        ex.archive_experiment(session=session, ref=exp.id)
+        ex.set_require_approval(session=session, required=True)
+    config = alembic_config(engine)
+    command.downgrade(config, "0007")
+    assert current_revision(engine) == "0007"
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT name, status FROM ab_experiments")).one() == ("exp", "cancelled")
+    command.upgrade(config, "head")
+    with Session(engine, expire_on_commit=False) as session:
+        back = ex.get_experiment(session=session, ref="exp")
+        assert back.archived_at is None and back.approval_status == ""  # the added columns start empty
+        assert ex.require_approval(session=session) is False
+    engine.dispose()
