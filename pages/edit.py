@@ -54,7 +54,8 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
             model_names[v.model_id] = f"model {v.model_id} (retired)"
     k = f"e{exp.id}_"
     metrics = sorted({"conversion", exp.primary_metric, *exp.secondary_metrics, *exp.guardrail_metrics})
-    with st.form(key=f"{k}form", border=True):
+    # live widgets, not st.form: the stopping-rules box enables its fields as the checkbox is ticked
+    with st.container(key=f"{k}form", border=True):
         st.markdown("**Draft: every field can change**")
         description = st.text_area("Description", value=form.description, key=f"{k}description", height=80)
         hypothesis = st.text_area("Hypothesis", value=form.hypothesis, key=f"{k}hypothesis", height=80)
@@ -107,7 +108,7 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
                                            value=form.min_samples_per_variant, step=100, key=f"{k}min_samples")
         st.markdown("Automated stopping rules")
         auto_stop = watch_ui.rules_inputs(f"{k}watch_", dict(exp.auto_stop or {}))
-        saved = st.form_submit_button("Save changes", type="primary", disabled=not editable)
+        saved = st.button("Save changes", type="primary", disabled=not editable, key=f"{k}save")
     if not saved:
         return
     values = edit_form.EditForm(
@@ -146,7 +147,7 @@ def _save(exp: Any, update: ex.ExperimentUpdate) -> None:
 def _running_form(exp: Any, editable: bool) -> None:
     k = f"e{exp.id}_"
     metrics = sorted({"conversion", exp.primary_metric, *exp.secondary_metrics, *exp.guardrail_metrics})
-    with st.form(key=f"{k}safe_form", border=True):
+    with st.container(key=f"{k}safe_form", border=True):
         st.markdown(f"**{exp.status.capitalize()}: only the safe fields can change** (description, hypothesis, "
                     "secondary metrics, a higher traffic share). Clone the experiment to change anything else.")
         description = st.text_area("Description", value=exp.description, key=f"{k}description")
@@ -156,7 +157,7 @@ def _running_form(exp: Any, editable: bool) -> None:
         traffic = st.number_input("Share of eligible traffic that enters (%) — can only go up", min_value=0.0,
                                   max_value=100.0, value=float(exp.traffic_allocation) * 100.0, step=5.0,
                                   key=f"{k}traffic")
-        saved = st.form_submit_button("Save changes", type="primary", disabled=not editable)
+        saved = st.button("Save changes", type="primary", disabled=not editable, key=f"{k}save")
     if saved:
         _save(exp, edit_form.running_update(description, hypothesis, secondary, traffic))
 

@@ -53,8 +53,8 @@ def _open(experiment_id: int | None) -> AppTest:
     return at
 
 
-def _submit(at: AppTest, label: str = "Save changes") -> None:
-    next(b for b in at.button if b.proto.is_form_submitter and b.label == label).click().run()
+def _save(at: AppTest, experiment_id: int) -> None:
+    at.button(key=f"e{experiment_id}_save").click().run()
     assert not at.exception, at.exception
 
 
@@ -82,7 +82,7 @@ def test_a_draft_is_prefilled_and_saved(store: str) -> None:
     at.number_input(key=f"{k}alloc_0").set_value(40.0)
     at.number_input(key=f"{k}alloc_1").set_value(60.0)
     at.slider(key=f"{k}traffic").set_value(30)
-    _submit(at)
+    _save(at, exp_id)
     saved = _get(store, exp_id)
     assert (saved.description, saved.traffic_allocation) == ("Changed", 0.3)
     assert saved.targeting == [{"attribute": "country", "op": "in", "value": ["DE", "FR"]}]  # round-tripped
@@ -99,7 +99,7 @@ def test_a_bad_draft_edit_lists_the_problems_and_saves_nothing(store: str) -> No
     k = f"e{exp_id}_"
     at.number_input(key=f"{k}alloc_0").set_value(10.0)
     at.text_input(key=f"{k}config_1").set_value("{nope")
-    _submit(at)
+    _save(at, exp_id)
     shown = _markdown(at)
     assert "total exactly 100" in shown and "invalid JSON" in shown
     with _session(store) as s:
@@ -113,12 +113,12 @@ def test_a_running_experiment_takes_only_safe_fields(store: str) -> None:
     assert at.text_area(key=f"{k}description").value == "About exp"
     assert not [w for w in at.number_input if w.key == f"{k}alloc_0"]  # no split editing
     at.number_input(key=f"{k}traffic").set_value(50.0)
-    _submit(at)
+    _save(at, exp_id)
     assert any("can only go up" in e.value for e in at.error)
     assert _get(store, exp_id).traffic_allocation == 1.0
     at.text_area(key=f"{k}hypothesis").set_value("More is better")
     at.number_input(key=f"{k}traffic").set_value(100.0)
-    _submit(at)
+    _save(at, exp_id)
     assert _get(store, exp_id).hypothesis == "More is better"
 
 
@@ -190,7 +190,7 @@ def test_viewers_see_the_page_read_only(store: str, monkeypatch: pytest.MonkeyPa
     at.run()
     keys = {b.key for b in at.button if b.key}
     assert not {k for k in keys if k.startswith(f"e{exp_id}_")}  # no clone, archive, approve, request
-    assert not [b for b in at.button if b.proto.is_form_submitter]
+    assert not [w for w in at.text_area if w.key and w.key.startswith(f"e{exp_id}_")]  # no form
     assert forms.plain_text("Targeting: country is one of DE, FR") in _markdown(at)
     assert any("viewer" in i.value for i in at.info)
 
@@ -200,3 +200,16 @@ def test_an_unknown_id_asks_to_pick(store: str) -> None:
     at = _open(999)
     assert any("No experiment with id" in w.value for w in at.warning)
     assert at.selectbox(key="edit_pick") is not None
+
+
+def test_stopping_rules_can_be_switched_on_while_editing_a_draft(store: str) -> None:
+    exp_id = _experiment(store)
+    at = _open(exp_id)
+    k = f"e{exp_id}_watch_"
+    at.checkbox(key=f"{k}enabled").check().run()
+    assert not at.selectbox(key=f"{k}srm").disabled  # live: enabled as soon as the box is ticked
+    at.selectbox(key=f"{k}srm").set_value("pause")
+    at.number_input(key=f"{k}max_days").set_value(21.0)
+    _save(at, exp_id)
+    rules = _get(store, exp_id).auto_stop
+    assert (rules["srm"], rules["max_days"]) == ("pause", 21.0)
