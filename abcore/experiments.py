@@ -1263,6 +1263,8 @@ def set_require_approval(*, session: Session, required: bool, actor: str = "") -
 
 
 APPROVAL_NONE = ""
+#: Audit actions that change a draft's configuration (what an approval covers).
+CONFIGURATION_ACTIONS: tuple[str, ...] = ("update", "update_allocations", "set_traffic", "set_auto_stop")
 REQUESTED = "requested"
 APPROVED = "approved"
 REJECTED = "rejected"
@@ -1372,8 +1374,31 @@ def approval_problem(*, session: Session, ref: int | str | Experiment) -> str | 
     return f"{prefix} nobody approved it yet; request an approval from someone with the approver role."
 
 
+def approval_authors(*, session: Session, ref: int | str | Experiment) -> set[str]:
+    """Who cannot approve the draft's current configuration (four eyes): whoever asked for the approval
+    since the last decision, and whoever wrote the configuration last (its creator or last editor)."""
+    experiment = get_experiment(session=session, ref=ref)
+    authors: set[str] = set()
+    for entry in audit_log(session=session, experiment_id=experiment.id):  # newest first
+        if entry.action in ("approve", "reject"):
+            break
+        if entry.action == "request_approval":
+            authors.add(entry.actor)
+    last_edit = next((e for e in audit_log(session=session, experiment_id=experiment.id)
+                      if e.action in (*CONFIGURATION_ACTIONS, "create")), None)
+    if last_edit is not None:
+        authors.add(last_edit.actor)
+    return {a for a in authors if a}
+
+
 def _approval_change(
-    session: Session, ref: int | str | Experiment, action: str, actor: str, comment: str, allowed_from: Sequence[str]
+    session: Session,
+    ref: int | str | Experiment,
+    action: str,
+    actor: str,
+    comment: str,
+    allowed_from: Sequence[str],
+    allow_self_approval: bool = True,
 ) -> Experiment:
     _check_actor(actor)
     problems = _text_problems("comment", comment if isinstance(comment, str) else "", None)
@@ -1391,6 +1416,11 @@ def _approval_change(
         raise ExperimentError(f"Cannot {verb} {experiment.name!r} anonymously: say who decides (the actor).")
     if action == "reject" and not comment.strip():
         raise ExperimentError(f"Cannot reject {experiment.name!r} without a comment: say what has to change.")
+    if action == "approve" and not allow_self_approval and actor in approval_authors(session=session, ref=experiment):
+        raise ExperimentError(
+            f"Cannot approve {experiment.name!r}: {actor} asked for this approval or wrote its current configuration;"
+            " another approver must approve it (four eyes)."
+        )
     state = approval_state(session=session, ref=experiment)
     status = experiment.approval_status or APPROVAL_NONE
     if status == APPROVED and not state.current:  # edited behind abcore's back: treat as not approved
@@ -1427,15 +1457,25 @@ def request_approval(*, session: Session, ref: int | str | Experiment, actor: st
     return _approval_change(session, ref, "request_approval", actor, comment, (APPROVAL_NONE, REJECTED))
 
 
-def approve_experiment(*, session: Session, ref: int | str | Experiment, actor: str, comment: str = "") -> Experiment:
+def approve_experiment(
+    *,
+    session: Session,
+    ref: int | str | Experiment,
+    actor: str,
+    comment: str = "",
+    allow_self_approval: bool = False,
+) -> Experiment:
     """Approve a draft's current configuration (seed 004's ``approvedBy`` = ``actor``).
 
-    Any draft not yet approved can be approved (requested or not, or rejected before). The audit entry
+    Any draft not yet approved can be approved (requested or not, or rejected before), but not by
+    someone in :func:`approval_authors` unless ``allow_self_approval`` (the open-mode dashboard, where
+    every visitor is the same anonymous actor, passes it). The audit entry
     ``approve`` holds the comment and the approved configuration (:func:`run_configuration`); an edit
     afterwards withdraws the approval. Who may approve (the ``approver`` role) is checked by the
     caller: the dashboard by :func:`abcore.auth.can_approve`; the CLI acts with database access.
     """
-    return _approval_change(session, ref, "approve", actor, comment, (APPROVAL_NONE, REQUESTED, REJECTED))
+    return _approval_change(session, ref, "approve", actor, comment, (APPROVAL_NONE, REQUESTED, REJECTED),
+                            allow_self_approval)
 
 
 def reject_experiment(*, session: Session, ref: int | str | Experiment, actor: str, comment: str) -> Experiment:
@@ -1456,8 +1496,6 @@ def _withdraw_approval(session: Session, experiment: Experiment, actor: str, rea
     _audit(session, experiment.id, "approval_withdrawn", actor, experiment.status, experiment.status,
            reason=reason, approved_by=approved_by)
 
-
-CONFIGURATION_ACTIONS: tuple[str, ...] = ("update", "update_allocations", "set_traffic", "set_auto_stop")
 
 
 def edits_since_decision(*, session: Session, ref: int | str | Experiment) -> list[AuditLog]:

@@ -245,7 +245,8 @@ def _decide(exp: Any, decision: str, comment: str) -> None:
     function = {"approve": ex.approve_experiment, "reject": ex.reject_experiment, "request": ex.request_approval}
     try:
         with ui.session() as s:
-            function[decision](session=s, ref=exp.id, actor=ui.actor(), comment=comment)
+            options = {"allow_self_approval": not ui.auth_enabled()} if decision == "approve" else {}
+            function[decision](session=s, ref=exp.id, actor=ui.actor(), comment=comment, **options)
     except ex.ExperimentError as exc:
         ui.show_error(exc)
         return

@@ -195,3 +195,21 @@ def test_an_approval_withdrawn_during_the_start_is_not_started(engine: Engine, m
             ex.start_experiment(session=session, ref=exp_id, actor="ed")
         assert ex.get_experiment(session=session, ref=exp_id).status == "draft"
         assert "start" not in _actions(session, exp_id)
+
+
+def test_four_eyes_the_requester_and_the_last_editor_cannot_approve(session: Session) -> None:
+    exp_id = _draft(session)  # written by "author"
+    with pytest.raises(ex.ExperimentError, match="another approver must approve it"):
+        ex.approve_experiment(session=session, ref=exp_id, actor="author")
+    ex.update_experiment(session=session, ref=exp_id, changes={"hypothesis": "h"}, actor="ed")
+    ex.request_approval(session=session, ref=exp_id, actor="rita")
+    assert ex.approval_authors(session=session, ref=exp_id) == {"ed", "rita"}
+    for actor in ("ed", "rita"):
+        with pytest.raises(ex.ExperimentError, match="four eyes"):
+            ex.approve_experiment(session=session, ref=exp_id, actor=actor)
+    assert ex.approve_experiment(session=session, ref=exp_id, actor="author").approved_by == "author"
+    ex.reject_experiment(session=session, ref=exp_id, actor="boss", comment="no")
+    # after a decision, an old request no longer counts; the last editor still does
+    assert ex.approval_authors(session=session, ref=exp_id) == {"ed"}
+    approved = ex.approve_experiment(session=session, ref=exp_id, actor="ed", allow_self_approval=True)
+    assert approved.approved_by == "ed"
