@@ -15,6 +15,7 @@ st.set_page_config(page_title="abcore experiments", page_icon="🧪", layout="wi
 PAGES = {
     "experiments.py": st.Page("pages/experiments.py", title="Experiments", icon="🧪", url_path="experiments", default=True),
     "create.py": st.Page("pages/create.py", title="Create experiment", icon="➕", url_path="create"),
+    "edit.py": st.Page("pages/edit.py", title="Edit experiment", icon="✏️", url_path="edit"),
     "results.py": st.Page("pages/results.py", title="Results", icon="📊", url_path="results"),
     "metrics.py": st.Page("pages/metrics.py", title="Metrics", icon="📏", url_path="metrics"),
     "sample_size.py": st.Page("pages/sample_size.py", title="Sample size", icon="🧮", url_path="sample_size"),

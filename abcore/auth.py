@@ -1,7 +1,8 @@
 """Access control for the dashboard: users, roles and salted password hashes.
 
-Two roles exist: ``viewer`` (reads everything) and ``editor`` (may also create,
-start, stop and ship experiments). Users come from two places, merged (the
+Three roles exist: ``viewer`` (reads everything), ``editor`` (may also create,
+edit, start, stop and ship experiments) and ``approver`` (everything an editor may,
+plus approving or rejecting drafts when the store requires approvals). Users come from two places, merged (the
 environment wins for a name present in both):
 
 * ``.streamlit/secrets.toml`` (or any mapping with the same shape, e.g. ``st.secrets``)::
@@ -48,7 +49,9 @@ from typing import Any, Literal
 
 from abcore.config import PROJECT_ROOT
 
-ROLES: tuple[str, ...] = ("viewer", "editor")
+ROLES: tuple[str, ...] = ("viewer", "editor", "approver")
+EDIT_ROLES: frozenset[str] = frozenset({"editor", "approver"})
+APPROVE_ROLES: frozenset[str] = frozenset({"approver"})
 USERS_ENV = "ABCORE_USERS"
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
 
@@ -318,14 +321,28 @@ def can_edit(user: User | None, users: Mapping[str, User]) -> bool:
     """Whether ``user`` may change experiments.
 
     Open mode (no users configured): everyone edits. Otherwise only a logged-in
-    user who is still configured with role ``editor``.
+    user who is still configured with role ``editor`` or ``approver``.
     """
     if not users:
         return True
     if user is None:
         return False
     current = users.get(user.name)
-    return current is not None and current.role == "editor"
+    return current is not None and current.role in EDIT_ROLES
+
+
+def can_approve(user: User | None, users: Mapping[str, User]) -> bool:
+    """Whether ``user`` may approve or reject drafts.
+
+    Open mode (no users configured): everyone. Otherwise only a logged-in user who is still
+    configured with role ``approver`` (the role is read afresh, so a demotion takes effect at once).
+    """
+    if not users:
+        return True
+    if user is None:
+        return False
+    current = users.get(user.name)
+    return current is not None and current.role in APPROVE_ROLES
 
 
 # --------------------------------------------------------------------------- fail-closed access and throttling

@@ -189,7 +189,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     engine = _engine(args)
     with _session(engine) as session:
-        experiments = list_experiments(session=session, status=args.status)
+        experiments = list_experiments(session=session, status=args.status, include_archived=args.archived)
         overview = experiment_overview(session=session)
         rows = []
         records = []
@@ -244,6 +244,100 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         )
         winner = next((v.name for v in get_variants(session=session, experiment_id=exp.id) if v.id == exp.winner_variant_id), "?")
         print(f"{exp.name}: shipped {winner} to {exp.rollout_pct:g} % of users")
+    return 0
+
+
+def _edit_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The changes of ``abcore edit``: the --json object, then the single-field options on top."""
+    changes: dict[str, Any] = {}
+    if args.json is not None:
+        try:
+            loaded = json.loads(args.json)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--json is not valid JSON ({exc.msg} at position {exc.pos})") from None
+        if not isinstance(loaded, dict):
+            raise CliError("--json must be a JSON object of field -> new value")
+        changes.update(loaded)
+    for field in ("description", "hypothesis", "primary_metric"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    for field, option in (("secondary_metrics", "secondary"), ("guardrail_metrics", "guardrails")):
+        if getattr(args, option) is not None:
+            changes[field] = [m.strip() for m in getattr(args, option).split(",") if m.strip()]
+    if args.traffic is not None:
+        changes["traffic_allocation"] = args.traffic / 100.0
+    if not changes:
+        raise CliError("nothing to change: give --json or a field option (see `abcore edit --help`)")
+    return changes
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from abcore.experiments import planned_changes, update_experiment
+
+    changes = _edit_changes(args)
+    engine = _engine(args)
+    with _session(engine) as session:
+        diff = planned_changes(session=session, ref=args.experiment, changes=changes)
+        if not args.dry_run:
+            update_experiment(session=session, ref=args.experiment, changes=changes, actor=args.actor)
+    if not diff:
+        print("Nothing changed: every value given is the current one.")
+    for field, change in diff.items():
+        before = json.dumps(change["before"], ensure_ascii=False)
+        after = json.dumps(change["after"], ensure_ascii=False)
+        print(f"{field}: {before} -> {after}")
+    if args.dry_run and diff:
+        print("(dry run: nothing saved)")
+    return 0
+
+
+def _cmd_clone(args: argparse.Namespace) -> int:
+    from abcore.experiments import clone_experiment
+
+    engine = _engine(args)
+    with _session(engine) as session:
+        exp = clone_experiment(session=session, ref=args.experiment, name=args.name, keep_salt=args.keep_salt,
+                               actor=args.actor)
+        print(f"{exp.name}: draft (id {exp.id}), cloned from {args.experiment}"
+              f"{' with the same salt' if args.keep_salt else ' with a new salt'}")
+    return 0
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from abcore.experiments import archive_experiment
+
+    engine = _engine(args)
+    with _session(engine) as session:
+        exp = archive_experiment(session=session, ref=args.experiment, actor=args.actor, archived=not args.restore)
+        print(f"{exp.name}: {'archived' if exp.archived_at is not None else 'restored'} ({exp.status})")
+    return 0
+
+
+def _cmd_approval(args: argparse.Namespace) -> int:
+    from abcore import experiments
+
+    function = {
+        "approve": experiments.approve_experiment,
+        "reject": experiments.reject_experiment,
+        "request-approval": experiments.request_approval,
+    }[args.command]
+    engine = _engine(args)
+    with _session(engine) as session:
+        exp = function(session=session, ref=args.experiment, actor=args.actor, comment=args.comment)
+        print(f"{exp.name}: {exp.approval_status or 'no approval'}")
+    return 0
+
+
+def _cmd_settings(args: argparse.Namespace) -> int:
+    from abcore.experiments import require_approval, set_require_approval
+
+    engine = _engine(args)
+    with _session(engine) as session:
+        if args.value is not None:
+            set_require_approval(session=session, required=args.value == "on", actor=args.actor)
+        on = require_approval(session=session)
+    print(f"require-approval: {'on' if on else 'off'}"
+          + (" (drafts need an approver's approval before they start)" if on else ""))
     return 0
 
 
@@ -534,7 +628,8 @@ def _cmd_config_export(args: argparse.Namespace) -> int:
 
     engine = _engine(args)
     with _session(engine) as session:
-        refs: list[Any] = args.experiments or [e.id for e in sorted(list_experiments(session=session), key=lambda e: e.id)]
+        everything = list_experiments(session=session, include_archived=True)
+        refs: list[Any] = args.experiments or [e.id for e in sorted(everything, key=lambda e: e.id)]
         if not refs:
             raise CliError("there are no experiments to export")
         configs = [export_config(session=session, experiment=ref) for ref in refs]
@@ -744,6 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--status", choices=("draft", "running", "paused", "completed", "cancelled"), help="only this status"
     )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--archived", action="store_true", help="include archived experiments")
     listing.set_defaults(handler=_cmd_list)
 
     actor_help = "who is acting, recorded in the audit log (default: $USER or 'cli')"
@@ -752,6 +848,58 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
         sub.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
         sub.set_defaults(handler=_lifecycle(action))
+
+    edit = commands.add_parser(
+        "edit",
+        help="change an experiment (drafts: everything; running/paused: description, hypothesis, secondary metrics, "
+        "traffic up)",
+        description="Change an experiment. A draft accepts every field; a running or paused one only the safe ones "
+        "(description, hypothesis, secondary metrics, a higher traffic share); every refused change is listed.",
+    )
+    edit.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
+    edit.add_argument("--json", metavar="OBJECT",
+                      help='fields to change as JSON, e.g. \'{"allocations": {"control": 40, "treatment": 60}}\'')
+    edit.add_argument("--description")
+    edit.add_argument("--hypothesis")
+    edit.add_argument("--primary-metric", dest="primary_metric")
+    edit.add_argument("--secondary", metavar="M1,M2", help="secondary metrics, comma-separated (replaces the list)")
+    edit.add_argument("--guardrails", metavar="M1,M2", help="guardrail metrics, comma-separated (replaces the list)")
+    edit.add_argument("--traffic", type=_percent, metavar="PCT", help="share of eligible traffic that enters, in %%")
+    edit.add_argument("--dry-run", action="store_true", help="show the changes without saving them")
+    edit.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
+    edit.set_defaults(handler=_cmd_edit)
+
+    clone = commands.add_parser("clone", help="copy an experiment's configuration into a new draft")
+    clone.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id to copy")
+    clone.add_argument("name", metavar="NAME", help="name of the new draft")
+    clone.add_argument("--keep-salt", action="store_true",
+                       help="keep the salt: every user lands in the same variant as in the original")
+    clone.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
+    clone.set_defaults(handler=_cmd_clone)
+
+    archive = commands.add_parser("archive", help="hide a completed or cancelled experiment from listings")
+    archive.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
+    archive.add_argument("--restore", action="store_true", help="un-archive it instead")
+    archive.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
+    archive.set_defaults(handler=_cmd_archive)
+
+    for name, text, comment_help in (
+        ("approve", "approve a draft's current configuration (when approvals are required)", "optional comment"),
+        ("reject", "reject a draft, saying what must change", "what must change (required)"),
+        ("request-approval", "ask approvers to look at a draft", "optional comment"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
+        sub.add_argument("--comment", default="", required=name == "reject", help=comment_help)
+        sub.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
+        sub.set_defaults(handler=_cmd_approval)
+
+    settings = commands.add_parser("settings", help="show or change per-store settings")
+    setting_commands = settings.add_subparsers(dest="setting", required=True, metavar="SETTING")
+    ra = setting_commands.add_parser("require-approval", help="drafts need an approval before they start: on | off")
+    ra.add_argument("value", nargs="?", choices=("on", "off"), help="omit to show the current value")
+    ra.add_argument("--actor", type=_actor, default=_default_actor(), help=actor_help)
+    ra.set_defaults(handler=_cmd_settings)
 
     ship = commands.add_parser(
         "ship", help="serve the winning variant of a completed experiment", description="completed: ship a winner"

@@ -16,17 +16,23 @@ Lifecycle::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field as PydanticField
+from pydantic import ValidationError
 from sqlalchemy import delete, update
+from sqlalchemy import update as update_statement
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
-from abcore.models import AuditLog, Experiment, ExperimentStatus, Model, Variant, utcnow
+from abcore.models import AuditLog, Experiment, ExperimentStatus, Model, Setting, Variant, utcnow
 
 MAX_NAME_LENGTH = 200
 ALLOCATION_TOLERANCE = 1e-6
@@ -91,6 +97,10 @@ class ExperimentNotFound(ExperimentError):
 
 class InvalidTransition(ExperimentError):
     """The lifecycle action is not allowed from the experiment's current status."""
+
+
+class ApprovalRequired(InvalidTransition):
+    """The store requires an approval before a draft starts, and this draft has none for its configuration."""
 
 
 class VariantCreate(SQLModel):
@@ -352,9 +362,12 @@ def _check_actor(actor: str) -> None:
         raise ExperimentError(" ".join(problems), problems)
 
 
-def validate_experiment(data: ExperimentCreate, *, session: Session | None = None) -> list[str]:
+def validate_experiment(
+    data: ExperimentCreate, *, session: Session | None = None, existing_id: int | None = None
+) -> list[str]:
     """Readable problems with ``data``; an empty list means it can be created.
 
+    ``existing_id``: the experiment ``data`` describes after an edit (its own name is not a duplicate).
     Checks: a non-empty name (unique in the store when a session is given), at least two
     variants with unique non-empty names, allocations that are finite, non-negative and
     sum to exactly 100, at most one control, known models, a traffic share in (0, 1],
@@ -367,7 +380,9 @@ def validate_experiment(data: ExperimentCreate, *, session: Session | None = Non
         problems.append("The experiment needs a name.")
     elif name_problems:
         problems.extend(name_problems)
-    elif session is not None and session.exec(select(Experiment.id).where(Experiment.name == name)).first():
+    elif session is not None and session.exec(
+        select(Experiment.id).where(Experiment.name == name, col(Experiment.id) != (existing_id or -1))
+    ).first():
         problems.append(f"An experiment named {name!r} already exists.")
 
     variants = data.variants
@@ -482,6 +497,11 @@ def create_experiment(*, session: Session, data: ExperimentCreate, actor: str = 
     generated when not given and never changes afterwards (renaming never reshuffles).
     Raises :class:`ExperimentError` listing every problem found by :func:`validate_experiment`.
     """
+    return _create(session, data, actor)
+
+
+def _create(session: Session, data: ExperimentCreate, actor: str, source: Experiment | None = None, **clone: Any) -> Experiment:
+    """Insert the draft; with ``source`` it is a clone, audited on both experiments in the same commit."""
     _check_actor(actor)
     _raise_problems(validate_experiment(data, session=session))
     control_index = next((i for i, v in enumerate(data.variants) if v.is_control), 0)
@@ -520,7 +540,13 @@ def create_experiment(*, session: Session, data: ExperimentCreate, actor: str = 
                     position=position,
                 )
             )
-        _audit(session, experiment.id, "create", actor, None, ExperimentStatus.DRAFT.value, name=experiment.name)
+        if source is None:
+            _audit(session, experiment.id, "create", actor, None, ExperimentStatus.DRAFT.value, name=experiment.name)
+        else:
+            _audit(session, experiment.id, "create", actor, None, ExperimentStatus.DRAFT.value, name=experiment.name,
+                   cloned_from={"id": source.id, "name": source.name}, **clone)
+            _audit(session, source.id, "clone", actor, source.status, source.status,
+                   clone={"id": experiment.id, "name": experiment.name}, **clone)
         session.commit()
     except IntegrityError as error:  # a concurrent create took the name between validation and insert
         session.rollback()
@@ -557,11 +583,15 @@ def _is_id_text(text: str) -> bool:
     return text.isascii() and text.isdigit() and int(text) < 2**31
 
 
-def list_experiments(*, session: Session, status: str | None = None) -> list[Experiment]:
-    """Experiments, newest first, optionally only those in ``status``."""
+def list_experiments(
+    *, session: Session, status: str | None = None, include_archived: bool = False
+) -> list[Experiment]:
+    """Experiments, newest first, optionally only those in ``status``; archived ones only with ``include_archived``."""
     query = select(Experiment).order_by(col(Experiment.created_at).desc(), col(Experiment.id).desc())
     if status is not None:
         query = query.where(Experiment.status == status)
+    if not include_archived:
+        query = query.where(col(Experiment.archived_at).is_(None))
     return list(session.exec(query).all())
 
 
@@ -573,7 +603,12 @@ def get_variants(*, session: Session, experiment_id: int) -> list[Variant]:
 
 
 def _transition(
-    session: Session, ref: int | str | Experiment, action: str, actor: str, **details: Any
+    session: Session,
+    ref: int | str | Experiment,
+    action: str,
+    actor: str,
+    conditions: Sequence[Any] = (),
+    **details: Any,
 ) -> Experiment:
     _check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
@@ -591,11 +626,18 @@ def _transition(
     if action in ("stop", "cancel") and current != ExperimentStatus.DRAFT:
         values["stopped_at"] = now
     result = session.execute(
-        update(Experiment).where(col(Experiment.id) == experiment.id, col(Experiment.status) == current).values(**values)
+        update(Experiment)
+        .where(col(Experiment.id) == experiment.id, col(Experiment.status) == current, *conditions)
+        .values(**values)
     )
     if result.rowcount != 1:  # somebody else changed it between our read and our write
         session.rollback()
         fresh = get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+        if conditions and fresh.status == current:
+            raise ApprovalRequired(
+                f"Cannot {action} experiment {experiment.name!r}: its approval was withdrawn or it was edited just now;"
+                " it needs a new approval."
+            )
         raise InvalidTransition(
             f"Cannot {action} experiment {experiment.name!r}: it was just changed to {fresh.status} by someone else."
         )
@@ -605,8 +647,25 @@ def _transition(
 
 
 def start_experiment(*, session: Session, ref: int | str | Experiment, actor: str = "") -> Experiment:
-    """draft -> running: users start being assigned."""
-    return _transition(session, ref, "start", actor)
+    """draft -> running: users start being assigned.
+
+    When the store requires approvals (:func:`require_approval`), the draft must be approved in its
+    current configuration (:func:`approve_experiment`; an edit since then withdraws the approval),
+    otherwise :class:`ApprovalRequired` says why. The check and the start are one atomic update, so
+    an approval withdrawn or an edit saved at the same moment is never started unapproved.
+    """
+    _check_actor(actor)
+    experiment = get_experiment(session=session, ref=ref)
+    if experiment.status != ExperimentStatus.DRAFT or not require_approval(session=session):
+        return _transition(session, experiment, "start", actor)
+    problem = approval_problem(session=session, ref=experiment)
+    if problem is not None:
+        raise ApprovalRequired(problem)
+    conditions = (
+        col(Experiment.approval_status) == APPROVED,
+        col(Experiment.approval_fingerprint) == experiment.approval_fingerprint,
+    )
+    return _transition(session, experiment, "start", actor, conditions, approved_by=experiment.approved_by)
 
 
 def pause_experiment(
@@ -723,6 +782,7 @@ def update_allocations(
         session.add(variant)
     experiment.updated_at = utcnow()
     session.add(experiment)
+    _withdraw_approval(session, experiment, actor, "split changed")
     _audit(session, experiment.id, "update_allocations", actor, experiment.status, experiment.status, before=before, after=new)
     session.commit()
     return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
@@ -745,6 +805,7 @@ def set_traffic_allocation(
     experiment.traffic_allocation = float(traffic_allocation)
     experiment.updated_at = utcnow()
     session.add(experiment)
+    _withdraw_approval(session, experiment, actor, "traffic share changed")
     _audit(
         session,
         experiment.id,
@@ -779,6 +840,7 @@ def set_auto_stop(
     experiment.auto_stop = after
     experiment.updated_at = utcnow()
     session.add(experiment)
+    _withdraw_approval(session, experiment, actor, "stopping rules changed")
     _audit(session, experiment.id, "set_auto_stop", actor, experiment.status, experiment.status, before=before, after=after)
     session.commit()
     return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
@@ -790,3 +852,660 @@ def audit_log(*, session: Session, experiment_id: int | None = None) -> list[Aud
     if experiment_id is not None:
         query = query.where(AuditLog.experiment_id == experiment_id)
     return list(session.exec(query).all())
+
+
+# --------------------------------------------------------------------------- editing
+
+
+class ExperimentUpdate(SQLModel):
+    """Changes to an experiment; a field left at None is not changed.
+
+    ``allocations``, ``variant_models`` and ``variant_configs`` map variant names to the new
+    percent, model id (None: no model) or JSON config; variants not named keep theirs.
+    """
+
+    description: str | None = None
+    hypothesis: str | None = None
+    primary_metric: str | None = None
+    secondary_metrics: list[str] | None = None
+    guardrail_metrics: list[str] | None = None
+    targeting: list[dict[str, Any]] | None = None
+    traffic_allocation: float | None = None
+    allocations: dict[str, float] | None = None
+    variant_models: dict[str, int | None] | None = None
+    variant_configs: dict[str, dict[str, Any]] | None = None
+    success_criteria: dict[str, Any] | None = None
+    min_duration_days: int | None = None
+    min_samples_per_variant: int | None = None
+    auto_stop: dict[str, Any] | None = None
+
+
+UPDATE_FIELDS: tuple[str, ...] = tuple(ExperimentUpdate.model_fields)
+#: What may change while an experiment runs or is paused (the traffic share only upwards).
+SAFE_WHILE_RUNNING: tuple[str, ...] = ("description", "hypothesis", "secondary_metrics", "traffic_allocation")
+# Why each other field is frozen once the experiment has started.
+_FROZEN_REASONS: dict[str, str] = {
+    "primary_metric": "the primary metric is the decision the experiment was started for; changing it after "
+    "seeing data invalidates the test (clone the experiment to test another metric)",
+    "guardrail_metrics": "guardrails are part of the plan the experiment was started with and the stopping rules "
+    "act on them",
+    "targeting": "changing who enters mixes two populations in one result",
+    "allocations": "changing the split mid-experiment biases the comparison (early and late users are split "
+    "differently); clone the experiment instead",
+    "variant_models": "users already assigned would be served something else than what they were assigned to",
+    "variant_configs": "users already assigned would be served something else than what they were assigned to",
+    "success_criteria": "the success criteria were fixed before the data came in",
+    "min_duration_days": "the minimum duration was fixed before the data came in",
+    "min_samples_per_variant": "the minimum sample size was fixed before the data came in",
+    "auto_stop": "change the stopping rules with the stopping-rules box (set_auto_stop), which audits them apart",
+}
+
+
+def _as_update(changes: ExperimentUpdate | Mapping[str, Any]) -> ExperimentUpdate:
+    if isinstance(changes, ExperimentUpdate):
+        return changes
+    if not isinstance(changes, Mapping):
+        raise ExperimentError("The changes must be an ExperimentUpdate or a mapping of field -> new value.")
+    unknown = sorted(str(k) for k in changes if k not in UPDATE_FIELDS)
+    problems = [f"Unknown field {k!r} (editable: {', '.join(UPDATE_FIELDS)})." for k in unknown]
+    try:
+        update = ExperimentUpdate.model_validate({k: v for k, v in changes.items() if k in UPDATE_FIELDS})
+    except ValidationError as error:
+        problems += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}." for e in error.errors()]
+        update = ExperimentUpdate()
+    if problems:
+        raise ExperimentError("The changes cannot be applied: " + " ".join(problems), problems)
+    return update
+
+
+def _clean_metrics(names: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(m.strip() for m in names if isinstance(m, str) and m.strip()))
+
+
+def _current_values(experiment: Experiment, variants: Sequence[Variant]) -> dict[str, Any]:
+    return {
+        "description": experiment.description,
+        "hypothesis": experiment.hypothesis,
+        "primary_metric": experiment.primary_metric,
+        "secondary_metrics": list(experiment.secondary_metrics or []),
+        "guardrail_metrics": list(experiment.guardrail_metrics or []),
+        "targeting": list(experiment.targeting or []),
+        "traffic_allocation": experiment.traffic_allocation,
+        "allocations": {v.name: v.allocation_pct for v in variants},
+        "variant_models": {v.name: v.model_id for v in variants},
+        "variant_configs": {v.name: dict(v.config or {}) for v in variants},
+        "success_criteria": dict(experiment.success_criteria or {}),
+        "min_duration_days": experiment.min_duration_days,
+        "min_samples_per_variant": experiment.min_samples_per_variant,
+        "auto_stop": dict(experiment.auto_stop or {}),
+    }
+
+
+def _as_create(experiment: Experiment, values: Mapping[str, Any], variants: Sequence[Variant]) -> ExperimentCreate:
+    return ExperimentCreate(
+        name=experiment.name,
+        description=values["description"],
+        hypothesis=values["hypothesis"],
+        variants=[
+            VariantCreate(
+                name=v.name,
+                allocation_pct=values["allocations"][v.name],
+                model_id=values["variant_models"][v.name],
+                config=values["variant_configs"][v.name],
+                is_control=v.is_control,
+            )
+            for v in variants
+        ],
+        traffic_allocation=values["traffic_allocation"],
+        targeting=values["targeting"],
+        primary_metric=values["primary_metric"],
+        secondary_metrics=values["secondary_metrics"],
+        guardrail_metrics=values["guardrail_metrics"],
+        success_criteria=values["success_criteria"],
+        min_duration_days=values["min_duration_days"],
+        min_samples_per_variant=values["min_samples_per_variant"],
+        salt=experiment.salt,
+        created_by=experiment.created_by,
+        auto_stop=values["auto_stop"],
+    )
+
+
+def planned_changes(
+    *, session: Session, ref: int | str | Experiment, changes: ExperimentUpdate | Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """What :func:`update_experiment` would change: field -> {"before", "after"} (only real changes).
+
+    A field given with its current value is not a change. Metric names are stripped and deduplicated;
+    when a draft's primary metric changes and the success criteria named the old one, they follow it.
+    Raises exactly what :func:`update_experiment` would raise (refused changes, invalid values); saves nothing.
+    """
+    return _prepare_update(session, ref, changes)[2]
+
+
+def _prepare_update(
+    session: Session, ref: int | str | Experiment, changes: ExperimentUpdate | Mapping[str, Any]
+) -> tuple[Experiment, list[Variant], dict[str, dict[str, Any]], dict[str, Any]]:
+    """(experiment, variants, diff, merged values) after every check of :func:`update_experiment`."""
+    update = _as_update(changes)
+    experiment = get_experiment(session=session, ref=ref)
+    variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
+    diff = _diff(experiment, variants, update)
+    refused = _refusals(experiment, diff)
+    if refused:
+        raise InvalidTransition(f"Cannot edit {experiment.name!r}: " + " ".join(refused), refused)
+    current = _current_values(experiment, variants)
+    merged = {**current, **{f: c["after"] for f, c in diff.items()}}
+    if diff:
+        before_problems = set(validate_experiment(_as_create(experiment, current, variants), session=session,
+                                                  existing_id=experiment.id))
+        problems = [
+            p
+            for p in validate_experiment(_as_create(experiment, merged, variants), session=session,
+                                         existing_id=experiment.id)
+            if p not in before_problems
+        ]
+        if problems:
+            raise ExperimentError(f"Cannot edit {experiment.name!r}: " + " ".join(problems), problems)
+    return experiment, variants, diff, merged
+
+
+def _diff(experiment: Experiment, variants: Sequence[Variant], update: ExperimentUpdate) -> dict[str, dict[str, Any]]:
+    current = _current_values(experiment, variants)
+    problems: list[str] = []
+    requested: dict[str, Any] = {}
+    for field in UPDATE_FIELDS:
+        value = getattr(update, field)
+        if value is None:
+            continue
+        if field in ("allocations", "variant_models", "variant_configs"):
+            unknown = sorted(set(value) - set(current[field]))
+            if unknown:
+                names = ", ".join(current[field])
+                problems.append(f"{experiment.name!r} has no variant(s) {', '.join(unknown)} (its variants: {names}).")
+                continue
+            value = {**current[field], **value}
+        elif field in ("secondary_metrics", "guardrail_metrics"):
+            value = _clean_metrics(value)
+        elif field == "primary_metric":
+            value = value.strip()
+        elif field == "auto_stop" and not validate_auto_stop(value):
+            value = normalize_auto_stop(value)
+        requested[field] = value
+    if problems:
+        raise ExperimentError("The changes cannot be applied: " + " ".join(problems), problems)
+    old_primary = current["primary_metric"]
+    new_primary = requested.get("primary_metric", old_primary)
+    criteria = dict(requested.get("success_criteria", current["success_criteria"]))
+    following = experiment.status == ExperimentStatus.DRAFT  # elsewhere the primary change itself is refused
+    if following and new_primary != old_primary and criteria.get("metric") == old_primary:
+        criteria["metric"] = new_primary
+        requested["success_criteria"] = criteria
+    return {f: {"before": current[f], "after": v} for f, v in requested.items() if v != current[f]}
+
+
+def _refusals(experiment: Experiment, diff: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every change refused in the experiment's status, each with its reason."""
+    status = experiment.status
+    if status == ExperimentStatus.DRAFT:
+        return []
+    if status not in (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
+        return [
+            f"{field}: {experiment.name!r} is {status}; a finished experiment is not edited (clone it to run a "
+            "changed version)."
+            for field in diff
+        ]
+    refused = []
+    for field, change in diff.items():
+        if field == "traffic_allocation":
+            if _is_number(change["after"]) and change["after"] < change["before"]:
+                refused.append(
+                    f"traffic_allocation: the share can only go up while the experiment is {status} "
+                    f"({change['before']:g} -> {change['after']:g}); lowering it would make the users who "
+                    "entered and those who stay out differ over time (pause or stop it instead)."
+                )
+        elif field not in SAFE_WHILE_RUNNING:
+            refused.append(f"{field}: cannot change while the experiment is {status}: {_FROZEN_REASONS[field]}.")
+    return refused
+
+
+def update_experiment(
+    *,
+    session: Session,
+    ref: int | str | Experiment,
+    changes: ExperimentUpdate | Mapping[str, Any],
+    actor: str = "",
+) -> Experiment:
+    """Apply ``changes`` and return the experiment; one ``update`` audit entry holds every field's before/after.
+
+    * draft: description, hypothesis, primary / secondary / guardrail metrics, targeting, traffic share,
+      allocations, each variant's model and config, success criteria, minimums, stopping rules;
+    * running or paused: only :data:`SAFE_WHILE_RUNNING` (description, hypothesis, secondary metrics,
+      the traffic share upwards: raising it only adds users, see abcore.assign);
+    * completed or cancelled: nothing (clone it instead).
+
+    Raises :class:`InvalidTransition` listing every refused change with its reason, and
+    :class:`ExperimentError` listing the problems :func:`validate_experiment` finds in the edited
+    configuration (problems the experiment already had before the edit are not blamed on it).
+    Nothing changes when anything is refused. Editing an approved draft withdraws its approval.
+    """
+    _check_actor(actor)
+    experiment, variants, diff, merged = _prepare_update(session, ref, changes)
+    if not diff:
+        return experiment
+    status = experiment.status
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    for field in ("description", "hypothesis", "primary_metric", "secondary_metrics", "guardrail_metrics", "targeting",
+                  "success_criteria", "min_duration_days", "min_samples_per_variant", "auto_stop"):
+        if field in diff:
+            values[field] = merged[field]
+    if "traffic_allocation" in diff:
+        values["traffic_allocation"] = float(merged["traffic_allocation"])
+    withdrawn = status == ExperimentStatus.DRAFT and experiment.approval_status == APPROVED
+    approved_by = experiment.approved_by  # the update below refreshes the loaded object
+    if withdrawn:
+        values.update(_NO_APPROVAL)
+    try:
+        result = session.execute(
+            update_statement(Experiment)
+            .where(col(Experiment.id) == experiment.id, col(Experiment.status) == status)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            session.rollback()
+            fresh = get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+            raise InvalidTransition(f"Cannot edit {experiment.name!r}: it was just changed to {fresh.status} by someone else.")
+        for variant in variants:
+            new = (merged["allocations"][variant.name], merged["variant_models"][variant.name],
+                   merged["variant_configs"][variant.name])
+            if new != (variant.allocation_pct, variant.model_id, dict(variant.config or {})):
+                variant.allocation_pct = float(new[0])
+                variant.model_id = new[1]
+                variant.config = dict(new[2])
+                session.add(variant)
+        _audit(session, experiment.id, "update", actor, status, status, changes=diff)
+        if withdrawn:
+            _audit(session, experiment.id, "approval_withdrawn", actor, status, status,
+                   reason="edited after approval", approved_by=approved_by)
+        session.commit()
+    except (SQLAlchemyError, OverflowError) as error:
+        session.rollback()
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
+        raise ExperimentError(f"Cannot edit {experiment.name!r}: the database refused it ({reason}).") from error
+    return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- cloning and archiving
+
+
+def clone_experiment(
+    *, session: Session, ref: int | str | Experiment, name: str, keep_salt: bool = False, actor: str = ""
+) -> Experiment:
+    """A new **draft** named ``name`` with the configuration of ``ref``: variants (names, split, models,
+    configs, control), traffic share, targeting, metrics, success criteria, minimums and stopping rules.
+
+    A new salt is drawn unless ``keep_salt`` (then every user lands in the same variant as in the
+    original, which suits a re-run of the same test but carries its users' history along). Status,
+    dates, winner, approval and archive state are not copied. Audited on both experiments (``clone``
+    on the original, ``create`` with ``cloned_from`` on the copy). Raises :class:`ExperimentError` for a
+    taken or invalid name (every problem :func:`validate_experiment` finds).
+    """
+    source = get_experiment(session=session, ref=ref)
+    variants = get_variants(session=session, experiment_id=source.id)  # type: ignore[arg-type]
+    values = _current_values(source, variants)
+    data = _as_create(source, values, variants)
+    data.name = name if isinstance(name, str) else ""
+    data.salt = source.salt if keep_salt else None
+    data.created_by = actor or source.created_by
+    return _create(session, data, actor, source, keep_salt=bool(keep_salt))
+
+
+FINISHED: tuple[str, ...] = (ExperimentStatus.COMPLETED.value, ExperimentStatus.CANCELLED.value)
+
+
+def archive_experiment(
+    *, session: Session, ref: int | str | Experiment, actor: str = "", archived: bool = True
+) -> Experiment:
+    """Archive (``archived=False``: restore) a completed or cancelled experiment.
+
+    Archived experiments are left out of :func:`list_experiments` unless ``include_archived``; nothing
+    else changes (a shipped winner keeps being served, results stay readable by id or name).
+    Raises :class:`InvalidTransition` for an experiment that is not finished, or already in the asked state.
+    Audited as ``archive`` / ``unarchive``.
+    """
+    _check_actor(actor)
+    experiment = get_experiment(session=session, ref=ref)
+    verb = "archive" if archived else "restore"
+    if experiment.status not in FINISHED:
+        raise InvalidTransition(
+            f"Cannot {verb} {experiment.name!r}: it is {experiment.status}; only completed or cancelled experiments"
+            " are archived (stop or cancel it first)."
+        )
+    if (experiment.archived_at is not None) == bool(archived):
+        state = "already archived" if archived else "not archived"
+        raise InvalidTransition(f"Cannot {verb} {experiment.name!r}: it is {state}.")
+    now = utcnow()
+    was = col(Experiment.archived_at).is_(None) if archived else col(Experiment.archived_at).is_not(None)
+    result = session.execute(
+        update_statement(Experiment)
+        .where(col(Experiment.id) == experiment.id, col(Experiment.status).in_(FINISHED), was)
+        .values(archived_at=now if archived else None, updated_at=now)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise InvalidTransition(f"Cannot {verb} {experiment.name!r}: it was just changed by someone else.")
+    _audit(session, experiment.id, "archive" if archived else "unarchive", actor, experiment.status, experiment.status)
+    session.commit()
+    return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+REQUIRE_APPROVAL = "require_approval"
+#: The per-store settings abcore knows: key -> (type of the value, default, what it means).
+SETTINGS: dict[str, tuple[type, Any, str]] = {
+    REQUIRE_APPROVAL: (bool, False, "a draft needs an approver's approval before it can start"),
+}
+
+
+def get_setting(*, session: Session, key: str) -> Any:
+    """The stored value of setting ``key``, or its default (:data:`SETTINGS`); unknown keys raise."""
+    if key not in SETTINGS:
+        raise ExperimentError(f"Unknown setting {key!r} (known: {', '.join(SETTINGS)}).")
+    row = session.get(Setting, key)
+    if row is not None:
+        session.refresh(row)  # another process may have changed it
+    return SETTINGS[key][1] if row is None or row.value is None else row.value
+
+
+def set_setting(*, session: Session, key: str, value: Any, actor: str = "") -> Any:
+    """Store setting ``key`` (audited as ``set_setting`` with before/after); returns the new value.
+
+    Raises :class:`ExperimentError` for an unknown key or a value of the wrong type.
+    """
+    _check_actor(actor)
+    if key not in SETTINGS:
+        raise ExperimentError(f"Unknown setting {key!r} (known: {', '.join(SETTINGS)}).")
+    kind = SETTINGS[key][0]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ExperimentError(f"The setting {key!r} must be a {kind.__name__}; got {value!r}.")
+    before = get_setting(session=session, key=key)
+    for attempt in range(2):  # a concurrent first write of the same key: retry once as an update
+        row = session.get(Setting, key)
+        if row is None:
+            row = Setting(key=key)
+        row.value = value
+        row.updated_by = actor
+        row.updated_at = utcnow()
+        session.add(row)
+        _audit(session, None, "set_setting", actor, None, None, key=key, before=before, after=value)
+        try:
+            session.commit()
+            break
+        except IntegrityError:
+            session.rollback()
+            if attempt:
+                raise
+    return value
+
+
+def require_approval(*, session: Session) -> bool:
+    """Whether drafts need an approval before they start (setting ``require_approval``, off by default)."""
+    return bool(get_setting(session=session, key=REQUIRE_APPROVAL))
+
+
+def set_require_approval(*, session: Session, required: bool, actor: str = "") -> bool:
+    """Turn the approval requirement on or off for the whole store (audited)."""
+    return bool(set_setting(session=session, key=REQUIRE_APPROVAL, value=required, actor=actor))
+
+
+# --------------------------------------------------------------------------- approvals
+
+
+APPROVAL_NONE = ""
+#: Audit actions that change a draft's configuration (what an approval covers).
+CONFIGURATION_ACTIONS: tuple[str, ...] = ("update", "update_allocations", "set_traffic", "set_auto_stop")
+REQUESTED = "requested"
+APPROVED = "approved"
+REJECTED = "rejected"
+_NO_APPROVAL: dict[str, Any] = {
+    "approval_status": APPROVAL_NONE, "approved_by": None, "approved_at": None, "approval_fingerprint": None,
+}
+
+
+def run_configuration(*, session: Session, ref: int | str | Experiment) -> dict[str, Any]:
+    """What will run when the draft starts, as plain JSON: variants (split, model, config, control),
+    traffic share, targeting, metrics, success criteria, minimums, stopping rules and the salt.
+
+    This is what an approver approves; :func:`configuration_fingerprint` hashes it.
+    """
+    experiment = get_experiment(session=session, ref=ref)
+    variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
+    return _run_configuration(experiment, variants)
+
+
+def _run_configuration(experiment: Experiment, variants: Sequence[Variant]) -> dict[str, Any]:
+    return {
+        "name": experiment.name,
+        "description": experiment.description,
+        "hypothesis": experiment.hypothesis,
+        "salt": experiment.salt,
+        "variants": [
+            {"name": v.name, "allocation_pct": float(v.allocation_pct), "model_id": v.model_id,
+             "config": dict(v.config or {}), "is_control": bool(v.is_control)}
+            for v in variants
+        ],
+        "traffic_allocation": float(experiment.traffic_allocation),
+        "targeting": list(experiment.targeting or []),
+        "primary_metric": experiment.primary_metric,
+        "secondary_metrics": list(experiment.secondary_metrics or []),
+        "guardrail_metrics": list(experiment.guardrail_metrics or []),
+        "success_criteria": dict(experiment.success_criteria or {}),
+        "min_duration_days": experiment.min_duration_days,
+        "min_samples_per_variant": experiment.min_samples_per_variant,
+        "auto_stop": dict(experiment.auto_stop or {}),
+    }
+
+
+def configuration_fingerprint(configuration: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of :func:`run_configuration`'s JSON (sorted keys, compact): equal iff nothing changed."""
+    text = json.dumps(configuration, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """Where a draft stands with approvals (:func:`approval_state`)."""
+
+    required: bool  # the store requires approvals
+    status: str  # "" | requested | approved | rejected
+    approved_by: str | None
+    approved_at: datetime | None
+    current: bool  # approved, and the configuration is still the approved one
+    comment: str  # the comment of the last request, approval or rejection
+    decided_by: str  # who made the last decision (approve / reject), "" when none
+
+    @property
+    def can_start(self) -> bool:
+        """Whether the approval rule lets the draft start."""
+        return not self.required or self.current
+
+
+def approval_state(*, session: Session, ref: int | str | Experiment) -> ApprovalState:
+    """The approval state of an experiment, with the last comment from the audit log."""
+    experiment = get_experiment(session=session, ref=ref)
+    variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
+    current = (
+        experiment.approval_status == APPROVED
+        and experiment.approval_fingerprint == configuration_fingerprint(_run_configuration(experiment, variants))
+    )
+    last = next(
+        (a for a in audit_log(session=session, experiment_id=experiment.id)
+         if a.action in ("request_approval", "approve", "reject", "approval_withdrawn")),
+        None,
+    )
+    return ApprovalState(
+        required=require_approval(session=session),
+        status=experiment.approval_status or APPROVAL_NONE,
+        approved_by=experiment.approved_by,
+        approved_at=experiment.approved_at,
+        current=current,
+        comment=str((last.details or {}).get("comment", "")) if last is not None else "",
+        decided_by=last.actor if last is not None and last.action in ("approve", "reject") else "",
+    )
+
+
+def approval_problem(*, session: Session, ref: int | str | Experiment) -> str | None:
+    """Why the draft cannot start under the approval rule (None when it can, or approvals are off)."""
+    if not require_approval(session=session):
+        return None
+    experiment = get_experiment(session=session, ref=ref)
+    state = approval_state(session=session, ref=experiment)
+    if state.current:
+        return None
+    prefix = f"Cannot start {experiment.name!r}: this store requires an approval before a draft starts, and"
+    if state.status == APPROVED:
+        return f"{prefix} it was changed after {state.approved_by} approved it; it needs a new approval."
+    if state.status == REJECTED:
+        why = f" ({state.comment})" if state.comment else ""
+        return f"{prefix} {state.decided_by or 'an approver'} rejected it{why}; edit it and request approval again."
+    if state.status == REQUESTED:
+        return f"{prefix} it is waiting for an approver (`abcore approve {experiment.name}`)."
+    return f"{prefix} nobody approved it yet; request an approval from someone with the approver role."
+
+
+def approval_authors(*, session: Session, ref: int | str | Experiment) -> set[str]:
+    """Who cannot approve the draft's current configuration (four eyes): whoever asked for the approval
+    since the last decision, and whoever wrote the configuration last (its creator or last editor)."""
+    experiment = get_experiment(session=session, ref=ref)
+    authors: set[str] = set()
+    for entry in audit_log(session=session, experiment_id=experiment.id):  # newest first
+        if entry.action in ("approve", "reject"):
+            break
+        if entry.action == "request_approval":
+            authors.add(entry.actor)
+    last_edit = next((e for e in audit_log(session=session, experiment_id=experiment.id)
+                      if e.action in (*CONFIGURATION_ACTIONS, "create")), None)
+    if last_edit is not None:
+        authors.add(last_edit.actor)
+    return {a for a in authors if a}
+
+
+def _approval_change(
+    session: Session,
+    ref: int | str | Experiment,
+    action: str,
+    actor: str,
+    comment: str,
+    allowed_from: Sequence[str],
+    allow_self_approval: bool = True,
+) -> Experiment:
+    _check_actor(actor)
+    problems = _text_problems("comment", comment if isinstance(comment, str) else "", None)
+    if not isinstance(comment, str):
+        problems.append("The comment must be text.")
+    if problems:
+        raise ExperimentError(" ".join(problems), problems)
+    experiment = get_experiment(session=session, ref=ref)
+    verb = {"request_approval": "request an approval of", "approve": "approve", "reject": "reject"}[action]
+    if experiment.status != ExperimentStatus.DRAFT:
+        raise InvalidTransition(
+            f"Cannot {verb} {experiment.name!r}: it is {experiment.status}; approvals are for drafts."
+        )
+    if action in ("approve", "reject") and not actor.strip():
+        raise ExperimentError(f"Cannot {verb} {experiment.name!r} anonymously: say who decides (the actor).")
+    if action == "reject" and not comment.strip():
+        raise ExperimentError(f"Cannot reject {experiment.name!r} without a comment: say what has to change.")
+    if action == "approve" and not allow_self_approval and actor in approval_authors(session=session, ref=experiment):
+        raise ExperimentError(
+            f"Cannot approve {experiment.name!r}: {actor} asked for this approval or wrote its current configuration;"
+            " another approver must approve it (four eyes)."
+        )
+    state = approval_state(session=session, ref=experiment)
+    status = experiment.approval_status or APPROVAL_NONE
+    if status == APPROVED and not state.current:  # edited behind abcore's back: treat as not approved
+        status = APPROVAL_NONE
+    if status not in allowed_from:
+        raise InvalidTransition(f"Cannot {verb} {experiment.name!r}: it is already {status}.")
+    variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
+    configuration = _run_configuration(experiment, variants)
+    now = utcnow()
+    if action == "approve":
+        values: dict[str, Any] = {"approval_status": APPROVED, "approved_by": actor, "approved_at": now,
+                                  "approval_fingerprint": configuration_fingerprint(configuration)}
+    else:
+        values = {**_NO_APPROVAL, "approval_status": REQUESTED if action == "request_approval" else REJECTED}
+    result = session.execute(
+        update_statement(Experiment)
+        .where(col(Experiment.id) == experiment.id, col(Experiment.status) == ExperimentStatus.DRAFT,
+               col(Experiment.updated_at) == experiment.updated_at)
+        .values(**values, updated_at=experiment.updated_at)  # a decision is not an edit
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise InvalidTransition(f"Cannot {verb} {experiment.name!r}: it was just changed by someone else; look again.")
+    details: dict[str, Any] = {"comment": comment.strip(), "previous": status}
+    if action == "approve":
+        details.update(configuration=configuration, fingerprint=values["approval_fingerprint"])
+    _audit(session, experiment.id, action, actor, experiment.status, experiment.status, **details)
+    session.commit()
+    return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+
+
+def request_approval(*, session: Session, ref: int | str | Experiment, actor: str = "", comment: str = "") -> Experiment:
+    """Mark a draft as waiting for an approver (also after a rejection); audited as ``request_approval``."""
+    return _approval_change(session, ref, "request_approval", actor, comment, (APPROVAL_NONE, REJECTED))
+
+
+def approve_experiment(
+    *,
+    session: Session,
+    ref: int | str | Experiment,
+    actor: str,
+    comment: str = "",
+    allow_self_approval: bool = False,
+) -> Experiment:
+    """Approve a draft's current configuration (seed 004's ``approvedBy`` = ``actor``).
+
+    Any draft not yet approved can be approved (requested or not, or rejected before), but not by
+    someone in :func:`approval_authors` unless ``allow_self_approval`` (the open-mode dashboard, where
+    every visitor is the same anonymous actor, passes it). The audit entry
+    ``approve`` holds the comment and the approved configuration (:func:`run_configuration`); an edit
+    afterwards withdraws the approval. Who may approve (the ``approver`` role) is checked by the
+    caller: the dashboard by :func:`abcore.auth.can_approve`; the CLI acts with database access.
+    """
+    return _approval_change(session, ref, "approve", actor, comment, (APPROVAL_NONE, REQUESTED, REJECTED),
+                            allow_self_approval)
+
+
+def reject_experiment(*, session: Session, ref: int | str | Experiment, actor: str, comment: str) -> Experiment:
+    """Reject a draft (a comment saying what must change is required); withdraws an earlier approval.
+
+    Audited as ``reject``; the draft can be edited and :func:`request_approval` asked again.
+    """
+    return _approval_change(session, ref, "reject", actor, comment, (APPROVAL_NONE, REQUESTED, APPROVED))
+
+
+def _withdraw_approval(session: Session, experiment: Experiment, actor: str, reason: str) -> None:
+    """An approved draft changed (split, traffic, stopping rules): its approval no longer holds."""
+    if experiment.status != ExperimentStatus.DRAFT or experiment.approval_status != APPROVED:
+        return
+    approved_by = experiment.approved_by
+    for key, value in _NO_APPROVAL.items():
+        setattr(experiment, key, value)
+    _audit(session, experiment.id, "approval_withdrawn", actor, experiment.status, experiment.status,
+           reason=reason, approved_by=approved_by)
+
+
+
+def edits_since_decision(*, session: Session, ref: int | str | Experiment) -> list[AuditLog]:
+    """Configuration changes (``update``, split, traffic, stopping rules) since the last approval,
+    rejection or request (since creation when there was none), oldest first: what an approver reviews."""
+    experiment = get_experiment(session=session, ref=ref)
+    edits: list[AuditLog] = []
+    for entry in audit_log(session=session, experiment_id=experiment.id):  # newest first
+        if entry.action in ("approve", "reject", "request_approval", "create"):
+            break
+        if entry.action in CONFIGURATION_ACTIONS:
+            edits.append(entry)
+    return edits[::-1]

@@ -86,6 +86,25 @@ class Experiment(SQLModel, table=True):
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    # Set when a completed or cancelled experiment is archived: left out of listings by default.
+    archived_at: datetime | None = None
+    # Approvals (abcore.experiments; seed 004's ``approvedBy``): "" (none asked), requested, approved, rejected.
+    approval_status: str = Field(default="", max_length=20, sa_column_kwargs={"server_default": ""})
+    approved_by: str | None = Field(default=None, max_length=200)
+    approved_at: datetime | None = None
+    # SHA-256 of the configuration that was approved; a draft edited since then is no longer approved.
+    approval_fingerprint: str | None = Field(default=None, max_length=64)
+
+
+class Setting(SQLModel, table=True):
+    """One per-store setting (``ab_settings``), e.g. ``require_approval``; read through abcore.experiments."""
+
+    __tablename__ = "ab_settings"
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    updated_by: str = Field(default="", max_length=200)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Variant(SQLModel, table=True):

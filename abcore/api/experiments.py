@@ -96,9 +96,12 @@ def list_all(
     status: Literal["draft", "running", "paused", "completed", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    include_archived: bool = False,
 ) -> dict[str, Any]:
-    """Newest first, optionally only one status; ``limit``/``offset`` paginate, ``total`` counts all matches."""
-    found = ex.list_experiments(session=session, status=status)
+    """Newest first, optionally only one status; ``limit``/``offset`` paginate, ``total`` counts all matches.
+
+    Archived experiments (``abcore archive``) are left out unless ``include_archived=true``."""
+    found = ex.list_experiments(session=session, status=status, include_archived=include_archived)
     return {
         "items": [experiment_out(session, e) for e in found[offset : offset + limit]],
         "total": len(found),
@@ -123,7 +126,8 @@ def set_status(ref: Ref, body: StatusChange, key: Editor, session: SessionDep, s
     """running (start a draft / resume a paused one), paused, completed (stop), cancelled.
 
     Asking for the status the experiment already has changes nothing (200); a transition the
-    lifecycle does not allow is 409 with the reason.
+    lifecycle does not allow is 409 with the reason, and so is starting a draft without a current
+    approval when the store requires approvals (``abcore settings require-approval on``).
     """
     exp = ex.get_experiment(session=session, ref=ref)
     if exp.status == body.status:
