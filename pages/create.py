@@ -279,7 +279,7 @@ def body() -> None:
     )
     problems = forms.form_problems(form) + ex.validate_auto_stop(auto_stop)
     with ui.session() as s:  # checked live, with the other problems, not only after Create
-        problems += forms.duplicate_name_problems(form.name, [e.name for e in ex.list_experiments(session=s)])
+        problems += forms.duplicate_name_problems(form.name, [e.name for e in ex.list_experiments(session=s, include_archived=True)])
     st.divider()
     if ro:
         return

@@ -3,7 +3,6 @@ with progress toward the planned sample, lifecycle actions (ship dialog with the
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pandas as pd
@@ -33,7 +32,6 @@ ACTIONS = {
 }
 # every experiment, archived ones included (the list hides them unless "Show archived"); the keyword
 # exists once Experiment.archived_at does (branch issue-15e)
-ARCHIVED_TOO = {"include_archived": True} if "include_archived" in inspect.signature(ex.list_experiments).parameters else {}
 EDIT_PAGE = "edit.py"  # the edit / clone / archive page (url edit?id=<id>)
 DONE = {
     "start": "started",
@@ -316,7 +314,7 @@ def body() -> None:
     ui.read_only_notice()
 
     with ui.session() as s:  # a fixed number of queries, however many experiments there are
-        everything = ex.list_experiments(session=s, **ARCHIVED_TOO)
+        everything = ex.list_experiments(session=s, include_archived=True)  # the Show archived toggle filters
         overview = experiment_overview(session=s)
         variants = variant_users(session=s)
         audit: dict[int, list[Any]] = {}

@@ -121,7 +121,7 @@ def _pick_experiment(everything: list[Any]) -> Any | None:
     picked = st.selectbox(
         "Experiment",
         options=ids,
-        format_func=lambda i: f"{by_id[i].name} · {by_id[i].status}",
+        format_func=lambda i: f"{by_id[i].name} · {by_id[i].status}" + (" · archived" if by_id[i].archived_at else ""),
         key="r_experiment",
         placeholder="Choose an experiment",
         **({} if "r_experiment" in st.session_state else {"index": None}),
@@ -451,7 +451,7 @@ def _downloads(experiment: Any, options: tuple[Any, ...]) -> None:
 def body() -> None:
     st.title("📊 Results")
     with ui.session() as s:
-        everything = ex.list_experiments(session=s)
+        everything = ex.list_experiments(session=s, include_archived=True)  # an archived one's link still works
     if not everything:
         st.info("No experiments yet. Create one on **Create experiment**, start it, and its results appear here.",
                 icon="👋")
