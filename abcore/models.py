@@ -44,9 +44,10 @@ class Model(SQLModel, table=True):
     """A registered recommender model; the create form's Model dropdown lists the active ones."""
 
     __tablename__ = "ab_models"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_name_version"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=200, unique=True, index=True)
+    name: str = Field(max_length=200, index=True)  # one row per version: (name, version) is unique
     version: str = Field(default="1", max_length=100)
     description: str = ""
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

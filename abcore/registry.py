@@ -49,13 +49,8 @@ def create_model(
     try:
         session.commit()
     except IntegrityError as error:
-        session.rollback()
-        known = model_versions(session=session, name=name)
-        if known:  # the store still has the one-row-per-name index of migration 0001
-            raise ModelError(
-                f"Model {name!r} is already registered (version {', '.join(known)}); this database keeps one version "
-                "per model name until the migration that makes name + version unique is applied.") from error
-        raise ModelError(f"A model named {name!r} is already registered.") from error
+        session.rollback()  # a concurrent registration of the same name and version won the race
+        raise ModelError(f"Model {name!r} version {version!r} is already registered; choose another version.") from error
     session.refresh(model)
     return model
 

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
@@ -81,8 +80,6 @@ def test_a_duplicate_version_is_refused_and_keeps_what_was_typed(store: str) -> 
     assert _models(store) == [("ranker", "1")]
 
 
-@pytest.mark.xfail(strict=True, reason="needs a migration that replaces the unique index on ab_models.name by a "
-                   "unique (name, version); this branch may not add migrations (RULES.md). Remove this mark with it.")
 def test_a_second_version_of_a_model_is_a_new_row(store: str) -> None:
     with Session(make_engine(store)) as s:
         create_model(session=s, name="ranker", version="1")

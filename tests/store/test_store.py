@@ -221,3 +221,14 @@ def test_timestamps_are_utc(session: Session) -> None:
     session.expunge_all()
     stored = session.get(Experiment, experiment.id)
     assert abs((stored.created_at - naive_now).total_seconds()) < 60
+
+
+def test_a_model_name_may_have_several_versions_but_each_version_once(session: Session) -> None:
+    # migration 0009: (name, version) is the unique key of ab_models, not the name alone
+    session.add_all([Model(name="als", version="1"), Model(name="als", version="2")])
+    session.commit()
+    assert sorted(m.version for m in session.exec(select(Model)).all()) == ["1", "2"]
+    session.add(Model(name="als", version="2"))
+    with pytest.raises(IntegrityError):
+        session.commit()
+    session.rollback()
