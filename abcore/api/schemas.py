@@ -88,6 +88,10 @@ class ExperimentOut(BaseModel):
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     updated_at: datetime
+    archived_at: datetime | None = None
+    approval_status: str = ""  # "" | requested | approved | rejected (see abcore.experiments.approval_state)
+    approved_by: str | None = None
+    approved_at: datetime | None = None
     variants: list[VariantOut]
     allowed_actions: list[str]
 
