@@ -32,6 +32,7 @@ import os
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from itertools import islice
@@ -103,6 +104,7 @@ _PAUSED = "paused"
 _COMPLETED = "completed"
 _EXPOSURE = EventType.EXPOSURE.value
 _CONVERSION = EventType.CONVERSION.value
+_USER_ASSIGNMENT = EventType.USER_ASSIGNMENT.value
 #: Column widths of ab_experiment_results that ``track`` checks before buffering (the store would reject more).
 METRIC_NAME_MAX = 200
 REQUEST_ID_MAX = 255
@@ -279,15 +281,16 @@ class Assigner:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
 
     def _on_inserted(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Count the rows the writer stored (``experiment_assignments_total``), one increment per variant."""
         defs = self._defs
         if defs is None:
             return
-        for row in rows:
-            d = defs.by_id.get(row[1])
+        for (exp_id, variant_id), count in Counter((row[1], row[2]) for row in rows).items():
+            d = defs.by_id.get(exp_id)
             if d is not None:
-                index = d.index_of.get(row[2])
+                index = d.index_of.get(variant_id)
                 if index is not None:
-                    d.assignments[index].inc()
+                    d.assignments[index].inc(count)
 
     def _on_corrected(self, experiment_id: int, user_id: str, variant_id: int) -> None:
         """The writer found another stored variant for a user this process served: serve the stored one from now on."""
@@ -629,21 +632,25 @@ class Assigner:
                         if p >= 0:
                             result[i] = new[p]
             else:
-                pending_events = self._persist_many(d, users, missing, proposals, attrs_of, result)
+                pending_events = self._persist_many(
+                    d, users, missing, proposals, attrs_of, result, per_user=per_user is not None
+                )
         if persist:
             sticky = self._sticky
             counts = [0] * len(d.variants)
             exposures: list[tuple[Any, ...]] = []
             now = utcnow()
+            d_id = d.id
+            add_exposure = exposures.append
             for u, a in zip(users, result, strict=True):
                 if a is None:
                     continue
-                index = index_of[a.variant_id]
-                counts[index] += 1
+                vid = a.variant_id
+                counts[index_of[vid]] += 1
                 if not a.is_new:
-                    sticky[(d.id, u)] = a.variant_id
+                    sticky[(d_id, u)] = vid
                 if expose:
-                    exposures.append((d.id, a.variant_id, u, _EXPOSURE, None, None, request_id, {}, now))
+                    add_exposure((d_id, vid, u, _EXPOSURE, None, None, request_id, {}, now))
             if len(sticky) > self.max_cached_users:
                 first = next(iter(sticky))
                 self._remember(first, sticky[first])
@@ -697,32 +704,42 @@ class Assigner:
         proposals: list[int],
         attrs_of: Callable[[int], Mapping[str, Any] | None],
         result: list[Assignment | None],
+        per_user: bool = True,
     ) -> list[tuple[Any, ...]]:
         """Insert the proposed rows (ON CONFLICT DO NOTHING, batched) and resolve conflicts to the stored row.
+
+        ``per_user=False``: ``attrs_of`` gives the same mapping for every user.
 
         On store trouble (or a rejected row) the rows go to the writer and the hash answers (``is_new=True``).
         """
         rows: dict[str, tuple[Any, ...]] = {}
         now = utcnow()
         variants = d.variants
-        for i, p in zip(missing, proposals, strict=True):
-            if p >= 0:
-                u = users[i]
-                if u not in rows:
-                    rows[u] = (u, d.id, variants[p].id, _jsonable(attrs_of(i)), now)
+        d_id = d.id
+        variant_ids = [v.id for v in variants]
+        if per_user:
+            for i, p in zip(missing, proposals, strict=True):
+                if p >= 0:
+                    u = users[i]
+                    if u not in rows:
+                        rows[u] = (u, d_id, variant_ids[p], _jsonable(attrs_of(i)), now)
+        else:
+            shared = _jsonable(attrs_of(0))  # one mapping for everybody: converted once
+            for i, p in zip(missing, proposals, strict=True):
+                if p >= 0:
+                    u = users[i]
+                    if u not in rows:
+                        rows[u] = (u, d_id, variant_ids[p], shared, now)
         if not rows:
             return []
         engine = self.engine
-        final: dict[str, tuple[int, bool]]
         try:
             with engine.begin() as connection:
                 inserted = {u for _e, u in insert_rows(engine, connection, list(rows.values()))}
-            lost = [u for u in rows if u not in inserted]
-            final = {u: (rows[u][2], True) for u in inserted}
-            if lost:
+            stored: dict[str, int] = {}
+            if len(inserted) < len(rows):  # read back only the rows another writer stored first
                 with engine.connect() as connection:
-                    for u, vid in stored_variants(connection, d.id, lost).items():
-                        final[u] = (vid, False)
+                    stored = stored_variants(connection, d_id, [u for u in rows if u not in inserted])
         except Exception as exc:  # noqa: BLE001 - fail open: the hash answers, the writer stores the rows later
             self._log_failure("writing assignments", exc)
             assert self._writer is not None
@@ -732,31 +749,35 @@ class Assigner:
                 u = users[i]
                 row = rows.get(u)
                 if row is not None and result[i] is None:
-                    sticky[(d.id, u)] = row[2]
+                    sticky[(d_id, u)] = row[2]
                     result[i] = d.new[d.index_of[row[2]]]
             return []
         events: list[tuple[Any, ...]] = []
+        append = events.append
         counts = [0] * len(variants)
         index_of = d.index_of
         new, returning = d.new, d.returning
         sticky = self._sticky
+        user_assignment = _USER_ASSIGNMENT
         for i in missing:
             u = users[i]
-            hit = final.pop(u, None)  # pop: a duplicate id later in the batch is "returning"
-            if hit is None:
-                vid = sticky.get((d.id, u))
-                if vid is not None and vid in index_of:
-                    result[i] = returning[index_of[vid]]
-                continue
-            vid, is_new = hit
-            index = index_of[vid]
-            sticky[(d.id, u)] = vid
-            if is_new:
+            row = rows.pop(u, None)  # pop: a duplicate id later in the batch is "returning"
+            if row is not None and u in inserted:
+                vid = row[2]
+                index = index_of[vid]
+                sticky[(d_id, u)] = vid
                 result[i] = new[index]
                 counts[index] += 1
-                events.append((d.id, vid, u, EventType.USER_ASSIGNMENT.value, None, None, None, {}, now))
-            else:
-                result[i] = returning[index]
+                append((d_id, vid, u, user_assignment, None, None, None, {}, now))
+                continue
+            vid = stored.get(u) if row is not None else None
+            if vid is not None:
+                sticky[(d_id, u)] = vid
+                result[i] = returning[index_of[vid]]
+                continue
+            vid = sticky.get((d_id, u))
+            if vid is not None and vid in index_of:
+                result[i] = returning[index_of[vid]]
         for index, count in enumerate(counts):
             if count:
                 d.assignments[index].inc(count)
