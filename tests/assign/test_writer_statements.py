@@ -89,3 +89,45 @@ def test_bulk_statements_store_exactly_the_input(engine: Engine, monkeypatch: py
     expected_rows |= {(u, v, tuple(sorted(a.items())), ts) for u, _e, v, a, ts in rows[10:]}
     assert stored_rows == expected_rows
     assert stored_events == Counter((*e[:7], tuple(sorted(e[7].items())), e[8]) for e in events)
+
+
+def test_writer_commits_per_batch_and_requeues_only_what_is_not_committed(engine: Engine) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from .conftest import count_assignments, count_events
+
+    exp_id = make_experiment(engine, allocations=(50.0, 50.0), salt="chunks")
+    with engine.connect() as connection:
+        variant_id = connection.execute(select(Variant.id).where(Variant.experiment_id == exp_id)).scalars().first()
+    writer = w.Writer(engine, flush_interval=3600, max_buffer=10**9, batch_size=7)
+    real = writer._insert_rows_tx
+    calls = {"n": 0}
+
+    def flaky(rows: list[w.Row], stamps: w.Stamps | None = None) -> set[tuple[int, str]]:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third transaction meets a locked store
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real(rows, stamps)
+
+    writer._insert_rows_tx = flaky  # type: ignore[method-assign]
+    now = datetime.now(UTC)
+    users = [f"c-{i:03d}" for i in range(30)]  # 30 rows: 5 transactions of at most 7
+    try:
+        for u in users:
+            writer.add_row((u, exp_id, variant_id, {}, now), (exp_id, variant_id, u, "exposure", None, None, None, {}, now))
+        writer.flush(timeout=30)
+        # two transactions (14 rows, sorted by user id) committed before the trouble; the rest waits
+        assert count_assignments(engine, exp_id) == 14
+        assert writer.pending_rows() == 16
+        assert count_events(engine, exp_id, "user_assignment") == 0  # requeued with the events, not lost
+        assert writer.pending() == 16 + 14 + 30
+        writer.flush(timeout=30)  # the store is back
+        assert writer.pending() == 0
+    finally:
+        writer.close(timeout=30)
+    with engine.connect() as connection:
+        stored = sorted(connection.execute(select(UserAssignment.user_id).where(UserAssignment.experiment_id == exp_id)).scalars())
+    assert stored == users  # each once
+    assert count_events(engine, exp_id, "user_assignment") == 30
+    assert count_events(engine, exp_id, "exposure") == 30
+    assert writer.rows_written == 30 and writer.events_written == 60
