@@ -188,10 +188,15 @@ def insert_events(engine: Engine, connection: Connection, batch: Sequence[Event]
         one = "(" + ", ".join("?" * width) + ")"
         head = f"INSERT INTO {table.name} ({', '.join(EVENT_COLUMNS)}) VALUES "
         full_sql = head + ", ".join([one] * per)
+        last_ts: Any = object()
+        last_text: Any = None
         for start in range(0, len(ordered), per):
             flat: list[Any] = []
             for e in ordered[start : start + per]:
-                flat += (*e[:7], dumps(e[7]) if e[7] else "{}", stamp(e[8]))
+                ts = e[8]
+                if ts is not last_ts:  # the batch path shares one timestamp object: convert it once
+                    last_ts, last_text = ts, stamp(ts)
+                flat += (*e[:7], dumps(e[7]) if e[7] else "{}", last_text)
             count = len(flat) // width
             connection.exec_driver_sql(full_sql if count == per else head + ", ".join([one] * count), tuple(flat))
         return len(ordered)
@@ -219,8 +224,13 @@ def insert_rows(
     if engine.dialect.name == "sqlite":
         stamp = sqlite_stamp(_bind_processor(table.c.assigned_at.type, engine.dialect), {} if stamps is None else stamps)
         flat: list[Any] = []
+        last_ts: Any = object()
+        last_text: Any = None
         for r in ordered:
-            flat += (r[0], r[1], r[2], dumps(r[3]) if r[3] else "{}", stamp(r[4]))
+            ts = r[4]
+            if ts is not last_ts:
+                last_ts, last_text = ts, stamp(ts)
+            flat += (r[0], r[1], r[2], dumps(r[3]) if r[3] else "{}", last_text)
         width = len(ROW_COLUMNS)
         per = _sqlite_rows_per_statement(connection, width, SQLITE_ROWS_PER_STATEMENT)
         full_sql = ""
