@@ -32,6 +32,7 @@ import os
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from itertools import islice
@@ -72,7 +73,7 @@ from abcore.decision import (
     traffic_bucket,
 )
 from abcore.models import EventType, utcnow
-from abcore.writer import Writer, insert_events, insert_rows, is_store_trouble
+from abcore.writer import Writer, default_batch_size, insert_events, insert_rows, is_store_trouble
 
 __all__ = [
     "HASH_VERSION",
@@ -103,6 +104,7 @@ _PAUSED = "paused"
 _COMPLETED = "completed"
 _EXPOSURE = EventType.EXPOSURE.value
 _CONVERSION = EventType.CONVERSION.value
+_USER_ASSIGNMENT = EventType.USER_ASSIGNMENT.value
 #: Column widths of ab_experiment_results that ``track`` checks before buffering (the store would reject more).
 METRIC_NAME_MAX = 200
 REQUEST_ID_MAX = 255
@@ -135,6 +137,9 @@ class Assigner:
         Size of the in-process cache of stored assignments (oldest entries are dropped first).
     max_pending:
         Rows + events kept while the store is down; beyond it the oldest are dropped (and counted).
+    write_batch:
+        Rows (or events) per write transaction, of the writer and of ``assign_many``; each commits on its own
+        (default: 100,000 on SQLite, 10,000 on PostgreSQL, see :data:`abcore.writer.DEFAULT_BATCH_SIZE`).
     stale_ttl:
         While the store is down, cached definitions keep being served for at most this long (default: forever).
     connect_timeout, statement_timeout:
@@ -160,6 +165,7 @@ class Assigner:
         retry_after: float = 1.0,
         max_cached_users: int = 1_000_000,
         max_pending: int = 200_000,
+        write_batch: int | None = None,
         stale_ttl: float = float("inf"),
         db_workers: int = 4,
         log_interval: float = 60.0,
@@ -172,8 +178,11 @@ class Assigner:
     ) -> None:
         if not isinstance(engine, Engine | str):
             raise TypeError(f"engine must be a SQLAlchemy Engine or a URL string, got {type(engine).__name__}")
-        if flush_interval <= 0 or cache_ttl < 0 or timeout <= 0 or max_buffer < 1 or exit_timeout < 0:
-            raise ValueError("flush_interval and timeout must be > 0, cache_ttl and exit_timeout >= 0, max_buffer >= 1")
+        bad_batch = write_batch is not None and write_batch < 1
+        if flush_interval <= 0 or cache_ttl < 0 or timeout <= 0 or max_buffer < 1 or exit_timeout < 0 or bad_batch:
+            raise ValueError(
+                "flush_interval and timeout must be > 0, cache_ttl and exit_timeout >= 0, max_buffer and write_batch >= 1"
+            )
         self.flush_interval = float(flush_interval)
         self.max_buffer = int(max_buffer)
         self.cache_ttl = float(cache_ttl)
@@ -210,12 +219,17 @@ class Assigner:
             self._broken = f"the store {_redact(engine)} cannot be used ({type(exc).__name__}: {exc})"
             self._log_failure("configuration", None, key="config")
         self._writer: Writer | None = None
+        #: Rows (or events) per write transaction (default: 100,000 on SQLite, 10,000 on PostgreSQL).
+        self.write_batch = 10_000 if write_batch is None else int(write_batch)
         if self._engine is not None:
+            if write_batch is None:
+                self.write_batch = default_batch_size(self._engine)
             self._writer = Writer(
                 self._engine,
                 flush_interval=flush_interval,
                 max_buffer=max_buffer,
                 max_pending=max_pending,
+                batch_size=write_batch,
                 dead_letter_path=dead_letter_path,
                 on_corrected=self._on_corrected,
                 on_inserted=self._on_inserted,
@@ -279,15 +293,16 @@ class Assigner:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
 
     def _on_inserted(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Count the rows the writer stored (``experiment_assignments_total``), one increment per variant."""
         defs = self._defs
         if defs is None:
             return
-        for row in rows:
-            d = defs.by_id.get(row[1])
+        for (exp_id, variant_id), count in Counter((row[1], row[2]) for row in rows).items():
+            d = defs.by_id.get(exp_id)
             if d is not None:
-                index = d.index_of.get(row[2])
+                index = d.index_of.get(variant_id)
                 if index is not None:
-                    d.assignments[index].inc()
+                    d.assignments[index].inc(count)
 
     def _on_corrected(self, experiment_id: int, user_id: str, variant_id: int) -> None:
         """The writer found another stored variant for a user this process served: serve the stored one from now on."""
@@ -539,7 +554,7 @@ class Assigner:
         """:meth:`assign` for many users, batched; same answers as ``assign`` would give, in order.
 
         ``attributes`` is one mapping for everybody or one (or None) per user. With ``persist=True`` the new
-        rows and the events are written before it returns (batch path, one transaction each); on store trouble
+        rows and the events are written before it returns (batch path, ``write_batch`` per transaction); on store trouble
         the answers come from the hash and the writes go to the write-behind buffer. ``persist=False`` is the
         pure path for offline scoring: stored assignments are still honoured (one read) but nothing is written;
         users without a stored row get the variant they *would* get, with ``is_new=True``.
@@ -629,21 +644,25 @@ class Assigner:
                         if p >= 0:
                             result[i] = new[p]
             else:
-                pending_events = self._persist_many(d, users, missing, proposals, attrs_of, result)
+                pending_events = self._persist_many(
+                    d, users, missing, proposals, attrs_of, result, per_user=per_user is not None
+                )
         if persist:
             sticky = self._sticky
             counts = [0] * len(d.variants)
             exposures: list[tuple[Any, ...]] = []
             now = utcnow()
+            d_id = d.id
+            add_exposure = exposures.append
             for u, a in zip(users, result, strict=True):
                 if a is None:
                     continue
-                index = index_of[a.variant_id]
-                counts[index] += 1
+                vid = a.variant_id
+                counts[index_of[vid]] += 1
                 if not a.is_new:
-                    sticky[(d.id, u)] = a.variant_id
+                    sticky[(d_id, u)] = vid
                 if expose:
-                    exposures.append((d.id, a.variant_id, u, _EXPOSURE, None, None, request_id, {}, now))
+                    add_exposure((d_id, vid, u, _EXPOSURE, None, None, request_id, {}, now))
             if len(sticky) > self.max_cached_users:
                 first = next(iter(sticky))
                 self._remember(first, sticky[first])
@@ -656,17 +675,20 @@ class Assigner:
         return result
 
     def _write_events_now(self, rows: list[tuple[Any, ...]]) -> None:
-        """Batch path: write events in one transaction now; on failure they go to the writer (which isolates bad ones)."""
+        """Batch path: write events now, ``write_batch`` per transaction; on failure the rest go to the writer (which isolates bad ones)."""
         if not rows:
             return
         engine = self.engine
-        try:
-            with engine.begin() as connection:
-                insert_events(engine, connection, rows)
-        except Exception as exc:  # noqa: BLE001 - keep them: the writer retries / dead-letters
-            self._log_failure("writing events", exc)
-            assert self._writer is not None
-            self._writer.add_many(events=rows)
+        size = self.write_batch
+        for start in range(0, len(rows), size):
+            try:
+                with engine.begin() as connection:
+                    insert_events(engine, connection, rows[start : start + size])
+            except Exception as exc:  # noqa: BLE001 - keep them: the writer retries / dead-letters
+                self._log_failure("writing events", exc)
+                assert self._writer is not None
+                self._writer.add_many(events=rows[start:])
+                return
 
     def _proposals(
         self,
@@ -697,66 +719,82 @@ class Assigner:
         proposals: list[int],
         attrs_of: Callable[[int], Mapping[str, Any] | None],
         result: list[Assignment | None],
+        per_user: bool = True,
     ) -> list[tuple[Any, ...]]:
-        """Insert the proposed rows (ON CONFLICT DO NOTHING, batched) and resolve conflicts to the stored row.
+        """Insert the proposed rows (ON CONFLICT DO NOTHING, ``write_batch`` per transaction) and resolve conflicts
+        to the stored row; returns the ``user_assignment`` events of the rows inserted.
 
-        On store trouble (or a rejected row) the rows go to the writer and the hash answers (``is_new=True``).
+        ``per_user=False``: ``attrs_of`` gives the same mapping for every user. On store trouble (or a rejected
+        row) the rows not stored yet go to the writer and the hash answers for them (``is_new=True``).
         """
         rows: dict[str, tuple[Any, ...]] = {}
         now = utcnow()
         variants = d.variants
-        for i, p in zip(missing, proposals, strict=True):
-            if p >= 0:
-                u = users[i]
-                if u not in rows:
-                    rows[u] = (u, d.id, variants[p].id, _jsonable(attrs_of(i)), now)
+        d_id = d.id
+        variant_ids = [v.id for v in variants]
+        if per_user:
+            for i, p in zip(missing, proposals, strict=True):
+                if p >= 0:
+                    u = users[i]
+                    if u not in rows:
+                        rows[u] = (u, d_id, variant_ids[p], _jsonable(attrs_of(i)), now)
+        else:
+            shared = _jsonable(attrs_of(0))  # one mapping for everybody: converted once
+            for i, p in zip(missing, proposals, strict=True):
+                if p >= 0:
+                    u = users[i]
+                    if u not in rows:
+                        rows[u] = (u, d_id, variant_ids[p], shared, now)
         if not rows:
             return []
         engine = self.engine
-        final: dict[str, tuple[int, bool]]
+        row_list = list(rows.values())
+        size = self.write_batch
+        inserted: set[str] = set()
+        stored: dict[str, int] = {}
+        handed_over = False  # store trouble: the rows not stored yet went to the writer, the hash answers for them
         try:
-            with engine.begin() as connection:
-                inserted = {u for _e, u in insert_rows(engine, connection, list(rows.values()))}
-            lost = [u for u in rows if u not in inserted]
-            final = {u: (rows[u][2], True) for u in inserted}
-            if lost:
+            for start in range(0, len(row_list), size):
+                with engine.begin() as connection:
+                    inserted.update(u for _e, u in insert_rows(engine, connection, row_list[start : start + size]))
+            if len(inserted) < len(rows):  # read back only the rows another writer stored first
                 with engine.connect() as connection:
-                    for u, vid in stored_variants(connection, d.id, lost).items():
-                        final[u] = (vid, False)
+                    stored = stored_variants(connection, d_id, [u for u in rows if u not in inserted])
         except Exception as exc:  # noqa: BLE001 - fail open: the hash answers, the writer stores the rows later
             self._log_failure("writing assignments", exc)
             assert self._writer is not None
-            self._writer.add_many(rows=list(rows.values()))
-            sticky = self._sticky
-            for i in missing:
-                u = users[i]
-                row = rows.get(u)
-                if row is not None and result[i] is None:
-                    sticky[(d.id, u)] = row[2]
-                    result[i] = d.new[d.index_of[row[2]]]
-            return []
+            self._writer.add_many(rows=[r for r in row_list if r[0] not in inserted])
+            handed_over = True
         events: list[tuple[Any, ...]] = []
+        append = events.append
         counts = [0] * len(variants)
         index_of = d.index_of
         new, returning = d.new, d.returning
         sticky = self._sticky
+        user_assignment = _USER_ASSIGNMENT
         for i in missing:
             u = users[i]
-            hit = final.pop(u, None)  # pop: a duplicate id later in the batch is "returning"
-            if hit is None:
-                vid = sticky.get((d.id, u))
-                if vid is not None and vid in index_of:
-                    result[i] = returning[index_of[vid]]
-                continue
-            vid, is_new = hit
-            index = index_of[vid]
-            sticky[(d.id, u)] = vid
-            if is_new:
+            row = rows.pop(u, None)  # pop: a duplicate id later in the batch is "returning"
+            if row is not None and u in inserted:
+                vid = row[2]
+                index = index_of[vid]
+                sticky[(d_id, u)] = vid
                 result[i] = new[index]
                 counts[index] += 1
-                events.append((d.id, vid, u, EventType.USER_ASSIGNMENT.value, None, None, None, {}, now))
-            else:
-                result[i] = returning[index]
+                append((d_id, vid, u, user_assignment, None, None, None, {}, now))
+                continue
+            if row is not None and handed_over:
+                sticky[(d_id, u)] = row[2]
+                result[i] = new[index_of[row[2]]]
+                continue
+            vid = stored.get(u) if row is not None else None
+            if vid is not None:
+                sticky[(d_id, u)] = vid
+                result[i] = returning[index_of[vid]]
+                continue
+            vid = sticky.get((d_id, u))
+            if vid is not None and vid in index_of:
+                result[i] = returning[index_of[vid]]
         for index, count in enumerate(counts):
             if count:
                 d.assignments[index].inc(count)

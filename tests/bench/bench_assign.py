@@ -1,7 +1,9 @@
 """Benchmarks of abcore.assign (``pytest -m bench -s tests/bench/bench_assign.py``), with the GrowthBook
 Python SDK on the same user ids for comparison. They print figures; targets from issues #3 and #10 are shown
 next to them but not asserted (the numbers depend on the machine and its load), and the ratio against the
-GrowthBook SDK measured in the same run."""
+GrowthBook SDK measured in the same run. Persistence figures also print the ratio against an anchor measured
+in the same run on the same store: the same three rows per user (assignment, ``user_assignment`` and
+``exposure`` events) inserted with plain SQLAlchemy Core ``executemany`` in one transaction."""
 
 from __future__ import annotations
 
@@ -131,6 +133,39 @@ def _growthbook_median(users: list[str]) -> float:
     return statistics.median(gb_times)
 
 
+ANCHOR_USERS = 20_000
+
+
+def _core_anchor(engine: Engine, label: str) -> float:
+    """Users/s of the anchor: plain SQLAlchemy Core executemany of one assignment row + two events per user."""
+    from sqlalchemy import select
+
+    from abcore.models import Experiment, ExperimentEvent, UserAssignment, Variant, utcnow
+
+    name = f"anchor_{time.monotonic_ns()}"
+    _experiment(engine, name)
+    with engine.connect() as connection:
+        exp_id, variant_id = connection.execute(
+            select(Variant.experiment_id, Variant.id).join_from(Variant, Experiment).where(Experiment.name == name)
+        ).first()  # type: ignore[misc]
+    now = utcnow()
+    users = _users(ANCHOR_USERS, name)
+    rows = [{"user_id": u, "experiment_id": exp_id, "variant_id": variant_id, "attributes": {}, "assigned_at": now} for u in users]
+    events = [
+        {"experiment_id": exp_id, "variant_id": variant_id, "user_id": u, "event_type": kind, "properties": {}, "ts": now}
+        for kind in ("user_assignment", "exposure")
+        for u in users
+    ]
+    gc.collect()
+    start = time.perf_counter()
+    with engine.begin() as connection:
+        connection.execute(UserAssignment.__table__.insert(), rows)
+        connection.execute(ExperimentEvent.__table__.insert(), events)
+    rate = ANCHOR_USERS / (time.perf_counter() - start)
+    _row(f"anchor: SQLAlchemy Core executemany, same rows ({label}, {ANCHOR_USERS:,} users)", rate, "users/s")
+    return rate
+
+
 def _first_time_single(engine: Engine, n: int, label: str, target: str) -> None:
     """Issue 10: first-time ``assign`` one user at a time (no synchronous write), then the writer persists."""
     _experiment(engine, "bench_single")
@@ -155,6 +190,8 @@ def _first_time_single(engine: Engine, n: int, label: str, target: str) -> None:
         _row("abcore assign median (first-time user)", median * 1e6, "us", "<= 20 us")
         _row("abcore assign p99 (first-time user)", timings[int(len(timings) * 0.99)] * 1e6, "us", "<= 200 us")
         _row(f"persisted first-time users through the writer ({label})", n / elapsed, "users/s", target)
+        anchor = _core_anchor(engine, label)
+        _row("ratio writer / anchor", n / elapsed / anchor, "x", "> 1 = faster")
         gb = _growthbook_median(users[:20_000])
         _row("GrowthBook GrowthBook(attributes).run(experiment) median", gb * 1e6, "us")
         _row("ratio abcore first-time / GrowthBook (median)", median / gb, "x", "< 1 = faster")
@@ -190,6 +227,8 @@ def _first_time(engine: Engine, n: int, label: str, target: str) -> None:
         assert all(a is not None and a.is_new for a in result)
         print(f"\nfirst-time assignments persisted to {label}: {n:,} new users, rows + user_assignment + exposure events")
         _row(f"abcore assign_many + flush ({label})", n / elapsed, "users/s", target)
+        anchor = _core_anchor(engine, label)
+        _row("ratio assign_many / anchor", n / elapsed / anchor, "x", "> 1 = faster")
         singles = _users(500, "single")
         start = time.perf_counter()
         for u in singles:
