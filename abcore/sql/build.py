@@ -503,7 +503,9 @@ def _stats_parts(
             ranked = (
                 f"SELECT variant, segment, user_id, value, ROW_NUMBER() OVER"
                 f" (PARTITION BY variant, segment ORDER BY value) AS rn,"
-                f" COUNT(*) OVER (PARTITION BY variant, segment) AS cnt\n"
+                # the same window as rn (one sort): the whole partition's count
+                f" COUNT(*) OVER (PARTITION BY variant, segment ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING"
+                f" AND UNBOUNDED FOLLOWING) AS cnt\n"
                 f"  FROM m{i}_events WHERE post = 1 AND value IS NOT NULL"
             )
             ctes.append((f"m{i}_ranked", ranked))
@@ -781,7 +783,8 @@ def build_analysis_query(
             raise ValueError(f"percentiles are for count or mean metrics of this query; got {name!r}")
         i = index[name]
         ranked = (f"SELECT variant, value, ROW_NUMBER() OVER (PARTITION BY variant ORDER BY value) AS rn,"
-                  f" COUNT(*) OVER (PARTITION BY variant) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
+                  f" COUNT(*) OVER (PARTITION BY variant ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED"
+                  f" FOLLOWING) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
         ctes.append((f"m{i}_pct", ranked))
         picks = ", ".join(
             f"MIN(CASE WHEN rn = {d.int_div(f'(cnt * {p} + 99)', '100')} THEN {d.double('value')} END) AS p{p}"
