@@ -261,3 +261,24 @@ def test_bad_engine_and_source_are_clear_errors(session: Session) -> None:
         "user_id": "u", "timestamp": "t", "metric_name": "m", "value": "v"}}}
     with pytest.raises(ValueError, match="needs engine 'duckdb' or 'spark'"):
         analyze(data["exp"].id, session=session, source=parquet)
+
+
+def test_cli_analyze_engine_and_source(db_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    from abcore.cli import main
+    from abcore.db import make_engine
+
+    engine = make_engine(db_url)
+    with Session(engine, expire_on_commit=False) as session:
+        data = _load(session)
+        name = data["exp"].name
+    engine.dispose()
+    assert main(["--database-url", db_url, "analyze", name, "--engine", "store"]) == 0
+    assert "engine store" in capsys.readouterr().out.splitlines()[0]
+    if pytest.importorskip("duckdb", reason="the duckdb extra is not installed"):
+        assert main(["--database-url", db_url, "analyze", name, "--engine", "duckdb"]) == 0
+        assert "engine duckdb" in capsys.readouterr().out.splitlines()[0]
+    bad = tmp_path / "source.json"
+    bad.write_text('{"events": {"table": "ev"}}')
+    assert main(["--database-url", db_url, "analyze", name, "--source", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "invalid source config" in err and "events.columns.user_id is required" in err
