@@ -240,7 +240,7 @@ def test_model_registry(session: Session) -> None:
     als = create_model(session=session, name="als", version="1.0", config={"factors": 64})
     create_model(session=session, name="popgen")
     with pytest.raises(ExperimentError, match="already registered"):
-        create_model(session=session, name="als")
+        create_model(session=session, name="als", version="1.0")  # (name, version) is the identity (migration 0009)
     with pytest.raises(ExperimentError, match="needs a name"):
         create_model(session=session, name="  ")
     update_model(session=session, model_id=als.id, version="1.1", description="better")
