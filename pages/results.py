@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from datetime import UTC, date, datetime, time, timedelta
+from time import perf_counter
 from typing import IO, Any
 
 import altair as alt
@@ -21,7 +22,7 @@ import watch_ui
 from abcore import experiments as ex
 from abcore import forms, queries
 from abcore.analysis import analyze
-from abcore.config import database_url
+from abcore.config import choose_analysis_engine, database_url
 from abcore.export import iter_csv
 
 METHODS = {"frequentist": "Frequentist", "sequential": "Sequential (safe to peek)", "bayesian": "Bayesian"}
@@ -36,11 +37,14 @@ OUTCOME_COLORS = {"better": "#16a34a", "worse": "#dc2626", "inconclusive": "#6b7
 def _analysis(url: str, experiment_id: int, latest_event: int, version: str, options: tuple[Any, ...]) -> Any:
     """analyze() cached on (database, experiment, latest event id, experiment version, options)."""
     method, correction, cuped, start, end, segment = options
-    with ui.session() as s:
-        return analyze(
+    with ui.session() as s:  # engine: ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS (README, Dashboard)
+        engine = choose_analysis_engine(lambda: queries.event_total(session=s, experiment_id=experiment_id))
+        began = perf_counter()
+        results = analyze(
             experiment_id, session=s, method=method, correction=correction, cuped=cuped,
-            start=start, end=end, segment=segment or None, percentiles=False,
+            start=start, end=end, segment=segment or None, percentiles=False, engine=engine,
         )
+        return results, perf_counter() - began
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -299,7 +303,8 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any]) 
     names = {v.id: v.name for v in variants}
     palette = forms.variant_colors([v.name for v in sorted(variants, key=lambda v: not v.is_control)])
     version = f"{experiment.status}|{experiment.updated_at.isoformat()}"
-    results = _analysis(database_url(), experiment.id, latest, version, options)
+    results, seconds = _analysis(database_url(), experiment.id, latest, version, options)
+    st.caption(forms.engine_caption(results.engine, seconds, ui.engine().dialect.name))
 
     _health(results)
     _verdict(results)
