@@ -27,14 +27,28 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlmodel import Session
 
 from abcore import decisions, queries, stats
 from abcore.decisions import Verdict
+from abcore.engines import (
+    ENGINES,
+    Engine,
+    MetricStatsRow,
+    SourceConfig,
+    compute_stats,
+    duckdb_engine,
+    load_source_config,
+    query_source,
+    spark_engine,
+    store_engine,
+)
 from abcore.metrics import MetricSpec, default_spec, resolve_specs
 from abcore.models import Experiment, ExperimentStatus
+from abcore.sql.build import QuerySource, build_daily_metric_query, build_daily_query, build_kind_probe_query
 from abcore.stats import BayesResult, SRMResult, TestResult
 
 __all__ = [
@@ -82,7 +96,9 @@ class MetricResult:
 
     metric: str
     role: str  # primary | secondary | guardrail
-    kind: str  # binary | mean
+    #: The test family: "binary" (conversion rate: binomial), "mean" (per-user mean: count, mean),
+    #: "ratio" (delta method) or "quantile"; ``metric_kind`` is the definition's kind.
+    kind: str
     variant_id: int
     variant: str
     control_variant: str
@@ -105,6 +121,8 @@ class MetricResult:
     #: "better" (significant move in the good direction), "worse" (significant move in the bad
     #: direction) or "inconclusive" (not significant, or not computable); see abcore.decisions.
     outcome: str = "inconclusive"
+    #: The metric definition's kind: binomial | count | mean | ratio | quantile.
+    metric_kind: str = "binomial"
 
 
 @dataclass(frozen=True)
@@ -175,6 +193,8 @@ class Results:
     segment: str | None = None
     segments: tuple[SegmentResult, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    #: Which engine computed the metric statistics: "store", "duckdb" or "spark".
+    engine: str = "store"
 
     @property
     def control(self) -> VariantInfo:
@@ -199,6 +219,7 @@ class Results:
                 "metric": r.metric,
                 "role": r.role,
                 "kind": r.kind,
+                "metric_kind": r.metric_kind,
                 "variant": r.variant,
                 "control_users": r.control_users,
                 "users": r.users,
@@ -221,7 +242,7 @@ class Results:
                 row["expected_loss"] = r.bayes.expected_loss
             rows.append(row)
         columns = list(rows[0]) if rows else [
-            "metric", "role", "kind", "variant", "control_users", "users", "control_conversions", "conversions",
+            "metric", "role", "kind", "metric_kind", "variant", "control_users", "users", "control_conversions", "conversions",
             "control_value", "value", "diff", "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high",
             "p_value", "p_value_adjusted", "significant",
         ]
@@ -316,56 +337,78 @@ def analyze(
     percentiles: bool = True,
     daily: bool = True,
     planned_n: float | None = None,
+    engine: str | Engine = "store",
+    source: str | Path | dict[str, Any] | SourceConfig | None = None,
 ) -> Results:
     """Analyse an experiment (id, name or instance) and return its :class:`Results`.
+
+    Every metric number comes from the one query of :func:`abcore.sql.build.build_stats_query`
+    (the metric definitions applied: kind, window, delay, capping), run on ``engine``.
 
     Parameters
     ----------
     session : Session, optional
-        Defaults to a session on :func:`abcore.db.make_engine` (the configured database).
+        Defaults to a session on :func:`abcore.db.make_engine` (the configured database). The
+        experiment, its variants, assignments counts and feedback always come from this store.
     alpha : float, optional
         Defaults to ``1 - success_criteria["confidence"]``, else 0.05.
     correction : {"holm", "bonferroni", "fdr_bh", "none"}
         Multiple-comparison correction across treatment variants x metrics.
     method : {"frequentist", "sequential", "bayesian"}
     cuped : bool
-        Adjust with the pre-experiment value of the same metric (needs ``started_at``).
+        Adjust binomial / count / mean metrics with the same metric in the 14 days before each
+        user's first exposure (warned per metric when no user has such data).
     start, end : datetime, optional
         Event window ``[start, end)`` (naive = UTC). ``start`` defaults to the experiment's
         ``started_at`` (events before it are pre-experiment data), ``end`` to open-ended.
     segment : str, optional
-        Assignment attribute (e.g. ``"country"``) for a per-segment breakdown.
+        Assignment attribute (e.g. ``"country"``; with an exposure-table source a declared segment
+        column) for a per-segment breakdown.
     percentiles, daily : bool
-        Compute the percentile table / the daily cumulative series (default on).
+        Compute the percentile table (store engine only) / the daily cumulative series (default on).
     planned_n : float, optional
         Planned users per variant, the sequential test's tuning parameter. Defaults to
         ``min_samples_per_variant``, else the largest arm so far; a caller that looks repeatedly
         (``abcore.watch``) passes a fixed value so the confidence sequence stays time-uniform.
+    engine : {"store", "duckdb", "spark"} or an Engine
+        Where the metric query runs: ``"store"`` the session's database; ``"duckdb"`` embedded DuckDB
+        over the store (or the ``source`` files); ``"spark"`` Spark SQL (the active session if any,
+        else ``local[2]``); or a ready :class:`abcore.engines.Engine`. ``Results.engine`` says which.
+    source : path, JSON text, dict or SourceConfig, optional
+        Where the events (and optionally exposures) live (:func:`abcore.engines.load_source_config`);
+        default the store's tables. With an exposure table the experiment is matched by its name.
 
     Raises
     ------
     abcore.experiments.ExperimentNotFound
         Unknown experiment.
     ValueError
-        Unknown ``method`` or ``correction``, or ``alpha`` outside (0, 1).
+        Unknown ``method``, ``correction`` or ``engine``, ``alpha`` outside (0, 1), an invalid
+        source config or a source the engine cannot read.
+    ImportError
+        The engine's optional dependency is not installed (the message names the extra).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}; got {correction!r}")
+    if isinstance(engine, str) and engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)} or an Engine; got {engine!r}")
+    config = None if source is None or isinstance(source, SourceConfig) else load_source_config(source)
+    config = source if isinstance(source, SourceConfig) else config
     if session is None:
         from abcore.db import make_engine
 
-        engine = make_engine()
+        db = make_engine()
         try:
-            with Session(engine, expire_on_commit=False) as own:
+            with Session(db, expire_on_commit=False) as own:
                 return analyze(
                     experiment, session=own, alpha=alpha, correction=correction, method=method, cuped=cuped,
                     start=start, end=end, segment=segment, percentiles=percentiles, daily=daily,
-                    planned_n=planned_n,
+                    planned_n=planned_n, engine=engine, source=config,
                 )
         finally:
-            engine.dispose()
+            db.dispose()
 
     from abcore.experiments import get_experiment, get_variants
 
@@ -379,177 +422,195 @@ def analyze(
     start = queries.as_utc(start) if start is not None else queries.as_utc(exp.started_at)
     end = queries.as_utc(end)
     warnings: list[str] = []
+    runner = _open_engine(engine, config, session)
+    qsource = query_source(runner, config)
+    # The store population joins assignments by experiment id; an exposure table is keyed by name.
+    key: Any = exp.name if qsource.exposures is not None else exp.id
 
-    # One population (assigned users exposed in the window) for every query of this analysis.
-    with queries.AnalysisScope(session, exp.id, start, end) as scope:
-        variant_rows = get_variants(session=session, experiment_id=exp.id)
-        control_row = next((v for v in variant_rows if v.is_control), variant_rows[0] if variant_rows else None)
-        assigned = queries.participants(session=session, experiment_id=exp.id)
-        metric_roles = _metric_roles(exp)
-        metric_names = [m for m, _ in metric_roles]
-        new_users = scope.daily_users()
-        users_by_variant: dict[int, int] = {}
-        for row in new_users:
-            users_by_variant[row.variant_id] = users_by_variant.get(row.variant_id, 0) + row.new_users
-        population = {(vid, None): n for vid, n in users_by_variant.items()}
-        mstats = scope.metric_stats(metric_names)
-        variants = tuple(
-            VariantInfo(
-                variant_id=int(v.id),  # type: ignore[arg-type]
-                name=v.name,
-                is_control=v is control_row,
-                allocation_pct=float(v.allocation_pct),
-                assigned=assigned.get(int(v.id), 0),  # type: ignore[arg-type]
-                users=users_by_variant.get(int(v.id), 0),  # type: ignore[arg-type]
-            )
-            for v in variant_rows
+    variant_rows = get_variants(session=session, experiment_id=exp.id)
+    control_row = next((v for v in variant_rows if v.is_control), variant_rows[0] if variant_rows else None)
+    assigned = queries.participants(session=session, experiment_id=exp.id)
+    metric_roles = _metric_roles(exp)
+    metric_names = [m for m, _ in metric_roles]
+    ids = {int(v.id): int(v.id) for v in variant_rows}  # type: ignore[arg-type]
+    by_name = {v.name: int(v.id) for v in variant_rows}  # type: ignore[arg-type]
+
+    def vid(value: Any) -> int | None:
+        """The variant id of a query's ``variant`` value (the store's id, or a variant name)."""
+        if isinstance(value, str) and value in by_name:
+            return by_name[value]
+        try:
+            return ids.get(int(value))
+        except (TypeError, ValueError):
+            return None
+
+    # New users per day of first exposure (the daily chart's denominators and the arm sizes).
+    new_users: list[queries.DailyUsers] = []
+    unknown_variants: set[str] = set()
+    for r in runner.run(build_daily_query(experiment=key, dialect=runner.dialect, source=qsource, start=start, end=end)):
+        v = vid(r["variant"])
+        if v is None:
+            unknown_variants.add(str(r["variant"]))
+            continue
+        new_users.append(queries.DailyUsers(date.fromordinal(_EPOCH_ORDINAL + int(r["day"])), v, int(r["users"])))
+    if unknown_variants:
+        warnings.append(f"Exposures to unknown variants left out: {', '.join(sorted(unknown_variants))}.")
+    users_by_variant: dict[int, int] = {}
+    for row in new_users:
+        users_by_variant[row.variant_id] = users_by_variant.get(row.variant_id, 0) + row.new_users
+    variants = tuple(
+        VariantInfo(
+            variant_id=int(v.id),  # type: ignore[arg-type]
+            name=v.name,
+            is_control=v is control_row,
+            allocation_pct=float(v.allocation_pct),
+            assigned=assigned.get(int(v.id), 0),  # type: ignore[arg-type]
+            users=users_by_variant.get(int(v.id), 0),  # type: ignore[arg-type]
         )
-        names = {v.variant_id: v.name for v in variants}
-        control = next((v for v in variants if v.is_control), None)
-        treatments = [v for v in variants if not v.is_control]
+        for v in variant_rows
+    )
+    names = {v.variant_id: v.name for v in variants}
+    control = next((v for v in variants if v.is_control), None)
+    treatments = [v for v in variants if not v.is_control]
 
-        by_key = {(s.metric, s.variant_id): s for s in mstats}
-        inferred = {
-            m: ("mean" if sum(s.non_binary_values for s in mstats if s.metric == m) > 0 else "binary") for m in metric_names
-        }
-        specs = _metric_specs(session, exp, metric_roles, inferred, warnings)
-        kinds = {m: _analysis_kind(specs[m], inferred[m]) for m in metric_names}
-        warnings.extend(_unapplied_definition_parts(specs, metric_names, kinds))
+    # --- definitions (undefined names: kind guessed from the stored values, defaults, a warning)
+    defined = resolve_specs(session=session, names=metric_names)
+    inferred: dict[str, str] = {}
+    for m in metric_names:
+        if m not in defined:
+            probe = build_kind_probe_query(m, experiment=key, dialect=runner.dialect, source=qsource, end=end)
+            inferred[m] = "mean" if int(runner.run(probe)[0]["n"] or 0) else "binary"
+    specs = _metric_specs(session, exp, metric_roles, inferred, warnings)
 
-        # --- per metric x treatment tests
-        if planned_n is not None and planned_n > 0:
-            planned_n = float(planned_n)
-        else:
-            planned_n = float(exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
-        if cuped and exp.started_at is None:
-            warnings.append("CUPED needs the experiment's start time (pre-experiment data); analysed without CUPED.")
-            cuped = False
-        if cuped and method == "sequential":
-            warnings.append("CUPED is not combined with sequential testing; analysed without CUPED.")
-            cuped = False
-        covariates: dict[str, dict[int, stats.CovariateSummary]] = {}
-        if cuped:
-            for m in metric_names:
-                covariates[m] = scope.covariate_stats(
-                    m, exp.started_at, binary=kinds[m] == "binary", users=population  # type: ignore[arg-type]
-                )
+    if planned_n is not None and planned_n > 0:
+        planned_n = float(planned_n)
+    else:
+        planned_n = float(exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
+    if cuped and method == "sequential":
+        warnings.append("CUPED is not combined with sequential testing; analysed without CUPED.")
+        cuped = False
+    not_adjustable = [m for m in metric_names if specs[m].kind in ("ratio", "quantile")]
+    if cuped and not_adjustable:
+        warnings.append("CUPED adjusts binomial, count and mean metrics only; analysed without adjustment: "
+                        + ", ".join(not_adjustable) + ".")
+    if method == "sequential" and not_adjustable:
+        warnings.append("Sequential tests cover binomial, count and mean metrics only; fixed-horizon tests (not safe "
+                        "to peek) for: " + ", ".join(not_adjustable) + ".")
+    if method == "bayesian" and not_adjustable:
+        warnings.append("No Bayesian chance to beat control for ratio or quantile metrics: "
+                        + ", ".join(not_adjustable) + " (frequentist numbers only).")
 
-        raw: list[tuple[str, str, VariantInfo, TestResult, BayesResult | None]] = []
-        if control is not None:
-            zero = queries.MetricStats(control.variant_id, "", 0, 0, 0, 0.0, 0.0, 0)
-            for metric, role in metric_roles:
-                a = by_key.get((metric, control.variant_id), zero)
-                for tv in treatments:
-                    b = by_key.get((metric, tv.variant_id), zero)
-                    binary = kinds[metric] == "binary"
-                    sa = a.binary if binary else a.summary
-                    sb = b.binary if binary else b.summary
-                    bayes: BayesResult | None = None
-                    if cuped:
-                        test: TestResult = stats.cuped(covariates[metric][control.variant_id],
-                                                       covariates[metric][tv.variant_id], alpha=alpha)
-                    elif method == "sequential":
-                        test = stats.sequential_test(sa, sb, planned_n=planned_n, alpha=alpha)
-                    elif binary:
-                        test = stats.proportion_test_from(sa, sb, alpha=alpha)  # type: ignore[arg-type]
-                    else:
-                        test = stats.mean_test_from(sa, sb, alpha=alpha)  # type: ignore[arg-type]
-                    if method == "bayesian":
-                        if binary:
-                            bayes = stats.bayes_proportion_from(sa, sb, credible_level=1 - alpha)  # type: ignore[arg-type]
-                        else:
-                            bayes = stats.bayes_mean_from(sa, sb, credible_level=1 - alpha)  # type: ignore[arg-type]
-                    raw.append((metric, role, tv, test, bayes))
-        p_values = [r[3].p_value for r in raw]
-        adjusted = list(p_values) if correction == "none" else stats.adjust_pvalues(p_values, method=correction)
-        results: list[MetricResult] = []
-        for (metric, role, tv, test, bayes), p_adj in zip(raw, adjusted, strict=True):
-            assert control is not None
-            a = by_key.get((metric, control.variant_id))
-            b = by_key.get((metric, tv.variant_id))
-            binary = kinds[metric] == "binary"
-            sa_any = (a.binary if binary else a.summary) if a else None
-            sb_any = (b.binary if binary else b.summary) if b else None
+    # --- the one metric query
+    stats_rows = compute_stats(key, [specs[m] for m in metric_names], engine=runner, source=qsource, start=start,
+                               end=end, cuped=cuped, quantile_alpha=alpha) if metric_names else []
+    by_key = {(r.metric, v): r for r in stats_rows if (v := vid(r.variant)) is not None}
+    cuped_for = {m: cuped and specs[m].kind not in ("ratio", "quantile") for m in metric_names}
+    for m in metric_names:
+        if cuped_for[m] and not any(r.sum_x2 > 0 for r in stats_rows if r.metric == m):
+            warnings.append(f"CUPED: no pre-exposure data for metric {m}; analysed without adjustment.")
+            cuped_for[m] = False
+
+    raw: list[tuple[str, str, VariantInfo, TestResult, BayesResult | None]] = []
+    if control is not None:
+        for metric, role in metric_roles:
             spec = specs[metric]
-            bayes = decisions.directional_bayes(bayes, spec.direction)
-            significant = decisions.is_significant(test, p_adj, alpha, bayes)
-            estimate = bayes.diff if (bayes is not None and math.isfinite(bayes.diff)) else test.diff
-            outcome = decisions.outcome(significant, estimate, spec.direction)
-            results.append(
-                MetricResult(
-                    metric=metric,
-                    role=role,
-                    kind=kinds[metric],
-                    variant_id=tv.variant_id,
-                    variant=tv.name,
-                    control_variant=control.name,
-                    control_users=control.users,
-                    users=tv.users,
-                    control_conversions=a.converted if (a and binary) else (0 if binary else None),
-                    conversions=b.converted if (b and binary) else (0 if binary else None),
-                    control_value=sa_any.mean if sa_any else math.nan,
-                    value=sb_any.mean if sb_any else math.nan,
-                    control_std=sa_any.std if sa_any else math.nan,
-                    std=sb_any.std if sb_any else math.nan,
-                    test=test,
-                    p_value_adjusted=float(p_adj),
-                    significant=significant,
-                    method=method,
-                    cuped=cuped,
-                    bayes=bayes,
-                    direction=spec.direction,
-                    outcome=outcome,
-                )
+            a = _summaries(by_key.get((metric, control.variant_id)), spec, control.variant_id, alpha)
+            for tv in treatments:
+                b = _summaries(by_key.get((metric, tv.variant_id)), spec, tv.variant_id, alpha)
+                test, bayes = _test(spec, a, b, method=method, cuped=cuped_for[metric], alpha=alpha,
+                                    planned_n=planned_n)
+                raw.append((metric, role, tv, test, bayes))
+    p_values = [r[3].p_value for r in raw]
+    adjusted = list(p_values) if correction == "none" else stats.adjust_pvalues(p_values, method=correction)
+    results: list[MetricResult] = []
+    for (metric, role, tv, test, bayes), p_adj in zip(raw, adjusted, strict=True):
+        assert control is not None
+        spec = specs[metric]
+        a = _summaries(by_key.get((metric, control.variant_id)), spec, control.variant_id, alpha)
+        b = _summaries(by_key.get((metric, tv.variant_id)), spec, tv.variant_id, alpha)
+        bayes = decisions.directional_bayes(bayes, spec.direction)
+        significant = decisions.is_significant(test, p_adj, alpha, bayes)
+        estimate = bayes.diff if (bayes is not None and math.isfinite(bayes.diff)) else test.diff
+        outcome = decisions.outcome(significant, estimate, spec.direction)
+        binary = spec.kind == "binomial"
+        results.append(
+            MetricResult(
+                metric=metric,
+                role=role,
+                kind=_FAMILY[spec.kind],
+                variant_id=tv.variant_id,
+                variant=tv.name,
+                control_variant=control.name,
+                control_users=control.users,
+                users=tv.users,
+                control_conversions=a.binary.conversions if binary else None,
+                conversions=b.binary.conversions if binary else None,
+                control_value=a.value,
+                value=b.value,
+                control_std=a.std,
+                std=b.std,
+                test=test,
+                p_value_adjusted=float(p_adj),
+                significant=significant,
+                method=method,
+                cuped=cuped_for[metric],
+                bayes=bayes,
+                direction=spec.direction,
+                outcome=outcome,
+                metric_kind=spec.kind,
             )
-
-        # --- percentiles, feedback
-        pct: tuple[queries.PercentileStats, ...] = ()
-        mean_metrics = [m for m in metric_names if kinds[m] == "mean"]
-        if percentiles and mean_metrics:
-            # by_day: the binned pass over the events also yields the daily sums of the cumulative chart
-            pct = tuple(scope.percentile_stats(mean_metrics, by_day=daily))
-        feedback = {
-            names.get(vid, str(vid)): counts
-            for vid, counts in queries.feedback_counts(session=session, experiment_id=exp.id, start=start, end=end).items()
-        }
-
-        # --- health checks
-        days_run = _days_run(exp, end, now)
-        srm = stats.srm_test([v.users for v in variants], [v.allocation_pct for v in variants]) if variants else \
-            SRMResult(statistic=math.nan, p_value=math.nan, mismatch=False, error="no variants")
-        health = _health_checks(exp, variants, srm, days_run, method)
-
-        verdict = _verdict(exp, variants, results, health, alpha, specs)
-
-        series = (
-            _daily_series(scope, exp, variants, metric_names, kinds, new_users, percentiles) if daily and control else ()
         )
-        segments = _segments(scope, exp, variants, metric_names, kinds, segment, alpha) if segment else ()
 
-        return Results(
-            experiment_id=exp.id,
-            experiment=exp.name,
-            status=exp.status,
-            method=method,
-            correction=correction,
-            alpha=alpha,
-            cuped=cuped,
-            start=start,
-            end=end,
-            computed_at=now,
-            days_run=days_run,
-            variants=variants,
-            metrics=tuple(results),
-            percentiles=pct,
-            feedback=feedback,
-            srm=srm,
-            health=health,
-            verdict=verdict,
-            daily=series,
-            segment=segment,
-            segments=segments,
-            warnings=tuple(warnings),
-        )
+    # --- percentiles (store engine: abcore.queries), feedback
+    pct: tuple[queries.PercentileStats, ...] = ()
+    mean_metrics = [m for m in metric_names if specs[m].kind in ("mean", "count")]
+    if percentiles and mean_metrics and runner.name == "store" and config is None:
+        with queries.AnalysisScope(session, exp.id, start, end) as scope:
+            pct = tuple(scope.percentile_stats(mean_metrics))
+    feedback = {
+        names.get(v, str(v)): counts
+        for v, counts in queries.feedback_counts(session=session, experiment_id=exp.id, start=start, end=end).items()
+    }
+
+    # --- health checks
+    days_run = _days_run(exp, end, now)
+    srm = stats.srm_test([v.users for v in variants], [v.allocation_pct for v in variants]) if variants else \
+        SRMResult(statistic=math.nan, p_value=math.nan, mismatch=False, error="no variants")
+    health = _health_checks(exp, variants, srm, days_run, method)
+    verdict = _verdict(exp, variants, results, health, alpha, specs)
+
+    series: tuple[DailyPoint, ...] = ()
+    if daily and control and metric_names:
+        series = _daily_series(runner, qsource, key, vid, start, end, variants, metric_names, specs, new_users)
+    segments = _segments(runner, qsource, key, vid, start, end, variants, metric_names, specs, segment, alpha) \
+        if segment else ()
+
+    return Results(
+        experiment_id=exp.id,
+        experiment=exp.name,
+        status=exp.status,
+        method=method,
+        correction=correction,
+        alpha=alpha,
+        cuped=cuped,
+        start=start,
+        end=end,
+        computed_at=now,
+        days_run=days_run,
+        variants=variants,
+        metrics=tuple(results),
+        percentiles=pct,
+        feedback=feedback,
+        srm=srm,
+        health=health,
+        verdict=verdict,
+        daily=series,
+        segment=segment,
+        segments=segments,
+        warnings=tuple(warnings),
+        engine=runner.name,
+    )
+
 
 
 def _health_checks(
@@ -656,62 +717,159 @@ def _metric_specs(
     return out
 
 
-def _unapplied_definition_parts(
-    specs: Mapping[str, MetricSpec], metric_names: Sequence[str], kinds: Mapping[str, str]
-) -> list[str]:
-    """A warning per metric whose definition asks for what this analysis does not compute yet
-    (ratio/quantile kinds, event counts, windows, delays, capping): never silently ignored."""
-    out: list[str] = []
-    for m in metric_names:
-        spec = specs[m]
-        if spec.kind in ("ratio", "quantile", "count"):
-            out.append(f"Metric {m!r} is defined as {spec.kind}, which the store analysis does not compute yet: "
-                       f"analysed as {'a conversion rate' if kinds[m] == 'binary' else 'a per-user mean of values'}.")
-        if spec.window_hours is not None or spec.delay_hours or spec.cap is not None:
-            out.append(f"Metric {m!r}: the window, delay and capping of its definition are not applied yet "
-                       "(every event in the analysis window counts, uncapped).")
-    return out
+#: The test family of each definition kind (``MetricResult.kind``, what pages and exports read).
+_FAMILY: dict[str, str] = {"binomial": "binary", "count": "mean", "mean": "mean", "ratio": "ratio",
+                           "quantile": "quantile"}
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def _analysis_kind(spec: MetricSpec, inferred: str) -> str:
-    """The test family of a metric: ``"binary"`` (conversion rate) or ``"mean"`` (per-user mean)."""
+def _open_engine(engine: str | Engine, config: SourceConfig | None, session: Session) -> Engine:
+    """The engine object for ``engine`` (a name or a ready Engine), set up to read the store and/or ``config``."""
+    files = config is not None and (config.format != "table" or config.exposures_format not in ("table", None))
+    needs_store = config is None or config.exposures is None  # the population comes from the store's assignments
+    if not isinstance(engine, str):
+        return engine
+    bind = session.get_bind()
+    if engine == "store":
+        if files:
+            raise ValueError("a parquet or csv source needs engine 'duckdb' or 'spark' (the store engine reads tables)")
+        return store_engine(session)
+    url = bind.url.render_as_string(hide_password=False)
+    if engine == "duckdb":
+        try:
+            import duckdb  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("engine 'duckdb' needs the duckdb extra: pip install 'abcore[duckdb]'") from exc
+        if bind.dialect.name == "sqlite" and bind.url.database in (None, "", ":memory:"):
+            raise ValueError("engine 'duckdb' reads the store from its file: an in-memory SQLite store cannot be attached")
+        session.commit()  # DuckDB reads the store through its own connection: it sees committed rows only
+        return duckdb_engine(store_url=url) if needs_store or config is None else duckdb_engine()
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ImportError("engine 'spark' needs the spark extra: pip install 'abcore[spark]'") from exc
+    spark = spark_engine(SparkSession.getActiveSession())
+    if needs_store:
+        session.commit()
+        spark.load_store(url)
+    return spark
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """One variant's statistics of one metric, in the shape its test needs."""
+
+    kind: str
+    row: MetricStatsRow | None
+    binary: stats.BinarySummary
+    mean: stats.MeanSummary
+    covariate: stats.CovariateSummary
+    ratio: stats.RatioSummary
+    quantile: stats.QuantileSummary
+    value: float
+    std: float
+
+
+def _summaries(row: MetricStatsRow | None, spec: MetricSpec, variant_id: int, alpha: float) -> _Arm:
+    """The summaries of ``row`` (``None``: no users in the variant)."""
+    n = row.n if row else 0
+    sy, sy2, sx, sx2, sxy = (row.sum_y, row.sum_y2, row.sum_x, row.sum_x2, row.sum_xy) if row else (0.0,) * 5
+    binary = stats.BinarySummary(n=n, conversions=int(round(sy)))
+    mean = stats.MeanSummary(n=n, sum=sy, sum_squares=sy2)
+    covariate = stats.CovariateSummary(n=n, sum_y=sy, sum_y2=sy2, sum_x=sx, sum_x2=sx2, sum_xy=sxy)
+    # ratio_test's summary names the numerator x and the denominator y (the query: y and x).
+    ratio = stats.RatioSummary(n=n, sum_x=sy, sum_x2=sy2, sum_y=sx, sum_y2=sx2, sum_xy=sxy)
+    q = float(spec.quantile or 0.5)
+    qv = (row.q_value, row.q_lower, row.q_upper) if row else (None, None, None)
+    quantile = stats.QuantileSummary(
+        n=row.q_n if row else 0, q=q, value=math.nan if qv[0] is None else qv[0],
+        lower=math.nan if qv[1] is None else qv[1], upper=math.nan if qv[2] is None else qv[2], alpha=alpha,
+    )
     if spec.kind == "binomial":
-        return "binary"
-    if spec.kind in ("mean", "count"):
-        return "mean"
-    return inferred
+        value, std = binary.mean, binary.std
+    elif spec.kind == "ratio":
+        value, std = ratio.mean, math.nan
+    elif spec.kind == "quantile":
+        value, std = quantile.value, math.nan
+    else:
+        value, std = mean.mean, mean.std
+    return _Arm(spec.kind, row, binary, mean, covariate, ratio, quantile, value, std)
+
+
+def _test(
+    spec: MetricSpec, a: _Arm, b: _Arm, *, method: str, cuped: bool, alpha: float, planned_n: float
+) -> tuple[TestResult, BayesResult | None]:
+    """The test of ``spec``'s kind: z-test (binomial), Welch (count, mean), delta method (ratio),
+    order-statistic z-test (quantile); CUPED, sequential and Bayesian variants where they apply."""
+    if spec.kind == "ratio":
+        return stats.ratio_test(a.ratio, b.ratio, alpha=alpha), None
+    if spec.kind == "quantile":
+        return stats.quantile_test(a.quantile, b.quantile, alpha=alpha), None
+    binary = spec.kind == "binomial"
+    sa: Any = a.binary if binary else a.mean
+    sb: Any = b.binary if binary else b.mean
+    bayes: BayesResult | None = None
+    if cuped:
+        test: TestResult = stats.cuped(a.covariate, b.covariate, alpha=alpha)
+    elif method == "sequential":
+        test = stats.sequential_test(sa, sb, planned_n=planned_n, alpha=alpha)
+    elif binary:
+        test = stats.proportion_test_from(sa, sb, alpha=alpha)
+    else:
+        test = stats.mean_test_from(sa, sb, alpha=alpha)
+    if method == "bayesian":
+        if binary:
+            bayes = stats.bayes_proportion_from(sa, sb, credible_level=1 - alpha)
+        else:
+            bayes = stats.bayes_mean_from(sa, sb, credible_level=1 - alpha)
+    return test, bayes
 
 
 def _daily_series(
-    scope: queries.AnalysisScope,
-    exp: Experiment,
+    runner: Engine,
+    qsource: QuerySource,
+    key: Any,
+    vid: Any,
+    start: datetime | None,
+    end: datetime | None,
     variants: Sequence[VariantInfo],
     metric_names: Sequence[str],
-    kinds: dict[str, str],
+    specs: Mapping[str, MetricSpec],
     new_users: Sequence[queries.DailyUsers],
-    with_bins: bool,
 ) -> tuple[DailyPoint, ...]:
-    assert exp.id is not None
-    rows = scope.daily_metric(
-        [m for m in metric_names if kinds[m] == "mean"],
-        [m for m in metric_names if kinds[m] == "binary"],
-        with_bins=with_bins,
-    )
-    days = sorted({r.day for r in new_users} | {r.day for r in rows})
+    """Cumulative value per variant at the end of each UTC day, from :func:`build_daily_metric_query`
+    (the headline semantics; the last day equals the headline value). Quantile metrics have none."""
+    with_series = [m for m in metric_names if specs[m].kind != "quantile"]
+    if not with_series:
+        return ()
+    sql = build_daily_metric_query([specs[m] for m in with_series], experiment=key, dialect=runner.dialect,
+                                   source=qsource, start=start, end=end)
+    metric_on: dict[tuple[date, int, str], tuple[float, float]] = {}
+    for r in runner.run(sql):
+        v = vid(r["variant"])
+        if v is None:
+            continue
+        day = date.fromordinal(_EPOCH_ORDINAL + int(r["day"]))
+        old = metric_on.get((day, v, str(r["metric"])), (0.0, 0.0))
+        metric_on[(day, v, str(r["metric"]))] = (old[0] + float(r["sum_y"] or 0.0), old[1] + float(r["sum_x"] or 0.0))
+    days = sorted({r.day for r in new_users} | {k[0] for k in metric_on})
     users_on = {(r.day, r.variant_id): r.new_users for r in new_users}
-    metric_on = {(r.day, r.variant_id, r.metric): r.value for r in rows}
     control = next((v for v in variants if v.is_control), None)
     points: list[DailyPoint] = []
-    for metric in metric_names:
+    for metric in with_series:
+        ratio = specs[metric].kind == "ratio"
         cum_users = dict.fromkeys((v.variant_id for v in variants), 0)
-        cum_value = dict.fromkeys((v.variant_id for v in variants), 0.0)
+        cum_y = dict.fromkeys((v.variant_id for v in variants), 0.0)
+        cum_x = dict.fromkeys((v.variant_id for v in variants), 0.0)
         for day in days:
             current: dict[int, float] = {}
             for v in variants:
                 cum_users[v.variant_id] += users_on.get((day, v.variant_id), 0)
-                cum_value[v.variant_id] += metric_on.get((day, v.variant_id, metric), 0.0)
-                n = cum_users[v.variant_id]
-                current[v.variant_id] = cum_value[v.variant_id] / n if n > 0 else math.nan
+                y, x = metric_on.get((day, v.variant_id, metric), (0.0, 0.0))
+                cum_y[v.variant_id] += y
+                cum_x[v.variant_id] += x
+                denominator = cum_x[v.variant_id] if ratio else cum_users[v.variant_id]
+                current[v.variant_id] = cum_y[v.variant_id] / denominator if denominator > 0 else math.nan
             base = current.get(control.variant_id, math.nan) if control else math.nan
             for v in variants:
                 value = current[v.variant_id]
@@ -721,33 +879,36 @@ def _daily_series(
 
 
 def _segments(
-    scope: queries.AnalysisScope,
-    exp: Experiment,
+    runner: Engine,
+    qsource: QuerySource,
+    key: Any,
+    vid: Any,
+    start: datetime | None,
+    end: datetime | None,
     variants: Sequence[VariantInfo],
     metric_names: Sequence[str],
-    kinds: dict[str, str],
+    specs: Mapping[str, MetricSpec],
     segment: str,
     alpha: float,
 ) -> tuple[SegmentResult, ...]:
-    assert exp.id is not None
-    rows = scope.segment_metric_stats(metric_names, segment)
+    """Per value of ``segment``, every metric x treatment with the headline's test (unadjusted, no CUPED)."""
     control = next((v for v in variants if v.is_control), None)
-    if control is None:
+    if control is None or not metric_names:
         return ()
-    by_key = {(r.segment, r.metric, r.variant_id): r for r in rows}
+    rows = compute_stats(key, [specs[m] for m in metric_names], engine=runner, source=qsource, start=start, end=end,
+                         segment=segment, quantile_alpha=alpha)
+    by_key = {(r.segment, r.metric, v): r for r in rows if (v := vid(r.variant)) is not None}
     out: list[SegmentResult] = []
     for seg in sorted({r.segment for r in rows}, key=str):
         for metric in metric_names:
-            a = by_key.get((seg, metric, control.variant_id))
+            spec = specs[metric]
+            ra = by_key.get((seg, metric, control.variant_id))
             for tv in (v for v in variants if not v.is_control):
-                b = by_key.get((seg, metric, tv.variant_id))
-                if a is None or b is None:
+                rb = by_key.get((seg, metric, tv.variant_id))
+                if ra is None or rb is None:
                     continue
-                if kinds[metric] == "binary":
-                    test = stats.proportion_test_from(a.binary, b.binary, alpha=alpha)
-                    ca, cb = a.binary.mean, b.binary.mean
-                else:
-                    test = stats.mean_test_from(a.summary, b.summary, alpha=alpha)
-                    ca, cb = a.summary.mean, b.summary.mean
-                out.append(SegmentResult(segment, str(seg), metric, tv.name, a.users, b.users, ca, cb, test))
+                a = _summaries(ra, spec, control.variant_id, alpha)
+                b = _summaries(rb, spec, tv.variant_id, alpha)
+                test, _ = _test(spec, a, b, method="frequentist", cuped=False, alpha=alpha, planned_n=1.0)
+                out.append(SegmentResult(segment, str(seg), metric, tv.name, ra.n, rb.n, a.value, b.value, test))
     return tuple(out)

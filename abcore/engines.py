@@ -34,6 +34,7 @@ __all__ = [
     "compute_stats",
     "duckdb_engine",
     "load_source_config",
+    "query_source",
     "spark_engine",
     "store_engine",
 ]
@@ -54,26 +55,31 @@ class Engine(Protocol):
 
 
 class StoreEngine:
-    """The store itself (SQLite or PostgreSQL) through a SQLAlchemy engine."""
+    """The store itself (SQLite or PostgreSQL) through a SQLAlchemy engine, connection or session."""
 
     name = "store"
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
-        self.dialect = engine.dialect.name
+        bind = engine.get_bind() if hasattr(engine, "get_bind") else engine
+        self.dialect = bind.dialect.name
 
     def relation(self, table: str) -> str:
         return table
 
     def run(self, sql: str) -> list[dict[str, Any]]:
+        # The builder inlines every literal: run the text as is (no bind-parameter parsing).
+        if hasattr(self.engine, "exec_driver_sql"):  # a Connection
+            return [dict(r._mapping) for r in self.engine.exec_driver_sql(sql)]
+        if hasattr(self.engine, "get_bind"):  # a Session: its connection (sees its transaction)
+            return [dict(r._mapping) for r in self.engine.connection().exec_driver_sql(sql)]
         with self.engine.connect() as conn:
-            # The builder inlines every literal: run the text as is (no bind-parameter parsing).
-            result = conn.exec_driver_sql(sql)
-            return [dict(r._mapping) for r in result]
+            return [dict(r._mapping) for r in conn.exec_driver_sql(sql)]
 
 
 def store_engine(engine: Any) -> StoreEngine:
-    """An engine over a SQLAlchemy ``Engine`` of the store (SQLite or PostgreSQL)."""
+    """An engine over the store (SQLite or PostgreSQL): a SQLAlchemy ``Engine``, ``Connection`` or ``Session``
+    (a session's queries run on its own connection, inside its transaction)."""
     return StoreEngine(engine)
 
 
@@ -396,6 +402,9 @@ class MetricStatsRow:
     q_n: int
     q_value: float | None
     engine: str
+    #: Quantile metrics: the order statistics bounding the interval (``build_stats_query``'s ``quantile_alpha``).
+    q_lower: float | None = None
+    q_upper: float | None = None
 
     @property
     def binary(self) -> BinarySummary:
@@ -415,6 +424,15 @@ class MetricStatsRow:
         )
 
 
+def query_source(engine: Engine, source: QuerySource | SourceConfig | None = None) -> QuerySource:
+    """The builder's :class:`QuerySource` on ``engine``: the store's tables by default."""
+    if isinstance(source, SourceConfig):
+        return source.query_source(engine)
+    if source is None:
+        return QuerySource(events=engine.relation("ab_experiment_results"), assignments=engine.relation("ab_user_assignments"))
+    return source
+
+
 def _num(v: Any) -> float:
     return 0.0 if v is None else float(v)
 
@@ -430,14 +448,10 @@ def compute_stats(
     """Run the one analysis query of ``metrics`` on ``engine`` and return its rows as frozen dataclasses.
 
     ``experiment`` is the experiment id (store) or key (external source); ``options`` go to
-    :func:`abcore.sql.build.build_stats_query` (start, end, segment, cuped, cuped_lookback_hours).
+    :func:`abcore.sql.build.build_stats_query` (start, end, segment, cuped, cuped_lookback_hours,
+    quantile_alpha). Variants without population users have no row.
     """
-    if isinstance(source, SourceConfig):
-        qs = source.query_source(engine)
-    elif source is None:
-        qs = QuerySource(events=engine.relation("ab_experiment_results"), assignments=engine.relation("ab_user_assignments"))
-    else:
-        qs = source
+    qs = query_source(engine, source)
     sql = build_stats_query(metrics, experiment=experiment, dialect=engine.dialect, source=qs, **options)
     kinds = {m.name: m.kind for m in metrics}
     return [
@@ -446,6 +460,8 @@ def compute_stats(
             n=int(r["n"]), sum_y=_num(r["sum_y"]), sum_y2=_num(r["sum_y2"]), sum_x=_num(r["sum_x"]),
             sum_x2=_num(r["sum_x2"]), sum_xy=_num(r["sum_xy"]), q_n=int(r["q_n"] or 0),
             q_value=None if r["q_value"] is None else float(r["q_value"]), engine=engine.name,
+            q_lower=None if r.get("q_lower") is None else float(r["q_lower"]),
+            q_upper=None if r.get("q_upper") is None else float(r["q_upper"]),
         )
         for r in engine.run(sql)
     ]

@@ -31,8 +31,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from abcore.sql.dialects import Dialect, get_dialect
+from abcore.stats._common import norm_ppf
 
-__all__ = ["KINDS", "MetricSpec", "QuerySource", "build_daily_query", "build_stats_query", "literal"]
+__all__ = [
+    "KINDS",
+    "MetricSpec",
+    "QuerySource",
+    "build_daily_metric_query",
+    "build_daily_query",
+    "build_kind_probe_query",
+    "build_stats_query",
+    "literal",
+]
 
 KINDS: tuple[str, ...] = ("binomial", "count", "mean", "ratio", "quantile")
 US_PER_HOUR = 3_600_000_000
@@ -246,6 +256,11 @@ def _metric_events(names: Sequence[str], m: Any, start: datetime | None) -> str:
     )
 
 
+def _clip_rank(expr: str) -> str:
+    """``expr`` clipped to the ranks ``[1, cnt]``."""
+    return f"(CASE WHEN {expr} < 1 THEN 1 WHEN {expr} > cnt THEN cnt ELSE {expr} END)"
+
+
 def _per_user_value(d: Dialect, kind: str, name: str | None, cond: str) -> str:
     """The SQL of one per-user value over rows of ``m<i>_events`` that satisfy ``cond``."""
     match = f"{cond} AND metric_name = {literal(name)}" if name is not None else cond
@@ -294,7 +309,10 @@ def _cap_ctes(d: Dialect, i: int, m: Any, columns: Sequence[str]) -> list[tuple[
     return [(f"m{i}_cap", cap_sql), (f"m{i}_capped", capped)]
 
 
-_OUT = ("metric", "variant", "segment", "n", "sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy", "q_n", "q_value")
+_OUT = (
+    "metric", "variant", "segment", "n", "sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy", "q_n", "q_value",
+    "q_lower", "q_upper",
+)
 
 
 def build_stats_query(
@@ -308,6 +326,7 @@ def build_stats_query(
     segment: str | None = None,
     cuped: bool = False,
     cuped_lookback_hours: float = 14 * 24,
+    quantile_alpha: float = 0.05,
 ) -> str:
     """The single SQL statement of per-variant sufficient statistics for ``metrics``.
 
@@ -315,7 +334,10 @@ def build_stats_query(
     sum_y2, sum_x, sum_x2, sum_xy, q_n, q_value``: for ``ratio`` y is the numerator and x the
     denominator; with ``cuped`` x is the pre-exposure covariate of binomial/count/mean metrics;
     for ``quantile`` ``q_n`` is the number of non-NULL event values and ``q_value`` the exact
-    nearest-rank quantile (n then counts users with at least one value). ``segment`` groups by an
+    nearest-rank quantile (n then counts users with at least one value), ``q_lower`` / ``q_upper``
+    the order statistics at the ranks ``floor / ceil(N q -/+ z sqrt(N q (1 - q)))`` (clipped to
+    ``[1, N]``, ``z`` the two-sided normal quantile of ``quantile_alpha``; the interval of
+    :func:`abcore.stats.quantile_ranks`, Deng, Knoblich & Lu 2018). ``segment`` groups by an
     assignment attribute (``'(none)'`` when missing; ``'(all)'`` without a segment).
     ``ValueError`` lists every problem of an invalid definition.
     """
@@ -327,6 +349,9 @@ def build_stats_query(
         problems = validate_metric(m)
         if problems:
             raise ValueError(f"invalid metric {getattr(m, 'name', '?')!r}: " + "; ".join(problems))
+    if not 0 < quantile_alpha < 1:
+        raise ValueError(f"quantile_alpha must be in (0, 1); got {quantile_alpha}")
+    z = -norm_ppf(quantile_alpha / 2)  # the z of abcore.stats.quantile_ranks (same float)
     ctes = _population_ctes(d, src, experiment, start, end, segment)
     selects: list[str] = []
     lookback = _hours_us(cuped_lookback_hours)
@@ -352,11 +377,17 @@ def build_stats_query(
                 f"  WHERE e.post = 1 AND e.value IS NOT NULL"
             )
             ctes.append((f"m{i}_ranked", ranked))
-            rank = d.ceil(f"{float(m.quantile)!r} * cnt")
+            q = float(m.quantile)
+            rank = d.ceil(f"{q!r} * cnt")
+            half = f"{z!r} * SQRT(cnt * {q!r} * {1 - q!r})"  # the float order of quantile_ranks
+            lo_rank = _clip_rank(d.floor(f"{q!r} * cnt - {half}"))
+            hi_rank = _clip_rank(d.ceil(f"{q!r} * cnt + {half}"))
             selects.append(
                 f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(DISTINCT user_id) AS n,"
                 f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy,"
-                f" COUNT(*) AS q_n, MIN(CASE WHEN rn = {rank} THEN {d.double('value')} END) AS q_value\n"
+                f" COUNT(*) AS q_n, MIN(CASE WHEN rn = {rank} THEN {d.double('value')} END) AS q_value,"
+                f" MIN(CASE WHEN rn = {lo_rank} THEN {d.double('value')} END) AS q_lower,"
+                f" MIN(CASE WHEN rn = {hi_rank} THEN {d.double('value')} END) AS q_upper\n"
                 f"  FROM m{i}_ranked GROUP BY variant, segment"
             )
             continue
@@ -383,7 +414,8 @@ def build_stats_query(
             f" SUM({yd}) AS sum_y, SUM({yd} * {yd}) AS sum_y2,"
             + (f" SUM({xd}) AS sum_x, SUM({xd} * {xd}) AS sum_x2, SUM({xd} * {yd}) AS sum_xy,"
                if has_x else f" {zero} AS sum_x, {zero} AS sum_x2, {zero} AS sum_xy,")
-            + f" 0 AS q_n, {null} AS q_value\n  FROM m{i}_capped GROUP BY variant, segment"
+            + f" 0 AS q_n, {null} AS q_value, {null} AS q_lower, {null} AS q_upper\n"
+            f"  FROM m{i}_capped GROUP BY variant, segment"
         )
     # Every variant of the population appears for every metric (n = 0 rows are filled in by compute_stats).
     with_sql = ",\n".join(f"{name} AS (\n  {body}\n)" for name, body in ctes)
@@ -412,3 +444,150 @@ def build_daily_query(
         f"WITH {with_sql}\nSELECT {day} AS day, variant, COUNT(*) AS users FROM population"
         f" GROUP BY {day}, variant ORDER BY day, variant"
     )
+
+
+def build_kind_probe_query(
+    name: str, *, experiment: Any, dialect: str | Dialect, source: QuerySource | None = None,
+    end: datetime | None = None,
+) -> str:
+    """One row ``n`` (0 or 1): whether the event metric ``name`` has a stored value outside {0, 1}.
+
+    It guesses the kind of a metric without a definition (``binomial`` when every value is 0, 1
+    or NULL, else ``mean``); ``LIMIT 1`` stops at the first non-0/1 value (an index range scan
+    on the store).
+    """
+    d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
+    src = source or QuerySource()
+    q = d.quote
+    where = [f"{q(src.metric_name)} = {literal(name)}"]
+    if src.experiment and src.exposures is None:
+        where.insert(0, f"{q(src.experiment)} = {literal(experiment)}")
+    if src.event_type:
+        where.insert(1 if len(where) > 1 else 0, f"{q(src.event_type)} = {literal(src.conversion_type)}")
+    if end is not None:
+        where.append(f"{d.epoch_us(q(src.ts), src.ts_format)} < {_epoch_us(end)}")
+    where.append(f"{q(src.value)} IS NOT NULL AND {q(src.value)} NOT IN (0, 1)")
+    return (
+        f"SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM {src.events}\n  WHERE {' AND '.join(where)} LIMIT 1) t"
+    )
+
+
+def build_daily_metric_query(
+    metrics: Sequence[Any],
+    *,
+    experiment: Any,
+    dialect: str | Dialect,
+    source: QuerySource | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> str:
+    """Per (metric, variant, UTC day) the increase of the metric's per-user sums on that day.
+
+    Columns ``metric, variant, day, sum_y, sum_x``. Summed over the days up to ``D`` they are the
+    sums :func:`build_stats_query` gives with ``end`` at the end of day ``D`` (the same
+    qualifying events: at or after first exposure + delay, inside the window): ``binomial``
+    counts users on the day of their first qualifying event, ``count`` / ``mean`` add the day's
+    events (values), ``ratio`` the numerator (``sum_y``) and denominator (``sum_x``). A capped
+    metric clips each user's running total with the pooled bounds of the whole analysis (so the
+    last day equals the headline number) and reports the day-to-day increase of the clipped
+    totals. ``quantile`` metrics have no daily series (they are left out).
+    """
+    d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
+    src = source or QuerySource()
+    metrics = [m for m in metrics if m.kind != "quantile"]
+    if not metrics:
+        raise ValueError("no metrics with a daily series (quantile metrics have none)")
+    for m in metrics:
+        problems = validate_metric(m)
+        if problems:
+            raise ValueError(f"invalid metric {getattr(m, 'name', '?')!r}: " + "; ".join(problems))
+    ctes = _population_ctes(d, src, experiment, start, end, None)
+    wanted: list[str] = []
+    for m in metrics:
+        for n in [m.numerator, m.denominator] if m.kind == "ratio" else [m.name]:
+            if n not in wanted:
+                wanted.append(n)
+    ctes.append(("events_in", _events_in(d, src, experiment, wanted, end)))
+    zero = d.double("0")
+    day = d.day_number("ts_us")
+    selects: list[str] = []
+    for i, m in enumerate(metrics):
+        kind = m.kind
+        names = [m.numerator, m.denominator] if kind == "ratio" else [m.name]
+        ctes.append((f"m{i}_events", _metric_events(names, m, start)))
+        head = f"SELECT {literal(m.name)} AS metric, p.variant AS variant, "
+        if kind == "binomial":
+            first = f"SELECT user_id, MIN({day}) AS day FROM m{i}_events WHERE post = 1 GROUP BY user_id"
+            ctes.append((f"m{i}_first", first))
+            selects.append(
+                head + f"f.day AS day, {d.double('COUNT(*)')} AS sum_y, {zero} AS sum_x\n"
+                f"  FROM m{i}_first f JOIN population p ON p.user_id = f.user_id GROUP BY p.variant, f.day"
+            )
+            continue
+        if kind == "ratio":
+            y = _per_user_value(d, "mean", m.numerator, "post = 1")
+            x = _per_user_value(d, "mean", m.denominator, "post = 1")
+            columns = ["y", "x"]
+        else:
+            y = _per_user_value(d, kind, None, "post = 1")
+            x = zero
+            columns = ["y"]
+        per_day = f"SELECT user_id, {day} AS day, {y} AS y, {x} AS x FROM m{i}_events WHERE post = 1 GROUP BY user_id, {day}"
+        if getattr(m, "cap", None) is None:
+            ctes.append((f"m{i}_day", per_day))
+            selects.append(
+                head + f"e.day AS day, SUM({d.double('e.y')}) AS sum_y, SUM({d.double('e.x')}) AS sum_x\n"
+                f"  FROM m{i}_day e JOIN population p ON p.user_id = e.user_id GROUP BY p.variant, e.day"
+            )
+            continue
+        # Capped: the pooled bounds of the whole analysis (m<i>_user, m<i>_cap as in build_stats_query),
+        # then each user's running total per day clipped to them, and its day-to-day increase.
+        user = (
+            f"SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x\n"
+            f"  FROM population p\n  LEFT JOIN (SELECT user_id, {y} AS y, {x} AS x FROM m{i}_events"
+            f" GROUP BY user_id) e ON e.user_id = p.user_id"
+        )
+        ctes.append((f"m{i}_user", user))
+        ctes.extend(c for c in _cap_ctes(d, i, m, columns) if c[0] == f"m{i}_cap")
+        ctes.append((f"m{i}_day", per_day))
+        running = ", ".join(
+            f"SUM({d.double(c)}) OVER (PARTITION BY user_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS {c}"
+            for c in ("y", "x")
+        )
+        ctes.append((f"m{i}_run", f"SELECT user_id, day, {running} FROM m{i}_day"))
+        clipped = []
+        for c in ("y", "x"):
+            if c in columns:
+                expr = f"CASE WHEN b.{c}_hi IS NOT NULL AND r.{c} > b.{c}_hi THEN b.{c}_hi ELSE r.{c} END"
+                expr = f"CASE WHEN b.{c}_lo IS NOT NULL AND r.{c} < b.{c}_lo THEN b.{c}_lo ELSE {expr} END"
+            else:
+                expr = f"r.{c}"
+            clipped.append(f"{expr} AS {c}")
+        ctes.append((f"m{i}_clip", f"SELECT r.user_id, r.day, {', '.join(clipped)} FROM m{i}_run r CROSS JOIN m{i}_cap b"))
+        # The first day's increase is from the clipped value of an empty total (0 clipped to the bounds).
+        base = []
+        for c in ("y", "x"):
+            if c in columns:
+                e0 = f"CASE WHEN b.{c}_hi IS NOT NULL AND 0 > b.{c}_hi THEN b.{c}_hi ELSE 0 END"
+                e0 = f"CASE WHEN b.{c}_lo IS NOT NULL AND 0 < b.{c}_lo THEN b.{c}_lo ELSE {e0} END"
+            else:
+                e0 = "0"
+            base.append(e0)
+        inc = ", ".join(
+            f"{c} - COALESCE(LAG({c}) OVER (PARTITION BY user_id ORDER BY day), {d.double(b0)}) AS d{c}"
+            for c, b0 in zip(("y", "x"), base, strict=True)
+        )
+        ctes.append((f"m{i}_inc", f"SELECT c.user_id, c.day, {inc} FROM m{i}_clip c CROSS JOIN m{i}_cap b"))
+        selects.append(
+            head + f"e.day AS day, SUM({d.double('e.dy')}) AS sum_y, SUM({d.double('e.dx')}) AS sum_x\n"
+            f"  FROM m{i}_inc e JOIN population p ON p.user_id = e.user_id GROUP BY p.variant, e.day"
+        )
+        # Every population user starts at the clipped empty total on the day of first exposure.
+        first_day = d.day_number("p.first_us")
+        selects.append(
+            head + f"{first_day} AS day, SUM({d.double(base[0])}) AS sum_y, SUM({d.double(base[1])}) AS sum_x\n"
+            f"  FROM population p CROSS JOIN m{i}_cap b GROUP BY p.variant, {first_day}"
+        )
+    with_sql = ",\n".join(f"{name} AS (\n  {body}\n)" for name, body in ctes)
+    body = "\nUNION ALL\n".join(selects)
+    return f"WITH {with_sql}\nSELECT metric, variant, day, sum_y, sum_x FROM (\n{body}\n) s\nORDER BY metric, variant, day"

@@ -98,6 +98,10 @@ class Dialect:
         kind = {"postgresql": "DOUBLE PRECISION", "sqlite": "REAL"}.get(self.name, "DOUBLE")
         return f"CAST({expr} AS {kind})"
 
+    def floor(self, expr: str) -> str:
+        """Floor as an integer."""
+        return f"CAST(FLOOR({expr}) AS BIGINT)" if self.name != "sqlite" else f"CAST(FLOOR({expr}) AS INTEGER)"
+
     def ceil(self, expr: str) -> str:
         """Ceiling as an integer."""
         return f"CAST(CEIL({expr}) AS BIGINT)" if self.name != "sqlite" else f"CAST(CEIL({expr}) AS INTEGER)"
