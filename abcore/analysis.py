@@ -48,7 +48,7 @@ from abcore.engines import (
 )
 from abcore.metrics import MetricSpec, default_spec, resolve_specs
 from abcore.models import Experiment, ExperimentStatus
-from abcore.sql.build import QuerySource, build_daily_metric_query, build_daily_query, build_kind_probe_query
+from abcore.sql.build import QuerySource, build_analysis_query, build_daily_query, build_kind_probe_query
 from abcore.stats import BayesResult, SRMResult, TestResult
 
 __all__ = [
@@ -444,15 +444,29 @@ def analyze(
         except (TypeError, ValueError):
             return None
 
-    # New users per day of first exposure (the daily chart's denominators and the arm sizes).
+    # --- definitions (undefined names: kind guessed from the stored values, defaults, a warning)
+    defined = resolve_specs(session=session, names=metric_names)
+    inferred: dict[str, str] = {}
+    for m in metric_names:
+        if m not in defined:
+            probe = build_kind_probe_query(m, experiment=key, dialect=runner.dialect, source=qsource, end=end)
+            inferred[m] = "mean" if int(runner.run(probe)[0]["n"] or 0) else "binary"
+    specs = _metric_specs(session, exp, metric_roles, inferred, warnings)
+
+    # --- the one analysis query: arm sizes per day, metric statistics, daily series, percentiles
+    cuped = _cuped_allowed(cuped, method, warnings)
+    pct_names = [m for m in metric_names if specs[m].kind in ("count", "mean")] if percentiles else []
+    run = _run_analysis(runner, qsource, key, [specs[m] for m in metric_names], start, end, cuped, alpha,
+                        daily, pct_names)
     new_users: list[queries.DailyUsers] = []
     unknown_variants: set[str] = set()
-    for r in runner.run(build_daily_query(experiment=key, dialect=runner.dialect, source=qsource, start=start, end=end)):
+    for r in run["users"]:
         v = vid(r["variant"])
         if v is None:
             unknown_variants.add(str(r["variant"]))
             continue
-        new_users.append(queries.DailyUsers(date.fromordinal(_EPOCH_ORDINAL + int(r["day"])), v, int(r["users"])))
+        new_users.append(queries.DailyUsers(date.fromordinal(_EPOCH_ORDINAL + int(r["day"])), v, int(r["n"])))
+    new_users.sort(key=lambda r: (r.day, r.variant_id))
     if unknown_variants:
         warnings.append(f"Exposures to unknown variants left out: {', '.join(sorted(unknown_variants))}.")
     users_by_variant: dict[int, int] = {}
@@ -473,22 +487,10 @@ def analyze(
     control = next((v for v in variants if v.is_control), None)
     treatments = [v for v in variants if not v.is_control]
 
-    # --- definitions (undefined names: kind guessed from the stored values, defaults, a warning)
-    defined = resolve_specs(session=session, names=metric_names)
-    inferred: dict[str, str] = {}
-    for m in metric_names:
-        if m not in defined:
-            probe = build_kind_probe_query(m, experiment=key, dialect=runner.dialect, source=qsource, end=end)
-            inferred[m] = "mean" if int(runner.run(probe)[0]["n"] or 0) else "binary"
-    specs = _metric_specs(session, exp, metric_roles, inferred, warnings)
-
     if planned_n is not None and planned_n > 0:
         planned_n = float(planned_n)
     else:
         planned_n = float(exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
-    if cuped and method == "sequential":
-        warnings.append("CUPED is not combined with sequential testing; analysed without CUPED.")
-        cuped = False
     not_adjustable = [m for m in metric_names if specs[m].kind in ("ratio", "quantile")]
     if cuped and not_adjustable:
         warnings.append("CUPED adjusts binomial, count and mean metrics only; analysed without adjustment: "
@@ -500,9 +502,7 @@ def analyze(
         warnings.append("No Bayesian chance to beat control for ratio or quantile metrics: "
                         + ", ".join(not_adjustable) + " (frequentist numbers only).")
 
-    # --- the one metric query
-    stats_rows = compute_stats(key, [specs[m] for m in metric_names], engine=runner, source=qsource, start=start,
-                               end=end, cuped=cuped, quantile_alpha=alpha) if metric_names else []
+    stats_rows = run["stats"]
     by_key = {(r.metric, v): r for r in stats_rows if (v := vid(r.variant)) is not None}
     cuped_for = {m: cuped and specs[m].kind not in ("ratio", "quantile") for m in metric_names}
     for m in metric_names:
@@ -561,12 +561,14 @@ def analyze(
             )
         )
 
-    # --- percentiles (store engine: abcore.queries), feedback
-    pct: tuple[queries.PercentileStats, ...] = ()
-    mean_metrics = [m for m in metric_names if specs[m].kind in ("mean", "count")]
-    if percentiles and mean_metrics and runner.name == "store" and config is None:
-        with queries.AnalysisScope(session, exp.id, start, end) as scope:
-            pct = tuple(scope.percentile_stats(mean_metrics))
+    # --- percentiles, feedback
+    pct = tuple(sorted(
+        (queries.PercentileStats(variant_id=v, metric=str(r["metric"]), count=int(r["n"]), min=float(r["v_min"]),
+                                 max=float(r["v_max"]), mean=float(r["sum_y"]) / int(r["n"]),
+                                 percentiles={p: float(r[f"p{p}"]) for p in queries.PERCENTILES})
+         for r in run["percentile"] if (v := vid(r["variant"])) is not None and int(r["n"] or 0) > 0),
+        key=lambda p: (p.metric, p.variant_id),
+    ))
     feedback = {
         names.get(v, str(v)): counts
         for v, counts in queries.feedback_counts(session=session, experiment_id=exp.id, start=start, end=end).items()
@@ -581,7 +583,7 @@ def analyze(
 
     series: tuple[DailyPoint, ...] = ()
     if daily and control and metric_names:
-        series = _daily_series(runner, qsource, key, vid, start, end, variants, metric_names, specs, new_users)
+        series = _daily_series(run["daily"], vid, variants, metric_names, specs, new_users)
     segments = _segments(runner, qsource, key, vid, start, end, variants, metric_names, specs, segment, alpha) \
         if segment else ()
 
@@ -825,27 +827,65 @@ def _test(
     return test, bayes
 
 
+def _cuped_allowed(cuped: bool, method: str, warnings: list[str]) -> bool:
+    if cuped and method == "sequential":
+        warnings.append("CUPED is not combined with sequential testing; analysed without CUPED.")
+        return False
+    return cuped
+
+
+def _run_analysis(
+    runner: Engine, qsource: QuerySource, key: Any, metrics: Sequence[MetricSpec], start: datetime | None,
+    end: datetime | None, cuped: bool, alpha: float, daily: bool, pct_names: Sequence[str],
+) -> dict[str, list[Any]]:
+    """Run :func:`abcore.sql.build.build_analysis_query` once; its rows by ``part`` (``stats`` rows as
+    :class:`abcore.engines.MetricStatsRow`). Without metrics only the arm sizes are queried."""
+    out: dict[str, list[Any]] = {"stats": [], "users": [], "daily": [], "percentile": []}
+    if not metrics:
+        sql = build_daily_query(experiment=key, dialect=runner.dialect, source=qsource, start=start, end=end)
+        out["users"] = [{"variant": r["variant"], "day": r["day"], "n": r["users"]} for r in runner.run(sql)]
+        return out
+    sql = build_analysis_query(metrics, experiment=key, dialect=runner.dialect, source=qsource, start=start, end=end,
+                               cuped=cuped, quantile_alpha=alpha, daily=daily, percentiles=pct_names)
+    kinds = {m.name: m.kind for m in metrics}
+    for r in runner.run(sql):
+        part = str(r["part"])
+        if part != "stats":
+            out[part].append(r)
+            continue
+        out["stats"].append(MetricStatsRow(
+            metric=str(r["metric"]), kind=kinds[str(r["metric"])], variant=r["variant"], segment=str(r["segment"]),
+            n=int(r["n"]), sum_y=_num(r["sum_y"]), sum_y2=_num(r["sum_y2"]), sum_x=_num(r["sum_x"]),
+            sum_x2=_num(r["sum_x2"]), sum_xy=_num(r["sum_xy"]), q_n=int(r["q_n"] or 0),
+            q_value=_opt(r["q_value"]), engine=runner.name, q_lower=_opt(r["q_lower"]), q_upper=_opt(r["q_upper"]),
+        ))
+    return out
+
+
+def _num(v: Any) -> float:
+    return 0.0 if v is None else float(v)
+
+
+def _opt(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
 def _daily_series(
-    runner: Engine,
-    qsource: QuerySource,
-    key: Any,
+    rows: Sequence[Mapping[str, Any]],
     vid: Any,
-    start: datetime | None,
-    end: datetime | None,
     variants: Sequence[VariantInfo],
     metric_names: Sequence[str],
     specs: Mapping[str, MetricSpec],
     new_users: Sequence[queries.DailyUsers],
 ) -> tuple[DailyPoint, ...]:
-    """Cumulative value per variant at the end of each UTC day, from :func:`build_daily_metric_query`
-    (the headline semantics; the last day equals the headline value). Quantile metrics have none."""
+    """Cumulative value per variant at the end of each UTC day, from the ``daily`` rows of
+    :func:`abcore.sql.build.build_analysis_query` (the headline semantics; the last day equals the
+    headline value). Quantile metrics have none."""
     with_series = [m for m in metric_names if specs[m].kind != "quantile"]
     if not with_series:
         return ()
-    sql = build_daily_metric_query([specs[m] for m in with_series], experiment=key, dialect=runner.dialect,
-                                   source=qsource, start=start, end=end)
     metric_on: dict[tuple[date, int, str], tuple[float, float]] = {}
-    for r in runner.run(sql):
+    for r in rows:
         v = vid(r["variant"])
         if v is None:
             continue

@@ -37,6 +37,8 @@ __all__ = [
     "KINDS",
     "MetricSpec",
     "QuerySource",
+    "ANALYSIS_COLUMNS",
+    "build_analysis_query",
     "build_daily_metric_query",
     "build_daily_query",
     "build_kind_probe_query",
@@ -169,23 +171,86 @@ def _hours_us(hours: float) -> int:
     return int(round(hours * US_PER_HOUR))
 
 
+@dataclass(frozen=True)
+class _Time:
+    """How timestamps are compared: per-row keys (text on SQLite, see ``Dialect.text_keys``), per-user bounds."""
+
+    d: Dialect
+    src: QuerySource
+
+    @property
+    def text(self) -> bool:
+        s = self.src
+        return self.d.text_keys(s.ts_format) and (s.exposures is None or self.d.text_keys(s.exposure_ts_format))
+
+    @property
+    def fmt(self) -> str:
+        return "timestamp" if self.text else "epoch_us"
+
+    def event_key(self, expr: str) -> str:
+        return expr if self.text else self.d.epoch_us(expr, self.src.ts_format)
+
+    def exposure_key(self, expr: str) -> str:
+        return expr if self.text else self.d.epoch_us(expr, self.src.exposure_ts_format)
+
+    def to_us(self, key: str) -> str:
+        return self.d.key_to_us(key, self.fmt)
+
+    def from_us(self, expr: str) -> str:
+        return self.d.us_to_key(expr, self.fmt)
+
+    def literal(self, value: datetime) -> str:
+        return self.d.key_literal(_epoch_us(value), self.fmt)
+
+    def day(self, key: str) -> str:
+        return self.d.key_day(key, self.fmt)
+
+    def day_out(self, day: str) -> str:
+        return self.d.day_out(day, self.fmt)
+
+
+def _bound_offsets(metrics: Sequence[Any], cuped: bool, lookback_us: int) -> list[int]:
+    """The offsets (microseconds from first exposure) of every metric window bound, except 0."""
+    out: list[int] = []
+    for m in metrics:
+        delay = _hours_us(getattr(m, "delay_hours", 0) or 0)
+        window = getattr(m, "window_hours", None)
+        for off in [delay] + ([delay + _hours_us(window)] if window is not None else []):
+            if off and off not in out:
+                out.append(off)
+    if cuped and -lookback_us not in out:
+        out.append(-lookback_us)
+    return out
+
+
+def _bound(offset: int, offsets: Sequence[int]) -> str:
+    """The population column holding the key of first exposure + ``offset``."""
+    return "first_key" if offset == 0 else f"b{offsets.index(offset)}"
+
+
 def _population_ctes(
     d: Dialect, src: QuerySource, experiment: Any, start: datetime | None, end: datetime | None,
-    segment: str | None,
+    segment: str | None, offsets: Sequence[int] = (),
 ) -> list[tuple[str, str]]:
+    """``exposures`` (first exposure key per user) and ``population`` (user, variant, segment, first
+    exposure as key and as epoch microseconds, and the keys of the bounds at ``offsets``)."""
     q = d.quote
+    t = _Time(d, src)
     ts_window = []
+    first_us = t.to_us("e.first_key")
+    bounds = "".join(f", {t.from_us(f'{first_us} + {off}')} AS b{j}" for j, off in enumerate(offsets))
     if src.exposures is None:
-        ts_us = d.epoch_us(q(src.ts), src.ts_format)
+        key = t.event_key(q(src.ts))
         where = [f"{q(src.experiment)} = {literal(experiment)}"] if src.experiment else []
         if src.event_type:
             where.append(f"{q(src.event_type)} = {literal(src.exposure_type)}")
         if start is not None:
-            ts_window.append(f"{ts_us} >= {_epoch_us(start)}")
+            ts_window.append(f"{key} >= {t.literal(start)}")
         if end is not None:
-            ts_window.append(f"{ts_us} < {_epoch_us(end)}")
+            ts_window.append(f"{key} < {t.literal(end)}")
+        # MIN of the key, converted once per user (the conversion is monotonic).
         exposures = (
-            f"SELECT {q(src.user_id)} AS user_id, MIN({ts_us}) AS first_us\n  FROM {src.events}\n"
+            f"SELECT {q(src.user_id)} AS user_id, MIN({key}) AS first_key\n  FROM {src.events}\n"
             f"  WHERE {' AND '.join(where + ts_window) or '1 = 1'}\n  GROUP BY {q(src.user_id)}"
         )
         if segment is None:
@@ -195,65 +260,97 @@ def _population_ctes(
         else:
             raise ValueError("this source has no assignment attributes to segment by")
         population = (
-            f"SELECT a.{q(src.user_id)} AS user_id, a.{q(src.assignment_variant)} AS variant, e.first_us,"
-            f" {seg} AS segment\n  FROM {src.assignments} a\n  JOIN exposures e ON e.user_id = a.{q(src.user_id)}\n"
+            f"SELECT a.{q(src.user_id)} AS user_id, a.{q(src.assignment_variant)} AS variant, e.first_key,"
+            f" {first_us} AS first_us, {seg} AS segment{bounds}\n  FROM {src.assignments} a\n"
+            f"  JOIN exposures e ON e.user_id = a.{q(src.user_id)}\n"
             f"  WHERE a.{q(src.assignment_experiment)} = {literal(experiment)}"
         )
         return [("exposures", exposures), ("population", population)]
-    ts_us = d.epoch_us(q(src.exposure_ts), src.exposure_ts_format)
+    key = t.exposure_key(q(src.exposure_ts))
     where = [f"{q(src.exposure_experiment)} = {literal(experiment)}"] if src.exposure_experiment else []
     if start is not None:
-        where.append(f"{ts_us} >= {_epoch_us(start)}")
+        where.append(f"{key} >= {t.literal(start)}")
     if end is not None:
-        where.append(f"{ts_us} < {_epoch_us(end)}")
+        where.append(f"{key} < {t.literal(end)}")
     if segment is not None and segment not in src.segment_columns:
         raise ValueError(f"segment {segment!r} is not a declared segment column of the exposure table")
     seg = literal("(all)") if segment is None else f"COALESCE(MIN({d.text(q(segment))}), '(none)')"
     # A user exposed to more than one variant is left out (their outcome cannot be attributed).
     exposures = (
         f"SELECT {q(src.exposure_user_id)} AS user_id, MIN({q(src.exposure_variant)}) AS variant,"
-        f" MIN({ts_us}) AS first_us, {seg} AS segment\n  FROM {src.exposures}\n"
+        f" MIN({key}) AS first_key, {seg} AS segment\n  FROM {src.exposures}\n"
         f"  WHERE {' AND '.join(where) or '1 = 1'}\n  GROUP BY {q(src.exposure_user_id)}\n"
         f"  HAVING COUNT(DISTINCT {q(src.exposure_variant)}) = 1"
     )
-    return [("exposures", exposures), ("population", "SELECT user_id, variant, first_us, segment FROM exposures")]
+    population = f"SELECT user_id, variant, first_key, {first_us} AS first_us, segment{bounds} FROM exposures e"
+    return [("exposures", exposures), ("population", population)]
 
 
 def _events_in(
     d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], end: datetime | None,
+    offsets: Sequence[int] = (),
 ) -> str:
-    """``events_in``: every event of the analysed metric names joined once to the population (one scan)."""
+    """``events_in``: every event of the analysed metric names joined once to the population (one scan),
+    with the event's timestamp key and the user's bound keys."""
     q = d.quote
-    ts_us = d.epoch_us("ev." + q(src.ts), src.ts_format)
+    t = _Time(d, src)
+    key = t.event_key("ev." + q(src.ts))
     where = [f"ev.{q(src.metric_name)} IN ({', '.join(literal(n) for n in names)})"]
     if src.experiment and src.exposures is None:
         where.insert(0, f"ev.{q(src.experiment)} = {literal(experiment)}")
     if src.event_type:
-        where.append(f"ev.{q(src.event_type)} = {literal(src.conversion_type)}")
+        where.insert(1 if len(where) > 1 else 0, f"ev.{q(src.event_type)} = {literal(src.conversion_type)}")
     if end is not None:
-        where.append(f"{ts_us} < {_epoch_us(end)}")
+        where.append(f"{key} < {t.literal(end)}")
+    bounds = "".join(f", p.b{j}" for j in range(len(offsets)))
+    if d.name == "sqlite":
+        # Events first, in index order (metric, user): each user is one lookup in the population, and the
+        # per-user GROUP BY downstream streams without sorting (CROSS JOIN keeps the written order in SQLite).
+        join = f"{src.events} ev\n  CROSS JOIN population p ON p.user_id = ev.{q(src.user_id)}"
+    else:
+        join = f"population p\n  JOIN {src.events} ev ON ev.{q(src.user_id)} = p.user_id"
     return (
-        f"SELECT p.user_id, ev.{q(src.metric_name)} AS metric_name, ev.{q(src.value)} AS value,"
-        f" {ts_us} AS ts_us, p.first_us\n  FROM population p\n  JOIN {src.events} ev ON ev.{q(src.user_id)} = p.user_id\n"
-        f"  WHERE {' AND '.join(where)}"
+        f"SELECT ev.{q(src.user_id)} AS user_id, p.variant, p.segment, ev.{q(src.metric_name)} AS metric_name, ev.{q(src.value)} AS value,"
+        f" {key} AS ts_key, p.first_key{bounds}\n  FROM {join}\n  WHERE {' AND '.join(where)}"
     )
 
 
-def _metric_events(names: Sequence[str], m: Any, start: datetime | None) -> str:
-    """``m<i>_events``: the metric's rows of ``events_in``, ``post`` = 1 inside its window after exposure."""
+def _metric_events(
+    d: Dialect, src: QuerySource, names: Sequence[str], m: Any, start: datetime | None, offsets: Sequence[int],
+    cuped_offset: int | None = None, rows: str = "events_in",
+) -> str:
+    """``m<i>_events``: the metric's rows of ``events_in``; ``post`` = 1 inside its window after exposure
+    (and at or after ``start``); with ``cuped_offset`` ``pre`` = 1 in the lookback before first exposure."""
+    t = _Time(d, src)
     delay = _hours_us(getattr(m, "delay_hours", 0) or 0)
     window = getattr(m, "window_hours", None)
-    # 'post' marks events inside the metric window; pre-exposure events (CUPED) are kept too.
-    post = [f"ts_us >= first_us + {delay}"]
+    post = [f"ts_key >= {_bound(delay, offsets)}"]
     if window is not None:
-        post.append(f"ts_us < first_us + {delay + _hours_us(window)}")
+        post.append(f"ts_key < {_bound(delay + _hours_us(window), offsets)}")
     if start is not None:
-        post.append(f"ts_us >= {_epoch_us(start)}")
+        post.append(f"ts_key >= {t.literal(start)}")
+    pre = ""
+    if cuped_offset is not None:
+        pre = (f", CASE WHEN ts_key < first_key AND ts_key >= {_bound(cuped_offset, offsets)}"
+               f" THEN 1 ELSE 0 END AS pre")
+    where = "" if rows != "events_in" else f" WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
     return (
-        f"SELECT user_id, metric_name, value, ts_us, first_us,"
-        f" CASE WHEN {' AND '.join(post)} THEN 1 ELSE 0 END AS post\n"
-        f"  FROM events_in WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
+        f"SELECT user_id, variant, segment, metric_name, value, ts_key,"
+        f" CASE WHEN {' AND '.join(post)} THEN 1 ELSE 0 END AS post{pre}\n"
+        f"  FROM {rows}{where}"
     )
+
+
+def _metric_rows(
+    d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], m: Any, start: datetime | None,
+    end: datetime | None, offsets: Sequence[int], cuped_offset: int | None = None,
+) -> str:
+    """``m<i>_events`` from the shared ``events_in`` scan, or on SQLite (``Dialect.shared_scan`` False) from
+    its own index range of the event table (each metric's events stream in user order, no sort)."""
+    if d.shared_scan:
+        return _metric_events(d, src, names, m, start, offsets, cuped_offset)
+    inner = _events_in(d, src, experiment, names, end, offsets)
+    return _metric_events(d, src, names, m, start, offsets, cuped_offset, rows=f"(\n  {inner}\n  ) s")
 
 
 def _clip_rank(expr: str) -> str:
@@ -343,6 +440,34 @@ def build_stats_query(
     """
     d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
     src = source or QuerySource()
+    ctes, selects = _stats_parts(d, src, metrics, experiment, start, end, segment, cuped, cuped_lookback_hours,
+                                 quantile_alpha)
+    return _assemble(d, ctes, selects, _OUT, "metric, variant, segment")
+
+
+def _assemble(
+    d: Dialect, ctes: Sequence[tuple[str, str]], selects: Sequence[str], columns: Sequence[str], order: str
+) -> str:
+    """``WITH ... SELECT columns FROM (selects UNION ALL) ORDER BY order``.
+
+    On SQLite the per-metric event CTEs (``m<i>_events``) are ``NOT MATERIALIZED``: each consumer
+    (per-user values, daily sums, percentiles) streams the metric's index range in user order
+    instead of reading and sorting a materialized copy.
+    """
+    def hint(name: str) -> str:
+        return "NOT MATERIALIZED " if d.name == "sqlite" and name.endswith("_events") else ""
+
+    with_sql = ",\n".join(f"{name} AS {hint(name)}(\n  {body}\n)" for name, body in ctes)
+    body = "\nUNION ALL\n".join(selects)
+    return f"WITH {with_sql}\nSELECT {', '.join(columns)} FROM (\n{body}\n) s\nORDER BY {order}"
+
+
+def _stats_parts(
+    d: Dialect, src: QuerySource, metrics: Sequence[Any], experiment: Any, start: datetime | None,
+    end: datetime | None, segment: str | None, cuped: bool, cuped_lookback_hours: float, quantile_alpha: float,
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The CTEs (population, per-metric events ``m<i>_events``, per-user values, caps) and the per-metric
+    SELECTs (columns :data:`_OUT`) of :func:`build_stats_query`."""
     if not metrics:
         raise ValueError("no metrics to analyse")
     for m in metrics:
@@ -352,10 +477,11 @@ def build_stats_query(
     if not 0 < quantile_alpha < 1:
         raise ValueError(f"quantile_alpha must be in (0, 1); got {quantile_alpha}")
     z = -norm_ppf(quantile_alpha / 2)  # the z of abcore.stats.quantile_ranks (same float)
-    ctes = _population_ctes(d, src, experiment, start, end, segment)
-    selects: list[str] = []
     lookback = _hours_us(cuped_lookback_hours)
-    pre = f"post = 0 AND ts_us < first_us AND ts_us >= first_us - {lookback}"
+    offsets = _bound_offsets(metrics, cuped, lookback)
+    ctes = _population_ctes(d, src, experiment, start, end, segment, offsets)
+    selects: list[str] = []
+    pre = "pre = 1"
     zero = d.double("0")
     null = d.double("NULL")
     wanted: list[str] = []
@@ -363,18 +489,22 @@ def build_stats_query(
         for n in [m.numerator, m.denominator] if m.kind == "ratio" else [m.name]:
             if n not in wanted:
                 wanted.append(n)
-    ctes.append(("events_in", _events_in(d, src, experiment, wanted, end)))
+    if d.shared_scan:
+        ctes.append(("events_in", _events_in(d, src, experiment, wanted, end, offsets)))
+    if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
+        ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
     for i, m in enumerate(metrics):
         kind = m.kind
         names = [m.numerator, m.denominator] if kind == "ratio" else [m.name]
-        ctes.append((f"m{i}_events", _metric_events(names, m, start)))
+        with_pre = cuped and kind not in ("ratio", "quantile")
+        ctes.append((f"m{i}_events", _metric_rows(d, src, experiment, names, m, start, end, offsets,
+                                                  -lookback if with_pre else None)))
         if kind == "quantile":
             ranked = (
-                f"SELECT p.variant, p.segment, e.user_id, e.value, ROW_NUMBER() OVER"
-                f" (PARTITION BY p.variant, p.segment ORDER BY e.value) AS rn,"
-                f" COUNT(*) OVER (PARTITION BY p.variant, p.segment) AS cnt\n"
-                f"  FROM m{i}_events e JOIN population p ON p.user_id = e.user_id\n"
-                f"  WHERE e.post = 1 AND e.value IS NOT NULL"
+                f"SELECT variant, segment, user_id, value, ROW_NUMBER() OVER"
+                f" (PARTITION BY variant, segment ORDER BY value) AS rn,"
+                f" COUNT(*) OVER (PARTITION BY variant, segment) AS cnt\n"
+                f"  FROM m{i}_events WHERE post = 1 AND value IS NOT NULL"
             )
             ctes.append((f"m{i}_ranked", ranked))
             q = float(m.quantile)
@@ -397,30 +527,38 @@ def build_stats_query(
             columns = ["y", "x"]
         else:
             y = _per_user_value(d, kind, None, "post = 1")
-            x = _per_user_value(d, kind, None, pre) if cuped else "0"
+            x = _per_user_value(d, kind, None, pre) if with_pre else zero
             columns = ["y"]
-        user = (
-            f"SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x\n"
-            f"  FROM population p\n  LEFT JOIN (SELECT user_id, {y} AS y, {x} AS x FROM m{i}_events"
-            f" GROUP BY user_id) e ON e.user_id = p.user_id"
-        )
-        ctes.append((f"m{i}_user", user))
-        ctes.extend(_cap_ctes(d, i, m, columns))
-        has_x = kind == "ratio" or cuped
+        # Per user with events of the metric (users without any count 0 in every sum).
+        ctes.append((f"m{i}_eu", f"SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, {y} AS y,"
+                                 f" {x} AS x FROM m{i}_events GROUP BY user_id"))
+        has_x = kind == "ratio" or with_pre
         yd = d.double("y")
         xd = d.double("x")
+        sums = (
+            f"SUM({yd}) AS sum_y, SUM({yd} * {yd}) AS sum_y2,"
+            + (f" SUM({xd}) AS sum_x, SUM({xd} * {xd}) AS sum_x2, SUM({xd} * {yd}) AS sum_xy"
+               if has_x else f" {zero} AS sum_x, {zero} AS sum_x2, {zero} AS sum_xy")
+        )
+        tail = f"0 AS q_n, {null} AS q_value, {null} AS q_lower, {null} AS q_upper"
+        if getattr(m, "cap", None) is None:
+            sums_of = ", ".join(f"COALESCE(s.{c}, {zero}) AS {c}" for c in ("sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy"))
+            selects.append(
+                f"SELECT {literal(m.name)} AS metric, c.variant, c.segment, c.n, {sums_of}, {tail}\n"
+                f"  FROM pop_n c LEFT JOIN (SELECT variant, segment, {sums} FROM m{i}_eu GROUP BY variant, segment) s"
+                f" ON s.variant = c.variant AND s.segment = c.segment"
+            )
+            continue
+        # Capped: every population user's value (0 without events) for the pooled bounds and the clip.
+        ctes.append((f"m{i}_user", f"SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y,"
+                                   f" COALESCE(e.x, 0) AS x\n  FROM population p LEFT JOIN m{i}_eu e"
+                                   f" ON e.user_id = p.user_id"))
+        ctes.extend(_cap_ctes(d, i, m, columns))
         selects.append(
-            f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(*) AS n,"
-            f" SUM({yd}) AS sum_y, SUM({yd} * {yd}) AS sum_y2,"
-            + (f" SUM({xd}) AS sum_x, SUM({xd} * {xd}) AS sum_x2, SUM({xd} * {yd}) AS sum_xy,"
-               if has_x else f" {zero} AS sum_x, {zero} AS sum_x2, {zero} AS sum_xy,")
-            + f" 0 AS q_n, {null} AS q_value, {null} AS q_lower, {null} AS q_upper\n"
+            f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(*) AS n, {sums}, {tail}\n"
             f"  FROM m{i}_capped GROUP BY variant, segment"
         )
-    # Every variant of the population appears for every metric (n = 0 rows are filled in by compute_stats).
-    with_sql = ",\n".join(f"{name} AS (\n  {body}\n)" for name, body in ctes)
-    body = "\nUNION ALL\n".join(selects)
-    return f"WITH {with_sql}\nSELECT {', '.join(_OUT)} FROM (\n{body}\n) s\nORDER BY metric, variant, segment"
+    return ctes, selects
 
 
 def build_daily_query(
@@ -439,7 +577,7 @@ def build_daily_query(
     src = source or QuerySource()
     ctes = _population_ctes(d, src, experiment, start, end, None)
     with_sql = ",\n".join(f"{name} AS (\n  {body}\n)" for name, body in ctes)
-    day = d.day_number("first_us")
+    day = d.day_number("first_us")  # per user: cheap
     return (
         f"WITH {with_sql}\nSELECT {day} AS day, variant, COUNT(*) AS users FROM population"
         f" GROUP BY {day}, variant ORDER BY day, variant"
@@ -465,11 +603,81 @@ def build_kind_probe_query(
     if src.event_type:
         where.insert(1 if len(where) > 1 else 0, f"{q(src.event_type)} = {literal(src.conversion_type)}")
     if end is not None:
-        where.append(f"{d.epoch_us(q(src.ts), src.ts_format)} < {_epoch_us(end)}")
+        t = _Time(d, src)
+        where.append(f"{t.event_key(q(src.ts))} < {t.literal(end)}")
     where.append(f"{q(src.value)} IS NOT NULL AND {q(src.value)} NOT IN (0, 1)")
     return (
         f"SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM {src.events}\n  WHERE {' AND '.join(where)} LIMIT 1) t"
     )
+
+
+def _daily_parts(d: Dialect, src: QuerySource, metrics: Sequence[Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """CTEs and SELECTs (columns ``metric, variant, day, sum_y, sum_x``; ``day`` a :meth:`Dialect.key_day`
+    value) of the daily increases of every non-quantile metric, on the CTEs of :func:`_stats_parts`
+    (``m<i>_events``; ``m<i>_user`` and ``m<i>_cap`` for capped metrics; ``i`` the index in ``metrics``)."""
+    t = _Time(d, src)
+    zero = d.double("0")
+    day = t.day("ts_key")
+    ctes: list[tuple[str, str]] = []
+    selects: list[str] = []
+    for i, m in enumerate(metrics):
+        kind = m.kind
+        if kind == "quantile":
+            continue
+        head = f"SELECT {literal(m.name)} AS metric, "
+        if kind == "binomial":
+            first = (f"SELECT user_id, MIN(variant) AS variant, MIN({day}) AS day FROM m{i}_events WHERE post = 1"
+                     f" GROUP BY user_id")
+            ctes.append((f"m{i}_first", first))
+            selects.append(head + f"variant, day, {d.double('COUNT(*)')} AS sum_y, {zero} AS sum_x\n"
+                           f"  FROM m{i}_first GROUP BY variant, day")
+            continue
+        if kind == "ratio":
+            y = _per_user_value(d, "mean", m.numerator, "post = 1")
+            x = _per_user_value(d, "mean", m.denominator, "post = 1")
+            columns = ["y", "x"]
+        else:
+            y = _per_user_value(d, kind, None, "post = 1")
+            x = zero
+            columns = ["y"]
+        if getattr(m, "cap", None) is None:
+            # Uncapped: the day's qualifying events per variant (no per-user step needed).
+            selects.append(head + f"variant, {day} AS day, {y} AS sum_y, {x} AS sum_x\n"
+                           f"  FROM m{i}_events WHERE post = 1 GROUP BY variant, {day}")
+            continue
+        # Capped: each user's running total per day clipped to the pooled bounds of the whole analysis
+        # (m<i>_cap), and its day-to-day increase; every user starts at the clipped empty total.
+        ctes.append((f"m{i}_day", f"SELECT user_id, MIN(variant) AS variant, {day} AS day, {y} AS y, {x} AS x"
+                                  f" FROM m{i}_events WHERE post = 1 GROUP BY user_id, {day}"))
+        running = ", ".join(
+            f"SUM({d.double(c)}) OVER (PARTITION BY user_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS {c}"
+            for c in ("y", "x")
+        )
+        ctes.append((f"m{i}_run", f"SELECT user_id, variant, day, {running} FROM m{i}_day"))
+        clipped, base = [], []
+        for c in ("y", "x"):
+            if c in columns:
+                expr = f"CASE WHEN b.{c}_hi IS NOT NULL AND r.{c} > b.{c}_hi THEN b.{c}_hi ELSE r.{c} END"
+                expr = f"CASE WHEN b.{c}_lo IS NOT NULL AND r.{c} < b.{c}_lo THEN b.{c}_lo ELSE {expr} END"
+                e0 = f"CASE WHEN b.{c}_hi IS NOT NULL AND 0 > b.{c}_hi THEN b.{c}_hi ELSE 0 END"
+                e0 = f"CASE WHEN b.{c}_lo IS NOT NULL AND 0 < b.{c}_lo THEN b.{c}_lo ELSE {e0} END"
+            else:
+                expr, e0 = f"r.{c}", "0"
+            clipped.append(f"{expr} AS {c}")
+            base.append(d.double(e0))
+        ctes.append((f"m{i}_clip", f"SELECT r.user_id, r.variant, r.day, {', '.join(clipped)}"
+                                   f" FROM m{i}_run r CROSS JOIN m{i}_cap b"))
+        inc = ", ".join(
+            f"{c} - COALESCE(LAG({c}) OVER (PARTITION BY user_id ORDER BY day), {b0}) AS d{c}"
+            for c, b0 in zip(("y", "x"), base, strict=True)
+        )
+        ctes.append((f"m{i}_inc", f"SELECT c.variant, c.day, {inc} FROM m{i}_clip c CROSS JOIN m{i}_cap b"))
+        selects.append(head + f"variant, day, SUM({d.double('dy')}) AS sum_y, SUM({d.double('dx')}) AS sum_x\n"
+                       f"  FROM m{i}_inc GROUP BY variant, day")
+        first_day = t.day("p.first_key")
+        selects.append(head + f"p.variant, {first_day} AS day, SUM({base[0]}) AS sum_y, SUM({base[1]}) AS sum_x\n"
+                       f"  FROM population p CROSS JOIN m{i}_cap b GROUP BY p.variant, {first_day}")
+    return ctes, selects
 
 
 def build_daily_metric_query(
@@ -483,111 +691,108 @@ def build_daily_metric_query(
 ) -> str:
     """Per (metric, variant, UTC day) the increase of the metric's per-user sums on that day.
 
-    Columns ``metric, variant, day, sum_y, sum_x``. Summed over the days up to ``D`` they are the
-    sums :func:`build_stats_query` gives with ``end`` at the end of day ``D`` (the same
-    qualifying events: at or after first exposure + delay, inside the window): ``binomial``
-    counts users on the day of their first qualifying event, ``count`` / ``mean`` add the day's
-    events (values), ``ratio`` the numerator (``sum_y``) and denominator (``sum_x``). A capped
-    metric clips each user's running total with the pooled bounds of the whole analysis (so the
-    last day equals the headline number) and reports the day-to-day increase of the clipped
-    totals. ``quantile`` metrics have no daily series (they are left out).
+    Columns ``metric, variant, day, sum_y, sum_x`` (``day`` the day number since 1970-01-01). Summed
+    over the days up to ``D`` they are the sums :func:`build_stats_query` gives with ``end`` at the
+    end of day ``D`` (the same qualifying events: at or after first exposure + delay, inside the
+    window): ``binomial`` counts users on the day of their first qualifying event, ``count`` /
+    ``mean`` add the day's events (values), ``ratio`` the numerator (``sum_y``) and denominator
+    (``sum_x``). A capped metric clips each user's running total with the pooled bounds of the
+    whole analysis (so the last day equals the headline number) and reports the day-to-day
+    increase of the clipped totals. ``quantile`` metrics have no daily series (left out).
     """
     d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
     src = source or QuerySource()
-    metrics = [m for m in metrics if m.kind != "quantile"]
-    if not metrics:
+    if not [m for m in metrics if m.kind != "quantile"]:
         raise ValueError("no metrics with a daily series (quantile metrics have none)")
-    for m in metrics:
-        problems = validate_metric(m)
-        if problems:
-            raise ValueError(f"invalid metric {getattr(m, 'name', '?')!r}: " + "; ".join(problems))
-    ctes = _population_ctes(d, src, experiment, start, end, None)
-    wanted: list[str] = []
-    for m in metrics:
-        for n in [m.numerator, m.denominator] if m.kind == "ratio" else [m.name]:
-            if n not in wanted:
-                wanted.append(n)
-    ctes.append(("events_in", _events_in(d, src, experiment, wanted, end)))
-    zero = d.double("0")
-    day = d.day_number("ts_us")
-    selects: list[str] = []
-    for i, m in enumerate(metrics):
-        kind = m.kind
-        names = [m.numerator, m.denominator] if kind == "ratio" else [m.name]
-        ctes.append((f"m{i}_events", _metric_events(names, m, start)))
-        head = f"SELECT {literal(m.name)} AS metric, p.variant AS variant, "
-        if kind == "binomial":
-            first = f"SELECT user_id, MIN({day}) AS day FROM m{i}_events WHERE post = 1 GROUP BY user_id"
-            ctes.append((f"m{i}_first", first))
-            selects.append(
-                head + f"f.day AS day, {d.double('COUNT(*)')} AS sum_y, {zero} AS sum_x\n"
-                f"  FROM m{i}_first f JOIN population p ON p.user_id = f.user_id GROUP BY p.variant, f.day"
-            )
-            continue
-        if kind == "ratio":
-            y = _per_user_value(d, "mean", m.numerator, "post = 1")
-            x = _per_user_value(d, "mean", m.denominator, "post = 1")
-            columns = ["y", "x"]
-        else:
-            y = _per_user_value(d, kind, None, "post = 1")
-            x = zero
-            columns = ["y"]
-        per_day = f"SELECT user_id, {day} AS day, {y} AS y, {x} AS x FROM m{i}_events WHERE post = 1 GROUP BY user_id, {day}"
-        if getattr(m, "cap", None) is None:
-            ctes.append((f"m{i}_day", per_day))
-            selects.append(
-                head + f"e.day AS day, SUM({d.double('e.y')}) AS sum_y, SUM({d.double('e.x')}) AS sum_x\n"
-                f"  FROM m{i}_day e JOIN population p ON p.user_id = e.user_id GROUP BY p.variant, e.day"
-            )
-            continue
-        # Capped: the pooled bounds of the whole analysis (m<i>_user, m<i>_cap as in build_stats_query),
-        # then each user's running total per day clipped to them, and its day-to-day increase.
-        user = (
-            f"SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x\n"
-            f"  FROM population p\n  LEFT JOIN (SELECT user_id, {y} AS y, {x} AS x FROM m{i}_events"
-            f" GROUP BY user_id) e ON e.user_id = p.user_id"
+    ctes, _ = _stats_parts(d, src, metrics, experiment, start, end, None, False, 14 * 24, 0.05)
+    more, selects = _daily_parts(d, src, metrics)
+    t = _Time(d, src)
+    return _assemble(d, ctes + more, selects, ("metric", "variant", f"{t.day_out('day')} AS day", "sum_y", "sum_x"),
+                     "metric, variant, day")
+
+
+#: Output columns of :func:`build_analysis_query`.
+ANALYSIS_COLUMNS: tuple[str, ...] = (
+    "part", "metric", "variant", "segment", "day", "n", "sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy",
+    "q_n", "q_value", "q_lower", "q_upper", "v_min", "v_max", "p50", "p95", "p99",
+)
+
+
+def build_analysis_query(
+    metrics: Sequence[Any],
+    *,
+    experiment: Any,
+    dialect: str | Dialect,
+    source: QuerySource | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    cuped: bool = False,
+    cuped_lookback_hours: float = 14 * 24,
+    quantile_alpha: float = 0.05,
+    daily: bool = True,
+    percentiles: Sequence[str] = (),
+) -> str:
+    """Everything one analysis needs in one statement (one population, one pass per metric on SQLite).
+
+    Columns :data:`ANALYSIS_COLUMNS`; ``part`` says what a row is:
+
+    * ``stats``: a row of :func:`build_stats_query` (no segment: ``'(all)'``);
+    * ``users``: new population users ``n`` per ``variant`` and ``day`` of first exposure;
+    * ``daily`` (with ``daily``): a row of :func:`build_daily_metric_query` (``sum_y``, ``sum_x``);
+    * ``percentile``: for each metric named in ``percentiles`` (count / mean / ratio numerator metrics
+      of ``metrics``) and variant, over the qualifying event values (NULL left out): ``n`` values,
+      ``sum_y`` their sum, ``v_min`` / ``v_max``, and nearest-rank ``p50`` / ``p95`` / ``p99`` (rank
+      ``ceil(p N / 100)``, numpy ``method="inverted_cdf"``).
+
+    ``day`` is the day number since 1970-01-01 (NULL for other parts).
+    """
+    d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
+    src = source or QuerySource()
+    t = _Time(d, src)
+    ctes, stats_selects = _stats_parts(d, src, metrics, experiment, start, end, None, cuped, cuped_lookback_hours,
+                                       quantile_alpha)
+    null = d.double("NULL")
+    nulls = f"{null} AS v_min, {null} AS v_max, {null} AS p50, {null} AS p95, {null} AS p99"
+    int_null = "CAST(NULL AS BIGINT)" if d.name != "sqlite" else "NULL"
+    text_null = d.text("NULL")
+    selects = [
+        f"SELECT 'stats' AS part, metric, variant, segment, {int_null} AS day, n, sum_y, sum_y2, sum_x, sum_x2,"
+        f" sum_xy, q_n, q_value, q_lower, q_upper, {nulls}\n  FROM (\n{sel}\n  ) st"
+        for sel in stats_selects
+    ]
+    day = d.day_number("first_us")
+    selects.append(
+        f"SELECT 'users' AS part, {text_null} AS metric, variant, {text_null} AS segment, {day} AS day, COUNT(*) AS n,"
+        f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy, 0 AS q_n,"
+        f" {null} AS q_value, {null} AS q_lower, {null} AS q_upper, {nulls}\n"
+        f"  FROM population GROUP BY variant, {day}"
+    )
+    if daily and any(m.kind != "quantile" for m in metrics):
+        more, daily_selects = _daily_parts(d, src, metrics)
+        ctes += more
+        selects += [
+            f"SELECT 'daily' AS part, metric, variant, {text_null} AS segment, {t.day_out('day')} AS day, 0 AS n,"
+            f" sum_y, {null} AS sum_y2, sum_x, {null} AS sum_x2, {null} AS sum_xy, 0 AS q_n, {null} AS q_value,"
+            f" {null} AS q_lower, {null} AS q_upper, {nulls}\n  FROM (\n{sel}\n  ) dl"
+            for sel in daily_selects
+        ]
+    index = {m.name: i for i, m in enumerate(metrics)}
+    for name in dict.fromkeys(percentiles):
+        if name not in index or metrics[index[name]].kind not in ("count", "mean"):
+            raise ValueError(f"percentiles are for count or mean metrics of this query; got {name!r}")
+        i = index[name]
+        ranked = (f"SELECT variant, value, ROW_NUMBER() OVER (PARTITION BY variant ORDER BY value) AS rn,"
+                  f" COUNT(*) OVER (PARTITION BY variant) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
+        ctes.append((f"m{i}_pct", ranked))
+        picks = ", ".join(
+            f"MIN(CASE WHEN rn = {d.int_div(f'(cnt * {p} + 99)', '100')} THEN {d.double('value')} END) AS p{p}"
+            for p in (50, 95, 99)
         )
-        ctes.append((f"m{i}_user", user))
-        ctes.extend(c for c in _cap_ctes(d, i, m, columns) if c[0] == f"m{i}_cap")
-        ctes.append((f"m{i}_day", per_day))
-        running = ", ".join(
-            f"SUM({d.double(c)}) OVER (PARTITION BY user_id ORDER BY day ROWS UNBOUNDED PRECEDING) AS {c}"
-            for c in ("y", "x")
-        )
-        ctes.append((f"m{i}_run", f"SELECT user_id, day, {running} FROM m{i}_day"))
-        clipped = []
-        for c in ("y", "x"):
-            if c in columns:
-                expr = f"CASE WHEN b.{c}_hi IS NOT NULL AND r.{c} > b.{c}_hi THEN b.{c}_hi ELSE r.{c} END"
-                expr = f"CASE WHEN b.{c}_lo IS NOT NULL AND r.{c} < b.{c}_lo THEN b.{c}_lo ELSE {expr} END"
-            else:
-                expr = f"r.{c}"
-            clipped.append(f"{expr} AS {c}")
-        ctes.append((f"m{i}_clip", f"SELECT r.user_id, r.day, {', '.join(clipped)} FROM m{i}_run r CROSS JOIN m{i}_cap b"))
-        # The first day's increase is from the clipped value of an empty total (0 clipped to the bounds).
-        base = []
-        for c in ("y", "x"):
-            if c in columns:
-                e0 = f"CASE WHEN b.{c}_hi IS NOT NULL AND 0 > b.{c}_hi THEN b.{c}_hi ELSE 0 END"
-                e0 = f"CASE WHEN b.{c}_lo IS NOT NULL AND 0 < b.{c}_lo THEN b.{c}_lo ELSE {e0} END"
-            else:
-                e0 = "0"
-            base.append(e0)
-        inc = ", ".join(
-            f"{c} - COALESCE(LAG({c}) OVER (PARTITION BY user_id ORDER BY day), {d.double(b0)}) AS d{c}"
-            for c, b0 in zip(("y", "x"), base, strict=True)
-        )
-        ctes.append((f"m{i}_inc", f"SELECT c.user_id, c.day, {inc} FROM m{i}_clip c CROSS JOIN m{i}_cap b"))
         selects.append(
-            head + f"e.day AS day, SUM({d.double('e.dy')}) AS sum_y, SUM({d.double('e.dx')}) AS sum_x\n"
-            f"  FROM m{i}_inc e JOIN population p ON p.user_id = e.user_id GROUP BY p.variant, e.day"
+            f"SELECT 'percentile' AS part, {literal(name)} AS metric, variant, {text_null} AS segment, {int_null} AS day,"
+            f" COUNT(*) AS n, SUM({d.double('value')}) AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2,"
+            f" {null} AS sum_xy, 0 AS q_n, {null} AS q_value, {null} AS q_lower, {null} AS q_upper,"
+            f" MIN({d.double('value')}) AS v_min, MAX({d.double('value')}) AS v_max, {picks}\n"
+            f"  FROM m{i}_pct GROUP BY variant"
         )
-        # Every population user starts at the clipped empty total on the day of first exposure.
-        first_day = d.day_number("p.first_us")
-        selects.append(
-            head + f"{first_day} AS day, SUM({d.double(base[0])}) AS sum_y, SUM({d.double(base[1])}) AS sum_x\n"
-            f"  FROM population p CROSS JOIN m{i}_cap b GROUP BY p.variant, {first_day}"
-        )
-    with_sql = ",\n".join(f"{name} AS (\n  {body}\n)" for name, body in ctes)
-    body = "\nUNION ALL\n".join(selects)
-    return f"WITH {with_sql}\nSELECT metric, variant, day, sum_y, sum_x FROM (\n{body}\n) s\nORDER BY metric, variant, day"
+    return _assemble(d, ctes, selects, ANALYSIS_COLUMNS, "part, metric, variant, segment, day")

@@ -63,6 +63,61 @@ class Dialect:
             return f"unix_micros(CAST({expr} AS TIMESTAMP))"
         raise ValueError(f"unknown dialect {self.name!r}")
 
+    @property
+    def shared_scan(self) -> bool:
+        """Whether the events of every metric are read in one shared scan (``events_in``).
+
+        Column stores and PostgreSQL scan once and split; SQLite instead reads each metric's own
+        range of the ``(experiment_id, event_type, metric_name, user_id, ts, value)`` index, whose
+        user order lets the per-user aggregation stream (SQLite's GROUP BY otherwise sorts every row).
+        """
+        return self.name != "sqlite"
+
+    # -- timestamp keys: what rows are compared and grouped by (cheap per row), converted per user only
+    def text_keys(self, fmt: str) -> bool:
+        """Whether timestamps of format ``fmt`` are compared as text on this engine.
+
+        SQLite stores the store's timestamps as fixed-width UTC text ``YYYY-MM-DD HH:MM:SS.ffffff``
+        (what SQLAlchemy writes), which sorts like time: comparing that text is several times
+        cheaper than converting every event row with ``strftime``. Bounds are rendered in the
+        same format (:meth:`us_to_key`, :meth:`key_literal`), so comparisons stay exact.
+        """
+        return self.name == "sqlite" and fmt == "timestamp"
+
+    def ts_key(self, expr: str, fmt: str = "timestamp") -> str:
+        """The per-row comparable key of a timestamp: the text on SQLite (:meth:`text_keys`), else epoch microseconds."""
+        return expr if self.text_keys(fmt) else self.epoch_us(expr, fmt)
+
+    def key_to_us(self, expr: str, fmt: str = "timestamp") -> str:
+        """Epoch microseconds of a key of :meth:`ts_key` (the identity unless keys are text)."""
+        return self.epoch_us(expr, fmt) if self.text_keys(fmt) else expr
+
+    def us_to_key(self, expr: str, fmt: str = "timestamp") -> str:
+        """The key of an epoch-microsecond expression (non-negative), the inverse of :meth:`key_to_us`."""
+        if not self.text_keys(fmt):
+            return expr
+        return (
+            f"(strftime('%Y-%m-%d %H:%M:%S', ({expr}) / 1000000, 'unixepoch') || '.'"
+            f" || printf('%06d', ({expr}) % 1000000))"
+        )
+
+    def key_literal(self, epoch_us: int, fmt: str = "timestamp") -> str:
+        """A literal key for an instant given as epoch microseconds."""
+        if not self.text_keys(fmt):
+            return str(int(epoch_us))
+        from datetime import UTC, datetime, timedelta
+
+        instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(epoch_us))
+        return "'" + instant.strftime("%Y-%m-%d %H:%M:%S.%f") + "'"
+
+    def key_day(self, key: str, fmt: str = "timestamp") -> str:
+        """The UTC day of a key, as a group key (``'YYYY-MM-DD'`` text on SQLite, else the day number)."""
+        return f"substr({key}, 1, 10)" if self.text_keys(fmt) else self.day_number(key)
+
+    def day_out(self, day: str, fmt: str = "timestamp") -> str:
+        """The day number (days since 1970-01-01) of a :meth:`key_day` value (converted per output row)."""
+        return f"CAST(julianday({day}) - 2440587.5 AS INTEGER)" if self.text_keys(fmt) else day
+
     def int_div(self, a: str, b: str) -> str:
         """Integer division of non-negative integers (``/`` on SQLite/Postgres ints, ``//`` DuckDB, ``div`` Spark)."""
         if self.name == "duckdb":

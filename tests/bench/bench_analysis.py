@@ -1,5 +1,8 @@
 """Benchmark: ``analyze`` on 10,000,000 events in SQLite (2 variants, ~1,000,000 users, 2 metrics).
 
+``ABCORE_BENCH_EVENTS`` scales the data set (users = events / 10); ``ABCORE_BENCH_BASELINE`` names a
+checkout whose ``analyze`` is timed on the same data in the same run (the anchor of the ratio).
+
 Run with ``pytest tests/bench/bench_analysis.py -m bench -s``. The data set is generated once
 in a separate process (so its memory does not count) by SQLite itself (recursive CTEs with
 ``random()``) and cached under ``/tmp``. The test then runs ``analyze`` in a fresh
@@ -26,12 +29,17 @@ from typing import Any
 
 import pytest
 
-DB_PATH = Path(os.environ.get("ABCORE_BENCH_DB", "/tmp/abcore-bench-10m.db"))
-USERS = 1_000_000
-EXPOSURES = 6_000_000
-CLICKS = 1_500_000
-REVENUE = 2_500_000
-TOTAL_EVENTS = EXPOSURES + CLICKS + REVENUE  # 10,000,000
+#: Events in the data set (default 10,000,000; e.g. ABCORE_BENCH_EVENTS=1000000 for a quick run).
+TOTAL_EVENTS = int(os.environ.get("ABCORE_BENCH_EVENTS", "10000000"))
+DB_PATH = Path(os.environ.get("ABCORE_BENCH_DB", f"/tmp/abcore-bench-{TOTAL_EVENTS // 1_000_000}m.db"
+                              if TOTAL_EVENTS >= 1_000_000 else f"/tmp/abcore-bench-{TOTAL_EVENTS}.db"))
+USERS = TOTAL_EVENTS // 10
+EXPOSURES = TOTAL_EVENTS * 6 // 10
+CLICKS = TOTAL_EVENTS * 15 // 100
+REVENUE = TOTAL_EVENTS - EXPOSURES - CLICKS
+#: A checkout of the code to compare with (e.g. ``git archive main | tar -x -C /tmp/abcore-main``): its
+#: ``analyze`` runs on the same data in the same run and the ratio new / baseline is printed.
+BASELINE = os.environ.get("ABCORE_BENCH_BASELINE")
 START = "2026-01-01 00:00:00"
 MAX_RSS_MB = 300.0
 MAX_SECONDS = 10.0
@@ -227,9 +235,13 @@ def run_pandas(path: Path) -> dict[str, float]:
     return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
 
 
-def _in_subprocess(mode: str) -> dict[str, float]:
+def _in_subprocess(mode: str, code: str | None = None) -> dict[str, float]:
+    """Run this file's ``mode`` in a fresh interpreter; ``code``: import abcore from that checkout instead."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = code
     out = subprocess.run(
-        [sys.executable, __file__, mode, str(DB_PATH)], check=True, capture_output=True, text=True
+        [sys.executable, __file__, mode, str(DB_PATH)], check=True, capture_output=True, text=True, env=env
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -258,10 +270,18 @@ def test_analyze_10m_events_sqlite() -> None:
         f"analyze(percentiles=False, daily=False) (tests, health checks, verdict only): {core['seconds']:.2f} s wall, "
         f"{core['cpu_seconds']:.2f} s CPU, peak RSS {core['peak_rss_mb']:.0f} MB"
     )
+    if BASELINE:
+        old = _in_subprocess("analyze", BASELINE)
+        old_core = _in_subprocess("analyze-core", BASELINE)
+        print(
+            f"baseline {BASELINE}: analyze {old['seconds']:.2f} s wall ({old['cpu_seconds']:.2f} s CPU), core "
+            f"{old_core['seconds']:.2f} s; ratio new / baseline: analyze {figures['seconds'] / old['seconds']:.2f}, "
+            f"core {core['seconds'] / old_core['seconds']:.2f} (load average {old['load']:.1f})"
+        )
     naive = _in_subprocess("pandas")
     print(f"naive pandas (read all rows, group by): {naive['seconds']:.2f} s, peak RSS {naive['peak_rss_mb']:.0f} MB")
     assert figures["users"] == USERS
-    assert figures["seconds"] <= MAX_SECONDS
+    assert figures["seconds"] <= MAX_SECONDS * TOTAL_EVENTS / 10_000_000
     assert figures["peak_rss_mb"] <= MAX_RSS_MB
 
 
