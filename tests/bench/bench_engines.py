@@ -171,7 +171,7 @@ def generate(n_events: int, d: Path) -> float:
 def _measure(mode: str, d: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", RUNNER, mode, str(d), MEMORY, HAND.format(d=d)], capture_output=True,
-                         text=True, env=env, timeout=3600)
+                         text=True, env=env, timeout=3600, cwd=d)  # cwd: DuckDB spills into <cwd>/.tmp
     if out.returncode != 0:
         raise AssertionError(f"{mode} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
