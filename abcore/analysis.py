@@ -374,6 +374,8 @@ def analyze(
         Where the metric query runs: ``"store"`` the session's database; ``"duckdb"`` embedded DuckDB
         over the store (or the ``source`` files); ``"spark"`` Spark SQL (the active session if any,
         else ``local[2]``); or a ready :class:`abcore.engines.Engine`. ``Results.engine`` says which.
+        DuckDB and Spark read the store through their own connection, so ``session`` is committed
+        first (they see committed rows only); Spark copies the store's two tables in (small stores).
     source : path, JSON text, dict or SourceConfig, optional
         Where the events (and optionally exposures) live (:func:`abcore.engines.load_source_config`);
         default the store's tables. With an exposure table the experiment is matched by its name.

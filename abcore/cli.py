@@ -259,7 +259,7 @@ def _analysis_report(results: Any) -> str:
     """Seed 001's online analysis as text: overall rate, per-variant totals/conversions, tests per metric."""
     lines = [
         f"Experiment {results.experiment} ({results.status}); method {results.method}, "
-        f"alpha {results.alpha:g}, correction {results.correction}",
+        f"alpha {results.alpha:g}, correction {results.correction}, engine {results.engine}",
     ]
     primary = next((m for m in results.metrics if m.role == "primary"), None)
     rows = []
@@ -328,8 +328,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     with _session(engine) as session:
         exp = get_experiment(session=session, ref=args.experiment)
         try:
-            results = analyze(exp, session=session, **_analyze_options(args))
-        except ValueError as exc:  # e.g. --cuped on an experiment that never started
+            results = analyze(exp, session=session, engine=args.engine, source=args.source, **_analyze_options(args))
+        except (ValueError, ImportError) as exc:  # a bad source config, a missing engine extra
             raise CliError(str(exc)) from None
     if args.json is None:
         print(_analysis_report(results))
@@ -770,6 +770,14 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
     analyze.add_argument("--json", metavar="FILE", help="write the full results as JSON to FILE ('-' = stdout)")
     _add_analysis_options(analyze)
+    analyze.add_argument(
+        "--engine", choices=("store", "duckdb", "spark"), default="store",
+        help="where the metric query runs: the store's database (default), embedded DuckDB over the store or "
+        "the --source files (extra 'duckdb'), or Spark SQL (extra 'spark')",
+    )
+    analyze.add_argument("--source", metavar="FILE.json", default=None,
+                         help="event source config (events / exposures tables or Parquet/CSV files; README: "
+                         "Analysis engines); default the store's tables")
     analyze.set_defaults(handler=_cmd_analyze)
 
     st = commands.add_parser(

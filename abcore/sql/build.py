@@ -377,8 +377,8 @@ def _cap_ctes(d: Dialect, i: int, m: Any, columns: Sequence[str]) -> list[tuple[
     bounds: list[str] = []
     if cap == "absolute":
         for c in columns:
-            bounds.append(f"{literal(None if up is None else float(up))} AS {c}_hi")
-            bounds.append(f"{literal(None if lo is None else float(lo))} AS {c}_lo")
+            bounds.append(f"{d.double(literal(None if up is None else float(up)))} AS {c}_hi")
+            bounds.append(f"{d.double(literal(None if lo is None else float(lo)))} AS {c}_lo")
         cap_sql = "SELECT " + ", ".join(bounds)
     else:
         # Nearest-rank percentile of the per-user values pooled over variants: value at rank ceil(p N).
@@ -503,7 +503,9 @@ def _stats_parts(
             ranked = (
                 f"SELECT variant, segment, user_id, value, ROW_NUMBER() OVER"
                 f" (PARTITION BY variant, segment ORDER BY value) AS rn,"
-                f" COUNT(*) OVER (PARTITION BY variant, segment) AS cnt\n"
+                # the same window as rn (one sort): the whole partition's count
+                f" COUNT(*) OVER (PARTITION BY variant, segment ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING"
+                f" AND UNBOUNDED FOLLOWING) AS cnt\n"
                 f"  FROM m{i}_events WHERE post = 1 AND value IS NOT NULL"
             )
             ctes.append((f"m{i}_ranked", ranked))
@@ -530,8 +532,10 @@ def _stats_parts(
             x = _per_user_value(d, kind, None, pre) if with_pre else zero
             columns = ["y"]
         # Per user with events of the metric (users without any count 0 in every sum).
+        # (binomial: also the day of the first qualifying event, for the daily series in the same pass)
+        first = f", MIN(CASE WHEN post = 1 THEN {_Time(d, src).day('ts_key')} END) AS first_day" if kind == "binomial" else ""
         ctes.append((f"m{i}_eu", f"SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, {y} AS y,"
-                                 f" {x} AS x FROM m{i}_events GROUP BY user_id"))
+                                 f" {x} AS x{first} FROM m{i}_events GROUP BY user_id"))
         has_x = kind == "ratio" or with_pre
         yd = d.double("y")
         xd = d.double("x")
@@ -625,12 +629,9 @@ def _daily_parts(d: Dialect, src: QuerySource, metrics: Sequence[Any]) -> tuple[
         if kind == "quantile":
             continue
         head = f"SELECT {literal(m.name)} AS metric, "
-        if kind == "binomial":
-            first = (f"SELECT user_id, MIN(variant) AS variant, MIN({day}) AS day FROM m{i}_events WHERE post = 1"
-                     f" GROUP BY user_id")
-            ctes.append((f"m{i}_first", first))
-            selects.append(head + f"variant, day, {d.double('COUNT(*)')} AS sum_y, {zero} AS sum_x\n"
-                           f"  FROM m{i}_first GROUP BY variant, day")
+        if kind == "binomial":  # users on the day of their first qualifying event (m<i>_eu has it)
+            selects.append(head + f"variant, first_day AS day, {d.double('COUNT(*)')} AS sum_y, {zero} AS sum_x\n"
+                           f"  FROM m{i}_eu WHERE first_day IS NOT NULL GROUP BY variant, first_day")
             continue
         if kind == "ratio":
             y = _per_user_value(d, "mean", m.numerator, "post = 1")
@@ -782,7 +783,8 @@ def build_analysis_query(
             raise ValueError(f"percentiles are for count or mean metrics of this query; got {name!r}")
         i = index[name]
         ranked = (f"SELECT variant, value, ROW_NUMBER() OVER (PARTITION BY variant ORDER BY value) AS rn,"
-                  f" COUNT(*) OVER (PARTITION BY variant) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
+                  f" COUNT(*) OVER (PARTITION BY variant ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED"
+                  f" FOLLOWING) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
         ctes.append((f"m{i}_pct", ranked))
         picks = ", ".join(
             f"MIN(CASE WHEN rn = {d.int_div(f'(cnt * {p} + 99)', '100')} THEN {d.double('value')} END) AS p{p}"

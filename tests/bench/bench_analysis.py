@@ -275,14 +275,17 @@ def test_analyze_10m_events_sqlite() -> None:
         old_core = _in_subprocess("analyze-core", BASELINE)
         print(
             f"baseline {BASELINE}: analyze {old['seconds']:.2f} s wall ({old['cpu_seconds']:.2f} s CPU), core "
-            f"{old_core['seconds']:.2f} s; ratio new / baseline: analyze {figures['seconds'] / old['seconds']:.2f}, "
-            f"core {core['seconds'] / old_core['seconds']:.2f} (load average {old['load']:.1f})"
+            f"{old_core['seconds']:.2f} s wall ({old_core['cpu_seconds']:.2f} s CPU); ratio new / baseline: analyze "
+            f"{figures['seconds'] / old['seconds']:.2f} wall, {figures['cpu_seconds'] / old['cpu_seconds']:.2f} CPU; "
+            f"core {core['seconds'] / old_core['seconds']:.2f} wall, "
+            f"{core['cpu_seconds'] / old_core['cpu_seconds']:.2f} CPU (load average {old['load']:.1f})"
         )
     naive = _in_subprocess("pandas")
     print(f"naive pandas (read all rows, group by): {naive['seconds']:.2f} s, peak RSS {naive['peak_rss_mb']:.0f} MB")
     assert figures["users"] == USERS
-    assert figures["seconds"] <= MAX_SECONDS * TOTAL_EVENTS / 10_000_000
-    assert figures["peak_rss_mb"] <= MAX_RSS_MB
+    if TOTAL_EVENTS >= 10_000_000:  # the targets are for the 10M data set
+        assert figures["seconds"] <= MAX_SECONDS
+        assert figures["peak_rss_mb"] <= MAX_RSS_MB
 
 
 if __name__ == "__main__":

@@ -1,82 +1,93 @@
 -- stats
 WITH exposures AS (
-  SELECT "user_id" AS user_id, MIN((CAST(strftime('%s', substr("ts", 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr("ts", 21, 6) || '000000', 1, 6) AS INTEGER))) AS first_us
+  SELECT "user_id" AS user_id, MIN("ts") AS first_key
   FROM ab_experiment_results
-  WHERE "experiment_id" = 1 AND "event_type" = 'exposure' AND (CAST(strftime('%s', substr("ts", 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr("ts", 21, 6) || '000000', 1, 6) AS INTEGER)) < 1768089600000000
+  WHERE "experiment_id" = 1 AND "event_type" = 'exposure' AND "ts" < '2026-01-11 00:00:00.000000'
   GROUP BY "user_id"
 ),
 population AS (
-  SELECT a."user_id" AS user_id, a."variant_id" AS variant, e.first_us, COALESCE(CAST(json_extract(a."attributes", '$."country"') AS TEXT), '(none)') AS segment
+  SELECT a."user_id" AS user_id, a."variant_id" AS variant, e.first_key, (CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) AS first_us, COALESCE(CAST(json_extract(a."attributes", '$."country"') AS TEXT), '(none)') AS segment, (strftime('%Y-%m-%d %H:%M:%S', ((CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) + 172800000000) / 1000000, 'unixepoch') || '.' || printf('%06d', ((CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) + 172800000000) % 1000000)) AS b0, (strftime('%Y-%m-%d %H:%M:%S', ((CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) + 3600000000) / 1000000, 'unixepoch') || '.' || printf('%06d', ((CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) + 3600000000) % 1000000)) AS b1, (strftime('%Y-%m-%d %H:%M:%S', ((CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) + 262800000000) / 1000000, 'unixepoch') || '.' || printf('%06d', ((CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) + 262800000000) % 1000000)) AS b2, (strftime('%Y-%m-%d %H:%M:%S', ((CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) + -1209600000000) / 1000000, 'unixepoch') || '.' || printf('%06d', ((CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) + -1209600000000) % 1000000)) AS b3
   FROM ab_user_assignments a
   JOIN exposures e ON e.user_id = a."user_id"
   WHERE a."experiment_id" = 1
 ),
-events_in AS (
-  SELECT p.user_id, ev."metric_name" AS metric_name, ev."value" AS value, (CAST(strftime('%s', substr(ev."ts", 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(ev."ts", 21, 6) || '000000', 1, 6) AS INTEGER)) AS ts_us, p.first_us
-  FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
-  WHERE ev."experiment_id" = 1 AND ev."metric_name" IN ('click', 'click_count', 'revenue', 'revenue_abs', 'revenue_pct', 'latency', 'latency_p50') AND ev."event_type" = 'conversion' AND (CAST(strftime('%s', substr(ev."ts", 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(ev."ts", 21, 6) || '000000', 1, 6) AS INTEGER)) < 1768089600000000
+pop_n AS (
+  SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment
 ),
-m0_events AS (
-  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('click')
+m0_events AS NOT MATERIALIZED (
+  SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
+  FROM (
+  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, ev."ts" AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  FROM ab_experiment_results ev
+  CROSS JOIN population p ON p.user_id = ev."user_id"
+  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('click') AND ev."ts" < '2026-01-11 00:00:00.000000'
+  ) s
 ),
-m0_user AS (
-  SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
-  FROM population p
-  LEFT JOIN (SELECT user_id, MAX(CASE WHEN post = 1 THEN 1 ELSE 0 END) AS y, MAX(CASE WHEN post = 0 AND ts_us < first_us AND ts_us >= first_us - 1209600000000 THEN 1 ELSE 0 END) AS x FROM m0_events GROUP BY user_id) e ON e.user_id = p.user_id
+m0_eu AS (
+  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, MAX(CASE WHEN post = 1 THEN 1 ELSE 0 END) AS y, MAX(CASE WHEN pre = 1 THEN 1 ELSE 0 END) AS x, MIN(CASE WHEN post = 1 THEN substr(ts_key, 1, 10) END) AS first_day FROM m0_events GROUP BY user_id
 ),
-m0_capped AS (
-  SELECT * FROM m0_user
+m1_events AS NOT MATERIALIZED (
+  SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key AND ts_key < b0 THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
+  FROM (
+  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, ev."ts" AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  FROM ab_experiment_results ev
+  CROSS JOIN population p ON p.user_id = ev."user_id"
+  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('click_count') AND ev."ts" < '2026-01-11 00:00:00.000000'
+  ) s
 ),
-m1_events AS (
-  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 AND ts_us < first_us + 172800000000 THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('click_count')
+m1_eu AS (
+  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 THEN 1 ELSE 0 END) AS y, SUM(CASE WHEN pre = 1 THEN 1 ELSE 0 END) AS x FROM m1_events GROUP BY user_id
 ),
-m1_user AS (
-  SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
-  FROM population p
-  LEFT JOIN (SELECT user_id, SUM(CASE WHEN post = 1 THEN 1 ELSE 0 END) AS y, SUM(CASE WHEN post = 0 AND ts_us < first_us AND ts_us >= first_us - 1209600000000 THEN 1 ELSE 0 END) AS x FROM m1_events GROUP BY user_id) e ON e.user_id = p.user_id
+m2_events AS NOT MATERIALIZED (
+  SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= b1 AND ts_key < b2 THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
+  FROM (
+  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, ev."ts" AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  FROM ab_experiment_results ev
+  CROSS JOIN population p ON p.user_id = ev."user_id"
+  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('revenue') AND ev."ts" < '2026-01-11 00:00:00.000000'
+  ) s
 ),
-m1_capped AS (
-  SELECT * FROM m1_user
+m2_eu AS (
+  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS y, SUM(CASE WHEN pre = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS x FROM m2_events GROUP BY user_id
 ),
-m2_events AS (
-  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 3600000000 AND ts_us < first_us + 262800000000 THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('revenue')
+m3_events AS NOT MATERIALIZED (
+  SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
+  FROM (
+  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, ev."ts" AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  FROM ab_experiment_results ev
+  CROSS JOIN population p ON p.user_id = ev."user_id"
+  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('revenue_abs') AND ev."ts" < '2026-01-11 00:00:00.000000'
+  ) s
 ),
-m2_user AS (
-  SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
-  FROM population p
-  LEFT JOIN (SELECT user_id, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS y, SUM(CASE WHEN post = 0 AND ts_us < first_us AND ts_us >= first_us - 1209600000000 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS x FROM m2_events GROUP BY user_id) e ON e.user_id = p.user_id
-),
-m2_capped AS (
-  SELECT * FROM m2_user
-),
-m3_events AS (
-  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('revenue_abs')
+m3_eu AS (
+  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS y, SUM(CASE WHEN pre = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS x FROM m3_events GROUP BY user_id
 ),
 m3_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
-  FROM population p
-  LEFT JOIN (SELECT user_id, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS y, SUM(CASE WHEN post = 0 AND ts_us < first_us AND ts_us >= first_us - 1209600000000 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS x FROM m3_events GROUP BY user_id) e ON e.user_id = p.user_id
+  FROM population p LEFT JOIN m3_eu e ON e.user_id = p.user_id
 ),
 m3_cap AS (
-  SELECT 20.0 AS y_hi, 1.0 AS y_lo
+  SELECT CAST(20.0 AS REAL) AS y_hi, CAST(1.0 AS REAL) AS y_lo
 ),
 m3_capped AS (
   SELECT u.user_id, u.variant, u.segment, u.x, CASE WHEN c.y_lo IS NOT NULL AND u.y < c.y_lo THEN c.y_lo ELSE CASE WHEN c.y_hi IS NOT NULL AND u.y > c.y_hi THEN c.y_hi ELSE u.y END END AS y
   FROM m3_user u CROSS JOIN m3_cap c
 ),
-m4_events AS (
-  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('revenue_pct')
+m4_events AS NOT MATERIALIZED (
+  SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
+  FROM (
+  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, ev."ts" AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  FROM ab_experiment_results ev
+  CROSS JOIN population p ON p.user_id = ev."user_id"
+  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('revenue_pct') AND ev."ts" < '2026-01-11 00:00:00.000000'
+  ) s
+),
+m4_eu AS (
+  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS y, SUM(CASE WHEN pre = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS x FROM m4_events GROUP BY user_id
 ),
 m4_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
-  FROM population p
-  LEFT JOIN (SELECT user_id, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS y, SUM(CASE WHEN post = 0 AND ts_us < first_us AND ts_us >= first_us - 1209600000000 THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS x FROM m4_events GROUP BY user_id) e ON e.user_id = p.user_id
+  FROM population p LEFT JOIN m4_eu e ON e.user_id = p.user_id
 ),
 m4_cap AS (
   SELECT (SELECT MIN(v) FROM (SELECT y AS v, ROW_NUMBER() OVER (ORDER BY y) AS rn, COUNT(*) OVER () AS n FROM m4_user) r WHERE rn >= CAST(CEIL(0.9 * n) AS INTEGER)) AS y_hi,
@@ -86,72 +97,80 @@ m4_capped AS (
   SELECT u.user_id, u.variant, u.segment, u.x, CASE WHEN c.y_lo IS NOT NULL AND u.y < c.y_lo THEN c.y_lo ELSE CASE WHEN c.y_hi IS NOT NULL AND u.y > c.y_hi THEN c.y_hi ELSE u.y END END AS y
   FROM m4_user u CROSS JOIN m4_cap c
 ),
-m5_events AS (
-  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('revenue', 'click')
+m5_events AS NOT MATERIALIZED (
+  SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
+  FROM (
+  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, ev."ts" AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  FROM ab_experiment_results ev
+  CROSS JOIN population p ON p.user_id = ev."user_id"
+  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('revenue', 'click') AND ev."ts" < '2026-01-11 00:00:00.000000'
+  ) s
 ),
-m5_user AS (
-  SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
-  FROM population p
-  LEFT JOIN (SELECT user_id, SUM(CASE WHEN post = 1 AND metric_name = 'revenue' THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS y, SUM(CASE WHEN post = 1 AND metric_name = 'click' THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS x FROM m5_events GROUP BY user_id) e ON e.user_id = p.user_id
+m5_eu AS (
+  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 AND metric_name = 'revenue' THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS y, SUM(CASE WHEN post = 1 AND metric_name = 'click' THEN CAST(COALESCE(value, 1) AS REAL) ELSE CAST(0 AS REAL) END) AS x FROM m5_events GROUP BY user_id
 ),
-m5_capped AS (
-  SELECT * FROM m5_user
-),
-m6_events AS (
-  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('latency')
+m6_events AS NOT MATERIALIZED (
+  SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
+  FROM (
+  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, ev."ts" AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  FROM ab_experiment_results ev
+  CROSS JOIN population p ON p.user_id = ev."user_id"
+  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('latency') AND ev."ts" < '2026-01-11 00:00:00.000000'
+  ) s
 ),
 m6_ranked AS (
-  SELECT p.variant, p.segment, e.user_id, e.value, ROW_NUMBER() OVER (PARTITION BY p.variant, p.segment ORDER BY e.value) AS rn, COUNT(*) OVER (PARTITION BY p.variant, p.segment) AS cnt
-  FROM m6_events e JOIN population p ON p.user_id = e.user_id
-  WHERE e.post = 1 AND e.value IS NOT NULL
+  SELECT variant, segment, user_id, value, ROW_NUMBER() OVER (PARTITION BY variant, segment ORDER BY value) AS rn, COUNT(*) OVER (PARTITION BY variant, segment ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS cnt
+  FROM m6_events WHERE post = 1 AND value IS NOT NULL
 ),
-m7_events AS (
-  SELECT user_id, metric_name, value, ts_us, first_us, CASE WHEN ts_us >= first_us + 0 THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('latency_p50')
+m7_events AS NOT MATERIALIZED (
+  SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
+  FROM (
+  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, ev."ts" AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  FROM ab_experiment_results ev
+  CROSS JOIN population p ON p.user_id = ev."user_id"
+  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('latency_p50') AND ev."ts" < '2026-01-11 00:00:00.000000'
+  ) s
 ),
 m7_ranked AS (
-  SELECT p.variant, p.segment, e.user_id, e.value, ROW_NUMBER() OVER (PARTITION BY p.variant, p.segment ORDER BY e.value) AS rn, COUNT(*) OVER (PARTITION BY p.variant, p.segment) AS cnt
-  FROM m7_events e JOIN population p ON p.user_id = e.user_id
-  WHERE e.post = 1 AND e.value IS NOT NULL
+  SELECT variant, segment, user_id, value, ROW_NUMBER() OVER (PARTITION BY variant, segment ORDER BY value) AS rn, COUNT(*) OVER (PARTITION BY variant, segment ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS cnt
+  FROM m7_events WHERE post = 1 AND value IS NOT NULL
 )
-SELECT metric, variant, segment, n, sum_y, sum_y2, sum_x, sum_x2, sum_xy, q_n, q_value FROM (
-SELECT 'click' AS metric, variant, segment, COUNT(*) AS n, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value
-  FROM m0_capped GROUP BY variant, segment
+SELECT metric, variant, segment, n, sum_y, sum_y2, sum_x, sum_x2, sum_xy, q_n, q_value, q_lower, q_upper FROM (
+SELECT 'click' AS metric, c.variant, c.segment, c.n, COALESCE(s.sum_y, CAST(0 AS REAL)) AS sum_y, COALESCE(s.sum_y2, CAST(0 AS REAL)) AS sum_y2, COALESCE(s.sum_x, CAST(0 AS REAL)) AS sum_x, COALESCE(s.sum_x2, CAST(0 AS REAL)) AS sum_x2, COALESCE(s.sum_xy, CAST(0 AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value, CAST(NULL AS REAL) AS q_lower, CAST(NULL AS REAL) AS q_upper
+  FROM pop_n c LEFT JOIN (SELECT variant, segment, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy FROM m0_eu GROUP BY variant, segment) s ON s.variant = c.variant AND s.segment = c.segment
 UNION ALL
-SELECT 'click_count' AS metric, variant, segment, COUNT(*) AS n, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value
-  FROM m1_capped GROUP BY variant, segment
+SELECT 'click_count' AS metric, c.variant, c.segment, c.n, COALESCE(s.sum_y, CAST(0 AS REAL)) AS sum_y, COALESCE(s.sum_y2, CAST(0 AS REAL)) AS sum_y2, COALESCE(s.sum_x, CAST(0 AS REAL)) AS sum_x, COALESCE(s.sum_x2, CAST(0 AS REAL)) AS sum_x2, COALESCE(s.sum_xy, CAST(0 AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value, CAST(NULL AS REAL) AS q_lower, CAST(NULL AS REAL) AS q_upper
+  FROM pop_n c LEFT JOIN (SELECT variant, segment, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy FROM m1_eu GROUP BY variant, segment) s ON s.variant = c.variant AND s.segment = c.segment
 UNION ALL
-SELECT 'revenue' AS metric, variant, segment, COUNT(*) AS n, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value
-  FROM m2_capped GROUP BY variant, segment
+SELECT 'revenue' AS metric, c.variant, c.segment, c.n, COALESCE(s.sum_y, CAST(0 AS REAL)) AS sum_y, COALESCE(s.sum_y2, CAST(0 AS REAL)) AS sum_y2, COALESCE(s.sum_x, CAST(0 AS REAL)) AS sum_x, COALESCE(s.sum_x2, CAST(0 AS REAL)) AS sum_x2, COALESCE(s.sum_xy, CAST(0 AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value, CAST(NULL AS REAL) AS q_lower, CAST(NULL AS REAL) AS q_upper
+  FROM pop_n c LEFT JOIN (SELECT variant, segment, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy FROM m2_eu GROUP BY variant, segment) s ON s.variant = c.variant AND s.segment = c.segment
 UNION ALL
-SELECT 'revenue_abs' AS metric, variant, segment, COUNT(*) AS n, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value
+SELECT 'revenue_abs' AS metric, variant, segment, COUNT(*) AS n, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value, CAST(NULL AS REAL) AS q_lower, CAST(NULL AS REAL) AS q_upper
   FROM m3_capped GROUP BY variant, segment
 UNION ALL
-SELECT 'revenue_pct' AS metric, variant, segment, COUNT(*) AS n, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value
+SELECT 'revenue_pct' AS metric, variant, segment, COUNT(*) AS n, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value, CAST(NULL AS REAL) AS q_lower, CAST(NULL AS REAL) AS q_upper
   FROM m4_capped GROUP BY variant, segment
 UNION ALL
-SELECT 'rev_per_click' AS metric, variant, segment, COUNT(*) AS n, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value
-  FROM m5_capped GROUP BY variant, segment
+SELECT 'rev_per_click' AS metric, c.variant, c.segment, c.n, COALESCE(s.sum_y, CAST(0 AS REAL)) AS sum_y, COALESCE(s.sum_y2, CAST(0 AS REAL)) AS sum_y2, COALESCE(s.sum_x, CAST(0 AS REAL)) AS sum_x, COALESCE(s.sum_x2, CAST(0 AS REAL)) AS sum_x2, COALESCE(s.sum_xy, CAST(0 AS REAL)) AS sum_xy, 0 AS q_n, CAST(NULL AS REAL) AS q_value, CAST(NULL AS REAL) AS q_lower, CAST(NULL AS REAL) AS q_upper
+  FROM pop_n c LEFT JOIN (SELECT variant, segment, SUM(CAST(y AS REAL)) AS sum_y, SUM(CAST(y AS REAL) * CAST(y AS REAL)) AS sum_y2, SUM(CAST(x AS REAL)) AS sum_x, SUM(CAST(x AS REAL) * CAST(x AS REAL)) AS sum_x2, SUM(CAST(x AS REAL) * CAST(y AS REAL)) AS sum_xy FROM m5_eu GROUP BY variant, segment) s ON s.variant = c.variant AND s.segment = c.segment
 UNION ALL
-SELECT 'latency' AS metric, variant, segment, COUNT(DISTINCT user_id) AS n, CAST(NULL AS REAL) AS sum_y, CAST(NULL AS REAL) AS sum_y2, CAST(NULL AS REAL) AS sum_x, CAST(NULL AS REAL) AS sum_x2, CAST(NULL AS REAL) AS sum_xy, COUNT(*) AS q_n, MIN(CASE WHEN rn = CAST(CEIL(0.9 * cnt) AS INTEGER) THEN CAST(value AS REAL) END) AS q_value
+SELECT 'latency' AS metric, variant, segment, COUNT(DISTINCT user_id) AS n, CAST(NULL AS REAL) AS sum_y, CAST(NULL AS REAL) AS sum_y2, CAST(NULL AS REAL) AS sum_x, CAST(NULL AS REAL) AS sum_x2, CAST(NULL AS REAL) AS sum_xy, COUNT(*) AS q_n, MIN(CASE WHEN rn = CAST(CEIL(0.9 * cnt) AS INTEGER) THEN CAST(value AS REAL) END) AS q_value, MIN(CASE WHEN rn = (CASE WHEN CAST(FLOOR(0.9 * cnt - 1.9599639845400545 * SQRT(cnt * 0.9 * 0.09999999999999998)) AS INTEGER) < 1 THEN 1 WHEN CAST(FLOOR(0.9 * cnt - 1.9599639845400545 * SQRT(cnt * 0.9 * 0.09999999999999998)) AS INTEGER) > cnt THEN cnt ELSE CAST(FLOOR(0.9 * cnt - 1.9599639845400545 * SQRT(cnt * 0.9 * 0.09999999999999998)) AS INTEGER) END) THEN CAST(value AS REAL) END) AS q_lower, MIN(CASE WHEN rn = (CASE WHEN CAST(CEIL(0.9 * cnt + 1.9599639845400545 * SQRT(cnt * 0.9 * 0.09999999999999998)) AS INTEGER) < 1 THEN 1 WHEN CAST(CEIL(0.9 * cnt + 1.9599639845400545 * SQRT(cnt * 0.9 * 0.09999999999999998)) AS INTEGER) > cnt THEN cnt ELSE CAST(CEIL(0.9 * cnt + 1.9599639845400545 * SQRT(cnt * 0.9 * 0.09999999999999998)) AS INTEGER) END) THEN CAST(value AS REAL) END) AS q_upper
   FROM m6_ranked GROUP BY variant, segment
 UNION ALL
-SELECT 'latency_p50' AS metric, variant, segment, COUNT(DISTINCT user_id) AS n, CAST(NULL AS REAL) AS sum_y, CAST(NULL AS REAL) AS sum_y2, CAST(NULL AS REAL) AS sum_x, CAST(NULL AS REAL) AS sum_x2, CAST(NULL AS REAL) AS sum_xy, COUNT(*) AS q_n, MIN(CASE WHEN rn = CAST(CEIL(0.5 * cnt) AS INTEGER) THEN CAST(value AS REAL) END) AS q_value
+SELECT 'latency_p50' AS metric, variant, segment, COUNT(DISTINCT user_id) AS n, CAST(NULL AS REAL) AS sum_y, CAST(NULL AS REAL) AS sum_y2, CAST(NULL AS REAL) AS sum_x, CAST(NULL AS REAL) AS sum_x2, CAST(NULL AS REAL) AS sum_xy, COUNT(*) AS q_n, MIN(CASE WHEN rn = CAST(CEIL(0.5 * cnt) AS INTEGER) THEN CAST(value AS REAL) END) AS q_value, MIN(CASE WHEN rn = (CASE WHEN CAST(FLOOR(0.5 * cnt - 1.9599639845400545 * SQRT(cnt * 0.5 * 0.5)) AS INTEGER) < 1 THEN 1 WHEN CAST(FLOOR(0.5 * cnt - 1.9599639845400545 * SQRT(cnt * 0.5 * 0.5)) AS INTEGER) > cnt THEN cnt ELSE CAST(FLOOR(0.5 * cnt - 1.9599639845400545 * SQRT(cnt * 0.5 * 0.5)) AS INTEGER) END) THEN CAST(value AS REAL) END) AS q_lower, MIN(CASE WHEN rn = (CASE WHEN CAST(CEIL(0.5 * cnt + 1.9599639845400545 * SQRT(cnt * 0.5 * 0.5)) AS INTEGER) < 1 THEN 1 WHEN CAST(CEIL(0.5 * cnt + 1.9599639845400545 * SQRT(cnt * 0.5 * 0.5)) AS INTEGER) > cnt THEN cnt ELSE CAST(CEIL(0.5 * cnt + 1.9599639845400545 * SQRT(cnt * 0.5 * 0.5)) AS INTEGER) END) THEN CAST(value AS REAL) END) AS q_upper
   FROM m7_ranked GROUP BY variant, segment
 ) s
 ORDER BY metric, variant, segment;
 
 -- daily
 WITH exposures AS (
-  SELECT "user_id" AS user_id, MIN((CAST(strftime('%s', substr("ts", 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr("ts", 21, 6) || '000000', 1, 6) AS INTEGER))) AS first_us
+  SELECT "user_id" AS user_id, MIN("ts") AS first_key
   FROM ab_experiment_results
-  WHERE "experiment_id" = 1 AND "event_type" = 'exposure' AND (CAST(strftime('%s', substr("ts", 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr("ts", 21, 6) || '000000', 1, 6) AS INTEGER)) < 1768089600000000
+  WHERE "experiment_id" = 1 AND "event_type" = 'exposure' AND "ts" < '2026-01-11 00:00:00.000000'
   GROUP BY "user_id"
 ),
 population AS (
-  SELECT a."user_id" AS user_id, a."variant_id" AS variant, e.first_us, '(all)' AS segment
+  SELECT a."user_id" AS user_id, a."variant_id" AS variant, e.first_key, (CAST(strftime('%s', substr(e.first_key, 1, 19)) AS INTEGER) * 1000000 + CAST(substr(substr(e.first_key, 21, 6) || '000000', 1, 6) AS INTEGER)) AS first_us, '(all)' AS segment
   FROM ab_user_assignments a
   JOIN exposures e ON e.user_id = a."user_id"
   WHERE a."experiment_id" = 1
