@@ -777,3 +777,18 @@ def plain_text(text: str | None) -> str:
         return ""
     out = "".join(_AUTOLINK_CHARS.get(c) or ("\\" + c if c in _MARKDOWN_SPECIALS else c) for c in str(text))
     return out.replace("\n", "  \n")
+
+
+ENGINE_LABELS: dict[str, str] = {"duckdb": "DuckDB", "spark": "Spark"}
+STORE_LABELS: dict[str, str] = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+def engine_caption(engine: str, seconds: float, store_dialect: str = "sqlite") -> str:
+    """The results page's line on who computed the analysis: ``"Computed by DuckDB in 0.4 s"``.
+
+    ``engine`` is ``Results.engine`` (``store`` is named by the store's SQLAlchemy dialect);
+    ``seconds`` the wall time of ``analyze`` (one decimal below 10 s, whole seconds above).
+    """
+    label = STORE_LABELS.get(store_dialect, store_dialect) if engine == "store" else ENGINE_LABELS.get(engine, engine)
+    took = f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    return f"Computed by {label} in {took}"

@@ -83,6 +83,7 @@ __all__ = [
     "variant_users",
     "assigned_variant",
     "event_counts",
+    "event_total",
 ]
 
 EVENTS = ExperimentEvent.__table__  # type: ignore[attr-defined]
@@ -1477,3 +1478,13 @@ def event_counts(
     return {
         (int(v), str(kind), None if name is None else str(name)): int(n) for v, kind, name, n in _run(session, statement)
     }
+
+
+def event_total(*, session: Session, experiment_id: int) -> int:
+    """The number of stored events of the experiment (every type; 0 when it has none).
+
+    The dashboard's ``auto`` engine choice (:func:`abcore.config.choose_analysis_engine`) compares it
+    with ``ABCORE_DUCKDB_MIN_EVENTS``; one index-only count on ``experiment_id``.
+    """
+    value = _run(session, select(func.count()).select_from(EVENTS).where(EVENTS.c.experiment_id == experiment_id)).scalar()
+    return int(value or 0)

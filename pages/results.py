@@ -11,6 +11,7 @@ import math
 import os
 import tempfile
 from datetime import UTC, date, datetime, time, timedelta
+from time import perf_counter
 from typing import IO, Any
 
 import pandas as pd
@@ -21,7 +22,7 @@ import watch_ui
 from abcore import experiments as ex
 from abcore import forms, queries
 from abcore.analysis import analyze
-from abcore.config import database_url
+from abcore.config import choose_analysis_engine, database_url
 from abcore.export import iter_csv
 from abcore.metric_forms import direction_label
 
@@ -41,18 +42,23 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
     never hidden by the cache, and a rerun on the same data builds nothing again.
 
     Keys: ``results`` (abcore.analysis.Results), ``no_data`` (metrics without any tracked event),
-    ``forest``, ``cumulative`` (per metric) and ``feedback`` chart specs (None: nothing to draw).
+    ``forest``, ``cumulative`` (per metric) and ``feedback`` chart specs (None: nothing to draw), ``seconds``
+    (how long ``analyze`` took on the engine chosen by ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS).
     """
     method, correction, cuped, start, end, segment = options
-    with ui.session() as s:
+    with ui.session() as s:  # engine: ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS (README, Dashboard)
+        engine = choose_analysis_engine(lambda: queries.event_total(session=s, experiment_id=experiment_id))
+        began = perf_counter()
         results = analyze(
             experiment_id, session=s, method=method, correction=correction, cuped=cuped,
-            start=start, end=end, segment=segment or None, percentiles=False,
+            start=start, end=end, segment=segment or None, percentiles=False, engine=engine,
         )
+        seconds = perf_counter() - began
         tracked = set(queries.metric_names(session=s, experiment_id=experiment_id))
     metrics = [m for m, _ in forms.metrics_in_order(results)]
     return {
         "results": results,
+        "seconds": seconds,
         "no_data": {m for m in metrics if m not in tracked},
         "forest": _forest(results) if any(_finite(r.test.lift) is not None for r in results.metrics) else None,
         "cumulative": {m: _cumulative(results, m, palette) for m in metrics},
@@ -417,6 +423,7 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
     _health(results)
     _verdict(results)
     _figures(results)
+    st.caption(forms.engine_caption(results.engine, page["seconds"], ui.engine().dialect.name))
 
     if not results.metrics:
         st.info("No metric data yet. Results appear as soon as users are assigned and events are tracked.", icon="⏳")

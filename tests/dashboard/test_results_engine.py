@@ -1,0 +1,81 @@
+"""The results page says which engine computed the analysis, chosen by ABCORE_ANALYSIS_ENGINE /
+ABCORE_DUCKDB_MIN_EVENTS (README, Dashboard)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from abcore import experiments as ex
+from abcore.assign import Assigner
+from abcore.db import make_engine
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+pytest.importorskip("duckdb", reason="the DuckDB caption needs the duckdb extra")
+
+
+def _experiment(url: str, users: int = 60) -> int:
+    with Session(make_engine(url), expire_on_commit=False) as s:
+        data = ex.ExperimentCreate(
+            name="Engine caption", variants=[ex.VariantCreate(name="control", allocation_pct=50),
+                                             ex.VariantCreate(name="new", allocation_pct=50)],
+        )
+        exp = ex.create_experiment(session=s, data=data)
+        ex.start_experiment(session=s, ref=exp.id)
+    assigner = Assigner(url, timeout=10.0, cache_ttl=0.0)
+    rng = random.Random(5)
+    for i in range(users):
+        assert assigner.assign(f"u{i}", "Engine caption") is not None
+        if rng.random() < 0.3:
+            assigner.track(f"u{i}", "Engine caption", "conversion")
+    assigner.close()  # flushes the write-behind buffer: every event is stored before the page reads
+    return int(exp.id)  # type: ignore[arg-type]
+
+
+def _captions(ref: str) -> list[str]:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/results.py")
+    at.session_state["live_refresh"] = False
+    at.query_params["experiment"] = ref
+    at.run()
+    assert not at.exception, at.exception
+    return [c.value for c in at.caption]
+
+
+@pytest.mark.parametrize(
+    ("env", "label"),
+    [
+        ({}, "SQLite"),  # default: the store
+        ({"ABCORE_ANALYSIS_ENGINE": "duckdb"}, "DuckDB"),
+        ({"ABCORE_DUCKDB_MIN_EVENTS": "0"}, "DuckDB"),  # auto: the experiment has more than 0 events
+        ({"ABCORE_ANALYSIS_ENGINE": "auto", "ABCORE_DUCKDB_MIN_EVENTS": "1000000"}, "SQLite"),
+    ],
+)
+def test_caption_names_the_engine(store: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], label: str) -> None:
+    monkeypatch.delenv("ABCORE_ANALYSIS_ENGINE", raising=False)
+    monkeypatch.delenv("ABCORE_DUCKDB_MIN_EVENTS", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    _experiment(store)
+    captions = _captions("Engine caption")
+    computed = [c for c in captions if c.startswith("Computed by ")]
+    assert len(computed) == 1, captions
+    assert computed[0].startswith(f"Computed by {label} in ") and computed[0].endswith(" s")
+
+
+def test_bad_engine_setting_is_shown_not_ignored(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABCORE_ANALYSIS_ENGINE", "spark")
+    _experiment(store)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/results.py")
+    at.session_state["live_refresh"] = False
+    at.query_params["experiment"] = "Engine caption"
+    at.run()
+    shown = " ".join(e.value for e in at.error)
+    assert "ABCORE_ANALYSIS_ENGINE" in shown
