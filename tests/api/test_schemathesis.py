@@ -61,7 +61,10 @@ def test_the_api_honours_its_spec(api_schema: schemathesis.BaseSchema, served: t
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        # derandomize: the same examples every run (a random negative case can be "invalid" only in the
+        # Authorization header this test replaces, plus a query key httpx drops; seen once, 2026-12-02)
+        @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                  derandomize=True)
         def run(case: schemathesis.Case) -> None:
             # positive_data_acceptance is left out: a schema-valid request may still name an experiment
             # that does not exist (404) or ask for a transition the lifecycle refuses (409), both documented.
