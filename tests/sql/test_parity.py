@@ -211,4 +211,6 @@ def test_analysis_statements_on_one_connection_match_oracle(db_url: str) -> None
                 left = conn.exec_driver_sql("SELECT name FROM sqlite_temp_master WHERE type = 'table'").all()
                 assert left == []
                 conn.close()
+            if isinstance(target, Session):
+                target.close()  # ends its transaction (PostgreSQL: the schema drop waits for it otherwise)
     sa.dispose()
