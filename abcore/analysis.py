@@ -48,7 +48,13 @@ from abcore.engines import (
 )
 from abcore.metrics import MetricSpec, default_spec, resolve_specs
 from abcore.models import Experiment, ExperimentStatus
-from abcore.sql.build import QuerySource, build_analysis_query, build_daily_query, build_kind_probe_query
+from abcore.sql.build import (
+    AnalysisStatements,
+    QuerySource,
+    build_analysis_statements,
+    build_daily_query,
+    build_kind_probe_query,
+)
 from abcore.stats import BayesResult, SRMResult, TestResult
 
 __all__ = [
@@ -840,17 +846,18 @@ def _run_analysis(
     runner: Engine, qsource: QuerySource, key: Any, metrics: Sequence[MetricSpec], start: datetime | None,
     end: datetime | None, cuped: bool, alpha: float, daily: bool, pct_names: Sequence[str],
 ) -> dict[str, list[Any]]:
-    """Run :func:`abcore.sql.build.build_analysis_query` once; its rows by ``part`` (``stats`` rows as
-    :class:`abcore.engines.MetricStatsRow`). Without metrics only the arm sizes are queried."""
+    """Run :func:`abcore.sql.build.build_analysis_statements` (one query; on SQLite after its TEMP population);
+    its rows by ``part`` (``stats`` rows as :class:`abcore.engines.MetricStatsRow`). Without metrics only the
+    arm sizes are queried."""
     out: dict[str, list[Any]] = {"stats": [], "users": [], "daily": [], "percentile": []}
     if not metrics:
         sql = build_daily_query(experiment=key, dialect=runner.dialect, source=qsource, start=start, end=end)
         out["users"] = [{"variant": r["variant"], "day": r["day"], "n": r["users"]} for r in runner.run(sql)]
         return out
-    sql = build_analysis_query(metrics, experiment=key, dialect=runner.dialect, source=qsource, start=start, end=end,
-                               cuped=cuped, quantile_alpha=alpha, daily=daily, percentiles=pct_names)
+    plan = build_analysis_statements(metrics, experiment=key, dialect=runner.dialect, source=qsource, start=start,
+                                     end=end, cuped=cuped, quantile_alpha=alpha, daily=daily, percentiles=pct_names)
     kinds = {m.name: m.kind for m in metrics}
-    for r in runner.run(sql):
+    for r in _run_statements(runner, plan):
         part = str(r["part"])
         if part != "stats":
             out[part].append(r)
@@ -862,6 +869,23 @@ def _run_analysis(
             q_value=_opt(r["q_value"]), engine=runner.name, q_lower=_opt(r["q_lower"]), q_upper=_opt(r["q_upper"]),
         ))
     return out
+
+
+def _run_statements(runner: Engine, plan: AnalysisStatements) -> list[dict[str, Any]]:
+    """The rows of ``plan.query``, after its prelude (on the same connection: ``run_all`` of the store
+    engine; an engine without it runs the statements one after another), cleanup always."""
+    if not plan.prelude and not plan.cleanup:
+        return runner.run(plan.query)
+    run_all = getattr(runner, "run_all", None)
+    if run_all is not None:
+        return run_all(plan.prelude, plan.query, plan.cleanup)
+    try:
+        for statement in plan.prelude:
+            runner.run(statement)
+        return runner.run(plan.query)
+    finally:
+        for statement in plan.cleanup:
+            runner.run(statement)
 
 
 def _num(v: Any) -> float:

@@ -76,6 +76,37 @@ class StoreEngine:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.exec_driver_sql(sql)]
 
+    def run_all(self, prelude: Sequence[str], sql: str, cleanup: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Run ``prelude`` (no rows), then ``sql`` (its rows are returned), then ``cleanup`` (also after an
+        error), all on ONE connection (a session's own, inside its transaction): TEMP tables of the prelude
+        are seen by ``sql``."""
+        if hasattr(self.engine, "exec_driver_sql"):  # a Connection
+            return _run_on(self.engine, prelude, sql, cleanup)
+        if hasattr(self.engine, "get_bind"):  # a Session
+            return _run_on(self.engine.connection(), prelude, sql, cleanup)
+        with self.engine.connect() as conn:
+            return _run_on(conn, prelude, sql, cleanup)
+
+
+def _run_on(conn: Any, prelude: Sequence[str], sql: str, cleanup: Sequence[str]) -> list[dict[str, Any]]:
+    """:meth:`StoreEngine.run_all` on one SQLAlchemy connection.
+
+    sqlite3 opens a transaction before the prelude's INSERT; when none was open before (nothing of
+    the caller's is in it), it is committed after the cleanup, so a later rollback of the caller
+    cannot undo the DROP and leave the TEMP table on the pooled connection.
+    """
+    dbapi = conn.connection.dbapi_connection
+    was_idle = getattr(dbapi, "in_transaction", True) is False  # sqlite3 only; others: leave alone
+    try:
+        for statement in prelude:
+            conn.exec_driver_sql(statement)
+        return [dict(r._mapping) for r in conn.exec_driver_sql(sql)]
+    finally:
+        for statement in cleanup:
+            conn.exec_driver_sql(statement)
+        if was_idle and dbapi.in_transaction:
+            dbapi.commit()
+
 
 def store_engine(engine: Any) -> StoreEngine:
     """An engine over the store (SQLite or PostgreSQL): a SQLAlchemy ``Engine``, ``Connection`` or ``Session``

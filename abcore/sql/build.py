@@ -38,7 +38,9 @@ __all__ = [
     "MetricSpec",
     "QuerySource",
     "ANALYSIS_COLUMNS",
+    "AnalysisStatements",
     "build_analysis_query",
+    "build_analysis_statements",
     "build_daily_metric_query",
     "build_daily_query",
     "build_kind_probe_query",
@@ -446,16 +448,18 @@ def build_stats_query(
 
 
 def _assemble(
-    d: Dialect, ctes: Sequence[tuple[str, str]], selects: Sequence[str], columns: Sequence[str], order: str
+    d: Dialect, ctes: Sequence[tuple[str, str]], selects: Sequence[str], columns: Sequence[str], order: str,
+    inline: Sequence[str] = (),
 ) -> str:
     """``WITH ... SELECT columns FROM (selects UNION ALL) ORDER BY order``.
 
-    On SQLite the per-metric event CTEs (``m<i>_events``) are ``NOT MATERIALIZED``: each consumer
-    (per-user values, daily sums, percentiles) streams the metric's index range in user order
-    instead of reading and sorting a materialized copy.
+    On SQLite the per-metric event CTEs (``m<i>_events``) and the CTEs named in ``inline`` are
+    ``NOT MATERIALIZED``: each consumer (per-user values, daily sums, percentiles) streams the
+    metric's index range in user order instead of reading and sorting a materialized copy (and a
+    population read from a keyed table is looked up by that key).
     """
     def hint(name: str) -> str:
-        return "NOT MATERIALIZED " if d.name == "sqlite" and name.endswith("_events") else ""
+        return "NOT MATERIALIZED " if d.name == "sqlite" and (name.endswith("_events") or name in inline) else ""
 
     with_sql = ",\n".join(f"{name} AS {hint(name)}(\n  {body}\n)" for name, body in ctes)
     body = "\nUNION ALL\n".join(selects)
@@ -732,6 +736,7 @@ def build_analysis_query(
     quantile_alpha: float = 0.05,
     daily: bool = True,
     percentiles: Sequence[str] = (),
+    population_table: str | None = None,
 ) -> str:
     """Everything one analysis needs in one statement (one population, one pass per metric on SQLite).
 
@@ -745,13 +750,18 @@ def build_analysis_query(
       ``sum_y`` their sum, ``v_min`` / ``v_max``, and nearest-rank ``p50`` / ``p95`` / ``p99`` (rank
       ``ceil(p N / 100)``, numpy ``method="inverted_cdf"``).
 
-    ``day`` is the day number since 1970-01-01 (NULL for other parts).
+    ``day`` is the day number since 1970-01-01 (NULL for other parts). With ``population_table`` (a
+    table with the rows of the ``population`` CTE, e.g. the TEMP table of
+    :func:`build_analysis_statements`) the population is read from it instead of being derived.
     """
     d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
     src = source or QuerySource()
     t = _Time(d, src)
     ctes, stats_selects = _stats_parts(d, src, metrics, experiment, start, end, None, cuped, cuped_lookback_hours,
                                        quantile_alpha)
+    if population_table is not None:
+        assert [name for name, _ in ctes[:2]] == ["exposures", "population"]
+        ctes[:2] = [("population", f"SELECT * FROM {population_table}")]
     null = d.double("NULL")
     nulls = f"{null} AS v_min, {null} AS v_max, {null} AS p50, {null} AS p95, {null} AS p99"
     int_null = "CAST(NULL AS BIGINT)" if d.name != "sqlite" else "NULL"
@@ -797,4 +807,61 @@ def build_analysis_query(
             f" MIN({d.double('value')}) AS v_min, MAX({d.double('value')}) AS v_max, {picks}\n"
             f"  FROM m{i}_pct GROUP BY variant"
         )
-    return _assemble(d, ctes, selects, ANALYSIS_COLUMNS, "part, metric, variant, segment, day")
+    return _assemble(d, ctes, selects, ANALYSIS_COLUMNS, "part, metric, variant, segment, day",
+                     ("population",) if population_table is not None else ())
+
+
+@dataclass(frozen=True)
+class AnalysisStatements:
+    """The statements of one analysis, run in order on ONE connection: ``prelude``, then ``query``
+    (whose rows are the result, as :func:`build_analysis_query`'s), then ``cleanup`` (always, also
+    after an error)."""
+
+    prelude: tuple[str, ...]
+    query: str
+    cleanup: tuple[str, ...]
+
+
+def build_analysis_statements(
+    metrics: Sequence[Any],
+    *,
+    experiment: Any,
+    dialect: str | Dialect,
+    source: QuerySource | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    cuped: bool = False,
+    cuped_lookback_hours: float = 14 * 24,
+    quantile_alpha: float = 0.05,
+    daily: bool = True,
+    percentiles: Sequence[str] = (),
+) -> AnalysisStatements:
+    """:func:`build_analysis_query` (same arguments, same rows) with the prelude its dialect wants.
+
+    Where :attr:`Dialect.temp_population` holds (SQLite), the prelude stores the ``population``
+    CTE's rows once in a TEMP table keyed by ``user_id`` (a unique name per call) and the query
+    reads it (``population_table``); cleanup drops it. Elsewhere prelude and cleanup are empty.
+    """
+    d = dialect if isinstance(dialect, Dialect) else get_dialect(dialect)
+    options: dict[str, Any] = dict(
+        experiment=experiment, dialect=d, source=source, start=start, end=end, cuped=cuped,
+        cuped_lookback_hours=cuped_lookback_hours, quantile_alpha=quantile_alpha, daily=daily,
+        percentiles=percentiles,
+    )
+    if not d.temp_population:
+        return AnalysisStatements((), build_analysis_query(metrics, **options), ())
+    from uuid import uuid4
+
+    src = source or QuerySource()
+    # The population CTEs exactly as build_analysis_query renders them (same validation first).
+    ctes, _ = _stats_parts(d, src, metrics, experiment, start, end, None, cuped, cuped_lookback_hours, quantile_alpha)
+    assert [name for name, _ in ctes[:2]] == ["exposures", "population"]
+    offsets = _bound_offsets(metrics, cuped, _hours_us(cuped_lookback_hours))
+    columns = ["user_id", "variant", "first_key", "first_us", "segment"] + [f"b{j}" for j in range(len(offsets))]
+    name = f"abq_pop_{uuid4().hex[:12]}"
+    # No declared types beyond the key: every value keeps the type the CTE gives it.
+    ddl = f"CREATE TEMP TABLE {name} (user_id TEXT PRIMARY KEY, {', '.join(columns[1:])}) WITHOUT ROWID"
+    with_sql = ",\n".join(f"{n} AS (\n  {body}\n)" for n, body in ctes[:2])
+    fill = f"INSERT INTO {name} ({', '.join(columns)})\nWITH {with_sql}\nSELECT {', '.join(columns)} FROM population"
+    query = build_analysis_query(metrics, population_table=name, **options)
+    return AnalysisStatements((ddl, fill), query, (f"DROP TABLE IF EXISTS temp.{name}",))

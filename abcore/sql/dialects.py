@@ -11,7 +11,8 @@ Differences kept here:
   microseconds since the epoch, so every engine does exact integer arithmetic;
 * **integer division** (the UTC day number of a timestamp for the daily series);
 * **JSON access** (segment attributes stored as JSON on the assignment);
-* **text casts** and identifier quoting.
+* **text casts** and identifier quoting;
+* **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,17 @@ class Dialect:
         user order lets the per-user aggregation stream (SQLite's GROUP BY otherwise sorts every row).
         """
         return self.name != "sqlite"
+
+    @property
+    def temp_population(self) -> bool:
+        """Whether :func:`abcore.sql.build.build_analysis_statements` materialises the population first.
+
+        On SQLite the population CTE, read by every metric's events, would be looked up through an
+        automatic index rebuilt for each consumer (per-user values, daily sums, percentiles); a TEMP
+        table keyed by ``user_id`` (prelude statements on the same connection) is built once.
+        The other engines plan the CTE themselves (hash joins) and run the one statement.
+        """
+        return self.name == "sqlite"
 
     # -- timestamp keys: what rows are compared and grouped by (cheap per row), converted per user only
     def text_keys(self, fmt: str) -> bool:

@@ -184,3 +184,33 @@ def test_spark_matches_oracle(spark: Any, sqlite_url: str, tmp_path: Path) -> No
     # the store copy, segments on the Parquet source; the plain case is their y part.
     _run_all(engine, cases=[CASES[2]])
     _run_all(engine, load_source_config(_write_files(tmp_path)), cases=[CASES[1]])
+
+
+def test_analysis_statements_on_one_connection_match_oracle(db_url: str) -> None:
+    """build_analysis_statements (SQLite: a TEMP population keyed by user_id, then the query) gives the
+    oracle's sums (pandas on the raw rows, parity_data.oracle) and leaves no TEMP table behind."""
+    from types import SimpleNamespace
+
+    from sqlmodel import Session
+
+    from abcore.sql.build import build_analysis_statements
+
+    sa = make_engine(db_url)
+    load(sa)
+    for cuped in (False, True):
+        plan = build_analysis_statements(METRICS, experiment=EXPERIMENT_ID, dialect=sa.dialect.name, end=END,
+                                         cuped=cuped)
+        assert bool(plan.prelude) == (sa.dialect.name == "sqlite")
+        for target in (sa, Session(sa)):  # an Engine (own connection) and a Session (its connection)
+            got = store_engine(target).run_all(plan.prelude, plan.query, plan.cleanup)
+            stats = [SimpleNamespace(**{k: (v if v is not None else 0.0) if k.startswith("sum") else v
+                                        for k, v in r.items()}) for r in got if r["part"] == "stats"]
+            check(stats, oracle(cuped=cuped))
+            if sa.dialect.name == "sqlite":
+                conn = target.connection() if isinstance(target, Session) else sa.connect()
+                left = conn.exec_driver_sql("SELECT name FROM sqlite_temp_master WHERE type = 'table'").all()
+                assert left == []
+                conn.close()
+            if isinstance(target, Session):
+                target.close()  # ends its transaction (PostgreSQL: the schema drop waits for it otherwise)
+    sa.dispose()
