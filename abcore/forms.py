@@ -809,8 +809,8 @@ def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> st
     columns = list(rows[0])
 
     def cell(tag: str, i: int, value: Any) -> str:
-        align = "left" if i < key_columns else "right"
-        return f'<{tag} style="text-align:{align}">{escape("" if value is None else str(value))}</{tag}>'
+        align = "left" if i < key_columns else "right"  # an attribute, not a style: no CSS to parse per cell
+        return f'<{tag} align="{align}">{escape("" if value is None else str(value))}</{tag}>'
 
     head = "".join(cell("th", i, c) for i, c in enumerate(columns))
     body = "".join("<tr>" + "".join(cell("td", i, row.get(c)) for i, c in enumerate(columns)) + "</tr>"

@@ -6,11 +6,10 @@ import random
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
-
-import pandas as pd
 
 from abcore import experiments as ex
 from abcore.assign import Assigner
