@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from html import escape
 from typing import Any
 
 from abcore.models import ExperimentStatus, utcnow
@@ -792,3 +793,26 @@ def engine_caption(engine: str, seconds: float, store_dialect: str = "sqlite") -
     label = STORE_LABELS.get(store_dialect, store_dialect) if engine == "store" else ENGINE_LABELS.get(engine, engine)
     took = f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     return f"Computed by {label} in {took}"
+
+
+def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> str:
+    """Rows of already formatted cells as one line of HTML table markup for ``st.markdown``.
+
+    The columns are the first row's keys; every cell is escaped (names come from users); the first
+    ``key_columns`` columns are left-aligned labels, the others right-aligned figures. One line, because
+    Markdown ends an HTML block at a blank line. An empty ``rows`` gives an empty string. Plain HTML
+    instead of ``st.table``: the browser draws it with the page's text, without loading a table chunk
+    (measured, README "Dashboard speed in the browser").
+    """
+    if not rows:
+        return ""
+    columns = list(rows[0])
+
+    def cell(tag: str, i: int, value: Any) -> str:
+        align = "left" if i < key_columns else "right"  # an attribute, not a style: no CSS to parse per cell
+        return f'<{tag} align="{align}">{escape("" if value is None else str(value))}</{tag}>'
+
+    head = "".join(cell("th", i, c) for i, c in enumerate(columns))
+    body = "".join("<tr>" + "".join(cell("td", i, row.get(c)) for i, c in enumerate(columns)) + "</tr>"
+                   for row in rows)
+    return f'<table class="abcore-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

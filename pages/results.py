@@ -14,13 +14,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from time import perf_counter
 from typing import IO, Any
 
-import pandas as pd
 import streamlit as st
 
 import ui
 import watch_ui
+from abcore import charts, forms, queries
 from abcore import experiments as ex
-from abcore import forms, queries
 from abcore.analysis import analyze
 from abcore.config import choose_analysis_engine, database_url
 from abcore.export import iter_csv
@@ -60,14 +59,14 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
         "results": results,
         "seconds": seconds,
         "no_data": {m for m in metrics if m not in tracked},
-        "forest": _forest(results) if any(_finite(r.test.lift) is not None for r in results.metrics) else None,
+        "forest": _forest(results) if any(charts.finite(r.test.lift) is not None for r in results.metrics) else None,
         "cumulative": {m: _cumulative(results, m, palette) for m in metrics},
         "feedback": _feedback(results.feedback, palette),
     }
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _assignments_spec(url: str, experiment_id: int, latest_event: int, palette: dict[str, str]) -> dict[str, Any] | None:
+def _assignments_svg(url: str, experiment_id: int, latest_event: int, palette: dict[str, str]) -> str | None:
     """The assignments-per-day chart (None: no assignments), cached on the latest event id."""
     with ui.session() as s:
         per_day = queries.assignments_per_day(session=s, experiment_id=experiment_id)
@@ -76,8 +75,8 @@ def _assignments_spec(url: str, experiment_id: int, latest_event: int, palette: 
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _distribution_spec(url: str, experiment_id: int, latest_event: int, metric: str, window: tuple[Any, Any],
-                       palette: dict[str, str]) -> dict[str, Any] | None:
+def _distribution_svg(url: str, experiment_id: int, latest_event: int, metric: str, window: tuple[Any, Any],
+                       palette: dict[str, str]) -> str | None:
     """The value histogram of ``metric`` per variant in ``window`` (None: no values), cached on the latest event id."""
     with ui.session() as s:
         dist = queries.value_distribution(
@@ -163,146 +162,77 @@ def _verdict(results: Any) -> None:
         st.markdown(results.verdict.reason)
 
 
-def _finite(value: Any) -> float | None:
-    """A JSON-safe number: NaN and infinities become null (``JSON.parse`` rejects ``NaN``)."""
-    return float(value) if value is not None and math.isfinite(float(value)) else None
-
-
-def _nominal(field: str, scale: dict[str, str], **extra: Any) -> dict[str, Any]:
-    return {"field": field, "type": "nominal", "scale": {"domain": list(scale), "range": list(scale.values())},
-            "legend": {"title": None, "orient": "top"}, **extra}
-
-
-def _spec(title: str, height: int, layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """A Vega-Lite spec as a plain dict, its data inline in the layers.
-
-    Plain dicts instead of Altair, and data inside the layers instead of a top-level ``data``
-    or ``datasets``: Streamlit converts those to Arrow (server) and back (browser) per chart,
-    which together with Altair's ``to_dict`` cost most of the page's server time (measured,
-    README "Dashboard speed in the browser").
-    """
-    return {"title": title, "height": height, "layer": layers}
-
-
-def _forest(results: Any) -> dict[str, Any]:
+def _forest(results: Any) -> str:
     """Relative lift per metric and treatment with its CI; colour by outcome (green better, red worse, grey open)."""
-    rows = [{
-        "row": f"{r.metric} · {r.variant}",
-        "lift": r.test.lift * 100,
-        "low": (_finite(r.test.lift_ci_low) if _finite(r.test.lift_ci_low) is not None else r.test.lift) * 100,
-        "high": (_finite(r.test.lift_ci_high) if _finite(r.test.lift_ci_high) is not None else r.test.lift) * 100,
-        "outcome": r.outcome,  # judged by the metric's definition (abcore.decisions), never by the sign here
-    } for r in results.metrics if _finite(r.test.lift) is not None]
-    y = {"field": "row", "type": "nominal", "title": None, "sort": None}
-    color = _nominal("outcome", OUTCOME_COLORS)
-    tooltip = [{"field": "row", "type": "nominal", "title": "metric · variant"},
-               *({"field": f, "type": "quantitative", "format": "+.2f", "title": t}
-                 for f, t in (("lift", "lift (%)"), ("low", "CI low (%)"), ("high", "CI high (%)")))]
-    return _spec("Relative lift vs. control (with confidence intervals)", 40 + 40 * max(1, len(rows)), [
-        {"data": {"values": rows}, "layer": [
-            {"mark": {"type": "rule", "strokeWidth": 2},
-             "encoding": {"x": {"field": "low", "type": "quantitative", "title": "Lift vs. control (%)"},
-                          "x2": {"field": "high"}, "y": y, "color": color}},
-            {"mark": {"type": "circle", "size": 110, "opacity": 1},
-             "encoding": {"x": {"field": "lift", "type": "quantitative"}, "y": y, "color": color, "tooltip": tooltip}},
-        ]},
-        _zero("x"),
-    ])
+    rows = [charts.ForestRow(
+        label=f"{r.metric} · {r.variant}", estimate=r.test.lift * 100,
+        low=(charts.finite(r.test.lift_ci_low) or math.nan) * 100, high=(charts.finite(r.test.lift_ci_high) or math.nan) * 100,
+        outcome=r.outcome,  # judged by the metric's definition (abcore.decisions), never by the sign here
+    ) for r in results.metrics if charts.finite(r.test.lift) is not None]
+    return charts.forest_chart(title="Relative lift vs. control (with confidence intervals)", rows=rows,
+                               colors=OUTCOME_COLORS, x_title="Lift vs. control (%)")
 
 
-def _zero(axis: str) -> dict[str, Any]:
-    """The dashed no-difference line at 0 on ``axis``."""
-    return {"data": {"values": [{axis: 0}]}, "mark": {"type": "rule", "strokeDash": [4, 4], "color": "#9ca3af"},
-            "encoding": {axis: {"field": axis, "type": "quantitative"}}}
-
-
-def _day_axis() -> dict[str, Any]:
-    return {"field": "day", "type": "ordinal", "title": "Day (UTC)", "axis": {"labelAngle": -45, "labelOverlap": True}}
-
-
-def _cumulative(results: Any, metric: str, palette: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+def _cumulative(results: Any, metric: str, palette: dict[str, str]) -> tuple[str, str | None] | None:
     """The cumulative value per variant and the cumulative lift vs. control of ``metric`` (None: no daily data)."""
     points = [p for p in results.daily if p.metric == metric]
     if not points:
         return None
     binary = next((r.kind == "binary" for r in results.metrics if r.metric == metric), False)
     scale = 100 if binary else 1
-    days = forms.day_labels(p.day for p in points)
-    rows = [{"day": d, "variant": p.variant, "value": _finite(p.value * scale), "lift": _finite(p.lift * 100)}
-            for d, p in zip(days, points, strict=True)]
-    color = _nominal("variant", palette)
+    days = sorted(set(forms.day_labels(p.day for p in points)))
+    at = {d: i for i, d in enumerate(days)}
+    variants = [v for v in palette if any(p.variant == v for p in points)]
+    variants += sorted({p.variant for p in points} - set(variants))
+    value: dict[str, list[float | None]] = {v: [None] * len(days) for v in variants}
+    lift: dict[str, list[float | None]] = {v: [None] * len(days) for v in variants}
+    for day, p in zip(forms.day_labels(p.day for p in points), points, strict=True):
+        value[p.variant][at[day]] = charts.finite(p.value * scale)
+        lift[p.variant][at[day]] = charts.finite(p.lift * 100)
     unit = " (%)" if binary else ""
-    value = _spec(f"Cumulative {metric} per variant", 300, [{
-        "data": {"values": rows}, "mark": {"type": "line", "point": True},
-        "encoding": {"x": _day_axis(), "y": {"field": "value", "type": "quantitative", "title": f"{metric}{unit}"},
-                     "color": color,
-                     "tooltip": [{"field": "day", "type": "ordinal"}, {"field": "variant", "type": "nominal"},
-                                 {"field": "value", "type": "quantitative", "format": ".2f" if binary else ".3f"}]},
-    }])
-    lifts = [r for r in rows if r["lift"] is not None]
+    value_chart = charts.line_chart(title=f"Cumulative {metric} per variant", categories=days, series=value,
+                                    colors=palette, y_title=f"{metric}{unit}", value_format=".2f" if binary else ".3f")
+    lifts = {v: vals for v, vals in lift.items() if any(x is not None for x in vals)}
     if not lifts:
-        return value, None
-    lift = _spec(f"Cumulative lift of {metric} vs. control (%)", 300, [{
-        "data": {"values": lifts}, "mark": {"type": "line", "point": True},
-        "encoding": {"x": _day_axis(), "y": {"field": "lift", "type": "quantitative", "title": "Lift (%)"},
-                     "color": color,
-                     "tooltip": [{"field": "day", "type": "ordinal"}, {"field": "variant", "type": "nominal"},
-                                 {"field": "lift", "type": "quantitative", "format": "+.2f"}]},
-    }, _zero("y")])
-    return value, lift
+        return value_chart, None
+    lift_chart = charts.line_chart(title=f"Cumulative lift of {metric} vs. control (%)", categories=days, series=lifts,
+                                   colors=palette, y_title="Lift (%)", value_format="+.2f", zero_line=True)
+    return value_chart, lift_chart
 
 
-def _distribution(dist: Any, names: dict[int, str], metric: str, palette: dict[str, str]) -> dict[str, Any]:
-    rows = [{"variant": names.get(vid, str(vid)), "low": a, "high": b, "events": n}
-            for vid, counts in dist.counts.items()
-            for a, b, n in zip(dist.edges, dist.edges[1:], counts, strict=False)]
-    return _spec(f"Distribution of {metric} per variant", 300, [{
-        "data": {"values": rows}, "mark": {"type": "bar", "opacity": 0.55, "binSpacing": 0},
-        "encoding": {"x": {"field": "low", "type": "quantitative", "title": metric, "bin": "binned"},
-                     "x2": {"field": "high"},
-                     "y": {"field": "events", "type": "quantitative", "title": "Events", "stack": None},
-                     "color": _nominal("variant", palette),
-                     "tooltip": [{"field": "variant", "type": "nominal"},
-                                 {"field": "low", "type": "quantitative", "format": ".3f"},
-                                 {"field": "high", "type": "quantitative", "format": ".3f"},
-                                 {"field": "events", "type": "quantitative"}]},
-    }])
+def _distribution(dist: Any, names: dict[int, str], metric: str, palette: dict[str, str]) -> str:
+    counts = {names.get(vid, str(vid)): list(c) for vid, c in dist.counts.items()}
+    return charts.histogram(title=f"Distribution of {metric} per variant", edges=list(dist.edges), counts=counts,
+                            colors=palette, x_title=metric)
 
 
-def _assignments_chart(per_day: list[Any], names: dict[int, str], palette: dict[str, str]) -> dict[str, Any]:
-    days = forms.day_labels(a.day for a in per_day)
-    rows = [{"day": d, "variant": names.get(a.variant_id, str(a.variant_id)), "users": a.count}
-            for d, a in zip(days, per_day, strict=True)]
-    return _spec("Assignments per day", 300, [{
-        "data": {"values": rows}, "mark": {"type": "bar"},
-        "encoding": {"x": _day_axis(), "xOffset": {"field": "variant", "type": "nominal"},
-                     "y": {"field": "users", "type": "quantitative", "title": "Users"},
-                     "color": _nominal("variant", palette),
-                     "tooltip": [{"field": "day", "type": "ordinal"}, {"field": "variant", "type": "nominal"},
-                                 {"field": "users", "type": "quantitative"}]},
-    }])
+def _assignments_chart(per_day: list[Any], names: dict[int, str], palette: dict[str, str]) -> str:
+    labels = forms.day_labels(a.day for a in per_day)
+    days = sorted(set(labels))
+    at = {d: i for i, d in enumerate(days)}
+    variants = [v for v in palette if v in names.values()] + sorted(set(names.values()) - set(palette))
+    users: dict[str, list[float]] = {v: [0.0] * len(days) for v in variants}
+    for day, a in zip(labels, per_day, strict=True):
+        users.setdefault(names.get(a.variant_id, str(a.variant_id)), [0.0] * len(days))[at[day]] += a.count
+    return charts.bar_chart(title="Assignments per day", categories=days, values=users, colors=palette,
+                            y_title="Users", x_title="Day (UTC)")
 
 
-def _feedback(feedback: dict[str, dict[str, int]], palette: dict[str, str]) -> dict[str, Any] | None:
+def _feedback(feedback: dict[str, dict[str, int]], palette: dict[str, str]) -> str | None:
     if not any(sum(c.values()) for c in feedback.values()):
         return None
-    rows = [{"variant": v, "sentiment": s, "count": n} for v, counts in feedback.items() for s, n in counts.items()]
-    return _spec("User feedback", 300, [{
-        "data": {"values": rows}, "mark": {"type": "bar"},
-        "encoding": {"x": {"field": "variant", "type": "nominal", "sort": list(palette), "title": None,
-                           "axis": {"labelAngle": 0}},
-                     "y": {"field": "count", "type": "quantitative", "title": "Feedback events"},
-                     "color": _nominal("sentiment", SENTIMENT_COLORS),
-                     "order": {"field": "sentiment", "type": "nominal"},
-                     "tooltip": [{"field": "variant", "type": "nominal"}, {"field": "sentiment", "type": "nominal"},
-                                 {"field": "count", "type": "quantitative"}]},
-    }])
+    variants = [v for v in palette if v in feedback] + sorted(set(feedback) - set(palette))
+    sentiments = [s for s in SENTIMENT_COLORS if any(s in c for c in feedback.values())]
+    sentiments += sorted({s for c in feedback.values() for s in c} - set(sentiments))
+    values = {s: [float(feedback[v].get(s, 0)) for v in variants] for s in sentiments}
+    return charts.bar_chart(title="User feedback", categories=variants, values=values, colors=SENTIMENT_COLORS,
+                            y_title="Feedback events", stacked=True, days=False)
 
 
-def _chart(spec: dict[str, Any], key: str) -> None:
-    """Draw a Vega-Lite spec (a plain dict, see :func:`_spec`) in a container with a stable key."""
+def _chart(svg: str, key: str) -> None:
+    """Draw an SVG chart (abcore.charts: escaped, one line) in a container with a stable key."""
     with st.container(key=key):  # the stable CSS class st-key-<key> that browser tests select on
-        st.vega_lite_chart(spec, width="stretch")
+        st.markdown(svg, unsafe_allow_html=True)
 
 
 def _charts(experiment: Any, page: dict[str, Any], latest: int, window: tuple[Any, Any],
@@ -333,13 +263,13 @@ def _charts(experiment: Any, page: dict[str, Any], latest: int, window: tuple[An
     with left:
         if continuous:
             chosen = st.selectbox("Distribution of", continuous, key="r_dist_metric")
-            spec = _distribution_spec(url, experiment.id, latest, chosen, window, palette)
+            spec = _distribution_svg(url, experiment.id, latest, chosen, window, palette)
             if spec is not None:
                 _chart(spec, "r_distribution")
         else:
             st.caption("No continuous metric to show a distribution for.")
     with right:
-        spec = _assignments_spec(url, experiment.id, latest, palette)
+        spec = _assignments_svg(url, experiment.id, latest, palette)
         if spec is not None:
             _chart(spec, "r_assignments")
         else:
@@ -401,8 +331,8 @@ def _metric_table(page: dict[str, Any], metric: str, role: str) -> None:
             better = next((r.direction for r in page["results"].metrics if r.metric == metric), None)  # its definition's
             if better:
                 st.caption(f"Direction: {direction_label(better)}")
-            # st.table: plain HTML, drawn with the first paint and wrapped (never cut) at any width
-            st.table(pd.DataFrame(forms.metric_rows(page["results"], metric)).set_index("Variant"))
+            # plain HTML in the page's text: drawn with the first paint, wrapped (never cut) at any width
+            st.markdown(forms.html_table(forms.metric_rows(page["results"], metric)), unsafe_allow_html=True)
 
 
 def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], cuped_note: Any) -> None:
@@ -431,12 +361,12 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
         _metric_table(page, metric, role)
     if results.segments:
         with st.expander(f"By {results.segment}"):
-            st.table(pd.DataFrame([{
+            st.markdown(forms.html_table([{
                 results.segment: seg.value, "metric": seg.metric, "variant": seg.variant,
                 "users": forms.format_int(seg.users), "control users": forms.format_int(seg.control_users),
                 "lift": forms.format_pct(seg.test.lift, 1, signed=True),
                 "p-value": forms.format_pvalue(seg.test.p_value),
-            } for seg in results.segments]).set_index(results.segment))
+            } for seg in results.segments], key_columns=3), unsafe_allow_html=True)
     if results.metrics or results.variants:
         _charts(experiment, page, latest, window, palette)
 

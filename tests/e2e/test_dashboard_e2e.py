@@ -134,10 +134,13 @@ def test_design_run_watch_and_conclude_in_the_browser(server: tuple[str, str]) -
         page.goto(f"{base}/results?experiment={exp_id}")
         expect(page.locator(".st-key-r_verdict")).to_be_visible()
         expect(page.locator(".st-key-r_health")).to_be_visible()
-        expect(page.locator(".st-key-r_forest")).to_be_visible()
-        expect(page.locator(".st-key-r_assignments")).to_be_visible()
+        expect(page.locator(".st-key-r_forest svg.abcore-chart")).to_be_visible()
+        expect(page.locator(".st-key-r_assignments svg.abcore-chart")).to_be_visible()
         expect(page.get_by_text("conversion · primary")).to_be_visible()
-        expect(page.locator("[data-testid='stTable']").first).to_be_visible()
+        expect(page.locator("table.abcore-table").first).to_be_visible()
+        # an SVG mark's <title> is its tooltip: the forest point of the treatment names it and its lift
+        tip = page.locator(".st-key-r_forest circle title").first.text_content() or ""
+        assert tip.startswith("conversion · treatment: "), tip
         page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
 
         # --- download the assignments CSV and read it back

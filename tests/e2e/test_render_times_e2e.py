@@ -39,17 +39,20 @@ WAIT_S = 60.0
 OPENS = 6  # the first is cold, the others warm
 HOSTILE = "[click me](http://evil.example/) ![pixel](http://tracker.example/p.png) **loud**"
 
-# What "drawn" means in the DOM: every Vega-Lite chart has its canvas, every table its <table>,
-# and Streamlit shows no running-script indicator.
+# What "drawn" means in the DOM: every Vega-Lite chart has its canvas (the sample-size page), every
+# SVG chart (abcore.charts, the results page) and HTML table (forms.html_table) is in the document,
+# every st.table its <table>, and Streamlit shows no running-script indicator.
 DRAWN_JS = """() => {
-  const charts = [...document.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stPlotlyChart]')];
+  const vega = [...document.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stPlotlyChart]')];
+  const svg = [...document.querySelectorAll('svg.abcore-chart')];
   const tables = [...document.querySelectorAll('[data-testid=stTable], [data-testid=stDataFrame]')];
+  const html = [...document.querySelectorAll('table.abcore-table')];
   return {
     h1: !!document.querySelector('h1'),
-    charts: charts.length,
-    chartsDrawn: charts.filter(c => c.querySelector('canvas, svg.marks, svg.main-svg')).length,
-    tables: tables.length,
-    tablesDrawn: tables.filter(t => t.querySelector('table, canvas')).length,
+    charts: vega.length + svg.length,
+    chartsDrawn: vega.filter(c => c.querySelector('canvas, svg.marks, svg.main-svg')).length + svg.length,
+    tables: tables.length + html.length,
+    tablesDrawn: tables.filter(t => t.querySelector('table, canvas')).length + html.length,
     running: !!document.querySelector('[data-testid=stStatusWidget]'),
     verdict: !!document.querySelector('.st-key-r_verdict'),
   };
