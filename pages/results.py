@@ -80,7 +80,8 @@ def _distribution_svg(url: str, experiment_id: int, latest_event: int, metric: s
     """The value histogram of ``metric`` per variant in ``window`` (None: no values), cached on the latest event id."""
     with ui.session() as s:
         dist = queries.value_distribution(
-            session=s, experiment_id=experiment_id, metric=metric, bins=30, start=window[0], end=window[1]
+            session=s, experiment_id=experiment_id, metric=metric, bins=30, start=window[0], end=window[1],
+            percentiles=False,  # the chart draws the bins only
         )
         names = {v.id: v.name for v in ex.get_variants(session=s, experiment_id=experiment_id)}
     return _distribution(dist, names, metric, palette) if dist.edges else None

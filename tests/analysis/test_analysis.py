@@ -225,6 +225,10 @@ def test_percentiles_match_numpy_inverted_cdf(session: Session) -> None:
     for name, vals in values.items():
         counts, _ = np.histogram(vals, bins=edges)  # numpy: last bin closed, like ours
         assert list(dist.counts[arms[name].id]) == counts.tolist()
+    # without percentiles (the results page's chart): the same bins from the min/max pass alone
+    bins_only = queries.value_distribution(session=session, experiment_id=exp.id, metric="latency", bins=12,
+                                           percentiles=False)
+    assert (bins_only.edges, bins_only.counts, bins_only.percentiles) == (dist.edges, dist.counts, {})
     res = analyze(exp.id, session=session)
     assert {p.variant_id for p in res.percentiles} == {arms["A"].id, arms["B"].id}
 
