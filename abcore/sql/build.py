@@ -456,10 +456,14 @@ def _assemble(
     On SQLite the per-metric event CTEs (``m<i>_events``) and the CTEs named in ``inline`` are
     ``NOT MATERIALIZED``: each consumer (per-user values, daily sums, percentiles) streams the
     metric's index range in user order instead of reading and sorting a materialized copy (and a
-    population read from a keyed table is looked up by that key).
+    population read from a keyed table is looked up by that key). On DuckDB the ``m<i>_events``
+    are ``NOT MATERIALIZED`` too (:attr:`Dialect.inline_metric_events`): each consumer filters the
+    materialised ``events_in`` instead of a second copy of the metric's rows.
     """
     def hint(name: str) -> str:
-        return "NOT MATERIALIZED " if d.name == "sqlite" and (name.endswith("_events") or name in inline) else ""
+        if d.inline_metric_events and name.endswith("_events"):
+            return "NOT MATERIALIZED "
+        return "NOT MATERIALIZED " if d.name == "sqlite" and name in inline else ""
 
     with_sql = ",\n".join(f"{name} AS {hint(name)}(\n  {body}\n)" for name, body in ctes)
     body = "\nUNION ALL\n".join(selects)
@@ -538,8 +542,12 @@ def _stats_parts(
         # Per user with events of the metric (users without any count 0 in every sum).
         # (binomial: also the day of the first qualifying event, for the daily series in the same pass)
         first = f", MIN(CASE WHEN post = 1 THEN {_Time(d, src).day('ts_key')} END) AS first_day" if kind == "binomial" else ""
-        ctes.append((f"m{i}_eu", f"SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, {y} AS y,"
-                                 f" {x} AS x{first} FROM m{i}_events GROUP BY user_id"))
+        if d.group_user_keys:  # the same rows: one variant and segment per user (Dialect.group_user_keys)
+            ctes.append((f"m{i}_eu", f"SELECT user_id, variant, segment, {y} AS y, {x} AS x{first}"
+                                     f" FROM m{i}_events GROUP BY user_id, variant, segment"))
+        else:
+            ctes.append((f"m{i}_eu", f"SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, {y} AS y,"
+                                     f" {x} AS x{first} FROM m{i}_events GROUP BY user_id"))
         has_x = kind == "ratio" or with_pre
         yd = d.double("y")
         xd = d.double("x")
@@ -792,17 +800,27 @@ def build_analysis_query(
         if name not in index or metrics[index[name]].kind not in ("count", "mean"):
             raise ValueError(f"percentiles are for count or mean metrics of this query; got {name!r}")
         i = index[name]
-        ranked = (f"SELECT variant, value, ROW_NUMBER() OVER (PARTITION BY variant ORDER BY value) AS rn,"
-                  f" COUNT(*) OVER (PARTITION BY variant ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED"
-                  f" FOLLOWING) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
+        if d.rank_distinct_values:
+            # One row per distinct value with its count c; cum = values <= it. The value at rank k is the
+            # smallest distinct value with cum >= k: the k-th smallest value (Dialect.rank_distinct_values).
+            ranked = (f"SELECT variant, value, c, SUM(c) OVER (PARTITION BY variant ORDER BY value ROWS BETWEEN"
+                      f" UNBOUNDED PRECEDING AND CURRENT ROW) AS cum, SUM(c) OVER (PARTITION BY variant) AS cnt\n"
+                      f"  FROM (SELECT variant, value, COUNT(*) AS c FROM m{i}_events WHERE post = 1 AND value IS NOT NULL"
+                      f" GROUP BY variant, value) g")
+            at, n_expr, sum_expr = "cum >=", "CAST(SUM(c) AS BIGINT)", f"SUM({d.double('value')} * c)"
+        else:
+            ranked = (f"SELECT variant, value, ROW_NUMBER() OVER (PARTITION BY variant ORDER BY value) AS rn,"
+                      f" COUNT(*) OVER (PARTITION BY variant ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED"
+                      f" FOLLOWING) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
+            at, n_expr, sum_expr = "rn =", "COUNT(*)", f"SUM({d.double('value')})"
         ctes.append((f"m{i}_pct", ranked))
         picks = ", ".join(
-            f"MIN(CASE WHEN rn = {d.int_div(f'(cnt * {p} + 99)', '100')} THEN {d.double('value')} END) AS p{p}"
+            f"MIN(CASE WHEN {at} {d.int_div(f'(cnt * {p} + 99)', '100')} THEN {d.double('value')} END) AS p{p}"
             for p in (50, 95, 99)
         )
         selects.append(
             f"SELECT 'percentile' AS part, {literal(name)} AS metric, variant, {text_null} AS segment, {int_null} AS day,"
-            f" COUNT(*) AS n, SUM({d.double('value')}) AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2,"
+            f" {n_expr} AS n, {sum_expr} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2,"
             f" {null} AS sum_xy, 0 AS q_n, {null} AS q_value, {null} AS q_lower, {null} AS q_upper,"
             f" MIN({d.double('value')}) AS v_min, MAX({d.double('value')}) AS v_max, {picks}\n"
             f"  FROM m{i}_pct GROUP BY variant"
