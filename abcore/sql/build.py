@@ -323,6 +323,22 @@ def _metric_events(
 ) -> str:
     """``m<i>_events``: the metric's rows of ``events_in``; ``post`` = 1 inside its window after exposure
     (and at or after ``start``); with ``cuped_offset`` ``pre`` = 1 in the lookback before first exposure."""
+    post, pre_cond = _post_pre(d, src, m, start, offsets, cuped_offset)
+    pre = "" if pre_cond is None else f", CASE WHEN {pre_cond} THEN 1 ELSE 0 END AS pre"
+    where = "" if rows != "events_in" else f" WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
+    return (
+        f"SELECT user_id, variant, segment, metric_name, value, ts_key,"
+        f" CASE WHEN {post} THEN 1 ELSE 0 END AS post{pre}\n"
+        f"  FROM {rows}{where}"
+    )
+
+
+def _post_pre(
+    d: Dialect, src: QuerySource, m: Any, start: datetime | None, offsets: Sequence[int], cuped_offset: int | None,
+) -> tuple[str, str | None]:
+    """The conditions (on ``ts_key`` and the population's bound keys) of an event of ``m`` counting after
+    exposure (``post``: inside its window, at or after ``start``) and, with ``cuped_offset``, before it
+    (``pre``: in the CUPED lookback)."""
     t = _Time(d, src)
     delay = _hours_us(getattr(m, "delay_hours", 0) or 0)
     window = getattr(m, "window_hours", None)
@@ -331,16 +347,10 @@ def _metric_events(
         post.append(f"ts_key < {_bound(delay + _hours_us(window), offsets)}")
     if start is not None:
         post.append(f"ts_key >= {t.literal(start)}")
-    pre = ""
+    pre = None
     if cuped_offset is not None:
-        pre = (f", CASE WHEN ts_key < first_key AND ts_key >= {_bound(cuped_offset, offsets)}"
-               f" THEN 1 ELSE 0 END AS pre")
-    where = "" if rows != "events_in" else f" WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
-    return (
-        f"SELECT user_id, variant, segment, metric_name, value, ts_key,"
-        f" CASE WHEN {' AND '.join(post)} THEN 1 ELSE 0 END AS post{pre}\n"
-        f"  FROM {rows}{where}"
-    )
+        pre = f"ts_key < first_key AND ts_key >= {_bound(cuped_offset, offsets)}"
+    return " AND ".join(post), pre
 
 
 def _metric_rows(
@@ -501,6 +511,11 @@ def _stats_parts(
         ctes.append(("events_in", _events_in(d, src, experiment, wanted, end, offsets)))
     if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
         ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
+    # Dialect.one_user_pass: every metric's per-user values in one GROUP BY over events_in (users_all, put here
+    # once the loop has its columns); m<i>_eu is then that metric's columns of it.
+    one_pass = d.one_user_pass and d.shared_scan
+    user_cols: list[str] = []
+    users_at = len(ctes)
     for i, m in enumerate(metrics):
         kind = m.kind
         names = [m.numerator, m.denominator] if kind == "ratio" else [m.name]
@@ -542,7 +557,24 @@ def _stats_parts(
         # Per user with events of the metric (users without any count 0 in every sum).
         # (binomial: also the day of the first qualifying event, for the daily series in the same pass)
         first = f", MIN(CASE WHEN post = 1 THEN {_Time(d, src).day('ts_key')} END) AS first_day" if kind == "binomial" else ""
-        if d.group_user_keys:  # the same rows: one variant and segment per user (Dialect.group_user_keys)
+        if one_pass:
+            # The same values as below with m<i>_events' post / pre conditions written out; a user without
+            # events of this metric gets y = x = 0 and no first_day (adding nothing to any sum).
+            post, pre_cond = _post_pre(d, src, m, start, offsets, -lookback if with_pre else None)
+            match = f"metric_name IN ({', '.join(literal(n) for n in names)})"
+            if kind == "ratio":
+                yi = _per_user_value(d, "mean", m.numerator, post)
+                xi = _per_user_value(d, "mean", m.denominator, post)
+            else:
+                yi = _per_user_value(d, kind, None, f"{match} AND {post}")
+                xi = _per_user_value(d, kind, None, f"{match} AND {pre_cond}") if with_pre else zero
+            user_cols += [f"{yi} AS y{i}", f"{xi} AS x{i}"]
+            fd = ""
+            if kind == "binomial":
+                user_cols.append(f"MIN(CASE WHEN {match} AND {post} THEN {_Time(d, src).day('ts_key')} END) AS fd{i}")
+                fd = f", fd{i} AS first_day"
+            ctes.append((f"m{i}_eu", f"SELECT user_id, variant, segment, y{i} AS y, x{i} AS x{fd} FROM users_all"))
+        elif d.group_user_keys:  # the same rows: one variant and segment per user (Dialect.group_user_keys)
             ctes.append((f"m{i}_eu", f"SELECT user_id, variant, segment, {y} AS y, {x} AS x{first}"
                                      f" FROM m{i}_events GROUP BY user_id, variant, segment"))
         else:
@@ -574,6 +606,9 @@ def _stats_parts(
             f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(*) AS n, {sums}, {tail}\n"
             f"  FROM m{i}_capped GROUP BY variant, segment"
         )
+    if user_cols:
+        ctes.insert(users_at, ("users_all", f"SELECT user_id, variant, segment, {', '.join(user_cols)}\n"
+                                            f"  FROM events_in GROUP BY user_id, variant, segment"))
     return ctes, selects
 
 

@@ -14,7 +14,7 @@ Differences kept here:
 * **text casts** and identifier quoting;
 * **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`);
 * **plan shapes** of DuckDB (:attr:`Dialect.inline_metric_events`, :attr:`Dialect.group_user_keys`,
-  :attr:`Dialect.rank_distinct_values`): the same rows, less memory and less work on a column store.
+  :attr:`Dialect.one_user_pass`, :attr:`Dialect.rank_distinct_values`): the same rows, less memory and less work on a column store.
 """
 
 from __future__ import annotations
@@ -106,6 +106,18 @@ class Dialect:
         Both give the same rows (a population user has one variant and one segment). DuckDB hashes
         the three keys more cheaply than it keeps two string ``MIN`` states per user; SQLite keeps
         ``GROUP BY user_id`` so its per-user aggregation streams in the index's user order.
+        """
+        return self.name == "duckdb"
+
+    @property
+    def one_user_pass(self) -> bool:
+        """Whether the per-user values of every metric come from ONE ``GROUP BY user_id, variant, segment``
+        over the shared scan (``users_all``) instead of one per metric.
+
+        A user without events of a metric then has y = x = 0 there, which adds nothing to any sum
+        (and no day of first conversion), so the rows are the same. DuckDB builds one hash table of
+        the users instead of one per metric (time and memory); SQLite reads each metric's own index
+        range instead (:attr:`shared_scan` False), so this does not apply there.
         """
         return self.name == "duckdb"
 
