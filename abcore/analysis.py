@@ -455,10 +455,16 @@ def analyze(
     # --- definitions (undefined names: kind guessed from the stored values, defaults, a warning)
     defined = resolve_specs(session=session, names=metric_names)
     inferred: dict[str, str] = {}
+    # Events in the store's own table: the probe asks the store (an index range that stops at the first
+    # non-0/1 value; another engine reading the store would scan the whole table). The same rows either way.
+    prober: Engine = runner
+    if config is None and isinstance(engine, str) and engine != "store":  # the engine opened the session's store
+        prober = store_engine(session)
+    psource = qsource if prober is runner else query_source(prober)
     for m in metric_names:
         if m not in defined:
-            probe = build_kind_probe_query(m, experiment=key, dialect=runner.dialect, source=qsource, end=end)
-            inferred[m] = "mean" if int(runner.run(probe)[0]["n"] or 0) else "binary"
+            probe = build_kind_probe_query(m, experiment=key, dialect=prober.dialect, source=psource, end=end)
+            inferred[m] = "mean" if int(prober.run(probe)[0]["n"] or 0) else "binary"
     specs = _metric_specs(session, exp, metric_roles, inferred, warnings)
 
     # --- the one analysis query: arm sizes per day, metric statistics, daily series, percentiles

@@ -164,12 +164,17 @@ def duckdb_engine(*, store_url: str | None = None, memory_limit: str | None = No
     SQLite stores are attached with ``sqlite_scanner``, PostgreSQL stores with ``postgres_scanner``
     (the ``search_path`` of the URL's ``options`` picks the schema); without the extension the
     tables are copied through SQLAlchemy into Arrow (``engine.store_mode`` says which happened).
+
+    ``preserve_insertion_order`` is off: every analysis statement orders its rows itself
+    (``ORDER BY``), and without the promise DuckDB keeps fewer buffered rows and works in parallel
+    where it would otherwise keep scan order (less memory, same rows).
     """
     import duckdb
 
     con = duckdb.connect(":memory:")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
+    con.execute("SET preserve_insertion_order = false")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     if threads:

@@ -323,6 +323,22 @@ def _metric_events(
 ) -> str:
     """``m<i>_events``: the metric's rows of ``events_in``; ``post`` = 1 inside its window after exposure
     (and at or after ``start``); with ``cuped_offset`` ``pre`` = 1 in the lookback before first exposure."""
+    post, pre_cond = _post_pre(d, src, m, start, offsets, cuped_offset)
+    pre = "" if pre_cond is None else f", CASE WHEN {pre_cond} THEN 1 ELSE 0 END AS pre"
+    where = "" if rows != "events_in" else f" WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
+    return (
+        f"SELECT user_id, variant, segment, metric_name, value, ts_key,"
+        f" CASE WHEN {post} THEN 1 ELSE 0 END AS post{pre}\n"
+        f"  FROM {rows}{where}"
+    )
+
+
+def _post_pre(
+    d: Dialect, src: QuerySource, m: Any, start: datetime | None, offsets: Sequence[int], cuped_offset: int | None,
+) -> tuple[str, str | None]:
+    """The conditions (on ``ts_key`` and the population's bound keys) of an event of ``m`` counting after
+    exposure (``post``: inside its window, at or after ``start``) and, with ``cuped_offset``, before it
+    (``pre``: in the CUPED lookback)."""
     t = _Time(d, src)
     delay = _hours_us(getattr(m, "delay_hours", 0) or 0)
     window = getattr(m, "window_hours", None)
@@ -331,16 +347,10 @@ def _metric_events(
         post.append(f"ts_key < {_bound(delay + _hours_us(window), offsets)}")
     if start is not None:
         post.append(f"ts_key >= {t.literal(start)}")
-    pre = ""
+    pre = None
     if cuped_offset is not None:
-        pre = (f", CASE WHEN ts_key < first_key AND ts_key >= {_bound(cuped_offset, offsets)}"
-               f" THEN 1 ELSE 0 END AS pre")
-    where = "" if rows != "events_in" else f" WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
-    return (
-        f"SELECT user_id, variant, segment, metric_name, value, ts_key,"
-        f" CASE WHEN {' AND '.join(post)} THEN 1 ELSE 0 END AS post{pre}\n"
-        f"  FROM {rows}{where}"
-    )
+        pre = f"ts_key < first_key AND ts_key >= {_bound(cuped_offset, offsets)}"
+    return " AND ".join(post), pre
 
 
 def _metric_rows(
@@ -456,10 +466,14 @@ def _assemble(
     On SQLite the per-metric event CTEs (``m<i>_events``) and the CTEs named in ``inline`` are
     ``NOT MATERIALIZED``: each consumer (per-user values, daily sums, percentiles) streams the
     metric's index range in user order instead of reading and sorting a materialized copy (and a
-    population read from a keyed table is looked up by that key).
+    population read from a keyed table is looked up by that key). On DuckDB the ``m<i>_events``
+    are ``NOT MATERIALIZED`` too (:attr:`Dialect.inline_metric_events`): each consumer filters the
+    materialised ``events_in`` instead of a second copy of the metric's rows.
     """
     def hint(name: str) -> str:
-        return "NOT MATERIALIZED " if d.name == "sqlite" and (name.endswith("_events") or name in inline) else ""
+        if d.inline_metric_events and name.endswith("_events"):
+            return "NOT MATERIALIZED "
+        return "NOT MATERIALIZED " if d.name == "sqlite" and name in inline else ""
 
     with_sql = ",\n".join(f"{name} AS {hint(name)}(\n  {body}\n)" for name, body in ctes)
     body = "\nUNION ALL\n".join(selects)
@@ -497,6 +511,11 @@ def _stats_parts(
         ctes.append(("events_in", _events_in(d, src, experiment, wanted, end, offsets)))
     if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
         ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
+    # Dialect.one_user_pass: every metric's per-user values in one GROUP BY over events_in (users_all, put here
+    # once the loop has its columns); m<i>_eu is then that metric's columns of it.
+    one_pass = d.one_user_pass and d.shared_scan
+    user_cols: list[str] = []
+    users_at = len(ctes)
     for i, m in enumerate(metrics):
         kind = m.kind
         names = [m.numerator, m.denominator] if kind == "ratio" else [m.name]
@@ -538,8 +557,29 @@ def _stats_parts(
         # Per user with events of the metric (users without any count 0 in every sum).
         # (binomial: also the day of the first qualifying event, for the daily series in the same pass)
         first = f", MIN(CASE WHEN post = 1 THEN {_Time(d, src).day('ts_key')} END) AS first_day" if kind == "binomial" else ""
-        ctes.append((f"m{i}_eu", f"SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, {y} AS y,"
-                                 f" {x} AS x{first} FROM m{i}_events GROUP BY user_id"))
+        if one_pass:
+            # The same values as below with m<i>_events' post / pre conditions written out; a user without
+            # events of this metric gets y = x = 0 and no first_day (adding nothing to any sum).
+            post, pre_cond = _post_pre(d, src, m, start, offsets, -lookback if with_pre else None)
+            match = f"metric_name IN ({', '.join(literal(n) for n in names)})"
+            if kind == "ratio":
+                yi = _per_user_value(d, "mean", m.numerator, post)
+                xi = _per_user_value(d, "mean", m.denominator, post)
+            else:
+                yi = _per_user_value(d, kind, None, f"{match} AND {post}")
+                xi = _per_user_value(d, kind, None, f"{match} AND {pre_cond}") if with_pre else zero
+            user_cols += [f"{yi} AS y{i}", f"{xi} AS x{i}"]
+            fd = ""
+            if kind == "binomial":
+                user_cols.append(f"MIN(CASE WHEN {match} AND {post} THEN {_Time(d, src).day('ts_key')} END) AS fd{i}")
+                fd = f", fd{i} AS first_day"
+            ctes.append((f"m{i}_eu", f"SELECT user_id, variant, segment, y{i} AS y, x{i} AS x{fd} FROM users_all"))
+        elif d.group_user_keys:  # the same rows: one variant and segment per user (Dialect.group_user_keys)
+            ctes.append((f"m{i}_eu", f"SELECT user_id, variant, segment, {y} AS y, {x} AS x{first}"
+                                     f" FROM m{i}_events GROUP BY user_id, variant, segment"))
+        else:
+            ctes.append((f"m{i}_eu", f"SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, {y} AS y,"
+                                     f" {x} AS x{first} FROM m{i}_events GROUP BY user_id"))
         has_x = kind == "ratio" or with_pre
         yd = d.double("y")
         xd = d.double("x")
@@ -566,6 +606,9 @@ def _stats_parts(
             f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(*) AS n, {sums}, {tail}\n"
             f"  FROM m{i}_capped GROUP BY variant, segment"
         )
+    if user_cols:
+        ctes.insert(users_at, ("users_all", f"SELECT user_id, variant, segment, {', '.join(user_cols)}\n"
+                                            f"  FROM events_in GROUP BY user_id, variant, segment"))
     return ctes, selects
 
 
@@ -792,17 +835,27 @@ def build_analysis_query(
         if name not in index or metrics[index[name]].kind not in ("count", "mean"):
             raise ValueError(f"percentiles are for count or mean metrics of this query; got {name!r}")
         i = index[name]
-        ranked = (f"SELECT variant, value, ROW_NUMBER() OVER (PARTITION BY variant ORDER BY value) AS rn,"
-                  f" COUNT(*) OVER (PARTITION BY variant ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED"
-                  f" FOLLOWING) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
+        if d.rank_distinct_values:
+            # One row per distinct value with its count c; cum = values <= it. The value at rank k is the
+            # smallest distinct value with cum >= k: the k-th smallest value (Dialect.rank_distinct_values).
+            ranked = (f"SELECT variant, value, c, SUM(c) OVER (PARTITION BY variant ORDER BY value ROWS BETWEEN"
+                      f" UNBOUNDED PRECEDING AND CURRENT ROW) AS cum, SUM(c) OVER (PARTITION BY variant) AS cnt\n"
+                      f"  FROM (SELECT variant, value, COUNT(*) AS c FROM m{i}_events WHERE post = 1 AND value IS NOT NULL"
+                      f" GROUP BY variant, value) g")
+            at, n_expr, sum_expr = "cum >=", "CAST(SUM(c) AS BIGINT)", f"SUM({d.double('value')} * c)"
+        else:
+            ranked = (f"SELECT variant, value, ROW_NUMBER() OVER (PARTITION BY variant ORDER BY value) AS rn,"
+                      f" COUNT(*) OVER (PARTITION BY variant ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED"
+                      f" FOLLOWING) AS cnt FROM m{i}_events WHERE post = 1 AND value IS NOT NULL")
+            at, n_expr, sum_expr = "rn =", "COUNT(*)", f"SUM({d.double('value')})"
         ctes.append((f"m{i}_pct", ranked))
         picks = ", ".join(
-            f"MIN(CASE WHEN rn = {d.int_div(f'(cnt * {p} + 99)', '100')} THEN {d.double('value')} END) AS p{p}"
+            f"MIN(CASE WHEN {at} {d.int_div(f'(cnt * {p} + 99)', '100')} THEN {d.double('value')} END) AS p{p}"
             for p in (50, 95, 99)
         )
         selects.append(
             f"SELECT 'percentile' AS part, {literal(name)} AS metric, variant, {text_null} AS segment, {int_null} AS day,"
-            f" COUNT(*) AS n, SUM({d.double('value')}) AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2,"
+            f" {n_expr} AS n, {sum_expr} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2,"
             f" {null} AS sum_xy, 0 AS q_n, {null} AS q_value, {null} AS q_lower, {null} AS q_upper,"
             f" MIN({d.double('value')}) AS v_min, MAX({d.double('value')}) AS v_max, {picks}\n"
             f"  FROM m{i}_pct GROUP BY variant"

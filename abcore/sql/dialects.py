@@ -12,7 +12,9 @@ Differences kept here:
 * **integer division** (the UTC day number of a timestamp for the daily series);
 * **JSON access** (segment attributes stored as JSON on the assignment);
 * **text casts** and identifier quoting;
-* **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`).
+* **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`);
+* **plan shapes** of DuckDB (:attr:`Dialect.inline_metric_events`, :attr:`Dialect.group_user_keys`,
+  :attr:`Dialect.one_user_pass`, :attr:`Dialect.rank_distinct_values`): the same rows, less memory and less work on a column store.
 """
 
 from __future__ import annotations
@@ -84,6 +86,51 @@ class Dialect:
         The other engines plan the CTE themselves (hash joins) and run the one statement.
         """
         return self.name == "sqlite"
+
+    @property
+    def inline_metric_events(self) -> bool:
+        """Whether the per-metric event CTEs (``m<i>_events``) are ``NOT MATERIALIZED``.
+
+        SQLite streams each metric's index range in user order into every consumer. DuckDB
+        materialises a CTE read more than once: ``m<i>_events`` would be a second copy of its rows
+        of the (materialised) shared scan ``events_in``; inlined, each consumer filters
+        ``events_in`` itself (a column filter, no copy).
+        """
+        return self.name in ("sqlite", "duckdb")
+
+    @property
+    def group_user_keys(self) -> bool:
+        """Whether per-user CTEs group by ``user_id, variant, segment`` instead of taking ``MIN(variant)``,
+        ``MIN(segment)`` per ``user_id``.
+
+        Both give the same rows (a population user has one variant and one segment). DuckDB hashes
+        the three keys more cheaply than it keeps two string ``MIN`` states per user; SQLite keeps
+        ``GROUP BY user_id`` so its per-user aggregation streams in the index's user order.
+        """
+        return self.name == "duckdb"
+
+    @property
+    def one_user_pass(self) -> bool:
+        """Whether the per-user values of every metric come from ONE ``GROUP BY user_id, variant, segment``
+        over the shared scan (``users_all``) instead of one per metric.
+
+        A user without events of a metric then has y = x = 0 there, which adds nothing to any sum
+        (and no day of first conversion), so the rows are the same. DuckDB builds one hash table of
+        the users instead of one per metric (time and memory); SQLite reads each metric's own index
+        range instead (:attr:`shared_scan` False), so this does not apply there.
+        """
+        return self.name == "duckdb"
+
+    @property
+    def rank_distinct_values(self) -> bool:
+        """Whether nearest-rank percentiles rank the distinct values with their counts instead of every value.
+
+        The value at rank ``k`` is the smallest distinct value whose running count reaches ``k``:
+        exactly the ``k``-th smallest value (ties included), with one row per distinct value in the
+        window's sort instead of one per event. Used on DuckDB, where the sort of every event
+        value was the largest single cost of the percentile table.
+        """
+        return self.name == "duckdb"
 
     # -- timestamp keys: what rows are compared and grouped by (cheap per row), converted per user only
     def text_keys(self, fmt: str) -> bool:

@@ -251,6 +251,36 @@ def test_duckdb_engine_equals_the_store(session: Session) -> None:
         pytest.approx([p.percentiles for p in duck.percentiles])
 
 
+def test_duckdb_percentiles_rank_ties_exactly(session: Session) -> None:
+    """DuckDB ranks distinct values with their counts (Dialect.rank_distinct_values): with many ties the
+    nearest-rank percentiles are still numpy's ``inverted_cdf`` exactly, as on the store; the undefined
+    metric's kind is probed on the store and guessed the same (``mean``)."""
+    pytest.importorskip("duckdb", reason="the duckdb extra is not installed")
+    from tests.analysis.test_analysis import conversion, exposure
+
+    exp, arms = make_experiment(session, primary_metric="latency")
+    rng = np.random.default_rng(11)
+    values = {"A": rng.integers(0, 7, 203).astype(float), "B": rng.integers(2, 9, 160).astype(float)}
+    assignments, events = [], []
+    for name, vals in values.items():
+        for i in range(30):
+            assignments.append((f"{name}{i}", arms[name], {}))
+            events.append(exposure(f"{name}{i}"))
+        events += [conversion(f"{name}{i % 30}", "latency", float(v)) for i, v in enumerate(vals)]
+    add_data(session, exp, assignments, events)
+    store = analyze(exp.id, session=session)
+    duck = analyze(exp.id, session=session, engine="duckdb")
+    assert duck.result("latency").kind == store.result("latency").kind == "mean"
+    for res in (store, duck):
+        got = {p.variant_id: p for p in res.percentiles}
+        for name, vals in values.items():
+            p = got[arms[name].id]
+            assert p.count == len(vals)
+            assert p.mean == pytest.approx(vals.mean(), rel=1e-12)
+            for q in (50, 95, 99):  # the oracle: numpy nearest rank (method="inverted_cdf"), exact equality
+                assert p.percentiles[q] == float(np.percentile(vals, q, method="inverted_cdf")), (res.engine, q)
+
+
 def test_bad_engine_and_source_are_clear_errors(session: Session) -> None:
     data = _load(session)
     with pytest.raises(ValueError, match="engine must be one of store, duckdb, spark"):

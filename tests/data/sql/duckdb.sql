@@ -20,33 +20,37 @@ events_in AS (
 pop_n AS (
   SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment
 ),
-m0_events AS (
+users_all AS (
+  SELECT user_id, variant, segment, MAX(CASE WHEN metric_name IN ('click') AND ts_key >= first_key THEN 1 ELSE 0 END) AS y0, MAX(CASE WHEN metric_name IN ('click') AND ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END) AS x0, MIN(CASE WHEN metric_name IN ('click') AND ts_key >= first_key THEN (ts_key // 86400000000) END) AS fd0, SUM(CASE WHEN metric_name IN ('click_count') AND ts_key >= first_key AND ts_key < b0 THEN 1 ELSE 0 END) AS y1, SUM(CASE WHEN metric_name IN ('click_count') AND ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END) AS x1, SUM(CASE WHEN metric_name IN ('revenue') AND ts_key >= b1 AND ts_key < b2 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y2, SUM(CASE WHEN metric_name IN ('revenue') AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x2, SUM(CASE WHEN metric_name IN ('revenue_abs') AND ts_key >= first_key THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y3, SUM(CASE WHEN metric_name IN ('revenue_abs') AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x3, SUM(CASE WHEN metric_name IN ('revenue_pct') AND ts_key >= first_key THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y4, SUM(CASE WHEN metric_name IN ('revenue_pct') AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x4, SUM(CASE WHEN ts_key >= first_key AND metric_name = 'revenue' THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y5, SUM(CASE WHEN ts_key >= first_key AND metric_name = 'click' THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x5
+  FROM events_in GROUP BY user_id, variant, segment
+),
+m0_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
   FROM events_in WHERE metric_name IN ('click')
 ),
 m0_eu AS (
-  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, MAX(CASE WHEN post = 1 THEN 1 ELSE 0 END) AS y, MAX(CASE WHEN pre = 1 THEN 1 ELSE 0 END) AS x, MIN(CASE WHEN post = 1 THEN (ts_key // 86400000000) END) AS first_day FROM m0_events GROUP BY user_id
+  SELECT user_id, variant, segment, y0 AS y, x0 AS x, fd0 AS first_day FROM users_all
 ),
-m1_events AS (
+m1_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key AND ts_key < b0 THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
   FROM events_in WHERE metric_name IN ('click_count')
 ),
 m1_eu AS (
-  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 THEN 1 ELSE 0 END) AS y, SUM(CASE WHEN pre = 1 THEN 1 ELSE 0 END) AS x FROM m1_events GROUP BY user_id
+  SELECT user_id, variant, segment, y1 AS y, x1 AS x FROM users_all
 ),
-m2_events AS (
+m2_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= b1 AND ts_key < b2 THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
   FROM events_in WHERE metric_name IN ('revenue')
 ),
 m2_eu AS (
-  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y, SUM(CASE WHEN pre = 1 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x FROM m2_events GROUP BY user_id
+  SELECT user_id, variant, segment, y2 AS y, x2 AS x FROM users_all
 ),
-m3_events AS (
+m3_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
   FROM events_in WHERE metric_name IN ('revenue_abs')
 ),
 m3_eu AS (
-  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y, SUM(CASE WHEN pre = 1 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x FROM m3_events GROUP BY user_id
+  SELECT user_id, variant, segment, y3 AS y, x3 AS x FROM users_all
 ),
 m3_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
@@ -59,12 +63,12 @@ m3_capped AS (
   SELECT u.user_id, u.variant, u.segment, u.x, CASE WHEN c.y_lo IS NOT NULL AND u.y < c.y_lo THEN c.y_lo ELSE CASE WHEN c.y_hi IS NOT NULL AND u.y > c.y_hi THEN c.y_hi ELSE u.y END END AS y
   FROM m3_user u CROSS JOIN m3_cap c
 ),
-m4_events AS (
+m4_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
   FROM events_in WHERE metric_name IN ('revenue_pct')
 ),
 m4_eu AS (
-  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y, SUM(CASE WHEN pre = 1 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x FROM m4_events GROUP BY user_id
+  SELECT user_id, variant, segment, y4 AS y, x4 AS x FROM users_all
 ),
 m4_user AS (
   SELECT p.user_id, p.variant, p.segment, COALESCE(e.y, 0) AS y, COALESCE(e.x, 0) AS x
@@ -78,14 +82,14 @@ m4_capped AS (
   SELECT u.user_id, u.variant, u.segment, u.x, CASE WHEN c.y_lo IS NOT NULL AND u.y < c.y_lo THEN c.y_lo ELSE CASE WHEN c.y_hi IS NOT NULL AND u.y > c.y_hi THEN c.y_hi ELSE u.y END END AS y
   FROM m4_user u CROSS JOIN m4_cap c
 ),
-m5_events AS (
+m5_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
   FROM events_in WHERE metric_name IN ('revenue', 'click')
 ),
 m5_eu AS (
-  SELECT user_id, MIN(variant) AS variant, MIN(segment) AS segment, SUM(CASE WHEN post = 1 AND metric_name = 'revenue' THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y, SUM(CASE WHEN post = 1 AND metric_name = 'click' THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x FROM m5_events GROUP BY user_id
+  SELECT user_id, variant, segment, y5 AS y, x5 AS x FROM users_all
 ),
-m6_events AS (
+m6_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
   FROM events_in WHERE metric_name IN ('latency')
 ),
@@ -93,7 +97,7 @@ m6_ranked AS (
   SELECT variant, segment, user_id, value, ROW_NUMBER() OVER (PARTITION BY variant, segment ORDER BY value) AS rn, COUNT(*) OVER (PARTITION BY variant, segment ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS cnt
   FROM m6_events WHERE post = 1 AND value IS NOT NULL
 ),
-m7_events AS (
+m7_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
   FROM events_in WHERE metric_name IN ('latency_p50')
 ),
