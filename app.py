@@ -26,6 +26,7 @@ PAGES = {
 # ui.sidebar_menu (on every page), so a fresh server never shows Streamlit's file-name menu first.
 page = st.navigation(list(PAGES.values()), position="hidden")
 ui.set_menu(PAGES)
+ui.preload_analysis_code()
 ui.route_pending_page(PAGES)
 
 page.run()

@@ -5,7 +5,9 @@ No logic lives here beyond wiring: queries, validation and statistics are in ``a
 
 from __future__ import annotations
 
+import importlib
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +45,22 @@ def session() -> Iterator[Session]:
     """A short-lived session on the cached engine (abcore functions commit themselves)."""
     with Session(engine(), expire_on_commit=False) as s:
         yield s
+
+
+PRELOADED_MODULES = ("abcore.analysis", "abcore.export", "abcore.charts")
+
+
+@st.cache_resource(show_spinner=False)
+def preload_analysis_code() -> threading.Thread:
+    """Import the analysis stack (scipy, statsmodels: ~0.4 s) on a daemon thread, once per server.
+
+    Called by the router on the first page view, so the first results page after a server start does
+    not pay the imports too; only code is loaded here, no result is computed or cached.
+    """
+    thread = threading.Thread(target=lambda: [importlib.import_module(m) for m in PRELOADED_MODULES],
+                              name="abcore-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 # --------------------------------------------------------------------------- who is using the app
