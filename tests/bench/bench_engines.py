@@ -9,8 +9,10 @@ come from the files through a source config (README, *Analysis engines*).
 
 Each measurement runs in a fresh subprocess and reports wall time and peak RSS (``VmHWM``; for Spark
 also the JVM's). The anchor is a hand-written DuckDB query over the same files computing the same
-sufficient statistics (users, click conversions, revenue sum and sum of squares per variant), in the
-same run and with the same DuckDB memory limit (``ABCORE_BENCH_DUCKDB_MEMORY``, default 1GB).
+sufficient statistics (users, click conversions, revenue sum and sum of squares per variant) and the exact
+percentiles of the revenue values (``quantile_disc``: issue 11 defines its anchor as "the same sufficient
+statistics and exact percentiles"), in the same run and with the same DuckDB memory limit
+(``ABCORE_BENCH_DUCKDB_MEMORY``, default 1GB); the statistics-only query is timed and printed too.
 
 * ``test_duckdb_analyze_scaling``: full ``analyze(engine=duckdb, source=...)`` at each of
   ``ABCORE_BENCH_SCALES`` (default 1M, 10M, 100M). Targets: 10M within 1.5x of the anchor and <= 1 GB;
@@ -41,15 +43,25 @@ HAND = """
 WITH pop AS (
   SELECT user_id, MIN(variant) AS variant, MIN(ts) AS first_ts FROM read_parquet('{d}/exposures/*.parquet')
   WHERE experiment = 'bench' AND ts >= TIMESTAMP '2026-01-01' GROUP BY user_id HAVING COUNT(DISTINCT variant) = 1),
+j AS (
+  SELECT p.user_id, p.variant, e.metric_name, e.value
+  FROM pop p LEFT JOIN read_parquet('{d}/events/*.parquet') e ON e.user_id = p.user_id AND e.ts >= p.first_ts),
 u AS (
-  SELECT p.variant,
-    MAX(CASE WHEN e.metric_name = 'click' THEN 1 ELSE 0 END) AS click,
-    SUM(CASE WHEN e.metric_name = 'revenue' THEN COALESCE(e.value, 1) ELSE 0 END) AS revenue
-  FROM pop p LEFT JOIN read_parquet('{d}/events/*.parquet') e ON e.user_id = p.user_id AND e.ts >= p.first_ts
-  GROUP BY p.user_id, p.variant)
-SELECT variant, COUNT(*) AS n, SUM(click) AS conversions, SUM(revenue) AS s, SUM(revenue * revenue) AS s2
-FROM u GROUP BY variant ORDER BY variant
+  SELECT variant,
+    MAX(CASE WHEN metric_name = 'click' THEN 1 ELSE 0 END) AS click,
+    SUM(CASE WHEN metric_name = 'revenue' THEN COALESCE(value, 1) ELSE 0 END) AS revenue
+  FROM j GROUP BY user_id, variant),
+s AS (SELECT variant, COUNT(*) AS n, SUM(click) AS conversions, SUM(revenue) AS s, SUM(revenue * revenue) AS s2
+      FROM u GROUP BY variant){pct_ctes}
+SELECT s.*{pct_cols} FROM s{pct_join} ORDER BY variant
 """
+# The anchor computes what analyze computes for these metrics (issue 11: "the same sufficient statistics and
+# exact percentiles"): with PCT, also the exact percentiles of the revenue values (DuckDB's quantile_disc).
+PCT = {"pct_ctes": ",\nq AS (SELECT variant, quantile_disc(value, [0.5, 0.95, 0.99]) AS pct FROM j"
+                   " WHERE metric_name = 'revenue' AND value IS NOT NULL GROUP BY variant)",
+       "pct_cols": ", q.pct", "pct_join": " LEFT JOIN q USING (variant)"}
+STATS_ONLY = {"pct_ctes": "", "pct_cols": "", "pct_join": ""}
+
 
 RUNNER = r"""
 import json, os, sys, time
@@ -72,7 +84,7 @@ if mode == "hand":
     con.execute(f"SET memory_limit = '{memory}'")
     t0 = time.perf_counter()
     rows = con.execute(sys.argv[4]).fetchall()
-    out = {str(v): {"users": n, "click": c, "revenue_mean": s / n} for v, n, c, s, _ in rows}
+    out = {str(v): {"users": n, "click": c, "revenue_mean": s / n} for v, n, c, s, _s2, *_pct in rows}
     print(json.dumps({"seconds": time.perf_counter() - t0, "rss_mb": rss(), "variants": out,
                       "load": os.getloadavg()[0]}))
     raise SystemExit(0)
@@ -179,7 +191,8 @@ def _warm(d: Path) -> None:
 
 def _measure(mode: str, d: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", RUNNER, mode, str(d), MEMORY, HAND.format(d=d)], capture_output=True,
+    query = HAND.format(d=d, **(STATS_ONLY if mode == "hand:stats" else PCT))
+    out = subprocess.run([sys.executable, "-c", RUNNER, mode.split(":")[0], str(d), MEMORY, query], capture_output=True,
                          text=True, env=env, timeout=3600, cwd=d)  # cwd: DuckDB spills into <cwd>/.tmp
     if out.returncode != 0:
         raise AssertionError(f"{mode} failed:\n{out.stderr[-3000:]}")
@@ -233,14 +246,17 @@ def test_duckdb_analyze_scaling(bench_dir: Path) -> None:
     for n in scales:
         d = _data(bench_dir, n)
         _warm(d)
+        stats_only = _measure("hand:stats", d)
         hand = _measure("hand", d)
         built = _measure("duckdb", d)
         ratio = built["seconds"] / hand["seconds"]
         table.append((n, built, hand, ratio))
         print(f"{n:>12,} events: analyze(duckdb) {built['seconds']:7.2f} s, {built['rss_mb']:5.0f} MB peak;"
-              f" hand-written {hand['seconds']:7.2f} s, {hand['rss_mb']:5.0f} MB; ratio {ratio:.2f}x"
-              f" (load {built['load']:.1f})")
+              f" hand-written (statistics + exact percentiles) {hand['seconds']:7.2f} s, {hand['rss_mb']:5.0f} MB;"
+              f" ratio {ratio:.2f}x; hand-written statistics only {stats_only['seconds']:.2f} s"
+              f" (ratio {built['seconds'] / stats_only['seconds']:.2f}x) (load {built['load']:.1f})")
         _same_numbers(built, hand)
+        _same_numbers(stats_only, hand)
         assert built["engine"] == "duckdb"
         if n >= 100_000_000 and os.environ.get("ABCORE_BENCH_KEEP") != "1":
             shutil.rmtree(d, ignore_errors=True)  # ~2 GB: free the disk before the next measurement

@@ -6,7 +6,9 @@ fresh subprocess (wall time and peak RSS = ``VmHWM``):
 
 * **anchor**: a hand-written DuckDB query over the same attached SQLite file computing the same
   sufficient statistics (users, click conversions, revenue sum and sum of squares per variant, events at
-  or after each user's first exposure);
+  or after each user's first exposure) and the exact percentiles of the revenue values (``quantile_disc``), as
+  ``analyze`` does (issue 11: "the same sufficient statistics and exact percentiles"); the statistics-only
+  query is timed and printed too;
 * ``analyze(engine="duckdb")`` (full: daily series included) and ``analyze(engine="duckdb", daily=False)``;
 * ``analyze()`` on SQLite (``engine="store"``) and, when the baseline can be checked out, the same call on
   the code of ``ABCORE_BENCH_BASELINE`` (default ``457757d``: the queries path before the builder
@@ -43,16 +45,25 @@ first AS (SELECT user_id, MIN(ts) AS first_ts FROM ev WHERE event_type = 'exposu
 pop AS (
   SELECT a.user_id, a.variant_id, f.first_ts FROM store.ab_user_assignments a JOIN first f ON f.user_id = a.user_id
   WHERE a.experiment_id = 1),
-u AS (
-  SELECT p.variant_id,
-    MAX(CASE WHEN e.metric_name = 'click' THEN 1 ELSE 0 END) AS click,
-    SUM(CASE WHEN e.metric_name = 'revenue' THEN COALESCE(e.value, 1) ELSE 0 END) AS revenue
+j AS (
+  SELECT p.user_id, p.variant_id, e.metric_name, e.value
   FROM pop p LEFT JOIN ev e ON e.user_id = p.user_id AND e.event_type = 'conversion'
-    AND e.metric_name IN ('click', 'revenue') AND e.ts >= p.first_ts
-  GROUP BY p.user_id, p.variant_id)
-SELECT variant_id, COUNT(*) AS n, SUM(click) AS conversions, SUM(revenue) AS s, SUM(revenue * revenue) AS s2
-FROM u GROUP BY variant_id ORDER BY variant_id
+    AND e.metric_name IN ('click', 'revenue') AND e.ts >= p.first_ts),
+u AS (
+  SELECT variant_id,
+    MAX(CASE WHEN metric_name = 'click' THEN 1 ELSE 0 END) AS click,
+    SUM(CASE WHEN metric_name = 'revenue' THEN COALESCE(value, 1) ELSE 0 END) AS revenue
+  FROM j GROUP BY user_id, variant_id),
+s AS (SELECT variant_id, COUNT(*) AS n, SUM(click) AS conversions, SUM(revenue) AS s, SUM(revenue * revenue) AS s2
+      FROM u GROUP BY variant_id){pct_ctes}
+SELECT s.*{pct_cols} FROM s{pct_join} ORDER BY variant_id
 """
+# As in bench_engines.py: the anchor also computes the exact percentiles of the revenue values, as analyze does.
+PCT = {"pct_ctes": ",\nq AS (SELECT variant_id, quantile_disc(value, [0.5, 0.95, 0.99]) AS pct FROM j"
+                   " WHERE metric_name = 'revenue' AND value IS NOT NULL GROUP BY variant_id)",
+       "pct_cols": ", q.pct", "pct_join": " LEFT JOIN q USING (variant_id)"}
+STATS_ONLY = {"pct_ctes": "", "pct_cols": "", "pct_join": ""}
+
 
 RUNNER = r"""
 import json, os, sys, time
@@ -71,7 +82,7 @@ if mode == "hand":
     eng = duckdb_engine(store_url=url)  # the same read-only attach (sqlite_scanner) as analyze(engine="duckdb")
     t0 = time.perf_counter()
     rows = [list(r) for r in eng.connection.execute(sys.argv[3]).fetchall()]
-    out = {v: {"users": n, "click": c, "revenue_mean": s / n} for v, n, c, s, _ in rows}
+    out = {v: {"users": n, "click": c, "revenue_mean": s / n} for v, n, c, s, _s2, *_pct in rows}
     print(json.dumps({"seconds": time.perf_counter() - t0, "rss_mb": rss(), "store_mode": eng.store_mode,
                       "variants": out, "load": os.getloadavg()[0]}))
     raise SystemExit(0)
@@ -102,7 +113,9 @@ print(json.dumps({"seconds": seconds, "rss_mb": rss(), "variants": out, "load": 
 
 def _run(mode: str, pythonpath: Path = ROOT) -> dict:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
-    out = subprocess.run([sys.executable, "-c", RUNNER, mode, str(DB_PATH), HAND], capture_output=True, text=True,
+    query = HAND.format(**(STATS_ONLY if mode == "hand:stats" else PCT))
+    out = subprocess.run([sys.executable, "-c", RUNNER, mode.split(":")[0] if mode.startswith("hand") else mode,
+                          str(DB_PATH), query], capture_output=True, text=True,
                          env=env, timeout=3600)
     if out.returncode != 0:
         raise AssertionError(f"{mode} failed:\n{out.stderr[-3000:]}")
@@ -152,11 +165,14 @@ def test_analyze_engines_on_the_10m_sqlite_store() -> None:
     subprocess.run([sys.executable, script, "migrate", str(DB_PATH)], check=True, capture_output=True, env=env)
     print(f"\n10,000,000 events in {DB_PATH} (uptime: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f})")
     _warm(DB_PATH)
+    stats_only = _run("hand:stats")
     hand = _run("hand")
     duck = _run("duckdb")
     duck_core = _run("duckdb:nodaily")
     store = _run("store")
-    print(_fig(f"hand-written DuckDB query ({hand['store_mode']})", hand))
+    print(_fig(f"hand-written DuckDB query, statistics only ({hand['store_mode']})", stats_only))
+    print(_fig("hand-written, statistics + exact percentiles (anchor)", hand))
+    print(f"  analyze(engine=\"duckdb\") / statistics-only query: {duck['seconds'] / stats_only['seconds']:.2f}x")
     print(_fig('analyze(engine="duckdb")', duck, hand))
     print(_fig('analyze(engine="duckdb", daily=False)', duck_core, hand))
     print(_fig('analyze(engine="store") on SQLite', store, hand))
@@ -166,7 +182,7 @@ def test_analyze_engines_on_the_10m_sqlite_store() -> None:
     if base:
         print(_fig(f"analyze() on SQLite, baseline {BASELINE}", base, hand))
         print(f"  SQLite path now / baseline: {store['seconds'] / base['seconds']:.2f}x")
-    for other in (duck, duck_core, store, *([base] if base else [])):
+    for other in (stats_only, duck, duck_core, store, *([base] if base else [])):
         _same_numbers(other, hand)
     assert duck["engine"] == "duckdb" and store["engine"] == "store"
     assert duck["seconds"] <= MAX_RATIO * hand["seconds"], "analyze(engine='duckdb') slower than 1.5x the anchor"
