@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,16 +10,29 @@ from streamlit.testing.v1 import AppTest
 
 import ui
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
 
 
-def test_the_first_page_view_starts_the_preload_once(store: str) -> None:
+def test_the_first_page_view_starts_one_preload_thread(store: str) -> None:
     ui.preload_analysis_code.clear()
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert not at.exception
-    thread = ui.preload_analysis_code()  # cached: every call returns the one thread of this server
-    assert thread is ui.preload_analysis_code() and thread.name == "abcore-preload"
+    thread = ui.preload_analysis_code()
+    assert thread is ui.preload_analysis_code() and thread.name == "abcore-preload"  # once per server
     thread.join(timeout=60)
     assert not thread.is_alive()
-    assert all(name in sys.modules for name in ui.PRELOADED_MODULES)
+
+
+def test_the_preload_imports_the_analysis_stack_in_a_fresh_interpreter() -> None:
+    # A fresh process: in this one the other tests have imported abcore.analysis already.
+    code = "\n".join([
+        "import sys, ui",
+        *(f"assert {m!r} not in sys.modules" for m in ui.PRELOADED_MODULES),
+        "ui.preload_analysis_code().join(60)",
+        "missing = [m for m in ui.PRELOADED_MODULES if m not in sys.modules]",
+        "assert not missing, missing",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -4,7 +4,7 @@ ABCORE_DUCKDB_MIN_EVENTS (README, Dashboard)."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from sqlmodel import Session
@@ -14,7 +14,6 @@ from abcore import experiments as ex
 from abcore.assign import Assigner
 from abcore.db import make_engine
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 pytest.importorskip("duckdb", reason="the DuckDB caption needs the duckdb extra")
 
 
@@ -36,17 +35,6 @@ def _experiment(url: str, users: int = 60) -> int:
     return int(exp.id)  # type: ignore[arg-type]
 
 
-def _captions(ref: str) -> list[str]:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("pages/results.py")
-    at.session_state["live_refresh"] = False
-    at.query_params["experiment"] = ref
-    at.run()
-    assert not at.exception, at.exception
-    return [c.value for c in at.caption]
-
-
 @pytest.mark.parametrize(
     ("env", "label"),
     [
@@ -56,26 +44,23 @@ def _captions(ref: str) -> list[str]:
         ({"ABCORE_ANALYSIS_ENGINE": "auto", "ABCORE_DUCKDB_MIN_EVENTS": "1000000"}, "SQLite"),
     ],
 )
-def test_caption_names_the_engine(store: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], label: str) -> None:
+def test_caption_names_the_engine(store: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], label: str,
+                                  open_results: Callable[..., AppTest]) -> None:
     monkeypatch.delenv("ABCORE_ANALYSIS_ENGINE", raising=False)
     monkeypatch.delenv("ABCORE_DUCKDB_MIN_EVENTS", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     _experiment(store)
-    captions = _captions("Engine caption")
+    captions = [c.value for c in open_results("Engine caption").caption]
     computed = [c for c in captions if c.startswith("Computed by ")]
     assert len(computed) == 1, captions
     assert computed[0].startswith(f"Computed by {label} in ") and computed[0].endswith(" s")
 
 
-def test_bad_engine_setting_is_shown_not_ignored(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_engine_setting_is_shown_not_ignored(store: str, monkeypatch: pytest.MonkeyPatch,
+                                                open_results: Callable[..., AppTest]) -> None:
     monkeypatch.setenv("ABCORE_ANALYSIS_ENGINE", "spark")
     _experiment(store)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("pages/results.py")
-    at.session_state["live_refresh"] = False
-    at.query_params["experiment"] = "Engine caption"
-    at.run()
+    at = open_results("Engine caption")
     shown = " ".join(e.value for e in at.error)
     assert "ABCORE_ANALYSIS_ENGINE" in shown

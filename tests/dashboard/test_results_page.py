@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,8 +14,6 @@ from streamlit.testing.v1 import AppTest
 from abcore import experiments as ex
 from abcore.assign import Assigner
 from abcore.db import make_engine
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 class _TableCells(HTMLParser):
@@ -76,20 +74,9 @@ def _running_experiment(url: str, users: int = 200) -> int:
     return int(exp.id)  # type: ignore[arg-type]
 
 
-def _results(ref: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("pages/results.py")
-    at.session_state["live_refresh"] = False
-    at.query_params["experiment"] = ref
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def test_results_page_is_linkable_and_shows_tables_charts_and_downloads(store: str) -> None:
+def test_results_page_is_linkable_and_shows_tables_charts_and_downloads(store: str, open_results: Callable[..., AppTest]) -> None:
     exp_id = _running_experiment(store)
-    at = _results("Checkout copy")  # by name
+    at = open_results("Checkout copy")  # by name
     assert at.selectbox(key="r_experiment").value == exp_id
     assert any("Checkout copy" in m.value for m in at.markdown)
     headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
@@ -106,13 +93,13 @@ def test_results_page_is_linkable_and_shows_tables_charts_and_downloads(store: s
         "User feedback"]
     assert {b.proto.label for b in at.get("download_button")} == {
         "Download CSV: Results table", "Download CSV: Assignments", "Download CSV: Events"}
-    by_id = _results(str(exp_id))
+    by_id = open_results(str(exp_id))
     assert by_id.selectbox(key="r_experiment").value == exp_id
 
 
-def test_new_events_are_never_hidden_by_the_cache(store: str) -> None:
+def test_new_events_are_never_hidden_by_the_cache(store: str, open_results: Callable[..., AppTest]) -> None:
     _running_experiment(store, users=60)
-    at = _results("Checkout copy")
+    at = open_results("Checkout copy")
     users = _tables(at)[0]["Users"].tolist()
     assigner = Assigner(store, timeout=10.0, cache_ttl=0.0)
     for i in range(60, 100):
@@ -123,20 +110,21 @@ def test_new_events_are_never_hidden_by_the_cache(store: str) -> None:
     assert sum(map(int, after)) == 100 and after != users
 
 
-def test_unknown_experiment_and_draft(store: str) -> None:
-    at = _results("nope")
+def test_unknown_experiment_and_draft(store: str, open_results: Callable[..., AppTest]) -> None:
+    at = open_results("nope")
     assert any("No experiments yet" in i.value for i in at.info)
     with Session(make_engine(store)) as s:
         ex.create_experiment(session=s, data=ex.ExperimentCreate(name="Just a draft", variants=[
             ex.VariantCreate(name="a", allocation_pct=50), ex.VariantCreate(name="b", allocation_pct=50)]))
-    at = _results("nope")
+    at = open_results("nope")
     assert any("No experiment 'nope'" in w.value for w in at.warning)
-    at = _results("Just a draft")
+    at = open_results("Just a draft")
     assert any("is a draft" in i.value for i in at.info)
 
 
 @pytest.mark.parametrize("method", ["frequentist", "sequential", "bayesian"])
-def test_every_demo_experiment_renders_with_multi_day_charts(store: str, method: str) -> None:
+def test_every_demo_experiment_renders_with_multi_day_charts(store: str, method: str,
+                                                               open_results: Callable[..., AppTest]) -> None:
     """The demo data spans weeks (multi-point cumulative series, feedback, distributions): every
     experiment with data renders every method without an error message."""
     from abcore.demo import load_demo_data
@@ -147,19 +135,12 @@ def test_every_demo_experiment_renders_with_multi_day_charts(store: str, method:
         names = [e.name for e in ex.list_experiments(session=s) if e.status != "draft"]
     engine.dispose()
     for name in names:
-        at = AppTest.from_file(APP, default_timeout=60)
-        at.run()
-        at.switch_page("pages/results.py")
-        at.session_state["live_refresh"] = False
-        at.session_state["r_method"] = method
-        at.query_params["experiment"] = name
-        at.run()
-        assert not at.exception, (name, at.exception)
+        at = open_results(name, r_method=method)
         assert not at.error, (name, [e.value for e in at.error])
         assert len(_charts(at)) >= 4, name
 
 
-def test_segment_breakdown_offers_the_assignment_attributes(store: str) -> None:
+def test_segment_breakdown_offers_the_assignment_attributes(store: str, open_results: Callable[..., AppTest]) -> None:
     from abcore.demo import load_demo_data
 
     engine = make_engine(store)
@@ -167,7 +148,7 @@ def test_segment_breakdown_offers_the_assignment_attributes(store: str) -> None:
     with Session(engine) as s:
         experiment = ex.get_experiment(session=s, ref="ranker_two_tower_vs_als")
     engine.dispose()
-    at = _results("ranker_two_tower_vs_als")
+    at = open_results("ranker_two_tower_vs_als")
     box = at.selectbox(key=f"r_segment_{experiment.id}")
     assert box.options == ["No breakdown", "country", "platform"]  # the demo's assignment attributes
     box.set_value("country").run()
@@ -175,7 +156,7 @@ def test_segment_breakdown_offers_the_assignment_attributes(store: str) -> None:
     assert any(e.label == "By country" for e in at.expander)
 
 
-def test_a_metric_without_any_event_says_no_data_yet(store: str) -> None:
+def test_a_metric_without_any_event_says_no_data_yet(store: str, open_results: Callable[..., AppTest]) -> None:
     """A secondary metric nobody tracked yet: "no data yet" under its heading, never a table with "0.00 %"."""
     with Session(make_engine(store), expire_on_commit=False) as s:
         exp = ex.create_experiment(session=s, data=ex.ExperimentCreate(
@@ -190,7 +171,7 @@ def test_a_metric_without_any_event_says_no_data_yet(store: str) -> None:
         if i % 4 == 0:
             assigner.track(f"u{i}", "Silent metric", "conversion")
     assigner.close()
-    at = _results("Silent metric")
+    at = open_results("Silent metric")
     headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
     assert headings == ["#### conversion · primary", "#### signup · secondary"]
     assert len(_tables(at)) == 1  # conversion only: 10 of 40 users converted (i % 4 == 0), so it has data
@@ -202,10 +183,10 @@ def test_a_metric_without_any_event_says_no_data_yet(store: str) -> None:
     assert at.selectbox(key="r_chart_metric").options == ["conversion"]
 
 
-def test_cuped_warnings_are_shown_next_to_the_cuped_option(store: str) -> None:
+def test_cuped_warnings_are_shown_next_to_the_cuped_option(store: str, open_results: Callable[..., AppTest]) -> None:
     """A CUPED warning of Results.warnings sits beside the CUPED toggle (once), not in the health banner."""
     _running_experiment(store, users=60)
-    at = _results("Checkout copy")
+    at = open_results("Checkout copy")
     assert not [w for w in at.warning if "CUPED" in w.value]
     at.session_state["r_method"] = "sequential"  # abcore.analysis: CUPED is not combined with sequential testing
     at.toggle(key="r_cuped").set_value(True).run()
