@@ -7,7 +7,6 @@ is never hidden by the cache.
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from datetime import UTC, date, datetime, time, timedelta
@@ -18,8 +17,8 @@ import streamlit as st
 
 import ui
 import watch_ui
-from abcore import charts, forms, queries
 from abcore import experiments as ex
+from abcore import forms, queries, result_charts
 from abcore.analysis import analyze
 from abcore.config import choose_analysis_engine, database_url
 from abcore.export import iter_csv
@@ -28,9 +27,6 @@ from abcore.metric_forms import direction_label
 METHODS = {"frequentist": "Frequentist", "sequential": "Sequential (safe to peek)", "bayesian": "Bayesian"}
 CORRECTIONS = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg", "bonferroni": "Bonferroni", "none": "None"}
 REFRESH_SECONDS = 10
-# Okabe-Ito bluish green / grey / vermillion: readable with the common colour-vision deficiencies.
-SENTIMENT_COLORS = {"positive": "#009E73", "neutral": "#9ca3af", "negative": "#D55E00"}
-OUTCOME_COLORS = {"better": "#16a34a", "worse": "#dc2626", "inconclusive": "#6b7280"}
 
 
 @st.cache_data(show_spinner="Analysing…", max_entries=64)
@@ -59,9 +55,9 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
         "results": results,
         "seconds": seconds,
         "no_data": {m for m in metrics if m not in tracked},
-        "forest": _forest(results) if any(charts.finite(r.test.lift) is not None for r in results.metrics) else None,
-        "cumulative": {m: _cumulative(results, m, palette) for m in metrics},
-        "feedback": _feedback(results.feedback, palette),
+        "forest": result_charts.forest(results),
+        "cumulative": {m: result_charts.cumulative(results, m, palette) for m in metrics},
+        "feedback": result_charts.feedback(results.feedback, palette),
     }
 
 
@@ -71,7 +67,7 @@ def _assignments_svg(url: str, experiment_id: int, latest_event: int, palette: d
     with ui.session() as s:
         per_day = queries.assignments_per_day(session=s, experiment_id=experiment_id)
         names = {v.id: v.name for v in ex.get_variants(session=s, experiment_id=experiment_id)}
-    return _assignments_chart(per_day, names, palette) if per_day else None
+    return result_charts.assignments(per_day, names, palette) if per_day else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -84,7 +80,7 @@ def _distribution_svg(url: str, experiment_id: int, latest_event: int, metric: s
             percentiles=False,  # the chart draws the bins only
         )
         names = {v.id: v.name for v in ex.get_variants(session=s, experiment_id=experiment_id)}
-    return _distribution(dist, names, metric, palette) if dist.edges else None
+    return result_charts.distribution(dist, names, metric, palette) if dist.edges else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=60)
@@ -161,73 +157,6 @@ def _verdict(results: Any) -> None:
     with st.container(border=True, key="r_verdict"):
         st.markdown(f"### :{color}[{label}]")
         st.markdown(results.verdict.reason)
-
-
-def _forest(results: Any) -> str:
-    """Relative lift per metric and treatment with its CI; colour by outcome (green better, red worse, grey open)."""
-    rows = [charts.ForestRow(
-        label=f"{r.metric} · {r.variant}", estimate=r.test.lift * 100,
-        low=(charts.finite(r.test.lift_ci_low) or math.nan) * 100, high=(charts.finite(r.test.lift_ci_high) or math.nan) * 100,
-        outcome=r.outcome,  # judged by the metric's definition (abcore.decisions), never by the sign here
-    ) for r in results.metrics if charts.finite(r.test.lift) is not None]
-    return charts.forest_chart(title="Relative lift vs. control (with confidence intervals)", rows=rows,
-                               colors=OUTCOME_COLORS, x_title="Lift vs. control (%)")
-
-
-def _cumulative(results: Any, metric: str, palette: dict[str, str]) -> tuple[str, str | None] | None:
-    """The cumulative value per variant and the cumulative lift vs. control of ``metric`` (None: no daily data)."""
-    points = [p for p in results.daily if p.metric == metric]
-    if not points:
-        return None
-    binary = next((r.kind == "binary" for r in results.metrics if r.metric == metric), False)
-    scale = 100 if binary else 1
-    days = sorted(set(forms.day_labels(p.day for p in points)))
-    at = {d: i for i, d in enumerate(days)}
-    variants = [v for v in palette if any(p.variant == v for p in points)]
-    variants += sorted({p.variant for p in points} - set(variants))
-    value: dict[str, list[float | None]] = {v: [None] * len(days) for v in variants}
-    lift: dict[str, list[float | None]] = {v: [None] * len(days) for v in variants}
-    for day, p in zip(forms.day_labels(p.day for p in points), points, strict=True):
-        value[p.variant][at[day]] = charts.finite(p.value * scale)
-        lift[p.variant][at[day]] = charts.finite(p.lift * 100)
-    unit = " (%)" if binary else ""
-    value_chart = charts.line_chart(title=f"Cumulative {metric} per variant", categories=days, series=value,
-                                    colors=palette, y_title=f"{metric}{unit}", value_format=".2f" if binary else ".3f")
-    lifts = {v: vals for v, vals in lift.items() if any(x is not None for x in vals)}
-    if not lifts:
-        return value_chart, None
-    lift_chart = charts.line_chart(title=f"Cumulative lift of {metric} vs. control (%)", categories=days, series=lifts,
-                                   colors=palette, y_title="Lift (%)", value_format="+.2f", zero_line=True)
-    return value_chart, lift_chart
-
-
-def _distribution(dist: Any, names: dict[int, str], metric: str, palette: dict[str, str]) -> str:
-    counts = {names.get(vid, str(vid)): list(c) for vid, c in dist.counts.items()}
-    return charts.histogram(title=f"Distribution of {metric} per variant", edges=list(dist.edges), counts=counts,
-                            colors=palette, x_title=metric)
-
-
-def _assignments_chart(per_day: list[Any], names: dict[int, str], palette: dict[str, str]) -> str:
-    labels = forms.day_labels(a.day for a in per_day)
-    days = sorted(set(labels))
-    at = {d: i for i, d in enumerate(days)}
-    variants = [v for v in palette if v in names.values()] + sorted(set(names.values()) - set(palette))
-    users: dict[str, list[float]] = {v: [0.0] * len(days) for v in variants}
-    for day, a in zip(labels, per_day, strict=True):
-        users.setdefault(names.get(a.variant_id, str(a.variant_id)), [0.0] * len(days))[at[day]] += a.count
-    return charts.bar_chart(title="Assignments per day", categories=days, values=users, colors=palette,
-                            y_title="Users", x_title="Day (UTC)")
-
-
-def _feedback(feedback: dict[str, dict[str, int]], palette: dict[str, str]) -> str | None:
-    if not any(sum(c.values()) for c in feedback.values()):
-        return None
-    variants = [v for v in palette if v in feedback] + sorted(set(feedback) - set(palette))
-    sentiments = [s for s in SENTIMENT_COLORS if any(s in c for c in feedback.values())]
-    sentiments += sorted({s for c in feedback.values() for s in c} - set(sentiments))
-    values = {s: [float(feedback[v].get(s, 0)) for v in variants] for s in sentiments}
-    return charts.bar_chart(title="User feedback", categories=variants, values=values, colors=SENTIMENT_COLORS,
-                            y_title="Feedback events", stacked=True, days=False)
 
 
 def _chart(svg: str, key: str) -> None:
