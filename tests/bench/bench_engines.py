@@ -12,7 +12,9 @@ also the JVM's). The anchor is a hand-written DuckDB query over the same files c
 sufficient statistics (users, click conversions, revenue sum and sum of squares per variant) and the exact
 percentiles of the revenue values (``quantile_disc``: issue 11 defines its anchor as "the same sufficient
 statistics and exact percentiles"), in the same run and with the same DuckDB memory limit
-(``ABCORE_BENCH_DUCKDB_MEMORY``, default 1GB); the statistics-only query is timed and printed too.
+(``ABCORE_BENCH_DUCKDB_MEMORY``, default 1GB: at 1.5GB the anchor ran out of memory at 100M events) and
+``preserve_insertion_order`` off, as :func:`abcore.engines.duckdb_engine` sets it; the statistics-only query
+is timed and printed too.
 
 * ``test_duckdb_analyze_scaling``: full ``analyze(engine=duckdb, source=...)`` at each of
   ``ABCORE_BENCH_SCALES`` (default 1M, 10M, 100M). Targets: 10M within 1.5x of the anchor and <= 1 GB;
@@ -37,7 +39,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 10_000_000
-MEMORY = os.environ.get("ABCORE_BENCH_DUCKDB_MEMORY", "1GB")
+
+
+def memory_limit(n_events: int) -> str:
+    """DuckDB's ``memory_limit`` for both anchor and ``analyze`` at ``n_events`` (module docstring)."""
+    return os.environ.get("ABCORE_BENCH_DUCKDB_MEMORY") or "1GB"
 
 HAND = """
 WITH pop AS (
@@ -82,6 +88,7 @@ if mode == "hand":
     import duckdb
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory}'")
+    con.execute("SET preserve_insertion_order = false")  # as duckdb_engine() sets it (less memory, same rows)
     t0 = time.perf_counter()
     rows = con.execute(sys.argv[4]).fetchall()
     out = {str(v): {"users": n, "click": c, "revenue_mean": s / n} for v, n, c, s, _s2, *_pct in rows}
@@ -159,7 +166,7 @@ def generate(n_events: int, d: Path) -> float:
     expo, clicks = int(n_events * 0.6), int(n_events * 0.15)
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")
-    con.execute(f"SET memory_limit = '{MEMORY}'")
+    con.execute(f"SET memory_limit = '{memory_limit(n_events)}'")
     for part, lo in enumerate(range(0, expo, CHUNK)):
         hi = min(lo + CHUNK, expo)
         # Row i < users exposes user i (everyone at least once); later rows revisit users. One variant per user.
@@ -189,10 +196,10 @@ def _warm(d: Path) -> None:
                 pass
 
 
-def _measure(mode: str, d: Path) -> dict:
+def _measure(mode: str, d: Path, memory: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     query = HAND.format(d=d, **(STATS_ONLY if mode == "hand:stats" else PCT))
-    out = subprocess.run([sys.executable, "-c", RUNNER, mode.split(":")[0], str(d), MEMORY, query], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", RUNNER, mode.split(":")[0], str(d), memory, query], capture_output=True,
                          text=True, env=env, timeout=3600, cwd=d)  # cwd: DuckDB spills into <cwd>/.tmp
     if out.returncode != 0:
         raise AssertionError(f"{mode} failed:\n{out.stderr[-3000:]}")
@@ -241,17 +248,18 @@ def _uptime() -> str:
 @pytest.mark.bench
 def test_duckdb_analyze_scaling(bench_dir: Path) -> None:
     scales = [int(s) for s in os.environ.get("ABCORE_BENCH_SCALES", "1000000,10000000,100000000").split(",")]
-    print(f"\nDuckDB memory_limit {MEMORY}; {_uptime()}")
+    print(f"\n{_uptime()}")
     table = []
     for n in scales:
         d = _data(bench_dir, n)
         _warm(d)
-        stats_only = _measure("hand:stats", d)
-        hand = _measure("hand", d)
-        built = _measure("duckdb", d)
+        memory = memory_limit(n)
+        stats_only = _measure("hand:stats", d, memory)
+        hand = _measure("hand", d, memory)
+        built = _measure("duckdb", d, memory)
         ratio = built["seconds"] / hand["seconds"]
         table.append((n, built, hand, ratio))
-        print(f"{n:>12,} events: analyze(duckdb) {built['seconds']:7.2f} s, {built['rss_mb']:5.0f} MB peak;"
+        print(f"{n:>12,} events (DuckDB memory_limit {memory}): analyze(duckdb) {built['seconds']:7.2f} s, {built['rss_mb']:5.0f} MB peak;"
               f" hand-written (statistics + exact percentiles) {hand['seconds']:7.2f} s, {hand['rss_mb']:5.0f} MB;"
               f" ratio {ratio:.2f}x; hand-written statistics only {stats_only['seconds']:.2f} s"
               f" (ratio {built['seconds'] / stats_only['seconds']:.2f}x) (load {built['load']:.1f})")
@@ -278,8 +286,8 @@ def test_spark_local_analyze(bench_dir: Path) -> None:
     d = _data(bench_dir, n)
     _warm(d)
     print(f"\n{_uptime()}")
-    duck = _measure("duckdb", d)
-    spark = _measure("spark", d)
+    duck = _measure("duckdb", d, memory_limit(n))
+    spark = _measure("spark", d, memory_limit(n))
     _same_numbers(spark, duck)
     assert spark["engine"] == "spark"
     print(f"{n:,} events: Spark local[2] analyze {spark['seconds']:.2f} s (+ session start-up {spark['startup']:.2f} s,"
