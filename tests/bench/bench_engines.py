@@ -39,11 +39,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 10_000_000
-
-
-def memory_limit(n_events: int) -> str:
-    """DuckDB's ``memory_limit`` for both anchor and ``analyze`` at ``n_events`` (module docstring)."""
-    return os.environ.get("ABCORE_BENCH_DUCKDB_MEMORY") or "1GB"
+MEMORY = os.environ.get("ABCORE_BENCH_DUCKDB_MEMORY", "1GB")
 
 HAND = """
 WITH pop AS (
@@ -166,7 +162,7 @@ def generate(n_events: int, d: Path) -> float:
     expo, clicks = int(n_events * 0.6), int(n_events * 0.15)
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")
-    con.execute(f"SET memory_limit = '{memory_limit(n_events)}'")
+    con.execute(f"SET memory_limit = '{MEMORY}'")
     for part, lo in enumerate(range(0, expo, CHUNK)):
         hi = min(lo + CHUNK, expo)
         # Row i < users exposes user i (everyone at least once); later rows revisit users. One variant per user.
@@ -196,7 +192,7 @@ def _warm(d: Path) -> None:
                 pass
 
 
-def _measure(mode: str, d: Path, memory: str) -> dict:
+def _measure(mode: str, d: Path, memory: str = MEMORY) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     query = HAND.format(d=d, **(STATS_ONLY if mode == "hand:stats" else PCT))
     out = subprocess.run([sys.executable, "-c", RUNNER, mode.split(":")[0], str(d), memory, query], capture_output=True,
@@ -253,13 +249,12 @@ def test_duckdb_analyze_scaling(bench_dir: Path) -> None:
     for n in scales:
         d = _data(bench_dir, n)
         _warm(d)
-        memory = memory_limit(n)
-        stats_only = _measure("hand:stats", d, memory)
-        hand = _measure("hand", d, memory)
-        built = _measure("duckdb", d, memory)
+        stats_only = _measure("hand:stats", d)
+        hand = _measure("hand", d)
+        built = _measure("duckdb", d)
         ratio = built["seconds"] / hand["seconds"]
         table.append((n, built, hand, ratio))
-        print(f"{n:>12,} events (DuckDB memory_limit {memory}): analyze(duckdb) {built['seconds']:7.2f} s, {built['rss_mb']:5.0f} MB peak;"
+        print(f"{n:>12,} events (DuckDB memory_limit {MEMORY}): analyze(duckdb) {built['seconds']:7.2f} s, {built['rss_mb']:5.0f} MB peak;"
               f" hand-written (statistics + exact percentiles) {hand['seconds']:7.2f} s, {hand['rss_mb']:5.0f} MB;"
               f" ratio {ratio:.2f}x; hand-written statistics only {stats_only['seconds']:.2f} s"
               f" (ratio {built['seconds'] / stats_only['seconds']:.2f}x) (load {built['load']:.1f})")
@@ -286,8 +281,8 @@ def test_spark_local_analyze(bench_dir: Path) -> None:
     d = _data(bench_dir, n)
     _warm(d)
     print(f"\n{_uptime()}")
-    duck = _measure("duckdb", d, memory_limit(n))
-    spark = _measure("spark", d, memory_limit(n))
+    duck = _measure("duckdb", d)
+    spark = _measure("spark", d)
     _same_numbers(spark, duck)
     assert spark["engine"] == "spark"
     print(f"{n:,} events: Spark local[2] analyze {spark['seconds']:.2f} s (+ session start-up {spark['startup']:.2f} s,"
