@@ -232,11 +232,15 @@ def _bound(offset: int, offsets: Sequence[int]) -> str:
 
 def _population_ctes(
     d: Dialect, src: QuerySource, experiment: Any, start: datetime | None, end: datetime | None,
-    segment: str | None, offsets: Sequence[int] = (),
+    segment: str | None, offsets: Sequence[int] = (), user_key: bool = False,
 ) -> list[tuple[str, str]]:
     """``exposures`` (first exposure key per user) and ``population`` (user, variant, segment, first
-    exposure as key and as epoch microseconds, and the keys of the bounds at ``offsets``)."""
+    exposure as key and as epoch microseconds, and the keys of the bounds at ``offsets``). With
+    ``user_key`` the population's ``user_id`` is an integer surrogate and the source id is
+    ``source_user_id`` (:attr:`Dialect.narrow_shared_scan`)."""
     q = d.quote
+    surrogate = "ROW_NUMBER() OVER () AS user_id, " if user_key else ""
+    source_id = "source_user_id" if user_key else "user_id"
     t = _Time(d, src)
     ts_window = []
     first_us = t.to_us("e.first_key")
@@ -262,7 +266,7 @@ def _population_ctes(
         else:
             raise ValueError("this source has no assignment attributes to segment by")
         population = (
-            f"SELECT a.{q(src.user_id)} AS user_id, a.{q(src.assignment_variant)} AS variant, e.first_key,"
+            f"SELECT {surrogate}a.{q(src.user_id)} AS {source_id}, a.{q(src.assignment_variant)} AS variant, e.first_key,"
             f" {first_us} AS first_us, {seg} AS segment{bounds}\n  FROM {src.assignments} a\n"
             f"  JOIN exposures e ON e.user_id = a.{q(src.user_id)}\n"
             f"  WHERE a.{q(src.assignment_experiment)} = {literal(experiment)}"
@@ -287,16 +291,19 @@ def _population_ctes(
         f"  WHERE {' AND '.join(where) or '1 = 1'}\n  GROUP BY {q(src.exposure_user_id)}\n"
         f"  HAVING MIN({variant}) = MAX({variant})"
     )
-    population = f"SELECT user_id, variant, first_key, {first_us} AS first_us, segment{bounds} FROM exposures e"
+    own_id = f"{surrogate}user_id AS source_user_id" if user_key else "user_id"
+    population = f"SELECT {own_id}, variant, first_key, {first_us} AS first_us, segment{bounds} FROM exposures e"
     return [("exposures", exposures), ("population", population)]
 
 
 def _events_in(
     d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], end: datetime | None,
-    offsets: Sequence[int] = (),
+    offsets: Sequence[int] = (), segmented: bool = True,
 ) -> str:
     """``events_in``: every event of the analysed metric names joined once to the population (one scan),
-    with the event's timestamp key and the user's bound keys."""
+    with the event's timestamp key and the user's bound keys. With :attr:`Dialect.narrow_shared_scan`
+    ``user_id`` is the population's surrogate key, ``metric_name`` the index in ``names`` and an
+    unsegmented scan (``segmented`` False) has no ``segment`` (see :func:`_metric_refs`)."""
     q = d.quote
     t = _Time(d, src)
     key = t.event_key("ev." + q(src.ts))
@@ -312,25 +319,52 @@ def _events_in(
         # Events first, in index order (metric, user): each user is one lookup in the population, and the
         # per-user GROUP BY downstream streams without sorting (CROSS JOIN keeps the written order in SQLite).
         join = f"{src.events} ev\n  CROSS JOIN population p ON p.user_id = ev.{q(src.user_id)}"
+    elif d.narrow_shared_scan:
+        join = f"population p\n  JOIN {src.events} ev ON ev.{q(src.user_id)} = p.source_user_id"
     else:
         join = f"population p\n  JOIN {src.events} ev ON ev.{q(src.user_id)} = p.user_id"
+    user, segment, metric = f"ev.{q(src.user_id)}", ", p.segment", f"ev.{q(src.metric_name)}"
+    if d.narrow_shared_scan:
+        user, segment = "p.user_id", ", p.segment" if segmented else ""
+        codes = " ".join(f"WHEN {literal(n)} THEN {i}" for i, n in enumerate(names))
+        metric = f"CAST(CASE {metric} {codes} END AS SMALLINT)"
     return (
-        f"SELECT ev.{q(src.user_id)} AS user_id, p.variant, p.segment, ev.{q(src.metric_name)} AS metric_name, ev.{q(src.value)} AS value,"
+        f"SELECT {user} AS user_id, p.variant{segment}, {metric} AS metric_name, ev.{q(src.value)} AS value,"
         f" {key} AS ts_key, p.first_key{bounds}\n  FROM {join}\n  WHERE {' AND '.join(where)}"
     )
 
 
+def _analysed_names(metrics: Sequence[Any]) -> list[str]:
+    """The event metric names an analysis of ``metrics`` reads, in first-use order (ratio: numerator, denominator)."""
+    names: list[str] = []
+    for m in metrics:
+        for n in [m.numerator, m.denominator] if m.kind == "ratio" else [m.name]:
+            if n not in names:
+                names.append(n)
+    return names
+
+
+def _metric_refs(d: Dialect, metrics: Sequence[Any]) -> dict[str, str]:
+    """Per analysed metric name the SQL value its events have in the ``metric_name`` column of the metric
+    CTEs: the name, or its index in :func:`_analysed_names` on a narrow shared scan."""
+    names = _analysed_names(metrics)
+    if d.narrow_shared_scan:
+        return {n: literal(i) for i, n in enumerate(names)}
+    return {n: literal(n) for n in names}
+
+
 def _metric_events(
-    d: Dialect, src: QuerySource, names: Sequence[str], m: Any, start: datetime | None, offsets: Sequence[int],
-    cuped_offset: int | None = None, rows: str = "events_in",
+    d: Dialect, src: QuerySource, refs: Sequence[str], m: Any, start: datetime | None, offsets: Sequence[int],
+    cuped_offset: int | None = None, rows: str = "events_in", segment: str = "segment",
 ) -> str:
-    """``m<i>_events``: the metric's rows of ``events_in``; ``post`` = 1 inside its window after exposure
-    (and at or after ``start``); with ``cuped_offset`` ``pre`` = 1 in the lookback before first exposure."""
+    """``m<i>_events``: the metric's rows of ``events_in`` (``metric_name`` one of ``refs``, SQL values of
+    :func:`_metric_refs`); ``post`` = 1 inside its window after exposure (and at or after ``start``); with
+    ``cuped_offset`` ``pre`` = 1 in the lookback before first exposure. ``segment`` is the SQL of its column."""
     post, pre_cond = _post_pre(d, src, m, start, offsets, cuped_offset)
     pre = "" if pre_cond is None else f", CASE WHEN {pre_cond} THEN 1 ELSE 0 END AS pre"
-    where = "" if rows != "events_in" else f" WHERE metric_name IN ({', '.join(literal(n) for n in names)})"
+    where = "" if rows != "events_in" else f" WHERE metric_name IN ({', '.join(refs)})"
     return (
-        f"SELECT user_id, variant, segment, metric_name, value, ts_key,"
+        f"SELECT user_id, variant, {segment}, metric_name, value, ts_key,"
         f" CASE WHEN {post} THEN 1 ELSE 0 END AS post{pre}\n"
         f"  FROM {rows}{where}"
     )
@@ -357,15 +391,18 @@ def _post_pre(
 
 
 def _metric_rows(
-    d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], m: Any, start: datetime | None,
-    end: datetime | None, offsets: Sequence[int], cuped_offset: int | None = None,
+    d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], refs: dict[str, str], m: Any,
+    start: datetime | None, end: datetime | None, offsets: Sequence[int], cuped_offset: int | None = None,
+    segmented: bool = True,
 ) -> str:
     """``m<i>_events`` from the shared ``events_in`` scan, or on SQLite (``Dialect.shared_scan`` False) from
     its own index range of the event table (each metric's events stream in user order, no sort)."""
+    codes = [refs[n] for n in names]
     if d.shared_scan:
-        return _metric_events(d, src, names, m, start, offsets, cuped_offset)
+        segment = "segment" if segmented or not d.narrow_shared_scan else f"{literal('(all)')} AS segment"
+        return _metric_events(d, src, codes, m, start, offsets, cuped_offset, segment=segment)
     inner = _events_in(d, src, experiment, names, end, offsets)
-    return _metric_events(d, src, names, m, start, offsets, cuped_offset, rows=f"(\n  {inner}\n  ) s")
+    return _metric_events(d, src, codes, m, start, offsets, cuped_offset, rows=f"(\n  {inner}\n  ) s")
 
 
 def _clip_rank(expr: str) -> str:
@@ -373,9 +410,10 @@ def _clip_rank(expr: str) -> str:
     return f"(CASE WHEN {expr} < 1 THEN 1 WHEN {expr} > cnt THEN cnt ELSE {expr} END)"
 
 
-def _per_user_value(d: Dialect, kind: str, name: str | None, cond: str) -> str:
-    """The SQL of one per-user value over rows of ``m<i>_events`` that satisfy ``cond``."""
-    match = f"{cond} AND metric_name = {literal(name)}" if name is not None else cond
+def _per_user_value(d: Dialect, kind: str, ref: str | None, cond: str) -> str:
+    """The SQL of one per-user value over rows of ``m<i>_events`` that satisfy ``cond`` (and, with ``ref``,
+    whose ``metric_name`` is that value of :func:`_metric_refs`)."""
+    match = f"{cond} AND metric_name = {ref}" if ref is not None else cond
     if kind == "binomial":
         return f"MAX(CASE WHEN {match} THEN 1 ELSE 0 END)"
     if kind == "count":
@@ -500,18 +538,15 @@ def _stats_parts(
     z = -norm_ppf(quantile_alpha / 2)  # the z of abcore.stats.quantile_ranks (same float)
     lookback = _hours_us(cuped_lookback_hours)
     offsets = _bound_offsets(metrics, cuped, lookback)
-    ctes = _population_ctes(d, src, experiment, start, end, segment, offsets)
+    ctes = _population_ctes(d, src, experiment, start, end, segment, offsets, d.narrow_shared_scan)
     selects: list[str] = []
     pre = "pre = 1"
     zero = d.double("0")
     null = d.double("NULL")
-    wanted: list[str] = []
-    for m in metrics:
-        for n in [m.numerator, m.denominator] if m.kind == "ratio" else [m.name]:
-            if n not in wanted:
-                wanted.append(n)
+    refs = _metric_refs(d, metrics)
+    segmented = segment is not None
     if d.shared_scan:
-        ctes.append(("events_in", _events_in(d, src, experiment, wanted, end, offsets)))
+        ctes.append(("events_in", _events_in(d, src, experiment, _analysed_names(metrics), end, offsets, segmented)))
     if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
         ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
     # Dialect.one_user_pass: every metric's per-user values in one GROUP BY over events_in (users_all, put here
@@ -523,8 +558,8 @@ def _stats_parts(
         kind = m.kind
         names = [m.numerator, m.denominator] if kind == "ratio" else [m.name]
         with_pre = cuped and kind not in ("ratio", "quantile")
-        ctes.append((f"m{i}_events", _metric_rows(d, src, experiment, names, m, start, end, offsets,
-                                                  -lookback if with_pre else None)))
+        ctes.append((f"m{i}_events", _metric_rows(d, src, experiment, names, refs, m, start, end, offsets,
+                                                  -lookback if with_pre else None, segmented)))
         if kind == "quantile":
             ranked = (
                 f"SELECT variant, segment, user_id, value, ROW_NUMBER() OVER"
@@ -550,8 +585,8 @@ def _stats_parts(
             )
             continue
         if kind == "ratio":
-            y = _per_user_value(d, "mean", m.numerator, "post = 1")
-            x = _per_user_value(d, "mean", m.denominator, "post = 1")
+            y = _per_user_value(d, "mean", refs[m.numerator], "post = 1")
+            x = _per_user_value(d, "mean", refs[m.denominator], "post = 1")
             columns = ["y", "x"]
         else:
             y = _per_user_value(d, kind, None, "post = 1")
@@ -564,10 +599,10 @@ def _stats_parts(
             # The same values as below with m<i>_events' post / pre conditions written out; a user without
             # events of this metric gets y = x = 0 and no first_day (adding nothing to any sum).
             post, pre_cond = _post_pre(d, src, m, start, offsets, -lookback if with_pre else None)
-            match = f"metric_name IN ({', '.join(literal(n) for n in names)})"
+            match = f"metric_name IN ({', '.join(refs[n] for n in names)})"
             if kind == "ratio":
-                yi = _per_user_value(d, "mean", m.numerator, post)
-                xi = _per_user_value(d, "mean", m.denominator, post)
+                yi = _per_user_value(d, "mean", refs[m.numerator], post)
+                xi = _per_user_value(d, "mean", refs[m.denominator], post)
             else:
                 yi = _per_user_value(d, kind, None, f"{match} AND {post}")
                 xi = _per_user_value(d, kind, None, f"{match} AND {pre_cond}") if with_pre else zero
@@ -686,8 +721,9 @@ def _daily_parts(d: Dialect, src: QuerySource, metrics: Sequence[Any]) -> tuple[
                            f"  FROM m{i}_eu WHERE first_day IS NOT NULL GROUP BY variant, first_day")
             continue
         if kind == "ratio":
-            y = _per_user_value(d, "mean", m.numerator, "post = 1")
-            x = _per_user_value(d, "mean", m.denominator, "post = 1")
+            refs = _metric_refs(d, metrics)
+            y = _per_user_value(d, "mean", refs[m.numerator], "post = 1")
+            x = _per_user_value(d, "mean", refs[m.denominator], "post = 1")
             columns = ["y", "x"]
         else:
             y = _per_user_value(d, kind, None, "post = 1")

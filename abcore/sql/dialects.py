@@ -14,7 +14,8 @@ Differences kept here:
 * **text casts** and identifier quoting;
 * **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`);
 * **plan shapes** of DuckDB (:attr:`Dialect.inline_metric_events`, :attr:`Dialect.group_user_keys`,
-  :attr:`Dialect.one_user_pass`, :attr:`Dialect.rank_distinct_values`): the same rows, less memory and less work on a column store.
+  :attr:`Dialect.one_user_pass`, :attr:`Dialect.rank_distinct_values`,
+  :attr:`Dialect.narrow_shared_scan`): the same rows, less memory and less work on a column store.
 """
 
 from __future__ import annotations
@@ -118,6 +119,21 @@ class Dialect:
         (and no day of first conversion), so the rows are the same. DuckDB builds one hash table of
         the users instead of one per metric (time and memory); SQLite reads each metric's own index
         range instead (:attr:`shared_scan` False), so this does not apply there.
+        """
+        return self.name == "duckdb"
+
+    @property
+    def narrow_shared_scan(self) -> bool:
+        """Whether the shared scan ``events_in`` carries small columns: the population's ``user_id`` is an
+        integer surrogate (``ROW_NUMBER() OVER ()``, the source id kept as ``source_user_id`` for the join),
+        ``metric_name`` is the metric's index among the analysed names, and an unsegmented analysis has no
+        ``segment`` column there (the constant is written where it is read).
+
+        The same rows: every user keeps one distinct key and every name one distinct code. DuckDB
+        materialises ``events_in`` (every analysed event) and hashes its users twice; with 8-byte keys and
+        1-byte codes instead of 16-byte strings less of both spills to disk under a memory limit
+        (100M Parquet events at a 1 GB limit: the statement 97-103 s before, 69-83 s after). Not on Spark, where ``ROW_NUMBER() OVER ()`` gathers
+        every row in one partition.
         """
         return self.name == "duckdb"
 

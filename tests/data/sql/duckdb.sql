@@ -6,48 +6,48 @@ WITH exposures AS (
   GROUP BY "user_id"
 ),
 population AS (
-  SELECT a."user_id" AS user_id, a."variant_id" AS variant, e.first_key, e.first_key AS first_us, COALESCE(json_extract_string(a."attributes", '$."country"'), '(none)') AS segment, e.first_key + 172800000000 AS b0, e.first_key + 3600000000 AS b1, e.first_key + 262800000000 AS b2, e.first_key + -1209600000000 AS b3
+  SELECT ROW_NUMBER() OVER () AS user_id, a."user_id" AS source_user_id, a."variant_id" AS variant, e.first_key, e.first_key AS first_us, COALESCE(json_extract_string(a."attributes", '$."country"'), '(none)') AS segment, e.first_key + 172800000000 AS b0, e.first_key + 3600000000 AS b1, e.first_key + 262800000000 AS b2, e.first_key + -1209600000000 AS b3
   FROM ab_user_assignments a
   JOIN exposures e ON e.user_id = a."user_id"
   WHERE a."experiment_id" = 1
 ),
 events_in AS (
-  SELECT ev."user_id" AS user_id, p.variant, p.segment, ev."metric_name" AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  SELECT p.user_id AS user_id, p.variant, p.segment, CAST(CASE ev."metric_name" WHEN 'click' THEN 0 WHEN 'click_count' THEN 1 WHEN 'revenue' THEN 2 WHEN 'revenue_abs' THEN 3 WHEN 'revenue_pct' THEN 4 WHEN 'latency' THEN 5 WHEN 'latency_p50' THEN 6 END AS SMALLINT) AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
   FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.user_id
+  JOIN ab_experiment_results ev ON ev."user_id" = p.source_user_id
   WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('click', 'click_count', 'revenue', 'revenue_abs', 'revenue_pct', 'latency', 'latency_p50') AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
 ),
 pop_n AS (
   SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment
 ),
 users_all AS (
-  SELECT user_id, variant, segment, MAX(CASE WHEN metric_name IN ('click') AND ts_key >= first_key THEN 1 ELSE 0 END) AS y0, MAX(CASE WHEN metric_name IN ('click') AND ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END) AS x0, MIN(CASE WHEN metric_name IN ('click') AND ts_key >= first_key THEN (ts_key // 86400000000) END) AS fd0, SUM(CASE WHEN metric_name IN ('click_count') AND ts_key >= first_key AND ts_key < b0 THEN 1 ELSE 0 END) AS y1, SUM(CASE WHEN metric_name IN ('click_count') AND ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END) AS x1, SUM(CASE WHEN metric_name IN ('revenue') AND ts_key >= b1 AND ts_key < b2 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y2, SUM(CASE WHEN metric_name IN ('revenue') AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x2, SUM(CASE WHEN metric_name IN ('revenue_abs') AND ts_key >= first_key THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y3, SUM(CASE WHEN metric_name IN ('revenue_abs') AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x3, SUM(CASE WHEN metric_name IN ('revenue_pct') AND ts_key >= first_key THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y4, SUM(CASE WHEN metric_name IN ('revenue_pct') AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x4, SUM(CASE WHEN ts_key >= first_key AND metric_name = 'revenue' THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y5, SUM(CASE WHEN ts_key >= first_key AND metric_name = 'click' THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x5
+  SELECT user_id, variant, segment, MAX(CASE WHEN metric_name IN (0) AND ts_key >= first_key THEN 1 ELSE 0 END) AS y0, MAX(CASE WHEN metric_name IN (0) AND ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END) AS x0, MIN(CASE WHEN metric_name IN (0) AND ts_key >= first_key THEN (ts_key // 86400000000) END) AS fd0, SUM(CASE WHEN metric_name IN (1) AND ts_key >= first_key AND ts_key < b0 THEN 1 ELSE 0 END) AS y1, SUM(CASE WHEN metric_name IN (1) AND ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END) AS x1, SUM(CASE WHEN metric_name IN (2) AND ts_key >= b1 AND ts_key < b2 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y2, SUM(CASE WHEN metric_name IN (2) AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x2, SUM(CASE WHEN metric_name IN (3) AND ts_key >= first_key THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y3, SUM(CASE WHEN metric_name IN (3) AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x3, SUM(CASE WHEN metric_name IN (4) AND ts_key >= first_key THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y4, SUM(CASE WHEN metric_name IN (4) AND ts_key < first_key AND ts_key >= b3 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x4, SUM(CASE WHEN ts_key >= first_key AND metric_name = 2 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS y5, SUM(CASE WHEN ts_key >= first_key AND metric_name = 0 THEN CAST(COALESCE(value, 1) AS DOUBLE) ELSE CAST(0 AS DOUBLE) END) AS x5
   FROM events_in GROUP BY user_id, variant, segment
 ),
 m0_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
-  FROM events_in WHERE metric_name IN ('click')
+  FROM events_in WHERE metric_name IN (0)
 ),
 m0_eu AS (
   SELECT user_id, variant, segment, y0 AS y, x0 AS x, fd0 AS first_day FROM users_all
 ),
 m1_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key AND ts_key < b0 THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
-  FROM events_in WHERE metric_name IN ('click_count')
+  FROM events_in WHERE metric_name IN (1)
 ),
 m1_eu AS (
   SELECT user_id, variant, segment, y1 AS y, x1 AS x FROM users_all
 ),
 m2_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= b1 AND ts_key < b2 THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
-  FROM events_in WHERE metric_name IN ('revenue')
+  FROM events_in WHERE metric_name IN (2)
 ),
 m2_eu AS (
   SELECT user_id, variant, segment, y2 AS y, x2 AS x FROM users_all
 ),
 m3_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
-  FROM events_in WHERE metric_name IN ('revenue_abs')
+  FROM events_in WHERE metric_name IN (3)
 ),
 m3_eu AS (
   SELECT user_id, variant, segment, y3 AS y, x3 AS x FROM users_all
@@ -65,7 +65,7 @@ m3_capped AS (
 ),
 m4_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post, CASE WHEN ts_key < first_key AND ts_key >= b3 THEN 1 ELSE 0 END AS pre
-  FROM events_in WHERE metric_name IN ('revenue_pct')
+  FROM events_in WHERE metric_name IN (4)
 ),
 m4_eu AS (
   SELECT user_id, variant, segment, y4 AS y, x4 AS x FROM users_all
@@ -84,14 +84,14 @@ m4_capped AS (
 ),
 m5_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('revenue', 'click')
+  FROM events_in WHERE metric_name IN (2, 0)
 ),
 m5_eu AS (
   SELECT user_id, variant, segment, y5 AS y, x5 AS x FROM users_all
 ),
 m6_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('latency')
+  FROM events_in WHERE metric_name IN (5)
 ),
 m6_ranked AS (
   SELECT variant, segment, user_id, value, ROW_NUMBER() OVER (PARTITION BY variant, segment ORDER BY value) AS rn, COUNT(*) OVER (PARTITION BY variant, segment ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS cnt
@@ -99,7 +99,7 @@ m6_ranked AS (
 ),
 m7_events AS NOT MATERIALIZED (
   SELECT user_id, variant, segment, metric_name, value, ts_key, CASE WHEN ts_key >= first_key THEN 1 ELSE 0 END AS post
-  FROM events_in WHERE metric_name IN ('latency_p50')
+  FROM events_in WHERE metric_name IN (6)
 ),
 m7_ranked AS (
   SELECT variant, segment, user_id, value, ROW_NUMBER() OVER (PARTITION BY variant, segment ORDER BY value) AS rn, COUNT(*) OVER (PARTITION BY variant, segment ORDER BY value ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS cnt
