@@ -298,12 +298,13 @@ def _population_ctes(
 
 def _events_in(
     d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], end: datetime | None,
-    offsets: Sequence[int] = (), segmented: bool = True,
+    offsets: Sequence[int] = (), segmented: bool = True, from_scan: bool = False,
 ) -> str:
     """``events_in``: every event of the analysed metric names joined once to the population (one scan),
     with the event's timestamp key and the user's bound keys. With :attr:`Dialect.narrow_shared_scan`
     ``user_id`` is the population's surrogate key, ``metric_name`` the index in ``names`` and an
-    unsegmented scan (``segmented`` False) has no ``segment`` (see :func:`_metric_refs`)."""
+    unsegmented scan (``segmented`` False) has no ``segment`` (see :func:`_metric_refs`). With ``from_scan`` the
+    events come from ``event_scan`` (:func:`_one_event_scan`), already filtered and coded."""
     q = d.quote
     t = _Time(d, src)
     key = t.event_key("ev." + q(src.ts))
@@ -315,6 +316,13 @@ def _events_in(
     if end is not None:
         where.append(f"{key} < {t.literal(end)}")
     bounds = "".join(f", p.b{j}" for j in range(len(offsets)))
+    if from_scan:
+        segment = ", p.segment" if segmented else ""
+        return (
+            f"SELECT p.user_id AS user_id, p.variant{segment}, ev.code AS metric_name, ev.value, ev.ts_key,"
+            f" p.first_key{bounds}\n  FROM population p\n  JOIN event_scan ev ON ev.user_id = p.source_user_id\n"
+            f"  WHERE ev.code >= 0"
+        )
     if d.name == "sqlite":
         # Events first, in index order (metric, user): each user is one lookup in the population, and the
         # per-user GROUP BY downstream streams without sorting (CROSS JOIN keeps the written order in SQLite).
@@ -332,6 +340,39 @@ def _events_in(
         f"SELECT {user} AS user_id, p.variant{segment}, {metric} AS metric_name, ev.{q(src.value)} AS value,"
         f" {key} AS ts_key, p.first_key{bounds}\n  FROM {join}\n  WHERE {' AND '.join(where)}"
     )
+
+
+def _one_event_scan(
+    d: Dialect, src: QuerySource, experiment: Any, names: Sequence[str], start: datetime | None,
+    end: datetime | None,
+) -> tuple[str, str]:
+    """``event_scan`` and the ``exposures`` read from it: ONE scan of the event table for the store population's
+    exposures and the analysed metrics' events (:attr:`Dialect.narrow_shared_scan`; the event table has an
+    event type column), instead of one scan for each.
+
+    ``event_scan`` keeps each row's user, timestamp key, value and ``code``: -1 for an exposure, else the metric's
+    index in ``names`` (so 8-byte and 2-byte columns, not strings, are materialised). ``exposures`` is every
+    user's first exposure key at or after ``start``, as :func:`_population_ctes` computes it from the table.
+    Over the 10M-event SQLite store through ``sqlite_scanner`` the statement took 5.0-6.0 s instead of 6.7-8.2 s.
+    """
+    q = d.quote
+    t = _Time(d, src)
+    key = t.event_key(q(src.ts))
+    codes = " ".join(f"WHEN {literal(n)} THEN {i}" for i, n in enumerate(names))
+    is_exposure = f"{q(src.event_type)} = {literal(src.exposure_type)}"
+    where = [f"{q(src.experiment)} = {literal(experiment)}"] if src.experiment else []
+    where.append(f"({is_exposure} OR ({q(src.event_type)} = {literal(src.conversion_type)}"
+                 f" AND {q(src.metric_name)} IN ({', '.join(literal(n) for n in names)})))")
+    if end is not None:
+        where.append(f"{key} < {t.literal(end)}")
+    scan = (
+        f"SELECT {q(src.user_id)} AS user_id, {key} AS ts_key, {q(src.value)} AS value,"
+        f" CAST(CASE WHEN {is_exposure} THEN -1 ELSE CASE {q(src.metric_name)} {codes} END END AS SMALLINT) AS code\n"
+        f"  FROM {src.events}\n  WHERE {' AND '.join(where)}"
+    )
+    since = f" AND ts_key >= {t.literal(start)}" if start is not None else ""
+    exposures = f"SELECT user_id, MIN(ts_key) AS first_key FROM event_scan WHERE code = -1{since} GROUP BY user_id"
+    return scan, exposures
 
 
 def _analysed_names(metrics: Sequence[Any]) -> list[str]:
@@ -545,8 +586,13 @@ def _stats_parts(
     null = d.double("NULL")
     refs = _metric_refs(d, metrics)
     segmented = segment is not None
+    names = _analysed_names(metrics)
+    one_scan = d.narrow_shared_scan and src.exposures is None and src.event_type is not None
+    if one_scan:
+        scan, exposures = _one_event_scan(d, src, experiment, names, start, end)
+        ctes[:1] = [("event_scan", scan), ("exposures", exposures)]
     if d.shared_scan:
-        ctes.append(("events_in", _events_in(d, src, experiment, _analysed_names(metrics), end, offsets, segmented)))
+        ctes.append(("events_in", _events_in(d, src, experiment, names, end, offsets, segmented, one_scan)))
     if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
         ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
     # Dialect.one_user_pass: every metric's per-user values in one GROUP BY over events_in (users_all, put here

@@ -1,9 +1,11 @@
 -- stats
-WITH exposures AS (
-  SELECT "user_id" AS user_id, MIN(epoch_us(CAST("ts" AS TIMESTAMP))) AS first_key
+WITH event_scan AS (
+  SELECT "user_id" AS user_id, epoch_us(CAST("ts" AS TIMESTAMP)) AS ts_key, "value" AS value, CAST(CASE WHEN "event_type" = 'exposure' THEN -1 ELSE CASE "metric_name" WHEN 'click' THEN 0 WHEN 'click_count' THEN 1 WHEN 'revenue' THEN 2 WHEN 'revenue_abs' THEN 3 WHEN 'revenue_pct' THEN 4 WHEN 'latency' THEN 5 WHEN 'latency_p50' THEN 6 END END AS SMALLINT) AS code
   FROM ab_experiment_results
-  WHERE "experiment_id" = 1 AND "event_type" = 'exposure' AND epoch_us(CAST("ts" AS TIMESTAMP)) < 1768089600000000
-  GROUP BY "user_id"
+  WHERE "experiment_id" = 1 AND ("event_type" = 'exposure' OR ("event_type" = 'conversion' AND "metric_name" IN ('click', 'click_count', 'revenue', 'revenue_abs', 'revenue_pct', 'latency', 'latency_p50'))) AND epoch_us(CAST("ts" AS TIMESTAMP)) < 1768089600000000
+),
+exposures AS (
+  SELECT user_id, MIN(ts_key) AS first_key FROM event_scan WHERE code = -1 GROUP BY user_id
 ),
 population AS (
   SELECT ROW_NUMBER() OVER () AS user_id, a."user_id" AS source_user_id, a."variant_id" AS variant, e.first_key, e.first_key AS first_us, COALESCE(json_extract_string(a."attributes", '$."country"'), '(none)') AS segment, e.first_key + 172800000000 AS b0, e.first_key + 3600000000 AS b1, e.first_key + 262800000000 AS b2, e.first_key + -1209600000000 AS b3
@@ -12,10 +14,10 @@ population AS (
   WHERE a."experiment_id" = 1
 ),
 events_in AS (
-  SELECT p.user_id AS user_id, p.variant, p.segment, CAST(CASE ev."metric_name" WHEN 'click' THEN 0 WHEN 'click_count' THEN 1 WHEN 'revenue' THEN 2 WHEN 'revenue_abs' THEN 3 WHEN 'revenue_pct' THEN 4 WHEN 'latency' THEN 5 WHEN 'latency_p50' THEN 6 END AS SMALLINT) AS metric_name, ev."value" AS value, epoch_us(CAST(ev."ts" AS TIMESTAMP)) AS ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
+  SELECT p.user_id AS user_id, p.variant, p.segment, ev.code AS metric_name, ev.value, ev.ts_key, p.first_key, p.b0, p.b1, p.b2, p.b3
   FROM population p
-  JOIN ab_experiment_results ev ON ev."user_id" = p.source_user_id
-  WHERE ev."experiment_id" = 1 AND ev."event_type" = 'conversion' AND ev."metric_name" IN ('click', 'click_count', 'revenue', 'revenue_abs', 'revenue_pct', 'latency', 'latency_p50') AND epoch_us(CAST(ev."ts" AS TIMESTAMP)) < 1768089600000000
+  JOIN event_scan ev ON ev.user_id = p.source_user_id
+  WHERE ev.code >= 0
 ),
 pop_n AS (
   SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment
