@@ -334,8 +334,7 @@ def _events_in(
     user, segment, metric = f"ev.{q(src.user_id)}", ", p.segment", f"ev.{q(src.metric_name)}"
     if d.narrow_shared_scan:
         user, segment = "p.user_id", ", p.segment" if segmented else ""
-        codes = " ".join(f"WHEN {literal(n)} THEN {i}" for i, n in enumerate(names))
-        metric = f"CAST(CASE {metric} {codes} END AS SMALLINT)"
+        metric = f"CAST({_metric_code(metric, names)} AS SMALLINT)"
     return (
         f"SELECT {user} AS user_id, p.variant{segment}, {metric} AS metric_name, ev.{q(src.value)} AS value,"
         f" {key} AS ts_key, p.first_key{bounds}\n  FROM {join}\n  WHERE {' AND '.join(where)}"
@@ -358,7 +357,6 @@ def _one_event_scan(
     q = d.quote
     t = _Time(d, src)
     key = t.event_key(q(src.ts))
-    codes = " ".join(f"WHEN {literal(n)} THEN {i}" for i, n in enumerate(names))
     is_exposure = f"{q(src.event_type)} = {literal(src.exposure_type)}"
     where = [f"{q(src.experiment)} = {literal(experiment)}"] if src.experiment else []
     where.append(f"({is_exposure} OR ({q(src.event_type)} = {literal(src.conversion_type)}"
@@ -367,12 +365,17 @@ def _one_event_scan(
         where.append(f"{key} < {t.literal(end)}")
     scan = (
         f"SELECT {q(src.user_id)} AS user_id, {key} AS ts_key, {q(src.value)} AS value,"
-        f" CAST(CASE WHEN {is_exposure} THEN -1 ELSE CASE {q(src.metric_name)} {codes} END END AS SMALLINT) AS code\n"
+        f" CAST(CASE WHEN {is_exposure} THEN -1 ELSE {_metric_code(q(src.metric_name), names)} END AS SMALLINT) AS code\n"
         f"  FROM {src.events}\n  WHERE {' AND '.join(where)}"
     )
     since = f" AND ts_key >= {t.literal(start)}" if start is not None else ""
     exposures = f"SELECT user_id, MIN(ts_key) AS first_key FROM event_scan WHERE code = -1{since} GROUP BY user_id"
     return scan, exposures
+
+
+def _metric_code(column: str, names: Sequence[str]) -> str:
+    """``column`` (a metric name) as its index in ``names`` (NULL for another name)."""
+    return f"CASE {column} " + " ".join(f"WHEN {literal(n)} THEN {i}" for i, n in enumerate(names)) + " END"
 
 
 def _analysed_names(metrics: Sequence[Any]) -> list[str]:
@@ -586,13 +589,13 @@ def _stats_parts(
     null = d.double("NULL")
     refs = _metric_refs(d, metrics)
     segmented = segment is not None
-    names = _analysed_names(metrics)
+    analysed = _analysed_names(metrics)
     one_scan = d.narrow_shared_scan and src.exposures is None and src.event_type is not None
     if one_scan:
-        scan, exposures = _one_event_scan(d, src, experiment, names, start, end)
+        scan, exposures = _one_event_scan(d, src, experiment, analysed, start, end)
         ctes[:1] = [("event_scan", scan), ("exposures", exposures)]
     if d.shared_scan:
-        ctes.append(("events_in", _events_in(d, src, experiment, names, end, offsets, segmented, one_scan)))
+        ctes.append(("events_in", _events_in(d, src, experiment, analysed, end, offsets, segmented, one_scan)))
     if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
         ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
     # Dialect.one_user_pass: every metric's per-user values in one GROUP BY over events_in (users_all, put here
