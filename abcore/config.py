@@ -3,7 +3,8 @@
 The database URL comes from ``ABCORE_DATABASE_URL``; without it abcore uses the
 SQLite file ``data/abcore.db`` in the project root (the folder holding
 ``pyproject.toml``), whatever the current working directory is.
-``ABCORE_ANALYSIS_ENGINE`` / ``ABCORE_DUCKDB_MIN_EVENTS``: see :func:`analysis_engine_setting`.
+``ABCORE_ANALYSIS_ENGINE`` / ``ABCORE_DUCKDB_MIN_EVENTS``: see :func:`analysis_engine_setting`;
+``ABCORE_DUCKDB_MEMORY_LIMIT``: see :func:`duckdb_memory_limit`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ def redact_url(url: str) -> str:
 
 
 # --------------------------------------------------------------------------- analysis engine of the dashboard
+
+DUCKDB_MEMORY_LIMIT_ENV = "ABCORE_DUCKDB_MEMORY_LIMIT"
+
+
+def duckdb_memory_limit() -> str | None:
+    """The DuckDB memory limit of engines built without one: ``$ABCORE_DUCKDB_MEMORY_LIMIT`` (DuckDB's syntax,
+    e.g. ``1GB``, ``1500MB``) if set and non-empty, else ``None`` (DuckDB's default, 80 % of the RAM)."""
+    return os.environ.get(DUCKDB_MEMORY_LIMIT_ENV, "").strip() or None
+
 
 ANALYSIS_ENGINE_ENV = "ABCORE_ANALYSIS_ENGINE"
 DUCKDB_MIN_EVENTS_ENV = "ABCORE_DUCKDB_MIN_EVENTS"

@@ -165,6 +165,10 @@ def duckdb_engine(*, store_url: str | None = None, memory_limit: str | None = No
     (the ``search_path`` of the URL's ``options`` picks the schema); without the extension the
     tables are copied through SQLAlchemy into Arrow (``engine.store_mode`` says which happened).
 
+    Without ``memory_limit`` the limit is ``$ABCORE_DUCKDB_MEMORY_LIMIT`` when set
+    (:func:`abcore.config.duckdb_memory_limit`; ``ValueError`` naming it when DuckDB refuses the value),
+    else DuckDB's default (80 % of the RAM).
+
     ``preserve_insertion_order`` is off: every analysis statement orders its rows itself
     (``ORDER BY``), and without the promise DuckDB keeps fewer buffered rows and works in parallel
     where it would otherwise keep scan order (less memory, same rows).
@@ -175,8 +179,15 @@ def duckdb_engine(*, store_url: str | None = None, memory_limit: str | None = No
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     con.execute("SET preserve_insertion_order = false")
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+    from abcore.config import DUCKDB_MEMORY_LIMIT_ENV, duckdb_memory_limit
+
+    limit, origin = (memory_limit, "memory_limit") if memory_limit else (duckdb_memory_limit(), DUCKDB_MEMORY_LIMIT_ENV)
+    if limit:
+        try:
+            con.execute("SET memory_limit = ?", [limit])
+        except duckdb.Error as exc:
+            con.close()
+            raise ValueError(f"{origin} {limit!r} is not a DuckDB memory limit (e.g. 1GB, 1500MB): {exc}") from exc
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     eng = DuckDBEngine(con)
