@@ -15,6 +15,9 @@ one statement, with CTEs in a fixed order (as GrowthBook's warehouse SQL does):
 6. the final ``UNION ALL`` of ``GROUP BY variant[, segment]`` into n, sums, sums of squares and
    cross-products, plus exact quantile inputs (``q_n`` values and the nearest-rank value).
 
+On DuckDB ``events_in`` is narrow (integer user key, metric code; :attr:`Dialect.narrow_shared_scan`), and
+over the store's event table one ``event_scan`` before ``exposures`` feeds both the exposures and ``events_in``.
+
 Conventions: an event's value is ``value``, or 1 when it is NULL (a bare conversion) for
 ``mean``/``ratio``; ``count`` counts events; ``binomial`` is 1 when a user has any qualifying
 event; ``quantile`` is over event values, NULL values ignored, nearest rank ``ceil(q N)``
