@@ -21,6 +21,7 @@ from abcore import assign as abassign
 from abcore import experiments as ex
 from abcore.db import init_db, make_engine
 from abcore.registry import create_model
+from tests.e2e.actions import choose, settle, type_text
 
 pytestmark = pytest.mark.e2e
 
@@ -52,12 +53,6 @@ def _rgb(page: object, selector: str) -> tuple[int, int, int]:
     return r, g, b
 
 
-def _set_number(page: object, key: str, value: str) -> None:
-    box = page.locator(f".st-key-{key} input")  # type: ignore[attr-defined]
-    box.fill(value)
-    box.press("Enter")
-
-
 def _confirm(page: object, action: str, experiment_id: int) -> None:
     page.locator(f".st-key-act_{action}_{experiment_id} button").click()  # type: ignore[attr-defined]
     page.locator(f".st-key-confirm_{experiment_id} button").click(timeout=WAIT_MS)  # type: ignore[attr-defined]
@@ -81,26 +76,25 @@ def test_design_run_watch_and_conclude_in_the_browser(server: tuple[str, str]) -
 
         # --- design: three variants, the total is red at 90 % and green at 100 %
         page.goto(f"{base}/create")
-        page.locator(".st-key-c_name input").fill("E2E ranking test")
-        page.locator(".st-key-c_name input").press("Enter")
+        type_text(page, "c_name", "E2E ranking test")
         page.locator(".st-key-add_variant button").click()
         expect(page.locator(".st-key-v_alloc_2 input")).to_be_visible()
-        _set_number(page, "v_alloc_0", "30")
-        _set_number(page, "v_alloc_1", "30")
-        _set_number(page, "v_alloc_2", "30")
+        type_text(page, "v_alloc_0", "30")
+        type_text(page, "v_alloc_1", "30")
+        type_text(page, "v_alloc_2", "30")
         total = page.locator(".st-key-allocation_total")
         expect(total).to_contain_text("90 %")
         r, g, _ = _rgb(page, ".st-key-allocation_total strong")
         assert r > g, f"total at 90 % should be red, got rgb({r}, {g})"
         expect(page.locator(".st-key-create_experiment button")).to_be_disabled()
-        _set_number(page, "v_alloc_2", "40")
+        type_text(page, "v_alloc_2", "40")
         expect(total).to_contain_text("100 %")
         r, g, _ = _rgb(page, ".st-key-allocation_total strong")
         assert g > r, f"total at 100 % should be green, got rgb({r}, {g})"
-        page.locator(".st-key-v_model_1").click()
-        page.get_by_role("option", name="two-tower (v2)").click()
+        choose(page, "v_model_1", "two-tower (v2)")
         expect(page.locator(".st-key-create_experiment button")).to_be_enabled()
         page.screenshot(path=str(ARTIFACTS / "create.png"), full_page=True)
+        settle(page)
         page.locator(".st-key-create_experiment button").click()
 
         # --- the draft appears on the experiments page; start it

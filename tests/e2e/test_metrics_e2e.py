@@ -20,6 +20,7 @@ from abcore import assign as abassign
 from abcore import experiments as ex
 from abcore.db import init_db, make_engine
 from abcore.metrics import get_metric
+from tests.e2e.actions import choose, settle, type_text
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +44,6 @@ def server(tmp_path: Path, need_browser: Callable[[], None],
         yield base, url
 
 
-def _type(page: object, key: str, text: str) -> None:
-    box = page.locator(f".st-key-{key} input")  # type: ignore[attr-defined]
-    box.fill(text)
-    box.press("Enter")
-
-
 def test_define_a_guardrail_metric_and_see_its_direction_on_the_results(server: tuple[str, str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -65,11 +60,11 @@ def test_define_a_guardrail_metric_and_see_its_direction_on_the_results(server: 
         # --- define latency_ms: a mean, lower is better
         page.goto(f"{base}/metrics")
         expect(page.get_by_role("heading", name="Metrics")).to_be_visible()
-        _type(page, "md_name", "latency_ms")
-        page.locator(".st-key-md_kind").click()
-        page.get_by_role("option", name="Mean").click()
+        type_text(page, "md_name", "latency_ms")
+        choose(page, "md_kind", "Mean")
         expect(page.locator(".st-key-md_cap")).to_be_visible()  # a mean can be capped: its field appeared
         page.locator(".st-key-md_direction").get_by_text("lower is better").click()
+        settle(page)
         submit = page.locator(".st-key-md_submit button")
         expect(submit).to_be_enabled()
         page.screenshot(path=str(ARTIFACTS / "metrics_define.png"), full_page=True)
@@ -83,14 +78,14 @@ def test_define_a_guardrail_metric_and_see_its_direction_on_the_results(server: 
 
         # --- create an experiment with it as a guardrail (the picker shows its direction)
         page.goto(f"{base}/create")
-        _type(page, "c_name", "E2E latency guard")
-        page.locator(".st-key-c_guardrails").click()
-        page.get_by_role("option", name="latency_ms — lower is better").click()
-        page.keyboard.press("Escape")
+        type_text(page, "c_name", "E2E latency guard")
+        choose(page, "c_guardrails", "latency_ms — lower is better")
+        page.keyboard.press("Escape")  # close the dropdown
         expect(page.locator(".st-key-c_guardrails")).to_contain_text("latency_ms — lower is better")
         create = page.locator(".st-key-create_experiment button")
         expect(create).to_be_enabled()
         page.screenshot(path=str(ARTIFACTS / "create_guardrail.png"), full_page=True)
+        settle(page)
         create.click()
         expect(page.get_by_role("tab", name="Draft (1)")).to_be_visible()
         with Session(make_engine(db_url), expire_on_commit=False) as s:
