@@ -761,6 +761,7 @@ def _daily_parts(d: Dialect, src: QuerySource, metrics: Sequence[Any]) -> tuple[
     t = _Time(d, src)
     zero = d.double("0")
     day = t.day("ts_key")
+    refs = _metric_refs(d, metrics)
     ctes: list[tuple[str, str]] = []
     selects: list[str] = []
     for i, m in enumerate(metrics):
@@ -773,7 +774,6 @@ def _daily_parts(d: Dialect, src: QuerySource, metrics: Sequence[Any]) -> tuple[
                            f"  FROM m{i}_eu WHERE first_day IS NOT NULL GROUP BY variant, first_day")
             continue
         if kind == "ratio":
-            refs = _metric_refs(d, metrics)
             y = _per_user_value(d, "mean", refs[m.numerator], "post = 1")
             x = _per_user_value(d, "mean", refs[m.denominator], "post = 1")
             columns = ["y", "x"]
