@@ -25,7 +25,7 @@ db: setup
 	$(BIN)/abcore demo --if-empty
 
 run: db
-	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(BIN)/streamlit run abcore/dashboard/app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # The HTTP API (FastAPI + uvicorn) on the same store; create a key first: `abcore api-key create NAME --role editor`.
 API_PORT ?= 8000

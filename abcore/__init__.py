@@ -26,26 +26,26 @@ _EXPORTS: dict[str, str] = {
     "Assigner": "abcore.assign",
     "Router": "abcore.assign",
     # management
-    "ExperimentCreate": "abcore.experiments",
-    "VariantCreate": "abcore.experiments",
-    "ExperimentError": "abcore.experiments",
-    "InvalidTransition": "abcore.experiments",
-    "create_experiment": "abcore.experiments",
-    "start_experiment": "abcore.experiments",
-    "pause_experiment": "abcore.experiments",
-    "resume_experiment": "abcore.experiments",
-    "stop_experiment": "abcore.experiments",
-    "cancel_experiment": "abcore.experiments",
-    "ship_winner": "abcore.experiments",
-    "set_auto_stop": "abcore.experiments",
+    "ExperimentCreate": "abcore.experiments.lifecycle",
+    "VariantCreate": "abcore.experiments.lifecycle",
+    "ExperimentError": "abcore.experiments.lifecycle",
+    "InvalidTransition": "abcore.experiments.lifecycle",
+    "create_experiment": "abcore.experiments.lifecycle",
+    "start_experiment": "abcore.experiments.lifecycle",
+    "pause_experiment": "abcore.experiments.lifecycle",
+    "resume_experiment": "abcore.experiments.lifecycle",
+    "stop_experiment": "abcore.experiments.lifecycle",
+    "cancel_experiment": "abcore.experiments.lifecycle",
+    "ship_winner": "abcore.experiments.lifecycle",
+    "set_auto_stop": "abcore.experiments.lifecycle",
     # watcher
-    "run_pass": "abcore.watch",
+    "run_pass": "abcore.watch.runner",
     # analysis
-    "analyze": "abcore.analysis",
-    "Results": "abcore.analysis",
+    "analyze": "abcore.analysis.pipeline",
+    "Results": "abcore.analysis.pipeline",
     # store
-    "make_engine": "abcore.db",
-    "init_db": "abcore.db",
+    "make_engine": "abcore.store.db",
+    "init_db": "abcore.store.db",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,5 +1,5 @@
 """``python -m abcore``: the command-line interface."""
 
-from abcore.cli import main
+from abcore.cli.main import main
 
 raise SystemExit(main())

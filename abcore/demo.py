@@ -29,7 +29,7 @@ from sqlalchemy import func, insert, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     VariantCreate,
     cancel_experiment,
@@ -41,8 +41,8 @@ from abcore.experiments import (
     start_experiment,
     stop_experiment,
 )
-from abcore.models import AuditLog, Experiment, ExperimentEvent, UserAssignment, utcnow
-from abcore.registry import create_model, retire_model
+from abcore.experiments.ml_models import create_model, retire_model
+from abcore.store.tables import AuditLog, Experiment, ExperimentEvent, UserAssignment, utcnow
 
 COUNTRIES = ("US", "DE", "FR", "BR", "IN")
 COUNTRY_WEIGHTS = (0.35, 0.2, 0.15, 0.15, 0.15)

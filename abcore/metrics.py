@@ -3,8 +3,8 @@
 A metric definition says what one user's value is, over which window after the user's first
 exposure, which direction is better and how values are capped. Experiments refer to metrics by
 name (``primary_metric``, ``secondary_metrics``, ``guardrail_metrics``); events carry the name in
-``metric_name``. Every colour, chance to win and verdict of :mod:`abcore.analysis` /
-:mod:`abcore.decisions` reads the definition, never the data::
+``metric_name``. Every colour, chance to win and verdict of :mod:`abcore.analysis.pipeline` /
+:mod:`abcore.analysis.verdict` reads the definition, never the data::
 
     from abcore.metrics import MetricCreate, define_metric, update_metric, get_metric, list_metrics
     define_metric(session=s, data=MetricCreate(name="latency_ms", kind="mean", direction="decrease"))
@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlmodel import Field, Session, SQLModel, select
 
-from abcore.models import MetricDefinition, utcnow
+from abcore.store.tables import MetricDefinition, utcnow
 
 __all__ = [
     "CAPS",

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.db import init_db, make_engine
+from abcore.store.db import init_db, make_engine
 
 POSTGRES_ENV = "ABCORE_TEST_POSTGRES_URL"
 

@@ -1,8 +1,8 @@
 """abcore's HTTP API (FastAPI): for services that are not written in Python.
 
 ``abcore api`` serves it (uvicorn); ``create_app(engine)`` builds it for tests or for mounting in
-another ASGI app. The endpoints call the same functions as the dashboard (``abcore.experiments``,
-``abcore.assign``, ``abcore.analysis``, ``abcore.queries``, ``abcore.export``); see README
+another ASGI app. The endpoints call the same functions as the dashboard (``abcore.experiments.lifecycle``,
+``abcore.assign``, ``abcore.analysis.pipeline``, ``abcore.analysis.queries``, ``abcore.io.csv_export``); see README
 "HTTP API". ``abcore.api.gateway`` holds the gateway helper (seed 001's response headers).
 """
 

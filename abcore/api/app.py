@@ -103,7 +103,7 @@ def create_app(
     :class:`~abcore.assign.Assigner` it built (flushed at shutdown). ``settings`` default to
     :meth:`ApiSettings.from_env`.
     """
-    from abcore.db import make_engine
+    from abcore.store.db import make_engine
 
     settings = settings or ApiSettings.from_env()
     owns_engine = not isinstance(engine, Engine)

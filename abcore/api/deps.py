@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.apikeys import ApiKeyInfo, hash_key, verify_api_key
+from abcore.access.api_keys import ApiKeyInfo, hash_key, verify_api_key
 from abcore.assign import Assigner
 
 RATE_LIMIT_ENV = "ABCORE_API_RATE_LIMIT"

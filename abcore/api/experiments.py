@@ -1,7 +1,7 @@
 """``/api/v1/experiments``: create, list, read, change status, ship, metrics, results, export.
 
-Every endpoint calls the functions the dashboard calls (:mod:`abcore.experiments`,
-:mod:`abcore.analysis`, :mod:`abcore.queries`, :mod:`abcore.export`); nothing is computed here.
+Every endpoint calls the functions the dashboard calls (:mod:`abcore.experiments.lifecycle`,
+:mod:`abcore.analysis.pipeline`, :mod:`abcore.analysis.queries`, :mod:`abcore.io.csv_export`); nothing is computed here.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from abcore import experiments as ex
-from abcore import queries
+from abcore.analysis import queries
 from abcore.api.deps import Editor, Reader, SessionDep, StateDep
 from abcore.api.errors import responses
 from abcore.api.schemas import (
@@ -26,14 +25,15 @@ from abcore.api.schemas import (
     StatusChange,
     VariantMetrics,
 )
-from abcore.export import ExportError, iter_csv, normalise_weights
-from abcore.models import Experiment, ExperimentStatus
+from abcore.experiments import lifecycle as ex
+from abcore.io.csv_export import ExportError, iter_csv, normalise_weights
+from abcore.store.tables import Experiment, ExperimentStatus
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 
 Ref = Annotated[str, "experiment id or name"]
 
-# PUT .../status: the lifecycle action that reaches the target status (abcore.experiments refuses, with
+# PUT .../status: the lifecycle action that reaches the target status (abcore.experiments.lifecycle refuses, with
 # the reason, when the current status does not allow it); "running" from paused is a resume.
 _ACTION_FOR = {"running": "start", "paused": "pause", "completed": "stop", "cancelled": "cancel"}
 
@@ -255,7 +255,7 @@ def results(
     daily: bool = True,
 ) -> dict[str, Any]:
     """Tests per metric and treatment, SRM and health checks, the verdict, daily series and percentiles."""
-    from abcore.analysis import analyze
+    from abcore.analysis.pipeline import analyze
 
     state.assigner.flush()
     exp = ex.get_experiment(session=session, ref=ref)

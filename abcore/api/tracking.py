@@ -12,8 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from abcore import experiments as ex
-from abcore import queries
+from abcore.analysis import queries
 from abcore.api.deps import ApiState, StateDep, Tracker, store_session
 from abcore.api.errors import responses
 from abcore.api.schemas import (
@@ -27,7 +26,8 @@ from abcore.api.schemas import (
     Recorded,
 )
 from abcore.assign import Assignment
-from abcore.models import ExperimentStatus
+from abcore.experiments import lifecycle as ex
+from abcore.store.tables import ExperimentStatus
 
 router = APIRouter(prefix="/api/v1", tags=["assignment and events"])
 

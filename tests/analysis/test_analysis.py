@@ -1,4 +1,4 @@
-"""abcore.analysis and the analysis SQL of abcore.queries, on SQLite and PostgreSQL.
+"""abcore.analysis.pipeline and the analysis SQL of abcore.analysis.queries, on SQLite and PostgreSQL.
 
 Data sets are small with known numbers; expected values come from hand counts, numpy,
 scipy and statsmodels on the same per-user values (each source noted at the assertion).
@@ -20,9 +20,10 @@ from sqlmodel import Session
 from statsmodels.stats import proportion as sm_proportion
 from statsmodels.stats.multitest import multipletests
 
-from abcore import queries, stats
-from abcore.analysis import Results, analyze
-from abcore.models import Experiment, ExperimentEvent, UserAssignment, Variant
+from abcore import stats
+from abcore.analysis import queries
+from abcore.analysis.pipeline import Results, analyze
+from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -441,7 +442,7 @@ def test_unknown_arguments_raise(session: Session, hand_data: tuple[Experiment, 
         analyze(exp.id, session=session, method="magic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="correction"):
         analyze(exp.id, session=session, correction="sidak")
-    from abcore.experiments import ExperimentNotFound
+    from abcore.experiments.lifecycle import ExperimentNotFound
 
     with pytest.raises(ExperimentNotFound):
         analyze("no such experiment", session=session)

@@ -1,4 +1,4 @@
-"""Seeded A/A calibration through the analysis' own statistics path (``abcore.analysis._summaries`` and
+"""Seeded A/A calibration through the analysis' own statistics path (``abcore.analysis.pipeline._summaries`` and
 ``_test``: the engine row -> summary -> test mapping ``analyze`` uses), for capped means and ratios.
 
 Per-user values are simulated with numpy; the engine rows are built from them the way the SQL does
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from abcore.analysis import _summaries, _test
-from abcore.engines import MetricStatsRow
+from abcore.analysis.engines import MetricStatsRow
+from abcore.analysis.pipeline import _summaries, _test
 from abcore.metrics import MetricSpec
 
 REPS = 3000

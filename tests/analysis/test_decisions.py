@@ -11,8 +11,8 @@ import numpy as np
 from scipy import stats as sps
 from sqlmodel import Session
 
-from abcore import decisions
-from abcore.analysis import analyze
+from abcore.analysis import verdict as decisions
+from abcore.analysis.pipeline import analyze
 from abcore.metrics import MetricCreate, define_metric, update_metric
 from abcore.stats import TestResult
 from tests.analysis.test_analysis import add_data, conversion, exposure, make_experiment

@@ -1,4 +1,4 @@
-"""``analyze`` applies metric definitions (abcore.sql.build via abcore.engines), on SQLite and PostgreSQL.
+"""``analyze`` applies metric definitions (abcore.analysis.sql.build via abcore.analysis.engines), on SQLite and PostgreSQL.
 
 Every expected number is computed here from the raw rows with numpy/pandas (the oracle), with the
 formula's source named where a test statistic is derived by hand: Welch (scipy.stats.ttest_ind),
@@ -18,7 +18,7 @@ import pytest
 from scipy import stats as sps
 from sqlmodel import Session
 
-from abcore.analysis import analyze
+from abcore.analysis.pipeline import analyze
 from abcore.metrics import MetricCreate, define_metric
 from tests.analysis.test_analysis import T0, add_data, make_experiment
 
@@ -294,8 +294,8 @@ def test_bad_engine_and_source_are_clear_errors(session: Session) -> None:
 
 
 def test_cli_analyze_engine_and_source(db_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
-    from abcore.cli import main
-    from abcore.db import make_engine
+    from abcore.cli.main import main
+    from abcore.store.db import make_engine
 
     engine = make_engine(db_url)
     with Session(engine, expire_on_commit=False) as session:

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from abcore.access.api_keys import create_api_key
 from abcore.api import ApiSettings, create_app
-from abcore.apikeys import create_api_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

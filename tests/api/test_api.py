@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.analysis import analyze
+from abcore.access.api_keys import create_api_key, revoke_api_key
+from abcore.analysis.pipeline import analyze
 from abcore.api import ApiSettings, create_app
-from abcore.apikeys import create_api_key, revoke_api_key
-from abcore.experiments import audit_log
-from abcore.export import iter_csv
+from abcore.experiments.lifecycle import audit_log
+from abcore.io.csv_export import iter_csv
 
 from .conftest import Keys
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.models import ApiKey, AuditLog, Experiment, ExperimentEvent, UserAssignment, Variant
+from abcore.store.tables import ApiKey, AuditLog, Experiment, ExperimentEvent, UserAssignment, Variant
 
 from .conftest import Keys
 

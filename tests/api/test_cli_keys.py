@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from abcore.apikeys import hash_key, verify_api_key
-from abcore.cli import main
-from abcore.db import make_engine
-from abcore.models import ApiKey
+from abcore.access.api_keys import hash_key, verify_api_key
+from abcore.cli.main import main
+from abcore.store.db import make_engine
+from abcore.store.tables import ApiKey
 
 
 def test_create_prints_the_key_once_and_stores_only_its_hash(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore import experiments as ex
 from abcore.api.gateway import ExperimentHeaders, experiment_assignment, experiment_headers, user_from_path
 from abcore.assign import Assigner, Assignment
-from abcore.models import UserAssignment
+from abcore.experiments import lifecycle as ex
+from abcore.store.tables import UserAssignment
 
 SALT = "als-popgen-v1"
 
@@ -81,7 +81,7 @@ def test_middleware_and_dependency_set_seed_001_headers(assigner: Assigner, engi
         plain = client.get("/health")  # no user id: untouched
         assert "X-Experiment-Id" not in plain.headers and plain.json() == {"ok": True}
         assert "X-Experiment-Id" not in client.get("/v2/home").headers
-    assigner.flush()  # rows are written behind the answer (abcore.writer)
+    assigner.flush()  # rows are written behind the answer (abcore.assign.writer)
     with Session(engine) as session:  # sticky rows were written through abcore.assign
         assert session.execute(select(func.count()).select_from(UserAssignment)).scalar_one() == 30
 

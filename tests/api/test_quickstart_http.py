@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from statsmodels.stats import proportion
 
-from abcore.apikeys import create_api_key
-from abcore.experiments import audit_log
+from abcore.access.api_keys import create_api_key
+from abcore.experiments.lifecycle import audit_log
 
 from .conftest import ROOT, LiveServer, make_keys
 

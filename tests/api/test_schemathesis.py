@@ -18,8 +18,8 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlmodel import Session
 
-from abcore.apikeys import create_api_key
-from abcore.db import init_db, make_engine
+from abcore.access.api_keys import create_api_key
+from abcore.store.db import init_db, make_engine
 
 from .conftest import start_server
 

@@ -1,4 +1,4 @@
-"""Helpers for the assignment tests: experiments built through abcore.experiments."""
+"""Helpers for the assignment tests: experiments built through abcore.experiments.lifecycle."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore import experiments as ex
 from abcore.assign import Assigner
-from abcore.models import ExperimentEvent, UserAssignment
+from abcore.experiments import lifecycle as ex
+from abcore.store.tables import ExperimentEvent, UserAssignment
 
 
 def make_experiment(
@@ -42,7 +42,7 @@ def make_experiment(
 
 
 def lifecycle(engine: Engine, action: str, ref: int | str, **kwargs: object) -> None:
-    """Run ``abcore.experiments.<action>_experiment`` (or ship_winner / update_allocations / set_traffic_allocation)."""
+    """Run ``abcore.experiments.lifecycle.<action>_experiment`` (or ship_winner / update_allocations / set_traffic_allocation)."""
     fn = getattr(ex, action) if action in ("ship_winner", "update_allocations", "set_traffic_allocation") else getattr(
         ex, f"{action}_experiment"
     )

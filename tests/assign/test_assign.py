@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 import abcore.assign as assign_module
 from abcore.assign import Assigner, Assignment, bucket, choose_variant, cumulative_allocations, traffic_bucket
-from abcore.models import ExperimentEvent, UserAssignment
+from abcore.store.tables import ExperimentEvent, UserAssignment
 
 from .conftest import count_assignments, count_events, lifecycle, make_experiment
 
@@ -73,7 +73,7 @@ def test_sticky_after_allocation_change(engine: Engine, assigner: Assigner) -> N
 
 
 def _id(engine: Engine, name: str = "ranker_v2") -> int:
-    from abcore.models import Experiment
+    from abcore.store.tables import Experiment
 
     with engine.connect() as connection:
         return int(connection.execute(select(Experiment.id).where(Experiment.name == name)).scalar_one())

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from abcore.db import make_engine
-from abcore.models import ExperimentEvent, UserAssignment
+from abcore.store.db import make_engine
+from abcore.store.tables import ExperimentEvent, UserAssignment
 
 from .conftest import make_experiment
 

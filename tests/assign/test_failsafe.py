@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine, make_url
 
 from abcore.assign import Assigner, bucket, choose_variant, cumulative_allocations
-from abcore.db import make_engine
+from abcore.store.db import make_engine
 
 from .conftest import count_assignments, make_experiment
 
@@ -134,7 +134,7 @@ def test_buffer_is_bounded_while_the_database_is_down(sqlite_engine: Engine) -> 
             client.assign(f"u{i}", "ranker_v2")  # 40 buffered events
         with sqlite_engine.begin() as connection:
             connection.exec_driver_sql("ALTER TABLE ab_experiment_results RENAME TO results_away")
-        from abcore import prometheus as metrics
+        from abcore.assign import prometheus as metrics
 
         dropped_before = metrics.DROPPED.labels("event")._value.get()
         assert client.flush() == 0

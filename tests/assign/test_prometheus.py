@@ -7,8 +7,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
-from abcore import prometheus as metrics
 from abcore.assign import Assigner
+from abcore.assign import prometheus as metrics
 
 from .conftest import make_experiment
 

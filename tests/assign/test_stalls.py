@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
-from abcore.db import make_engine
+from abcore.store.db import make_engine
 
 from .conftest import count_assignments, make_experiment
 

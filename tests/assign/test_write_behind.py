@@ -18,9 +18,9 @@ from scipy.stats import chisquare
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from abcore import prometheus as metrics
 from abcore.assign import Assigner, bucket, choose_variant, cumulative_allocations
-from abcore.models import ExperimentEvent, UserAssignment, utcnow
+from abcore.assign import prometheus as metrics
+from abcore.store.tables import ExperimentEvent, UserAssignment, utcnow
 
 from .conftest import count_assignments, count_events, make_experiment
 

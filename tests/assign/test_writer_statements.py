@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 
-from abcore import writer as w
-from abcore.models import ExperimentEvent, UserAssignment, Variant
+from abcore.assign import writer as w
+from abcore.store.tables import ExperimentEvent, UserAssignment, Variant
 
 from .conftest import make_experiment
 

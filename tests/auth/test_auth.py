@@ -1,4 +1,4 @@
-"""abcore.auth: salted hashes, user configuration, roles, open mode."""
+"""abcore.access.users: salted hashes, user configuration, roles, open mode."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from abcore import auth
-from abcore.auth import (
+from abcore.access import users as auth
+from abcore.access.users import (
     AuthConfigError,
     User,
     authenticate,
@@ -19,7 +19,7 @@ from abcore.auth import (
     load_users,
     verify_password,
 )
-from abcore.cli import main
+from abcore.cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""abcore.sessions: signed, expiring session tokens (the sign-in that survives a reload)."""
+"""abcore.access.sessions: signed, expiring session tokens (the sign-in that survives a reload)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from abcore.sessions import issue_session_token, session_secret, verify_session_token
+from abcore.access.sessions import issue_session_token, session_secret, verify_session_token
 
 SECRET = b"k" * 32
 USERS = {"ada": SimpleNamespace(name="ada", password_hash="scrypt$abc"), "bob": SimpleNamespace(name="bob", password_hash="x")}

@@ -57,7 +57,7 @@ def _peak_rss_mb() -> float:
 
 def generate(path: Path) -> None:
     """Build the 10M-event database at ``path`` (schema by Alembic, rows by SQLite CTEs)."""
-    from abcore.db import init_db, make_engine
+    from abcore.store.db import init_db, make_engine
 
     tmp = path.with_suffix(".partial")
     for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
@@ -152,7 +152,7 @@ def generate(path: Path) -> None:
 def migrate(path: Path) -> dict[str, float]:
     """Bring the cached database to the newest schema (``init_db``: index changes of new migrations
     are applied to the existing 10M rows); return the time it took, reported apart from ``analyze``."""
-    from abcore.db import current_revision, init_db, make_engine
+    from abcore.store.db import current_revision, init_db, make_engine
 
     engine = make_engine(f"sqlite:///{path}")
     before = current_revision(engine)
@@ -179,8 +179,8 @@ def run_analyze(path: Path, **options: bool) -> dict[str, float]:
     from sqlalchemy import event
     from sqlmodel import Session
 
-    from abcore.analysis import analyze
-    from abcore.db import make_engine
+    from abcore.analysis.pipeline import analyze
+    from abcore.store.db import make_engine
 
     engine = make_engine(f"sqlite:///{path}")
     # CPU seconds per statement kind (temporary table names stripped), for the breakdown printed below

@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore import experiments as ex
 from abcore.assign import (
     Assigner,
     Router,
@@ -27,7 +26,8 @@ from abcore.assign import (
     choose_variants,
     cumulative_allocations,
 )
-from abcore.db import make_engine
+from abcore.experiments import lifecycle as ex
+from abcore.store.db import make_engine
 
 pytestmark = pytest.mark.bench
 
@@ -140,7 +140,7 @@ def _core_anchor(engine: Engine, label: str) -> float:
     """Users/s of the anchor: plain SQLAlchemy Core executemany of one assignment row + two events per user."""
     from sqlalchemy import select
 
-    from abcore.models import Experiment, ExperimentEvent, UserAssignment, Variant, utcnow
+    from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant, utcnow
 
     name = f"anchor_{time.monotonic_ns()}"
     _experiment(engine, name)

@@ -13,7 +13,7 @@ sufficient statistics (users, click conversions, revenue sum and sum of squares 
 percentiles of the revenue values (``quantile_disc``: issue 11 defines its anchor as "the same sufficient
 statistics and exact percentiles"), in the same run and with the same DuckDB memory limit
 (``ABCORE_BENCH_DUCKDB_MEMORY``, default 1GB: at 1.5GB the anchor ran out of memory at 100M events) and
-``preserve_insertion_order`` off, as :func:`abcore.engines.duckdb_engine` sets it; the statistics-only query
+``preserve_insertion_order`` off, as :func:`abcore.analysis.engines.duckdb_engine` sets it; the statistics-only query
 is timed and printed too.
 
 * ``test_duckdb_analyze_scaling``: full ``analyze(engine=duckdb, source=...)`` at each of
@@ -93,9 +93,9 @@ if mode == "hand":
     raise SystemExit(0)
 
 from sqlmodel import Session
-from abcore.analysis import analyze
-from abcore.db import make_engine
-from abcore.engines import duckdb_engine, spark_engine
+from abcore.analysis.pipeline import analyze
+from abcore.store.db import make_engine
+from abcore.analysis.engines import duckdb_engine, spark_engine
 source = {"events": {"path": f"{d}/events/*.parquet", "format": "parquet", "columns": {
               "user_id": "user_id", "timestamp": "ts", "event_type": None, "metric_name": "metric_name",
               "value": "value", "experiment": None}},
@@ -137,8 +137,8 @@ def _definitions(d: Path) -> None:
     """The experiment ``bench`` (variants control / treatment, click primary, revenue secondary) in a SQLite store."""
     from sqlmodel import Session
 
-    from abcore import experiments as ex
-    from abcore.db import init_db, make_engine
+    from abcore.experiments import lifecycle as ex
+    from abcore.store.db import init_db, make_engine
 
     engine = init_db(make_engine(f"sqlite:///{d}/definitions.db"))
     with Session(engine, expire_on_commit=False) as s:

@@ -78,7 +78,7 @@ def rss():
 
 url = f"sqlite:///{db}"
 if mode == "hand":
-    from abcore.engines import duckdb_engine
+    from abcore.analysis.engines import duckdb_engine
     eng = duckdb_engine(store_url=url)  # the same read-only attach (sqlite_scanner) as analyze(engine="duckdb")
     t0 = time.perf_counter()
     rows = [list(r) for r in eng.connection.execute(sys.argv[3]).fetchall()]
@@ -87,8 +87,8 @@ if mode == "hand":
                       "variants": out, "load": os.getloadavg()[0]}))
     raise SystemExit(0)
 from sqlmodel import Session
-from abcore.analysis import analyze
-from abcore.db import make_engine
+from abcore.analysis.pipeline import analyze
+from abcore.store.db import make_engine
 kwargs = {} if mode == "baseline" else {"engine": mode.split(":")[0]}
 if mode.endswith(":nodaily"):
     kwargs["daily"] = False

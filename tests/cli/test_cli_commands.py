@@ -15,11 +15,17 @@ from sqlalchemy import select
 from sqlmodel import Session
 from statsmodels.stats import proportion as sm_proportion
 
-from abcore import cli
-from abcore.cli import main
-from abcore.db import make_engine
-from abcore.experiments import ExperimentCreate, VariantCreate, audit_log, create_experiment, get_experiment
-from abcore.models import AuditLog, ExperimentEvent, UserAssignment
+from abcore.cli import main as cli
+from abcore.cli.main import main
+from abcore.experiments.lifecycle import (
+    ExperimentCreate,
+    VariantCreate,
+    audit_log,
+    create_experiment,
+    get_experiment,
+)
+from abcore.store.db import make_engine
+from abcore.store.tables import AuditLog, ExperimentEvent, UserAssignment
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 # Known data: control 1,000 exposed users, 100 convert; treatment 1,000 exposed users, 130 convert.
@@ -45,7 +51,7 @@ def make(url: str, name: str = "exp", *, data: bool = False, start: bool = True)
                 ),
             )
             if start:
-                from abcore.experiments import start_experiment
+                from abcore.experiments.lifecycle import start_experiment
 
                 start_experiment(session=session, ref=exp.id)
             if data:
@@ -71,7 +77,7 @@ def make(url: str, name: str = "exp", *, data: bool = False, start: bool = True)
 
 
 def _variants(session: Session, experiment_id: int) -> list:
-    from abcore.experiments import get_variants
+    from abcore.experiments.lifecycle import get_variants
 
     return get_variants(session=session, experiment_id=experiment_id)
 
@@ -111,7 +117,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_analysis_choices_match_the_library() -> None:
-    from abcore import analysis
+    from abcore.analysis import pipeline as analysis
 
     assert cli.METHODS == analysis.METHODS
     assert cli.CORRECTIONS == analysis.CORRECTIONS

@@ -7,9 +7,9 @@ import json
 import pytest
 from sqlmodel import Session
 
-from abcore import experiments as ex
-from abcore.cli import main
-from abcore.db import make_engine
+from abcore.cli.main import main
+from abcore.experiments import lifecycle as ex
+from abcore.store.db import make_engine
 
 
 def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:

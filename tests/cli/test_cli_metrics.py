@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from abcore.cli import main
-from abcore.db import make_engine
-from abcore.experiments import ExperimentCreate, VariantCreate, create_experiment
+from abcore.cli.main import main
+from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate, create_experiment
 from abcore.metrics import MetricNotFound, get_metric
+from abcore.store.db import make_engine
 
 
 def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:

@@ -17,10 +17,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from abcore.dashboard import APP_PATH
+
 pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "app.py")
+APP = str(APP_PATH)
 DB_1M = Path(os.environ.get("ABCORE_BENCH_DASHBOARD_DB", "/tmp/abcore-bench-dashboard-1m.db"))
 
 
@@ -54,8 +56,8 @@ def _timed_runs(url: str, page: str | None, query: dict[str, str], runs: int = 3
 
 
 def test_landing_page_on_demo_data(tmp_path: Path, fresh_caches: None) -> None:
-    from abcore.db import init_db, make_engine
     from abcore.demo import load_demo_data
+    from abcore.store.db import init_db, make_engine
 
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     engine = init_db(make_engine(url))

@@ -7,11 +7,11 @@ now the name (visually hidden by ``pages/create.py``'s TRASH_CSS; checked in Chr
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+from abcore.dashboard import APP_PATH
+
+APP = str(APP_PATH)
 
 
 def test_trash_buttons_are_named_per_variant(store: str) -> None:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from abcore import experiments as ex
-from abcore import forms
-from abcore.auth import hash_password
-from abcore.db import make_engine
+from abcore.access.users import hash_password
+from abcore.dashboard import APP_PATH
+from abcore.dashboard.views import forms
+from abcore.experiments import lifecycle as ex
+from abcore.store.db import make_engine
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+APP = str(APP_PATH)
 TIMEOUT = 60
 
 

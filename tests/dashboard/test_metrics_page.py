@@ -7,20 +7,20 @@ one of them, live); stored values are read back with :func:`abcore.metrics.get_m
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from abcore import experiments as ex
+from abcore.access.users import hash_password
 from abcore.assign import Assigner
-from abcore.auth import hash_password
-from abcore.db import make_engine
-from abcore.metric_forms import metric_values
+from abcore.dashboard import APP_PATH
+from abcore.dashboard.views.metric_forms import metric_values
+from abcore.experiments import lifecycle as ex
 from abcore.metrics import MetricCreate, define_metric, get_metric, validate_metric
+from abcore.store.db import make_engine
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+APP = str(APP_PATH)
 TIMEOUT = 30
 
 

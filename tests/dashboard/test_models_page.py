@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from abcore.db import make_engine
-from abcore.registry import create_model, list_models
+from abcore.dashboard import APP_PATH
+from abcore.experiments.ml_models import create_model, list_models
+from abcore.store.db import make_engine
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+APP = str(APP_PATH)
 
 
 def _models(url: str) -> list[tuple[str, str]]:

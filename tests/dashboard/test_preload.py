@@ -8,10 +8,10 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-import ui
+from abcore.dashboard import APP_PATH, ui
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "app.py")
+APP = str(APP_PATH)
 
 
 def test_the_first_page_view_starts_one_preload_thread(store: str) -> None:
@@ -26,9 +26,9 @@ def test_the_first_page_view_starts_one_preload_thread(store: str) -> None:
 
 
 def test_the_preload_imports_the_analysis_stack_in_a_fresh_interpreter() -> None:
-    # A fresh process: in this one the other tests have imported abcore.analysis already.
+    # A fresh process: in this one the other tests have imported abcore.analysis.pipeline already.
     code = "\n".join([
-        "import sys, ui",
+        "import sys", "from abcore.dashboard import ui",
         *(f"assert {m!r} not in sys.modules" for m in ui.PRELOADED_MODULES),
         "ui.preload_analysis_code().join(60)",
         "missing = [m for m in ui.PRELOADED_MODULES if m not in sys.modules]",

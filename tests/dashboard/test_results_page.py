@@ -11,13 +11,13 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from abcore import experiments as ex
 from abcore.assign import Assigner
-from abcore.db import make_engine
+from abcore.experiments import lifecycle as ex
+from abcore.store.db import make_engine
 
 
 class _TableCells(HTMLParser):
-    """The cells of an HTML table (abcore.forms.html_table), row by row."""
+    """The cells of an HTML table (abcore.dashboard.views.forms.html_table), row by row."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,7 +46,7 @@ def _tables(at: AppTest) -> list[pd.DataFrame]:
 
 
 def _charts(at: AppTest) -> list[str]:
-    """The page's charts (SVG in st.markdown, abcore.charts)."""
+    """The page's charts (SVG in st.markdown, abcore.dashboard.views.charts)."""
     return [m.value for m in at.markdown if m.value.startswith('<svg class="abcore-chart"')]
 
 
@@ -188,7 +188,7 @@ def test_cuped_warnings_are_shown_next_to_the_cuped_option(store: str, open_resu
     _running_experiment(store, users=60)
     at = open_results("Checkout copy")
     assert not [w for w in at.warning if "CUPED" in w.value]
-    at.session_state["r_method"] = "sequential"  # abcore.analysis: CUPED is not combined with sequential testing
+    at.session_state["r_method"] = "sequential"  # abcore.analysis.pipeline: CUPED is not combined with sequential testing
     at.toggle(key="r_cuped").set_value(True).run()
     assert not at.exception, at.exception
     cuped = [w.value for w in at.warning if "CUPED" in w.value]

@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 
 from abcore.assign import Assigner, bucket, choose_variant, cumulative_allocations
 from abcore.demo import DEMO_EXPERIMENTS, load_demo_data, store_is_empty
-from abcore.experiments import list_experiments
-from abcore.models import Experiment, ExperimentEvent, Model, UserAssignment, Variant
+from abcore.experiments.lifecycle import list_experiments
+from abcore.store.tables import Experiment, ExperimentEvent, Model, UserAssignment, Variant
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_demo_fills_an_empty_store_with_every_status(sqlite_engine: Engine) -> N
 
 
 def test_demo_is_deterministic(tmp_path) -> None:  # noqa: ANN001
-    from abcore.db import init_db, make_engine
+    from abcore.store.db import init_db, make_engine
 
     rows = []
     for name in ("a", "b"):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from abcore.dashboard import APP_PATH
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 START_TIMEOUT_S = 60.0
@@ -64,7 +66,7 @@ def _dashboard(db_url: str, workdir: Path, env: Mapping[str, str] | None = None)
     log_path = workdir / "streamlit.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", str(APP_PATH), "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
     )

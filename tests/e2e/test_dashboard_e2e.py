@@ -18,9 +18,9 @@ import pytest
 from sqlmodel import Session
 
 from abcore import assign as abassign
-from abcore import experiments as ex
-from abcore.db import init_db, make_engine
-from abcore.registry import create_model
+from abcore.experiments import lifecycle as ex
+from abcore.experiments.ml_models import create_model
+from abcore.store.db import init_db, make_engine
 from tests.e2e.actions import choose, settle, type_text
 
 pytestmark = pytest.mark.e2e

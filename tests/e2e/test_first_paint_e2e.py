@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from abcore.db import init_db, make_engine
+from abcore.store.db import init_db, make_engine
 
 pytestmark = pytest.mark.e2e
 

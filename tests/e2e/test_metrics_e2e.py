@@ -17,9 +17,9 @@ import pytest
 from sqlmodel import Session
 
 from abcore import assign as abassign
-from abcore import experiments as ex
-from abcore.db import init_db, make_engine
+from abcore.experiments import lifecycle as ex
 from abcore.metrics import get_metric
+from abcore.store.db import init_db, make_engine
 from tests.e2e.actions import choose, settle, type_text
 
 pytestmark = pytest.mark.e2e

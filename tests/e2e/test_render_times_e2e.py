@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from abcore import experiments as ex
-from abcore.db import init_db, make_engine
 from abcore.demo import load_demo_data
+from abcore.experiments import lifecycle as ex
+from abcore.store.db import init_db, make_engine
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ OPENS = 6  # the first is cold, the others warm
 HOSTILE = "[click me](http://evil.example/) ![pixel](http://tracker.example/p.png) **loud**"
 
 # What "drawn" means in the DOM: every Vega-Lite chart has its canvas (the sample-size page), every
-# SVG chart (abcore.charts, the results page) and HTML table (forms.html_table) is in the document,
+# SVG chart (abcore.dashboard.views.charts, the results page) and HTML table (forms.html_table) is in the document,
 # every st.table its <table>, and Streamlit shows no running-script indicator.
 DRAWN_JS = """() => {
   const vega = [...document.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stPlotlyChart]')];

@@ -1,5 +1,5 @@
 """Sign-in survives a reload and a results link opened in the same tab (signed session cookie,
-abcore.sessions), and signing out ends it. Real Chromium, a dashboard with one configured editor."""
+abcore.access.sessions), and signing out ends it. Real Chromium, a dashboard with one configured editor."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from abcore.auth import hash_password
-from abcore.db import init_db, make_engine
+from abcore.access.users import hash_password
+from abcore.store.db import init_db, make_engine
 
 pytestmark = pytest.mark.e2e
 

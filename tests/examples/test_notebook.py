@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlmodel import Session
 
-from abcore.analysis import analyze
-from abcore.db import make_engine
+from abcore.analysis.pipeline import analyze
+from abcore.store.db import make_engine
 
 nbclient = pytest.importorskip("nbclient", reason="the notebook test needs the test extras (nbclient, ipykernel)")
 nbformat = pytest.importorskip("nbformat", reason="the notebook test needs the test extras (nbformat)")

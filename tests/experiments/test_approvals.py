@@ -10,10 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore import experiments as ex
+from abcore.access.api_keys import create_api_key
+from abcore.access.users import AuthConfigError, can_approve, can_edit, hash_password, load_users
 from abcore.api import ApiSettings, create_app
-from abcore.apikeys import create_api_key
-from abcore.auth import AuthConfigError, can_approve, can_edit, hash_password, load_users
+from abcore.experiments import lifecycle as ex
 
 
 def _draft(session: Session, name: str = "exp") -> int:

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from abcore import experiments as ex
-from abcore.models import Model
+from abcore.experiments import lifecycle as ex
+from abcore.store.tables import Model
 
 
 def _draft(session: Session, name: str = "exp", **extra: object) -> ex.Experiment:  # type: ignore[name-defined]
@@ -226,7 +226,7 @@ def test_migration_0008_adds_the_columns_and_the_settings_table(session: Session
 def test_migration_0008_downgrades_and_upgrades_with_data(sqlite_url: str) -> None:
     from alembic import command
 
-    from abcore.db import alembic_config, current_revision, make_engine
+    from abcore.store.db import alembic_config, current_revision, make_engine
 
     engine = make_engine(sqlite_url)
     with Session(engine, expire_on_commit=False) as session:

@@ -1,11 +1,11 @@
-"""abcore.edit_form: the edit page's prefill and parsing (pure, plus one store round trip per backend)."""
+"""abcore.dashboard.views.edit_form: the edit page's prefill and parsing (pure, plus one store round trip per backend)."""
 
 from __future__ import annotations
 
 from sqlmodel import Session
 
-from abcore import edit_form, forms
-from abcore import experiments as ex
+from abcore.dashboard.views import edit_form, forms
+from abcore.experiments import lifecycle as ex
 
 RULES = [
     {"attribute": "country", "op": "in", "value": ["DE", "FR"]},

@@ -1,4 +1,4 @@
-"""abcore.experiments: validation, the lifecycle state machine, the audit log and targeting."""
+"""abcore.experiments.lifecycle: validation, the lifecycle state machine, the audit log and targeting."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from sqlmodel import Session
 
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     ExperimentError,
     ExperimentNotFound,
@@ -31,7 +31,7 @@ from abcore.experiments import (
     update_allocations,
     validate_experiment,
 )
-from abcore.registry import create_model, list_models, retire_model, update_model
+from abcore.experiments.ml_models import create_model, list_models, retire_model, update_model
 
 
 def spec(name: str = "ranker_v2", *allocations: float, **fields) -> ExperimentCreate:  # noqa: ANN003

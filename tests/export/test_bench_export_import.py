@@ -17,16 +17,16 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     VariantCreate,
     create_experiment,
     get_variants,
     start_experiment,
 )
-from abcore.export import iter_csv
-from abcore.importer import import_events
-from abcore.models import ExperimentEvent
+from abcore.io.csv_export import iter_csv
+from abcore.io.event_import import import_events
+from abcore.store.tables import ExperimentEvent
 
 pytestmark = pytest.mark.bench
 

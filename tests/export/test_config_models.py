@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from abcore.db import init_db, make_engine
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     ExperimentError,
     VariantCreate,
     create_experiment,
     get_variants,
 )
-from abcore.export import dump_configs, export_config, import_config
-from abcore.registry import create_model, get_model
+from abcore.experiments.ml_models import create_model, get_model
+from abcore.io.csv_export import dump_configs, export_config, import_config
+from abcore.store.db import init_db, make_engine
 
 
 def _other_store(tmp_path: Path) -> Session:
@@ -70,6 +70,6 @@ def test_a_missing_model_is_a_clear_error_and_nothing_is_created(session: Sessio
             import_config(session=target, data=exported)
         with pytest.raises(ExperimentError, match="'model' must be an object"):
             import_config(session=target, data=bad)
-        from abcore.experiments import list_experiments
+        from abcore.experiments.lifecycle import list_experiments
 
         assert list_experiments(session=target) == []

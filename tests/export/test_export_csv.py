@@ -1,4 +1,4 @@
-"""abcore.export: streamed CSV of assignments and events (both backends), config JSON round trips."""
+"""abcore.io.csv_export: streamed CSV of assignments and events (both backends), config JSON round trips."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     ExperimentError,
     ExperimentNotFound,
@@ -23,7 +23,7 @@ from abcore.experiments import (
     get_variants,
     start_experiment,
 )
-from abcore.export import (
+from abcore.io.csv_export import (
     ASSIGNMENT_COLUMNS,
     EVENT_COLUMNS,
     ExportError,
@@ -33,7 +33,7 @@ from abcore.export import (
     normalise_weights,
     write_csv,
 )
-from abcore.models import ExperimentEvent, UserAssignment
+from abcore.store.tables import ExperimentEvent, UserAssignment
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 TRICKY_USERS = ["plain", "with,comma", 'with "quotes"', "multi\nline\r\nuser", "ünïcødé-用户-🙂", "  spaced  "]
@@ -262,7 +262,7 @@ def test_config_import_is_all_or_nothing(session: Session) -> None:
         import_config(session=session, data=[good, bad])
     with pytest.raises(ExperimentError, match="appears twice"):
         import_config(session=session, data=[good, good])
-    from abcore.experiments import list_experiments
+    from abcore.experiments.lifecycle import list_experiments
 
     assert list_experiments(session=session) == []
 

@@ -1,4 +1,4 @@
-"""abcore.importer: CSV / JSON-lines event import — bad lines, idempotency, assignments (both backends)."""
+"""abcore.io.event_import: CSV / JSON-lines event import — bad lines, idempotency, assignments (both backends)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     VariantCreate,
     create_experiment,
     get_variants,
     start_experiment,
 )
-from abcore.importer import ImportError_, import_events, parse_timestamp
-from abcore.models import ExperimentEvent, UserAssignment
+from abcore.io.event_import import ImportError_, import_events, parse_timestamp
+from abcore.store.tables import ExperimentEvent, UserAssignment
 
 
 @pytest.fixture

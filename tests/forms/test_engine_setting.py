@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from abcore import forms
 from abcore.config import DEFAULT_DUCKDB_MIN_EVENTS, analysis_engine_setting, choose_analysis_engine
+from abcore.dashboard.views import forms
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""abcore.forms: the pure logic behind the dashboard pages."""
+"""abcore.dashboard.views.forms: the pure logic behind the dashboard pages."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from abcore import forms
-from abcore.experiments import ExperimentCreate, validate_experiment
+from abcore.dashboard.views import forms
+from abcore.experiments.lifecycle import ExperimentCreate, validate_experiment
 from abcore.stats.power import power_proportion, sample_size_proportion
 
 

@@ -1,4 +1,4 @@
-"""abcore.forms helpers of the results page, on a real analysis of a small experiment."""
+"""abcore.dashboard.views.forms helpers of the results page, on a real analysis of a small experiment."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 from sqlmodel import Session
 
-from abcore import experiments as ex
-from abcore import forms
-from abcore.analysis import analyze
+from abcore.analysis.pipeline import analyze
 from abcore.assign import Assigner
-from abcore.db import make_engine
+from abcore.dashboard.views import forms
+from abcore.experiments import lifecycle as ex
+from abcore.store.db import make_engine
 
 
 def _analysed(url: str) -> object:

@@ -1,4 +1,4 @@
-"""abcore.metric_forms: the Metrics page's words and the form values validate_metric checks (no Streamlit).
+"""abcore.dashboard.views.metric_forms: the Metrics page's words and the form values validate_metric checks (no Streamlit).
 
 Expected words are written out by hand from the definitions; expected problems come from
 abcore.metrics.validate_metric itself.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from abcore import metric_forms as mf
+from abcore.dashboard.views import metric_forms as mf
 from abcore.metrics import validate_metric
 
 

@@ -1,4 +1,4 @@
-"""abcore.result_charts: what the results page's charts are built from (results shaped as abcore.analysis'
+"""abcore.dashboard.views.result_charts: what the results page's charts are built from (results shaped as abcore.analysis.pipeline'
 Results, here plain namespaces with the same fields). Expected values are read off the inputs by hand."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from datetime import date
 from types import SimpleNamespace as NS
 
-from abcore import result_charts
+from abcore.dashboard.views import result_charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     ExperimentError,
     InvalidTransition,
@@ -33,8 +33,8 @@ from abcore.experiments import (
     stop_experiment,
     update_allocations,
 )
-from abcore.export import ExportError, export_config, import_config
-from abcore.models import AuditLog, Experiment, Variant
+from abcore.io.csv_export import ExportError, export_config, import_config
+from abcore.store.tables import AuditLog, Experiment, Variant
 
 TEN_KB = "x" * 10_000
 NASTY_NAMES = [
@@ -123,7 +123,7 @@ def test_bad_names_are_refused(session: Session) -> None:
         refused(session, lambda d=data: create_experiment(session=session, data=ExperimentCreate(**d)), match)
 
 
-# Found by these tests: abcore.experiments does not check the length of salt / primary_metric / created_by /
+# Found by these tests: abcore.experiments.lifecycle does not check the length of salt / primary_metric / created_by /
 # actor / metric names against the 200-character columns, nor NUL characters. PostgreSQL then raises a raw
 # sqlalchemy DataError (not an ExperimentError) and SQLite silently stores what PostgreSQL refuses.
 # Expected: ExperimentError with a readable message, nothing stored, on both backends.

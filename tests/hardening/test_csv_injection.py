@@ -21,15 +21,16 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments import (
+from abcore.dashboard import APP_PATH
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     VariantCreate,
     create_experiment,
     get_variants,
     start_experiment,
 )
-from abcore.export import ExportError, iter_csv, neutralise_cell, write_csv
-from abcore.models import ExperimentEvent, UserAssignment
+from abcore.io.csv_export import ExportError, iter_csv, neutralise_cell, write_csv
+from abcore.store.tables import ExperimentEvent, UserAssignment
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE_IDS = [
@@ -140,7 +141,7 @@ def test_dashboard_downloads_are_safe(sqlite_url: str, sqlite_engine: Engine, mo
         return original(self, data_callable, mimetype, coordinates, file_name, **kwargs)
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(APP_PATH), default_timeout=60)
     at.run()
     at.switch_page("pages/results.py")
     at.session_state["live_refresh"] = False

@@ -2,7 +2,7 @@
 session stays usable (issue 14, item 3). Plus a property-based fuzz of create and of config import:
 nothing but the documented exception types ever escapes.
 
-Column limits come from abcore.models: ``min_duration_days``, ``min_samples_per_variant`` and
+Column limits come from abcore.store.tables: ``min_duration_days``, ``min_samples_per_variant`` and
 ``ab_experiment_variants.model_id`` are ``INTEGER`` columns (PostgreSQL: 32-bit, max 2**31 - 1).
 JSON columns cannot hold NaN or infinities (PostgreSQL's json type refuses the tokens; RFC 8259 has none).
 """
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     ExperimentError,
     VariantCreate,
@@ -31,7 +31,7 @@ from abcore.experiments import (
     delete_experiment,
     list_experiments,
 )
-from abcore.export import ExportError, import_config
+from abcore.io.csv_export import ExportError, import_config
 
 ROOT = Path(__file__).resolve().parents[2]
 NAN, INF = float("nan"), float("inf")

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.db import init_db, make_engine
-from abcore.experiments import ExperimentCreate, VariantCreate, create_experiment, start_experiment
-from abcore.importer import import_events
-from abcore.models import ExperimentEvent, UserAssignment
+from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate, create_experiment, start_experiment
+from abcore.io.event_import import import_events
+from abcore.store.db import init_db, make_engine
+from abcore.store.tables import ExperimentEvent, UserAssignment
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from abcore import queries
-from abcore.experiments import ExperimentCreate, VariantCreate, create_experiment, get_variants
-from abcore.models import UserAssignment
+from abcore.analysis import queries
+from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate, create_experiment, get_variants
+from abcore.store.tables import UserAssignment
 
 ATTRIBUTES = {
     "u1": {'plan "quoted"': "pro", "back\\slash": "x", "flag": True, "n": 1, "o": 1.5},

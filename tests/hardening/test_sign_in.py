@@ -15,8 +15,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from abcore import auth
-from abcore.auth import (
+from abcore.access.users import (
     AuthConfigError,
     LoginThrottle,
     access_mode,
@@ -26,6 +25,7 @@ from abcore.auth import (
     sign_in,
     verify_password,
 )
+from abcore.dashboard import APP_PATH
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_access_mode_fails_closed(users: dict, error: str | None, mode: str) -> 
 def test_broken_user_config_locks_the_dashboard(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # A plain-text password in the configuration: before the fix every page was readable without a sign-in.
     monkeypatch.setenv("ABCORE_USERS", json.dumps({"alice": {"password": "hunter2", "role": "editor"}}))
-    at = AppTest.from_file(str(auth.PROJECT_ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(APP_PATH), default_timeout=60)
     at.run()
     assert not at.exception
     assert any("plain-text" in e.value for e in at.error)
@@ -169,7 +169,7 @@ def test_broken_user_config_locks_the_dashboard(store: str, monkeypatch: pytest.
 def test_dashboard_sign_in_is_throttled(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABCORE_USERS", json.dumps({"vera": {"password_hash": _scrypt("right", 2**14, 8, 1),
                                                             "role": "viewer"}}))
-    at = AppTest.from_file(str(auth.PROJECT_ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(APP_PATH), default_timeout=60)
     at.run()
     for _ in range(6):
         at.text_input(key="login_username").set_value("vera")

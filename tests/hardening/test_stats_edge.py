@@ -20,7 +20,7 @@ import scipy.stats as sps
 from sqlmodel import Session
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from abcore.analysis import analyze
+from abcore.analysis.pipeline import analyze
 from abcore.stats import proportion_test
 from tests.analysis.test_analysis import T0, add_data, make_experiment
 

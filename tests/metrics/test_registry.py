@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from alembic import command
 from sqlmodel import Session
 
-from abcore.db import alembic_config, make_engine
 from abcore.metrics import (
     MetricCreate,
     MetricNotFound,
@@ -22,6 +21,7 @@ from abcore.metrics import (
     update_metric,
     validate_metric,
 )
+from abcore.store.db import alembic_config, make_engine
 
 
 def test_define_get_list_update_archive(session: Session) -> None:

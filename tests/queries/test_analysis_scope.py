@@ -1,7 +1,7 @@
-"""abcore.queries.AnalysisScope (the shared population of one analysis) on SQLite and PostgreSQL.
+"""abcore.analysis.queries.AnalysisScope (the shared population of one analysis) on SQLite and PostgreSQL.
 
 Every expected number comes from a plain-Python reference over the same rows (the rules of the
-abcore.queries module docstring applied by hand) or from numpy (``method="inverted_cdf"`` is the
+abcore.analysis.queries module docstring applied by hand) or from numpy (``method="inverted_cdf"`` is the
 nearest-rank percentile). The cases aim at the scope's shortcuts: the per-user pass that computes
 only what the metric's kind needs, the binned percentiles, integer day keys and temp tables.
 """
@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import insert, inspect
 from sqlmodel import Session
 
-from abcore import queries
-from abcore.models import Experiment, ExperimentEvent, UserAssignment, Variant
+from abcore.analysis import queries
+from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The small dashboard queries of abcore.queries, on SQLite and PostgreSQL, against hand counts."""
+"""The small dashboard queries of abcore.analysis.queries, on SQLite and PostgreSQL, against hand counts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import Session
 
-from abcore import queries
-from abcore.models import Experiment, ExperimentEvent, UserAssignment, Variant
+from abcore.analysis import queries
+from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant
 
 
 def _setup(session: Session) -> tuple[Experiment, Variant, Variant]:
@@ -67,8 +67,8 @@ def test_simple_queries(session: Session) -> None:
 
 
 def test_attribute_names_lists_the_segment_keys(session: Session) -> None:
-    from abcore.models import Experiment, UserAssignment, Variant
-    from abcore.queries import attribute_names
+    from abcore.analysis.queries import attribute_names
+    from abcore.store.tables import Experiment, UserAssignment, Variant
 
     experiment = Experiment(name="attrs", salt="s")
     session.add(experiment)

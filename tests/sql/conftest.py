@@ -12,7 +12,7 @@ import pytest
 def spark() -> Iterator[Any]:
     """One local[2] SparkSession shared by every Spark test (start-up costs seconds)."""
     pytest.importorskip("pyspark", reason="Spark tests need the abcore[spark] extra (pyspark)")
-    from abcore.engines import spark_engine
+    from abcore.analysis.engines import spark_engine
 
     engine = spark_engine()
     yield engine.spark

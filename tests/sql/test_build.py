@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from abcore.engines import load_source_config
-from abcore.sql import MetricSpec, build_daily_query, build_stats_query, get_dialect
+from abcore.analysis.engines import load_source_config
+from abcore.analysis.sql import MetricSpec, build_daily_query, build_stats_query, get_dialect
 from tests.sql.parity_data import END, METRICS
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "sql"
@@ -33,7 +33,7 @@ def test_rendered_sql_matches_the_reviewed_golden_file(dialect: str) -> None:
 
 
 def test_dialect_differences_are_spelled_out() -> None:
-    # Integer division and epoch conversion differ per engine (see abcore.sql.dialects).
+    # Integer division and epoch conversion differ per engine (see abcore.analysis.sql.dialects).
     assert get_dialect("duckdb").int_div("a", "b") == "(a // b)"
     assert get_dialect("spark").int_div("a", "b") == "(a div b)"
     assert "unix_micros" in get_dialect("spark").epoch_us("ts")

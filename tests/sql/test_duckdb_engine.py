@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from abcore.engines import duckdb_engine
+from abcore.analysis.engines import duckdb_engine
 
 
 def _limit_of(engine: object) -> str:

@@ -16,9 +16,15 @@ import pandas as pd
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine as SAEngine
 
-from abcore.db import make_engine
-from abcore.engines import compute_stats, duckdb_engine, load_source_config, spark_engine, store_engine
-from abcore.models import Experiment, ExperimentEvent, UserAssignment, Variant
+from abcore.analysis.engines import (
+    compute_stats,
+    duckdb_engine,
+    load_source_config,
+    spark_engine,
+    store_engine,
+)
+from abcore.store.db import make_engine
+from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant
 from tests.sql.parity_data import END, METRICS, SOURCE_NAME, oracle, rows
 
 EXPERIMENT_ID = 1
@@ -88,7 +94,7 @@ def test_store_engine_matches_oracle(db_url: str) -> None:
 
 def test_daily_new_users_match_pandas(db_url: str) -> None:
     """Daily series: population users per UTC day of first exposure (pandas on the raw rows as the oracle)."""
-    from abcore.sql import build_daily_query
+    from abcore.analysis.sql import build_daily_query
     from tests.sql.parity_data import oracle_daily
 
     sa = make_engine(db_url)
@@ -104,7 +110,7 @@ def test_daily_new_users_match_pandas(db_url: str) -> None:
 
 
 def _store_source(engine: Any) -> Any:
-    from abcore.sql import QuerySource
+    from abcore.analysis.sql import QuerySource
 
     return QuerySource(events=engine.relation("ab_experiment_results"), assignments=engine.relation("ab_user_assignments"))
 
@@ -193,7 +199,7 @@ def test_analysis_statements_on_one_connection_match_oracle(db_url: str) -> None
 
     from sqlmodel import Session
 
-    from abcore.sql.build import build_analysis_statements
+    from abcore.analysis.sql.build import build_analysis_statements
 
     sa = make_engine(db_url)
     load(sa)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from abcore.cli import main
-from abcore.db import make_engine
+from abcore.cli.main import main
+from abcore.store.db import make_engine
 from tests.sql.parity_data import END, oracle
 from tests.sql.test_parity import load
 

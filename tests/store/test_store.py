@@ -14,15 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from abcore.config import DATABASE_URL_ENV, PROJECT_ROOT, database_url, default_database_url
-from abcore.db import current_revision, head_revision, init_db, make_engine, table_names
-from abcore.models import (
-    AuditLog,
-    Experiment,
-    ExperimentEvent,
-    Model,
-    UserAssignment,
-    Variant,
-)
+from abcore.store.db import current_revision, head_revision, init_db, make_engine, table_names
+from abcore.store.tables import AuditLog, Experiment, ExperimentEvent, Model, UserAssignment, Variant
 
 TABLES = [
     "ab_audit_log",

@@ -19,14 +19,14 @@ import pytest
 from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
-from abcore.experiments import (
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     VariantCreate,
     create_experiment,
     get_variants,
     start_experiment,
 )
-from abcore.models import Experiment, ExperimentEvent, UserAssignment, utcnow
+from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, utcnow
 
 ROOT = Path(__file__).resolve().parents[2]
 

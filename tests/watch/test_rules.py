@@ -9,8 +9,8 @@ import pytest
 from sqlmodel import Session
 
 from abcore import stats
-from abcore.analysis import analyze
-from abcore.experiments import (
+from abcore.analysis.pipeline import analyze
+from abcore.experiments.lifecycle import (
     ExperimentCreate,
     ExperimentError,
     InvalidTransition,
@@ -21,7 +21,14 @@ from abcore.experiments import (
     stop_experiment,
     validate_auto_stop,
 )
-from abcore.watch import MetricOutcome, Observation, WatchSettings, decide, metric_outcome, webhook_payload
+from abcore.watch.runner import (
+    MetricOutcome,
+    Observation,
+    WatchSettings,
+    decide,
+    metric_outcome,
+    webhook_payload,
+)
 
 from .conftest import make_experiment
 
@@ -126,8 +133,8 @@ def test_analyze_planned_n_is_the_sequential_tuning_parameter(session: Session) 
 
 
 def test_payload_without_action() -> None:
-    from abcore.models import Experiment
-    from abcore.watch import Decision
+    from abcore.store.tables import Experiment
+    from abcore.watch.runner import Decision
 
     exp = Experiment(id=3, name="e", salt="s", status="running")
     payload = webhook_payload(exp, Decision("srm", "srm", "alert", "Sample ratio mismatch."), action_taken=False,
@@ -148,7 +155,7 @@ def test_settings_from_env() -> None:
 
 
 def test_config_export_import_round_trips_the_rules(session: Session) -> None:
-    from abcore.export import export_config, import_config
+    from abcore.io.csv_export import export_config, import_config
 
     exp = create_experiment(session=session, data=ExperimentCreate(name="cfg", variants=VARIANTS,
                                                                    auto_stop={"guardrails": "stop", "max_days": 14}))

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from abcore.db import make_engine
-from abcore.experiments import audit_log, get_experiment
-from abcore.models import Alert, ResultSnapshot, utcnow
-from abcore.watch import WatchSettings, latest_snapshot, run_forever, run_pass, snapshot_history
+from abcore.experiments.lifecycle import audit_log, get_experiment
+from abcore.store.db import make_engine
+from abcore.store.tables import Alert, ResultSnapshot, utcnow
+from abcore.watch.runner import WatchSettings, latest_snapshot, run_forever, run_pass, snapshot_history
 
 from .conftest import Receiver, free_port, make_experiment, watch_cli
 
@@ -81,7 +81,7 @@ def test_a_human_resume_is_not_overridden(sqlite_url: str) -> None:
         harmful, _ = make_experiment(session, "harmful", seed=11, **HARMFUL)
         settings = WatchSettings()
         assert run_pass(engine, settings=settings).actions == 1
-        from abcore.experiments import resume_experiment
+        from abcore.experiments.lifecycle import resume_experiment
 
         resume_experiment(session=session, ref=harmful.id, actor="alice")
         report = run_pass(engine, settings=settings)

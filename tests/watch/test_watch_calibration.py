@@ -5,7 +5,7 @@ arm and the cumulative sufficient statistics (users, conversions) of the primary
 (``conversion``) and a guardrail (``errors``, must not increase) grow by Binomial draws. Every day
 the simulation runs exactly what a watcher pass runs after the SQL: the sequential test
 (``stats.sequential_test`` with the watcher's fixed planned size), Holm across the metrics,
-``MetricResult`` rows, the SRM test, and the pure :func:`abcore.watch.evaluate` decision.
+``MetricResult`` rows, the SRM test, and the pure :func:`abcore.watch.runner.evaluate` decision.
 
 * A/A: the share of experiments the watcher ever pauses or stops must be <= alpha (Ville's
   inequality for the confidence sequences; Holm keeps the family-wise rate; the SRM check adds
@@ -20,11 +20,12 @@ import math
 
 import numpy as np
 
-from abcore import decisions, stats
-from abcore.analysis import MetricResult
-from abcore.experiments import normalize_auto_stop
-from abcore.models import Experiment
-from abcore.watch import evaluate, planned_users_per_variant
+from abcore import stats
+from abcore.analysis import verdict as decisions
+from abcore.analysis.pipeline import MetricResult
+from abcore.experiments.lifecycle import normalize_auto_stop
+from abcore.store.tables import Experiment
+from abcore.watch.runner import evaluate, planned_users_per_variant
 
 ALPHA = 0.05
 DAYS = 30

@@ -3,20 +3,19 @@ the latest snapshot on the results page with "refresh now", webhook configuratio
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import streamlit as st
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from abcore import experiments as ex
-from abcore.db import make_engine
-from abcore.watch import WatchSettings, list_webhooks, run_pass
+from abcore.dashboard import APP_PATH
+from abcore.experiments import lifecycle as ex
+from abcore.store.db import make_engine
+from abcore.watch.runner import WatchSettings, list_webhooks, run_pass
 
 from .conftest import make_experiment
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+APP = str(APP_PATH)
 
 
 @pytest.fixture

@@ -1,0 +1,57 @@
+"""The request path: deterministic, sticky, fast assignment and event tracking.
+
+What recommender code imports::
+
+    from abcore.assign import assign, track, flush
+
+    a = assign("user-42", "ranker_v2", attributes={"country": "DE"})   # Assignment | None
+    track("user-42", "ranker_v2", "watch_completion", 1.0)             # True if recorded
+    flush()                                                            # write buffered rows and events now
+
+This package never imports pandas, scipy or :mod:`abcore.analysis` (an import contract checks it), so
+importing it costs a request path nothing it does not use.
+"""
+
+from abcore.assign.assigner import (
+    HASH_VERSION,
+    TRAFFIC_SEED,
+    Assigner,
+    Assignment,
+    FrozenConfig,
+    Router,
+    assign,
+    assign_many,
+    assign_user_to_variant,
+    bucket,
+    buckets,
+    choose_variant,
+    choose_variants,
+    configure,
+    cumulative_allocations,
+    default_assigner,
+    flush,
+    track,
+    traffic_bucket,
+)
+
+__all__ = [
+    "HASH_VERSION",
+    "TRAFFIC_SEED",
+    "Assigner",
+    "Assignment",
+    "FrozenConfig",
+    "Router",
+    "assign",
+    "assign_many",
+    "assign_user_to_variant",
+    "bucket",
+    "buckets",
+    "choose_variant",
+    "choose_variants",
+    "configure",
+    "cumulative_allocations",
+    "default_assigner",
+    "flush",
+    "track",
+    "traffic_bucket",
+]

@@ -1,0 +1,1037 @@
+"""Deterministic, sticky, fast assignment and event tracking: what recommender code imports.
+
+Public contract (see README)::
+
+    from abcore.assign import assign, assign_many, assign_user_to_variant, track, flush, bucket, Assignment
+
+    a = assign("user-42", "ranker_v2", attributes={"country": "DE"})   # Assignment | None
+    track("user-42", "ranker_v2", "watch_completion", 1.0)             # True if recorded
+    flush()                                                            # write buffered rows and events now
+
+The shape (three units):
+
+* :mod:`abcore.assign.cache` — pure: the hash, targeting, the cached definitions and :func:`~abcore.assign.cache.decide`;
+* :mod:`abcore.assign.reads` — the store reads (definitions, stored rows) on daemon threads, deadline-bound;
+* :mod:`abcore.assign.writer` — write-behind of assignment rows and events (batches split on failure, dead letters).
+
+This module composes them (:class:`Assigner`) and holds the module-level functions. The request path does
+no write: a new user's answer comes from the cached definitions and the hash, the row and its events go to
+the writer. A stored row still wins: the in-process cache first, and a read only where a stored row can
+differ from the hash (paused experiment, targeting or traffic share keeping the user out, split or traffic
+share changed while running). On store trouble a running experiment keeps answering from the hash.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import inspect
+import logging
+import numbers
+import os
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from itertools import islice
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from abcore.assign import prometheus as metrics
+from abcore.assign.cache import (
+    _TRACKABLE_EVENTS,
+    HASH_VERSION,
+    TRAFFIC_SEED,
+    Assignment,
+    FrozenConfig,
+    Router,
+    _check_attributes,
+    _check_experiment_ref,
+    _check_user_id,
+    _Definitions,
+    _ExperimentDef,
+    _jsonable,
+    _targeting,
+    bucket,
+    buckets,
+    choose_variant,
+    choose_variants,
+    cumulative_allocations,
+    decide,
+    traffic_bucket,
+)
+from abcore.assign.reads import (
+    ReadPool,
+    Unavailable,
+    assignment_engine,
+    load_definitions,
+    stored_variant,
+    stored_variants,
+)
+from abcore.assign.writer import Writer, default_batch_size, insert_events, insert_rows, is_store_trouble
+from abcore.store.tables import EventType, utcnow
+
+__all__ = [
+    "HASH_VERSION",
+    "TRAFFIC_SEED",
+    "Assigner",
+    "Assignment",
+    "FrozenConfig",
+    "Router",
+    "assign",
+    "assign_many",
+    "assign_user_to_variant",
+    "bucket",
+    "buckets",
+    "choose_variant",
+    "choose_variants",
+    "configure",
+    "cumulative_allocations",
+    "default_assigner",
+    "flush",
+    "track",
+    "traffic_bucket",
+]
+
+logger = logging.getLogger("abcore.assign")
+
+_RUNNING = "running"
+_PAUSED = "paused"
+_COMPLETED = "completed"
+_EXPOSURE = EventType.EXPOSURE.value
+_CONVERSION = EventType.CONVERSION.value
+_USER_ASSIGNMENT = EventType.USER_ASSIGNMENT.value
+#: Column widths of ab_experiment_results that ``track`` checks before buffering (the store would reject more).
+METRIC_NAME_MAX = 200
+REQUEST_ID_MAX = 255
+USER_ID_MAX = 255
+_LIVE: weakref.WeakSet[Assigner] = weakref.WeakSet()
+
+
+class Assigner:
+    """Sticky assignment + write-behind event tracking against one store.
+
+    Parameters
+    ----------
+    engine:
+        SQLAlchemy engine or URL of a migrated abcore store. A URL (and a PostgreSQL engine, re-created from
+        its URL) gives the assigner its own bounded engine (``connect_timeout``, ``statement_timeout``).
+        A URL that cannot be used (malformed, driver missing, folder not writable) never raises: every call
+        answers None/False and logs the reason once a minute.
+    flush_interval:
+        Seconds between background writes of buffered rows and events (a hard crash loses at most this much).
+    max_buffer:
+        Write as soon as this many rows + events are buffered.
+    cache_ttl:
+        Experiment definitions are reloaded at least this often (seconds): pauses/stops apply within it.
+    timeout:
+        Deadline in seconds for the store reads of one ``assign``/``track`` call (a read is needed only for users
+        not cached where a stored row could change the answer); past it ``assign`` answers from the hash.
+    retry_after:
+        After a failed or timed-out read, reads are skipped (the hash answers) for this many seconds.
+    max_cached_users:
+        Size of the in-process cache of stored assignments (oldest entries are dropped first).
+    max_pending:
+        Rows + events kept while the store is down; beyond it the oldest are dropped (and counted).
+    write_batch:
+        Rows (or events) per write transaction, of the writer and of ``assign_many``; each commits on its own
+        (default: 100,000 on SQLite, 10,000 on PostgreSQL, see :data:`abcore.assign.writer.DEFAULT_BATCH_SIZE`).
+    stale_ttl:
+        While the store is down, cached definitions keep being served for at most this long (default: forever).
+    connect_timeout, statement_timeout:
+        PostgreSQL bounds of the assignment engine (seconds).
+    flush_timeout:
+        Default bound of :meth:`flush` and :meth:`close` (seconds).
+    exit_timeout:
+        Bound of the flush at interpreter exit (seconds); what it could not write is logged and counted.
+    first_load_timeout:
+        How long the very first call of a process waits for the definitions to load.
+    dead_letter_path:
+        JSON-lines file of rows the store rejected (default: next to the SQLite file, else ``data/``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine | str,
+        *,
+        flush_interval: float = 1.0,
+        max_buffer: int = 5000,
+        cache_ttl: float = 5.0,
+        timeout: float = 0.15,
+        retry_after: float = 1.0,
+        max_cached_users: int = 1_000_000,
+        max_pending: int = 200_000,
+        write_batch: int | None = None,
+        stale_ttl: float = float("inf"),
+        db_workers: int = 4,
+        log_interval: float = 60.0,
+        connect_timeout: float = 2.0,
+        statement_timeout: float = 5.0,
+        flush_timeout: float = 5.0,
+        exit_timeout: float = 2.0,
+        first_load_timeout: float = 2.0,
+        dead_letter_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(engine, Engine | str):
+            raise TypeError(f"engine must be a SQLAlchemy Engine or a URL string, got {type(engine).__name__}")
+        bad_batch = write_batch is not None and write_batch < 1
+        if flush_interval <= 0 or cache_ttl < 0 or timeout <= 0 or max_buffer < 1 or exit_timeout < 0 or bad_batch:
+            raise ValueError(
+                "flush_interval and timeout must be > 0, cache_ttl and exit_timeout >= 0, max_buffer and write_batch >= 1"
+            )
+        self.flush_interval = float(flush_interval)
+        self.max_buffer = int(max_buffer)
+        self.cache_ttl = float(cache_ttl)
+        self.timeout = float(timeout)
+        self.retry_after = float(retry_after)
+        self.max_cached_users = int(max_cached_users)
+        self.max_pending = int(max_pending)
+        self.stale_ttl = float(stale_ttl)
+        self.log_interval = float(log_interval)
+        self.flush_timeout = float(flush_timeout)
+        self.exit_timeout = float(exit_timeout)
+        self.first_load_timeout = float(first_load_timeout)
+        self._last_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._defs: _Definitions | None = None
+        self._defs_expiry = 0.0
+        self._last_miss_refresh = 0.0
+        self._refresh_failed_at = -1e18
+        self._refresh_lock = threading.Lock()
+        self._refreshing: threading.Event | None = None
+        self._sticky: dict[tuple[int, str], int] = {}
+        self._absent: dict[tuple[int, str], float] = {}
+        self._read_first: set[int] = set()
+        self._reads = ReadPool(db_workers, retry_after=retry_after)
+        self._closed = False
+        self._broken: str | None = None
+        self._engine: Engine | None = None
+        self._owns_engine = False
+        try:
+            self._engine, self._owns_engine = assignment_engine(
+                engine, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+            )
+        except Exception as exc:  # noqa: BLE001 - configuration/environment: answer None, never raise
+            self._broken = f"the store {_redact(engine)} cannot be used ({type(exc).__name__}: {exc})"
+            self._log_failure("configuration", None, key="config")
+        self._writer: Writer | None = None
+        #: Rows (or events) per write transaction (default: 100,000 on SQLite, 10,000 on PostgreSQL).
+        self.write_batch = 10_000 if write_batch is None else int(write_batch)
+        if self._engine is not None:
+            if write_batch is None:
+                self.write_batch = default_batch_size(self._engine)
+            self._writer = Writer(
+                self._engine,
+                flush_interval=flush_interval,
+                max_buffer=max_buffer,
+                max_pending=max_pending,
+                batch_size=write_batch,
+                dead_letter_path=dead_letter_path,
+                on_corrected=self._on_corrected,
+                on_inserted=self._on_inserted,
+                log=self._log_failure,
+            )
+        _LIVE.add(self)
+
+    # ---------------------------------------------------------------- infrastructure
+
+    @property
+    def engine(self) -> Engine:
+        """The assignment engine (raises RuntimeError when the configured store could not be used)."""
+        if self._engine is None:
+            raise RuntimeError(self._broken or "no engine")
+        return self._engine
+
+    @property
+    def writer(self) -> Writer | None:
+        """The write-behind buffer (None when the configured store could not be used)."""
+        return self._writer
+
+    @property
+    def dropped_events(self) -> int:
+        """Rows and events dropped unwritten because the buffer was full while the store was in trouble."""
+        return 0 if self._writer is None else self._writer.dropped
+
+    @property
+    def dead_lettered(self) -> int:
+        """Rows and events the store rejected on their own (in the dead-letter file)."""
+        return 0 if self._writer is None else self._writer.dead_lettered
+
+    @property
+    def corrected(self) -> int:
+        """Users whose served variant differed from the row found stored (cache corrected)."""
+        return 0 if self._writer is None else self._writer.corrected
+
+    def _log_failure(self, what: str, exc: BaseException | None, *, key: str = "store") -> None:
+        """Log a failure at most once per ``log_interval`` (default: a minute) per kind, with the reason."""
+        metrics.ERRORS.labels(what.split(" ")[0] if key == "store" else key).inc()
+        now = time.monotonic()
+        if now - self._last_log.get(key, -1e18) >= self.log_interval:
+            suppressed = self._suppressed.pop(key, 0)
+            self._last_log[key] = now
+            if key == "config":
+                reason = self._broken or "configuration problem"
+                consequence = "assign answers None and track False"
+            elif key == "track":
+                reason = str(exc)
+                consequence = "track returned False, nothing recorded"
+            else:
+                reason = f"{type(exc).__name__}: {exc}" if exc else f"no answer within {self.timeout * 1000:.0f} ms"
+                consequence = "answering from the hash and keeping writes buffered"
+            logger.warning(
+                "abcore.assign: %s failed (%s); %s%s",
+                what,
+                reason,
+                consequence,
+                f" ({suppressed} similar messages suppressed)" if suppressed else "",
+            )
+        else:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+
+    def _on_inserted(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Count the rows the writer stored (``experiment_assignments_total``), one increment per variant."""
+        defs = self._defs
+        if defs is None:
+            return
+        for (exp_id, variant_id), count in Counter((row[1], row[2]) for row in rows).items():
+            d = defs.by_id.get(exp_id)
+            if d is not None:
+                index = d.index_of.get(variant_id)
+                if index is not None:
+                    d.assignments[index].inc(count)
+
+    def _on_corrected(self, experiment_id: int, user_id: str, variant_id: int) -> None:
+        """The writer found another stored variant for a user this process served: serve the stored one from now on."""
+        self._sticky[(experiment_id, user_id)] = variant_id
+        self._read_first.add(experiment_id)  # from now on this process reads before answering a new user
+        defs = self._defs
+        d = defs.by_id.get(experiment_id) if defs is not None else None
+        name = d.name if d is not None else str(experiment_id)
+        metrics.CORRECTED.labels(name).inc()
+        now = time.monotonic()
+        if now - self._last_log.get("corrected", -1e18) >= self.log_interval:
+            self._last_log["corrected"] = now
+            logger.warning(
+                "abcore.assign: user %r of %r was served a variant other than the stored one (variant id %s); "
+                "the cache is corrected and new users of this experiment are read first from now on "
+                "(happens only across an allocation change inside the cache window)",
+                user_id,
+                name,
+                variant_id,
+            )
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Write every buffered row and event now, waiting at most ``timeout`` s (default ``flush_timeout``).
+
+        Returns how many events (``user_assignment`` events of new rows included) were written; 0 on store
+        trouble (everything stays buffered for the next attempt). Never raises.
+        """
+        if self._writer is None:
+            return 0
+        return self._writer.flush(self.flush_timeout if timeout is None else timeout)
+
+    def pending_events(self) -> int:
+        """Rows and events buffered and not yet written (a new user's row counts once)."""
+        return 0 if self._writer is None else self._writer.pending()
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush (bounded by ``timeout``, default ``flush_timeout``), stop the threads, dispose an owned engine.
+
+        Returns how many rows and events could not be written.
+        """
+        if self._closed:
+            return 0
+        self._closed = True
+        unwritten = 0
+        if self._writer is not None:
+            unwritten = self._writer.close(self.flush_timeout if timeout is None else timeout)
+        self._reads.close()
+        if self._owns_engine and self._engine is not None and unwritten == 0:
+            self._engine.dispose()
+        _LIVE.discard(self)
+        return unwritten
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks, no inherited threads, connections or buffered writes."""
+        self._refresh_lock = threading.Lock()
+        self._refreshing = None
+        self._reads.reset_after_fork()
+        if self._writer is not None:
+            self._writer.reset_after_fork()
+        if self._engine is not None:
+            self._engine.dispose(close=False)
+
+    # ---------------------------------------------------------------- definitions
+
+    def refresh(self) -> None:
+        """Reload experiment definitions now (raises on store errors; the request path never does)."""
+        with self.engine.connect() as connection:
+            defs = load_definitions(connection)
+        self._defs = defs
+        self._defs_expiry = defs.loaded_at + self.cache_ttl
+
+    def _refresh_job(self, done: threading.Event) -> None:
+        try:
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001 - store trouble: keep serving the definitions we have
+            self._refresh_failed_at = time.monotonic()
+            self._log_failure("loading experiments", exc)
+            defs = self._defs
+            if defs is not None and time.monotonic() - defs.loaded_at > self.stale_ttl:
+                self._defs = None
+        finally:
+            with self._refresh_lock:
+                self._refreshing = None
+            done.set()
+
+    def _kick_refresh(self) -> threading.Event:
+        """Start a background reload unless one is running; the event is set when it finishes."""
+        with self._refresh_lock:
+            running = self._refreshing
+            if running is None:
+                running = self._refreshing = threading.Event()
+                threading.Thread(
+                    target=self._refresh_job, args=(running,), name="abcore-assign-definitions", daemon=True
+                ).start()
+            return running
+
+    def _definitions(self, deadline: float) -> _Definitions | None:
+        """Current definitions: reloaded in the background when expired; waits at most until ``deadline``."""
+        defs = self._defs
+        now = time.monotonic()
+        if defs is not None and now < self._defs_expiry:
+            return defs
+        if self._engine is None:
+            return None
+        if defs is None:
+            deadline = max(deadline, now + self.first_load_timeout)
+        elif now - self._refresh_failed_at < self.retry_after:
+            return defs  # the store was just in trouble: serve what we have, do not wait
+        already_running = self._refreshing is not None
+        done = self._kick_refresh()
+        if defs is not None and already_running:
+            return defs  # another call is reloading (the store may be slow): serve the current ones meanwhile
+        done.wait(max(deadline - now, 0.0))
+        return self._defs
+
+    def _lookup(self, experiment: str | int | None, deadline: float) -> _ExperimentDef | None:
+        defs = self._definitions(deadline)
+        if defs is None:
+            return None
+        found = defs.find(experiment)
+        if found is None and experiment is not None:
+            now = time.monotonic()
+            if now - self._last_miss_refresh >= 1.0:  # a just-started experiment appears within ~1 s
+                self._last_miss_refresh = now
+                self._defs_expiry = 0.0
+                defs = self._definitions(deadline)
+                found = defs.find(experiment) if defs is not None else None
+        return found
+
+    # ---------------------------------------------------------------- stored assignments (cache)
+
+    def _remember(self, key: tuple[int, str], variant_id: int) -> None:
+        sticky = self._sticky
+        sticky[key] = variant_id
+        if len(sticky) > self.max_cached_users:
+            with contextlib.suppress(RuntimeError):  # resized by another thread while iterating: next time
+                for old in list(islice(iter(sticky), max(1, self.max_cached_users // 10))):
+                    if self._writer is None or not self._writer.is_pending(*old):
+                        sticky.pop(old, None)
+
+    def _remember_absent(self, key: tuple[int, str]) -> None:
+        """Negative cache: a user read as not stored is not read again for ``cache_ttl`` seconds."""
+        absent = self._absent
+        absent[key] = time.monotonic() + self.cache_ttl
+        if len(absent) > max(1000, self.max_cached_users // 10):
+            with contextlib.suppress(RuntimeError):
+                for old in list(islice(iter(absent), len(absent) // 2)):
+                    absent.pop(old, None)
+
+    def _read_stored(self, d: _ExperimentDef, user_id: str, deadline: float) -> tuple[int | None, bool]:
+        """``(stored variant id or None, known)`` for a user not in the cache; ``known=False`` on store trouble."""
+        key = (d.id, user_id)
+        absent_until = self._absent.get(key)
+        if absent_until is not None and absent_until > time.monotonic():
+            return None, True
+        try:
+            stored = self._reads.call(stored_variant, self._engine, d.id, user_id, deadline=deadline)
+        except Unavailable as exc:
+            if "deadline" in str(exc):
+                self._log_failure("reading a stored assignment", None)
+            return None, False
+        except Exception as exc:  # noqa: BLE001 - store trouble: fail open
+            self._log_failure("reading a stored assignment", exc)
+            return None, False
+        if stored is None:
+            self._remember_absent(key)
+        else:
+            self._remember(key, stored)
+        return stored, True
+
+    # ---------------------------------------------------------------- public API
+
+    def assign(
+        self,
+        user_id: str,
+        experiment: str | int | None = None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        expose: bool = True,
+        request_id: str | None = None,
+    ) -> Assignment | None:
+        """The user's variant of ``experiment`` (name, id, or None: the most recently started running one).
+
+        Returns None only when the experiment is unknown, draft, cancelled, completed without a winner (or
+        the user is outside a shipped winner's rollout), paused for a user never assigned, when targeting or
+        the traffic share excludes the user, or when the definitions could never be loaded (store down since
+        the process started, or an unusable URL). Store trouble otherwise degrades to the hash. The new row and
+        the ``exposure`` event (unless ``expose=False``) are written behind the answer. Raises
+        TypeError/ValueError for bad arguments.
+        """
+        _check_user_id(user_id)
+        _check_experiment_ref(experiment)
+        _check_attributes(attributes)
+        try:
+            if self._broken is not None:
+                self._log_failure("assign", None, key="config")
+                return None
+            deadline = time.monotonic() + self.timeout
+            d = self._lookup(experiment, deadline)
+            if d is None:
+                return None
+            key = (d.id, user_id)
+            cached = self._sticky.get(key)
+            answer, needs_read = decide(
+                d, cached, user_id, attributes, verified=False, read_first=d.id in self._read_first
+            )
+            if needs_read:
+                stored, _known = self._read_stored(d, user_id, deadline)
+                answer, _ = decide(d, stored, user_id, attributes, verified=True)  # unknown: the hash (fail open)
+            if answer is None:
+                return None
+            if d.status == _COMPLETED:
+                d.requests[d.winner_index].inc()  # type: ignore[index]
+                return answer
+            index = d.index_of[answer.variant_id]
+            writer = self._writer
+            assert writer is not None
+            exposure = (d.id, answer.variant_id, user_id, _EXPOSURE, None, None, request_id, {}, utcnow()) if expose else None
+            if answer.is_new:
+                self._sticky[key] = answer.variant_id
+                if len(self._sticky) > self.max_cached_users:
+                    self._remember(key, answer.variant_id)
+                writer.add_row((user_id, d.id, answer.variant_id, _jsonable(attributes), exposure[8] if exposure else utcnow()), exposure)
+            elif exposure is not None:
+                writer.add_event(exposure)
+            if expose:
+                d.exposures[index].inc()
+            d.requests[index].inc()
+            return answer
+        except Exception as exc:  # noqa: BLE001 - the request path never breaks the caller
+            self._log_failure("assign", exc)
+            return None
+
+    def assign_user_to_variant(self, user_id: str) -> int | None:
+        """Seed 000's helper: the variant id of the most recently started running experiment, or None."""
+        answer = self.assign(user_id)
+        return None if answer is None else answer.variant_id
+
+    def assign_many(
+        self,
+        user_ids: Sequence[str],
+        experiment: str | int | None = None,
+        *,
+        attributes: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        expose: bool = True,
+        persist: bool = True,
+        request_id: str | None = None,
+    ) -> list[Assignment | None]:
+        """:meth:`assign` for many users, batched; same answers as ``assign`` would give, in order.
+
+        ``attributes`` is one mapping for everybody or one (or None) per user. With ``persist=True`` the new
+        rows and the events are written before it returns (batch path, ``write_batch`` per transaction); on store trouble
+        the answers come from the hash and the writes go to the write-behind buffer. ``persist=False`` is the
+        pure path for offline scoring: stored assignments are still honoured (one read) but nothing is written;
+        users without a stored row get the variant they *would* get, with ``is_new=True``.
+        """
+        if isinstance(user_ids, str) or not isinstance(user_ids, Sequence | np.ndarray):
+            raise TypeError("user_ids must be a sequence (list/tuple) of user id strings")
+        users = list(user_ids)
+        for u in users:
+            if type(u) is not str or not u:
+                _check_user_id(u)
+        _check_experiment_ref(experiment)
+        per_user: list[Mapping[str, Any] | None] | None = None
+        if attributes is not None and not isinstance(attributes, Mapping):
+            if isinstance(attributes, str) or not isinstance(attributes, Sequence):
+                raise TypeError("attributes must be a mapping, a sequence of mappings (one per user) or None")
+            per_user = list(attributes)
+            if len(per_user) != len(users):
+                raise ValueError(f"got {len(per_user)} attribute mappings for {len(users)} users")
+            for a in per_user:
+                _check_attributes(a)
+        if self._broken is not None:
+            self._log_failure("assign_many", None, key="config")
+            return [None] * len(users)
+        try:
+            return self._assign_many(users, experiment, attributes, per_user, expose, persist, request_id)
+        except Exception as exc:  # noqa: BLE001 - never break the caller
+            self._log_failure("assign_many", exc)
+            return [None] * len(users)
+
+    def _assign_many(
+        self,
+        users: list[str],
+        experiment: str | int | None,
+        attributes: Any,
+        per_user: list[Mapping[str, Any] | None] | None,
+        expose: bool,
+        persist: bool,
+        request_id: str | None,
+    ) -> list[Assignment | None]:
+        n = len(users)
+        d = self._lookup(experiment, time.monotonic() + max(self.timeout, self.first_load_timeout))
+        if d is None or n == 0:
+            return [None] * n
+
+        def attrs_of(i: int) -> Mapping[str, Any] | None:
+            return per_user[i] if per_user is not None else attributes
+
+        if d.status == _COMPLETED:
+            return [d.winner_for(u, attrs_of(i)) for i, u in enumerate(users)]
+        if d.status not in (_RUNNING, _PAUSED):
+            return [None] * n
+        engine = self.engine
+        try:
+            with engine.connect() as connection:
+                stored = stored_variants(connection, d.id, users, whole=n >= 20_000)
+        except Exception as exc:  # noqa: BLE001 - store trouble: the cache, then the hash (fail open)
+            if not is_store_trouble(exc):
+                raise
+            self._log_failure("reading stored assignments", exc)
+            sticky = self._sticky
+            stored = {u: v for u in users if (v := sticky.get((d.id, u))) is not None}
+        writer = self._writer
+        if writer is not None and writer.pending_rows():  # served by this process, row still being written
+            sticky = self._sticky
+            for u in users:
+                if u not in stored and writer.is_pending(d.id, u) and (v := sticky.get((d.id, u))) is not None:
+                    stored[u] = v
+        pending_events: list[tuple[Any, ...]] = []
+        result: list[Assignment | None]
+        index_of = d.index_of
+        if stored:
+            returning = d.returning
+            get = stored.get
+            result = [None if (v := get(u)) is None or v not in index_of else returning[index_of[v]] for u in users]
+            missing = [i for i, a in enumerate(result) if a is None]
+        else:
+            result = [None] * n
+            missing = list(range(n))
+        if d.status == _RUNNING and missing:
+            proposals = self._proposals(d, users, missing, attrs_of)
+            if not persist:
+                new = d.new
+                if len(missing) == n:
+                    result = [new[p] if p >= 0 else None for p in proposals]
+                else:
+                    for i, p in zip(missing, proposals, strict=True):
+                        if p >= 0:
+                            result[i] = new[p]
+            else:
+                pending_events = self._persist_many(
+                    d, users, missing, proposals, attrs_of, result, per_user=per_user is not None
+                )
+        if persist:
+            sticky = self._sticky
+            counts = [0] * len(d.variants)
+            exposures: list[tuple[Any, ...]] = []
+            now = utcnow()
+            d_id = d.id
+            add_exposure = exposures.append
+            for u, a in zip(users, result, strict=True):
+                if a is None:
+                    continue
+                vid = a.variant_id
+                counts[index_of[vid]] += 1
+                if not a.is_new:
+                    sticky[(d_id, u)] = vid
+                if expose:
+                    add_exposure((d_id, vid, u, _EXPOSURE, None, None, request_id, {}, now))
+            if len(sticky) > self.max_cached_users:
+                first = next(iter(sticky))
+                self._remember(first, sticky[first])
+            self._write_events_now(pending_events + exposures)
+            for index, count in enumerate(counts):
+                if count:
+                    d.requests[index].inc(count)
+                    if expose:
+                        d.exposures[index].inc(count)
+        return result
+
+    def _write_events_now(self, rows: list[tuple[Any, ...]]) -> None:
+        """Batch path: write events now, ``write_batch`` per transaction; on failure the rest go to the writer (which isolates bad ones)."""
+        if not rows:
+            return
+        engine = self.engine
+        size = self.write_batch
+        for start in range(0, len(rows), size):
+            try:
+                with engine.begin() as connection:
+                    insert_events(engine, connection, rows[start : start + size])
+            except Exception as exc:  # noqa: BLE001 - keep them: the writer retries / dead-letters
+                self._log_failure("writing events", exc)
+                assert self._writer is not None
+                self._writer.add_many(events=rows[start:])
+                return
+
+    def _proposals(
+        self,
+        d: _ExperimentDef,
+        users: list[str],
+        missing: list[int],
+        attrs_of: Callable[[int], Mapping[str, Any] | None],
+    ) -> list[int]:
+        """Variant index per missing user (-1 when targeting or the traffic share excludes them), vectorised."""
+        ids = users if len(missing) == len(users) else [users[i] for i in missing]
+        chosen = choose_variants(buckets(ids, d.salt), d.cumulative)
+        if d.traffic < 1.0:
+            outside = buckets(ids, d.salt, seed=TRAFFIC_SEED) >= d.traffic
+            chosen[outside] = -1
+        proposals: list[int] = chosen.tolist()
+        if d.targeting:
+            rules = list(d.targeting)
+            for k, i in enumerate(missing):
+                if proposals[k] >= 0 and not _targeting(rules, users[i], dict(attrs_of(i) or {})):
+                    proposals[k] = -1
+        return proposals
+
+    def _persist_many(
+        self,
+        d: _ExperimentDef,
+        users: list[str],
+        missing: list[int],
+        proposals: list[int],
+        attrs_of: Callable[[int], Mapping[str, Any] | None],
+        result: list[Assignment | None],
+        per_user: bool = True,
+    ) -> list[tuple[Any, ...]]:
+        """Insert the proposed rows (ON CONFLICT DO NOTHING, ``write_batch`` per transaction) and resolve conflicts
+        to the stored row; returns the ``user_assignment`` events of the rows inserted.
+
+        ``per_user=False``: ``attrs_of`` gives the same mapping for every user. On store trouble (or a rejected
+        row) the rows not stored yet go to the writer and the hash answers for them (``is_new=True``).
+        """
+        rows: dict[str, tuple[Any, ...]] = {}
+        now = utcnow()
+        variants = d.variants
+        d_id = d.id
+        variant_ids = [v.id for v in variants]
+        if per_user:
+            for i, p in zip(missing, proposals, strict=True):
+                if p >= 0:
+                    u = users[i]
+                    if u not in rows:
+                        rows[u] = (u, d_id, variant_ids[p], _jsonable(attrs_of(i)), now)
+        else:
+            shared = _jsonable(attrs_of(0))  # one mapping for everybody: converted once
+            for i, p in zip(missing, proposals, strict=True):
+                if p >= 0:
+                    u = users[i]
+                    if u not in rows:
+                        rows[u] = (u, d_id, variant_ids[p], shared, now)
+        if not rows:
+            return []
+        engine = self.engine
+        row_list = list(rows.values())
+        size = self.write_batch
+        inserted: set[str] = set()
+        stored: dict[str, int] = {}
+        handed_over = False  # store trouble: the rows not stored yet went to the writer, the hash answers for them
+        try:
+            for start in range(0, len(row_list), size):
+                with engine.begin() as connection:
+                    inserted.update(u for _e, u in insert_rows(engine, connection, row_list[start : start + size]))
+            if len(inserted) < len(rows):  # read back only the rows another writer stored first
+                with engine.connect() as connection:
+                    stored = stored_variants(connection, d_id, [u for u in rows if u not in inserted])
+        except Exception as exc:  # noqa: BLE001 - fail open: the hash answers, the writer stores the rows later
+            self._log_failure("writing assignments", exc)
+            assert self._writer is not None
+            self._writer.add_many(rows=[r for r in row_list if r[0] not in inserted])
+            handed_over = True
+        events: list[tuple[Any, ...]] = []
+        append = events.append
+        counts = [0] * len(variants)
+        index_of = d.index_of
+        new, returning = d.new, d.returning
+        sticky = self._sticky
+        user_assignment = _USER_ASSIGNMENT
+        for i in missing:
+            u = users[i]
+            row = rows.pop(u, None)  # pop: a duplicate id later in the batch is "returning"
+            if row is not None and u in inserted:
+                vid = row[2]
+                index = index_of[vid]
+                sticky[(d_id, u)] = vid
+                result[i] = new[index]
+                counts[index] += 1
+                append((d_id, vid, u, user_assignment, None, None, None, {}, now))
+                continue
+            if row is not None and handed_over:
+                sticky[(d_id, u)] = row[2]
+                result[i] = new[index_of[row[2]]]
+                continue
+            vid = stored.get(u) if row is not None else None
+            if vid is not None:
+                sticky[(d_id, u)] = vid
+                result[i] = returning[index_of[vid]]
+                continue
+            vid = sticky.get((d_id, u))
+            if vid is not None and vid in index_of:
+                result[i] = returning[index_of[vid]]
+        for index, count in enumerate(counts):
+            if count:
+                d.assignments[index].inc(count)
+        return events
+
+    def track(
+        self,
+        user_id: str,
+        experiment: str | int | None,
+        metric_name: str,
+        value: float | None = None,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        event_type: str = "conversion",
+        request_id: str | None = None,
+    ) -> bool:
+        """Record a metric value (or feedback/error event) for the user's variant; written behind.
+
+        Returns True when buffered; False (nothing recorded, a log line at most once a minute says why) when
+        the user was never assigned, the experiment is not running or paused, the store cannot tell (down,
+        user not cached), or the store would reject the event: a metric name over 200 characters, a NaN or
+        infinite value, a request id that is not a string of at most 255 characters. Numbers may be int,
+        float, numpy numbers or ``Decimal``; a ``conversion`` without ``value`` counts 1.0. Raises
+        TypeError/ValueError for bad arguments (empty or non-string user id, metric name or experiment,
+        unknown event type, a value that is not a number).
+        """
+        _check_user_id(user_id)
+        _check_experiment_ref(experiment)
+        if not isinstance(metric_name, str) or not metric_name:
+            raise ValueError("metric_name must be a non-empty string")
+        if event_type not in _TRACKABLE_EVENTS:
+            raise ValueError(f"event_type must be one of {sorted(_TRACKABLE_EVENTS)}, got {event_type!r}")
+        if value is not None:
+            if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Decimal):
+                raise TypeError(f"value must be a number or None, got {type(value).__name__}")
+        elif event_type == _CONVERSION:
+            value = 1.0
+        _check_attributes(properties)
+        refusal = _refusal(user_id, metric_name, value, request_id)
+        if refusal is not None:
+            self._log_failure("track", ValueError(refusal), key="track")
+            return False
+        try:
+            if self._broken is not None:
+                self._log_failure("track", None, key="config")
+                return False
+            deadline = time.monotonic() + self.timeout
+            d = self._lookup(experiment, deadline)
+            if d is None or d.status not in (_RUNNING, _PAUSED):
+                return False
+            variant_id = self._sticky.get((d.id, user_id))
+            if variant_id is None:
+                variant_id, _known = self._read_stored(d, user_id, deadline)
+                if variant_id is None:
+                    return False
+            assert self._writer is not None
+            self._writer.add_event(
+                (
+                    d.id,
+                    variant_id,
+                    user_id,
+                    event_type,
+                    metric_name,
+                    None if value is None else float(value),
+                    request_id,
+                    _jsonable(properties),
+                    utcnow(),
+                )
+            )
+            return True
+        except Exception as exc:  # noqa: BLE001 - never break the caller
+            self._log_failure("track", exc)
+            return False
+
+
+def _refusal(user_id: str, metric_name: str, value: Any, request_id: Any) -> str | None:
+    """Why the store would reject this tracked event (None: it would not)."""
+    if len(user_id) > USER_ID_MAX:
+        return f"user_id is {len(user_id)} characters, the store holds at most {USER_ID_MAX}"
+    if len(metric_name) > METRIC_NAME_MAX:
+        return f"metric_name {metric_name[:40]!r}... is {len(metric_name)} characters, the store holds at most {METRIC_NAME_MAX}"
+    if value is not None:
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            return f"value must be finite, got {value!r}"
+    if request_id is not None:
+        if not isinstance(request_id, str):
+            return f"request_id must be a string or None, got {type(request_id).__name__}"
+        if len(request_id) > REQUEST_ID_MAX:
+            return f"request_id is {len(request_id)} characters, the store holds at most {REQUEST_ID_MAX}"
+    return None
+
+
+def _redact(source: Engine | str) -> str:
+    from abcore.config import redact_url
+
+    return repr(redact_url(source) if isinstance(source, str) else source.url.render_as_string(hide_password=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Process-wide default client and module-level functions
+# --------------------------------------------------------------------------------------------
+
+_default: Assigner | None = None
+_default_lock = threading.Lock()
+_default_source: Engine | str | None = None
+_default_options: dict[str, Any] = {}
+_ASSIGNER_OPTIONS = frozenset(
+    name for name, p in inspect.signature(Assigner.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY
+)
+
+
+def configure(engine_or_url: Engine | str | None = None, **options: Any) -> Assigner:
+    """Point the module-level functions at another store (engine or URL; None: the configured URL).
+
+    Closes (flushes) the previous default client. ``options`` go to :class:`Assigner`
+    (``flush_interval``, ``max_buffer``, ``cache_ttl``, ``timeout``, ``exit_timeout``, ...). Returns the new client.
+    Raises TypeError for an unknown option; an unusable URL does not raise (calls answer None/False, logged).
+    """
+    global _default, _default_source, _default_options
+    unknown = set(options) - _ASSIGNER_OPTIONS
+    if unknown:
+        raise TypeError(f"unknown Assigner option(s): {sorted(unknown)}")
+    with _default_lock:
+        previous = _default
+        _default_source = engine_or_url
+        _default_options = dict(options)
+        _default = _build_default()
+    if previous is not None:
+        previous.close()
+    return _default
+
+
+def _build_default() -> Assigner:
+    source = _default_source
+    if source is None:
+        from abcore.config import database_url
+
+        source = database_url()
+    return Assigner(source, **_default_options)
+
+
+def default_assigner() -> Assigner:
+    """The process-wide client, built lazily from :func:`abcore.config.database_url` on first use."""
+    global _default
+    client = _default
+    if client is None:
+        with _default_lock:
+            if _default is None:
+                _default = _build_default()
+            client = _default
+    return client
+
+
+def assign(
+    user_id: str,
+    experiment: str | int | None = None,
+    *,
+    attributes: Mapping[str, Any] | None = None,
+    expose: bool = True,
+    request_id: str | None = None,
+) -> Assignment | None:
+    """See :meth:`Assigner.assign` (default client)."""
+    client = _default if _default is not None else default_assigner()
+    return client.assign(user_id, experiment, attributes=attributes, expose=expose, request_id=request_id)
+
+
+def assign_user_to_variant(user_id: str) -> int | None:
+    """Seed 000: variant id of the most recently started running experiment for ``user_id``, or None."""
+    return default_assigner().assign_user_to_variant(user_id)
+
+
+def assign_many(
+    user_ids: Sequence[str],
+    experiment: str | int | None = None,
+    *,
+    attributes: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+    expose: bool = True,
+    persist: bool = True,
+    request_id: str | None = None,
+) -> list[Assignment | None]:
+    """See :meth:`Assigner.assign_many` (default client)."""
+    return default_assigner().assign_many(
+        user_ids, experiment, attributes=attributes, expose=expose, persist=persist, request_id=request_id
+    )
+
+
+def track(
+    user_id: str,
+    experiment: str | int | None,
+    metric_name: str,
+    value: float | None = None,
+    *,
+    properties: Mapping[str, Any] | None = None,
+    event_type: str = "conversion",
+    request_id: str | None = None,
+) -> bool:
+    """See :meth:`Assigner.track` (default client)."""
+    return default_assigner().track(
+        user_id, experiment, metric_name, value, properties=properties, event_type=event_type, request_id=request_id
+    )
+
+
+def flush(timeout: float | None = None) -> int:
+    """Write every buffered row and event of the default client now (bounded by ``timeout``); events written."""
+    client = _default
+    return 0 if client is None else client.flush(timeout)
+
+
+def _flush_all_at_exit() -> None:
+    """Interpreter exit: flush every live client, all within the largest ``exit_timeout``; say what was lost."""
+    clients = list(_LIVE)
+    if not clients:
+        return
+    bound = max(c.exit_timeout for c in clients)
+    deadline = time.monotonic() + bound
+    for client in clients:
+        with contextlib.suppress(Exception):  # interpreter exit: nothing left to raise to
+            writer = client.writer
+            if writer is None or writer.pending() == 0:
+                continue
+            unwritten = client.close(max(deadline - time.monotonic(), 0.0))
+            if unwritten:
+                metrics.DROPPED.labels("exit").inc(unwritten)
+                logger.warning(
+                    "abcore.assign: exit: %d assignment rows/events could not be written within %.1f s "
+                    "(the store is slow or down); they are lost",
+                    unwritten,
+                    bound,
+                )
+
+
+def _reset_after_fork() -> None:
+    for client in list(_LIVE):
+        client._after_fork()
+
+
+atexit.register(_flush_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

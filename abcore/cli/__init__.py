@@ -1,0 +1,1 @@
+"""The command line: ``abcore <command>`` (see ``abcore --help``)."""

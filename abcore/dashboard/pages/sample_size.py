@@ -1,0 +1,81 @@
+"""Sample size: users per variant and days needed to detect an effect, with a power curve."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from abcore.dashboard import ui
+from abcore.dashboard.views import forms
+
+
+def body() -> None:
+    st.title("🧮 Sample size")
+    st.caption("How many users does each variant need, and how long will that take?")
+
+    kind = st.radio("Metric type", ["Conversion rate", "Mean (continuous)"], horizontal=True, key="ss_kind")
+    cols = st.columns(3)
+    if kind == "Conversion rate":
+        baseline_pct = cols[0].number_input("Baseline conversion rate (%)", 0.01, 99.99, 10.0, 0.5, key="ss_baseline")
+        baseline = baseline_pct / 100.0
+        std = None
+    else:
+        baseline = cols[0].number_input("Baseline mean", value=10.0, step=1.0, key="ss_mean")
+        std = cols[0].number_input("Standard deviation", min_value=0.0001, value=5.0, step=0.5, key="ss_std")
+    mode = cols[1].radio("Effect is", ["relative", "absolute"], horizontal=True, key="ss_mode")
+    relative = mode == "relative"
+    if relative:
+        mde = cols[1].number_input("Minimum detectable effect (% of baseline)", 0.1, 1000.0, 5.0, 0.5,
+                                   key="ss_mde_rel") / 100.0
+    elif kind == "Conversion rate":
+        mde = cols[1].number_input("Minimum detectable effect (percentage points)", 0.01, 99.0, 1.0, 0.1,
+                                   key="ss_mde_abs") / 100.0
+    else:
+        mde = cols[1].number_input("Minimum detectable difference in means", 0.0001, value=0.5, step=0.1,
+                                   key="ss_mde_abs_mean")
+    alpha = cols[2].select_slider("Significance level α", options=[0.01, 0.05, 0.10], value=0.05, key="ss_alpha")
+    power = cols[2].select_slider("Power", options=[0.7, 0.8, 0.85, 0.9, 0.95], value=0.8, key="ss_power")
+    cols = st.columns(3)
+    n_variants = cols[0].number_input("Number of variants (incl. control)", 2, 20, 2, key="ss_variants")
+    daily = cols[1].number_input("Daily eligible users", 0, value=5000, step=500, key="ss_daily")
+    share = cols[2].slider("Share of traffic in the experiment (%)", 1, 100, 100, key="ss_share") / 100.0
+
+    plan = forms.sample_plan(
+        baseline=baseline,
+        mde=mde,
+        relative=relative,
+        metric_kind="proportion" if kind == "Conversion rate" else "mean",
+        std=std,
+        alpha=alpha,
+        power=power,
+        n_variants=int(n_variants),
+        daily_traffic=float(daily),
+        traffic_share=share,
+    )
+    if plan.error:
+        st.error(f"Cannot compute a sample size: {plan.error}.", icon="⚠️")
+        return
+    with st.container(key="ss_result"):
+        m = st.columns(3)
+        m[0].metric("Users per variant", forms.format_int(plan.per_variant))
+        m[1].metric("Users in total", forms.format_int(plan.total))
+        m[2].metric("Days needed", forms.format_int(plan.days) if plan.days else "no traffic")
+
+    curve = forms.power_curve(
+        baseline=baseline, mde=mde, relative=relative, metric_kind="proportion" if kind == "Conversion rate" else "mean",
+        std=std, alpha=alpha, n_max=max(10, int(plan.per_variant * 2)),
+    )
+    fig = go.Figure(go.Scatter(x=curve.n, y=curve.power, mode="lines", name="power", line={"width": 3}))
+    fig.add_hline(y=power, line_dash="dash", annotation_text=f"target power {power:.0%}")
+    fig.add_vline(x=plan.per_variant, line_dash="dot", annotation_text=f"{forms.format_int(plan.per_variant)} users")
+    fig.update_layout(
+        title="Power by users per variant", xaxis_title="Users per variant", yaxis_title="Power",
+        yaxis={"tickformat": ".0%", "range": [0, 1.02]}, height=380, margin={"t": 50, "b": 40},
+    )
+    st.plotly_chart(fig, key="ss_power_curve")
+    st.caption("Two-sided test; the control and every treatment get the same number of users. "
+               "With more than two variants, consider a stricter α for multiple comparisons.")
+
+
+if ui.start_page():
+    ui.guarded(body)

@@ -1,0 +1,115 @@
+"""The model registry (``ab_models``): the models the creation form offers per variant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from abcore.experiments.lifecycle import MAX_NAME_LENGTH, ExperimentError
+from abcore.store.tables import Model, utcnow
+
+EDITABLE_FIELDS = ("name", "version", "description", "config", "is_active")
+
+
+class ModelError(ExperimentError):
+    """A registry request abcore refuses (duplicate name, unknown model, bad field)."""
+
+
+def _check(name: str | None, config: Any) -> None:
+    if name is not None:
+        if not name.strip():
+            raise ModelError("A model needs a name.")
+        if len(name.strip()) > MAX_NAME_LENGTH:
+            raise ModelError(f"Model names can be at most {MAX_NAME_LENGTH} characters long.")
+    if config is not None and not isinstance(config, dict):
+        raise ModelError("A model's config must be a JSON object.")
+
+
+def create_model(
+    *,
+    session: Session,
+    name: str,
+    version: str = "1",
+    description: str = "",
+    config: dict[str, Any] | None = None,
+) -> Model:
+    """Register a model, or a new version of a registered one: ``(name, version)`` is unique.
+
+    A name already registered in the same version is refused; a new version gets its own row
+    (variants keep pointing at the version they were created with).
+    """
+    _check(name, config)
+    name, version = name.strip(), str(version).strip() or "1"
+    if find_model(session=session, name=name, version=version) is not None:
+        raise ModelError(f"Model {name!r} version {version!r} is already registered; choose another version.")
+    model = Model(name=name, version=version, description=description, config=config or {})
+    session.add(model)
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()  # a concurrent registration of the same name and version won the race
+        raise ModelError(f"Model {name!r} version {version!r} is already registered; choose another version.") from error
+    session.refresh(model)
+    return model
+
+
+def find_model(*, session: Session, name: str, version: str | None = None) -> Model | None:
+    """The model called ``name`` (surrounding spaces ignored) in ``version``; any version's newest row
+    when ``version`` is None. ``None`` when there is no such model."""
+    query = select(Model).where(Model.name == name.strip())
+    if version is not None:
+        query = query.where(Model.version == str(version).strip())
+    return session.exec(query.order_by(col(Model.id).desc())).first()
+
+
+def model_versions(*, session: Session, name: str) -> list[str]:
+    """The registered versions of the model called ``name``, oldest first."""
+    query = select(Model.version).where(Model.name == name.strip()).order_by(col(Model.id))
+    return [str(v) for v in session.exec(query).all()]
+
+
+def get_model(*, session: Session, model_id: int) -> Model:
+    model = session.get(Model, model_id)
+    if model is None:
+        raise ModelError(f"No model with id {model_id}.")
+    return model
+
+
+def update_model(*, session: Session, model_id: int, **fields: Any) -> Model:
+    """Change a model's name, version, description, config or active flag."""
+    unknown = sorted(set(fields) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise ModelError(f"Unknown model field(s): {', '.join(unknown)}.")
+    _check(fields.get("name"), fields.get("config"))
+    model = get_model(session=session, model_id=model_id)
+    name = str(fields.get("name", model.name)).strip()
+    version = str(fields.get("version", model.version)).strip() or "1"
+    other = find_model(session=session, name=name, version=version)
+    if other is not None and other.id != model.id:
+        raise ModelError(f"Model {name!r} version {version!r} is already registered.")
+    for key, value in fields.items():
+        setattr(model, key, value.strip() if key in ("name", "version") and isinstance(value, str) else value)
+    model.updated_at = utcnow()
+    session.add(model)
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise ModelError(f"A model named {name!r} is already registered.") from error
+    session.refresh(model)
+    return model
+
+
+def retire_model(*, session: Session, model_id: int) -> Model:
+    """Stop offering a model; variants that used it keep their reference."""
+    return update_model(session=session, model_id=model_id, is_active=False)
+
+
+def list_models(*, session: Session, active_only: bool = True) -> list[Model]:
+    """Registered models by name; only the active ones unless ``active_only`` is False."""
+    query = select(Model).order_by(col(Model.name))
+    if active_only:
+        query = query.where(col(Model.is_active).is_(True))
+    return list(session.exec(query).all())
