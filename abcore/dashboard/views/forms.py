@@ -5,7 +5,7 @@ something -- parsing the create form into an :class:`abcore.experiments.lifecycl
 validating a variant's JSON config, the live allocation total and its colour,
 targeting rules typed into a table, the sample-size plan shown next to the
 success criteria, and the formatting of numbers, percentages and statuses --
-lives here and is tested in ``tests/forms/``.
+lives here and is tested in ``tests/dashboard/views/``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import pytest
 
 from abcore.dashboard import APP_PATH
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
 START_TIMEOUT_S = 60.0
 

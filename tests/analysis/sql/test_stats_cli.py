@@ -9,8 +9,8 @@ import pytest
 
 from abcore.cli.main import main
 from abcore.store.db import make_engine
-from tests.sql.parity_data import END, oracle
-from tests.sql.test_parity import load
+from tests.analysis.sql.parity_data import END, oracle
+from tests.analysis.sql.test_parity import load
 
 
 def test_stats_command_on_store_and_duckdb(sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

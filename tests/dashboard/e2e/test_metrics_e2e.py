@@ -2,7 +2,7 @@
 page, pick it as a guardrail in the create form, feed the experiment demo-like data through
 abcore.assign and read its direction on the results page.
 
-Server fixtures: tests/e2e/conftest.py. Screenshots go to ``tests/artifacts/`` (git-ignored).
+Server fixtures: tests/dashboard/e2e/conftest.py. Screenshots go to ``tests/artifacts/`` (git-ignored).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from abcore import assign as abassign
 from abcore.experiments import lifecycle as ex
 from abcore.metrics import get_metric
 from abcore.store.db import init_db, make_engine
-from tests.e2e.actions import choose, settle, type_text
+from tests.dashboard.e2e.actions import choose, settle, type_text
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -25,7 +25,7 @@ from abcore.analysis.engines import (
 )
 from abcore.store.db import make_engine
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant
-from tests.sql.parity_data import END, METRICS, SOURCE_NAME, oracle, rows
+from tests.analysis.sql.parity_data import END, METRICS, SOURCE_NAME, oracle, rows
 
 EXPERIMENT_ID = 1
 VARIANTS = (1, 2)
@@ -95,7 +95,7 @@ def test_store_engine_matches_oracle(db_url: str) -> None:
 def test_daily_new_users_match_pandas(db_url: str) -> None:
     """Daily series: population users per UTC day of first exposure (pandas on the raw rows as the oracle)."""
     from abcore.analysis.sql import build_daily_query
-    from tests.sql.parity_data import oracle_daily
+    from tests.analysis.sql.parity_data import oracle_daily
 
     sa = make_engine(db_url)
     try:

@@ -9,9 +9,9 @@ import pytest
 
 from abcore.analysis.engines import load_source_config
 from abcore.analysis.sql import MetricSpec, build_daily_query, build_stats_query, get_dialect
-from tests.sql.parity_data import END, METRICS
+from tests.analysis.sql.parity_data import END, METRICS
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "sql"
+GOLDEN = Path(__file__).resolve().parents[2] / "data" / "sql"
 DIALECT_NAMES = ("sqlite", "postgresql", "duckdb", "spark")
 
 

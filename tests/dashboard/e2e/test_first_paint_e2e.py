@@ -20,7 +20,7 @@ from abcore.store.db import init_db, make_engine
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 WAIT_MS = 90_000
 # Streamlit's file-name menu: the stems of app.py and pages/*.py, underscores shown as spaces
 FILE_NAMES = {"app", *(p.stem for p in (ROOT / "pages").glob("*.py")), *(p.stem.replace("_", " ") for p in (ROOT / "pages").glob("*.py"))}

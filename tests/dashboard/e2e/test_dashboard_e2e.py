@@ -21,11 +21,11 @@ from abcore import assign as abassign
 from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import create_model
 from abcore.store.db import init_db, make_engine
-from tests.e2e.actions import choose, settle, type_text
+from tests.dashboard.e2e.actions import choose, settle, type_text
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -12,8 +12,7 @@ from abcore.dashboard import APP_PATH
 from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 from abcore.watch.runner import WatchSettings, list_webhooks, run_pass
-
-from .conftest import make_experiment
+from tests.watch.conftest import make_experiment
 
 APP = str(APP_PATH)
 
