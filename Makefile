@@ -12,7 +12,7 @@ PORT ?= 8501
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,duckdb,spark]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,duckdb,spark,docs]'
 	# GrowthBook's stats engine, for the cross-check in tests/stats; --no-deps: it pins pandas<2 but runs on ours.
 	$(BIN)/python -m pip install --quiet --no-deps gbstats==0.8.0
 	touch $(STAMP)
@@ -39,8 +39,10 @@ watch: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# The suite, then the docs site built with warnings as errors into a temporary folder (no site/ left behind).
 test: setup lint
 	$(BIN)/python -m pytest
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir "$$site"; status=$$?; rm -rf "$$site"; exit $$status
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,duckdb,spark,bench]'
