@@ -66,7 +66,8 @@ def _options_table(parser: argparse.ArgumentParser) -> list[str]:
         if action.choices and not isinstance(action.choices, dict):
             help_text += " (one of: " + ", ".join(f"`{choice}`" for choice in action.choices) + ")"
         default = action.default
-        shown = "" if default in (None, False, argparse.SUPPRESS) or action.nargs == 0 else f"`{default}`"
+        unset = default in (None, False, argparse.SUPPRESS) or action.nargs == 0 or "default" in help_text
+        shown = "" if unset else f"`{default}`"  # a default the help names is often the environment's (e.g. $USER)
         rows.append(f"| {name} | {_cell(help_text)} | {shown} |")
     if not rows:
         return []
@@ -78,9 +79,9 @@ def render_cli() -> str:
     from abcore.cli.main import build_parser
 
     root = build_parser()
-    lines = ["## Global options", "", "```text", root.format_usage().strip(), "```", "", *_options_table(root)]
+    lines = ["### Global options", "", "```text", root.format_usage().strip(), "```", "", *_options_table(root)]
     for command, parser, help_text in cli_commands(root):
-        lines += [f"## `abcore {command}`", "", _cell(help_text or parser.description or ""), ""]
+        lines += [f"### `abcore {command}`", "", _cell(help_text or parser.description or ""), ""]
         lines += ["```text", parser.format_usage().strip(), "```", ""]
         lines += _options_table(parser)
     return "\n".join(lines)
