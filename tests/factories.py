@@ -95,6 +95,11 @@ def make_experiment(
         return experiment
 
 
+def variant_ids(session: Session, experiment_id: int) -> dict[str, int]:
+    """The ids of the experiment's variants by name, in position order."""
+    return {v.name: int(v.id) for v in ex.get_variants(session=session, experiment_id=experiment_id)}
+
+
 def insert_experiment(
     session: Session,
     variants: Iterable[tuple[str, float] | tuple[str, float, dict[str, Any]]] = (("A", 50.0), ("B", 50.0)),
