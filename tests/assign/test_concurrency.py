@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from abcore.store.db import make_engine
 from abcore.store.tables import ExperimentEvent, UserAssignment
 
-from .conftest import make_experiment
+from .conftest import new_experiment
 
 WORKER = Path(__file__).resolve().parent / "concurrency_worker.py"
 PROCESSES = 4
@@ -30,7 +30,7 @@ MODES = ["single", "many", "single", "many"]  # assign() one by one and batched 
 def test_racing_processes_agree_on_one_stored_assignment(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
-        exp_id = make_experiment(engine, allocations=(25, 25, 25, 25), salt="race")
+        exp_id = new_experiment(engine, allocations=(25, 25, 25, 25), salt="race")
         users = [f"racer-{i}" for i in range(120)]
         start_at = time.time() + 3.0  # children import abcore and connect first, then start together
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}

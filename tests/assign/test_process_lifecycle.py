@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from .conftest import count_assignments, count_events, make_experiment
+from .conftest import count_assignments, count_events, new_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_exit_flushes_and_crash_keeps_rows(sqlite_url: str, sqlite_engine: Engine) -> None:
-    exp_id = make_experiment(sqlite_engine)
+    exp_id = new_experiment(sqlite_engine)
     clean = _run(
         f"""
         from abcore.assign import assign, configure
