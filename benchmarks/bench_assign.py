@@ -1,4 +1,4 @@
-"""Benchmarks of abcore.assign (``pytest -m bench -s tests/bench/bench_assign.py``), with the GrowthBook
+"""Benchmarks of abcore.assign (``pytest -m bench -s benchmarks/bench_assign.py``), with the GrowthBook
 Python SDK on the same user ids for comparison. They print figures; targets from issues #3 and #10 are shown
 next to them but not asserted (the numbers depend on the machine and its load), and the ratio against the
 GrowthBook SDK measured in the same run. Persistence figures also print the ratio against an anchor measured
@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from abcore.assign import (
     Assigner,
@@ -26,8 +25,8 @@ from abcore.assign import (
     choose_variants,
     cumulative_allocations,
 )
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
+from tests.factories import make_experiment
 
 pytestmark = pytest.mark.bench
 
@@ -56,14 +55,8 @@ def _row(what: str, value: float, unit: str, target: str = "") -> None:
 
 
 def _experiment(engine: Engine, name: str = "bench") -> None:
-    with Session(engine) as session:
-        data = ex.ExperimentCreate(
-            name=name,
-            variants=[ex.VariantCreate(name=f"v{i}", allocation_pct=w) for i, w in enumerate(WEIGHTS)],
-            salt=SALT,
-        )
-        ex.create_experiment(session=session, data=data)
-        ex.start_experiment(session=session, ref=name)
+    """A running experiment with the bench weights and salt (the GrowthBook comparison uses the same)."""
+    make_experiment(engine, name, [(f"v{i}", w) for i, w in enumerate(WEIGHTS)], salt=SALT)
 
 
 def _growthbook() -> tuple[Any, Any, Any]:
