@@ -73,7 +73,7 @@ def test_bench_bucketing() -> None:
     print(f"\nbucket + variant choice, {N:,} users, one core")
     _row("abcore vectorised: choose_variants(buckets(ids, salt))", _rate(N, lambda: choose_variants(buckets(users, SALT), cumulative)), "users/s", ">= 2,000,000")
     _row("abcore scalar: [choose_variant(bucket(u, salt)) ...]", _rate(N, lambda: [choose_variant(bucket(u, SALT), cumulative) for u in users]), "users/s", ">= 2,000,000")
-    _row("abcore Router.route_many (DB-less, seed 001)", _rate(N, lambda: router.route_many(users)), "users/s")
+    _row("abcore Router.route_many (DB-less, JSON split config)", _rate(N, lambda: router.route_many(users)), "users/s")
     _, (gbhash, choose), get_ranges = _growthbook()
     ranges = get_ranges(3, 1.0, [w / 100 for w in WEIGHTS])
     _row("GrowthBook: chooseVariation(gbhash(seed, id, 2), ranges)", _rate(N, lambda: [choose(gbhash(SALT, u, 2), ranges) for u in users], repeat=1), "users/s")
@@ -160,7 +160,7 @@ def _core_anchor(engine: Engine, label: str) -> float:
 
 
 def _first_time_single(engine: Engine, n: int, label: str, target: str) -> None:
-    """Issue 10: first-time ``assign`` one user at a time (no synchronous write), then the writer persists."""
+    """First-time ``assign`` one user at a time (no synchronous write), then the writer persists."""
     _experiment(engine, "bench_single")
     client = Assigner(engine)
     try:

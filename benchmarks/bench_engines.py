@@ -10,7 +10,7 @@ come from the files through a source config (README, *Analysis engines*).
 Each measurement runs in a fresh subprocess and reports wall time and peak RSS (``VmHWM``; for Spark
 also the JVM's). The anchor is a hand-written DuckDB query over the same files computing the same
 sufficient statistics (users, click conversions, revenue sum and sum of squares per variant) and the exact
-percentiles of the revenue values (``quantile_disc``: issue 11 defines its anchor as "the same sufficient
+percentiles of the revenue values (``quantile_disc``: the anchor is defined as "the same sufficient
 statistics and exact percentiles"), in the same run and with the same DuckDB memory limit
 (``ABCORE_BENCH_DUCKDB_MEMORY``, default 1GB: at 1.5GB the anchor ran out of memory at 100M events) and
 ``preserve_insertion_order`` off, as :func:`abcore.analysis.engines.duckdb_engine` sets it; the statistics-only query
@@ -57,7 +57,7 @@ s AS (SELECT variant, COUNT(*) AS n, SUM(click) AS conversions, SUM(revenue) AS 
       FROM u GROUP BY variant){pct_ctes}
 SELECT s.*{pct_cols} FROM s{pct_join} ORDER BY variant
 """
-# The anchor computes what analyze computes for these metrics (issue 11: "the same sufficient statistics and
+# The anchor computes what analyze computes for these metrics (the target: "the same sufficient statistics and
 # exact percentiles"): with PCT, also the exact percentiles of the revenue values (DuckDB's quantile_disc).
 PCT = {"pct_ctes": ",\nq AS (SELECT variant, quantile_disc(value, [0.5, 0.95, 0.99]) AS pct FROM j"
                    " WHERE metric_name = 'revenue' AND value IS NOT NULL GROUP BY variant)",

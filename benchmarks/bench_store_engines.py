@@ -7,14 +7,14 @@ fresh subprocess (wall time and peak RSS = ``VmHWM``):
 * **anchor**: a hand-written DuckDB query over the same attached SQLite file computing the same
   sufficient statistics (users, click conversions, revenue sum and sum of squares per variant, events at
   or after each user's first exposure) and the exact percentiles of the revenue values (``quantile_disc``), as
-  ``analyze`` does (issue 11: "the same sufficient statistics and exact percentiles"); the statistics-only
+  ``analyze`` does (the target: "the same sufficient statistics and exact percentiles"); the statistics-only
   query is timed and printed too;
 * ``analyze(engine="duckdb")`` (full: daily series included) and ``analyze(engine="duckdb", daily=False)``;
 * ``analyze()`` on SQLite (``engine="store"``) and, when the baseline can be checked out, the same call on
   the code of ``ABCORE_BENCH_BASELINE`` (default ``457757d``: the queries path before the builder
   carried the store analysis), extracted with ``git archive`` into a temporary folder.
 
-Targets (issue 11): DuckDB within 1.5x of the anchor with peak RSS <= 1 GB; the SQLite path no slower
+Targets: DuckDB within 1.5x of the anchor with peak RSS <= 1 GB; the SQLite path no slower
 than the baseline's in the same run (20 % allowance for the noise of a loaded machine).
 """
 

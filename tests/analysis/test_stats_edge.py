@@ -1,4 +1,4 @@
-"""One user per arm (issue 14, item 6): 0/1 conversions against 1/1 still reports the observed difference.
+"""One user per arm: 0/1 conversions against 1/1 still reports the observed difference.
 
 What is defined there, and why:
 * rates 0 and 1 and the difference +1.0 are plain counts (0/1 and 1/1), so they are reported;

@@ -55,7 +55,7 @@ def test_config_is_read_only(engine: Engine, assigner: Assigner) -> None:
 def test_sticky_after_allocation_change(engine: Engine, assigner: Assigner) -> None:
     new_experiment(engine, allocations=(50, 50), salt="sticky")
     before = {u: assigner.assign(u, "ranker_v2").variant_name for u in USERS}  # type: ignore[union-attr]
-    # rows are written behind the answer (issue 10): they are in the store once flushed (<= flush_interval);
+    # rows are written behind the answer: they are in the store once flushed (<= flush_interval);
     # an allocation change inside that window is the corrected case (test_writer_corrects_a_lost_race)
     assigner.flush()
     lifecycle(engine, "update_allocations", "ranker_v2", allocations={"v0": 5, "v1": 95})
@@ -403,7 +403,7 @@ def test_bad_arguments_raise_for_track_and_many(sqlite_engine: Engine) -> None:
             client.track("u1", "e", "m", event_type="exposure")
         with pytest.raises(TypeError):
             client.track("u1", "e", "m", "1.0")  # type: ignore[arg-type]
-        # NaN/inf are values the store would reject: since issue 10 track returns False (logged), not raise
+        # NaN/inf are values the store would reject: track returns False (logged), not raise
         assert client.track("u1", "e", "m", float("nan")) is False
         with pytest.raises(TypeError):
             client.assign_many("u1", "e")  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Several processes assigning the same users at the same moment end with one stored row per user,
 and every caller serves that row's variant once its writes are flushed (SQLite and PostgreSQL).
 
-Since issue 10 ``assign`` answers before its row is written, so a process whose cached split is stale
+``assign`` answers before its row is written, so a process whose cached split is stale
 (simulated here: each child believes a different split) can serve its own variant on the first call;
 the writer's read-back corrects it. The test checks that every contradicted first answer was counted
 as a correction and that the answers after the flush equal the stored rows."""

@@ -59,7 +59,7 @@ def test_bad_arguments_still_raise_when_the_database_is_down() -> None:
 
 
 def test_locked_sqlite_answers_from_the_hash(sqlite_url: str, sqlite_engine: Engine) -> None:
-    """Was "answers None fast": since issue 10 a running experiment keeps answering new users from the hash
+    """Was "answers None fast": now a running experiment keeps answering new users from the hash
     while the store is locked (no breaker answering None), and their rows land once the lock is gone."""
     exp_id = new_experiment(sqlite_engine)
     client = Assigner(sqlite_engine, flush_interval=0.05)

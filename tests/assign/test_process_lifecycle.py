@@ -1,5 +1,5 @@
 """Interpreter exit flushes buffered rows and events; a hard crash loses only what was buffered since the last
-flush (since issue 10 assignment rows are written behind the answer too); importing abcore.assign builds no
+flush (assignment rows are written behind the answer too); importing abcore.assign builds no
 client and touches no database."""
 
 from __future__ import annotations

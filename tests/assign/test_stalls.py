@@ -1,4 +1,4 @@
-"""Store stalls (issue 10), each in a child process: every call returns within 200 ms with an Assignment, the
+"""Store stalls, each in a child process: every call returns within 200 ms with an Assignment, the
 rows land after the stall, and a process whose store hangs exits within 3 s of its last call.
 
 Stalls: a SQLite exclusive lock held by another process for 4 s; PostgreSQL behind a local TCP proxy that

@@ -1,4 +1,4 @@
-"""Issue 10: the request path does no write; the writer isolates bad rows; track validates; configuration
+"""The request path does no write; the writer isolates bad rows; track validates; configuration
 problems never raise; the writer corrects the cache after a lost race; 20,000 new users under CPU load."""
 
 from __future__ import annotations

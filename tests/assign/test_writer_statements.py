@@ -1,4 +1,4 @@
-"""Issue 10: the writer's bulk statements (multi-row VALUES in index order on SQLite, COPY on PostgreSQL)
+"""The writer's bulk statements (multi-row VALUES in index order on SQLite, COPY on PostgreSQL)
 store exactly what they are given, tell exactly which rows they inserted, and convert timestamps exactly
 as SQLAlchemy's own bind processing does."""
 

@@ -169,7 +169,7 @@ def test_write_csv_to_path_and_stream(engine: Engine, session: Session, tmp_path
 @pytest.mark.parametrize(
     ("weights", "expected"),
     [
-        ([0.6, 0.4], [60.0, 40.0]),  # seed 001's example
+        ([0.6, 0.4], [60.0, 40.0]),  # fractions, as a Router JSON config gives them
         ([1, 1, 1], [33.34, 33.33, 33.33]),  # 3 x 33.333..: one extra cent to the first (tie -> earliest)
         ([2, 1], [66.67, 33.33]),  # 66.666.. rounds up, 33.333.. down
         ([1, 0, 3], [25.0, 0.0, 75.0]),
@@ -289,7 +289,7 @@ def test_exported_config_routes_like_the_assigner(engine: Engine, session: Sessi
 
 
 def test_seed_config_routes_like_the_router(engine: Engine, session: Session) -> None:
-    """Importing seed 001's file and starting it serves users exactly as Router.from_dict(file) does."""
+    """Importing a Router JSON split config and starting it serves users exactly as Router.from_dict(file) does."""
     from abcore.assign import Assigner, Router
 
     import_config(session=session, data=SEED_CONFIG)
