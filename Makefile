@@ -36,8 +36,10 @@ WATCH_EVERY ?= 300
 watch: setup
 	$(BIN)/abcore watch --every $(WATCH_EVERY)
 
+# Style and complexity (ruff), then the import contracts of the package layout (pyproject [tool.importlinter]).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # The suite, then the docs site built with warnings as errors into a temporary folder (no site/ left behind).
 test: setup lint
@@ -46,7 +48,7 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,duckdb,spark,bench]'
-	$(BIN)/python -m pytest -m bench -s
+	$(BIN)/python -m pytest -m bench -s benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

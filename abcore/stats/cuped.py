@@ -122,41 +122,11 @@ def cuped(
     check_alternative(alternative)
     errors = _arm_errors("control", a) + _arm_errors("treatment", b)
     if errors:
-        mean_a = a.mean_y if not _arm_errors("", a) else NAN
-        mean_b = b.mean_y if not _arm_errors("", b) else NAN
-        return CupedResult(
-            control=mean_a,
-            treatment=mean_b,
-            diff=mean_b - mean_a,
-            ci_low=NAN,
-            ci_high=NAN,
-            lift=NAN,
-            lift_ci_low=NAN,
-            lift_ci_high=NAN,
-            statistic=NAN,
-            p_value=NAN,
-            dof=NAN,
-            significant=False,
-            error=join_errors(errors),
-            alpha=alpha,
-            alternative=alternative,
-        )
-    if theta is None:
-        th = cuped_theta(a, b)
-    else:
-        th = as_float(theta)
-        if not math.isfinite(th):
-            raise ValueError(f"theta must be a finite number, got {theta!r}")
-    pooled = a + b
-    x_bar = pooled.mean_x
-
-    def adjusted(s: CovariateSummary) -> tuple[float, float]:
-        mean = s.mean_y - th * (s.mean_x - x_bar)
-        var = s.var_y + th * th * s.var_x - 2.0 * th * s.cov_xy
-        return mean, max(var, 0.0)
-
-    mean_a, var_a = adjusted(a)
-    mean_b, var_b = adjusted(b)
+        return _failed(a, b, errors, alpha=alpha, alternative=alternative)
+    th = cuped_theta(a, b) if theta is None else _checked_theta(theta)
+    x_bar = (a + b).mean_x
+    mean_a, var_a = _adjusted(a, th, x_bar)
+    mean_b, var_b = _adjusted(b, th, x_bar)
     res = mean_test(
         mean_a, math.sqrt(var_a), a.n, mean_b, math.sqrt(var_b), b.n, alpha=alpha, alternative=alternative
     )
@@ -168,7 +138,47 @@ def cuped(
         **base,
         theta=th,
         variance_reduction=reduction,
-        correlation=pooled.corr,
+        correlation=(a + b).corr,
         unadjusted_diff=b.mean_y - a.mean_y,
         unadjusted_std_error=math.sqrt(var_unadj),
     )
+
+
+def _failed(
+    a: CovariateSummary, b: CovariateSummary, errors: list[str], *, alpha: float, alternative: str
+) -> CupedResult:
+    """The result for degenerate input: the means of the arms that are valid, ``nan`` elsewhere, ``errors``."""
+    mean_a = a.mean_y if not _arm_errors("", a) else NAN
+    mean_b = b.mean_y if not _arm_errors("", b) else NAN
+    return CupedResult(
+        control=mean_a,
+        treatment=mean_b,
+        diff=mean_b - mean_a,
+        ci_low=NAN,
+        ci_high=NAN,
+        lift=NAN,
+        lift_ci_low=NAN,
+        lift_ci_high=NAN,
+        statistic=NAN,
+        p_value=NAN,
+        dof=NAN,
+        significant=False,
+        error=join_errors(errors),
+        alpha=alpha,
+        alternative=alternative,
+    )
+
+
+def _checked_theta(theta: float) -> float:
+    """A supplied ``theta`` as a float; raises ``ValueError`` when it is not a finite number."""
+    th = as_float(theta)
+    if not math.isfinite(th):
+        raise ValueError(f"theta must be a finite number, got {theta!r}")
+    return th
+
+
+def _adjusted(s: CovariateSummary, theta: float, x_bar: float) -> tuple[float, float]:
+    """The arm's CUPED-adjusted mean and per-user variance (clipped at 0) for ``theta`` and pooled mean ``x_bar``."""
+    mean = s.mean_y - theta * (s.mean_x - x_bar)
+    var = s.var_y + theta * theta * s.var_x - 2.0 * theta * s.cov_xy
+    return mean, max(var, 0.0)

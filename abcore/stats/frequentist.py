@@ -258,42 +258,26 @@ def proportion_test(
     errors = _check_counts("control", ca, na) + _check_counts("treatment", cb, nb)
     rate_a, rate_b = _observed_rate(ca, na), _observed_rate(cb, nb)
     if errors:
-        return _failed(
-            errors, control=rate_a, treatment=rate_b, alpha=alpha, alternative=alternative, z_test=True
-        )
-
+        return _failed(errors, control=rate_a, treatment=rate_b, alpha=alpha, alternative=alternative, z_test=True)
     var_a = rate_a * (1.0 - rate_a) / na
     var_b = rate_b * (1.0 - rate_b) / nb
-    diff = rate_b - rate_a
     se = math.sqrt(var_a + var_b)
-    if pooled:
-        p = (ca + cb) / (na + nb)
-        se_test = math.sqrt(p * (1.0 - p) * (1.0 / na + 1.0 / nb))
-    else:
-        se_test = se
+    se_test = _pooled_std_error(ca, na, cb, nb) if pooled else se
     if not (se > 0 and se_test > 0):
-        return _failed(
-            ["zero variance: every user within each arm has the same outcome (0 % or 100 %)"],
-            control=rate_a,
-            treatment=rate_b,
-            alpha=alpha,
-            alternative=alternative,
-            z_test=True,
-        )
-    z = diff / se_test
+        zero = ["zero variance: every user within each arm has the same outcome (0 % or 100 %)"]
+        return _failed(zero, control=rate_a, treatment=rate_b, alpha=alpha, alternative=alternative, z_test=True)
+    z = (rate_b - rate_a) / se_test
     return _assemble(
-        mean_a=rate_a,
-        var_mean_a=var_a,
-        mean_b=rate_b,
-        var_mean_b=var_b,
-        statistic=z,
-        p_value=p_value_from_cdf(z, norm_cdf, alternative),
-        dof=None,
-        crit=_critical(alpha, alternative),
-        alpha=alpha,
-        alternative=alternative,
-        errors=[],
+        mean_a=rate_a, var_mean_a=var_a, mean_b=rate_b, var_mean_b=var_b,
+        statistic=z, p_value=p_value_from_cdf(z, norm_cdf, alternative), dof=None,
+        crit=_critical(alpha, alternative), alpha=alpha, alternative=alternative, errors=[],
     )
+
+
+def _pooled_std_error(ca: float, na: float, cb: float, nb: float) -> float:
+    """Standard error of the difference under H0 (one pooled rate): ``sqrt(p (1-p) (1/n_a + 1/n_b))``."""
+    p = (ca + cb) / (na + nb)
+    return math.sqrt(p * (1.0 - p) * (1.0 / na + 1.0 / nb))
 
 
 def proportion_test_from(
@@ -382,48 +366,23 @@ def mean_test(
     ma, sa, na, mb, sb, nb = (as_float(v) for v in (mean_a, std_a, n_a, mean_b, std_b, n_b))
     errors = _check_mean_arm("control", ma, sa, na) + _check_mean_arm("treatment", mb, sb, nb)
     if errors:
+        control, treatment = (ma if math.isfinite(ma) else NAN), (mb if math.isfinite(mb) else NAN)
         return _failed(
-            errors,
-            control=ma if math.isfinite(ma) else NAN,
-            treatment=mb if math.isfinite(mb) else NAN,
-            alpha=alpha,
-            alternative=alternative,
-            z_test=False,
+            errors, control=control, treatment=treatment, alpha=alpha, alternative=alternative, z_test=False
         )
     var_a, var_b = sa * sa / na, sb * sb / nb
     se = math.sqrt(var_a + var_b)
-    if not math.isfinite(se):
-        return _failed(
-            ["variance overflows a float"],
-            control=ma,
-            treatment=mb,
-            alpha=alpha,
-            alternative=alternative,
-            z_test=False,
+    if not math.isfinite(se) or not se > 0:
+        problem = (
+            "variance overflows a float" if not math.isfinite(se) else "zero variance: both arms have standard deviation 0"
         )
-    if not se > 0:
-        return _failed(
-            ["zero variance: both arms have standard deviation 0"],
-            control=ma,
-            treatment=mb,
-            alpha=alpha,
-            alternative=alternative,
-            z_test=False,
-        )
+        return _failed([problem], control=ma, treatment=mb, alpha=alpha, alternative=alternative, z_test=False)
     dof = welch_dof(sa * sa, na, sb * sb, nb)
     t = (mb - ma) / se
     return _assemble(
-        mean_a=ma,
-        var_mean_a=var_a,
-        mean_b=mb,
-        var_mean_b=var_b,
-        statistic=t,
-        p_value=p_value_from_cdf(t, lambda x: t_cdf(dof, x), alternative),
-        dof=dof,
-        crit=_critical(alpha, alternative, dof),
-        alpha=alpha,
-        alternative=alternative,
-        errors=[],
+        mean_a=ma, var_mean_a=var_a, mean_b=mb, var_mean_b=var_b,
+        statistic=t, p_value=p_value_from_cdf(t, lambda x: t_cdf(dof, x), alternative), dof=dof,
+        crit=_critical(alpha, alternative, dof), alpha=alpha, alternative=alternative, errors=[],
     )
 
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats as sps
-from sqlalchemy import insert
 from sqlmodel import Session
 from statsmodels.stats import proportion as sm_proportion
 from statsmodels.stats.multitest import multipletests
@@ -23,9 +21,8 @@ from statsmodels.stats.multitest import multipletests
 from abcore import stats
 from abcore.analysis import queries
 from abcore.analysis.pipeline import Results, analyze
-from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from abcore.store.tables import Experiment, Variant
+from tests.factories import T0, add_data, completed_experiment, conversion, exposure
 
 
 @pytest.fixture
@@ -35,76 +32,13 @@ def sqlite_session(sqlite_engine: Any) -> Any:
         yield session
 
 
-def make_experiment(
-    session: Session, *, variants: Iterable[tuple[str, float]] = (("A", 50.0), ("B", 50.0)), **fields: Any
-) -> tuple[Experiment, dict[str, Variant]]:
-    defaults: dict[str, Any] = {
-        "name": "exp",
-        "salt": "salt",
-        "status": "completed",
-        "started_at": T0,
-        "stopped_at": T0 + timedelta(days=14),
-        "primary_metric": "click",
-    }
-    defaults.update(fields)
-    exp = Experiment(**defaults)
-    session.add(exp)
-    session.commit()
-    arms: dict[str, Variant] = {}
-    for position, (name, pct) in enumerate(variants):
-        arms[name] = Variant(
-            experiment_id=exp.id, name=name, allocation_pct=pct, is_control=position == 0, position=position
-        )
-        session.add(arms[name])
-    session.commit()
-    return exp, arms
-
-
-def add_data(
-    session: Session,
-    exp: Experiment,
-    assignments: Iterable[tuple[str, Variant, dict[str, Any]]],
-    events: Iterable[dict[str, Any]],
-) -> None:
-    """Bulk-insert assignments ``(user, variant, attributes)`` and event dicts (executemany)."""
-    rows = [
-        {"user_id": u, "experiment_id": exp.id, "variant_id": v.id, "attributes": attrs, "assigned_at": T0}
-        for u, v, attrs in assignments
-    ]
-    if rows:
-        session.connection().execute(insert(UserAssignment.__table__), rows)  # type: ignore[attr-defined]
-    event_rows = []
-    for e in events:
-        row = {"experiment_id": exp.id, "variant_id": None, "metric_name": None, "value": None, "properties": {},
-               "ts": T0 + timedelta(hours=1), "request_id": None, "event_key": None}
-        row.update(e)
-        event_rows.append(row)
-    if event_rows:
-        session.connection().execute(insert(ExperimentEvent.__table__), event_rows)  # type: ignore[attr-defined]
-    session.commit()
-    if session.get_bind().dialect.name == "postgresql":
-        # What autovacuum does shortly after a bulk load in production: without statistics the
-        # planner takes the fresh tables for empty and picks quadratic nested loops.
-        session.connection().exec_driver_sql("ANALYZE ab_experiment_results, ab_user_assignments")
-        session.commit()
-
-
-def exposure(user: str, ts: datetime | None = None) -> dict[str, Any]:
-    return {"user_id": user, "event_type": "exposure", "ts": ts or T0 + timedelta(hours=1)}
-
-
-def conversion(user: str, metric: str, value: float | None, ts: datetime | None = None, **kw: Any) -> dict[str, Any]:
-    return {"user_id": user, "event_type": "conversion", "metric_name": metric, "value": value,
-            "ts": ts or T0 + timedelta(hours=2), **kw}
-
-
 # --------------------------------------------------------------------------- hand-counted data set
 
 
 @pytest.fixture
 def hand_data(session: Session) -> tuple[Experiment, dict[str, Variant]]:
     """A: a1..a4 exposed (a5 assigned, never exposed; x1 exposed, never assigned). B: b1..b3 exposed."""
-    exp, arms = make_experiment(session, secondary_metrics=["revenue"])
+    exp, arms = completed_experiment(session, secondary_metrics=["revenue"])
     a, b = arms["A"], arms["B"]
     assignments = [(u, a, {"country": c}) for u, c in [("a1", "DE"), ("a2", "US"), ("a3", "DE"), ("a4", "US"),
                                                          ("a5", "DE")]]
@@ -174,7 +108,7 @@ def test_segment_breakdown(session: Session, hand_data: tuple[Experiment, dict[s
 
 
 def test_window_filters_events_and_population(session: Session) -> None:
-    exp, arms = make_experiment(session, started_at=None, stopped_at=None)
+    exp, arms = completed_experiment(session, started_at=None, stopped_at=None)
     a, b = arms["A"], arms["B"]
     day = timedelta(days=1)
     add_data(
@@ -199,7 +133,7 @@ def test_window_filters_events_and_population(session: Session) -> None:
 
 
 def test_percentiles_match_numpy_inverted_cdf(session: Session) -> None:
-    exp, arms = make_experiment(session, primary_metric="latency")
+    exp, arms = completed_experiment(session, primary_metric="latency")
     rng = np.random.default_rng(4)
     values = {"A": rng.gamma(2.0, 50.0, 301), "B": rng.gamma(2.0, 45.0, 257)}
     assignments, events = [], []
@@ -249,7 +183,7 @@ def generated(
     """Users with a Bernoulli click, a latency event (normal) and a pre-period latency correlated with it."""
     names = [chr(ord("A") + i) for i in range(len(n))]
     fields.setdefault("guardrail_metrics", ["latency"])
-    exp, arms = make_experiment(session, variants=[(x, 100.0 / len(n)) for x in names], **fields)
+    exp, arms = completed_experiment(session, variants=[(x, 100.0 / len(n)) for x in names], **fields)
     rng = np.random.default_rng(seed)
     truth: dict[str, dict[str, np.ndarray]] = {}
     assignments, events = [], []
@@ -399,7 +333,7 @@ def test_cuped_reduces_variance(session: Session) -> None:
 
 
 def test_daily_series_cumulates(session: Session) -> None:
-    exp, arms = make_experiment(session, stopped_at=T0 + timedelta(days=2))
+    exp, arms = completed_experiment(session, stopped_at=T0 + timedelta(days=2))
     a, b = arms["A"], arms["B"]
     d1, d2 = T0 + timedelta(hours=5), T0 + timedelta(days=1, hours=5)
     add_data(session, exp, [("a1", a, {}), ("a2", a, {}), ("b1", b, {}), ("b2", b, {})], [
@@ -449,7 +383,7 @@ def test_unknown_arguments_raise(session: Session, hand_data: tuple[Experiment, 
 
 
 def test_no_data_keeps_running(session: Session) -> None:
-    exp, _ = make_experiment(session, status="draft", started_at=None, stopped_at=None)
+    exp, _ = completed_experiment(session, status="draft", started_at=None, stopped_at=None)
     res = analyze(exp.id, session=session, segment="country", cuped=True)
     assert [v.users for v in res.variants] == [0, 0]
     assert res.verdict.decision == "keep_running" and "No exposed users" in res.verdict.reason

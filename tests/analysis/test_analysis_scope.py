@@ -122,6 +122,51 @@ def _country(user: str) -> str:
     return "(none)" if i % 7 == 0 else ["DE", "US", "FR"][i % 3]
 
 
+def _check_metric_stats(
+    scope: queries.AnalysisScope, ref: dict[str, Any], users: dict[int, int], metrics: list[str], arms: dict[str, Any]
+) -> None:
+    """The scope's per-user sufficient statistics per (metric, variant) equal the reference (users without events count 0)."""
+    stats = {(s.metric, s.variant_id): s for s in scope.metric_stats(metrics)}
+    for metric in metrics:
+        for v, n in users.items():
+            vals = [sum(ref["per_user"][(metric, u)]) for u, vv in ref["population"].items()
+                    if vv == v and (metric, u) in ref["per_user"]]
+            flat = [x for u, vv in ref["population"].items() if vv == v
+                    for x in ref["per_user"].get((metric, u), [])]
+            s = stats[(metric, v)]
+            assert s.users == n
+            assert s.users_with_events == len(vals)
+            assert s.sum == pytest.approx(sum(vals))
+            assert s.sum_squares == pytest.approx(sum(x * x for x in vals))
+            converted = sum(1 for u, vv in ref["population"].items()
+                            if vv == v and any(x >= 1 for x in ref["per_user"].get((metric, u), [])))
+            assert s.converted == converted
+            assert s.non_binary_values == sum(1 for x in flat if x not in (0.0, 1.0))
+    assert stats[("flag", arms["A"].id)].non_binary_values == 0  # a 0/1 metric (NULL = 1)
+
+
+def _check_segment_stats(scope: queries.AnalysisScope, ref: dict[str, Any], metrics: list[str]) -> None:
+    """The same statistics per (variant, segment) of the assignment attribute "country"."""
+    by_segment = {(s.metric, s.variant_id, s.segment): s for s in scope.segment_metric_stats(metrics, "country")}
+    seg_users: dict[tuple[int, str | None], int] = defaultdict(int)
+    for u, v in ref["population"].items():
+        seg_users[(v, _country(u))] += 1
+    assert scope.segment_users("country") == dict(seg_users)
+    assert len(by_segment) == len(seg_users) * len(metrics)
+    for metric in metrics:
+        for (v, seg), n in seg_users.items():
+            vals = [sum(ref["per_user"][(metric, u)]) for u, vv in ref["population"].items()
+                    if vv == v and _country(u) == seg and (metric, u) in ref["per_user"]]
+            s = by_segment[(metric, v, seg)]
+            assert (s.users, s.users_with_events) == (n, len(vals))
+            assert s.sum == pytest.approx(sum(vals))
+            assert s.sum_squares == pytest.approx(sum(x * x for x in vals))
+            assert s.converted == sum(
+                1 for u, vv in ref["population"].items()
+                if vv == v and _country(u) == seg and any(x >= 1 for x in ref["per_user"].get((metric, u), []))
+            )
+
+
 @pytest.mark.parametrize("guess", [None, True, False], ids=["guessed", "all-mean", "all-binary"])
 @pytest.mark.parametrize("window", [(None, None), (T0, T0 + timedelta(days=5))], ids=["open", "window"])
 def test_scope_matches_a_python_reference(
@@ -141,44 +186,8 @@ def test_scope_matches_a_python_reference(
             users[v] += 1
         assert scope.exposed_users() == {(v, None): n for v, n in users.items()}
 
-        # per-user sufficient statistics (users without events count as 0)
-        stats = {(s.metric, s.variant_id): s for s in scope.metric_stats(metrics)}
-        for metric in metrics:
-            for v, n in users.items():
-                vals = [sum(ref["per_user"][(metric, u)]) for u, vv in ref["population"].items()
-                        if vv == v and (metric, u) in ref["per_user"]]
-                flat = [x for u, vv in ref["population"].items() if vv == v
-                        for x in ref["per_user"].get((metric, u), [])]
-                s = stats[(metric, v)]
-                assert s.users == n
-                assert s.users_with_events == len(vals)
-                assert s.sum == pytest.approx(sum(vals))
-                assert s.sum_squares == pytest.approx(sum(x * x for x in vals))
-                converted = sum(1 for u, vv in ref["population"].items()
-                                if vv == v and any(x >= 1 for x in ref["per_user"].get((metric, u), [])))
-                assert s.converted == converted
-                assert s.non_binary_values == sum(1 for x in flat if x not in (0.0, 1.0))
-        assert stats[("flag", arms["A"].id)].non_binary_values == 0  # a 0/1 metric (NULL = 1)
-
-        # the same per (variant, segment) of the assignment attribute "country"
-        by_segment = {(s.metric, s.variant_id, s.segment): s for s in scope.segment_metric_stats(metrics, "country")}
-        seg_users: dict[tuple[int, str | None], int] = defaultdict(int)
-        for u, v in ref["population"].items():
-            seg_users[(v, _country(u))] += 1
-        assert scope.segment_users("country") == dict(seg_users)
-        assert len(by_segment) == len(seg_users) * len(metrics)
-        for metric in metrics:
-            for (v, seg), n in seg_users.items():
-                vals = [sum(ref["per_user"][(metric, u)]) for u, vv in ref["population"].items()
-                        if vv == v and _country(u) == seg and (metric, u) in ref["per_user"]]
-                s = by_segment[(metric, v, seg)]
-                assert (s.users, s.users_with_events) == (n, len(vals))
-                assert s.sum == pytest.approx(sum(vals))
-                assert s.sum_squares == pytest.approx(sum(x * x for x in vals))
-                assert s.converted == sum(
-                    1 for u, vv in ref["population"].items()
-                    if vv == v and _country(u) == seg and any(x >= 1 for x in ref["per_user"].get((metric, u), []))
-                )
+        _check_metric_stats(scope, ref, users, metrics, arms)
+        _check_segment_stats(scope, ref, metrics)
 
         # daily series of both kinds, also for the "other" kind (computed on demand)
         for sum_metrics, binary_metrics in ((["mixed"], ["flag"]), (["flag"], ["mixed"])):

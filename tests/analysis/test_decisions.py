@@ -15,7 +15,7 @@ from abcore.analysis import verdict as decisions
 from abcore.analysis.pipeline import analyze
 from abcore.metrics import MetricCreate, define_metric, update_metric
 from abcore.stats import TestResult
-from tests.analysis.test_analysis import add_data, conversion, exposure, make_experiment
+from tests.factories import add_data, completed_experiment, conversion, exposure
 
 N = 200  # users per arm
 
@@ -28,7 +28,7 @@ def _latency(rng: np.random.Generator, arm: str, worse: bool) -> float:
 
 def _load(session: Session, *, latency_worse: bool, **fields: Any) -> Any:
     """Control A: 20 % click; treatment B: 40 % click (a clear win); latency_ms 30 ms worse or better in B."""
-    exp, arms = make_experiment(session, guardrail_metrics=["latency_ms"], **fields)
+    exp, arms = completed_experiment(session, guardrail_metrics=["latency_ms"], **fields)
     rng = np.random.default_rng(7)
     assignments, events = [], []
     for arm, rate in (("A", 0.2), ("B", 0.4)):

@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from abcore.analysis.pipeline import analyze
 from abcore.metrics import MetricCreate, define_metric
-from tests.analysis.test_analysis import T0, add_data, make_experiment
+from tests.factories import T0, add_data, completed_experiment
 
 HOUR = timedelta(hours=1)
 Z = sps.norm.ppf(0.975)
@@ -31,7 +31,7 @@ def _load(session: Session, *, primary: str = "conv", secondary: list[str] | Non
 
     Returns the raw frames (exposures, events) the oracle works on.
     """
-    exp, arms = make_experiment(session, primary_metric=primary, secondary_metrics=secondary or [],
+    exp, arms = completed_experiment(session, primary_metric=primary, secondary_metrics=secondary or [],
                                 started_at=T0, stopped_at=T0 + timedelta(days=10))
     rng = np.random.default_rng(seed)
     users, events, exposures = [], [], []
@@ -256,9 +256,9 @@ def test_duckdb_percentiles_rank_ties_exactly(session: Session) -> None:
     nearest-rank percentiles are still numpy's ``inverted_cdf`` exactly, as on the store; the undefined
     metric's kind is probed on the store and guessed the same (``mean``)."""
     pytest.importorskip("duckdb", reason="the duckdb extra is not installed")
-    from tests.analysis.test_analysis import conversion, exposure
+    from tests.factories import conversion, exposure
 
-    exp, arms = make_experiment(session, primary_metric="latency")
+    exp, arms = completed_experiment(session, primary_metric="latency")
     rng = np.random.default_rng(11)
     values = {"A": rng.integers(0, 7, 203).astype(float), "B": rng.integers(2, 9, 160).astype(float)}
     assignments, events = [], []

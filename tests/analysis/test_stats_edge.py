@@ -1,4 +1,4 @@
-"""One user per arm (issue 14, item 6): 0/1 conversions against 1/1 still reports the observed difference.
+"""One user per arm: 0/1 conversions against 1/1 still reports the observed difference.
 
 What is defined there, and why:
 * rates 0 and 1 and the difference +1.0 are plain counts (0/1 and 1/1), so they are reported;
@@ -22,7 +22,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 
 from abcore.analysis.pipeline import analyze
 from abcore.stats import proportion_test
-from tests.analysis.test_analysis import T0, add_data, make_experiment
+from tests.factories import T0, add_data, completed_experiment
 
 
 def test_one_user_per_arm_reports_the_difference() -> None:
@@ -42,7 +42,7 @@ def test_one_user_per_arm_reports_the_difference() -> None:
 
 
 def test_analysis_reports_the_difference_with_one_user_per_arm(session: Session) -> None:
-    exp, arms = make_experiment(session)
+    exp, arms = completed_experiment(session)
     add_data(session, exp, [("a1", arms["A"], {}), ("b1", arms["B"], {})], [
         {"user_id": "a1", "variant_id": arms["A"].id, "event_type": "exposure"},
         {"user_id": "b1", "variant_id": arms["B"].id, "event_type": "exposure"},

@@ -12,9 +12,10 @@ from sqlmodel import Session
 from abcore.assign import Assigner
 from abcore.experiments import lifecycle as ex
 from abcore.store.tables import ExperimentEvent, UserAssignment
+from tests.factories import make_experiment
 
 
-def make_experiment(
+def new_experiment(
     engine: Engine,
     name: str = "ranker_v2",
     allocations: tuple[float, ...] = (50.0, 50.0),
@@ -24,21 +25,16 @@ def make_experiment(
     traffic: float = 1.0,
     targeting: list[dict] | None = None,
 ) -> int:
-    """Create (and by default start) an experiment with variants v0, v1, ... (v0 = control); returns its id."""
-    with Session(engine, expire_on_commit=False) as session:
-        data = ex.ExperimentCreate(
-            name=name,
-            variants=[
-                ex.VariantCreate(name=f"v{i}", allocation_pct=pct, config={"arm": i}) for i, pct in enumerate(allocations)
-            ],
-            traffic_allocation=traffic,
-            targeting=targeting or [],
-            salt=salt or f"{name}-salt",
-        )
-        experiment = ex.create_experiment(session=session, data=data)
-        if start:
-            ex.start_experiment(session=session, ref=experiment.id)
-        return int(experiment.id)
+    """Create (and by default start) an experiment with variants v0, v1, ... (v0 = control); returns its id.
+
+    Variant ``vi`` has config ``{"arm": i}``; the salt is ``"<name>-salt"`` unless given.
+    """
+    arms = [ex.VariantCreate(name=f"v{i}", allocation_pct=pct, config={"arm": i}) for i, pct in enumerate(allocations)]
+    experiment = make_experiment(
+        engine, name, arms, status="running" if start else "draft",
+        salt=salt or f"{name}-salt", traffic_allocation=traffic, targeting=targeting or [],
+    )
+    return int(experiment.id)
 
 
 def lifecycle(engine: Engine, action: str, ref: int | str, **kwargs: object) -> None:

@@ -12,7 +12,7 @@ import abcore.assign as assign_module
 from abcore.assign import Assigner, Assignment, bucket, choose_variant, cumulative_allocations, traffic_bucket
 from abcore.store.tables import ExperimentEvent, UserAssignment
 
-from .conftest import count_assignments, count_events, lifecycle, make_experiment
+from .conftest import count_assignments, count_events, lifecycle, new_experiment
 
 USERS = [f"user-{i}" for i in range(80)]
 
@@ -22,7 +22,7 @@ def expected_variant(user_id: str, salt: str, weights: list[float]) -> str:
 
 
 def test_first_assignment_writes_row_and_events(engine: Engine, assigner: Assigner) -> None:
-    exp_id = make_experiment(engine, salt="s-1")
+    exp_id = new_experiment(engine, salt="s-1")
     a = assigner.assign("user-42", "ranker_v2", attributes={"country": "DE", "age": 31})
     assert isinstance(a, Assignment)
     assert a.experiment_id == exp_id and a.experiment_name == "ranker_v2"
@@ -44,7 +44,7 @@ def test_first_assignment_writes_row_and_events(engine: Engine, assigner: Assign
 
 
 def test_config_is_read_only(engine: Engine, assigner: Assigner) -> None:
-    make_experiment(engine)
+    new_experiment(engine)
     a = assigner.assign("u1", "ranker_v2")
     assert a is not None
     with pytest.raises(TypeError):
@@ -53,9 +53,9 @@ def test_config_is_read_only(engine: Engine, assigner: Assigner) -> None:
 
 
 def test_sticky_after_allocation_change(engine: Engine, assigner: Assigner) -> None:
-    make_experiment(engine, allocations=(50, 50), salt="sticky")
+    new_experiment(engine, allocations=(50, 50), salt="sticky")
     before = {u: assigner.assign(u, "ranker_v2").variant_name for u in USERS}  # type: ignore[union-attr]
-    # rows are written behind the answer (issue 10): they are in the store once flushed (<= flush_interval);
+    # rows are written behind the answer: they are in the store once flushed (<= flush_interval);
     # an allocation change inside that window is the corrected case (test_writer_corrects_a_lost_race)
     assigner.flush()
     lifecycle(engine, "update_allocations", "ranker_v2", allocations={"v0": 5, "v1": 95})
@@ -80,7 +80,7 @@ def _id(engine: Engine, name: str = "ranker_v2") -> int:
 
 
 def test_traffic_ramp_keeps_assigned_users(engine: Engine, assigner: Assigner) -> None:
-    make_experiment(engine, salt="ramp", traffic=0.3)
+    new_experiment(engine, salt="ramp", traffic=0.3)
     first = {u: assigner.assign(u, "ranker_v2") for u in USERS}
     admitted = {u for u, a in first.items() if a is not None}
     # traffic_bucket decides who enters (independent hash)
@@ -101,7 +101,7 @@ def test_traffic_ramp_keeps_assigned_users(engine: Engine, assigner: Assigner) -
 
 
 def test_status_behaviour(engine: Engine, assigner: Assigner) -> None:
-    exp_id = make_experiment(engine, start=False, salt="status")
+    exp_id = new_experiment(engine, start=False, salt="status")
     assert assigner.assign("u1", "ranker_v2") is None  # draft
     lifecycle(engine, "start", exp_id)
     early = {u: assigner.assign(u, "ranker_v2") for u in USERS[:50]}
@@ -140,7 +140,7 @@ def test_status_behaviour(engine: Engine, assigner: Assigner) -> None:
 
 
 def test_cancelled_and_unknown_experiments(engine: Engine, assigner: Assigner) -> None:
-    exp_id = make_experiment(engine)
+    exp_id = new_experiment(engine)
     assert assigner.assign("u1", "ranker_v2") is not None
     lifecycle(engine, "cancel", exp_id)
     assert assigner.assign("u1", "ranker_v2") is None
@@ -151,9 +151,9 @@ def test_cancelled_and_unknown_experiments(engine: Engine, assigner: Assigner) -
 
 
 def test_default_experiment_is_most_recently_started(engine: Engine, assigner: Assigner) -> None:
-    make_experiment(engine, "older")
+    new_experiment(engine, "older")
     time.sleep(0.01)
-    newer = make_experiment(engine, "newer")
+    newer = new_experiment(engine, "newer")
     a = assigner.assign("user-1")
     assert a is not None and a.experiment_name == "newer"
     assert assigner.assign_user_to_variant("user-1") == a.variant_id
@@ -180,7 +180,7 @@ def test_default_experiment_is_most_recently_started(engine: Engine, assigner: A
 def test_targeting_decides_eligibility_before_bucketing(
     sqlite_engine: Engine, rule: dict, attributes: dict, eligible: bool
 ) -> None:
-    exp_id = make_experiment(sqlite_engine, targeting=[rule])
+    exp_id = new_experiment(sqlite_engine, targeting=[rule])
     client = Assigner(sqlite_engine, cache_ttl=0.0, timeout=2.0)
     try:
         a = client.assign("user-42", "ranker_v2", attributes=attributes)
@@ -196,7 +196,7 @@ def test_targeting_decides_eligibility_before_bucketing(
 
 def test_targeting_on_both_backends(engine: Engine, assigner: Assigner) -> None:
     rules = [{"attribute": "country", "op": "in", "value": ["DE", "AT"]}, {"attribute": "age", "op": "gte", "value": 18}]
-    exp_id = make_experiment(engine, targeting=rules)
+    exp_id = new_experiment(engine, targeting=rules)
     assert assigner.assign("a", "ranker_v2", attributes={"country": "DE", "age": 30}) is not None
     assert assigner.assign("b", "ranker_v2", attributes={"country": "DE", "age": 12}) is None
     assert assigner.assign("c", "ranker_v2", attributes={"country": "US", "age": 30}) is None
@@ -208,7 +208,7 @@ def test_targeting_on_both_backends(engine: Engine, assigner: Assigner) -> None:
 
 
 def test_track(engine: Engine, assigner: Assigner) -> None:
-    exp_id = make_experiment(engine)
+    exp_id = new_experiment(engine)
     assert assigner.track("user-42", "ranker_v2", "watch_completion", 1.0) is False  # never assigned
     a = assigner.assign("user-42", "ranker_v2")
     assert a is not None
@@ -248,7 +248,7 @@ def test_track(engine: Engine, assigner: Assigner) -> None:
 
 
 def test_assign_many_matches_assign_and_persists(engine: Engine, assigner: Assigner) -> None:
-    exp_id = make_experiment(engine, allocations=(20, 30, 50), salt="many", traffic=0.8)
+    exp_id = new_experiment(engine, allocations=(20, 30, 50), salt="many", traffic=0.8)
     single = {u: assigner.assign(u, "ranker_v2") for u in USERS[:100]}
     users = USERS + USERS[:10]  # duplicates allowed
     pure = assigner.assign_many(users, "ranker_v2", persist=False)
@@ -281,7 +281,7 @@ def test_assign_many_matches_assign_and_persists(engine: Engine, assigner: Assig
 
 
 def test_assign_many_per_user_attributes(engine: Engine, assigner: Assigner) -> None:
-    exp_id = make_experiment(engine, targeting=[{"attribute": "country", "op": "eq", "value": "DE"}])
+    exp_id = new_experiment(engine, targeting=[{"attribute": "country", "op": "eq", "value": "DE"}])
     result = assigner.assign_many(["a", "b", "c"], "ranker_v2", attributes=[{"country": "DE"}, {"country": "FR"}, None])
     assert [r is not None for r in result] == [True, False, False]
     with engine.connect() as connection:
@@ -292,7 +292,7 @@ def test_assign_many_per_user_attributes(engine: Engine, assigner: Assigner) -> 
 
 
 def test_buffered_writes_all_present_after_flush(engine: Engine) -> None:
-    exp_id = make_experiment(engine)
+    exp_id = new_experiment(engine)
     client = Assigner(engine, flush_interval=60.0, max_buffer=10**9, timeout=2.0)  # nothing flushes by itself
     try:
         for u in USERS:
@@ -310,7 +310,7 @@ def test_buffered_writes_all_present_after_flush(engine: Engine) -> None:
 
 
 def test_background_flush_by_time_and_size(engine: Engine) -> None:
-    exp_id = make_experiment(engine)
+    exp_id = new_experiment(engine)
     client = Assigner(engine, flush_interval=0.2, max_buffer=10**9, timeout=2.0)
     try:
         client.assign("u1", "ranker_v2")
@@ -334,7 +334,7 @@ def test_background_flush_by_time_and_size(engine: Engine) -> None:
 
 
 def test_assign_many_writes_its_events_before_returning(engine: Engine) -> None:
-    exp_id = make_experiment(engine)
+    exp_id = new_experiment(engine)
     client = Assigner(engine, flush_interval=60.0, max_buffer=10**9, timeout=2.0)
     try:
         client.assign_many([f"b{i}" for i in range(100)], "ranker_v2")
@@ -346,7 +346,7 @@ def test_assign_many_writes_its_events_before_returning(engine: Engine) -> None:
 
 
 def test_definitions_cache_refreshes_within_ttl(engine: Engine) -> None:
-    exp_id = make_experiment(engine)
+    exp_id = new_experiment(engine)
     client = Assigner(engine, cache_ttl=0.5, timeout=2.0)
     try:
         assert client.assign("u1", "ranker_v2") is not None
@@ -366,7 +366,7 @@ def test_new_experiment_is_found_without_waiting_for_the_ttl(engine: Engine) -> 
     try:
         assert client.assign("u1", "later") is None
         time.sleep(1.05)
-        make_experiment(engine, "later")
+        new_experiment(engine, "later")
         assert client.assign("u1", "later") is not None
     finally:
         client.close()
@@ -403,7 +403,7 @@ def test_bad_arguments_raise_for_track_and_many(sqlite_engine: Engine) -> None:
             client.track("u1", "e", "m", event_type="exposure")
         with pytest.raises(TypeError):
             client.track("u1", "e", "m", "1.0")  # type: ignore[arg-type]
-        # NaN/inf are values the store would reject: since issue 10 track returns False (logged), not raise
+        # NaN/inf are values the store would reject: track returns False (logged), not raise
         assert client.track("u1", "e", "m", float("nan")) is False
         with pytest.raises(TypeError):
             client.assign_many("u1", "e")  # type: ignore[arg-type]
@@ -418,7 +418,7 @@ def test_bad_arguments_raise_for_track_and_many(sqlite_engine: Engine) -> None:
 
 
 def test_module_level_functions_use_configured_default(engine: Engine) -> None:
-    exp_id = make_experiment(engine, salt="module")
+    exp_id = new_experiment(engine, salt="module")
     from abcore.assign import assign, assign_many, assign_user_to_variant, configure, flush, track
 
     client = configure(engine, cache_ttl=0.0, timeout=2.0, flush_interval=3600.0)
@@ -441,7 +441,7 @@ def test_module_level_functions_use_configured_default(engine: Engine) -> None:
 def test_ineligible_users_do_not_hit_the_database_on_every_request(sqlite_engine: Engine) -> None:
     from sqlalchemy import event
 
-    make_experiment(sqlite_engine, targeting=[{"attribute": "country", "op": "eq", "value": "DE"}])
+    new_experiment(sqlite_engine, targeting=[{"attribute": "country", "op": "eq", "value": "DE"}])
     client = Assigner(sqlite_engine, cache_ttl=5.0, timeout=2.0)
     statements: list[str] = []
 
@@ -462,7 +462,7 @@ def test_ineligible_users_do_not_hit_the_database_on_every_request(sqlite_engine
 def test_threads_assigning_while_flushing_lose_no_event(engine: Engine) -> None:
     import threading
 
-    exp_id = make_experiment(engine)
+    exp_id = new_experiment(engine)
     client = Assigner(engine, flush_interval=0.01, max_buffer=20, timeout=5.0)
     users = [f"t{i}" for i in range(20)]
     for u in users:

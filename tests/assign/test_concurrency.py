@@ -1,7 +1,7 @@
 """Several processes assigning the same users at the same moment end with one stored row per user,
 and every caller serves that row's variant once its writes are flushed (SQLite and PostgreSQL).
 
-Since issue 10 ``assign`` answers before its row is written, so a process whose cached split is stale
+``assign`` answers before its row is written, so a process whose cached split is stale
 (simulated here: each child believes a different split) can serve its own variant on the first call;
 the writer's read-back corrects it. The test checks that every contradicted first answer was counted
 as a correction and that the answers after the flush equal the stored rows."""
@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from abcore.store.db import make_engine
 from abcore.store.tables import ExperimentEvent, UserAssignment
 
-from .conftest import make_experiment
+from .conftest import new_experiment
 
 WORKER = Path(__file__).resolve().parent / "concurrency_worker.py"
 PROCESSES = 4
@@ -30,7 +30,7 @@ MODES = ["single", "many", "single", "many"]  # assign() one by one and batched 
 def test_racing_processes_agree_on_one_stored_assignment(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
-        exp_id = make_experiment(engine, allocations=(25, 25, 25, 25), salt="race")
+        exp_id = new_experiment(engine, allocations=(25, 25, 25, 25), salt="race")
         users = [f"racer-{i}" for i in range(120)]
         start_at = time.time() + 3.0  # children import abcore and connect first, then start together
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}

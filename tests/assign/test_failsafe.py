@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 from abcore.assign import Assigner, bucket, choose_variant, cumulative_allocations
 from abcore.store.db import make_engine
 
-from .conftest import count_assignments, make_experiment
+from .conftest import count_assignments, new_experiment
 
 BUDGET_S = 0.200  # the issue's bound for an answer on database trouble
 
@@ -59,9 +59,9 @@ def test_bad_arguments_still_raise_when_the_database_is_down() -> None:
 
 
 def test_locked_sqlite_answers_from_the_hash(sqlite_url: str, sqlite_engine: Engine) -> None:
-    """Was "answers None fast": since issue 10 a running experiment keeps answering new users from the hash
+    """Was "answers None fast": now a running experiment keeps answering new users from the hash
     while the store is locked (no breaker answering None), and their rows land once the lock is gone."""
-    exp_id = make_experiment(sqlite_engine)
+    exp_id = new_experiment(sqlite_engine)
     client = Assigner(sqlite_engine, flush_interval=0.05)
     try:
         known = client.assign("known-user", "ranker_v2")
@@ -104,7 +104,7 @@ def test_unmigrated_database_errors_are_contained(tmp_path: Path, caplog: pytest
 
 
 def test_events_survive_a_failed_flush(sqlite_engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    exp_id = make_experiment(sqlite_engine)
+    exp_id = new_experiment(sqlite_engine)
     client = Assigner(sqlite_engine, flush_interval=60.0, max_buffer=10**9)
     try:
         assert client.assign("u1", "ranker_v2") is not None
@@ -127,7 +127,7 @@ def test_events_survive_a_failed_flush(sqlite_engine: Engine, caplog: pytest.Log
 
 def test_buffer_is_bounded_while_the_database_is_down(sqlite_engine: Engine) -> None:
     """Also: assign_many writes its events at once, and keeps them buffered when that write fails."""
-    make_experiment(sqlite_engine)
+    new_experiment(sqlite_engine)
     client = Assigner(sqlite_engine, flush_interval=60.0, max_buffer=10**9, max_pending=10)
     try:
         for i in range(20):
@@ -147,7 +147,7 @@ def test_buffer_is_bounded_while_the_database_is_down(sqlite_engine: Engine) -> 
 
 
 def test_assign_many_keeps_events_when_their_write_fails(sqlite_engine: Engine) -> None:
-    exp_id = make_experiment(sqlite_engine)
+    exp_id = new_experiment(sqlite_engine)
     client = Assigner(sqlite_engine, flush_interval=60.0, max_buffer=10**9)
     try:
         with sqlite_engine.begin() as connection:

@@ -1,5 +1,5 @@
 """Interpreter exit flushes buffered rows and events; a hard crash loses only what was buffered since the last
-flush (since issue 10 assignment rows are written behind the answer too); importing abcore.assign builds no
+flush (assignment rows are written behind the answer too); importing abcore.assign builds no
 client and touches no database."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from .conftest import count_assignments, count_events, make_experiment
+from .conftest import count_assignments, count_events, new_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_exit_flushes_and_crash_keeps_rows(sqlite_url: str, sqlite_engine: Engine) -> None:
-    exp_id = make_experiment(sqlite_engine)
+    exp_id = new_experiment(sqlite_engine)
     clean = _run(
         f"""
         from abcore.assign import assign, configure

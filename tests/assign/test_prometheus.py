@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from abcore.assign import Assigner
 from abcore.assign import prometheus as metrics
 
-from .conftest import make_experiment
+from .conftest import new_experiment
 
 
 def _samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -27,7 +27,7 @@ def _value(name: str, **labels: str) -> float:
 
 
 def test_assign_counts_requests_assignments_and_exposures(sqlite_engine: Engine) -> None:
-    make_experiment(sqlite_engine, "metrics_exp", allocations=(100.0, 0.0))
+    new_experiment(sqlite_engine, "metrics_exp", allocations=(100.0, 0.0))
     client = Assigner(sqlite_engine, timeout=2.0)
     before = {
         n: _value(n, experiment="metrics_exp", variant="v0")

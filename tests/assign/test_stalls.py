@@ -1,4 +1,4 @@
-"""Store stalls (issue 10), each in a child process: every call returns within 200 ms with an Assignment, the
+"""Store stalls, each in a child process: every call returns within 200 ms with an Assignment, the
 rows land after the stall, and a process whose store hangs exits within 3 s of its last call.
 
 Stalls: a SQLite exclusive lock held by another process for 4 s; PostgreSQL behind a local TCP proxy that
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from abcore.store.db import make_engine
 
-from .conftest import count_assignments, make_experiment
+from .conftest import count_assignments, new_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "stall_worker.py"
@@ -68,7 +68,7 @@ class _Child:
 
 def _scenario(engine: Engine, url: str, stall: Callable[[float], Iterator[None]]) -> None:
     """Calls during a 4 s stall; flush after it; then calls during a second stall and an exit while it lasts."""
-    exp_id = make_experiment(engine)
+    exp_id = new_experiment(engine)
     child = _Child(url, seconds=STALL_S - 0.8)
     try:
         with stall(STALL_S):

@@ -1,4 +1,4 @@
-"""Issue 10: the request path does no write; the writer isolates bad rows; track validates; configuration
+"""The request path does no write; the writer isolates bad rows; track validates; configuration
 problems never raise; the writer corrects the cache after a lost race; 20,000 new users under CPU load."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from abcore.assign import Assigner, bucket, choose_variant, cumulative_allocatio
 from abcore.assign import prometheus as metrics
 from abcore.store.tables import ExperimentEvent, UserAssignment, utcnow
 
-from .conftest import count_assignments, count_events, make_experiment
+from .conftest import count_assignments, count_events, new_experiment
 
 
 def _counter(counter: object, *labels: str) -> float:
@@ -32,7 +32,7 @@ def _counter(counter: object, *labels: str) -> float:
 def test_assign_writes_nothing_on_the_request_path(engine: Engine) -> None:
     from sqlalchemy import event
 
-    exp_id = make_experiment(engine, salt="rp")
+    exp_id = new_experiment(engine, salt="rp")
     client = Assigner(engine, flush_interval=3600.0, max_buffer=10**9)
     client.refresh()
     statements: list[str] = []
@@ -56,7 +56,7 @@ def test_assign_writes_nothing_on_the_request_path(engine: Engine) -> None:
 
 
 def test_poison_rows_are_dead_lettered_and_good_ones_land(engine: Engine, tmp_path: Path) -> None:
-    exp_id = make_experiment(engine, salt="poison")
+    exp_id = new_experiment(engine, salt="poison")
     dead = tmp_path / "dead.jsonl"
     client = Assigner(engine, flush_interval=3600.0, max_buffer=10**9, dead_letter_path=dead)
     before_events = _counter(metrics.DEAD_LETTERS, "event")
@@ -99,7 +99,7 @@ def test_poison_rows_are_dead_lettered_and_good_ones_land(engine: Engine, tmp_pa
 
 
 def test_track_validates_what_the_store_would_reject(sqlite_engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    exp_id = make_experiment(sqlite_engine)
+    exp_id = new_experiment(sqlite_engine)
     client = Assigner(sqlite_engine, flush_interval=3600.0, log_interval=0.0)
     try:
         assert client.assign("u1", "ranker_v2") is not None
@@ -170,7 +170,7 @@ def test_configure_with_a_bad_environment_url_does_not_raise(monkeypatch: pytest
 def test_writer_corrects_a_lost_race(engine: Engine) -> None:
     """A process with a stale split serves its own variant once; the writer finds the stored row, corrects the
     cache (counted) and from then on serves the stored variant."""
-    exp_id = make_experiment(engine, allocations=(50, 50), salt="race1")
+    exp_id = new_experiment(engine, allocations=(50, 50), salt="race1")
     users = [f"r{i}" for i in range(40)]
     first = Assigner(engine, flush_interval=3600.0)
     stale = Assigner(engine, flush_interval=3600.0)
@@ -216,7 +216,7 @@ def _busy(seconds: float) -> None:
 
 def test_20000_new_users_under_cpu_load(engine: Engine) -> None:
     """Two busy processes for the whole run; 20,000 new users: no None, every answer is the stored row, no SRM."""
-    exp_id = make_experiment(engine, allocations=(50, 30, 20), salt="load")
+    exp_id = new_experiment(engine, allocations=(50, 30, 20), salt="load")
     client = Assigner(engine)
     ctx = multiprocessing.get_context("spawn")
     hogs = [ctx.Process(target=_busy, args=(120.0,), daemon=True) for _ in range(2)]
@@ -254,7 +254,7 @@ def test_flush_is_bounded_while_the_store_is_locked(sqlite_url: str, sqlite_engi
 
     from sqlalchemy.engine import make_url
 
-    exp_id = make_experiment(sqlite_engine)
+    exp_id = new_experiment(sqlite_engine)
     client = Assigner(sqlite_engine, flush_interval=3600.0)
     try:
         client.refresh()

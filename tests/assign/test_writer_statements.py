@@ -1,4 +1,4 @@
-"""Issue 10: the writer's bulk statements (multi-row VALUES in index order on SQLite, COPY on PostgreSQL)
+"""The writer's bulk statements (multi-row VALUES in index order on SQLite, COPY on PostgreSQL)
 store exactly what they are given, tell exactly which rows they inserted, and convert timestamps exactly
 as SQLAlchemy's own bind processing does."""
 
@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from abcore.assign import writer as w
 from abcore.store.tables import ExperimentEvent, UserAssignment, Variant
 
-from .conftest import make_experiment
+from .conftest import new_experiment
 
 
 def _sqlalchemy_bind(value: datetime) -> str:
@@ -55,7 +55,7 @@ def test_bulk_statements_store_exactly_the_input(engine: Engine, monkeypatch: py
     # Small statements so that full and partial chunks are both exercised.
     monkeypatch.setattr(w, "SQLITE_ROWS_PER_STATEMENT", 7)
     monkeypatch.setattr(w, "SQLITE_EVENTS_PER_STATEMENT", 5)
-    exp_id = make_experiment(engine, allocations=(50.0, 50.0), salt="bulk")
+    exp_id = new_experiment(engine, allocations=(50.0, 50.0), salt="bulk")
     with engine.connect() as connection:
         variant_ids = [v for (v,) in connection.execute(select(Variant.id).where(Variant.experiment_id == exp_id))]
     rng = random.Random(3)
@@ -96,7 +96,7 @@ def test_writer_commits_per_batch_and_requeues_only_what_is_not_committed(engine
 
     from .conftest import count_assignments, count_events
 
-    exp_id = make_experiment(engine, allocations=(50.0, 50.0), salt="chunks")
+    exp_id = new_experiment(engine, allocations=(50.0, 50.0), salt="chunks")
     with engine.connect() as connection:
         variant_id = connection.execute(select(Variant.id).where(Variant.experiment_id == exp_id)).scalars().first()
     writer = w.Writer(engine, flush_interval=3600, max_buffer=10**9, batch_size=7)

@@ -10,6 +10,7 @@ from sqlmodel import Session
 from abcore.cli.main import main
 from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
+from tests.factories import make_experiment
 
 
 def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:
@@ -18,19 +19,10 @@ def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, 
     return code, out, err
 
 
+
 def _make(url: str, name: str = "exp", status: str = "draft") -> int:
-    engine = make_engine(url)
-    with Session(engine, expire_on_commit=False) as session:
-        exp = ex.create_experiment(session=session, data=ex.ExperimentCreate(
-            name=name,
-            variants=[ex.VariantCreate(name="control", allocation_pct=50), ex.VariantCreate(name="treatment", allocation_pct=50)],
-        ))
-        if status in ("running", "completed"):
-            ex.start_experiment(session=session, ref=exp.id)
-        if status == "completed":
-            ex.stop_experiment(session=session, ref=exp.id)
-    engine.dispose()
-    return int(exp.id)  # type: ignore[arg-type]
+    """A two-arm experiment (control, treatment) in ``status``."""
+    return int(make_experiment(url, name, status=status).id)
 
 
 def _get(url: str, ref: int | str) -> ex.Experiment:  # type: ignore[name-defined]

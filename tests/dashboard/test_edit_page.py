@@ -13,6 +13,7 @@ from abcore.dashboard import APP_PATH
 from abcore.dashboard.views import forms
 from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
+from tests.factories import make_experiment
 
 APP = str(APP_PATH)
 TIMEOUT = 60
@@ -22,19 +23,14 @@ def _session(url: str) -> Session:
     return Session(make_engine(url), expire_on_commit=False)
 
 
+
 def _experiment(url: str, name: str = "exp", status: str = "draft") -> int:
-    with _session(url) as s:
-        exp = ex.create_experiment(session=s, actor="test", data=ex.ExperimentCreate(
-            name=name, description=f"About {name}", secondary_metrics=["watch_time"],
-            targeting=[{"attribute": "country", "op": "in", "value": ["DE", "FR"]}],
-            success_criteria={"metric": "conversion", "direction": "increase", "threshold": 0.02, "confidence": 0.95},
-            variants=[ex.VariantCreate(name="control", allocation_pct=50), ex.VariantCreate(name="treatment", allocation_pct=50)],
-        ))
-        if status in ("running", "completed"):
-            ex.start_experiment(session=s, ref=exp.id, actor="test")
-        if status == "completed":
-            ex.stop_experiment(session=s, ref=exp.id, actor="test")
-        return int(exp.id)  # type: ignore[arg-type]
+    """A two-arm experiment with every editable field filled, brought to ``status`` by the actor "test"."""
+    return int(make_experiment(
+        url, name, status=status, actor="test", description=f"About {name}", secondary_metrics=["watch_time"],
+        targeting=[{"attribute": "country", "op": "in", "value": ["DE", "FR"]}],
+        success_criteria={"metric": "conversion", "direction": "increase", "threshold": 0.02, "confidence": 0.95},
+    ).id)
 
 
 def _get(url: str, ref: int | str) -> ex.Experiment:  # type: ignore[name-defined]

@@ -17,6 +17,7 @@ from abcore.dashboard.views import experiment_list as xl
 from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, utcnow
+from tests.factories import add_assignments, make_experiment, variant_ids
 
 APP = str(APP_PATH)
 TIMEOUT = 60
@@ -26,33 +27,25 @@ def _session(url: str) -> Session:
     return Session(make_engine(url), expire_on_commit=False)
 
 
+
 def _make(url: str, name: str, *, description: str = "", owner: str = "", metric: str = "conversion",
           guardrails: tuple[str, ...] = (), variants: tuple[str, ...] = ("control", "treatment"),
           min_samples: int = 0, min_days: int = 0, status: str = "draft", started_days_ago: float | None = None,
           users: tuple[int, ...] = ()) -> int:
-    """An experiment with ``users[i]`` assigned users in variant i (assignment rows only)."""
-    pct = [round(100 / len(variants), 6)] * len(variants)
-    pct[0] = 100 - sum(pct[1:])
+    """An experiment (equal split) with ``users[i]`` assigned users in variant i (assignment rows only)."""
     with _session(url) as s:
-        exp = ex.create_experiment(session=s, actor=owner, data=ex.ExperimentCreate(
-            name=name, description=description, created_by=owner, primary_metric=metric,
-            guardrail_metrics=list(guardrails), min_samples_per_variant=min_samples, min_duration_days=min_days,
-            variants=[ex.VariantCreate(name=v, allocation_pct=p, is_control=i == 0)
-                      for i, (v, p) in enumerate(zip(variants, pct, strict=True))],
-        ))
-        if status in ("running", "paused", "completed"):
-            ex.start_experiment(session=s, ref=exp.id)
-        if status == "completed":
-            ex.stop_experiment(session=s, ref=exp.id)
+        exp = make_experiment(
+            s, name, variants, status=status, actor=owner, description=description, created_by=owner,
+            primary_metric=metric, guardrail_metrics=list(guardrails), min_samples_per_variant=min_samples,
+            min_duration_days=min_days,
+        )
         if started_days_ago is not None:
             row = s.get(Experiment, exp.id)
             row.started_at = utcnow() - timedelta(days=started_days_ago)
             s.add(row)
             s.commit()
-        rows = ex.get_variants(session=s, experiment_id=exp.id)
-        s.add_all([UserAssignment(user_id=f"{name}-{v.id}-{k}", experiment_id=exp.id, variant_id=v.id)
-                   for v, n in zip(rows, users, strict=False) for k in range(n)])
-        s.commit()
+        arms = variant_ids(s, int(exp.id)).values()
+        add_assignments(s, int(exp.id), [(f"{name}-{v}-{k}", v) for v, n in zip(arms, users, strict=False) for k in range(n)])
         return int(exp.id)  # type: ignore[arg-type]
 
 

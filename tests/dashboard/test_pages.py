@@ -13,6 +13,7 @@ from abcore.dashboard import APP_PATH
 from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import create_model, list_models
 from abcore.store.db import make_engine
+from tests.factories import make_experiment
 
 APP = str(APP_PATH)
 TIMEOUT = 30
@@ -22,23 +23,10 @@ def _session(url: str) -> Session:
     return Session(make_engine(url), expire_on_commit=False)
 
 
+
 def _experiment(url: str, name: str, status: str = "draft") -> int:
-    with _session(url) as s:
-        data = ex.ExperimentCreate(
-            name=name,
-            description=f"About {name}",
-            variants=[ex.VariantCreate(name="control", allocation_pct=50), ex.VariantCreate(name="treatment", allocation_pct=50)],
-        )
-        exp = ex.create_experiment(session=s, data=data, actor="test")
-        if status in ("running", "paused", "completed"):
-            ex.start_experiment(session=s, ref=exp.id, actor="test")
-        if status == "paused":
-            ex.pause_experiment(session=s, ref=exp.id, actor="test")
-        if status == "completed":
-            ex.stop_experiment(session=s, ref=exp.id, actor="test")
-        if status == "cancelled":
-            ex.cancel_experiment(session=s, ref=exp.id, actor="test")
-        return int(exp.id)  # type: ignore[arg-type]
+    """A two-arm experiment described as "About <name>", brought to ``status`` by the actor "test"."""
+    return int(make_experiment(url, name, status=status, actor="test", description=f"About {name}").id)
 
 
 def _status(url: str, experiment_id: int) -> str:

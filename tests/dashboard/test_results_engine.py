@@ -7,24 +7,17 @@ import random
 from collections.abc import Callable
 
 import pytest
-from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
 from abcore.assign import Assigner
-from abcore.experiments import lifecycle as ex
-from abcore.store.db import make_engine
+from tests.factories import make_experiment
 
 pytest.importorskip("duckdb", reason="the DuckDB caption needs the duckdb extra")
 
 
 def _experiment(url: str, users: int = 60) -> int:
-    with Session(make_engine(url), expire_on_commit=False) as s:
-        data = ex.ExperimentCreate(
-            name="Engine caption", variants=[ex.VariantCreate(name="control", allocation_pct=50),
-                                             ex.VariantCreate(name="new", allocation_pct=50)],
-        )
-        exp = ex.create_experiment(session=s, data=data)
-        ex.start_experiment(session=s, ref=exp.id)
+    """A running experiment "Engine caption" with ``users`` assigned users, 30 % of them converted."""
+    exp = make_experiment(url, "Engine caption", ["control", "new"])
     assigner = Assigner(url, timeout=10.0, cache_ttl=0.0)
     rng = random.Random(5)
     for i in range(users):
@@ -32,7 +25,7 @@ def _experiment(url: str, users: int = 60) -> int:
         if rng.random() < 0.3:
             assigner.track(f"u{i}", "Engine caption", "conversion")
     assigner.close()  # flushes the write-behind buffer: every event is stored before the page reads
-    return int(exp.id)  # type: ignore[arg-type]
+    return int(exp.id)
 
 
 @pytest.mark.parametrize(

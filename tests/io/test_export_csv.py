@@ -34,22 +34,16 @@ from abcore.io.csv_export import (
     write_csv,
 )
 from abcore.store.tables import ExperimentEvent, UserAssignment
+from tests.factories import make_experiment, variant_ids
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 TRICKY_USERS = ["plain", "with,comma", 'with "quotes"', "multi\nline\r\nuser", "ünïcødé-用户-🙂", "  spaced  "]
 
 
-def make_experiment(session: Session, name: str = "csv-exp") -> tuple[int, dict[str, int]]:
-    exp = create_experiment(
-        session=session,
-        data=ExperimentCreate(
-            name=name,
-            variants=[VariantCreate(name="control", allocation_pct=50), VariantCreate(name="treat, \"B\"", allocation_pct=50)],
-        ),
-    )
-    start_experiment(session=session, ref=exp.id)
-    variants = {v.name: v.id for v in get_variants(session=session, experiment_id=exp.id)}
-    return exp.id, variants  # type: ignore[return-value]
+def _csv_experiment(session: Session, name: str = "csv-exp") -> tuple[int, dict[str, int]]:
+    """A running experiment whose second arm's name needs CSV quoting; its id and variant ids by name."""
+    exp = make_experiment(session, name, ["control", 'treat, "B"'])
+    return int(exp.id), variant_ids(session, int(exp.id))
 
 
 def fill(session: Session, experiment_id: int, variants: dict[str, int], users: list[str]) -> None:
@@ -88,7 +82,7 @@ def read_csv(chunks: list[str]) -> pd.DataFrame:
 
 
 def test_assignments_csv_round_trips(engine: Engine, session: Session) -> None:
-    experiment_id, variants = make_experiment(session)
+    experiment_id, variants = _csv_experiment(session)
     fill(session, experiment_id, variants, TRICKY_USERS)
     frame = read_csv(list(iter_csv(engine=engine, experiment="csv-exp", what="assignments")))
     assert tuple(frame.columns) == ASSIGNMENT_COLUMNS
@@ -104,7 +98,7 @@ def test_assignments_csv_round_trips(engine: Engine, session: Session) -> None:
 
 
 def test_events_csv_round_trips(engine: Engine, session: Session) -> None:
-    experiment_id, variants = make_experiment(session)
+    experiment_id, variants = _csv_experiment(session)
     fill(session, experiment_id, variants, TRICKY_USERS)
     frame = pd.read_csv(io.StringIO("".join(iter_csv(session=session, experiment=experiment_id, what="events"))))
     assert tuple(frame.columns) == EVENT_COLUMNS
@@ -119,7 +113,7 @@ def test_events_csv_round_trips(engine: Engine, session: Session) -> None:
 
 
 def test_chunks_are_bounded_and_concatenate_to_the_same_file(engine: Engine, session: Session) -> None:
-    experiment_id, variants = make_experiment(session)
+    experiment_id, variants = _csv_experiment(session)
     users = [f"u{i:03d}" for i in range(25)]
     fill(session, experiment_id, variants, users)
     seen: list[int] = []
@@ -132,8 +126,8 @@ def test_chunks_are_bounded_and_concatenate_to_the_same_file(engine: Engine, ses
 
 
 def test_other_experiments_rows_are_not_exported(engine: Engine, session: Session) -> None:
-    first, v1 = make_experiment(session, "first")
-    second, v2 = make_experiment(session, "second")
+    first, v1 = _csv_experiment(session, "first")
+    second, v2 = _csv_experiment(session, "second")
     fill(session, first, v1, ["a", "b"])
     fill(session, second, v2, ["c"])
     frame = read_csv(list(iter_csv(engine=engine, experiment="second", what="events")))
@@ -141,13 +135,13 @@ def test_other_experiments_rows_are_not_exported(engine: Engine, session: Sessio
 
 
 def test_empty_experiment_gives_just_the_header(engine: Engine, session: Session) -> None:
-    make_experiment(session)
+    _csv_experiment(session)
     chunks = list(iter_csv(engine=engine, experiment="csv-exp", what="events"))
     assert chunks == [",".join(EVENT_COLUMNS) + "\r\n"]
 
 
 def test_bad_requests(engine: Engine, session: Session, tmp_path) -> None:
-    make_experiment(session)
+    _csv_experiment(session)
     (tmp_path / "out").mkdir()
     with pytest.raises(ExportError, match="choose one of"):
         list(iter_csv(engine=engine, experiment="csv-exp", what="users"))
@@ -159,7 +153,7 @@ def test_bad_requests(engine: Engine, session: Session, tmp_path) -> None:
 
 
 def test_write_csv_to_path_and_stream(engine: Engine, session: Session, tmp_path) -> None:
-    experiment_id, variants = make_experiment(session)
+    experiment_id, variants = _csv_experiment(session)
     fill(session, experiment_id, variants, TRICKY_USERS)
     target = tmp_path / "assignments.csv"
     assert write_csv(engine=engine, experiment="csv-exp", what="assignments", path=target, chunk_size=2) == 6
@@ -175,7 +169,7 @@ def test_write_csv_to_path_and_stream(engine: Engine, session: Session, tmp_path
 @pytest.mark.parametrize(
     ("weights", "expected"),
     [
-        ([0.6, 0.4], [60.0, 40.0]),  # seed 001's example
+        ([0.6, 0.4], [60.0, 40.0]),  # fractions, as a Router JSON config gives them
         ([1, 1, 1], [33.34, 33.33, 33.33]),  # 3 x 33.333..: one extra cent to the first (tie -> earliest)
         ([2, 1], [66.67, 33.33]),  # 66.666.. rounds up, 33.333.. down
         ([1, 0, 3], [25.0, 0.0, 75.0]),
@@ -295,7 +289,7 @@ def test_exported_config_routes_like_the_assigner(engine: Engine, session: Sessi
 
 
 def test_seed_config_routes_like_the_router(engine: Engine, session: Session) -> None:
-    """Importing seed 001's file and starting it serves users exactly as Router.from_dict(file) does."""
+    """Importing a Router JSON split config and starting it serves users exactly as Router.from_dict(file) does."""
     from abcore.assign import Assigner, Router
 
     import_config(session=session, data=SEED_CONFIG)

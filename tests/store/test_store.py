@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from abcore.config import DATABASE_URL_ENV, PROJECT_ROOT, database_url, default_database_url
 from abcore.store.db import current_revision, head_revision, init_db, make_engine, table_names
 from abcore.store.tables import AuditLog, Experiment, ExperimentEvent, Model, UserAssignment, Variant
+from tests.factories import insert_experiment
 
 TABLES = [
     "ab_audit_log",
@@ -28,8 +29,11 @@ TABLES = [
 TRICKY_JSON = {"quote": 'he said "hi"', "unicode": "Größe ✓ 実験", "nested": {"list": [1, 2.5, None, True]}}
 
 
-def _experiment(session: Session, name: str = "ranker_v2") -> tuple[Experiment, Variant, Variant]:
-    experiment = Experiment(
+def _filled_experiment(session: Session, name: str = "ranker_v2") -> tuple[Experiment, Variant, Variant]:
+    """Rows of an experiment with every JSON column filled; the treatment's config is ``TRICKY_JSON``."""
+    experiment, arms = insert_experiment(
+        session,
+        [("control", 50), ("treatment", 50, TRICKY_JSON)],
         name=name,
         salt=f"{name}-salt",
         targeting=[{"attribute": "country", "op": "in", "value": ["DE", "FR"]}],
@@ -37,13 +41,7 @@ def _experiment(session: Session, name: str = "ranker_v2") -> tuple[Experiment, 
         guardrail_metrics=["latency_ms"],
         success_criteria={"metric": "conversion", "direction": "increase", "threshold": 0.02, "confidence": 0.95},
     )
-    session.add(experiment)
-    session.flush()
-    control = Variant(experiment_id=experiment.id, name="control", allocation_pct=50, is_control=True, position=0)
-    treatment = Variant(experiment_id=experiment.id, name="treatment", allocation_pct=50, position=1, config=TRICKY_JSON)
-    session.add_all([control, treatment])
-    session.commit()
-    return experiment, control, treatment
+    return experiment, arms["control"], arms["treatment"]
 
 
 def test_migrations_create_every_table_from_empty(db_url: str) -> None:
@@ -63,7 +61,7 @@ def test_every_table_round_trips_including_json(session: Session) -> None:
     model = Model(name="als", version="2.1", description="ALS ranker", config=TRICKY_JSON)
     session.add(model)
     session.commit()
-    experiment, control, treatment = _experiment(session)
+    experiment, control, treatment = _filled_experiment(session)
     treatment.model_id = model.id
     session.add(UserAssignment(user_id="u1", experiment_id=experiment.id, variant_id=treatment.id, attributes={"country": "DE"}))
     session.add(
@@ -100,21 +98,21 @@ def test_every_table_round_trips_including_json(session: Session) -> None:
 
 
 def test_a_user_holds_at_most_one_assignment_per_experiment(session: Session) -> None:
-    experiment, control, treatment = _experiment(session)
+    experiment, control, treatment = _filled_experiment(session)
     session.add(UserAssignment(user_id="u1", experiment_id=experiment.id, variant_id=control.id))
     session.commit()
     session.add(UserAssignment(user_id="u1", experiment_id=experiment.id, variant_id=treatment.id))
     with pytest.raises(IntegrityError):
         session.commit()
     session.rollback()
-    other, other_control, _ = _experiment(session, name="other")
+    other, other_control, _ = _filled_experiment(session, name="other")
     session.add(UserAssignment(user_id="u1", experiment_id=other.id, variant_id=other_control.id))
     session.commit()  # the same user in another experiment is fine
     assert len(session.exec(select(UserAssignment)).all()) == 2
 
 
 def test_unique_names_and_event_keys(session: Session) -> None:
-    _experiment(session)
+    _filled_experiment(session)
     session.add(Experiment(name="ranker_v2", salt="x"))
     with pytest.raises(IntegrityError):
         session.commit()
@@ -135,7 +133,7 @@ def test_deleting_an_experiment_cascades_and_keeps_models_and_audit(session: Ses
     model = Model(name="popgen")
     session.add(model)
     session.commit()
-    experiment, control, treatment = _experiment(session)
+    experiment, control, treatment = _filled_experiment(session)
     control.model_id = model.id
     session.add(UserAssignment(user_id="u1", experiment_id=experiment.id, variant_id=control.id))
     session.add(ExperimentEvent(experiment_id=experiment.id, variant_id=control.id, user_id="u1", event_type="exposure"))
@@ -157,7 +155,7 @@ def test_retiring_a_model_row_nulls_the_variant_reference(session: Session) -> N
     model = Model(name="als")
     session.add(model)
     session.commit()
-    _, control, _ = _experiment(session)
+    _, control, _ = _filled_experiment(session)
     control.model_id = model.id
     session.commit()
     session.execute(text("DELETE FROM ab_models WHERE id = :id"), {"id": model.id})
@@ -201,7 +199,7 @@ def test_a_later_migration_keeps_rows(sqlite_url: str) -> None:
     """Re-running the upgrade on a database holding data leaves every row in place."""
     engine = make_engine(sqlite_url)
     with Session(engine) as session:
-        _experiment(session)
+        _filled_experiment(session)
     init_db(engine)
     with Session(engine) as session:
         assert len(session.exec(select(Variant)).all()) == 2
@@ -209,7 +207,7 @@ def test_a_later_migration_keeps_rows(sqlite_url: str) -> None:
 
 
 def test_timestamps_are_utc(session: Session) -> None:
-    experiment, _, _ = _experiment(session)
+    experiment, _, _ = _filled_experiment(session)
     naive_now = datetime.now(UTC)
     session.expunge_all()
     stored = session.get(Experiment, experiment.id)

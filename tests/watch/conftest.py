@@ -20,18 +20,15 @@ from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
 from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    VariantCreate,
-    create_experiment,
     get_variants,
-    start_experiment,
 )
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, utcnow
+from tests.factories import make_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def make_experiment(
+def simulated_experiment(
     session: Session,
     name: str,
     *,
@@ -49,15 +46,11 @@ def make_experiment(
     the raw per-user values by arm (``{"control_errors": array, ...}``) for independent checks.
     """
     rng = np.random.default_rng(seed)
-    exp = create_experiment(session=session, actor="test", data=ExperimentCreate(
-        name=name,
-        variants=[VariantCreate(name="control", allocation_pct=50), VariantCreate(name="treatment", allocation_pct=50)],
-        primary_metric="conversion",
-        guardrail_metrics=["errors"],
+    exp = make_experiment(
+        session, name, actor="test", primary_metric="conversion", guardrail_metrics=["errors"],
         min_samples_per_variant=users_per_arm,
         auto_stop=auto_stop if auto_stop is not None else {"guardrails": "pause", "success": "alert", "srm": "alert"},
-    ))
-    start_experiment(session=session, ref=exp.id, actor="test")
+    )
     started = utcnow() - timedelta(days=days_ago)
     session.execute(update(Experiment).where(col(Experiment.id) == exp.id).values(started_at=started))
     variants = get_variants(session=session, experiment_id=exp.id)

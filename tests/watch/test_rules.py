@@ -30,7 +30,7 @@ from abcore.watch.runner import (
     webhook_payload,
 )
 
-from .conftest import make_experiment
+from .conftest import simulated_experiment
 
 VARIANTS = [VariantCreate(name="a", allocation_pct=50), VariantCreate(name="b", allocation_pct=50)]
 
@@ -65,7 +65,7 @@ def test_create_stores_normalised_rules_and_refuses_bad_ones(session: Session) -
 
 
 def test_set_auto_stop_on_a_running_experiment_is_audited(session: Session) -> None:
-    exp, _ = make_experiment(session, "edit", users_per_arm=10, auto_stop={})
+    exp, _ = simulated_experiment(session, "edit", users_per_arm=10, auto_stop={})
     changed = set_auto_stop(session=session, ref=exp.id, auto_stop={"success": "stop", "max_days": 21}, actor="alice")
     assert changed.auto_stop["success"] == "stop" and changed.auto_stop["max_days"] == 21.0
     entry = audit_log(session=session, experiment_id=exp.id)[0]
@@ -116,11 +116,11 @@ def test_metric_outcome() -> None:
     assert metric_outcome(r("primary", math.nan)) == "inconclusive"
     assert metric_outcome(r("guardrail", +0.1), {"m": "increase"}) == "better"
     assert metric_outcome(r("primary", +0.1), {"m": "decrease"}) == "worse"
-    assert metric_outcome(r("primary", +0.1, outcome="worse")) == "worse"  # metric definitions win (issue 9)
+    assert metric_outcome(r("primary", +0.1, outcome="worse")) == "worse"  # metric definitions win
 
 
 def test_analyze_planned_n_is_the_sequential_tuning_parameter(session: Session) -> None:
-    exp, raw = make_experiment(session, "tuned", users_per_arm=400, error_rates=(0.1, 0.15), seed=2)
+    exp, raw = simulated_experiment(session, "tuned", users_per_arm=400, error_rates=(0.1, 0.15), seed=2)
     results = analyze(exp, session=session, method="sequential", planned_n=5000, percentiles=False, daily=False)
     got = results.result("errors").test
     # independent: the stats function on the raw per-user counts (numpy)

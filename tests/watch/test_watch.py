@@ -16,7 +16,7 @@ from abcore.store.db import make_engine
 from abcore.store.tables import Alert, ResultSnapshot, utcnow
 from abcore.watch.runner import WatchSettings, latest_snapshot, run_forever, run_pass, snapshot_history
 
-from .conftest import Receiver, free_port, make_experiment, watch_cli
+from .conftest import Receiver, free_port, simulated_experiment, watch_cli
 
 HARMFUL = {"error_rates": (0.10, 0.14)}  # guardrail 40 % worse in the treatment
 
@@ -31,8 +31,8 @@ def _snapshots(session: Session, experiment_id: int) -> int:
 
 
 def test_one_cli_pass_pauses_a_harmful_treatment_and_alerts_once(db_url: str, session: Session, receiver: Receiver) -> None:
-    harmful, raw = make_experiment(session, "harmful", seed=11, **HARMFUL)
-    aa, _ = make_experiment(session, "aa", seed=12)
+    harmful, raw = simulated_experiment(session, "harmful", seed=11, **HARMFUL)
+    aa, _ = simulated_experiment(session, "aa", seed=12)
 
     done = watch_cli(db_url, "--once", webhook_urls=receiver.url)
     assert done.returncode == 0, done.stderr
@@ -78,7 +78,7 @@ def test_one_cli_pass_pauses_a_harmful_treatment_and_alerts_once(db_url: str, se
 def test_a_human_resume_is_not_overridden(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with Session(engine, expire_on_commit=False) as session:
-        harmful, _ = make_experiment(session, "harmful", seed=11, **HARMFUL)
+        harmful, _ = simulated_experiment(session, "harmful", seed=11, **HARMFUL)
         settings = WatchSettings()
         assert run_pass(engine, settings=settings).actions == 1
         from abcore.experiments.lifecycle import resume_experiment
@@ -95,7 +95,7 @@ def test_webhook_500_then_200_is_delivered_once(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     try:
         with Session(engine, expire_on_commit=False) as session:
-            harmful, _ = make_experiment(session, "harmful", seed=11, **HARMFUL)
+            harmful, _ = simulated_experiment(session, "harmful", seed=11, **HARMFUL)
             settings = WatchSettings(webhook_urls=(receiver.url,), backoff=0.01)
             report = run_pass(engine, settings=settings)
             assert report.ok and report.delivered == 1
@@ -115,7 +115,7 @@ def test_receiver_down_pass_finishes_and_alert_is_retried_later(sqlite_url: str)
     engine = make_engine(sqlite_url)
     try:
         with Session(engine, expire_on_commit=False) as session:
-            harmful, _ = make_experiment(session, "harmful", seed=11, **HARMFUL)
+            harmful, _ = simulated_experiment(session, "harmful", seed=11, **HARMFUL)
             settings = WatchSettings(webhook_urls=(url,), backoff=0.01, retry_after=60)
             report = run_pass(engine, settings=settings)
             assert report.ok and report.actions == 1 and report.undelivered == 1 and report.delivered == 0
@@ -144,7 +144,7 @@ def test_receiver_down_pass_finishes_and_alert_is_retried_later(sqlite_url: str)
 
 
 def test_two_watchers_started_together_act_once(db_url: str, session: Session, receiver: Receiver) -> None:
-    harmful, _ = make_experiment(session, "harmful", seed=11, **HARMFUL)
+    harmful, _ = simulated_experiment(session, "harmful", seed=11, **HARMFUL)
     procs = [watch_cli(db_url, "--once", webhook_urls=receiver.url, start=True) for _ in range(2)]
     outputs = [p.communicate(timeout=120) for p in procs]  # type: ignore[union-attr]
     for proc, (_out, err) in zip(procs, outputs, strict=True):
@@ -197,7 +197,7 @@ def test_cli_rejects_bad_arguments(sqlite_url: str) -> None:
 def test_snapshot_is_frozen_results_and_history_tracks_the_decision(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with Session(engine, expire_on_commit=False) as session:
-        exp, raw = make_experiment(session, "winner", conversion_rates=(0.10, 0.16), seed=5,
+        exp, raw = simulated_experiment(session, "winner", conversion_rates=(0.10, 0.16), seed=5,
                                    auto_stop={"success": "alert", "guardrails": "off", "srm": "off"})
         report = run_pass(engine, settings=WatchSettings())
         assert report.alerts == 1 and report.actions == 0
@@ -220,7 +220,7 @@ def test_snapshot_is_frozen_results_and_history_tracks_the_decision(sqlite_url: 
 def test_success_stop_and_max_users(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with Session(engine, expire_on_commit=False) as session:
-        exp, _ = make_experiment(session, "aa-capped", seed=3, users_per_arm=500,
+        exp, _ = simulated_experiment(session, "aa-capped", seed=3, users_per_arm=500,
                                  auto_stop={"max_users": 1000, "guardrails": "pause"})
         report = run_pass(engine, settings=WatchSettings())
         assert report.actions == 1
@@ -233,7 +233,7 @@ def test_success_stop_and_max_users(sqlite_url: str) -> None:
 def test_min_users_holds_back_significance_rules(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with Session(engine, expire_on_commit=False) as session:
-        exp, _ = make_experiment(session, "early", seed=11, auto_stop={"guardrails": "pause", "min_users": 10_000},
+        exp, _ = simulated_experiment(session, "early", seed=11, auto_stop={"guardrails": "pause", "min_users": 10_000},
                                  **HARMFUL)
         report = run_pass(engine, settings=WatchSettings())
         assert report.alerts == 0 and get_experiment(session=session, ref=exp.id).status == "running"
@@ -243,7 +243,7 @@ def test_min_users_holds_back_significance_rules(sqlite_url: str) -> None:
 def test_unwatched_experiment_gets_snapshots_only(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with Session(engine, expire_on_commit=False) as session:
-        exp, _ = make_experiment(session, "unwatched", seed=11, auto_stop={}, **HARMFUL)
+        exp, _ = simulated_experiment(session, "unwatched", seed=11, auto_stop={}, **HARMFUL)
         report = run_pass(engine, settings=WatchSettings())
         assert report.snapshots == 1 and report.alerts == 0
         assert get_experiment(session=session, ref=exp.id).status == "running"

@@ -73,6 +73,24 @@ def rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return assignments, events
 
 
+def _user_values(m: MetricSpec, e: pd.DataFrame) -> pd.Series:
+    """The metric's value per user over the events ``e``: converted (0/1), event count, or sum of values."""
+    if m.kind == "binomial":
+        return e.groupby("user_id").size().clip(upper=1)
+    if m.kind == "count":
+        return e.groupby("user_id").size()
+    return e.value.fillna(1.0).groupby(e.user_id).sum()
+
+
+def _capped(m: MetricSpec, y: np.ndarray) -> np.ndarray:
+    """``y`` with the metric's cap applied (a percentile cap pools the variants, nearest rank: numpy inverted_cdf)."""
+    if m.cap == "absolute":
+        return np.clip(y, m.cap_lower, m.cap_upper)
+    if m.cap == "percentile":
+        return np.minimum(y, np.quantile(y, m.cap_upper, method="inverted_cdf"))
+    return y
+
+
 def oracle(segment: str | None = None, cuped: bool = False) -> dict[tuple[str, int, str], dict[str, float]]:
     """Expected statistics computed with pandas/numpy directly on the raw rows (the independent source)."""
     assignments, events = rows()
@@ -95,13 +113,7 @@ def oracle(segment: str | None = None, cuped: bool = False) -> dict[tuple[str, i
         return e[keep]
 
     def per_user(m: MetricSpec, e: pd.DataFrame) -> pd.Series:
-        if m.kind == "binomial":
-            s = e.groupby("user_id").size().clip(upper=1)
-        elif m.kind == "count":
-            s = e.groupby("user_id").size()
-        else:
-            s = e.value.fillna(1.0).groupby(e.user_id).sum()
-        return pop.user_id.map(s).fillna(0).astype(float).to_numpy()
+        return pop.user_id.map(_user_values(m, e)).fillna(0).astype(float).to_numpy()
 
     for m in METRICS:
         name = SOURCE_NAME.get(m.name, m.name)
@@ -124,11 +136,7 @@ def oracle(segment: str | None = None, cuped: bool = False) -> dict[tuple[str, i
                 e = conv[conv.metric_name == name]
                 pre = e[(e.ts < e["first"]) & (e.ts >= e["first"] - pd.to_timedelta(LOOKBACK_H, unit="h"))]
                 x = per_user(m, pre)
-        if m.cap == "absolute":
-            y = np.clip(y, m.cap_lower, m.cap_upper)
-        elif m.cap == "percentile":
-            # pooled over variants, nearest rank (numpy inverted_cdf), then applied per user
-            y = np.minimum(y, np.quantile(y, m.cap_upper, method="inverted_cdf"))
+        y = _capped(m, y)
         frame = pd.DataFrame({"variant": pop.variant.to_numpy(), "segment": pop.segment.to_numpy(), "y": y, "x": x})
         for (v, s), g in frame.groupby(["variant", "segment"]):
             out[(m.name, int(v), s)] = {

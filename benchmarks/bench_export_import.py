@@ -1,4 +1,4 @@
-"""Benchmarks (``pytest -m bench -s tests/export``): export and import throughput, and that memory stays flat.
+"""Benchmarks (``pytest -m bench -s benchmarks/bench_export_import.py``): export and import throughput, and that memory stays flat.
 
 Python heap peaks are measured with tracemalloc while streaming; flat means the peak for N rows is
 about the same as for N/4 rows.

@@ -3,7 +3,7 @@
 ``ABCORE_BENCH_EVENTS`` scales the data set (users = events / 10); ``ABCORE_BENCH_BASELINE`` names a
 checkout whose ``analyze`` is timed on the same data in the same run (the anchor of the ratio).
 
-Run with ``pytest tests/bench/bench_analysis.py -m bench -s``. The data set is generated once
+Run with ``pytest benchmarks/bench_analysis.py -m bench -s``. The data set is generated once
 in a separate process (so its memory does not count) by SQLite itself (recursive CTEs with
 ``random()``) and cached under ``/tmp``. The test then runs ``analyze`` in a fresh
 subprocess and reports its wall time and peak RSS (``VmHWM`` of ``/proc/self/status``),

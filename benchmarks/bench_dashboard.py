@@ -1,5 +1,5 @@
 """Benchmarks: the landing page on the demo data (< 2 s) and the results page of an
-experiment with 1,000,000 events (< 3 s). Run with ``pytest -m bench -s tests/dashboard``.
+experiment with 1,000,000 events (< 3 s). Run with ``pytest -m bench -s benchmarks/bench_dashboard.py``.
 
 Times are AppTest script runs (server-side rendering of the page, what the browser waits
 for); the first run of a process also pays for imports, so both cold and warm runs print.
@@ -21,7 +21,7 @@ from abcore.dashboard import APP_PATH
 
 pytestmark = pytest.mark.bench
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 APP = str(APP_PATH)
 DB_1M = Path(os.environ.get("ABCORE_BENCH_DASHBOARD_DB", "/tmp/abcore-bench-dashboard-1m.db"))
 
@@ -70,10 +70,10 @@ def test_landing_page_on_demo_data(tmp_path: Path, fresh_caches: None) -> None:
 
 def _one_million_events() -> None:
     """1,000,000 events (600k exposures, 150k clicks, 250k revenue; 100,000 users) with the
-    generator of tests/bench/bench_analysis.py scaled down."""
+    generator of benchmarks/bench_analysis.py scaled down."""
     if DB_1M.exists():
         return
-    spec = importlib.util.spec_from_file_location("bench_analysis_gen", ROOT / "tests" / "bench" / "bench_analysis.py")
+    spec = importlib.util.spec_from_file_location("bench_analysis_gen", ROOT / "benchmarks" / "bench_analysis.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,4 +1,4 @@
-"""Benchmark of the HTTP API (``pytest -m bench -s tests/bench/bench_api.py``).
+"""Benchmark of the HTTP API (``pytest -m bench -s benchmarks/bench_api.py``).
 
 ``POST /api/v1/assign`` for returning users (stored assignments), served by ``abcore api`` with the
 default worker count on loopback, loaded with ``wrk`` for a bounded time; p50 / p99 latency and
@@ -30,7 +30,7 @@ from abcore.store.db import init_db, make_engine
 
 pytestmark = pytest.mark.bench
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 USERS = 2000
 DURATION = os.environ.get("ABCORE_BENCH_WRK_DURATION", "5s")

@@ -1,4 +1,4 @@
-"""Benchmarks of abcore.assign (``pytest -m bench -s tests/bench/bench_assign.py``), with the GrowthBook
+"""Benchmarks of abcore.assign (``pytest -m bench -s benchmarks/bench_assign.py``), with the GrowthBook
 Python SDK on the same user ids for comparison. They print figures; targets from issues #3 and #10 are shown
 next to them but not asserted (the numbers depend on the machine and its load), and the ratio against the
 GrowthBook SDK measured in the same run. Persistence figures also print the ratio against an anchor measured
@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from abcore.assign import (
     Assigner,
@@ -26,8 +25,8 @@ from abcore.assign import (
     choose_variants,
     cumulative_allocations,
 )
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
+from tests.factories import make_experiment
 
 pytestmark = pytest.mark.bench
 
@@ -56,14 +55,8 @@ def _row(what: str, value: float, unit: str, target: str = "") -> None:
 
 
 def _experiment(engine: Engine, name: str = "bench") -> None:
-    with Session(engine) as session:
-        data = ex.ExperimentCreate(
-            name=name,
-            variants=[ex.VariantCreate(name=f"v{i}", allocation_pct=w) for i, w in enumerate(WEIGHTS)],
-            salt=SALT,
-        )
-        ex.create_experiment(session=session, data=data)
-        ex.start_experiment(session=session, ref=name)
+    """A running experiment with the bench weights and salt (the GrowthBook comparison uses the same)."""
+    make_experiment(engine, name, [(f"v{i}", w) for i, w in enumerate(WEIGHTS)], salt=SALT)
 
 
 def _growthbook() -> tuple[Any, Any, Any]:
@@ -80,7 +73,7 @@ def test_bench_bucketing() -> None:
     print(f"\nbucket + variant choice, {N:,} users, one core")
     _row("abcore vectorised: choose_variants(buckets(ids, salt))", _rate(N, lambda: choose_variants(buckets(users, SALT), cumulative)), "users/s", ">= 2,000,000")
     _row("abcore scalar: [choose_variant(bucket(u, salt)) ...]", _rate(N, lambda: [choose_variant(bucket(u, SALT), cumulative) for u in users]), "users/s", ">= 2,000,000")
-    _row("abcore Router.route_many (DB-less, seed 001)", _rate(N, lambda: router.route_many(users)), "users/s")
+    _row("abcore Router.route_many (DB-less, JSON split config)", _rate(N, lambda: router.route_many(users)), "users/s")
     _, (gbhash, choose), get_ranges = _growthbook()
     ranges = get_ranges(3, 1.0, [w / 100 for w in WEIGHTS])
     _row("GrowthBook: chooseVariation(gbhash(seed, id, 2), ranges)", _rate(N, lambda: [choose(gbhash(SALT, u, 2), ranges) for u in users], repeat=1), "users/s")
@@ -167,7 +160,7 @@ def _core_anchor(engine: Engine, label: str) -> float:
 
 
 def _first_time_single(engine: Engine, n: int, label: str, target: str) -> None:
-    """Issue 10: first-time ``assign`` one user at a time (no synchronous write), then the writer persists."""
+    """First-time ``assign`` one user at a time (no synchronous write), then the writer persists."""
     _experiment(engine, "bench_single")
     client = Assigner(engine)
     try:

@@ -1,4 +1,4 @@
-"""Benchmark: ``analyze`` on the 10M-event SQLite bench store, by engine (``pytest tests/bench/bench_store_engines.py -m bench -s``).
+"""Benchmark: ``analyze`` on the 10M-event SQLite bench store, by engine (``pytest benchmarks/bench_store_engines.py -m bench -s``).
 
 The store is the one of ``bench_analysis.py`` (10,000,000 events, 1,000,000 users, 2 variants, metrics
 ``click`` and ``revenue``; generated once and cached at ``ABCORE_BENCH_DB``). In the same run, each in a
@@ -7,14 +7,14 @@ fresh subprocess (wall time and peak RSS = ``VmHWM``):
 * **anchor**: a hand-written DuckDB query over the same attached SQLite file computing the same
   sufficient statistics (users, click conversions, revenue sum and sum of squares per variant, events at
   or after each user's first exposure) and the exact percentiles of the revenue values (``quantile_disc``), as
-  ``analyze`` does (issue 11: "the same sufficient statistics and exact percentiles"); the statistics-only
+  ``analyze`` does (the target: "the same sufficient statistics and exact percentiles"); the statistics-only
   query is timed and printed too;
 * ``analyze(engine="duckdb")`` (full: daily series included) and ``analyze(engine="duckdb", daily=False)``;
 * ``analyze()`` on SQLite (``engine="store"``) and, when the baseline can be checked out, the same call on
   the code of ``ABCORE_BENCH_BASELINE`` (default ``457757d``: the queries path before the builder
   carried the store analysis), extracted with ``git archive`` into a temporary folder.
 
-Targets (issue 11): DuckDB within 1.5x of the anchor with peak RSS <= 1 GB; the SQLite path no slower
+Targets: DuckDB within 1.5x of the anchor with peak RSS <= 1 GB; the SQLite path no slower
 than the baseline's in the same run (20 % allowance for the noise of a loaded machine).
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DB_PATH = Path(os.environ.get("ABCORE_BENCH_DB", "/tmp/abcore-bench-10m.db"))
 BASELINE = os.environ.get("ABCORE_BENCH_BASELINE", "457757d")
 MAX_RATIO = 1.5
@@ -158,7 +158,7 @@ def _fig(label: str, f: dict, anchor: dict | None = None) -> str:
 
 @pytest.mark.bench
 def test_analyze_engines_on_the_10m_sqlite_store() -> None:
-    script = str(ROOT / "tests" / "bench" / "bench_analysis.py")  # the generator and migration of bench_analysis
+    script = str(ROOT / "benchmarks" / "bench_analysis.py")  # the generator and migration of bench_analysis
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if not DB_PATH.exists():
         subprocess.run([sys.executable, script, "generate", str(DB_PATH)], check=True, env=env)

@@ -1,4 +1,4 @@
-"""Benchmark: per-call latency of the abcore.stats functions (``pytest tests/bench/bench_stats.py -m bench -s``).
+"""Benchmark: per-call latency of the abcore.stats functions (``pytest benchmarks/bench_stats.py -m bench -s``).
 
 The analysis page calls these once per metric x treatment; the simulation tests call them
 tens of thousands of times. Target: every function well under 100 microseconds per call.
