@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from abcore.analysis.sql.counts import COUNT_COLUMNS, HISTOGRAM_COLUMNS, count_parts, histogram_parts
 from abcore.analysis.sql.daily import daily_parts
 from abcore.analysis.sql.dialects import Dialect, get_dialect
 from abcore.analysis.sql.population import population_ctes
@@ -55,6 +56,8 @@ __all__ = [
     "build_daily_metric_query",
     "build_daily_query",
     "build_kind_probe_query",
+    "build_metric_counts_query",
+    "build_value_histogram_query",
     "build_stats_query",
     "literal",
 ]
@@ -135,10 +138,7 @@ def _validated_parts(
     problem of an invalid one) and ``quantile_alpha``."""
     if not metrics:
         raise ValueError("no metrics to analyse")
-    for m in metrics:
-        problems = validate_metric(m)
-        if problems:
-            raise ValueError(f"invalid metric {getattr(m, 'name', '?')!r}: " + "; ".join(problems))
+    _checked(metrics)
     if not 0 < quantile_alpha < 1:
         raise ValueError(f"quantile_alpha must be in (0, 1); got {quantile_alpha}")
     return stats_parts(d, src, metrics, experiment, start, end, segment, cuped, cuped_lookback_hours, quantile_alpha)
@@ -279,6 +279,65 @@ def build_daily_metric_query(
     t = TimeKeys(d, src)
     return _assemble(d, ctes + more, selects, ("metric", "variant", f"{t.day_out('day')} AS day", "sum_y", "sum_x"),
                      "metric, variant, day")
+
+
+def _checked(metrics: Sequence[Any]) -> None:
+    """``ValueError`` listing every problem of an invalid definition among ``metrics``."""
+    for m in metrics:
+        problems = validate_metric(m)
+        if problems:
+            raise ValueError(f"invalid metric {getattr(m, 'name', '?')!r}: " + "; ".join(problems))
+
+
+def build_metric_counts_query(
+    metrics: Sequence[Any],
+    *,
+    experiment: Any,
+    dialect: str | Dialect,
+    source: QuerySource | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> str:
+    """Plain counts over the analysis population and each metric's qualifying events (no statistics).
+
+    Columns ``metric, variant, n, events, users, converted, sum_value``: a row with ``metric`` NULL per
+    variant whose ``n`` is the population (the users :func:`build_stats_query` counts); per metric (an
+    event metric name; its ``window_hours`` / ``delay_hours`` apply, its kind does not) and population
+    variant ``n`` again, ``events`` the qualifying events (at or after first exposure + delay, inside the
+    window and ``[start, end)``: the events the analysis reads), ``users`` the users with one,
+    ``converted`` the users with a qualifying value >= 1 and ``sum_value`` the sum of the qualifying
+    values (an event's value is ``value``, or 1 when NULL; no cap).
+    """
+    d = _dialect(dialect)
+    _checked(metrics)
+    ctes, selects = count_parts(d, source or QuerySource(), metrics, experiment, start, end)
+    return _assemble(d, ctes, selects, COUNT_COLUMNS, "metric, variant")
+
+
+def build_value_histogram_query(
+    metric: Any,
+    *,
+    experiment: Any,
+    dialect: str | Dialect,
+    bins: int,
+    source: QuerySource | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> str:
+    """The histogram of the event metric ``metric``'s qualifying non-NULL values per variant (the events of
+    :func:`build_metric_counts_query`), on ``bins`` equal-width bins shared by the variants.
+
+    Columns ``variant, bucket, n, lo, hi``: ``n`` values of the variant in ``bucket`` (``floor`` of the
+    value's distance from ``lo`` in bin widths ``(hi - lo) / bins``; ``bins`` for the largest value,
+    which belongs to the last bin; 0 when every value is equal), ``lo`` / ``hi`` the smallest and largest
+    value of all variants. No rows without values.
+    """
+    if bins < 1:
+        raise ValueError("bins must be at least 1")
+    d = _dialect(dialect)
+    _checked([metric])
+    ctes, selects = histogram_parts(d, source or QuerySource(), metric, experiment, start, end, bins)
+    return _assemble(d, ctes, selects, HISTOGRAM_COLUMNS, "variant, bucket")
 
 
 #: Output columns of :func:`build_analysis_query`.
