@@ -349,6 +349,37 @@ def load_source_config(config: dict[str, Any] | str | Path) -> SourceConfig:
 
     ``event_type`` and ``experiment`` may be null (every row is a conversion / of this experiment).
     """
+    config = _config_object(config)
+    problems: list[str] = []
+    unknown = set(config) - {"events", "exposures"}
+    if unknown:
+        problems.append(f"unknown keys: {', '.join(sorted(unknown))}")
+    ev = config.get("events")
+    if not isinstance(ev, dict):
+        raise ValueError("source config needs an 'events' object" + ("; " + "; ".join(problems) if problems else ""))
+    events, fmt = _location(ev, "events", problems)
+    cols = _event_columns(ev, problems)
+    tsf = ev.get("timestamp_format", "timestamp")
+    if tsf not in ("timestamp", "epoch_s", "epoch_ms", "epoch_us"):
+        problems.append(f"events.timestamp_format must be timestamp, epoch_s, epoch_ms or epoch_us (got {tsf!r})")
+    exposures: dict[str, Any] = {}
+    ex = config.get("exposures")
+    if ex is not None:
+        if not isinstance(ex, dict):
+            problems.append("exposures must be an object")
+        else:
+            exposures = _exposures(ex, problems)
+    if problems:
+        raise ValueError("invalid source config: " + "; ".join(problems))
+    return SourceConfig(
+        events=events, format=fmt, columns={k: cols.get(k) for k in _MAPPING_KEYS}, timestamp_format=tsf,
+        conversion_type=str(ev.get("conversion_type", "conversion")), exposure_type=str(ev.get("exposure_type", "exposure")),
+        **exposures,
+    )
+
+
+def _config_object(config: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """The config as a dict: read from a path, parsed from JSON text, or as given (``ValueError`` otherwise)."""
     if isinstance(config, Path) or (isinstance(config, str) and not config.lstrip().startswith("{")):
         path = Path(config)
         if not path.exists():
@@ -359,29 +390,27 @@ def load_source_config(config: dict[str, Any] | str | Path) -> SourceConfig:
             config = json.loads(config)
         except json.JSONDecodeError as exc:
             raise ValueError(f"source config is not valid JSON: {exc}") from exc
-    problems: list[str] = []
     if not isinstance(config, dict):
         raise ValueError("source config must be a JSON object")
-    unknown = set(config) - {"events", "exposures"}
-    if unknown:
-        problems.append(f"unknown keys: {', '.join(sorted(unknown))}")
-    ev = config.get("events")
-    if not isinstance(ev, dict):
-        raise ValueError("source config needs an 'events' object" + ("; " + "; ".join(problems) if problems else ""))
+    return config
 
-    def where(part: dict[str, Any], label: str) -> tuple[str, str]:
-        fmt = part.get("format", "table" if "table" in part else "parquet")
-        if fmt not in ("table", "parquet", "csv"):
-            problems.append(f"{label}.format must be table, parquet or csv (got {fmt!r})")
-        loc = part.get("table") if fmt == "table" else part.get("path")
-        if not isinstance(loc, str) or not loc:
-            problems.append(f"{label} needs {'table' if fmt == 'table' else 'path'}")
-            loc = ""
-        elif "'" in loc:
-            problems.append(f"{label} location must not contain quotes")
-        return str(loc), str(fmt)
 
-    events, fmt = where(ev, "events")
+def _location(part: dict[str, Any], label: str, problems: list[str]) -> tuple[str, str]:
+    """The table or path and the format of the ``events`` / ``exposures`` part; problems appended."""
+    fmt = part.get("format", "table" if "table" in part else "parquet")
+    if fmt not in ("table", "parquet", "csv"):
+        problems.append(f"{label}.format must be table, parquet or csv (got {fmt!r})")
+    loc = part.get("table") if fmt == "table" else part.get("path")
+    if not isinstance(loc, str) or not loc:
+        problems.append(f"{label} needs {'table' if fmt == 'table' else 'path'}")
+        loc = ""
+    elif "'" in loc:
+        problems.append(f"{label} location must not contain quotes")
+    return str(loc), str(fmt)
+
+
+def _event_columns(ev: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """``events.columns`` (empty when missing); problems appended."""
     cols = ev.get("columns")
     if not isinstance(cols, dict):
         problems.append("events.columns must map " + ", ".join(_MAPPING_KEYS) + " to column names")
@@ -391,37 +420,25 @@ def load_source_config(config: dict[str, Any] | str | Path) -> SourceConfig:
     for key in ("user_id", "timestamp", "metric_name", "value"):
         if not isinstance(cols.get(key), str) or not cols.get(key):
             problems.append(f"events.columns.{key} is required (a column name)")
-    tsf = ev.get("timestamp_format", "timestamp")
-    if tsf not in ("timestamp", "epoch_s", "epoch_ms", "epoch_us"):
-        problems.append(f"events.timestamp_format must be timestamp, epoch_s, epoch_ms or epoch_us (got {tsf!r})")
-    exposures = exposures_fmt = None
-    ecols: dict[str, Any] | None = None
-    segments: tuple[str, ...] = ()
-    ex = config.get("exposures")
-    if ex is not None:
-        if not isinstance(ex, dict):
-            problems.append("exposures must be an object")
-        else:
-            exposures, exposures_fmt = where(ex, "exposures")
-            ecols = ex.get("columns") if isinstance(ex.get("columns"), dict) else None
-            if ecols is None:
-                problems.append("exposures.columns must map user_id, timestamp, variant (and experiment)")
-                ecols = {}
-            for key in ("user_id", "timestamp", "variant"):
-                if not isinstance(ecols.get(key), str) or not ecols.get(key):
-                    problems.append(f"exposures.columns.{key} is required (a column name)")
-            seg = ex.get("segments", [])
-            if not (isinstance(seg, list) and all(isinstance(s, str) for s in seg)):
-                problems.append("exposures.segments must be a list of column names")
-                seg = []
-            segments = tuple(seg)
-    if problems:
-        raise ValueError("invalid source config: " + "; ".join(problems))
-    return SourceConfig(
-        events=events, format=fmt, columns={k: cols.get(k) for k in _MAPPING_KEYS}, timestamp_format=tsf,
-        conversion_type=str(ev.get("conversion_type", "conversion")), exposure_type=str(ev.get("exposure_type", "exposure")),
-        exposures=exposures, exposures_format=exposures_fmt or "table", exposure_columns=ecols, segment_columns=segments,
-    )
+    return cols
+
+
+def _exposures(ex: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The :class:`SourceConfig` fields of an ``exposures`` part; problems appended."""
+    exposures, exposures_fmt = _location(ex, "exposures", problems)
+    ecols = ex.get("columns") if isinstance(ex.get("columns"), dict) else None
+    if ecols is None:
+        problems.append("exposures.columns must map user_id, timestamp, variant (and experiment)")
+        ecols = {}
+    for key in ("user_id", "timestamp", "variant"):
+        if not isinstance(ecols.get(key), str) or not ecols.get(key):
+            problems.append(f"exposures.columns.{key} is required (a column name)")
+    seg = ex.get("segments", [])
+    if not (isinstance(seg, list) and all(isinstance(s, str) for s in seg)):
+        problems.append("exposures.segments must be a list of column names")
+        seg = []
+    return {"exposures": exposures, "exposures_format": exposures_fmt or "table", "exposure_columns": ecols,
+            "segment_columns": tuple(seg)}
 
 
 # --------------------------------------------------------------------------- the pipeline

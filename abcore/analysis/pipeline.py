@@ -1,6 +1,6 @@
 """``analyze(experiment)``: queries -> statistics -> :class:`Results`.
 
-The database aggregates (see :mod:`abcore.analysis.queries`); this module picks the tests, adjusts
+The database aggregates (see :mod:`abcore.analysis.sql`); this module picks the tests, adjusts
 p-values, runs the health checks, writes the verdict and shapes the output. Everything it
 returns is a frozen dataclass; :meth:`Results.to_frame` and :meth:`Results.to_dict` give a
 pandas table and a JSON-ready dict.
@@ -33,7 +33,7 @@ from typing import Any, Literal
 from sqlmodel import Session
 
 from abcore import stats
-from abcore.analysis import queries
+from abcore.analysis import overview as queries
 from abcore.analysis import verdict as decisions
 from abcore.analysis.engines import (
     ENGINES,

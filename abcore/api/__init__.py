@@ -2,7 +2,7 @@
 
 ``abcore api`` serves it (uvicorn); ``create_app(engine)`` builds it for tests or for mounting in
 another ASGI app. The endpoints call the same functions as the dashboard (``abcore.experiments.lifecycle``,
-``abcore.assign``, ``abcore.analysis.pipeline``, ``abcore.analysis.queries``, ``abcore.io.csv_export``); see README
+``abcore.assign``, ``abcore.analysis.pipeline``, ``abcore.analysis.overview``, ``abcore.io.csv_export``); see README
 "HTTP API". ``abcore.api.gateway`` holds the gateway helper (seed 001's response headers).
 """
 

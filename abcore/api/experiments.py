@@ -1,7 +1,8 @@
 """``/api/v1/experiments``: create, list, read, change status, ship, metrics, results, export.
 
 Every endpoint calls the functions the dashboard calls (:mod:`abcore.experiments.lifecycle`,
-:mod:`abcore.analysis.pipeline`, :mod:`abcore.analysis.queries`, :mod:`abcore.io.csv_export`); nothing is computed here.
+:mod:`abcore.analysis.pipeline`, :mod:`abcore.analysis.metric_counts`, :mod:`abcore.analysis.overview`,
+:mod:`abcore.io.csv_export`); nothing is computed here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from abcore.analysis import queries
+from abcore.analysis import overview
+from abcore.analysis.metric_counts import metric_counts
 from abcore.api.deps import Editor, Reader, SessionDep, StateDep
 from abcore.api.errors import responses
 from abcore.api.schemas import (
@@ -164,35 +166,39 @@ def _metric_list(exp: Experiment, observed: list[str]) -> list[str]:
     "/{ref}/metrics",
     response_model=ExperimentMetrics,
     responses=responses(401, 403, 404, 429),
-    summary="Per-variant exposures, unique users and conversions (seed 002)",
+    summary="Per-variant exposures, analysed users and per-metric event counts",
 )
 def metrics(ref: Ref, key: Reader, session: SessionDep, state: StateDep) -> dict[str, Any]:
-    """Counts since the experiment started (events before it are pre-experiment data, as in the analysis):
-    ``assigned`` users, ``exposures`` (events), ``unique_users`` (exposed), and per metric (the experiment's
-    and every metric seen) events, users, converted users, rate, sum and mean per exposed user."""
+    """Plain counts since the experiment started, over the users and windows the analysis counts.
+
+    Per variant: ``assigned`` users (stored assignments), ``exposures`` (exposure events of assigned users
+    since the start), ``unique_users`` (the analysis population: assigned users with a first exposure since
+    the start; the ``users`` of ``/results``), and per metric (the experiment's and every metric seen) over
+    the qualifying events (at or after the user's first exposure + the definition's delay, inside its
+    window, as in the analysis): ``count`` events, ``users`` with one, ``converted`` users with a value
+    >= 1 (a bare event counts as 1), ``conversion_rate`` = converted / unique_users, ``sum`` of the values
+    (uncapped) and ``mean`` = sum / unique_users (None without users).
+    """
     state.assigner.flush()  # this worker's buffered events are visible to its own reads
     exp = ex.get_experiment(session=session, ref=ref)
     assert exp.id is not None
-    start = queries.as_utc(exp.started_at)
+    start = overview.as_utc(exp.started_at)
     variants = ex.get_variants(session=session, experiment_id=exp.id)
-    assigned = queries.participants(session=session, experiment_id=exp.id)
-    users = queries.exposed_users(session=session, experiment_id=exp.id, start=start)
-    names = _metric_list(exp, queries.metric_names(session=session, experiment_id=exp.id))
-    stats = queries.metric_stats(session=session, experiment_id=exp.id, metrics=names, start=start, users=users)
-    counts = queries.event_counts(session=session, experiment_id=exp.id, start=start)
-    by_key = {(s.variant_id, s.metric): s for s in stats}
+    assigned = overview.participants(session=session, experiment_id=exp.id)
+    names = _metric_list(exp, overview.metric_names(session=session, experiment_id=exp.id))
+    found = metric_counts(session=session, experiment_id=exp.id, metrics=names, start=start)
+    exposures = overview.exposure_counts(session=session, experiment_id=exp.id, start=start)
     out = []
     for v in variants:
         assert v.id is not None
-        n = users.get((v.id, None), 0)
+        n = found.users.get(v.id, 0)
         conversions = {}
         for m in names:
-            s = by_key.get((v.id, m))
-            total = s.sum if s else 0.0
-            converted = s.converted if s else 0
+            c = found.metrics.get((v.id, m))
+            total, converted = (c.sum, c.converted) if c else (0.0, 0)
             conversions[m] = MetricCounts(
-                count=counts.get((v.id, "conversion", m), 0),
-                users=s.users_with_events if s else 0,
+                count=c.events if c else 0,
+                users=c.users if c else 0,
                 converted=converted,
                 conversion_rate=converted / n if n else None,
                 sum=total,
@@ -204,7 +210,7 @@ def metrics(ref: Ref, key: Reader, session: SessionDep, state: StateDep) -> dict
                 variant=v.name,
                 is_control=v.is_control,
                 assigned=assigned.get(v.id, 0),
-                exposures=counts.get((v.id, "exposure", None), 0),
+                exposures=exposures.get(v.id, 0),
                 unique_users=n,
                 conversions=conversions,
             )

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from abcore.analysis import queries
+from abcore.analysis import overview
 from abcore.api.deps import ApiState, StateDep, Tracker, store_session
 from abcore.api.errors import responses
 from abcore.api.schemas import (
@@ -109,7 +109,7 @@ def _track(state: ApiState, event: Any, event_type: str) -> None:
             raise HTTPException(
                 409, f"Experiment {exp.name!r} is {exp.status}: events are recorded only while it is running or paused."
             )
-        if queries.assigned_variant(session=session, experiment_id=exp.id, user_id=event.user_id) is None:  # type: ignore[arg-type]
+        if overview.assigned_variant(session=session, experiment_id=exp.id, user_id=event.user_id) is None:  # type: ignore[arg-type]
             raise HTTPException(
                 409,
                 f"User {event.user_id!r} has no assignment in {exp.name!r}: assign the user first (POST /api/v1/assign).",

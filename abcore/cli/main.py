@@ -184,7 +184,7 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from abcore.analysis.queries import experiment_overview, participants
+    from abcore.analysis.overview import experiment_overview, participants
     from abcore.experiments.lifecycle import get_variants, list_experiments
 
     engine = _engine(args)

@@ -1,6 +1,6 @@
 """Sufficient statistics per variant, as small frozen dataclasses.
 
-The SQL layer (``abcore.analysis.queries``) aggregates per user, then per variant, and hands
+The SQL layer (``abcore.analysis.sql``) aggregates per user, then per variant, and hands
 these objects to the statistics functions; nothing here ever touches a database.
 
 Following GrowthBook's gbstats (``gbstats/models/statistics.py``), derived quantities

@@ -152,7 +152,7 @@ class ExperimentEvent(SQLModel, table=True):
 
     __tablename__ = "ab_experiment_results"
     __table_args__ = (
-        # Same set as the migrations create (0001-0003); abcore.analysis.queries reads events through these two.
+        # Same set as the migrations create (0001-0003); the analysis SQL (abcore.analysis.sql) reads events through these two.
         # Per-user metric aggregation with a time window, answered from the index alone.
         Index(
             "ix_results_exp_type_metric_user_ts_value",

@@ -685,7 +685,7 @@ def deliver_pending(engine: Engine, *, settings: WatchSettings, report: PassRepo
 
 
 def _aware(ts: datetime) -> datetime:
-    from abcore.analysis.queries import as_utc
+    from abcore.analysis.overview import as_utc
 
     return as_utc(ts)  # type: ignore[return-value]
 

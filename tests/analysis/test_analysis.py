@@ -1,4 +1,4 @@
-"""abcore.analysis.pipeline and the analysis SQL of abcore.analysis.queries, on SQLite and PostgreSQL.
+"""abcore.analysis.pipeline and the counts over its population (abcore.analysis.metric_counts), on SQLite and PostgreSQL.
 
 Data sets are small with known numbers; expected values come from hand counts, numpy,
 scipy and statsmodels on the same per-user values (each source noted at the assertion).
@@ -19,7 +19,7 @@ from statsmodels.stats import proportion as sm_proportion
 from statsmodels.stats.multitest import multipletests
 
 from abcore import stats
-from abcore.analysis import queries
+from abcore.analysis.metric_counts import metric_counts, value_distribution
 from abcore.analysis.pipeline import Results, analyze
 from abcore.store.tables import Experiment, Variant
 from tests.factories import T0, add_data, completed_experiment, conversion, exposure
@@ -59,23 +59,52 @@ def hand_data(session: Session) -> tuple[Experiment, dict[str, Variant]]:
     return exp, arms
 
 
-def test_metric_stats_users_first(session: Session, hand_data: tuple[Experiment, dict[str, Variant]]) -> None:
+def test_metric_counts_users_first(session: Session, hand_data: tuple[Experiment, dict[str, Variant]]) -> None:
     exp, arms = hand_data
     a, b = arms["A"].id, arms["B"].id
-    rows = queries.metric_stats(session=session, experiment_id=exp.id, metrics=["click", "revenue"])
-    got = {(r.metric, r.variant_id): r for r in rows}
-    # Hand count: A exposed users a1..a4 (4), B b1..b3 (3); a1's three clicks count once.
-    assert (got["click", a].users, got["click", a].converted) == (4, 2)
-    assert (got["click", b].users, got["click", b].converted) == (3, 2)
-    assert got["click", a].non_binary_values == 0 and got["click", b].non_binary_values == 0
-    # Mean metric: per-user sums, zeros for exposed users without events (numpy on the same values).
-    per_user_a, per_user_b = np.array([5.0, 1.5, 0, 0]), np.array([10.0, 0, 0])
-    assert got["revenue", a].sum == pytest.approx(per_user_a.sum())
-    assert got["revenue", a].sum_squares == pytest.approx((per_user_a**2).sum())
-    assert got["revenue", b].sum == pytest.approx(per_user_b.sum())
-    assert got["revenue", a].summary.std == pytest.approx(per_user_a.std(ddof=1))
-    assert got["revenue", a].non_binary_values > 0
-    assert queries.exposed_users(session=session, experiment_id=exp.id) == {(a, None): 4, (b, None): 3}
+    got = metric_counts(session=session, experiment_id=exp.id, metrics=["click", "revenue"])
+    # Hand count: A exposed users a1..a4 (4), B b1..b3 (3); a1's three clicks count once as a user.
+    assert got.users == {a: 4, b: 3}
+    click_a, click_b = got.metrics[a, "click"], got.metrics[b, "click"]
+    assert (click_a.events, click_a.users, click_a.converted, click_a.sum) == (4, 2, 2, 4.0)  # a2's bare event = 1
+    assert (click_b.events, click_b.users, click_b.converted, click_b.sum) == (2, 2, 2, 2.0)
+    # Mean metric: per-user sums (a5 never exposed: left out), converted = users with a value >= 1.
+    rev_a, rev_b = got.metrics[a, "revenue"], got.metrics[b, "revenue"]
+    assert (rev_a.events, rev_a.users, rev_a.converted, rev_a.sum) == (3, 2, 2, pytest.approx(6.5))
+    assert (rev_b.events, rev_b.users, rev_b.converted, rev_b.sum) == (1, 1, 1, pytest.approx(10.0))
+
+
+def test_metric_counts_follow_the_analysis(session: Session) -> None:
+    """The counts read the analysis population and windows: events before a user's first exposure, after
+    the definition's window, or of users exposed only before the start are not counted; the users and
+    conversions equal analyze()'s."""
+    from abcore.metrics import MetricCreate, define_metric
+
+    define_metric(session=session, data=MetricCreate(name="click", kind="binomial", window_hours=24))
+    exp, arms = make_experiment(session)
+    a, b = arms["A"], arms["B"]
+    hour = timedelta(hours=1)
+    add_data(
+        session, exp,
+        [("a1", a, {}), ("a2", a, {}), ("a3", a, {}), ("b1", b, {}), ("b2", b, {})],
+        [
+            exposure("a1", T0 + hour), exposure("a2", T0 + hour), exposure("a3", T0 - hour),  # a3: before the start
+            exposure("b1", T0 + 5 * hour), exposure("b2", T0 + hour),
+            conversion("a1", "click", 1.0, T0 + 2 * hour),
+            conversion("a2", "click", 1.0, T0 + 30 * hour),  # after a2's 24 h window
+            conversion("a3", "click", 1.0, T0 + 2 * hour),  # a3 is not in the population
+            conversion("b1", "click", 1.0, T0 + 3 * hour),  # before b1's first exposure
+            conversion("b1", "click", 1.0, T0 + 6 * hour),
+            conversion("b2", "click", None, T0 + 2 * hour),
+        ],
+    )
+    got = metric_counts(session=session, experiment_id=exp.id, metrics=["click"], start=T0)
+    res = analyze(exp.id, session=session, correction="none")
+    assert got.users == {v.variant_id: v.users for v in res.variants} == {a.id: 2, b.id: 2}
+    click = res.result("click")
+    assert (got.metrics[a.id, "click"].converted, got.metrics[b.id, "click"].converted) == (
+        click.control_conversions, click.conversions) == (1, 2)
+    assert (got.metrics[a.id, "click"].events, got.metrics[b.id, "click"].events) == (1, 2)
 
 
 def test_analyze_on_hand_counts(session: Session, hand_data: tuple[Experiment, dict[str, Variant]]) -> None:
@@ -96,11 +125,7 @@ def test_analyze_on_hand_counts(session: Session, hand_data: tuple[Experiment, d
 
 def test_segment_breakdown(session: Session, hand_data: tuple[Experiment, dict[str, Variant]]) -> None:
     exp, arms = hand_data
-    rows = queries.metric_stats(session=session, experiment_id=exp.id, metrics=["click"], segment="country")
-    got = {(r.segment, r.variant_id): (r.users, r.converted) for r in rows}
     # Hand count: DE: A a1, a3 (a1 converted); B b1, b3 (b1). US: A a2, a4 (a2); B b2 (b2).
-    assert got == {("DE", arms["A"].id): (2, 1), ("DE", arms["B"].id): (2, 1),
-                   ("US", arms["A"].id): (2, 1), ("US", arms["B"].id): (1, 1)}
     res = analyze(exp, session=session, segment="country")
     de = next(s for s in res.segments if s.value == "DE" and s.metric == "click")
     assert (de.control_users, de.users) == (2, 2)
@@ -120,13 +145,12 @@ def test_window_filters_events_and_population(session: Session) -> None:
             conversion("b1", "click", 1.0, T0 + 5 * day),
         ],
     )
-    all_rows = {r.variant_id: r for r in queries.metric_stats(session=session, experiment_id=exp.id, metrics=["click"])}
-    assert (all_rows[a.id].users, all_rows[a.id].converted, all_rows[b.id].converted) == (2, 2, 1)
+    every = metric_counts(session=session, experiment_id=exp.id, metrics=["click"])
+    assert (every.users[a.id], every.metrics[a.id, "click"].converted, every.metrics[b.id, "click"].converted) == (2, 2, 1)
     # [T0, T0 + 2 days): a2's only exposure is outside (not in population), b1's conversion too.
-    rows = {r.variant_id: r for r in queries.metric_stats(
-        session=session, experiment_id=exp.id, metrics=["click"], start=T0, end=T0 + 2 * day)}
-    assert (rows[a.id].users, rows[a.id].converted) == (1, 1)
-    assert (rows[b.id].users, rows[b.id].converted) == (1, 0)
+    window = metric_counts(session=session, experiment_id=exp.id, metrics=["click"], start=T0, end=T0 + 2 * day)
+    assert (window.users[a.id], window.metrics[a.id, "click"].converted) == (1, 1)
+    assert (window.users[b.id], window.metrics[b.id, "click"].converted) == (1, 0)
     res = analyze(exp.id, session=session, start=T0, end=T0 + 2 * day)
     assert [v.users for v in res.variants] == [1, 1]
     assert res.start == T0 and res.end == T0 + 2 * day
@@ -145,7 +169,8 @@ def test_percentiles_match_numpy_inverted_cdf(session: Session) -> None:
             assignments.append((f"{name}{i}", arms[name], {}))
             events.append(exposure(f"{name}{i}"))
     add_data(session, exp, assignments, events)
-    got = {p.variant_id: p for p in queries.percentile_stats(session=session, experiment_id=exp.id, metrics=["latency"])}
+    res = analyze(exp.id, session=session)
+    got = {p.variant_id: p for p in res.percentiles if p.metric == "latency"}
     for name, vals in values.items():
         p = got[arms[name].id]
         assert p.count == len(vals)
@@ -153,18 +178,13 @@ def test_percentiles_match_numpy_inverted_cdf(session: Session) -> None:
         for q in (50, 95, 99):
             # nearest rank = numpy percentile with method="inverted_cdf"
             assert p.percentiles[q] == pytest.approx(np.percentile(vals, q, method="inverted_cdf")), q
-    dist = queries.value_distribution(session=session, experiment_id=exp.id, metric="latency", bins=12)
+    dist = value_distribution(session=session, experiment_id=exp.id, metric="latency", bins=12)
     both = np.concatenate(list(values.values()))
     edges = np.linspace(both.min(), both.max(), 13)
     assert dist.edges == pytest.approx(tuple(edges))
     for name, vals in values.items():
         counts, _ = np.histogram(vals, bins=edges)  # numpy: last bin closed, like ours
         assert list(dist.counts[arms[name].id]) == counts.tolist()
-    # without percentiles (the results page's chart): the same bins from the min/max pass alone
-    bins_only = queries.value_distribution(session=session, experiment_id=exp.id, metric="latency", bins=12,
-                                           percentiles=False)
-    assert (bins_only.edges, bins_only.counts, bins_only.percentiles) == (dist.edges, dist.counts, {})
-    res = analyze(exp.id, session=session)
     assert {p.variant_id for p in res.percentiles} == {arms["A"].id, arms["B"].id}
 
 
@@ -390,5 +410,5 @@ def test_no_data_keeps_running(session: Session) -> None:
     assert res.warnings  # CUPED needs started_at
     assert res.daily == () and res.percentiles == ()
     json.dumps(res.to_dict(), allow_nan=False)
-    empty = queries.value_distribution(session=session, experiment_id=exp.id, metric="latency")
+    empty = value_distribution(session=session, experiment_id=exp.id, metric="latency")
     assert empty.edges == () and empty.counts == {}

@@ -1,4 +1,4 @@
-"""The small dashboard queries of abcore.analysis.queries, on SQLite and PostgreSQL, against hand counts."""
+"""The small dashboard queries of abcore.analysis.overview, on SQLite and PostgreSQL, against hand counts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import Session
 
-from abcore.analysis import queries
+from abcore.analysis import overview as queries
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant
 
 
@@ -67,7 +67,7 @@ def test_simple_queries(session: Session) -> None:
 
 
 def test_attribute_names_lists_the_segment_keys(session: Session) -> None:
-    from abcore.analysis.queries import attribute_names
+    from abcore.analysis.overview import attribute_names
     from abcore.store.tables import Experiment, UserAssignment, Variant
 
     experiment = Experiment(name="attrs", salt="s")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -16,10 +17,11 @@ from abcore.analysis.pipeline import analyze
 from abcore.api import ApiSettings, create_app
 from abcore.experiments.lifecycle import audit_log
 from abcore.io.csv_export import iter_csv
+from abcore.store.tables import ExperimentEvent
 
 from .conftest import Keys
 
-SEED_002 = {
+EXPERIMENT_BODY = {
     "name": "lora_boost_test",
     "description": "Test LoRA boost factor",
     "traffic_allocation": 1.0,
@@ -31,7 +33,7 @@ SEED_002 = {
 
 
 def _create(client: TestClient, keys: Keys, body: dict | None = None, start: bool = True) -> dict:
-    created = client.post("/api/v1/experiments", json=body or SEED_002, headers=keys.auth("editor"))
+    created = client.post("/api/v1/experiments", json=body or EXPERIMENT_BODY, headers=keys.auth("editor"))
     assert created.status_code == 201, created.text
     if start:
         started = client.put(f"/api/v1/experiments/{created.json()['id']}/status", json={"status": "running"},
@@ -84,13 +86,13 @@ def test_invalid_experiments_get_422_listing_every_problem(client: TestClient, k
         "name": "zero", "variants": [{"name": "a", "weight": 0}, {"name": "b", "weight": 0}]})
     assert zero.status_code == 422 and "sum to 0" in zero.json()["detail"]
     _create(client, keys, start=False)
-    taken = client.post("/api/v1/experiments", json=SEED_002, headers=keys.auth("editor"))
+    taken = client.post("/api/v1/experiments", json=EXPERIMENT_BODY, headers=keys.auth("editor"))
     assert taken.status_code == 422 and "already exists" in taken.json()["detail"]
 
 
 def test_list_filters_by_status_and_paginates(client: TestClient, keys: Keys) -> None:
     for i in range(5):
-        body = {**SEED_002, "name": f"exp{i}"}
+        body = {**EXPERIMENT_BODY, "name": f"exp{i}"}
         _create(client, keys, body, start=i % 2 == 0)
     everything = client.get("/api/v1/experiments", headers=keys.auth("viewer")).json()
     assert everything["total"] == 5 and [e["name"] for e in everything["items"]] == ["exp4", "exp3", "exp2", "exp1", "exp0"]
@@ -131,7 +133,7 @@ def test_status_transitions_409_with_reason_and_audit_names_the_key(client: Test
     assert entries == [("create", "ed"), ("start", "ed"), ("pause", "ed"), ("resume", "ed"), ("stop", "ed")]
 
 
-def test_ship_winner_seed_004(client: TestClient, keys: Keys) -> None:
+def test_ship_winner(client: TestClient, keys: Keys) -> None:
     exp = _create(client, keys)
     url = f"/api/v1/experiments/{exp['id']}/ship"
     early = client.post(url, json={"variant": "treatment", "rollout_pct": 50}, headers=keys.auth("editor"))
@@ -168,7 +170,7 @@ def test_assign_single_and_batch_answer_like_the_library(client: TestClient, key
     assert [s["variant"] for s in singles] == [a["variant"] for a in answers[:10]]  # sticky: same answers
     missing = client.post("/api/v1/assign", json={"user_id": "u1", "experiment": "nope"}, headers=keys.auth("service"))
     assert missing.status_code == 404
-    draft = _create(client, keys, {**SEED_002, "name": "draft"}, start=False)
+    draft = _create(client, keys, {**EXPERIMENT_BODY, "name": "draft"}, start=False)
     not_yet = client.post("/api/v1/assign", json={"user_id": "u1", "experiment": draft["id"]}, headers=keys.auth("service"))
     assert not_yet.status_code == 200 and not_yet.json() == {**{k: None for k in not_yet.json()}, "user_id": "u1",
                                                                "assigned": False}
@@ -248,7 +250,7 @@ def test_roles_and_revocation(engine: Engine, keys: Keys) -> None:
         for role, reads, manages, tracks in (("viewer", 200, 403, 403), ("editor", 200, 201, 200), ("service", 403, 403, 200)):
             auth = keys.auth(role)
             assert client.get("/api/v1/experiments", headers=auth).status_code == reads, role
-            created = client.post("/api/v1/experiments", json={**SEED_002, "name": f"by_{role}"}, headers=auth)
+            created = client.post("/api/v1/experiments", json={**EXPERIMENT_BODY, "name": f"by_{role}"}, headers=auth)
             assert created.status_code == manages, role
             assert client.post("/api/v1/assign", json={"user_id": "u"}, headers=auth).status_code == tracks, role
         with Session(engine) as session:
@@ -285,3 +287,32 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert client.get("/docs").status_code == 200
     assert client.get("/api/v1/health").json()["status"] == "ok"
+
+
+def test_metrics_counts_the_users_and_conversions_of_the_analysis(client: TestClient, keys: Keys, engine: Engine) -> None:
+    """``/metrics`` counts the analysis population and its qualifying events: the same users per variant and
+    the same converted users of a binomial metric as ``analyze`` (a conversion before the user's exposure,
+    stored with an earlier timestamp, is in neither)."""
+    exp = _create(client, keys)
+    metric = exp["primary_metric"]
+    for i in range(30):
+        user = f"u{i}"
+        client.post("/api/v1/assign", json={"user_id": user, "experiment": exp["id"]}, headers=keys.auth("service"))
+        if i % 4 == 0:
+            client.post("/api/v1/experiments/conversions", headers=keys.auth("service"),
+                        json={"experiment_id": exp["id"], "user_id": user, "metric_name": metric})
+    got = client.get(f"/api/v1/experiments/{exp['id']}/metrics", headers=keys.auth("viewer")).json()  # flushes writes
+    with Session(engine, expire_on_commit=False) as session:
+        early = ExperimentEvent(experiment_id=exp["id"], user_id="u1", event_type="conversion", metric_name=metric,
+                                value=1.0, ts=datetime.now(UTC) - timedelta(days=3))
+        session.add(early)
+        session.commit()
+        results = analyze(exp["id"], session=session, correction="none")
+    assert client.get(f"/api/v1/experiments/{exp['id']}/metrics", headers=keys.auth("viewer")).json() == got
+    by_id = {v["variant_id"]: v for v in got["variants"]}
+    assert {v.variant_id: v.users for v in results.variants} == {k: v["unique_users"] for k, v in by_id.items()}
+    row = results.result(metric)
+    control = next(v for v in results.variants if v.is_control)
+    counted = {vid: v["conversions"][metric]["converted"] for vid, v in by_id.items()}
+    assert counted == {control.variant_id: row.control_conversions, row.variant_id: row.conversions}
+    assert sum(counted.values()) == len(range(0, 30, 4)) and sum(v["unique_users"] for v in by_id.values()) == 30

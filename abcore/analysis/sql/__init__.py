@@ -1,4 +1,11 @@
-"""The query layer driven by metric definitions: :mod:`abcore.analysis.sql.build` and :mod:`abcore.analysis.sql.dialects`."""
+"""The analysis SQL, built from metric definitions.
+
+:mod:`~abcore.analysis.sql.build` has the public builders; they put together one module per CTE family
+(:mod:`~abcore.analysis.sql.population`, :mod:`~abcore.analysis.sql.metric_values`,
+:mod:`~abcore.analysis.sql.caps`, :mod:`~abcore.analysis.sql.stats`, :mod:`~abcore.analysis.sql.daily`), with
+the per-engine differences in :mod:`~abcore.analysis.sql.dialects` and timestamps in
+:mod:`~abcore.analysis.sql.time_keys`.
+"""
 
 from abcore.analysis.sql.build import (
     KINDS,

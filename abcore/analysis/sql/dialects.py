@@ -1,6 +1,6 @@
 """The few per-engine differences of the analysis SQL, in one place.
 
-Everything else in :mod:`abcore.analysis.sql.build` is plain ANSI SQL (CTEs, ``CASE``, ``COALESCE``,
+Everything else in :mod:`abcore.analysis.sql` is plain ANSI SQL (CTEs, ``CASE``, ``COALESCE``,
 window functions) that SQLite (>= 3.35 with math functions), PostgreSQL, DuckDB and
 Spark SQL all run unchanged. Nothing here relies on a transpiler passing an unknown function
 through: every dialect spells its functions explicitly.

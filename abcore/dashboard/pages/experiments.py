@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from abcore.analysis.queries import VariantUsers, experiment_overview, latest_event_id, variant_users
+from abcore.analysis.overview import VariantUsers, experiment_overview, latest_event_id, variant_users
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import experiment_list as xl
 from abcore.dashboard.views import forms

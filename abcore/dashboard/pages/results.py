@@ -1,6 +1,6 @@
 """Results of one experiment: health, per-metric tables, recommendation, charts and CSV downloads.
 
-Linkable: ``/results?experiment=<id or name>``. Aggregation runs in SQL (abcore.analysis.queries via
+Linkable: ``/results?experiment=<id or name>``. Aggregation runs in SQL (abcore.analysis.sql via
 abcore.analysis.pipeline); results are cached per experiment and its latest event id, so new data
 is never hidden by the cache.
 """
@@ -15,7 +15,8 @@ from typing import IO, Any
 
 import streamlit as st
 
-from abcore.analysis import queries
+from abcore.analysis import overview
+from abcore.analysis.metric_counts import value_distribution
 from abcore.analysis.pipeline import analyze
 from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import ui, watch_ui
@@ -42,14 +43,14 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
     """
     method, correction, cuped, start, end, segment = options
     with ui.session() as s:  # engine: ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS (README, Dashboard)
-        engine = choose_analysis_engine(lambda: queries.event_total(session=s, experiment_id=experiment_id))
+        engine = choose_analysis_engine(lambda: overview.event_total(session=s, experiment_id=experiment_id))
         began = perf_counter()
         results = analyze(
             experiment_id, session=s, method=method, correction=correction, cuped=cuped,
             start=start, end=end, segment=segment or None, percentiles=False, engine=engine,
         )
         seconds = perf_counter() - began
-        tracked = set(queries.metric_names(session=s, experiment_id=experiment_id))
+        tracked = set(overview.metric_names(session=s, experiment_id=experiment_id))
     metrics = [m for m, _ in forms.metrics_in_order(results)]
     return {
         "results": results,
@@ -65,7 +66,7 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
 def _assignments_svg(url: str, experiment_id: int, latest_event: int, palette: dict[str, str]) -> str | None:
     """The assignments-per-day chart (None: no assignments), cached on the latest event id."""
     with ui.session() as s:
-        per_day = queries.assignments_per_day(session=s, experiment_id=experiment_id)
+        per_day = overview.assignments_per_day(session=s, experiment_id=experiment_id)
         names = {v.id: v.name for v in ex.get_variants(session=s, experiment_id=experiment_id)}
     return result_charts.assignments(per_day, names, palette) if per_day else None
 
@@ -73,12 +74,13 @@ def _assignments_svg(url: str, experiment_id: int, latest_event: int, palette: d
 @st.cache_data(show_spinner=False, max_entries=64)
 def _distribution_svg(url: str, experiment_id: int, latest_event: int, metric: str, window: tuple[Any, Any],
                        palette: dict[str, str]) -> str | None:
-    """The value histogram of ``metric`` per variant in ``window`` (None: no values), cached on the latest event id."""
+    """The value histogram of ``metric`` per variant (None: no values), cached on the latest event id: the
+    qualifying event values of the analysis population in ``window`` (its start defaults to the experiment's,
+    as in the analysis; the definition's window and delay apply)."""
     with ui.session() as s:
-        dist = queries.value_distribution(
-            session=s, experiment_id=experiment_id, metric=metric, bins=30, start=window[0], end=window[1],
-            percentiles=False,  # the chart draws the bins only
-        )
+        start = window[0] or overview.as_utc(ex.get_experiment(session=s, ref=experiment_id).started_at)
+        dist = value_distribution(session=s, experiment_id=experiment_id, metric=metric, bins=30, start=start,
+                                  end=window[1])
         names = {v.id: v.name for v in ex.get_variants(session=s, experiment_id=experiment_id)}
     return result_charts.distribution(dist, names, metric, palette) if dist.edges else None
 
@@ -86,7 +88,7 @@ def _distribution_svg(url: str, experiment_id: int, latest_event: int, metric: s
 @st.cache_data(show_spinner=False, max_entries=64, ttl=60)
 def _segments(url: str, experiment_id: int) -> list[str]:
     with ui.session() as s:
-        return queries.attribute_names(session=s, experiment_id=experiment_id)
+        return overview.attribute_names(session=s, experiment_id=experiment_id)
 
 
 def _csv_file(experiment_id: int, what: str, options: dict[str, Any]) -> Any:
@@ -268,7 +270,7 @@ def _metric_table(page: dict[str, Any], metric: str, role: str) -> None:
 def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], cuped_note: Any) -> None:
     """Health banner, verdict, top figures and the primary metric first; then the other metrics and the charts."""
     with ui.session() as s:
-        latest = queries.latest_event_id(session=s, experiment_id=experiment.id)
+        latest = overview.latest_event_id(session=s, experiment_id=experiment.id)
         variants = ex.get_variants(session=s, experiment_id=experiment.id)
     palette = forms.variant_colors([v.name for v in sorted(variants, key=lambda v: not v.is_control)])
     version = f"{experiment.status}|{experiment.updated_at.isoformat()}"

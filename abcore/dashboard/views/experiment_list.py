@@ -1,7 +1,7 @@
 """The experiment list of the landing page: one line per experiment, search, filters, sort, progress.
 
 Pure functions over frozen dataclasses; the page builds the items from two queries for all
-experiments (:func:`abcore.analysis.queries.experiment_overview`, :func:`abcore.analysis.queries.variant_users`),
+experiments (:func:`abcore.analysis.overview.experiment_overview`, :func:`abcore.analysis.overview.variant_users`),
 never one per card.
 """
 
@@ -118,7 +118,7 @@ def build_items(
     overview: Mapping[int, Any],
     variants: Mapping[int, Sequence[Any]],
 ) -> list[ListItem]:
-    """List items from experiment rows, their :class:`abcore.analysis.queries.ExperimentOverview` and variants.
+    """List items from experiment rows, their :class:`abcore.analysis.overview.ExperimentOverview` and variants.
 
     ``last_activity`` is the latest of the last event and the last change of the definition
     (``updated_at``); ``archived`` reads ``archived_at`` where the store has it.

@@ -65,14 +65,14 @@ def cumulative(results: Any, metric: str, palette: dict[str, str]) -> tuple[str,
 
 
 def distribution(dist: Any, names: dict[int, str], metric: str, palette: dict[str, str]) -> str:
-    """The value histogram of ``metric`` per variant (a :class:`abcore.analysis.queries.ValueDistribution`), overlaid."""
+    """The value histogram of ``metric`` per variant (a :class:`abcore.analysis.metric_counts.ValueDistribution`), overlaid."""
     counts = {names.get(vid, str(vid)): list(c) for vid, c in dist.counts.items()}
     return histogram(title=f"Distribution of {metric} per variant", edges=list(dist.edges), counts=counts,
                      colors=palette, x_title=metric)
 
 
 def assignments(per_day: list[Any], names: dict[int, str], palette: dict[str, str]) -> str:
-    """New assignments per day and variant (rows of :func:`abcore.analysis.queries.assignments_per_day`), bars side by side."""
+    """New assignments per day and variant (rows of :func:`abcore.analysis.overview.assignments_per_day`), bars side by side."""
     labels = forms.day_labels(a.day for a in per_day)
     days = sorted(set(labels))
     at = {d: i for i, d in enumerate(days)}

@@ -1,7 +1,7 @@
 """Covering indexes for the analysis queries, with ``ts`` for time windows.
 
 * ``(experiment_id, event_type, metric_name, user_id, ts, value)``: the per-user metric
-  aggregation of :mod:`abcore.analysis.queries` with a time window, answered from the index alone
+  aggregation of :mod:`abcore.analysis.sql` with a time window, answered from the index alone
   (the 0001 index lacks ``ts``, so a window forced a table lookup per event).
 * ``(experiment_id, event_type, user_id, ts)``: "was this user exposed in the window" as
   one index seek per user, and the first exposure per user as an ordered scan.
