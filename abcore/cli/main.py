@@ -788,7 +788,8 @@ def _positive_float(text: str) -> float:
 def _cmd_watch(args: argparse.Namespace) -> int:
     import logging
 
-    from abcore.watch.runner import WatchSettings, run_forever, run_pass
+    from abcore.watch.runner import run_forever, run_pass
+    from abcore.watch.webhooks import WatchSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

@@ -21,14 +21,8 @@ from abcore.experiments.lifecycle import (
     stop_experiment,
     validate_auto_stop,
 )
-from abcore.watch.runner import (
-    MetricOutcome,
-    Observation,
-    WatchSettings,
-    decide,
-    metric_outcome,
-    webhook_payload,
-)
+from abcore.watch.runner import MetricOutcome, Observation, decide, metric_outcome
+from abcore.watch.webhooks import WatchSettings, webhook_payload
 
 from .conftest import make_experiment
 
