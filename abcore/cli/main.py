@@ -551,7 +551,7 @@ def _cmd_import_events(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_import(args: argparse.Namespace) -> int:
-    from abcore.io.csv_export import import_config, load_config_file
+    from abcore.io.configs import import_config, load_config_file
 
     items = load_config_file(args.file)
     engine = _engine(args)
@@ -624,7 +624,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 def _cmd_config_export(args: argparse.Namespace) -> int:
     from abcore.experiments.lifecycle import list_experiments
-    from abcore.io.csv_export import dump_configs, export_config
+    from abcore.io.configs import dump_configs, export_config
 
     engine = _engine(args)
     with _session(engine) as session:

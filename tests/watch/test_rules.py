@@ -149,7 +149,7 @@ def test_settings_from_env() -> None:
 
 
 def test_config_export_import_round_trips_the_rules(session: Session) -> None:
-    from abcore.io.csv_export import export_config, import_config
+    from abcore.io.configs import export_config, import_config
 
     exp = create_experiment(session=session, data=ExperimentCreate(name="cfg", variants=VARIANTS,
                                                                    auto_stop={"guardrails": "stop", "max_days": 14}))
