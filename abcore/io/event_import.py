@@ -450,9 +450,16 @@ def _write_batch(
     being bad: a later line of the file may assign the user, and the record is retried at the end.
     """
     insert = _dialect_insert(connection)
+    stored = _stored_assignments(connection, records)
+    good, new_assignments = _resolve_variants(records, stored, summary, deferred)
+    if new_assignments:
+        good = _insert_assignments(connection, insert, new_assignments, stored, good, summary)
+    _insert_events(connection, insert, good, summary)
+
+
+def _stored_assignments(connection: Connection, records: list[_Record]) -> dict[tuple[int, str], int]:
+    """``{(experiment_id, user_id): variant_id}`` of the stored assignments of the batch's users."""
     assignments = UserAssignment.__table__  # type: ignore[attr-defined]
-    events = ExperimentEvent.__table__  # type: ignore[attr-defined]
-    # 1. Stored assignments of the batch's users.
     wanted: dict[int, set[str]] = {}
     for r in records:
         wanted.setdefault(r.experiment_id, set()).add(r.user_id)
@@ -464,7 +471,16 @@ def _write_batch(
             )
         ):
             stored[(experiment_id, row[0])] = row[1]
-    # 2. Resolve each record's variant; first record of an unassigned user decides (earliest line).
+    return stored
+
+
+def _resolve_variants(
+    records: list[_Record], stored: dict[tuple[int, str], int], summary: ImportSummary,
+    deferred: list[_Record] | None,
+) -> tuple[list[_Record], dict[tuple[int, str], tuple[int, datetime]]]:
+    """Each record's variant (set in place): the stored assignment, else the first record of an unassigned
+    user decides (its earliest timestamp is the assignment time). Returns the good records and the
+    assignments to create; conflicting records are reported bad, variant-less unassigned ones deferred."""
     new_assignments: dict[tuple[int, str], tuple[int, datetime]] = {}
     good: list[_Record] = []
     for r in records:
@@ -488,65 +504,82 @@ def _write_batch(
         if key in new_assignments and r.ts < new_assignments[key][1]:
             new_assignments[key] = (new_assignments[key][0], r.ts)
         good.append(r)
-    if new_assignments:
-        # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement, batched, RETURNING the inserted ids.
-        result = connection.execute(
-            insert(assignments)
-            .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
-            .returning(assignments.c.id),
-            [
-                {"experiment_id": e, "user_id": u, "variant_id": v, "attributes": {}, "assigned_at": ts}
-                for (e, u), (v, ts) in new_assignments.items()
-            ],
-        )
-        created = len(result.all())
-        summary.assignments_created += created
-        if created < len(new_assignments):  # someone assigned some of these users meanwhile: re-check
-            for experiment_id, user_id in new_assignments:
-                row = connection.execute(
-                    select(assignments.c.variant_id).where(
-                        assignments.c.experiment_id == experiment_id, assignments.c.user_id == user_id
-                    )
-                ).first()
-                if row is not None:
-                    stored[(experiment_id, user_id)] = row[0]
-            kept = []
-            for r in good:
-                actual = stored.get((r.experiment_id, r.user_id))
-                if actual is not None and actual != r.variant_id:
-                    summary.add_bad(r.line, f"variant conflicts with the stored assignment of user {r.user_id[:80]!r}")
-                else:
-                    kept.append(r)
-            good = kept
-    # 3. Events, deduplicated within the batch, ON CONFLICT DO NOTHING against earlier imports.
+    return good, new_assignments
+
+
+def _insert_assignments(
+    connection: Connection, insert: Any, new_assignments: dict[tuple[int, str], tuple[int, datetime]],
+    stored: dict[tuple[int, str], int], good: list[_Record], summary: ImportSummary,
+) -> list[_Record]:
+    """Create the missing assignments (``ON CONFLICT DO NOTHING``). When another writer assigned some of
+    these users meanwhile, their records that disagree with the stored variant are reported bad; returns
+    the records still good."""
+    assignments = UserAssignment.__table__  # type: ignore[attr-defined]
+    # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement, batched, RETURNING the inserted ids.
+    result = connection.execute(
+        insert(assignments)
+        .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
+        .returning(assignments.c.id),
+        [
+            {"experiment_id": e, "user_id": u, "variant_id": v, "attributes": {}, "assigned_at": ts}
+            for (e, u), (v, ts) in new_assignments.items()
+        ],
+    )
+    created = len(result.all())
+    summary.assignments_created += created
+    if created == len(new_assignments):
+        return good
+    for experiment_id, user_id in new_assignments:  # someone assigned some of these users meanwhile: re-check
+        row = connection.execute(
+            select(assignments.c.variant_id).where(
+                assignments.c.experiment_id == experiment_id, assignments.c.user_id == user_id
+            )
+        ).first()
+        if row is not None:
+            stored[(experiment_id, user_id)] = row[0]
+    kept = []
+    for r in good:
+        actual = stored.get((r.experiment_id, r.user_id))
+        if actual is not None and actual != r.variant_id:
+            summary.add_bad(r.line, f"variant conflicts with the stored assignment of user {r.user_id[:80]!r}")
+        else:
+            kept.append(r)
+    return kept
+
+
+def _insert_events(connection: Connection, insert: Any, good: list[_Record], summary: ImportSummary) -> None:
+    """Insert the events, deduplicated within the batch and ``ON CONFLICT DO NOTHING`` against earlier
+    imports; counts imported rows and duplicates in ``summary``."""
+    events = ExperimentEvent.__table__  # type: ignore[attr-defined]
     unique: dict[str, _Record] = {}
     for r in good:
         if r.event_key in unique:
             summary.duplicates += 1
         else:
             unique[r.event_key] = r
-    if unique:
-        result = connection.execute(
-            insert(events).on_conflict_do_nothing(index_elements=["event_key"]).returning(events.c.id),
-            [
-                {
-                    "experiment_id": r.experiment_id,
-                    "variant_id": r.variant_id,
-                    "user_id": r.user_id,
-                    "event_type": r.event_type,
-                    "metric_name": r.metric_name,
-                    "value": r.value,
-                    "request_id": r.request_id,
-                    "properties": r.properties,
-                    "ts": r.ts,
-                    "event_key": r.event_key,
-                }
-                for r in unique.values()
-            ],
-        )
-        inserted = len(result.all())
-        summary.imported += inserted
-        summary.duplicates += len(unique) - inserted
+    if not unique:
+        return
+    result = connection.execute(
+        insert(events).on_conflict_do_nothing(index_elements=["event_key"]).returning(events.c.id),
+        [
+            {
+                "experiment_id": r.experiment_id,
+                "variant_id": r.variant_id,
+                "user_id": r.user_id,
+                "event_type": r.event_type,
+                "metric_name": r.metric_name,
+                "value": r.value,
+                "request_id": r.request_id,
+                "properties": r.properties,
+                "ts": r.ts,
+                "event_key": r.event_key,
+            }
+            for r in unique.values()
+        ],
+    )
+    inserted = len(result.all())
+    summary.imported += inserted
+    summary.duplicates += len(unique) - inserted
 
 
 def _flush(
