@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from abcore.dashboard import ui, watch_ui
-from abcore.dashboard.views import forms
+from abcore.dashboard.views import create_form, forms, sample_size
 from abcore.dashboard.views import metric_forms as mf
 from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import list_models
@@ -22,25 +22,25 @@ FORM_PREFIXES = ("c_", "v_", "targeting_", "plan_", "crit_")
 NO_MODEL = 0
 
 
-def _rows() -> list[forms.VariantRow]:
+def _rows() -> list[create_form.VariantRow]:
     if ROWS_KEY not in st.session_state:
-        st.session_state[ROWS_KEY] = forms.initial_rows()
+        st.session_state[ROWS_KEY] = create_form.initial_rows()
     return st.session_state[ROWS_KEY]
 
 
 def _add_row() -> None:
-    st.session_state[ROWS_KEY] = forms.add_row(_rows())
+    st.session_state[ROWS_KEY] = create_form.add_row(_rows())
 
 
 def _remove_row(row_id: int) -> None:
-    st.session_state[ROWS_KEY] = forms.remove_row(_rows(), row_id)
+    st.session_state[ROWS_KEY] = create_form.remove_row(_rows(), row_id)
     for prefix in ("v_name_", "v_model_", "v_alloc_", "v_config_"):
         st.session_state.pop(f"{prefix}{row_id}", None)
 
 
 def _even_split() -> None:
     rows = _rows()
-    for row, pct in zip(rows, forms.even_split(len(rows)), strict=True):
+    for row, pct in zip(rows, create_form.even_split(len(rows)), strict=True):
         st.session_state[f"v_alloc_{row.id}"] = pct
 
 
@@ -54,14 +54,14 @@ def _use_plan(per_variant: int) -> None:
     st.session_state["crit_min_samples"] = int(per_variant)
 
 
-def _variant_rows(models: list[Any], disabled: bool = False) -> list[forms.VariantRow]:
+def _variant_rows(models: list[Any], disabled: bool = False) -> list[create_form.VariantRow]:
     """Draw the rows (read only when ``disabled``); returns them with the values the user typed."""
     model_names = {m.id: f"{m.name} (v{m.version})" for m in models}
     rows = _rows()
     header = st.columns([3, 3, 2, 4, 1])
     for col, label in zip(header, ("Variant name", "Model", "Allocation %", "Config (JSON, optional)", ""), strict=True):
         col.caption(f"**{label}**" if label else "")
-    current: list[forms.VariantRow] = []
+    current: list[create_form.VariantRow] = []
     for index, row in enumerate(rows):
         # Seed widget state once; afterwards the widget owns it (no value= so keys survive removals).
         st.session_state.setdefault(f"v_name_{row.id}", row.name)
@@ -94,16 +94,16 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[forms.Varia
         cols[4].button(  # the label is the accessible name; TRASH_CSS hides it visually (an empty label reads "delete icon")
             f"Remove variant {index + 1}", icon=":material/delete:", key=f"v_remove_{row.id}",
             help=f"Remove variant {index + 1}",
-            disabled=disabled or len(rows) <= forms.MIN_VARIANTS, on_click=_remove_row, args=(row.id,),
+            disabled=disabled or len(rows) <= create_form.MIN_VARIANTS, on_click=_remove_row, args=(row.id,),
         )
-        values = forms.VariantRow(
+        values = create_form.VariantRow(
             id=row.id,
             name=st.session_state[f"v_name_{row.id}"] or "",
             model_id=st.session_state[f"v_model_{row.id}"] or None,
             allocation_pct=float(st.session_state[f"v_alloc_{row.id}"] or 0.0),
             config_text=st.session_state[f"v_config_{row.id}"] or "",
         )
-        _, error = forms.parse_config(values.config_text)
+        _, error = create_form.parse_config(values.config_text)
         if error:
             st.error(f"Config of '{values.name or index + 1}': {error}", icon="🧾")
         current.append(values)
@@ -176,9 +176,9 @@ def body() -> None:
     tools = st.columns([1, 1, 4])
     tools[0].button("Add variant", icon=":material/add:", key="add_variant", on_click=_add_row, disabled=ro)
     tools[1].button("Split evenly", icon=":material/balance:", key="split_evenly", on_click=_even_split, disabled=ro)
-    total = forms.allocation_total(r.allocation_pct for r in rows)
+    total = create_form.allocation_total(r.allocation_pct for r in rows)
     with st.container(key="allocation_total"):
-        st.markdown(forms.allocation_message(total))
+        st.markdown(create_form.allocation_message(total))
     st.caption("The first variant is the control.")
 
     st.subheader("3 · Who enters?")
@@ -193,7 +193,7 @@ def body() -> None:
         column_config={
             "attribute": st.column_config.TextColumn("Attribute", help="e.g. country, platform, age"),
             "op": st.column_config.SelectboxColumn(
-                "Operator", options=list(forms.TARGETING_OPS), help=", ".join(f"{k}: {v}" for k, v in forms.TARGETING_OPS.items())
+                "Operator", options=list(create_form.TARGETING_OPS), help=", ".join(f"{k}: {v}" for k, v in create_form.TARGETING_OPS.items())
             ),
             "value": st.column_config.TextColumn("Value", help="DE · DE, FR, AT · 18"),
         },
@@ -209,7 +209,7 @@ def body() -> None:
     cols = st.columns(3)
     defined_direction = directions.get(primary)
     if defined_direction is None:  # no definition: the criterion's direction is the one the analysis uses
-        cols[0].radio("Direction", forms.DIRECTIONS, key="crit_direction", horizontal=True, disabled=ro,
+        cols[0].radio("Direction", create_form.DIRECTIONS, key="crit_direction", horizontal=True, disabled=ro,
                       format_func=lambda d: "↑ increase" if d == "increase" else "↓ decrease")
         direction = st.session_state.get("crit_direction", "increase")
     else:  # the definition decides which way is better (abcore.analysis.pipeline reads it, not the criterion)
@@ -219,7 +219,7 @@ def body() -> None:
         direction = defined_direction
     cols[1].number_input("Minimum relative effect (%)", min_value=0.0, max_value=1000.0, value=2.0, step=0.5,
                          key="crit_min_effect", disabled=ro)
-    cols[2].radio("Confidence", forms.CONFIDENCE_LEVELS, index=1, key="crit_confidence", horizontal=True,
+    cols[2].radio("Confidence", create_form.CONFIDENCE_LEVELS, index=1, key="crit_confidence", horizontal=True,
                   format_func=lambda c: f"{c:.0%}", disabled=ro)
     cols = st.columns(2)
     cols[0].number_input("Minimum duration (days)", min_value=0, value=7, step=1, key="crit_min_days", disabled=ro)
@@ -235,7 +235,7 @@ def body() -> None:
         cols[1].number_input("Daily eligible users", min_value=0, value=1000, step=100, key="plan_daily", disabled=ro)
         effect = float(st.session_state.get("crit_min_effect", 2.0))
         smallest = min((r.allocation_pct for r in rows), default=0.0) / 100.0
-        plan = forms.sample_plan(
+        plan = sample_size.sample_plan(
             baseline=float(st.session_state["plan_baseline"]) / 100.0,
             mde=effect / 100.0,
             relative=True,
@@ -258,7 +258,7 @@ def body() -> None:
         st.markdown("**Automated stopping rules** (applied by `abcore watch`)")
         auto_stop = watch_ui.rules_inputs("c_watch_", disabled=ro)
 
-    form = forms.CreateForm(
+    form = create_form.CreateForm(
         name=st.session_state.get("c_name", ""),
         description=st.session_state.get("c_description", ""),
         hypothesis=st.session_state.get("c_hypothesis", ""),
@@ -276,9 +276,9 @@ def body() -> None:
         min_samples_per_variant=int(st.session_state.get("crit_min_samples", 0)),
         created_by=ui.actor(),
     )
-    problems = forms.form_problems(form) + ex.validate_auto_stop(auto_stop)
+    problems = create_form.form_problems(form) + ex.validate_auto_stop(auto_stop)
     with ui.session() as s:  # checked live, with the other problems, not only after Create
-        problems += forms.duplicate_name_problems(form.name, [e.name for e in ex.list_experiments(session=s, include_archived=True)])
+        problems += create_form.duplicate_name_problems(form.name, [e.name for e in ex.list_experiments(session=s, include_archived=True)])
     st.divider()
     if ro:
         return
@@ -289,7 +289,7 @@ def body() -> None:
             st.success("Everything checks out.", icon="✅")
     if st.button("Create experiment", type="primary", key="create_experiment", disabled=bool(problems)):
         try:
-            data = forms.build_experiment_create(form)
+            data = create_form.build_experiment_create(form)
             data.auto_stop = auto_stop
             with ui.session() as s:
                 created = ex.create_experiment(session=s, data=data, actor=ui.actor())

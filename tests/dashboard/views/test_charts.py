@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from abcore.dashboard.views import charts
-from abcore.dashboard.views.forms import html_table
+from abcore.dashboard.views.html import html_table
 
 SVG = "{http://www.w3.org/2000/svg}"
 
