@@ -289,6 +289,30 @@ class CreateForm:
     created_by: str = ""
 
 
+def form_from_state(state: Mapping[str, Any], *, rows: list[VariantRow], targeting_rows: list[dict[str, Any]],
+                    direction: str, created_by: str) -> CreateForm:
+    """The :class:`CreateForm` of the create page's widget values (``state``: its session state, keys
+    ``c_*``, ``crit_*``, ``targeting_user_ids``), with the page's defaults for widgets not drawn yet."""
+    return CreateForm(
+        name=state.get("c_name", ""),
+        description=state.get("c_description", ""),
+        hypothesis=state.get("c_hypothesis", ""),
+        rows=rows,
+        traffic_pct=float(state.get("c_traffic_pct", 100)),
+        targeting_rows=targeting_rows,
+        user_ids_text=state.get("targeting_user_ids", ""),
+        primary_metric=state.get("c_primary_metric") or "",
+        secondary_metrics=list(state.get("c_secondary", [])),
+        guardrail_metrics=list(state.get("c_guardrails", [])),
+        direction=direction,
+        min_effect_pct=float(state.get("crit_min_effect", 2.0)),
+        confidence=float(state.get("crit_confidence", 0.95)),
+        min_duration_days=int(state.get("crit_min_days", 7)),
+        min_samples_per_variant=int(state.get("crit_min_samples", 0)),
+        created_by=created_by,
+    )
+
+
 def form_problems(form: CreateForm) -> list[str]:
     """Every readable problem in the form (the create button stays disabled while any remain)."""
     problems: list[str] = []

@@ -5,6 +5,7 @@ sample-size page and next to the create form's success criteria; the formulas ar
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -65,6 +66,27 @@ def sample_plan(
     if per_day > 0:
         days = max(1, math.ceil(n / per_day))
     return SamplePlan(n, total, days)
+
+
+def design_plan(*, baseline_pct: float, min_effect_pct: float, confidence: float, allocations: Sequence[float],
+                daily_traffic: float, traffic_pct: float) -> SamplePlan:
+    """The create form's plan: a conversion metric at 80 % power, the relative minimum effect and the
+    confidence of the success criteria, the run time paced by the smallest variant's allocation.
+
+    Percent inputs as the form shows them (``baseline_pct`` 10 = 10 %); an allocation of 0 % counts as an
+    even split (the smallest arm is not known yet).
+    """
+    smallest = min(allocations, default=0.0) / 100.0
+    return sample_plan(
+        baseline=baseline_pct / 100.0,
+        mde=min_effect_pct / 100.0,
+        relative=True,
+        alpha=1.0 - confidence,
+        n_variants=len(allocations),
+        daily_traffic=daily_traffic,
+        traffic_share=traffic_pct / 100.0,
+        smallest_allocation=smallest if smallest > 0 else None,
+    )
 
 
 @dataclass(frozen=True)
