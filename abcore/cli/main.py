@@ -697,7 +697,7 @@ def _cmd_api_key(args: argparse.Namespace) -> int:
 
 
 def _timestamp(text: str) -> Any:
-    from abcore.io.event_import import parse_timestamp
+    from abcore.io.event_records import parse_timestamp
 
     try:
         return parse_timestamp(text)

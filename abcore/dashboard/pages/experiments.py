@@ -29,8 +29,6 @@ ACTIONS = {
     "cancel": ex.cancel_experiment,
     "delete": ex.delete_experiment,
 }
-# every experiment, archived ones included (the list hides them unless "Show archived"); the keyword
-# exists once Experiment.archived_at does (branch issue-15e)
 EDIT_PAGE = "edit.py"  # the edit / clone / archive page (url edit?id=<id>)
 DONE = {
     "start": "started",
