@@ -304,7 +304,6 @@ def _simulate(
         if traffic_bucket(user_id, experiment.salt) >= experiment.traffic_allocation:
             continue
         variant = variants[choose_variant(bucket(user_id, experiment.salt), bounds)]
-        effect = effects[variant.name]
         assigned_at = arrival[i]
         assignment_rows.append(
             {
@@ -315,45 +314,9 @@ def _simulate(
                 "assigned_at": assigned_at,
             }
         )
-
-        def event(kind: str, ts: datetime, metric: str | None = None, value: float | None = None, **props: Any) -> None:
-            event_rows.append(
-                {
-                    "experiment_id": experiment.id,
-                    "variant_id": variant.id,  # noqa: B023 - used immediately within this iteration
-                    "user_id": user_id,  # noqa: B023
-                    "event_type": kind,
-                    "metric_name": metric,
-                    "value": value,
-                    "request_id": None,
-                    "properties": props,
-                    "ts": min(ts, end),
-                    "event_key": None,
-                }
-            )
-
-        event("user_assignment", assigned_at)
-        # Pre-experiment watch time of the same user (the CUPED covariate), before the start.
-        event("conversion", started - timedelta(days=float(rng.uniform(1, 14))), "watch_time_min",
-              round(float(rng.gamma(2.0, BASE.watch_time_mean * engagement[i] / 2.0)), 2))
-        sessions = 1 + int(rng.poisson(1.5 * engagement[i]))
-        remaining = max((end - assigned_at).total_seconds(), 60.0)
-        for s in range(sessions):
-            ts = assigned_at + timedelta(seconds=float(remaining * s / sessions + rng.uniform(0, 30)))
-            request = f"req-{experiment.id}-{i}-{s}"
-            event("exposure", ts)
-            event_rows[-1]["request_id"] = request
-            event("conversion", ts + timedelta(seconds=2), "latency_ms",
-                  round(float(rng.lognormal(np.log(effect.latency_ms), 0.35)), 1))
-            watch = float(rng.gamma(2.0, effect.watch_time_mean * engagement[i] / 2.0))
-            event("conversion", ts + timedelta(minutes=watch), "watch_time_min", round(watch, 2))
-        completion_p = min(0.95, effect.completion_rate * (0.6 + 0.4 * engagement[i]))
-        if rng.random() < completion_p:
-            event("conversion", assigned_at + timedelta(minutes=float(rng.uniform(5, 120))), "watch_completion", 1.0)
-        if rng.random() < 0.3:
-            sentiment = SENTIMENTS[int(rng.choice(3, p=effect.sentiment))]
-            event("feedback", assigned_at + timedelta(minutes=float(rng.uniform(10, 240))), "feedback", None,
-                  sentiment=sentiment)
+        user = _SimulatedUser(int(experiment.id), int(variant.id), user_id, i,  # type: ignore[arg-type]
+                              assigned_at, float(engagement[i]))
+        event_rows += _user_events(user, effects[variant.name], rng, started=started, end=end)
 
     for chunk_start in range(0, len(assignment_rows), 5000):
         session.execute(insert(UserAssignment), assignment_rows[chunk_start : chunk_start + 5000])
@@ -361,6 +324,57 @@ def _simulate(
         session.execute(insert(ExperimentEvent), event_rows[chunk_start : chunk_start + 20000])
     session.commit()
     return len(assignment_rows), len(event_rows)
+
+
+@dataclass(frozen=True)
+class _SimulatedUser:
+    """One assigned simulated user: where it is, its index in the simulation and its latent engagement."""
+
+    experiment_id: int
+    variant_id: int
+    user_id: str
+    index: int
+    assigned_at: datetime
+    engagement: float
+
+
+def _user_events(user: _SimulatedUser, effect: ArmEffect, rng: np.random.Generator, *, started: datetime,
+                 end: datetime) -> list[dict[str, Any]]:
+    """The event rows of one user, drawn from ``rng`` in a fixed order (so a seed gives the same data):
+    its assignment, a pre-experiment watch time (the CUPED covariate), sessions with exposure, latency
+    and watch time, maybe a completion and maybe feedback. No event is later than ``end``."""
+    rows: list[dict[str, Any]] = []
+
+    def event(kind: str, ts: datetime, metric: str | None = None, value: float | None = None,
+              request_id: str | None = None, **props: Any) -> None:
+        rows.append({
+            "experiment_id": user.experiment_id, "variant_id": user.variant_id, "user_id": user.user_id,
+            "event_type": kind, "metric_name": metric, "value": value, "request_id": request_id,
+            "properties": props, "ts": min(ts, end), "event_key": None,
+        })
+
+    assigned_at, engagement = user.assigned_at, user.engagement
+    event("user_assignment", assigned_at)
+    # Pre-experiment watch time of the same user (the CUPED covariate), before the start.
+    event("conversion", started - timedelta(days=float(rng.uniform(1, 14))), "watch_time_min",
+          round(float(rng.gamma(2.0, BASE.watch_time_mean * engagement / 2.0)), 2))
+    sessions = 1 + int(rng.poisson(1.5 * engagement))
+    remaining = max((end - assigned_at).total_seconds(), 60.0)
+    for s in range(sessions):
+        ts = assigned_at + timedelta(seconds=float(remaining * s / sessions + rng.uniform(0, 30)))
+        event("exposure", ts, request_id=f"req-{user.experiment_id}-{user.index}-{s}")
+        event("conversion", ts + timedelta(seconds=2), "latency_ms",
+              round(float(rng.lognormal(np.log(effect.latency_ms), 0.35)), 1))
+        watch = float(rng.gamma(2.0, effect.watch_time_mean * engagement / 2.0))
+        event("conversion", ts + timedelta(minutes=watch), "watch_time_min", round(watch, 2))
+    completion_p = min(0.95, effect.completion_rate * (0.6 + 0.4 * engagement))
+    if rng.random() < completion_p:
+        event("conversion", assigned_at + timedelta(minutes=float(rng.uniform(5, 120))), "watch_completion", 1.0)
+    if rng.random() < 0.3:
+        sentiment = SENTIMENTS[int(rng.choice(3, p=effect.sentiment))]
+        event("feedback", assigned_at + timedelta(minutes=float(rng.uniform(10, 240))), "feedback", None,
+              sentiment=sentiment)
+    return rows
 
 
 def _advance(session: Session, experiment: Experiment, spec: SimulatedExperiment, now: datetime) -> None:

@@ -28,7 +28,8 @@ from abcore.api.schemas import (
     VariantMetrics,
 )
 from abcore.experiments import lifecycle as ex
-from abcore.io.csv_export import ExportError, iter_csv, normalise_weights
+from abcore.io.configs import normalise_weights
+from abcore.io.csv_export import ExportError, iter_csv
 from abcore.store.tables import Experiment, ExperimentStatus
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])

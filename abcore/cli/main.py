@@ -551,7 +551,7 @@ def _cmd_import_events(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_import(args: argparse.Namespace) -> int:
-    from abcore.io.csv_export import import_config, load_config_file
+    from abcore.io.configs import import_config, load_config_file
 
     items = load_config_file(args.file)
     engine = _engine(args)
@@ -624,7 +624,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 def _cmd_config_export(args: argparse.Namespace) -> int:
     from abcore.experiments.lifecycle import list_experiments
-    from abcore.io.csv_export import dump_configs, export_config
+    from abcore.io.configs import dump_configs, export_config
 
     engine = _engine(args)
     with _session(engine) as session:
@@ -697,7 +697,7 @@ def _cmd_api_key(args: argparse.Namespace) -> int:
 
 
 def _timestamp(text: str) -> Any:
-    from abcore.io.event_import import parse_timestamp
+    from abcore.io.event_records import parse_timestamp
 
     try:
         return parse_timestamp(text)
@@ -788,7 +788,8 @@ def _positive_float(text: str) -> float:
 def _cmd_watch(args: argparse.Namespace) -> int:
     import logging
 
-    from abcore.watch.runner import WatchSettings, run_forever, run_pass
+    from abcore.watch.runner import run_forever, run_pass
+    from abcore.watch.webhooks import WatchSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

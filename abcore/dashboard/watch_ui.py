@@ -1,4 +1,4 @@
-"""Dashboard pieces for the watcher (stopping rules, alerts, snapshots, webhooks); the logic is in abcore.watch.runner."""
+"""Dashboard pieces for the watcher (stopping rules, alerts, snapshots, webhooks); the logic is in abcore.watch."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import streamlit as st
 from abcore.dashboard import ui
 from abcore.experiments import lifecycle as ex
 from abcore.watch import runner as watch
+from abcore.watch import snapshots, webhooks
 
 CHOICES = ex.AUTO_STOP_CHOICES
 OUTCOME_LEVEL = {"worse": -1, "inconclusive": 0, "better": 1}
@@ -49,7 +50,7 @@ def rules_inputs(prefix: str, current: dict[str, Any] | None = None, *, disabled
 def alerts(experiment_id: int, *, limit: int = 5) -> None:
     """The experiment's newest alerts as warnings (nothing when there are none)."""
     with ui.session() as s:
-        rows = watch.list_alerts(session=s, experiment_id=experiment_id, limit=limit)
+        rows = snapshots.list_alerts(session=s, experiment_id=experiment_id, limit=limit)
     with st.container(key=f"alerts_{experiment_id}"):
         for alert in rows:
             st.warning(watch.alert_line(alert), icon="🚨")
@@ -79,15 +80,15 @@ def snapshot_first(experiment: Any) -> bool:
     Returns True while the snapshot is shown instead of the live analysis (until "Refresh now").
     """
     with ui.session() as s:
-        snap = watch.latest_snapshot(session=s, experiment_id=experiment.id)
-        history = watch.snapshot_history(session=s, experiment_id=experiment.id)
+        snap = snapshots.latest_snapshot(session=s, experiment_id=experiment.id)
+        history = snapshots.snapshot_history(session=s, experiment_id=experiment.id)
     alerts(experiment.id)
     if snap is None:
         return False
     live_key = f"live_results_{experiment.id}"
     showing = not st.session_state.get(live_key, False)
     with st.container(border=True, key="snapshot_box"):
-        when = watch._aware(snap.computed_at).strftime("%H:%M UTC on %Y-%m-%d")
+        when = snapshots.aware_utc(snap.computed_at).strftime("%H:%M UTC on %Y-%m-%d")
         left, right = st.columns([4, 1])
         left.markdown(f"**Results as of {when}** (watcher snapshot, {snap.method} method) · primary metric "
                       f"decision: **{snap.primary_outcome}** · verdict `{snap.verdict}`")
@@ -128,17 +129,17 @@ def _history_chart(history: list[dict[str, Any]]) -> go.Figure:
 def webhooks_admin() -> None:
     """Configure alert webhooks (editors only); $ABCORE_WEBHOOK_URLS are listed read-only."""
     with st.expander("🔔 Alert webhooks"):
-        env = watch.WatchSettings.from_env().webhook_urls
+        env = webhooks.WatchSettings.from_env().webhook_urls
         if env:
             st.caption("From $ABCORE_WEBHOOK_URLS: " + ", ".join(env))
         with ui.session() as s:
-            hooks = watch.list_webhooks(session=s)
+            hooks = webhooks.list_webhooks(session=s)
         for hook in hooks:
             cols = st.columns([5, 1])
             cols[0].markdown(f"`{hook.url}` {hook.name}")
             if ui.can_edit() and cols[1].button("Remove", key=f"hook_rm_{hook.id}"):
                 with ui.session() as s:
-                    watch.remove_webhook(session=s, webhook_id=hook.id, actor=ui.actor())
+                    webhooks.remove_webhook(session=s, webhook_id=hook.id, actor=ui.actor())
                 st.rerun()
         if not ui.can_edit():
             return
@@ -148,7 +149,7 @@ def webhooks_admin() -> None:
         if cols[2].button("Add", key="hook_add"):
             try:
                 with ui.session() as s:
-                    watch.add_webhook(session=s, url=url, name=name, actor=ui.actor())
+                    webhooks.add_webhook(session=s, url=url, name=name, actor=ui.actor())
             except ex.ExperimentError as exc:
                 ui.show_error(exc)
             else:

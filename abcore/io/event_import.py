@@ -39,15 +39,12 @@ Any other field is kept in the event's ``properties``. Rules:
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import math
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -55,37 +52,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from abcore.store.tables import EventType, Experiment, ExperimentEvent, UserAssignment, Variant
+from abcore.io.event_records import ALIASES, KNOWN_KEYS, EventRecord, Resolver, build_record, has_nul
+from abcore.store.tables import ExperimentEvent, UserAssignment
 
 Format = Literal["auto", "csv", "jsonl"]
 DEFAULT_BATCH_SIZE = 2_000
 MAX_REPORTED_BAD_LINES = 1_000
-
-ALIASES: dict[str, tuple[str, ...]] = {
-    "user_id": ("user_id", "user", "uid"),
-    "experiment": ("experiment", "experiment_id", "experiment_name"),
-    "variant": ("variant", "variant_name", "variant_id"),
-    "event_type": ("event_type", "event", "type"),
-    "metric_name": ("metric_name", "metric"),
-    "value": ("value",),
-    "ts": ("ts", "timestamp", "time"),
-    "request_id": ("request_id",),
-    "event_id": ("event_id", "id"),
-}
-_KNOWN_KEYS = {alias for names in ALIASES.values() for alias in names}
-EVENT_TYPES = tuple(e.value for e in EventType)
-# Column limits of the store (abcore.store.tables): checked before insert so one long field never fails a batch.
-_MAX_LEN = {"user_id": 255, "metric_name": 200, "request_id": 255}
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, so a reason never echoes a hostile 5,000-digit field."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int beyond Python's digit limit for str()
-        text = f"<a number with more than {sys.get_int_max_str_digits()} digits>"
-    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
 class ImportError_(ValueError):
@@ -126,20 +98,6 @@ class ImportSummary:
         )
 
 
-@dataclass
-class _Record:
-    line: int
-    experiment_id: int
-    user_id: str
-    variant_id: int | None
-    event_type: str
-    metric_name: str | None
-    value: float | None
-    ts: datetime
-    request_id: str | None
-    properties: dict[str, Any]
-    event_key: str
-
 
 class _CountingReader(io.RawIOBase):
     """A binary stream that counts the bytes read through it (for progress)."""
@@ -157,184 +115,6 @@ class _CountingReader(io.RawIOBase):
         buffer[:n] = data
         self.count += n
         return n
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """An aware UTC datetime from ISO-8601 text (``Z`` allowed; naive = UTC) or epoch seconds.
-
-    Raises ``ValueError`` (its message names the timestamp) for anything else, including NaN,
-    booleans, epoch seconds outside 1970-9999, integers too large for a float, and ISO times whose
-    UTC equivalent falls outside years 1-9999 (``0001-01-01T00:00:00+14:00``).
-    """
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"not a timestamp: {_short(value)}")
-    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.match(value.strip())):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            seconds = math.inf
-        if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:
-            raise ValueError(f"timestamp out of range (epoch seconds from 0 to 253402300799): {_short(value)}")
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"not a timestamp: {_short(value)}")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 timestamp or epoch seconds: {_short(value)}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"timestamp out of range (its UTC time is outside years 1-9999): {_short(value)}") from None
-
-
-def _pick(record: Mapping[str, Any], name: str) -> Any:
-    for alias in ALIASES[name]:
-        value = record.get(alias)
-        if value is not None and value != "":
-            return value
-    return None
-
-
-def _text(value: Any, label: str, limit: int | None = None) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{label} must be text, got {type(value).__name__}")
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, int):  # never through float: a 400-digit integer overflows it
-        try:
-            text = str(value)
-        except ValueError:  # beyond sys.get_int_max_str_digits()
-            raise ValueError(f"{label} is a number with too many digits") from None
-    else:
-        text = str(int(value)) if value.is_integer() else str(value)
-    text = text.strip()
-    if not text:
-        raise ValueError(f"{label} is empty")
-    if limit is not None and len(text) > limit:
-        raise ValueError(f"{label} is {len(text)} characters long (at most {limit})")
-    return text
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-class _Resolver:
-    """Caches experiments and their variants by name and id for one import."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-        self._experiments: dict[str, tuple[int, str, dict[str, int], set[int]] | None] = {}
-        self.started_at: dict[int, datetime | None] = {}
-
-    def experiment(self, ref: Any) -> tuple[int, str, dict[str, int], set[int]]:
-        key = _text(ref, "experiment", 200)
-        if key not in self._experiments:
-            row = self._connection.execute(
-                select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(Experiment.name == key)  # type: ignore[arg-type]
-            ).first()
-            if row is None and key.isdigit():
-                row = self._connection.execute(
-                    select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(Experiment.id == int(key))  # type: ignore[arg-type]
-                ).first()
-            if row is None:
-                self._experiments[key] = None
-            else:
-                variants = self._connection.execute(
-                    select(Variant.id, Variant.name).where(Variant.experiment_id == row[0])  # type: ignore[arg-type]
-                ).all()
-                self._experiments[key] = (row[0], row[1], {n: i for i, n in variants}, {i for i, _ in variants})
-                started = row[2]
-                if started is not None and started.tzinfo is None:
-                    started = started.replace(tzinfo=UTC)
-                self.started_at[row[0]] = started
-        found = self._experiments[key]
-        if found is None:
-            raise ValueError(f"unknown experiment {key[:80]!r}")
-        return found
-
-
-def _build_record(line: int, raw: Mapping[str, Any], resolver: _Resolver) -> _Record:
-    """Validate one input record; raises ValueError with the reason when it is bad."""
-    exp_ref = _pick(raw, "experiment")
-    if exp_ref is None:
-        raise ValueError("no experiment (field 'experiment' or 'experiment_id')")
-    experiment_id, primary_metric, by_name, variant_ids = resolver.experiment(exp_ref)
-    user = _pick(raw, "user_id")
-    if user is None:
-        raise ValueError("no user (field 'user_id' or 'user')")
-    user_id = _text(user, "user_id", _MAX_LEN["user_id"])
-    variant_id: int | None = None
-    variant_ref = _pick(raw, "variant")
-    if variant_ref is not None:
-        name = _text(variant_ref, "variant", 200)
-        if name in by_name:
-            variant_id = by_name[name]
-        elif name.isdigit() and int(name) in variant_ids:
-            variant_id = int(name)
-        else:
-            raise ValueError(f"unknown variant {name[:80]!r} for this experiment")
-    event = _pick(raw, "event_type")
-    if event is None:
-        raise ValueError("no event type (field 'event_type' or 'event')")
-    event_type = _text(event, "event_type", 32).lower()
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {event_type[:40]!r} (expected one of {', '.join(EVENT_TYPES)})")
-    metric = _pick(raw, "metric_name")
-    metric_name = _text(metric, "metric_name", _MAX_LEN["metric_name"]) if metric is not None else None
-    raw_value = _pick(raw, "value")
-    value: float | None = None
-    if raw_value is not None:
-        if isinstance(raw_value, int | float) or (isinstance(raw_value, str) and _NUMBER.match(raw_value.strip())):
-            try:
-                value = float(raw_value)
-            except OverflowError:
-                raise ValueError(f"value is out of range for a float: {_short(raw_value)}") from None
-        elif isinstance(raw_value, str) and raw_value.strip().lower() in ("true", "false"):
-            value = 1.0 if raw_value.strip().lower() == "true" else 0.0
-        else:
-            raise ValueError(f"value is not a number: {str(raw_value)[:40]!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"value must be finite, got {_short(raw_value)}")
-    if event_type == EventType.CONVERSION:
-        metric_name = metric_name or primary_metric
-        value = 1.0 if value is None else value
-    ts_raw = _pick(raw, "ts")
-    if ts_raw is None:
-        raise ValueError("no timestamp (field 'ts' or 'timestamp')")
-    ts = parse_timestamp(ts_raw)
-    request = _pick(raw, "request_id")
-    request_id = _text(request, "request_id", _MAX_LEN["request_id"]) if request is not None else None
-    properties = {k: v for k, v in raw.items() if k not in _KNOWN_KEYS and v is not None and v != ""}
-    event_id = _pick(raw, "event_id")
-    if event_id is not None:
-        key = f"id:{experiment_id}:{_text(event_id, 'event_id')}"
-        if len(key) > 128:
-            key = "id:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
-    else:
-        content = json.dumps(
-            [experiment_id, user_id, variant_id, event_type, metric_name, value,
-             ts.isoformat(), request_id, properties],
-            sort_keys=True, ensure_ascii=False, default=str,
-        )
-        key = "sha256:" + hashlib.sha256(content.encode("utf-8")).hexdigest()
-    return _Record(line, experiment_id, user_id, variant_id, event_type, metric_name, value, ts, request_id,
-                   properties, key)
 
 
 # --------------------------------------------------------------------------- reading
@@ -371,7 +151,7 @@ def _iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | No
         except ValueError:  # Python refuses integers beyond sys.get_int_max_str_digits() digits
             yield number, None, f"not accepted: a number has more than {sys.get_int_max_str_digits():,} digits"
             continue
-        if "\\u0000" in text and _has_nul(data):  # PostgreSQL text cannot hold NUL
+        if "\\u0000" in text and has_nul(data):  # PostgreSQL text cannot hold NUL
             yield number, None, "contains a NUL character"
             continue
         if not isinstance(data, dict):
@@ -401,7 +181,7 @@ def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | None
     except csv.Error as exc:
         raise ImportError_(f"cannot read the CSV header: {exc}") from None
     header = [h.strip() for h in header]
-    if not any(h in _KNOWN_KEYS for h in header):
+    if not any(h in KNOWN_KEYS for h in header):
         raise ImportError_(f"the CSV header names none of the expected fields ({', '.join(sorted(ALIASES))})")
     start = reader.line_num + 1
     while True:
@@ -442,7 +222,7 @@ def _dialect_insert(connection: Connection) -> Any:
 
 
 def _write_batch(
-    connection: Connection, records: list[_Record], summary: ImportSummary, deferred: list[_Record] | None = None
+    connection: Connection, records: list[EventRecord], summary: ImportSummary, deferred: list[EventRecord] | None = None
 ) -> None:
     """Insert one batch in the caller's transaction: missing assignments first, then events.
 
@@ -450,9 +230,16 @@ def _write_batch(
     being bad: a later line of the file may assign the user, and the record is retried at the end.
     """
     insert = _dialect_insert(connection)
+    stored = _stored_assignments(connection, records)
+    good, new_assignments = _resolve_variants(records, stored, summary, deferred)
+    if new_assignments:
+        good = _insert_assignments(connection, insert, new_assignments, stored, good, summary)
+    _insert_events(connection, insert, good, summary)
+
+
+def _stored_assignments(connection: Connection, records: list[EventRecord]) -> dict[tuple[int, str], int]:
+    """``{(experiment_id, user_id): variant_id}`` of the stored assignments of the batch's users."""
     assignments = UserAssignment.__table__  # type: ignore[attr-defined]
-    events = ExperimentEvent.__table__  # type: ignore[attr-defined]
-    # 1. Stored assignments of the batch's users.
     wanted: dict[int, set[str]] = {}
     for r in records:
         wanted.setdefault(r.experiment_id, set()).add(r.user_id)
@@ -464,9 +251,18 @@ def _write_batch(
             )
         ):
             stored[(experiment_id, row[0])] = row[1]
-    # 2. Resolve each record's variant; first record of an unassigned user decides (earliest line).
+    return stored
+
+
+def _resolve_variants(
+    records: list[EventRecord], stored: dict[tuple[int, str], int], summary: ImportSummary,
+    deferred: list[EventRecord] | None,
+) -> tuple[list[EventRecord], dict[tuple[int, str], tuple[int, datetime]]]:
+    """Each record's variant (set in place): the stored assignment, else the first record of an unassigned
+    user decides (its earliest timestamp is the assignment time). Returns the good records and the
+    assignments to create; conflicting records are reported bad, variant-less unassigned ones deferred."""
     new_assignments: dict[tuple[int, str], tuple[int, datetime]] = {}
-    good: list[_Record] = []
+    good: list[EventRecord] = []
     for r in records:
         key = (r.experiment_id, r.user_id)
         current = stored.get(key)
@@ -488,69 +284,86 @@ def _write_batch(
         if key in new_assignments and r.ts < new_assignments[key][1]:
             new_assignments[key] = (new_assignments[key][0], r.ts)
         good.append(r)
-    if new_assignments:
-        # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement, batched, RETURNING the inserted ids.
-        result = connection.execute(
-            insert(assignments)
-            .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
-            .returning(assignments.c.id),
-            [
-                {"experiment_id": e, "user_id": u, "variant_id": v, "attributes": {}, "assigned_at": ts}
-                for (e, u), (v, ts) in new_assignments.items()
-            ],
-        )
-        created = len(result.all())
-        summary.assignments_created += created
-        if created < len(new_assignments):  # someone assigned some of these users meanwhile: re-check
-            for experiment_id, user_id in new_assignments:
-                row = connection.execute(
-                    select(assignments.c.variant_id).where(
-                        assignments.c.experiment_id == experiment_id, assignments.c.user_id == user_id
-                    )
-                ).first()
-                if row is not None:
-                    stored[(experiment_id, user_id)] = row[0]
-            kept = []
-            for r in good:
-                actual = stored.get((r.experiment_id, r.user_id))
-                if actual is not None and actual != r.variant_id:
-                    summary.add_bad(r.line, f"variant conflicts with the stored assignment of user {r.user_id[:80]!r}")
-                else:
-                    kept.append(r)
-            good = kept
-    # 3. Events, deduplicated within the batch, ON CONFLICT DO NOTHING against earlier imports.
-    unique: dict[str, _Record] = {}
+    return good, new_assignments
+
+
+def _insert_assignments(
+    connection: Connection, insert: Any, new_assignments: dict[tuple[int, str], tuple[int, datetime]],
+    stored: dict[tuple[int, str], int], good: list[EventRecord], summary: ImportSummary,
+) -> list[EventRecord]:
+    """Create the missing assignments (``ON CONFLICT DO NOTHING``). When another writer assigned some of
+    these users meanwhile, their records that disagree with the stored variant are reported bad; returns
+    the records still good."""
+    assignments = UserAssignment.__table__  # type: ignore[attr-defined]
+    # executemany (SQLAlchemy's "insertmanyvalues"): one cached statement, batched, RETURNING the inserted ids.
+    result = connection.execute(
+        insert(assignments)
+        .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
+        .returning(assignments.c.id),
+        [
+            {"experiment_id": e, "user_id": u, "variant_id": v, "attributes": {}, "assigned_at": ts}
+            for (e, u), (v, ts) in new_assignments.items()
+        ],
+    )
+    created = len(result.all())
+    summary.assignments_created += created
+    if created == len(new_assignments):
+        return good
+    for experiment_id, user_id in new_assignments:  # someone assigned some of these users meanwhile: re-check
+        row = connection.execute(
+            select(assignments.c.variant_id).where(
+                assignments.c.experiment_id == experiment_id, assignments.c.user_id == user_id
+            )
+        ).first()
+        if row is not None:
+            stored[(experiment_id, user_id)] = row[0]
+    kept = []
+    for r in good:
+        actual = stored.get((r.experiment_id, r.user_id))
+        if actual is not None and actual != r.variant_id:
+            summary.add_bad(r.line, f"variant conflicts with the stored assignment of user {r.user_id[:80]!r}")
+        else:
+            kept.append(r)
+    return kept
+
+
+def _insert_events(connection: Connection, insert: Any, good: list[EventRecord], summary: ImportSummary) -> None:
+    """Insert the events, deduplicated within the batch and ``ON CONFLICT DO NOTHING`` against earlier
+    imports; counts imported rows and duplicates in ``summary``."""
+    events = ExperimentEvent.__table__  # type: ignore[attr-defined]
+    unique: dict[str, EventRecord] = {}
     for r in good:
         if r.event_key in unique:
             summary.duplicates += 1
         else:
             unique[r.event_key] = r
-    if unique:
-        result = connection.execute(
-            insert(events).on_conflict_do_nothing(index_elements=["event_key"]).returning(events.c.id),
-            [
-                {
-                    "experiment_id": r.experiment_id,
-                    "variant_id": r.variant_id,
-                    "user_id": r.user_id,
-                    "event_type": r.event_type,
-                    "metric_name": r.metric_name,
-                    "value": r.value,
-                    "request_id": r.request_id,
-                    "properties": r.properties,
-                    "ts": r.ts,
-                    "event_key": r.event_key,
-                }
-                for r in unique.values()
-            ],
-        )
-        inserted = len(result.all())
-        summary.imported += inserted
-        summary.duplicates += len(unique) - inserted
+    if not unique:
+        return
+    result = connection.execute(
+        insert(events).on_conflict_do_nothing(index_elements=["event_key"]).returning(events.c.id),
+        [
+            {
+                "experiment_id": r.experiment_id,
+                "variant_id": r.variant_id,
+                "user_id": r.user_id,
+                "event_type": r.event_type,
+                "metric_name": r.metric_name,
+                "value": r.value,
+                "request_id": r.request_id,
+                "properties": r.properties,
+                "ts": r.ts,
+                "event_key": r.event_key,
+            }
+            for r in unique.values()
+        ],
+    )
+    inserted = len(result.all())
+    summary.imported += inserted
+    summary.duplicates += len(unique) - inserted
 
 
 def _flush(
-    engine: Engine, records: list[_Record], summary: ImportSummary, deferred: list[_Record] | None = None
+    engine: Engine, records: list[EventRecord], summary: ImportSummary, deferred: list[EventRecord] | None = None
 ) -> None:
     """Write a batch in one transaction; if the database refuses it, retry record by record.
 
@@ -560,14 +373,14 @@ def _flush(
     if not records:
         return
     trial = ImportSummary()
-    trial_deferred: list[_Record] | None = [] if deferred is not None else None
+    trial_deferred: list[EventRecord] | None = [] if deferred is not None else None
     try:
         with engine.begin() as connection:
             _write_batch(connection, records, trial, trial_deferred)
     except SQLAlchemyError:
         for record in records:
             single = ImportSummary()
-            single_deferred: list[_Record] | None = [] if deferred is not None else None
+            single_deferred: list[EventRecord] | None = [] if deferred is not None else None
             try:
                 with engine.begin() as connection:
                     _write_batch(connection, [record], single, single_deferred)
@@ -616,7 +429,7 @@ def import_events(
         raise ImportError_(f"{path}: no such file")
     total = path.stat().st_size
     summary = ImportSummary()
-    deferred: list[_Record] = []
+    deferred: list[EventRecord] = []
     with path.open("rb") as raw:
         head = raw.read(4096)
         raw.seek(0)
@@ -627,15 +440,15 @@ def import_events(
         stream = io.BufferedReader(counter, buffer_size=1 << 16)
         parsed = _iter_csv(stream) if kind == "csv" else _iter_jsonl(stream)
         with engine.connect() as connection:
-            resolver = _Resolver(connection)
-            batch: list[_Record] = []
+            resolver = Resolver(connection)
+            batch: list[EventRecord] = []
             for line, data, problem in parsed:
                 summary.records += 1
                 if data is None:
                     summary.add_bad(line, problem)
                     continue
                 try:
-                    record = _build_record(line, data, resolver)
+                    record = build_record(line, data, resolver)
                 except ValueError as exc:
                     summary.add_bad(line, str(exc)[:300])
                 except (ArithmeticError, RecursionError) as exc:  # a hostile line never aborts the import

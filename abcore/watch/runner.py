@@ -12,8 +12,9 @@ One **pass** (:func:`run_pass`, ``abcore watch --once``) does, for every running
    in the audit log) in the same transaction;
 
 then it posts every pending alert to the webhooks (``$ABCORE_WEBHOOK_URLS`` and the dashboard's
-``ab_webhooks``), with retries and backoff. :func:`run_forever` (``abcore watch --every SECONDS``) repeats
-passes; a failing store is logged and retried on the next pass.
+``ab_webhooks``), with retries and backoff (:mod:`abcore.watch.webhooks`; the stored snapshots and
+alerts are read back through :mod:`abcore.watch.snapshots`). :func:`run_forever`
+(``abcore watch --every SECONDS``) repeats passes; a failing store is logged and retried on the next pass.
 
 Two watchers at once act once: the unique ``(experiment_id, rule)`` constraint on ``ab_alerts`` lets one
 transaction win, the lifecycle change is a compare-and-set on the status, and a sender takes a lease
@@ -30,50 +31,36 @@ Rules (``Experiment.auto_stop``, see :func:`abcore.experiments.lifecycle.validat
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse
 
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from abcore.store.tables import Alert, AuditLog, Experiment, ExperimentStatus, ResultSnapshot, Webhook, utcnow
+from abcore.store.tables import Alert, Experiment, ExperimentStatus, ResultSnapshot
+from abcore.watch.report import PassReport
+from abcore.watch.snapshots import aware_utc
+from abcore.watch.webhooks import WatchSettings, deliver_pending, webhook_payload, webhook_targets
 
 __all__ = [
     "ACTOR",
     "Decision",
     "MetricOutcome",
     "Observation",
-    "PassReport",
-    "WatchSettings",
-    "add_webhook",
     "decide",
-    "deliver_pending",
     "evaluate",
     "experiment_directions",
-    "latest_snapshot",
-    "list_alerts",
-    "list_webhooks",
     "metric_outcome",
     "observation_from",
     "planned_users_per_variant",
-    "remove_webhook",
     "run_forever",
     "run_pass",
-    "snapshot_history",
-    "webhook_payload",
 ]
 
 log = logging.getLogger("abcore.watch.runner")
@@ -84,65 +71,6 @@ ENGINE = "store"
 #: Planned users per variant (the sequential test's tuning parameter) when the experiment states none.
 DEFAULT_PLANNED_USERS = 10_000
 _SEVERITY = {"stop": 3, "pause": 2, "alert": 1}
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class WatchSettings:
-    """How the watcher delivers alerts. :meth:`from_env` reads the ``ABCORE_*`` variables.
-
-    ``retries`` attempts per URL within one pass, waiting ``backoff * 2**k`` seconds between them;
-    an alert still undelivered is retried on a later pass, not before ``retry_after * 2**(passes-1)``
-    seconds (capped at one hour), and marked ``failed`` after ``max_attempts`` attempts in all.
-    """
-
-    webhook_urls: tuple[str, ...] = ()
-    dashboard_url: str = "http://localhost:8501"
-    retries: int = 3
-    backoff: float = 0.5
-    timeout: float = 5.0
-    retry_after: float = 30.0
-    max_attempts: int = 30
-    lease_seconds: float = 120.0
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WatchSettings:
-        """Settings from ``ABCORE_WEBHOOK_URLS`` (comma-separated), ``ABCORE_DASHBOARD_URL``,
-        ``ABCORE_WEBHOOK_RETRIES``, ``ABCORE_WEBHOOK_BACKOFF``, ``ABCORE_WEBHOOK_TIMEOUT`` and
-        ``ABCORE_WEBHOOK_RETRY_AFTER``; bad numbers raise ValueError naming the variable."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {
-            "webhook_urls": tuple(u.strip() for u in env.get("ABCORE_WEBHOOK_URLS", "").split(",") if u.strip()),
-        }
-        if env.get("ABCORE_DASHBOARD_URL", "").strip():
-            values["dashboard_url"] = env["ABCORE_DASHBOARD_URL"].strip().rstrip("/")
-        for name, key, kind in (
-            ("ABCORE_WEBHOOK_RETRIES", "retries", int),
-            ("ABCORE_WEBHOOK_BACKOFF", "backoff", float),
-            ("ABCORE_WEBHOOK_TIMEOUT", "timeout", float),
-            ("ABCORE_WEBHOOK_RETRY_AFTER", "retry_after", float),
-        ):
-            raw = env.get(name, "").strip()
-            if raw:
-                try:
-                    number = kind(raw)
-                except ValueError:
-                    raise ValueError(f"{name} must be a number, got {raw!r}") from None
-                if number < 0 or (key == "retries" and number < 1):
-                    raise ValueError(f"{name} must be positive, got {raw!r}")
-                values[key] = number
-        bad = [u for u in values["webhook_urls"] if not _valid_url(u)]
-        if bad:
-            raise ValueError(f"ABCORE_WEBHOOK_URLS holds invalid URL(s): {', '.join(bad)} (need http:// or https://)")
-        values.update(overrides)
-        return cls(**values)
-
-
-def _valid_url(url: str) -> bool:
-    parsed = urlparse(url)
-    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -391,62 +319,7 @@ def evaluate(
     ))
 
 
-# --------------------------------------------------------------------------- payload
-
-
-def results_link(settings: WatchSettings, experiment_id: int) -> str:
-    """The results page of an experiment on the dashboard."""
-    return f"{settings.dashboard_url.rstrip('/')}/results?experiment={experiment_id}"
-
-
-def webhook_payload(experiment: Experiment, decision: Decision, *, action_taken: bool, status: str,
-                    settings: WatchSettings, note: str = "") -> dict[str, Any]:
-    """The JSON posted for an alert: Slack-compatible (``text``) plus structured fields for generic receivers."""
-    link = results_link(settings, int(experiment.id))  # type: ignore[arg-type]
-    verb = {"pause": "paused", "stop": "stopped"}.get(decision.action)
-    did = f"abcore {verb} the experiment." if verb and action_taken else (
-        f"Action {decision.action} not applied{': ' + note if note else ''}." if verb else "Alert only, no action taken.")
-    text = f":rotating_light: [{experiment.name}] {decision.reason} {did} <{link}|Results>"
-    return {
-        "text": text,
-        "experiment": {"id": experiment.id, "name": experiment.name, "status": status},
-        "rule": decision.kind,
-        "rule_key": decision.rule,
-        "action": decision.action,
-        "action_taken": action_taken,
-        "metric": decision.metric,
-        "variant": decision.variant,
-        "reason": decision.reason,
-        "numbers": decision.numbers,
-        "link": link,
-        "sent_by": "abcore watch",
-    }
-
-
 # --------------------------------------------------------------------------- one pass
-
-
-@dataclass
-class PassReport:
-    """What one pass did (counts) and the errors it logged; ``ok`` when there were none."""
-
-    experiments: int = 0
-    snapshots: int = 0
-    alerts: int = 0
-    actions: int = 0
-    delivered: int = 0
-    undelivered: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def __str__(self) -> str:
-        text = (f"watched {self.experiments} running experiment(s): {self.snapshots} snapshot(s), "
-                f"{self.alerts} new alert(s), {self.actions} action(s), {self.delivered} webhook(s) delivered, "
-                f"{self.undelivered} pending")
-        return text + (f"; {len(self.errors)} error(s): " + " | ".join(self.errors) if self.errors else "")
 
 
 def run_pass(engine: Engine, *, settings: WatchSettings | None = None) -> PassReport:
@@ -589,107 +462,6 @@ def _alert_row(exp: Experiment, decision: Decision, settings: WatchSettings, has
                  delivery="pending" if has_targets else "no_target")
 
 
-# --------------------------------------------------------------------------- webhooks
-
-
-def webhook_targets(engine: Engine, settings: WatchSettings) -> tuple[str, ...]:
-    """Every URL alerts go to: ``settings.webhook_urls`` then the active dashboard webhooks (no duplicates)."""
-    with Session(engine) as session:
-        stored = session.exec(select(Webhook.url).where(col(Webhook.is_active).is_(True)).order_by(Webhook.id)).all()
-    return tuple(dict.fromkeys([*settings.webhook_urls, *stored]))
-
-
-def post_json(url: str, payload: Mapping[str, Any], *, timeout: float) -> tuple[bool, str]:
-    """POST ``payload`` as JSON; (True, "") on a 2xx answer, else (False, what went wrong)."""
-    body = json.dumps(payload, default=str).encode("utf-8")
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "abcore-watch"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return False, f"{type(exc).__name__}: {reason}"
-    return (200 <= status < 300), ("" if 200 <= status < 300 else f"HTTP {status}")
-
-
-def deliver_pending(engine: Engine, *, settings: WatchSettings, report: PassReport | None = None,
-                    sleep: Callable[[float], None] = time.sleep) -> PassReport:
-    """Post every pending alert that is due to every target it has not reached yet.
-
-    Each alert is leased first (compare-and-set on ``claimed_until``), so concurrent watchers never
-    post it twice; each URL gets ``settings.retries`` attempts with exponential backoff.
-    """
-    report = report if report is not None else PassReport()
-    targets = webhook_targets(engine, settings)
-    now = utcnow()
-    with Session(engine, expire_on_commit=False) as session:
-        pending = list(session.exec(
-            select(Alert.id, Alert.next_attempt_at).where(Alert.delivery == "pending").order_by(Alert.id)).all())
-    for alert_id, next_attempt_at in pending:
-        if next_attempt_at is not None and _aware(next_attempt_at) > now:
-            report.undelivered += 1
-            continue
-        if not targets:
-            report.undelivered += 1
-            continue
-        lease = utcnow() + timedelta(seconds=settings.lease_seconds)
-        with Session(engine, expire_on_commit=False) as session:
-            claimed = session.execute(
-                update(Alert)
-                .where(col(Alert.id) == alert_id, col(Alert.delivery) == "pending",
-                       col(Alert.claimed_until).is_(None) | (col(Alert.claimed_until) < utcnow()))
-                .values(claimed_until=lease)
-            )
-            session.commit()
-            if claimed.rowcount != 1:
-                continue  # another watcher is sending it
-            fresh = session.get(Alert, alert_id)
-            assert fresh is not None
-            session.refresh(fresh)
-            done = list(fresh.delivered_to or [])
-            attempts = int(fresh.attempts)
-            error = ""
-            for url in targets:
-                if url in done:
-                    continue
-                for k in range(settings.retries):
-                    ok, error_here = post_json(url, fresh.payload, timeout=settings.timeout)
-                    attempts += 1
-                    if ok:
-                        done.append(url)
-                        break
-                    error = f"{url}: {error_here}"
-                    log.warning("watch: webhook %s failed (%s), attempt %d", url, error_here, k + 1)
-                    if k + 1 < settings.retries:
-                        sleep(settings.backoff * 2**k)
-            complete = all(url in done for url in targets)
-            fresh.delivered_to = done
-            fresh.attempts = attempts
-            fresh.claimed_until = None
-            if complete:
-                fresh.delivery, fresh.delivered_at, fresh.last_error, fresh.next_attempt_at = "delivered", utcnow(), "", None
-                report.delivered += 1
-            else:
-                fresh.last_error = error
-                passes = max(1, attempts // max(settings.retries, 1))
-                fresh.next_attempt_at = utcnow() + timedelta(seconds=min(settings.retry_after * 2 ** (passes - 1), 3600))
-                if attempts >= settings.max_attempts:
-                    fresh.delivery = "failed"
-                report.undelivered += 1
-            session.add(fresh)
-            session.commit()
-    return report
-
-
-def _aware(ts: datetime) -> datetime:
-    from abcore.analysis.overview import as_utc
-
-    return as_utc(ts)  # type: ignore[return-value]
-
-
 # --------------------------------------------------------------------------- loop
 
 
@@ -719,88 +491,6 @@ def run_forever(engine: Engine, *, every: float, settings: WatchSettings | None 
             break
         stop.wait(max(0.0, every - (time.monotonic() - began)))
     return passes
-
-
-# --------------------------------------------------------------------------- reading (dashboard, CLI)
-
-
-def latest_snapshot(*, session: Session, experiment_id: int) -> ResultSnapshot | None:
-    """The newest snapshot of an experiment, or None."""
-    return session.exec(
-        select(ResultSnapshot).where(ResultSnapshot.experiment_id == experiment_id)
-        .order_by(col(ResultSnapshot.computed_at).desc(), col(ResultSnapshot.id).desc())
-    ).first()
-
-
-def snapshot_history(*, session: Session, experiment_id: int, limit: int = 1000) -> list[dict[str, Any]]:
-    """The primary metric's decision over time, oldest first: one dict per snapshot with
-    ``computed_at``, ``outcome``, ``verdict`` and the first treatment's ``lift`` / CI / adjusted p."""
-    rows = session.exec(
-        select(ResultSnapshot).where(ResultSnapshot.experiment_id == experiment_id)
-        .order_by(col(ResultSnapshot.computed_at).desc(), col(ResultSnapshot.id).desc()).limit(limit)
-    ).all()
-    out: list[dict[str, Any]] = []
-    for snap in reversed(rows):
-        primary = (snap.results or {}).get("metrics") or []
-        first = next((m for m in primary if m.get("role") == "primary"), None)
-        test = (first or {}).get("test") or {}
-        out.append({
-            "computed_at": _aware(snap.computed_at),
-            "outcome": snap.primary_outcome,
-            "verdict": snap.verdict,
-            "metric": (first or {}).get("metric"),
-            "lift": test.get("lift"),
-            "lift_ci_low": test.get("lift_ci_low"),
-            "lift_ci_high": test.get("lift_ci_high"),
-            "p_value_adjusted": (first or {}).get("p_value_adjusted"),
-        })
-    return out
-
-
-def list_alerts(*, session: Session, experiment_id: int | None = None, limit: int = 200) -> list[Alert]:
-    """Alerts, newest first; all or one experiment's."""
-    query = select(Alert).order_by(col(Alert.created_at).desc(), col(Alert.id).desc()).limit(limit)
-    if experiment_id is not None:
-        query = query.where(Alert.experiment_id == experiment_id)
-    return list(session.exec(query).all())
-
-
-def list_webhooks(*, session: Session) -> list[Webhook]:
-    """The webhooks configured in the dashboard, oldest first."""
-    return list(session.exec(select(Webhook).order_by(Webhook.id)).all())
-
-
-def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") -> Webhook:
-    """Add a webhook URL (http/https); raises ExperimentError for a bad or duplicate URL. Audited."""
-    from abcore.experiments.lifecycle import ExperimentError
-
-    url = (url or "").strip()
-    if not _valid_url(url) or len(url) > 2000:
-        raise ExperimentError(f"A webhook needs an http:// or https:// URL (at most 2000 characters); got {url!r}.")
-    if session.exec(select(Webhook.id).where(Webhook.url == url)).first() is not None:
-        raise ExperimentError(f"The webhook {url} is already configured.")
-    hook = Webhook(url=url, name=(name or "").strip()[:200], created_by=actor)
-    session.add(hook)
-    session.add(AuditLog(experiment_id=None, action="add_webhook", actor=actor, details={"url": url, "name": hook.name}))
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ExperimentError(f"The webhook {url} is already configured.") from exc
-    session.refresh(hook)
-    return hook
-
-
-def remove_webhook(*, session: Session, webhook_id: int, actor: str = "") -> None:
-    """Delete a dashboard webhook (unknown id: ExperimentError). Audited."""
-    from abcore.experiments.lifecycle import ExperimentError
-
-    hook = session.get(Webhook, webhook_id)
-    if hook is None:
-        raise ExperimentError(f"No webhook with id {webhook_id}.")
-    session.delete(hook)
-    session.add(AuditLog(experiment_id=None, action="remove_webhook", actor=actor, details={"url": hook.url}))
-    session.commit()
 
 
 # --------------------------------------------------------------------------- dashboard helpers (pure)
@@ -840,7 +530,7 @@ def rules_from_inputs(*, enabled: bool, guardrails: str, success: str, srm: str,
 
 def alert_line(alert: Alert) -> str:
     """A one-line description of an alert for the dashboard."""
-    when = _aware(alert.created_at).strftime("%Y-%m-%d %H:%M UTC")
+    when = aware_utc(alert.created_at).strftime("%Y-%m-%d %H:%M UTC")
     did = {"pause": "paused", "stop": "stopped"}.get(alert.action)
     action = f"{did} by the watcher" if did and alert.action_taken else ("alert" if alert.action == "alert"
                                                                         else f"{alert.action} not applied")

@@ -81,7 +81,7 @@ def test_metric_counts_follow_the_analysis(session: Session) -> None:
     from abcore.metrics import MetricCreate, define_metric
 
     define_metric(session=session, data=MetricCreate(name="click", kind="binomial", window_hours=24))
-    exp, arms = make_experiment(session)
+    exp, arms = completed_experiment(session)
     a, b = arms["A"], arms["B"]
     hour = timedelta(hours=1)
     add_data(

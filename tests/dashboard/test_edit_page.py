@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from abcore.access.users import hash_password
 from abcore.dashboard import APP_PATH
-from abcore.dashboard.views import forms
+from abcore.dashboard.views import html
 from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 from tests.factories import make_experiment
@@ -165,7 +165,7 @@ def test_approvers_see_what_will_run_and_decide(store: str, monkeypatch: pytest.
     for line in ("Variants and split: control 50 % · treatment 50 %", "Traffic: 40 % of eligible users",
                  "Targeting: country is one of DE, FR", "Secondary metrics: watch_time",
                  "traffic_allocation: 1.0 -> 0.4"):  # the last: what changed since the request
-        assert forms.plain_text(line) in shown, (line, shown)
+        assert html.plain_text(line) in shown, (line, shown)
     at.button(key=f"{k}reject").click().run()
     assert any("without a comment" in e.value for e in at.error)
     at.text_area(key=f"{k}approval_comment").set_value("fine by me")
@@ -187,7 +187,7 @@ def test_viewers_see_the_page_read_only(store: str, monkeypatch: pytest.MonkeyPa
     keys = {b.key for b in at.button if b.key}
     assert not {k for k in keys if k.startswith(f"e{exp_id}_")}  # no clone, archive, approve, request
     assert not [w for w in at.text_area if w.key and w.key.startswith(f"e{exp_id}_")]  # no form
-    assert forms.plain_text("Targeting: country is one of DE, FR") in _markdown(at)
+    assert html.plain_text("Targeting: country is one of DE, FR") in _markdown(at)
     assert any("viewer" in i.value for i in at.info)
 
 

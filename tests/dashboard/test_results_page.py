@@ -17,7 +17,7 @@ from abcore.store.db import make_engine
 
 
 class _TableCells(HTMLParser):
-    """The cells of an HTML table (abcore.dashboard.views.forms.html_table), row by row."""
+    """The cells of an HTML table (abcore.dashboard.views.html.html_table), row by row."""
 
     def __init__(self) -> None:
         super().__init__()

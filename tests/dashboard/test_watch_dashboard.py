@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 from abcore.dashboard import APP_PATH
 from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
-from abcore.watch.runner import WatchSettings, list_webhooks, run_pass
+from abcore.watch.runner import run_pass
+from abcore.watch.webhooks import WatchSettings, list_webhooks
 from tests.watch.conftest import make_experiment
 
 APP = str(APP_PATH)

@@ -33,7 +33,8 @@ from abcore.experiments.lifecycle import (
     stop_experiment,
     update_allocations,
 )
-from abcore.io.csv_export import ExportError, export_config, import_config
+from abcore.io.configs import export_config, import_config
+from abcore.io.csv_export import ExportError
 from abcore.store.tables import AuditLog, Experiment, Variant
 
 TEN_KB = "x" * 10_000

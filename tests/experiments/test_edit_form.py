@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from abcore.dashboard.views import edit_form, forms
+from abcore.dashboard.views import create_form, edit_form
 from abcore.experiments import lifecycle as ex
 
 RULES = [
@@ -19,7 +19,7 @@ def test_targeting_rows_invert_the_forms_parser() -> None:
     rows, user_ids = edit_form.targeting_rows(RULES)
     assert user_ids == "u1\nu2"
     assert rows[0] == {"attribute": "country", "op": "in", "value": "DE, FR"}
-    parsed, problems = forms.parse_targeting(rows, user_ids)
+    parsed, problems = create_form.parse_targeting(rows, user_ids)
     assert problems == [] and parsed == RULES
 
 

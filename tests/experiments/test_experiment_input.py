@@ -31,7 +31,8 @@ from abcore.experiments.lifecycle import (
     delete_experiment,
     list_experiments,
 )
-from abcore.io.csv_export import ExportError, import_config
+from abcore.io.configs import import_config
+from abcore.io.csv_export import ExportError
 
 ROOT = Path(__file__).resolve().parents[2]
 NAN, INF = float("nan"), float("inf")

@@ -16,7 +16,7 @@ from abcore.experiments.lifecycle import (
     get_variants,
 )
 from abcore.experiments.ml_models import create_model, get_model
-from abcore.io.csv_export import dump_configs, export_config, import_config
+from abcore.io.configs import dump_configs, export_config, import_config
 from abcore.store.db import init_db, make_engine
 
 

@@ -23,16 +23,8 @@ from abcore.experiments.lifecycle import (
     get_variants,
     start_experiment,
 )
-from abcore.io.csv_export import (
-    ASSIGNMENT_COLUMNS,
-    EVENT_COLUMNS,
-    ExportError,
-    export_config,
-    import_config,
-    iter_csv,
-    normalise_weights,
-    write_csv,
-)
+from abcore.io.configs import export_config, import_config, normalise_weights
+from abcore.io.csv_export import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, ExportError, iter_csv, write_csv
 from abcore.store.tables import ExperimentEvent, UserAssignment
 from tests.factories import make_experiment, variant_ids
 

@@ -19,7 +19,8 @@ from abcore.experiments.lifecycle import (
     get_variants,
     start_experiment,
 )
-from abcore.io.event_import import ImportError_, import_events, parse_timestamp
+from abcore.io.event_import import ImportError_, import_events
+from abcore.io.event_records import parse_timestamp
 from abcore.store.tables import ExperimentEvent, UserAssignment
 
 

@@ -21,14 +21,8 @@ from abcore.experiments.lifecycle import (
     stop_experiment,
     validate_auto_stop,
 )
-from abcore.watch.runner import (
-    MetricOutcome,
-    Observation,
-    WatchSettings,
-    decide,
-    metric_outcome,
-    webhook_payload,
-)
+from abcore.watch.runner import MetricOutcome, Observation, decide, metric_outcome
+from abcore.watch.webhooks import WatchSettings, webhook_payload
 
 from .conftest import simulated_experiment
 
@@ -155,7 +149,7 @@ def test_settings_from_env() -> None:
 
 
 def test_config_export_import_round_trips_the_rules(session: Session) -> None:
-    from abcore.io.csv_export import export_config, import_config
+    from abcore.io.configs import export_config, import_config
 
     exp = create_experiment(session=session, data=ExperimentCreate(name="cfg", variants=VARIANTS,
                                                                    auto_stop={"guardrails": "stop", "max_days": 14}))

@@ -14,7 +14,9 @@ from sqlmodel import Session, col, select
 from abcore.experiments.lifecycle import audit_log, get_experiment
 from abcore.store.db import make_engine
 from abcore.store.tables import Alert, ResultSnapshot, utcnow
-from abcore.watch.runner import WatchSettings, latest_snapshot, run_forever, run_pass, snapshot_history
+from abcore.watch.runner import run_forever, run_pass
+from abcore.watch.snapshots import latest_snapshot, snapshot_history
+from abcore.watch.webhooks import WatchSettings
 
 from .conftest import Receiver, free_port, simulated_experiment, watch_cli
 

@@ -1,4 +1,7 @@
-"""Create experiment: the design form (seed 000's variant rows, seed 004's wizard fields). Saves a draft."""
+"""Create experiment: the design form (what, variants, who enters, how it is judged, stopping rules). Saves a draft.
+
+The page lays out widgets; parsing, checks and the sample-size plan are in :mod:`abcore.dashboard.views`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from abcore.dashboard import ui, watch_ui
-from abcore.dashboard.views import forms
+from abcore.dashboard.views import create_form, forms, sample_size
 from abcore.dashboard.views import metric_forms as mf
 from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import list_models
@@ -22,25 +25,25 @@ FORM_PREFIXES = ("c_", "v_", "targeting_", "plan_", "crit_")
 NO_MODEL = 0
 
 
-def _rows() -> list[forms.VariantRow]:
+def _rows() -> list[create_form.VariantRow]:
     if ROWS_KEY not in st.session_state:
-        st.session_state[ROWS_KEY] = forms.initial_rows()
+        st.session_state[ROWS_KEY] = create_form.initial_rows()
     return st.session_state[ROWS_KEY]
 
 
 def _add_row() -> None:
-    st.session_state[ROWS_KEY] = forms.add_row(_rows())
+    st.session_state[ROWS_KEY] = create_form.add_row(_rows())
 
 
 def _remove_row(row_id: int) -> None:
-    st.session_state[ROWS_KEY] = forms.remove_row(_rows(), row_id)
+    st.session_state[ROWS_KEY] = create_form.remove_row(_rows(), row_id)
     for prefix in ("v_name_", "v_model_", "v_alloc_", "v_config_"):
         st.session_state.pop(f"{prefix}{row_id}", None)
 
 
 def _even_split() -> None:
     rows = _rows()
-    for row, pct in zip(rows, forms.even_split(len(rows)), strict=True):
+    for row, pct in zip(rows, create_form.even_split(len(rows)), strict=True):
         st.session_state[f"v_alloc_{row.id}"] = pct
 
 
@@ -54,14 +57,14 @@ def _use_plan(per_variant: int) -> None:
     st.session_state["crit_min_samples"] = int(per_variant)
 
 
-def _variant_rows(models: list[Any], disabled: bool = False) -> list[forms.VariantRow]:
+def _variant_rows(models: list[Any], disabled: bool = False) -> list[create_form.VariantRow]:
     """Draw the rows (read only when ``disabled``); returns them with the values the user typed."""
     model_names = {m.id: f"{m.name} (v{m.version})" for m in models}
     rows = _rows()
     header = st.columns([3, 3, 2, 4, 1])
     for col, label in zip(header, ("Variant name", "Model", "Allocation %", "Config (JSON, optional)", ""), strict=True):
         col.caption(f"**{label}**" if label else "")
-    current: list[forms.VariantRow] = []
+    current: list[create_form.VariantRow] = []
     for index, row in enumerate(rows):
         # Seed widget state once; afterwards the widget owns it (no value= so keys survive removals).
         st.session_state.setdefault(f"v_name_{row.id}", row.name)
@@ -94,16 +97,16 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[forms.Varia
         cols[4].button(  # the label is the accessible name; TRASH_CSS hides it visually (an empty label reads "delete icon")
             f"Remove variant {index + 1}", icon=":material/delete:", key=f"v_remove_{row.id}",
             help=f"Remove variant {index + 1}",
-            disabled=disabled or len(rows) <= forms.MIN_VARIANTS, on_click=_remove_row, args=(row.id,),
+            disabled=disabled or len(rows) <= create_form.MIN_VARIANTS, on_click=_remove_row, args=(row.id,),
         )
-        values = forms.VariantRow(
+        values = create_form.VariantRow(
             id=row.id,
             name=st.session_state[f"v_name_{row.id}"] or "",
             model_id=st.session_state[f"v_model_{row.id}"] or None,
             allocation_pct=float(st.session_state[f"v_alloc_{row.id}"] or 0.0),
             config_text=st.session_state[f"v_config_{row.id}"] or "",
         )
-        _, error = forms.parse_config(values.config_text)
+        _, error = create_form.parse_config(values.config_text)
         if error:
             st.error(f"Config of '{values.name or index + 1}': {error}", icon="🧾")
         current.append(values)
@@ -151,17 +154,37 @@ TRASH_CSS = (
 
 
 def body() -> None:
+    """The create page: five sections, the live problems list and the Create button (editors only)."""
     st.html(TRASH_CSS)
     st.title("➕ Create experiment")
     st.caption("Design an experiment; it is saved as a **draft** that you start from the Experiments page.")
-    editable = ui.can_edit()
-    ro = not editable  # viewers see the form read only, without the Create button
+    ro = not ui.can_edit()  # viewers see the form read only, without the Create button
     if ro:
         st.info("You need the **editor** role to create experiments: the form below is read only.", icon="🔒")
     with ui.session() as s:
         models = list_models(session=s, active_only=True)
     metrics, directions = _metric_registry()
+    _what_section(ro)
+    rows = _variants_section(models, ro)
+    targeting_rows = _who_section(ro)
+    direction = _judge_section(metrics, directions, ro)
+    _plan_box(rows, ro)
+    with st.container(border=True, key="c_watch_box"):
+        st.markdown("**Automated stopping rules** (applied by `abcore watch`)")
+        auto_stop = watch_ui.rules_inputs("c_watch_", disabled=ro)
+    form = create_form.form_from_state(st.session_state, rows=rows, targeting_rows=targeting_rows,
+                                       direction=direction, created_by=ui.actor())
+    problems = create_form.form_problems(form) + ex.validate_auto_stop(auto_stop)
+    with ui.session() as s:  # checked live, with the other problems, not only after Create
+        existing = [e.name for e in ex.list_experiments(session=s, include_archived=True)]
+    problems += create_form.duplicate_name_problems(form.name, existing)
+    st.divider()
+    if not ro:
+        _submit(form, auto_stop, problems)
 
+
+def _what_section(ro: bool) -> None:
+    """1 · name, description and hypothesis."""
     st.subheader("1 · What are you testing?")
     st.text_input("Name", key="c_name", placeholder="Algorithm weighting vs. engagement boost", max_chars=200,
                   disabled=ro)
@@ -169,6 +192,9 @@ def body() -> None:
     st.text_area("Hypothesis", key="c_hypothesis", height=80,
                  placeholder="If we ..., then <metric> will increase because ...", disabled=ro)
 
+
+def _variants_section(models: list[Any], ro: bool) -> list[create_form.VariantRow]:
+    """2 · the variant rows with their tools and the live allocation total; returns the rows as typed."""
     st.subheader("2 · Variants")
     if not models:
         st.caption("No models are registered yet – register them on the **Models** page to pick one per variant.")
@@ -176,14 +202,19 @@ def body() -> None:
     tools = st.columns([1, 1, 4])
     tools[0].button("Add variant", icon=":material/add:", key="add_variant", on_click=_add_row, disabled=ro)
     tools[1].button("Split evenly", icon=":material/balance:", key="split_evenly", on_click=_even_split, disabled=ro)
-    total = forms.allocation_total(r.allocation_pct for r in rows)
+    total = create_form.allocation_total(r.allocation_pct for r in rows)
     with st.container(key="allocation_total"):
-        st.markdown(forms.allocation_message(total))
+        st.markdown(create_form.allocation_message(total))
     st.caption("The first variant is the control.")
+    return rows
 
+
+def _who_section(ro: bool) -> list[dict[str, Any]]:
+    """3 · traffic share, targeting rules and the user-id list; returns the targeting table's rows."""
     st.subheader("3 · Who enters?")
     st.slider("Share of eligible traffic that enters (%)", 1, 100, 100, key="c_traffic_pct", disabled=ro)
     st.caption("Targeting rules (all must hold). Lists are comma-separated; comparisons need a number.")
+    ops = create_form.TARGETING_OPS
     editor = st.data_editor(
         pd.DataFrame({"attribute": pd.Series(dtype="str"), "op": pd.Series(dtype="str"), "value": pd.Series(dtype="str")}),
         num_rows="dynamic",
@@ -193,23 +224,25 @@ def body() -> None:
         column_config={
             "attribute": st.column_config.TextColumn("Attribute", help="e.g. country, platform, age"),
             "op": st.column_config.SelectboxColumn(
-                "Operator", options=list(forms.TARGETING_OPS), help=", ".join(f"{k}: {v}" for k, v in forms.TARGETING_OPS.items())
+                "Operator", options=list(ops), help=", ".join(f"{k}: {v}" for k, v in ops.items())
             ),
             "value": st.column_config.TextColumn("Value", help="DE · DE, FR, AT · 18"),
         },
     )
     st.text_area("Only these user ids (optional, one per line)", key="targeting_user_ids", height=68, disabled=ro)
-    targeting_rows = [
-        {k: (None if pd.isna(v) else v) for k, v in record.items()} for record in editor.to_dict("records")
-    ]
+    return [{k: (None if pd.isna(v) else v) for k, v in record.items()} for record in editor.to_dict("records")]
 
+
+def _judge_section(metrics: list[str], directions: dict[str, str], ro: bool) -> str:
+    """4 · metrics, direction, minimum effect, confidence, minimum duration and samples; returns the
+    direction in force (the metric definition's when the primary metric has one, else the one picked)."""
     st.subheader("4 · How do we judge it?")
     _metric_pickers(metrics, directions, ro)
     primary = st.session_state.get("c_primary_metric") or ""
     cols = st.columns(3)
     defined_direction = directions.get(primary)
     if defined_direction is None:  # no definition: the criterion's direction is the one the analysis uses
-        cols[0].radio("Direction", forms.DIRECTIONS, key="crit_direction", horizontal=True, disabled=ro,
+        cols[0].radio("Direction", create_form.DIRECTIONS, key="crit_direction", horizontal=True, disabled=ro,
                       format_func=lambda d: "↑ increase" if d == "increase" else "↓ decrease")
         direction = st.session_state.get("crit_direction", "increase")
     else:  # the definition decides which way is better (abcore.analysis.pipeline reads it, not the criterion)
@@ -219,31 +252,32 @@ def body() -> None:
         direction = defined_direction
     cols[1].number_input("Minimum relative effect (%)", min_value=0.0, max_value=1000.0, value=2.0, step=0.5,
                          key="crit_min_effect", disabled=ro)
-    cols[2].radio("Confidence", forms.CONFIDENCE_LEVELS, index=1, key="crit_confidence", horizontal=True,
+    cols[2].radio("Confidence", create_form.CONFIDENCE_LEVELS, index=1, key="crit_confidence", horizontal=True,
                   format_func=lambda c: f"{c:.0%}", disabled=ro)
     cols = st.columns(2)
     cols[0].number_input("Minimum duration (days)", min_value=0, value=7, step=1, key="crit_min_days", disabled=ro)
     # seeded in session state, no value=: "Use as minimum samples per variant" sets it without a widget warning
     st.session_state.setdefault("crit_min_samples", 0)
     cols[1].number_input("Minimum samples per variant", min_value=0, step=100, key="crit_min_samples", disabled=ro)
+    return direction
 
+
+def _plan_box(rows: list[create_form.VariantRow], ro: bool) -> None:
+    """The sample size and run time of the form's design, with a button to use it as the minimum samples."""
     with st.container(border=True, key="plan_box"):
         st.markdown("**Sample size and run time** (conversion metric, 80 % power)")
         cols = st.columns(4)
         cols[0].number_input("Baseline conversion rate (%)", min_value=0.01, max_value=99.99, value=10.0,
                              step=0.5, key="plan_baseline", disabled=ro)
         cols[1].number_input("Daily eligible users", min_value=0, value=1000, step=100, key="plan_daily", disabled=ro)
-        effect = float(st.session_state.get("crit_min_effect", 2.0))
-        smallest = min((r.allocation_pct for r in rows), default=0.0) / 100.0
-        plan = forms.sample_plan(
-            baseline=float(st.session_state["plan_baseline"]) / 100.0,
-            mde=effect / 100.0,
-            relative=True,
-            alpha=1.0 - float(st.session_state.get("crit_confidence", 0.95)),
-            n_variants=len(rows),
-            daily_traffic=float(st.session_state["plan_daily"]),
-            traffic_share=float(st.session_state.get("c_traffic_pct", 100)) / 100.0,
-            smallest_allocation=smallest if smallest > 0 else None,
+        state = st.session_state
+        plan = sample_size.design_plan(
+            baseline_pct=float(state["plan_baseline"]),
+            min_effect_pct=float(state.get("crit_min_effect", 2.0)),
+            confidence=float(state.get("crit_confidence", 0.95)),
+            allocations=[r.allocation_pct for r in rows],
+            daily_traffic=float(state["plan_daily"]),
+            traffic_pct=float(state.get("c_traffic_pct", 100)),
         )
         if plan.error:
             cols[2].metric("Users per variant", "–")
@@ -254,34 +288,10 @@ def body() -> None:
             st.button("Use as minimum samples per variant", key="plan_use", on_click=_use_plan,
                       args=(plan.per_variant,), disabled=ro)
 
-    with st.container(border=True, key="c_watch_box"):
-        st.markdown("**Automated stopping rules** (applied by `abcore watch`)")
-        auto_stop = watch_ui.rules_inputs("c_watch_", disabled=ro)
 
-    form = forms.CreateForm(
-        name=st.session_state.get("c_name", ""),
-        description=st.session_state.get("c_description", ""),
-        hypothesis=st.session_state.get("c_hypothesis", ""),
-        rows=rows,
-        traffic_pct=float(st.session_state.get("c_traffic_pct", 100)),
-        targeting_rows=targeting_rows,
-        user_ids_text=st.session_state.get("targeting_user_ids", ""),
-        primary_metric=st.session_state.get("c_primary_metric") or "",
-        secondary_metrics=list(st.session_state.get("c_secondary", [])),
-        guardrail_metrics=list(st.session_state.get("c_guardrails", [])),
-        direction=direction,
-        min_effect_pct=float(st.session_state.get("crit_min_effect", 2.0)),
-        confidence=float(st.session_state.get("crit_confidence", 0.95)),
-        min_duration_days=int(st.session_state.get("crit_min_days", 7)),
-        min_samples_per_variant=int(st.session_state.get("crit_min_samples", 0)),
-        created_by=ui.actor(),
-    )
-    problems = forms.form_problems(form) + ex.validate_auto_stop(auto_stop)
-    with ui.session() as s:  # checked live, with the other problems, not only after Create
-        problems += forms.duplicate_name_problems(form.name, [e.name for e in ex.list_experiments(session=s, include_archived=True)])
-    st.divider()
-    if ro:
-        return
+def _submit(form: create_form.CreateForm, auto_stop: dict[str, Any], problems: list[str]) -> None:
+    """The problems still open (or "Everything checks out") and the Create button: saves the draft and
+    opens the Experiments page on the Draft tab."""
     with st.container(key="form_problems"):
         if problems:
             st.markdown("**Before you can create it:**\n" + "\n".join(f"- {p}" for p in problems))
@@ -289,7 +299,7 @@ def body() -> None:
             st.success("Everything checks out.", icon="✅")
     if st.button("Create experiment", type="primary", key="create_experiment", disabled=bool(problems)):
         try:
-            data = forms.build_experiment_create(form)
+            data = create_form.build_experiment_create(form)
             data.auto_stop = auto_stop
             with ui.session() as s:
                 created = ex.create_experiment(session=s, data=data, actor=ui.actor())

@@ -10,7 +10,7 @@ import streamlit as st
 
 from abcore.access.users import can_approve as _can_approve
 from abcore.dashboard import ui, watch_ui
-from abcore.dashboard.views import edit_form, forms
+from abcore.dashboard.views import create_form, edit_form, forms, html
 from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import list_models
 
@@ -62,7 +62,7 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
         rows = []
         for row in form.rows:
             cols = st.columns([2, 3, 2, 4])
-            cols[0].markdown(f"**{forms.plain_text(forms.variant_label(row.name, row.id == 0))}**")
+            cols[0].markdown(f"**{html.plain_text(forms.variant_label(row.name, row.id == 0))}**")
             model = cols[1].selectbox(
                 "Model", options=[None, *model_names], key=f"{k}model_{row.id}",
                 index=[None, *model_names].index(row.model_id) if row.model_id in model_names else 0,
@@ -71,7 +71,7 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
             alloc = cols[2].number_input("Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
                                          value=float(row.allocation_pct), key=f"{k}alloc_{row.id}")
             config = cols[3].text_input("Config (JSON)", value=row.config_text, key=f"{k}config_{row.id}")
-            rows.append(forms.VariantRow(id=row.id, name=row.name, model_id=model, allocation_pct=float(alloc),
+            rows.append(create_form.VariantRow(id=row.id, name=row.name, model_id=model, allocation_pct=float(alloc),
                                          config_text=config))
         traffic = st.slider("Share of eligible traffic that enters (%)", 1, 100,
                             max(1, min(100, round(form.traffic_pct))), key=f"{k}traffic")
@@ -80,7 +80,7 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
             num_rows="dynamic", key=f"{k}targeting", width="stretch",
             column_config={
                 "attribute": st.column_config.TextColumn("Attribute"),
-                "op": st.column_config.SelectboxColumn("Operator", options=list(forms.TARGETING_OPS)),
+                "op": st.column_config.SelectboxColumn("Operator", options=list(create_form.TARGETING_OPS)),
                 "value": st.column_config.TextColumn("Value"),
             },
         )
@@ -93,12 +93,12 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
         guardrails = cols[2].multiselect("Guardrail metrics", metrics, default=form.guardrail_metrics,
                                          key=f"{k}guardrails", accept_new_options=True)
         cols = st.columns(3)
-        direction = cols[0].radio("Direction", forms.DIRECTIONS, index=forms.DIRECTIONS.index(form.direction)
-                                  if form.direction in forms.DIRECTIONS else 0, key=f"{k}direction", horizontal=True)
+        direction = cols[0].radio("Direction", create_form.DIRECTIONS, index=create_form.DIRECTIONS.index(form.direction)
+                                  if form.direction in create_form.DIRECTIONS else 0, key=f"{k}direction", horizontal=True)
         effect = cols[1].number_input("Minimum relative effect (%)", min_value=0.0, max_value=1000.0,
                                       value=float(form.min_effect_pct), step=0.5, key=f"{k}effect")
-        confidence = cols[2].radio("Confidence", forms.CONFIDENCE_LEVELS, horizontal=True, key=f"{k}confidence",
-                                   index=forms.CONFIDENCE_LEVELS.index(form.confidence),
+        confidence = cols[2].radio("Confidence", create_form.CONFIDENCE_LEVELS, horizontal=True, key=f"{k}confidence",
+                                   index=create_form.CONFIDENCE_LEVELS.index(form.confidence),
                                    format_func=lambda c: f"{c:.0%}")
         cols = st.columns(2)
         min_days = cols[0].number_input("Minimum duration (days)", min_value=0, value=form.min_duration_days,
@@ -215,7 +215,7 @@ def _approval_panel(exp: Any, models: list[Any], editable: bool, approver: bool)
             st.caption(f"Approved by {state.approved_by} on {state.approved_at:%Y-%m-%d %H:%M} UTC")
         if state.comment:
             st.caption(f"Last comment{f' by {state.decided_by}' if state.decided_by else ''}: "
-                       f"{forms.plain_text(state.comment)}")
+                       f"{html.plain_text(state.comment)}")
         if editable and state.status in ("", "rejected") and st.button(
                 "Request approval", key=f"{k}request_approval", icon=":material/how_to_reg:"):
             _decide(exp, "request", "")
@@ -224,13 +224,13 @@ def _approval_panel(exp: Any, models: list[Any], editable: bool, approver: bool)
         st.markdown("What will run when it starts:")
         names = {m.id: m.name for m in models}
         with st.container(key=f"{k}approval_config"):
-            st.markdown("\n".join(f"- {forms.plain_text(line)}" for line in edit_form.describe_configuration(configuration, names)))
+            st.markdown("\n".join(f"- {html.plain_text(line)}" for line in edit_form.describe_configuration(configuration, names)))
         if edits:
             st.markdown("What changed since the last request or decision:")
             lines = [line for e in edits for line in edit_form.describe_changes(
                 e.details.get("changes") or {e.action: {"before": e.details.get("before"), "after": e.details.get("after")}})]
             with st.container(key=f"{k}approval_changes"):
-                st.markdown("\n".join(f"- {forms.plain_text(line)}" for line in lines))
+                st.markdown("\n".join(f"- {html.plain_text(line)}" for line in lines))
         comment = st.text_area("Comment (required to reject)", key=f"{k}approval_comment", height=68)
         cols = st.columns([1, 1, 4])
         if cols[0].button("Approve", type="primary", icon=":material/check:", key=f"{k}approve",
@@ -260,8 +260,8 @@ def _read_only(exp: Any, models: list[Any]) -> None:
     names = {m.id: m.name for m in models}
     with st.container(border=True, key=f"e{exp.id}_summary"):
         if exp.description:
-            st.markdown(forms.plain_text(exp.description))
-        st.markdown("\n".join(f"- {forms.plain_text(line)}" for line in edit_form.describe_configuration(configuration, names)))
+            st.markdown(html.plain_text(exp.description))
+        st.markdown("\n".join(f"- {html.plain_text(line)}" for line in edit_form.describe_configuration(configuration, names)))
 
 
 def body() -> None:
@@ -277,7 +277,7 @@ def body() -> None:
         variants = ex.get_variants(session=s, experiment_id=experiment_id)
         models = list_models(session=s, active_only=False)
     archived = " · 🗄️ archived" if exp.archived_at is not None else ""
-    st.markdown(f"#### {forms.plain_text(exp.name)} &nbsp; {forms.status_badge(exp.status)}{archived}")
+    st.markdown(f"#### {html.plain_text(exp.name)} &nbsp; {forms.status_badge(exp.status)}{archived}")
     st.page_link("pages/results.py", label="Results", icon="📊", query_params={"experiment": str(exp.id)})
     if not editable:
         _read_only(exp, models)

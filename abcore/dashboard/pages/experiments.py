@@ -10,8 +10,8 @@ import streamlit as st
 
 from abcore.analysis.overview import VariantUsers, experiment_overview, latest_event_id, variant_users
 from abcore.dashboard import ui, watch_ui
+from abcore.dashboard.views import create_form, forms, html
 from abcore.dashboard.views import experiment_list as xl
-from abcore.dashboard.views import forms
 from abcore.experiments import lifecycle as ex
 
 TAB_EMPTY = {
@@ -29,8 +29,6 @@ ACTIONS = {
     "cancel": ex.cancel_experiment,
     "delete": ex.delete_experiment,
 }
-# every experiment, archived ones included (the list hides them unless "Show archived"); the keyword
-# exists once Experiment.archived_at does (branch issue-15e)
 EDIT_PAGE = "edit.py"  # the edit / clone / archive page (url edit?id=<id>)
 DONE = {
     "start": "started",
@@ -101,7 +99,7 @@ def _ship_fields(experiment: Any, variants: list[VariantUsers]) -> None:
         st.session_state[key] = default
     if advice is not None:
         label = forms.verdict_label(advice.decision, names.get(advice.variant_id))[0]
-        st.caption(f"Recommendation: **{forms.plain_text(label)}**. {forms.plain_text(advice.reason)}")
+        st.caption(f"Recommendation: **{html.plain_text(label)}**. {html.plain_text(advice.reason)}")
     cols = st.columns(2)
     chosen = cols[0].selectbox(
         "Variant to ship",
@@ -114,7 +112,7 @@ def _ship_fields(experiment: Any, variants: list[VariantUsers]) -> None:
     if broken:
         metrics = ", ".join(f"`{m}`" for m in broken)
         st.error(
-            f"**{forms.plain_text(names.get(chosen, '?'))}** broke the guardrail{'s' if len(broken) > 1 else ''} "
+            f"**{html.plain_text(names.get(chosen, '?'))}** broke the guardrail{'s' if len(broken) > 1 else ''} "
             f"{metrics}: shipping it makes {'these metrics' if len(broken) > 1 else 'this metric'} worse.",
             icon="🛑",
         )
@@ -186,29 +184,29 @@ def _card(experiment: Any, item: xl.ListItem, variants: list[VariantUsers], audi
         with left:
             # user text is escaped: a name or description shows as typed, never as a link or remote image
             archived = " &nbsp; :gray-badge[🗄 Archived]" if item.archived else ""
-            st.markdown(f"#### {forms.plain_text(experiment.name)} &nbsp; {forms.status_badge(experiment.status)}{archived}")
+            st.markdown(f"#### {html.plain_text(experiment.name)} &nbsp; {forms.status_badge(experiment.status)}{archived}")
             if experiment.description:
-                st.markdown(forms.plain_text(experiment.description))
+                st.markdown(html.plain_text(experiment.description))
             split = " · ".join(
-                f"**{forms.plain_text(forms.variant_label(v.name, v.is_control))}** {forms.format_number(v.allocation_pct, 2)} %"
+                f"**{html.plain_text(forms.variant_label(v.name, v.is_control))}** {forms.format_number(v.allocation_pct, 2)} %"
                 f" – {forms.format_int(v.users)} users"
                 for v in variants
             )
             st.markdown(split)
             audience = [f"{forms.format_number(experiment.traffic_allocation * 100, 1)} % of eligible users"]
-            audience += [forms.describe_rule(rule) for rule in experiment.targeting]
+            audience += [create_form.describe_rule(rule) for rule in experiment.targeting]
             st.caption("Audience: " + " · ".join(audience))
             _progress(item)
             watch_ui.rules_editor(experiment)
             watch_ui.alerts(experiment.id, limit=3)
             if experiment.status == "completed" and experiment.winner_variant_id:
                 winner = next((v.name for v in variants if v.variant_id == experiment.winner_variant_id), "?")
-                st.markdown(f"🏆 Shipped **{forms.plain_text(winner)}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")
+                st.markdown(f"🏆 Shipped **{html.plain_text(winner)}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")
         with right:
             st.metric("Participants", forms.format_int(item.participants))
             st.caption(f"⏱ {forms.format_days(forms.days_running(experiment.started_at, experiment.stopped_at))}"
                        f" · primary metric `{experiment.primary_metric}`"
-                       + (f" · owner {forms.plain_text(item.owner)}" if item.owner else ""))
+                       + (f" · owner {html.plain_text(item.owner)}" if item.owner else ""))
 
         buttons = st.columns(7)
         buttons[0].page_link(

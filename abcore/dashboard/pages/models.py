@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from abcore.dashboard import ui
-from abcore.dashboard.views import forms
+from abcore.dashboard.views import create_form
 from abcore.experiments import lifecycle as ex
 from abcore.experiments import ml_models as registry
 
@@ -43,7 +43,7 @@ def _register(models: list[Any]) -> None:
         problem = st.empty()
     if not submitted:
         return
-    config, error = forms.parse_config(config_text)
+    config, error = create_form.parse_config(config_text)
     if error:
         config_error.error(f"Config: {error}", icon="🧾")
         return
@@ -84,7 +84,7 @@ def _edit(models: list[Any]) -> None:
         save = st.form_submit_button("Save changes", type="primary")
         problem = st.empty()
     if save:
-        config, error = forms.parse_config(config_text)
+        config, error = create_form.parse_config(config_text)
         if error:
             config_error.error(f"Config: {error}", icon="🧾")
         else:

@@ -20,7 +20,7 @@ from abcore.analysis.metric_counts import value_distribution
 from abcore.analysis.pipeline import analyze
 from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import ui, watch_ui
-from abcore.dashboard.views import forms, result_charts
+from abcore.dashboard.views import forms, html, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
 from abcore.experiments import lifecycle as ex
 from abcore.io.csv_export import iter_csv
@@ -264,7 +264,7 @@ def _metric_table(page: dict[str, Any], metric: str, role: str) -> None:
             if better:
                 st.caption(f"Direction: {direction_label(better)}")
             # plain HTML in the page's text: drawn with the first paint, wrapped (never cut) at any width
-            st.markdown(forms.html_table(forms.metric_rows(page["results"], metric)), unsafe_allow_html=True)
+            st.markdown(html.html_table(forms.metric_rows(page["results"], metric)), unsafe_allow_html=True)
 
 
 def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], cuped_note: Any) -> None:
@@ -293,7 +293,7 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
         _metric_table(page, metric, role)
     if results.segments:
         with st.expander(f"By {results.segment}"):
-            st.markdown(forms.html_table([{
+            st.markdown(html.html_table([{
                 results.segment: seg.value, "metric": seg.metric, "variant": seg.variant,
                 "users": forms.format_int(seg.users), "control users": forms.format_int(seg.control_users),
                 "lift": forms.format_pct(seg.test.lift, 1, signed=True),
@@ -329,9 +329,9 @@ def body() -> None:
     if experiment is None:
         st.info("Pick an experiment to see its results.", icon="👆")
         return
-    st.markdown(f"## {forms.plain_text(experiment.name)} &nbsp; {forms.status_badge(experiment.status)}")
+    st.markdown(f"## {html.plain_text(experiment.name)} &nbsp; {forms.status_badge(experiment.status)}")
     if experiment.hypothesis:
-        st.markdown(f"**Hypothesis:** {forms.plain_text(experiment.hypothesis)}")
+        st.markdown(f"**Hypothesis:** {html.plain_text(experiment.hypothesis)}")
     started = experiment.started_at.strftime("%Y-%m-%d") if experiment.started_at else "not started"
     stopped = experiment.stopped_at.strftime("%Y-%m-%d") if experiment.stopped_at else "ongoing"
     st.caption(f"{started} → {stopped} · primary metric `{experiment.primary_metric}` · "

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from abcore.dashboard import ui
-from abcore.dashboard.views import forms
+from abcore.dashboard.views import forms, sample_size
 
 
 def body() -> None:
@@ -40,7 +40,7 @@ def body() -> None:
     daily = cols[1].number_input("Daily eligible users", 0, value=5000, step=500, key="ss_daily")
     share = cols[2].slider("Share of traffic in the experiment (%)", 1, 100, 100, key="ss_share") / 100.0
 
-    plan = forms.sample_plan(
+    plan = sample_size.sample_plan(
         baseline=baseline,
         mde=mde,
         relative=relative,
@@ -61,7 +61,7 @@ def body() -> None:
         m[1].metric("Users in total", forms.format_int(plan.total))
         m[2].metric("Days needed", forms.format_int(plan.days) if plan.days else "no traffic")
 
-    curve = forms.power_curve(
+    curve = sample_size.power_curve(
         baseline=baseline, mde=mde, relative=relative, metric_kind="proportion" if kind == "Conversion rate" else "mean",
         std=std, alpha=alpha, n_max=max(10, int(plan.per_variant * 2)),
     )

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from abcore.dashboard.views import forms
+from abcore.dashboard.views import create_form, forms
 from abcore.experiments.lifecycle import ExperimentUpdate
 
 
@@ -24,7 +24,7 @@ class EditForm:
 
     description: str = ""
     hypothesis: str = ""
-    rows: list[forms.VariantRow] = field(default_factory=list)
+    rows: list[create_form.VariantRow] = field(default_factory=list)
     traffic_pct: float = 100.0
     targeting_rows: list[dict[str, Any]] = field(default_factory=list)
     user_ids_text: str = ""
@@ -39,7 +39,7 @@ class EditForm:
 
 
 def targeting_rows(rules: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """The inverse of :func:`abcore.dashboard.views.forms.parse_targeting`: table rows (attribute / op / value text)
+    """The inverse of :func:`abcore.dashboard.views.create_form.parse_targeting`: table rows (attribute / op / value text)
     and the user-id list as text (one id per line)."""
     rows: list[dict[str, Any]] = []
     user_ids: list[str] = []
@@ -62,7 +62,7 @@ def prefill(experiment: Any, variants: Sequence[Any]) -> EditForm:
         description=experiment.description or "",
         hypothesis=experiment.hypothesis or "",
         rows=[
-            forms.VariantRow(
+            create_form.VariantRow(
                 id=index, name=v.name, model_id=v.model_id, allocation_pct=float(v.allocation_pct),
                 config_text=json.dumps(v.config, ensure_ascii=False) if v.config else "",
             )
@@ -76,7 +76,7 @@ def prefill(experiment: Any, variants: Sequence[Any]) -> EditForm:
         guardrail_metrics=list(experiment.guardrail_metrics or []),
         direction=str(criteria.get("direction", "increase")),
         min_effect_pct=round(float(criteria.get("threshold", 0.0)) * 100.0, 6),
-        confidence=confidence if confidence in forms.CONFIDENCE_LEVELS else 0.95,
+        confidence=confidence if confidence in create_form.CONFIDENCE_LEVELS else 0.95,
         min_duration_days=int(experiment.min_duration_days),
         min_samples_per_variant=int(experiment.min_samples_per_variant),
     )
@@ -85,18 +85,18 @@ def prefill(experiment: Any, variants: Sequence[Any]) -> EditForm:
 def draft_update(form: EditForm, auto_stop: Mapping[str, Any] | None = None) -> tuple[ExperimentUpdate | None, list[str]]:
     """``(update, [])`` for a draft's form, or ``(None, problems)`` listing every problem.
 
-    Checks with :func:`abcore.dashboard.views.forms.validate_rows` and :func:`abcore.dashboard.views.forms.parse_targeting` (the create
+    Checks with :func:`abcore.dashboard.views.create_form.validate_rows` and :func:`abcore.dashboard.views.create_form.parse_targeting` (the create
     form's rules); the success criteria are rebuilt as the create form builds them.
     """
-    problems = forms.validate_rows(form.rows)
-    rules, targeting_problems = forms.parse_targeting(form.targeting_rows, form.user_ids_text)
+    problems = create_form.validate_rows(form.rows)
+    rules, targeting_problems = create_form.parse_targeting(form.targeting_rows, form.user_ids_text)
     problems += targeting_problems
     if not 1 <= float(form.traffic_pct) <= 100:
         problems.append("Traffic share must be between 1 and 100 %.")
     primary = (form.primary_metric or "").strip()
     if not primary:
         problems.append("Choose a primary metric.")
-    if form.direction not in forms.DIRECTIONS:
+    if form.direction not in create_form.DIRECTIONS:
         problems.append("Direction must be increase or decrease.")
     if form.min_effect_pct < 0:
         problems.append("The minimum effect cannot be negative.")
@@ -114,7 +114,7 @@ def draft_update(form: EditForm, auto_stop: Mapping[str, Any] | None = None) -> 
         traffic_allocation=round(float(form.traffic_pct) / 100.0, 6),
         allocations={r.name: float(r.allocation_pct) for r in form.rows},
         variant_models={r.name: r.model_id for r in form.rows},
-        variant_configs={r.name: forms.parse_config(r.config_text)[0] for r in form.rows},
+        variant_configs={r.name: create_form.parse_config(r.config_text)[0] for r in form.rows},
         success_criteria={
             "metric": primary,
             "direction": form.direction,
@@ -161,7 +161,7 @@ def describe_configuration(configuration: Mapping[str, Any], model_names: Mappin
         return text
 
     split = " · ".join(variant(v) for v in variants)
-    targeting = [forms.describe_rule(r) for r in configuration.get("targeting", [])]
+    targeting = [create_form.describe_rule(r) for r in configuration.get("targeting", [])]
     criteria = configuration.get("success_criteria") or {}
     lines = [
         f"Variants and split: {split}",

@@ -40,7 +40,7 @@ OPENS = 6  # the first is cold, the others warm
 HOSTILE = "[click me](http://evil.example/) ![pixel](http://tracker.example/p.png) **loud**"
 
 # What "drawn" means in the DOM: every Vega-Lite chart has its canvas (the sample-size page), every
-# SVG chart (abcore.dashboard.views.charts, the results page) and HTML table (forms.html_table) is in the document,
+# SVG chart (abcore.dashboard.views.charts, the results page) and HTML table (abcore.dashboard.views.html.html_table) is in the document,
 # every st.table its <table>, and Streamlit shows no running-script indicator.
 DRAWN_JS = """() => {
   const vega = [...document.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stPlotlyChart]')];

@@ -1,4 +1,4 @@
-"""abcore.dashboard.views.charts (SVG charts of the results page) and forms.html_table: scales, ticks, gaps, escaping.
+"""abcore.dashboard.views.charts (SVG charts of the results page) and html.html_table: scales, ticks, gaps, escaping.
 
 Every expected coordinate is derived by hand from the layout constants (margins 64 / 16 / 56 and the
 bottom margin of each chart kind) and the linear scale; every tick list from Heckbert's algorithm
@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from abcore.dashboard.views import charts
-from abcore.dashboard.views.forms import html_table
+from abcore.dashboard.views.html import html_table
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from abcore.analysis.pipeline import analyze
 from abcore.assign import Assigner
-from abcore.dashboard.views import forms
+from abcore.dashboard.views import forms, html
 from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 
@@ -92,13 +92,13 @@ def test_display_rules_of_the_results_page() -> None:
 
 def test_user_text_is_shown_literally() -> None:
     text = "[click](http://evil.example) ![](http://tracker.example/p.png) **bold** <b>x</b>\n# head"
-    escaped = forms.plain_text(text)
+    escaped = html.plain_text(text)
     # every Markdown control character carries a backslash, so nothing is a link, image, emphasis or heading
     for c in "[]()!*<>":
         assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch == c)
     assert "\\# head" in escaped  # no heading
-    assert forms.plain_text(None) == ""
+    assert html.plain_text(None) == ""
     # bare links are not detected by GFM once ':', '.' and '@' are character references
-    bare = forms.plain_text("see http://evil.example or www.evil.example or a@evil.example")
+    bare = html.plain_text("see http://evil.example or www.evil.example or a@evil.example")
     assert "://" not in bare and "www." not in bare and "a@" not in bare
     assert ":\u2060//evil\u2060.example" in bare and bare.replace("\u2060", "").startswith("see http://")

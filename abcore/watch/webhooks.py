@@ -1,0 +1,294 @@
+"""Where the watcher's alerts go: webhook targets, the JSON payload, delivery with retries and leases.
+
+Targets are ``$ABCORE_WEBHOOK_URLS`` (see :class:`WatchSettings`) followed by the active webhooks added
+in the dashboard (``ab_webhooks``, managed by :func:`add_webhook` / :func:`remove_webhook`).
+:func:`deliver_pending` posts every pending alert to every target it has not reached yet; a sender
+leases an alert (``claimed_until``) before posting it, so two watchers never post it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from abcore.store.tables import Alert, AuditLog, Experiment, Webhook, utcnow
+from abcore.watch.report import PassReport
+from abcore.watch.snapshots import aware_utc
+
+if TYPE_CHECKING:
+    from abcore.watch.runner import Decision
+
+__all__ = [
+    "WatchSettings",
+    "add_webhook",
+    "deliver_pending",
+    "list_webhooks",
+    "post_json",
+    "remove_webhook",
+    "results_link",
+    "webhook_payload",
+    "webhook_targets",
+]
+
+log = logging.getLogger("abcore.watch.runner")  # the whole watcher logs under one name
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How the watcher delivers alerts. :meth:`from_env` reads the ``ABCORE_*`` variables.
+
+    ``retries`` attempts per URL within one pass, waiting ``backoff * 2**k`` seconds between them;
+    an alert still undelivered is retried on a later pass, not before ``retry_after * 2**(passes-1)``
+    seconds (capped at one hour), and marked ``failed`` after ``max_attempts`` attempts in all.
+    """
+
+    webhook_urls: tuple[str, ...] = ()
+    dashboard_url: str = "http://localhost:8501"
+    retries: int = 3
+    backoff: float = 0.5
+    timeout: float = 5.0
+    retry_after: float = 30.0
+    max_attempts: int = 30
+    lease_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WatchSettings:
+        """Settings from ``ABCORE_WEBHOOK_URLS`` (comma-separated), ``ABCORE_DASHBOARD_URL``,
+        ``ABCORE_WEBHOOK_RETRIES``, ``ABCORE_WEBHOOK_BACKOFF``, ``ABCORE_WEBHOOK_TIMEOUT`` and
+        ``ABCORE_WEBHOOK_RETRY_AFTER``; bad numbers raise ValueError naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            "webhook_urls": tuple(u.strip() for u in env.get("ABCORE_WEBHOOK_URLS", "").split(",") if u.strip()),
+        }
+        if env.get("ABCORE_DASHBOARD_URL", "").strip():
+            values["dashboard_url"] = env["ABCORE_DASHBOARD_URL"].strip().rstrip("/")
+        for name, key, kind in (
+            ("ABCORE_WEBHOOK_RETRIES", "retries", int),
+            ("ABCORE_WEBHOOK_BACKOFF", "backoff", float),
+            ("ABCORE_WEBHOOK_TIMEOUT", "timeout", float),
+            ("ABCORE_WEBHOOK_RETRY_AFTER", "retry_after", float),
+        ):
+            raw = env.get(name, "").strip()
+            if raw:
+                try:
+                    number = kind(raw)
+                except ValueError:
+                    raise ValueError(f"{name} must be a number, got {raw!r}") from None
+                if number < 0 or (key == "retries" and number < 1):
+                    raise ValueError(f"{name} must be positive, got {raw!r}")
+                values[key] = number
+        bad = [u for u in values["webhook_urls"] if not _valid_url(u)]
+        if bad:
+            raise ValueError(f"ABCORE_WEBHOOK_URLS holds invalid URL(s): {', '.join(bad)} (need http:// or https://)")
+        values.update(overrides)
+        return cls(**values)
+
+
+def _valid_url(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+# --------------------------------------------------------------------------- payload
+
+
+def results_link(settings: WatchSettings, experiment_id: int) -> str:
+    """The results page of an experiment on the dashboard."""
+    return f"{settings.dashboard_url.rstrip('/')}/results?experiment={experiment_id}"
+
+
+def webhook_payload(experiment: Experiment, decision: Decision, *, action_taken: bool, status: str,
+                    settings: WatchSettings, note: str = "") -> dict[str, Any]:
+    """The JSON posted for an alert: Slack-compatible (``text``) plus structured fields for generic receivers."""
+    link = results_link(settings, int(experiment.id))  # type: ignore[arg-type]
+    verb = {"pause": "paused", "stop": "stopped"}.get(decision.action)
+    did = f"abcore {verb} the experiment." if verb and action_taken else (
+        f"Action {decision.action} not applied{': ' + note if note else ''}." if verb else "Alert only, no action taken.")
+    text = f":rotating_light: [{experiment.name}] {decision.reason} {did} <{link}|Results>"
+    return {
+        "text": text,
+        "experiment": {"id": experiment.id, "name": experiment.name, "status": status},
+        "rule": decision.kind,
+        "rule_key": decision.rule,
+        "action": decision.action,
+        "action_taken": action_taken,
+        "metric": decision.metric,
+        "variant": decision.variant,
+        "reason": decision.reason,
+        "numbers": decision.numbers,
+        "link": link,
+        "sent_by": "abcore watch",
+    }
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def webhook_targets(engine: Engine, settings: WatchSettings) -> tuple[str, ...]:
+    """Every URL alerts go to: ``settings.webhook_urls`` then the active dashboard webhooks (no duplicates)."""
+    with Session(engine) as session:
+        stored = session.exec(select(Webhook.url).where(col(Webhook.is_active).is_(True)).order_by(Webhook.id)).all()
+    return tuple(dict.fromkeys([*settings.webhook_urls, *stored]))
+
+
+def post_json(url: str, payload: Mapping[str, Any], *, timeout: float) -> tuple[bool, str]:
+    """POST ``payload`` as JSON; (True, "") on a 2xx answer, else (False, what went wrong)."""
+    body = json.dumps(payload, default=str).encode("utf-8")
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "User-Agent": "abcore-watch"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, f"{type(exc).__name__}: {reason}"
+    return (200 <= status < 300), ("" if 200 <= status < 300 else f"HTTP {status}")
+
+
+def deliver_pending(engine: Engine, *, settings: WatchSettings, report: PassReport | None = None,
+                    sleep: Callable[[float], None] = time.sleep) -> PassReport:
+    """Post every pending alert that is due to every target it has not reached yet.
+
+    Each alert is leased first (compare-and-set on ``claimed_until``), so concurrent watchers never
+    post it twice; each URL gets ``settings.retries`` attempts with exponential backoff. The counts
+    ``delivered`` / ``undelivered`` are added to ``report`` (a new one when none is given), which is returned.
+    """
+    report = report if report is not None else PassReport()
+    targets = webhook_targets(engine, settings)
+    now = utcnow()
+    with Session(engine, expire_on_commit=False) as session:
+        pending = list(session.exec(
+            select(Alert.id, Alert.next_attempt_at).where(Alert.delivery == "pending").order_by(Alert.id)).all())
+    for alert_id, next_attempt_at in pending:
+        if next_attempt_at is not None and aware_utc(next_attempt_at) > now:
+            report.undelivered += 1
+            continue
+        if not targets:
+            report.undelivered += 1
+            continue
+        _deliver_alert(engine, alert_id, targets, settings, report, sleep)
+    return report
+
+
+def _deliver_alert(engine: Engine, alert_id: int, targets: tuple[str, ...], settings: WatchSettings,
+                   report: PassReport, sleep: Callable[[float], None]) -> None:
+    """Lease one alert, post it to the targets it has not reached, and record the outcome (nothing when
+    another watcher holds the lease). Undelivered: retried after ``retry_after * 2**(passes-1)`` seconds
+    (at most one hour), ``failed`` after ``settings.max_attempts`` attempts."""
+    lease = utcnow() + timedelta(seconds=settings.lease_seconds)
+    with Session(engine, expire_on_commit=False) as session:
+        claimed = session.execute(
+            update(Alert)
+            .where(col(Alert.id) == alert_id, col(Alert.delivery) == "pending",
+                   col(Alert.claimed_until).is_(None) | (col(Alert.claimed_until) < utcnow()))
+            .values(claimed_until=lease)
+        )
+        session.commit()
+        if claimed.rowcount != 1:
+            return  # another watcher is sending it
+        fresh = session.get(Alert, alert_id)
+        assert fresh is not None
+        session.refresh(fresh)
+        done = list(fresh.delivered_to or [])
+        attempts = int(fresh.attempts)
+        error = ""
+        for url in targets:
+            if url in done:
+                continue
+            ok, tries, error_here = _post_with_retries(url, fresh.payload, settings, sleep)
+            attempts += tries
+            if ok:
+                done.append(url)
+            error = error_here or error
+        complete = all(url in done for url in targets)
+        fresh.delivered_to = done
+        fresh.attempts = attempts
+        fresh.claimed_until = None
+        if complete:
+            fresh.delivery, fresh.delivered_at, fresh.last_error, fresh.next_attempt_at = "delivered", utcnow(), "", None
+            report.delivered += 1
+        else:
+            fresh.last_error = error
+            passes = max(1, attempts // max(settings.retries, 1))
+            fresh.next_attempt_at = utcnow() + timedelta(seconds=min(settings.retry_after * 2 ** (passes - 1), 3600))
+            if attempts >= settings.max_attempts:
+                fresh.delivery = "failed"
+            report.undelivered += 1
+        session.add(fresh)
+        session.commit()
+
+
+def _post_with_retries(url: str, payload: Mapping[str, Any], settings: WatchSettings,
+                       sleep: Callable[[float], None]) -> tuple[bool, int, str]:
+    """Up to ``settings.retries`` POSTs of ``payload`` to ``url``, waiting ``backoff * 2**k`` between them.
+    Returns (delivered, attempts made, the last failure as ``"<url>: <what went wrong>"``, "" when none failed)."""
+    error = ""
+    for k in range(settings.retries):
+        ok, error_here = post_json(url, payload, timeout=settings.timeout)
+        if ok:
+            return True, k + 1, error
+        error = f"{url}: {error_here}"
+        log.warning("watch: webhook %s failed (%s), attempt %d", url, error_here, k + 1)
+        if k + 1 < settings.retries:
+            sleep(settings.backoff * 2**k)
+    return False, settings.retries, error
+
+
+# --------------------------------------------------------------------------- dashboard webhooks
+
+
+def list_webhooks(*, session: Session) -> list[Webhook]:
+    """The webhooks configured in the dashboard, oldest first."""
+    return list(session.exec(select(Webhook).order_by(Webhook.id)).all())
+
+
+def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") -> Webhook:
+    """Add a webhook URL (http/https); raises ExperimentError for a bad or duplicate URL. Audited."""
+    from abcore.experiments.lifecycle import ExperimentError
+
+    url = (url or "").strip()
+    if not _valid_url(url) or len(url) > 2000:
+        raise ExperimentError(f"A webhook needs an http:// or https:// URL (at most 2000 characters); got {url!r}.")
+    if session.exec(select(Webhook.id).where(Webhook.url == url)).first() is not None:
+        raise ExperimentError(f"The webhook {url} is already configured.")
+    hook = Webhook(url=url, name=(name or "").strip()[:200], created_by=actor)
+    session.add(hook)
+    session.add(AuditLog(experiment_id=None, action="add_webhook", actor=actor, details={"url": url, "name": hook.name}))
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ExperimentError(f"The webhook {url} is already configured.") from exc
+    session.refresh(hook)
+    return hook
+
+
+def remove_webhook(*, session: Session, webhook_id: int, actor: str = "") -> None:
+    """Delete a dashboard webhook (unknown id: ExperimentError). Audited."""
+    from abcore.experiments.lifecycle import ExperimentError
+
+    hook = session.get(Webhook, webhook_id)
+    if hook is None:
+        raise ExperimentError(f"No webhook with id {webhook_id}.")
+    session.delete(hook)
+    session.add(AuditLog(experiment_id=None, action="remove_webhook", actor=actor, details={"url": hook.url}))
+    session.commit()
