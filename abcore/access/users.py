@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from abcore.config import PROJECT_ROOT
+from abcore.errors import Invalid
 
 ROLES: tuple[str, ...] = ("viewer", "editor", "approver")
 EDIT_ROLES: frozenset[str] = frozenset({"editor", "approver"})
@@ -75,7 +76,7 @@ MIN_SALT_BYTES = 8
 MIN_DIGEST_BYTES = 16
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(Invalid, ValueError):
     """The user configuration is malformed; the message says what to fix."""
 
 

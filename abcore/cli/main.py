@@ -20,6 +20,7 @@ from abcore.cli import access, analysis, experiments, io, metrics, servers, stor
 from abcore.cli.analysis import CORRECTIONS, METHODS
 from abcore.cli.common import CliError, Progress, first_line
 from abcore.config import database_url
+from abcore.errors import AbcoreError
 
 __all__ = ["CORRECTIONS", "METHODS", "CliError", "Progress", "build_parser", "main"]
 
@@ -50,14 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The errors that end a command with exit code 1 and one line: abcore's own (:mod:`abcore.errors`) and
+    a store that refused a value or could not be reached."""
     from sqlalchemy.exc import DataError, OperationalError
 
-    from abcore.access.users import AuthConfigError
-    from abcore.experiments.lifecycle import ExperimentError
-    from abcore.io.csv_export import ExportError
-    from abcore.io.event_import import ImportError_
-
-    return (CliError, ExperimentError, ExportError, ImportError_, AuthConfigError, OperationalError, DataError)
+    return (AbcoreError, OperationalError, DataError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from abcore.errors import Invalid
 from abcore.experiments.lifecycle import (
     ExperimentCreate,
     ExperimentError,
@@ -95,7 +96,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
 ProgressCallback = Callable[[int], None]
 
 
-class ExportError(ValueError):
+class ExportError(Invalid, ValueError):
     """An export or config request abcore refuses; the message is user-readable."""
 
 

@@ -55,6 +55,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from abcore.errors import Invalid
 from abcore.store.tables import EventType, Experiment, ExperimentEvent, UserAssignment, Variant
 
 Format = Literal["auto", "csv", "jsonl"]
@@ -88,7 +89,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
-class ImportError_(ValueError):
+class ImportError_(Invalid, ValueError):
     """The import cannot run at all (missing file, unknown format); the message is user-readable."""
 
 
