@@ -7,8 +7,8 @@ import os
 import sys
 from typing import Any
 
-from abcore.cli.common import CliError, open_store, parse_non_negative, parse_positive_int, parse_seconds
-from abcore.config import redact_url
+from abcore.cli.common import open_store, parse_non_negative, parse_positive_int, parse_seconds
+from abcore.config import DATABASE_URL_ENV, SETTINGS, redact_url
 from abcore.store.db import make_engine
 
 
@@ -16,14 +16,12 @@ def cmd_api(args: argparse.Namespace) -> int:
     """Serve the HTTP API with uvicorn over ``--database-url`` (checked first: one line when unusable)."""
     import uvicorn
 
-    from abcore.api.deps import MAX_BODY_ENV, RATE_LIMIT_ENV
-
     open_store(args).dispose()  # fail fast (one line) on a missing or uninitialised store
-    os.environ["ABCORE_DATABASE_URL"] = args.database_url  # every worker builds its app from the environment
+    os.environ[DATABASE_URL_ENV] = args.database_url  # every worker builds its app from the environment
     if args.rate_limit is not None:
-        os.environ[RATE_LIMIT_ENV] = str(args.rate_limit)
+        os.environ[SETTINGS["api_rate_limit"].env] = str(args.rate_limit)
     if args.max_body_bytes is not None:
-        os.environ[MAX_BODY_ENV] = str(args.max_body_bytes)
+        os.environ[SETTINGS["api_max_body_bytes"].env] = str(args.max_body_bytes)
     print(f"abcore API on http://{args.host}:{args.port} (docs: /docs) over {redact_url(args.database_url)}", file=sys.stderr)
     uvicorn.run(
         "abcore.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
@@ -39,10 +37,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from abcore.watch.runner import WatchSettings, run_forever, run_pass
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        settings = WatchSettings.from_env()
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    settings = WatchSettings.from_env()  # a bad ABCORE_WEBHOOK_* value: SettingError, one line
     engine = make_engine(args.database_url)
 
     def show(report: Any) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 import urllib.error
@@ -49,6 +48,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
+from abcore.config import setting
 from abcore.store.tables import Alert, AuditLog, Experiment, ExperimentStatus, ResultSnapshot, Webhook, utcnow
 
 __all__ = [
@@ -112,30 +112,10 @@ class WatchSettings:
         """Settings from ``ABCORE_WEBHOOK_URLS`` (comma-separated), ``ABCORE_DASHBOARD_URL``,
         ``ABCORE_WEBHOOK_RETRIES``, ``ABCORE_WEBHOOK_BACKOFF``, ``ABCORE_WEBHOOK_TIMEOUT`` and
         ``ABCORE_WEBHOOK_RETRY_AFTER``; bad numbers raise ValueError naming the variable."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {
-            "webhook_urls": tuple(u.strip() for u in env.get("ABCORE_WEBHOOK_URLS", "").split(",") if u.strip()),
-        }
-        if env.get("ABCORE_DASHBOARD_URL", "").strip():
-            values["dashboard_url"] = env["ABCORE_DASHBOARD_URL"].strip().rstrip("/")
-        for name, key, kind in (
-            ("ABCORE_WEBHOOK_RETRIES", "retries", int),
-            ("ABCORE_WEBHOOK_BACKOFF", "backoff", float),
-            ("ABCORE_WEBHOOK_TIMEOUT", "timeout", float),
-            ("ABCORE_WEBHOOK_RETRY_AFTER", "retry_after", float),
-        ):
-            raw = env.get(name, "").strip()
-            if raw:
-                try:
-                    number = kind(raw)
-                except ValueError:
-                    raise ValueError(f"{name} must be a number, got {raw!r}") from None
-                if number < 0 or (key == "retries" and number < 1):
-                    raise ValueError(f"{name} must be positive, got {raw!r}")
-                values[key] = number
-        bad = [u for u in values["webhook_urls"] if not _valid_url(u)]
-        if bad:
-            raise ValueError(f"ABCORE_WEBHOOK_URLS holds invalid URL(s): {', '.join(bad)} (need http:// or https://)")
+        values: dict[str, Any] = {key: setting(name, environ) for key, name in (
+            ("retries", "webhook_retries"), ("backoff", "webhook_backoff"), ("timeout", "webhook_timeout"),
+            ("retry_after", "webhook_retry_after"), ("webhook_urls", "webhook_urls"), ("dashboard_url", "dashboard_url"),
+        )}
         values.update(overrides)
         return cls(**values)
 
