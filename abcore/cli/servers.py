@@ -1,10 +1,13 @@
-"""Long-running commands: ``abcore api`` (HTTP API) and ``abcore watch`` (stopping rules and alerts)."""
+"""Long-running commands: ``abcore api`` (HTTP API), ``abcore dashboard`` (Streamlit) and ``abcore watch``
+(stopping rules and alerts)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from abcore.cli.common import open_store, parse_non_negative, parse_positive_int, parse_seconds
@@ -28,6 +31,41 @@ def cmd_api(args: argparse.Namespace) -> int:
         log_level=args.log_level, access_log=args.access_log,
     )
     return 0
+
+
+#: The Streamlit options the dashboard runs with, given on the command line so that an installed package
+#: needs no ``.streamlit/config.toml``: headless, no usage statistics, no rerun on save, the dashboard's own
+#: sidebar menu instead of Streamlit's page list (which would show the files under ``pages/`` on the first
+#: paint), a minimal toolbar, no tracebacks in the browser, and the theme.
+STREAMLIT_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("server.headless", "true"),
+    ("server.runOnSave", "false"),
+    ("browser.gatherUsageStats", "false"),
+    ("client.showSidebarNavigation", "false"),
+    ("client.toolbarMode", "minimal"),
+    ("client.showErrorDetails", "none"),
+    ("theme.primaryColor", "#4f46e5"),
+    ("theme.base", "light"),
+)
+
+
+def streamlit_command(host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """The command that serves the dashboard on ``host:port``: ``python -m streamlit run <APP_PATH>`` with
+    :data:`STREAMLIT_OPTIONS`, then ``extra`` options (which win over them)."""
+    from abcore.dashboard import APP_PATH
+
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_PATH), "--server.address", host, "--server.port", str(port)]
+    for name, value in STREAMLIT_OPTIONS:
+        command += [f"--{name}", value]
+    return [*command, *extra]
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard over ``--database-url`` (migrated on first use) until interrupted; returns
+    Streamlit's exit code."""
+    environment = {**os.environ, DATABASE_URL_ENV: args.database_url}
+    print(f"abcore dashboard on http://{args.host}:{args.port} over {redact_url(args.database_url)}", file=sys.stderr)
+    return subprocess.call(streamlit_command(args.host, args.port), env=environment)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -74,7 +112,7 @@ def add_watch_command(commands: Any) -> None:
 
 
 def add_server_commands(commands: Any) -> None:
-    """Add ``api`` to the ``commands`` subparsers."""
+    """Add ``api`` and ``dashboard`` to the ``commands`` subparsers."""
     api = commands.add_parser(
         "api", help="serve the HTTP API (FastAPI + uvicorn; OpenAPI at /openapi.json, docs at /docs)",
         description="Serve the HTTP API. Requests need an API key: `abcore api-key create NAME --role ROLE`.",
@@ -93,3 +131,12 @@ def add_server_commands(commands: Any) -> None:
     api.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     api.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
     api.set_defaults(handler=cmd_api)
+
+    dashboard = commands.add_parser(
+        "dashboard", help="serve the dashboard (Streamlit) for researchers",
+        description="Serve the dashboard from the installed package (no checkout needed). Sign-in users come from "
+        ".streamlit/secrets.toml in the working directory or $ABCORE_USERS; without any, it is open.",
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=parse_positive_int, default=8501, help="port (default 8501)")
+    dashboard.set_defaults(handler=cmd_dashboard)
