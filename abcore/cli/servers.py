@@ -75,7 +75,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from abcore.watch.runner import WatchSettings, run_forever, run_pass
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    settings = WatchSettings.from_env()  # a bad ABCORE_WEBHOOK_* value: SettingError, one line
+    settings = WatchSettings.from_env()  # a bad webhook setting: SettingError, one line
     engine = make_engine(args.database_url)
 
     def show(report: Any) -> None:
