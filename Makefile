@@ -25,7 +25,8 @@ db: setup
 	$(BIN)/abcore demo --if-empty
 
 run: db
-	$(BIN)/streamlit run abcore/dashboard/app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	@echo "Dashboard on http://$(HOST):$(PORT) (another port: make run PORT=8600)"
+	$(BIN)/abcore dashboard --host $(HOST) --port $(PORT)
 
 # The HTTP API (FastAPI + uvicorn) on the same store; create a key first: `abcore api-key create NAME --role editor`.
 API_PORT ?= 8000

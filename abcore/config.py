@@ -1,4 +1,11 @@
-"""Settings: where the database lives, and which engine the dashboard analyses with.
+"""Settings: every ``ABCORE_*`` environment variable abcore reads, in one table.
+
+:data:`SETTINGS` describes each setting (its variable, type, default and meaning); :func:`load_settings`
+reads them all into one frozen :class:`Settings`, refusing invalid values with a
+:class:`SettingError` that names the variable. A module that needs one setting reads it with
+:func:`setting` when it needs it (so a bad value of one variable only stops the feature that uses
+it, and a test may change the environment between calls). :func:`settings_table` renders the table
+for the documentation.
 
 The database URL comes from ``ABCORE_DATABASE_URL``; without it abcore uses the
 SQLite file ``data/abcore.db`` in the project root (the folder holding
@@ -10,13 +17,28 @@ SQLite file ``data/abcore.db`` in the project root (the folder holding
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
-DATABASE_URL_ENV = "ABCORE_DATABASE_URL"
+from abcore.errors import Invalid
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "abcore.db"
+DATABASE_URL_ENV = "ABCORE_DATABASE_URL"
+DUCKDB_MEMORY_LIMIT_ENV = "ABCORE_DUCKDB_MEMORY_LIMIT"
+ANALYSIS_ENGINE_ENV = "ABCORE_ANALYSIS_ENGINE"
+DUCKDB_MIN_EVENTS_ENV = "ABCORE_DUCKDB_MIN_EVENTS"
+DASHBOARD_ENGINES: tuple[str, ...] = ("store", "duckdb", "auto")
+DEFAULT_DUCKDB_MIN_EVENTS = 1_000_000
+
+
+class SettingError(Invalid, ValueError):
+    """An ``ABCORE_*`` variable holds a value abcore cannot use; the message names the variable."""
 
 
 def default_database_url() -> str:
@@ -24,9 +46,194 @@ def default_database_url() -> str:
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
+def is_http_url(url: str) -> bool:
+    """True for an ``http://`` or ``https://`` URL with a host."""
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+# --------------------------------------------------------------------------- parsers (name, stripped text) -> value
+
+
+def _text(_name: str, text: str) -> str:
+    return text
+
+
+def _lower(_name: str, text: str) -> str:
+    return text.lower()
+
+
+def _api_number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"${name} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise SettingError(f"${name} must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _api_bytes(name: str, text: str) -> int:
+    return int(_api_number(name, text))
+
+
+def _whole_number(name: str, text: str) -> int:
+    text = text.replace("_", "")
+    if not text.isdigit():
+        raise SettingError(f"{name} must be a whole number of events >= 0; got {text!r}")
+    return int(text)
+
+
+def _webhook_number(kind: type, minimum: float) -> Callable[[str, str], Any]:
+    def parse(name: str, text: str) -> Any:
+        try:
+            number = kind(text)
+        except ValueError:
+            raise SettingError(f"{name} must be a number, got {text!r}") from None
+        if number < minimum:
+            raise SettingError(f"{name} must be positive, got {text!r}")
+        return number
+
+    return parse
+
+
+def _url_list(name: str, text: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    bad = [u for u in urls if not is_http_url(u)]
+    if bad:
+        raise SettingError(f"{name} holds invalid URL(s): {', '.join(bad)} (need http:// or https://)")
+    return urls
+
+
+def _base_url(_name: str, text: str) -> str:
+    return text.rstrip("/")
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``ABCORE_*`` variable: its :class:`Settings` field, type (in words), default and meaning.
+
+    ``parse(env, text)`` turns the variable's text into the value or raises :class:`SettingError`;
+    an unset or blank variable means the default. ``keep_whitespace``: the text is used unstripped.
+    """
+
+    env: str
+    field: str
+    type: str
+    default: Any
+    description: str
+    parse: Callable[[str, str], Any] = _text
+    keep_whitespace: bool = False
+
+    def read(self, environ: Mapping[str, str] | None = None) -> Any:
+        """The value in ``environ`` (default ``os.environ``), the default when unset or blank."""
+        raw = (os.environ if environ is None else environ).get(self.env)
+        text = (raw or "") if self.keep_whitespace else (raw or "").strip()
+        return self.parse(self.env, text) if text else self.default
+
+
+SETTINGS: dict[str, Setting] = {s.field: s for s in (
+    Setting(DATABASE_URL_ENV, "database_url", "SQLAlchemy URL", default_database_url(),
+            "The store: SQLite (default: data/abcore.db in the project root) or PostgreSQL."),
+    Setting(ANALYSIS_ENGINE_ENV, "analysis_engine", "store | duckdb | auto", "store",
+            "Where the dashboard's analysis query runs; 'auto' when only ABCORE_DUCKDB_MIN_EVENTS is set.", _lower),
+    Setting(DUCKDB_MIN_EVENTS_ENV, "duckdb_min_events", "whole number >= 0", DEFAULT_DUCKDB_MIN_EVENTS,
+            "With the 'auto' engine: experiments with more events than this are analysed on DuckDB.",
+            _whole_number),
+    Setting(DUCKDB_MEMORY_LIMIT_ENV, "duckdb_memory_limit", "DuckDB size (e.g. 1GB)", None,
+            "Memory limit of DuckDB engines built without one (default DuckDB's: 80 % of the RAM)."),
+    Setting("ABCORE_API_RATE_LIMIT", "api_rate_limit", "number >= 0", 100.0,
+            "HTTP API: requests per second per key and worker for keys without their own limit; 0: unlimited.",
+            _api_number),
+    Setting("ABCORE_API_MAX_BODY_BYTES", "api_max_body_bytes", "number >= 0", 1_048_576,
+            "HTTP API: larger request bodies get 413 before they are parsed.", _api_bytes),
+    Setting("ABCORE_USERS", "users", "JSON object", None,
+            'Dashboard users, {"name": {"password_hash": ..., "role": ...}} (with .streamlit/secrets.toml).'),
+    Setting("ABCORE_SESSION_SECRET", "session_secret", "text", None,
+            "Key that signs dashboard sign-in cookies (default: secrets.toml's session_secret, else per process).",
+            keep_whitespace=True),
+    Setting("ABCORE_WEBHOOK_URLS", "webhook_urls", "comma-separated http(s) URLs", (),
+            "Watcher: alert webhooks, in addition to those configured in the dashboard.", _url_list),
+    Setting("ABCORE_DASHBOARD_URL", "dashboard_url", "URL", "http://localhost:8501",
+            "Watcher: the dashboard's address, for links in alerts.", _base_url),
+    Setting("ABCORE_WEBHOOK_RETRIES", "webhook_retries", "whole number >= 1", 3,
+            "Watcher: attempts per webhook URL within one pass.", _webhook_number(int, 1)),
+    Setting("ABCORE_WEBHOOK_BACKOFF", "webhook_backoff", "seconds >= 0", 0.5,
+            "Watcher: wait backoff * 2**k seconds between attempts within a pass.", _webhook_number(float, 0)),
+    Setting("ABCORE_WEBHOOK_TIMEOUT", "webhook_timeout", "seconds >= 0", 5.0,
+            "Watcher: timeout of one webhook request.", _webhook_number(float, 0)),
+    Setting("ABCORE_WEBHOOK_RETRY_AFTER", "webhook_retry_after", "seconds >= 0", 30.0,
+            "Watcher: an undelivered alert is retried on a later pass, not before this (doubling, at most 1 h).",
+            _webhook_number(float, 0)),
+)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every ``ABCORE_*`` setting (see :data:`SETTINGS` for each one's variable, default and meaning)."""
+
+    database_url: str
+    analysis_engine: str
+    duckdb_min_events: int
+    duckdb_memory_limit: str | None
+    api_rate_limit: float
+    api_max_body_bytes: int
+    users: str | None
+    session_secret: str | None
+    webhook_urls: tuple[str, ...]
+    dashboard_url: str
+    webhook_retries: int
+    webhook_backoff: float
+    webhook_timeout: float
+    webhook_retry_after: float
+
+
+def setting(field: str, environ: Mapping[str, str] | None = None) -> Any:
+    """The value of one setting (a :class:`Settings` field name) read now from ``environ`` (default
+    ``os.environ``); :class:`SettingError` naming the variable when its value is invalid."""
+    return SETTINGS[field].read(environ)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Every setting read from ``environ`` (default ``os.environ``).
+
+    Raises :class:`SettingError` listing every invalid variable (each message names its variable).
+    """
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, spec in SETTINGS.items():
+        if name in ("analysis_engine", "duckdb_min_events"):
+            continue
+        try:
+            values[name] = spec.read(environ)
+        except SettingError as exc:
+            problems.append(str(exc))
+    try:
+        values["analysis_engine"], values["duckdb_min_events"] = analysis_engine_setting(environ)
+    except SettingError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise SettingError("; ".join(problems))
+    return Settings(**values)
+
+
+def settings_table() -> str:
+    """The settings as a Markdown table (variable, type, default, meaning), for the documentation."""
+    lines = ["| variable | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for spec in SETTINGS.values():
+        default = "—" if spec.default in (None, ()) else f"`{spec.default}`"
+        if spec.field == "database_url":
+            default = "`sqlite:///<project>/data/abcore.db`"
+        lines.append(f"| `{spec.env}` | {spec.type} | {default} | {spec.description} |")
+    return "\n".join(lines)
+
+
 def database_url() -> str:
     """The database URL in force: ``$ABCORE_DATABASE_URL`` if set and non-empty, else the default."""
-    return os.environ.get(DATABASE_URL_ENV, "").strip() or default_database_url()
+    return str(setting("database_url"))
 
 
 def redact_url(url: str) -> str:
@@ -41,32 +248,27 @@ def redact_url(url: str) -> str:
 
 # --------------------------------------------------------------------------- analysis engine of the dashboard
 
-DUCKDB_MEMORY_LIMIT_ENV = "ABCORE_DUCKDB_MEMORY_LIMIT"
-
 
 def duckdb_memory_limit() -> str | None:
     """The DuckDB memory limit of engines built without one: ``$ABCORE_DUCKDB_MEMORY_LIMIT`` (DuckDB's syntax,
     e.g. ``1GB``, ``1500MB``) if set and non-empty, else ``None`` (DuckDB's default, 80 % of the RAM)."""
-    return os.environ.get(DUCKDB_MEMORY_LIMIT_ENV, "").strip() or None
+    value: str | None = setting("duckdb_memory_limit")
+    return value
 
 
-ANALYSIS_ENGINE_ENV = "ABCORE_ANALYSIS_ENGINE"
-DUCKDB_MIN_EVENTS_ENV = "ABCORE_DUCKDB_MIN_EVENTS"
-DASHBOARD_ENGINES: tuple[str, ...] = ("store", "duckdb", "auto")
-DEFAULT_DUCKDB_MIN_EVENTS = 1_000_000
-
-
-def analysis_engine_setting() -> tuple[str, int]:
+def analysis_engine_setting(environ: Mapping[str, str] | None = None) -> tuple[str, int]:
     """The dashboard's analysis engine setting ``(engine, min_events)`` from the environment.
 
     ``ABCORE_ANALYSIS_ENGINE`` is ``store`` (the default: the aggregation SQL runs on the store),
     ``duckdb`` (always embedded DuckDB over the store) or ``auto`` (DuckDB when the experiment has
     more than ``ABCORE_DUCKDB_MIN_EVENTS`` events, default 1,000,000). Setting only
-    ``ABCORE_DUCKDB_MIN_EVENTS`` means ``auto``. Raises ``ValueError`` listing every problem
-    (an unknown engine, a threshold that is not a whole number >= 0, a threshold with a fixed engine).
+    ``ABCORE_DUCKDB_MIN_EVENTS`` means ``auto``. Raises :class:`SettingError` (a ``ValueError``) listing
+    every problem (an unknown engine, a threshold that is not a whole number >= 0, a threshold with a
+    fixed engine).
     """
-    raw_engine = os.environ.get(ANALYSIS_ENGINE_ENV, "").strip().lower()
-    raw_min = os.environ.get(DUCKDB_MIN_EVENTS_ENV, "").strip().replace("_", "")
+    env = os.environ if environ is None else environ
+    raw_engine = setting("analysis_engine", environ) if env.get(ANALYSIS_ENGINE_ENV, "").strip() else ""
+    raw_min = env.get(DUCKDB_MIN_EVENTS_ENV, "").strip()
     problems: list[str] = []
     engine = raw_engine or ("auto" if raw_min else "store")
     if engine not in DASHBOARD_ENGINES:
@@ -74,15 +276,15 @@ def analysis_engine_setting() -> tuple[str, int]:
         problems.append(f"{ANALYSIS_ENGINE_ENV} must be one of {', '.join(DASHBOARD_ENGINES)}; got {raw_engine!r}{hint}")
     min_events = DEFAULT_DUCKDB_MIN_EVENTS
     if raw_min:
-        if raw_min.isdigit():
-            min_events = int(raw_min)
-        else:
-            problems.append(f"{DUCKDB_MIN_EVENTS_ENV} must be a whole number of events >= 0; got {raw_min!r}")
+        try:
+            min_events = setting("duckdb_min_events", environ)
+        except SettingError as exc:
+            problems.append(str(exc))
         if engine in ("store", "duckdb"):
             problems.append(f"{DUCKDB_MIN_EVENTS_ENV} applies only with {ANALYSIS_ENGINE_ENV}=auto (or unset); "
                             f"it is {engine!r}")
     if problems:
-        raise ValueError("invalid analysis engine setting: " + "; ".join(problems))
+        raise SettingError("invalid analysis engine setting: " + "; ".join(problems))
     return engine, min_events
 
 

@@ -41,6 +41,7 @@ from typing import Any
 
 from sqlmodel import Field, Session, SQLModel, select
 
+from abcore.errors import NotFound
 from abcore.store.tables import MetricDefinition, utcnow
 
 __all__ = [
@@ -84,7 +85,7 @@ _FIELDS: tuple[str, ...] = (
     "delay_hours", "cap", "cap_upper", "cap_lower", "min_detectable_effect",
 )
 
-class MetricNotFound(LookupError):
+class MetricNotFound(NotFound, LookupError):
     """No metric definition with that name."""
 
 

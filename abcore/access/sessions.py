@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from abcore.config import setting
+
 DEFAULT_TTL_SECONDS = 12 * 3600
 COOKIE_NAME = "abcore_session"
 _PROCESS_SECRET = _secrets.token_bytes(32)
@@ -29,7 +31,7 @@ _PROCESS_SECRET = _secrets.token_bytes(32)
 
 def session_secret(configured: Mapping[str, Any] | None = None, env: Mapping[str, str] = os.environ) -> bytes:
     """The HMAC key: ``$ABCORE_SESSION_SECRET``, else ``session_secret`` in ``configured``, else per process."""
-    text = env.get("ABCORE_SESSION_SECRET") or (configured or {}).get("session_secret")
+    text = setting("session_secret", env) or (configured or {}).get("session_secret")
     return str(text).encode("utf-8") if text else _PROCESS_SECRET
 
 

@@ -47,12 +47,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from abcore.config import PROJECT_ROOT
+from abcore.config import PROJECT_ROOT, SETTINGS, setting
+from abcore.errors import Invalid
 
 ROLES: tuple[str, ...] = ("viewer", "editor", "approver")
 EDIT_ROLES: frozenset[str] = frozenset({"editor", "approver"})
 APPROVE_ROLES: frozenset[str] = frozenset({"approver"})
-USERS_ENV = "ABCORE_USERS"
+USERS_ENV = SETTINGS["users"].env
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
 
 # scrypt cost for new hashes: N=2**17, r=8, p=1, OWASP's minimum (Password Storage Cheat Sheet);
@@ -75,7 +76,7 @@ MIN_SALT_BYTES = 8
 MIN_DIGEST_BYTES = 16
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(Invalid, ValueError):
     """The user configuration is malformed; the message says what to fix."""
 
 
@@ -288,7 +289,7 @@ def load_users(secrets: Mapping[str, Any] | None = None, env: Mapping[str, str] 
         raise AuthConfigError("secrets: [abcore] must be a table")
     if "users" in section:
         users.update(_parse_users(section["users"], "secrets [abcore.users]"))
-    raw = (env.get(USERS_ENV) or "").strip()
+    raw = setting("users", env) or ""
     if raw:
         try:
             data = json.loads(raw)

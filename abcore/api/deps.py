@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,24 +23,10 @@ from sqlmodel import Session
 
 from abcore.access.api_keys import ApiKeyInfo, hash_key, verify_api_key
 from abcore.assign import Assigner
+from abcore.config import SETTINGS, setting
 
-RATE_LIMIT_ENV = "ABCORE_API_RATE_LIMIT"
-MAX_BODY_ENV = "ABCORE_API_MAX_BODY_BYTES"
-DEFAULT_RATE_LIMIT = 100.0
-DEFAULT_MAX_BODY_BYTES = 1_048_576
-
-
-def _env_number(name: str, default: float) -> float:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"${name} must be a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"${name} must be a finite number >= 0, got {text!r}")
-    return value
+DEFAULT_RATE_LIMIT: float = SETTINGS["api_rate_limit"].default
+DEFAULT_MAX_BODY_BYTES: int = SETTINGS["api_max_body_bytes"].default
 
 
 @dataclass(frozen=True)
@@ -64,11 +49,9 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls) -> ApiSettings:
-        """Settings from ``$ABCORE_API_RATE_LIMIT`` and ``$ABCORE_API_MAX_BODY_BYTES`` (defaults otherwise)."""
-        return cls(
-            rate_limit=_env_number(RATE_LIMIT_ENV, DEFAULT_RATE_LIMIT),
-            max_body_bytes=int(_env_number(MAX_BODY_ENV, DEFAULT_MAX_BODY_BYTES)),
-        )
+        """Settings from ``$ABCORE_API_RATE_LIMIT`` and ``$ABCORE_API_MAX_BODY_BYTES`` (defaults otherwise);
+        :class:`~abcore.config.SettingError` naming the variable for a value that is not a finite number >= 0."""
+        return cls(rate_limit=setting("api_rate_limit"), max_body_bytes=setting("api_max_body_bytes"))
 
 
 class _Bucket:

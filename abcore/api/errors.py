@@ -1,9 +1,9 @@
 """Errors of the HTTP API: every one is JSON ``{"detail": "<words>", "problems": [...]}``.
 
-abcore's own exceptions map to status codes here, once, so endpoints just call the library:
-:class:`~abcore.experiments.lifecycle.ExperimentNotFound` -> 404, :class:`~abcore.experiments.lifecycle.InvalidTransition`
--> 409, any other :class:`~abcore.experiments.lifecycle.ExperimentError` / :class:`~abcore.io.csv_export.ExportError`
--> 422 (listing every problem), request validation -> 422 in words, a store that cannot be
+abcore's own exceptions (:mod:`abcore.errors`) map to status codes here, in one table
+(:data:`STATUS_BY_ERROR`), so endpoints just call the library: :class:`~abcore.errors.NotFound` -> 404,
+:class:`~abcore.errors.Conflict` -> 409, :class:`~abcore.errors.Invalid` -> 422 (listing every problem),
+:class:`~abcore.errors.Unavailable` -> 503; request validation -> 422 in words, a store that cannot be
 reached -> 503.
 """
 
@@ -19,10 +19,18 @@ from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from abcore.api.schemas import ErrorBody
-from abcore.experiments.lifecycle import ExperimentError, ExperimentNotFound, InvalidTransition
-from abcore.io.csv_export import ExportError
+from abcore.errors import AbcoreError, Conflict, Invalid, NotFound, Unavailable
 
 logger = logging.getLogger("abcore.api")
+
+#: The HTTP status of each kind of :class:`~abcore.errors.AbcoreError`, most specific first: an error
+#: that is both (e.g. an unknown experiment is an ``Invalid`` request and a ``NotFound``) gets the first.
+STATUS_BY_ERROR: tuple[tuple[type[AbcoreError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+    (Invalid, 422),
+)
 
 _DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one",
@@ -43,6 +51,22 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def error(status: int, detail: str, problems: list[str] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "problems": problems or []}, status_code=status, headers=headers)
+
+
+def status_of(exc: AbcoreError) -> int:
+    """The HTTP status of ``exc`` by :data:`STATUS_BY_ERROR` (422 for an AbcoreError of no listed kind)."""
+    return next((status for kind, status in STATUS_BY_ERROR if isinstance(exc, kind)), 422)
+
+
+def abcore_error_response(exc: AbcoreError) -> JSONResponse:
+    """The JSON answer to ``exc``: its message as ``detail``; for 422 every problem (its ``problems``, else the
+    message); for 503 a ``Retry-After`` of one second."""
+    status = status_of(exc)
+    if status == 422:
+        return error(422, str(exc), list(getattr(exc, "problems", None) or [str(exc)]))
+    if status == 503:
+        return error(503, str(exc), headers={"Retry-After": "1"})
+    return error(status, str(exc))
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -87,17 +111,9 @@ def install(app: FastAPI) -> None:
             return error(422, "Invalid request: " + problem, [problem])
         return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(ExperimentError)
-    async def _experiment(_request: Request, exc: ExperimentError) -> JSONResponse:
-        if isinstance(exc, ExperimentNotFound):
-            return error(404, str(exc))
-        if isinstance(exc, InvalidTransition):
-            return error(409, str(exc))
-        return error(422, str(exc), exc.problems)
-
-    @app.exception_handler(ExportError)
-    async def _export(_request: Request, exc: ExportError) -> JSONResponse:
-        return error(422, str(exc), [str(exc)])
+    @app.exception_handler(AbcoreError)
+    async def _abcore(_request: Request, exc: AbcoreError) -> JSONResponse:
+        return abcore_error_response(exc)
 
     @app.exception_handler(DataError)
     async def _data(_request: Request, exc: DataError) -> JSONResponse:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, event, or_, select
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from abcore import errors
 from abcore.assign.cache import (
     FrozenConfig,
     _Definitions,
@@ -38,7 +39,7 @@ SPLIT_CHANGES = ("update_allocations", "set_traffic")
 _T = TypeVar("_T")
 
 
-class Unavailable(Exception):
+class Unavailable(errors.Unavailable):
     """The store did not answer within the deadline (or reads are suspended after a recent failure)."""
 
 

@@ -22,7 +22,7 @@ PAGES = {
     "models.py": st.Page("pages/models.py", title="Models", icon="🤖", url_path="models"),
 }
 
-# position="hidden" + .streamlit/config.toml showSidebarNavigation=false: the sidebar menu is drawn by
+# position="hidden" + showSidebarNavigation=false (abcore dashboard's options): the sidebar menu is drawn by
 # ui.sidebar_menu (on every page), so a fresh server never shows Streamlit's file-name menu first.
 page = st.navigation(list(PAGES.values()), position="hidden")
 ui.set_menu(PAGES)

@@ -32,6 +32,7 @@ from sqlalchemy import update as update_statement
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
+from abcore.errors import Conflict, Invalid, NotFound
 from abcore.store.tables import AuditLog, Experiment, ExperimentStatus, Model, Setting, Variant, utcnow
 
 MAX_NAME_LENGTH = 200
@@ -83,7 +84,7 @@ _ACTIONS_BY_STATUS: dict[str, list[str]] = {
 }
 
 
-class ExperimentError(ValueError):
+class ExperimentError(Invalid, ValueError):
     """A request abcore refuses; the message is meant for the person who made it."""
 
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
@@ -91,11 +92,11 @@ class ExperimentError(ValueError):
         self.problems = list(problems) or [message]
 
 
-class ExperimentNotFound(ExperimentError):
+class ExperimentNotFound(ExperimentError, NotFound):
     """No experiment has that id or name."""
 
 
-class InvalidTransition(ExperimentError):
+class InvalidTransition(ExperimentError, Conflict):
     """The lifecycle action is not allowed from the experiment's current status."""
 
 

@@ -33,6 +33,7 @@ from typing import IO, Any, Literal
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from abcore.errors import Invalid
 from abcore.experiments.lifecycle import (
     get_experiment,
     get_variants,
@@ -79,7 +80,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
 ProgressCallback = Callable[[int], None]
 
 
-class ExportError(ValueError):
+class ExportError(Invalid, ValueError):
     """An export or config request abcore refuses; the message is user-readable
     (:class:`abcore.io.configs.ConfigError` is the config kind)."""
 

@@ -52,6 +52,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from abcore.errors import Invalid
 from abcore.io.event_records import ALIASES, KNOWN_KEYS, EventRecord, Resolver, build_record, has_nul
 from abcore.store.tables import ExperimentEvent, UserAssignment
 
@@ -60,7 +61,7 @@ DEFAULT_BATCH_SIZE = 2_000
 MAX_REPORTED_BAD_LINES = 1_000
 
 
-class ImportError_(ValueError):
+class ImportError_(Invalid, ValueError):
     """The import cannot run at all (missing file, unknown format); the message is user-readable."""
 
 

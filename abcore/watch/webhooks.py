@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import urllib.error
 import urllib.request
@@ -18,13 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from abcore.config import is_http_url, setting
 from abcore.store.tables import Alert, AuditLog, Experiment, Webhook, utcnow
 from abcore.watch.report import PassReport
 from abcore.watch.snapshots import aware_utc
@@ -73,37 +72,12 @@ class WatchSettings:
         """Settings from ``ABCORE_WEBHOOK_URLS`` (comma-separated), ``ABCORE_DASHBOARD_URL``,
         ``ABCORE_WEBHOOK_RETRIES``, ``ABCORE_WEBHOOK_BACKOFF``, ``ABCORE_WEBHOOK_TIMEOUT`` and
         ``ABCORE_WEBHOOK_RETRY_AFTER``; bad numbers raise ValueError naming the variable."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {
-            "webhook_urls": tuple(u.strip() for u in env.get("ABCORE_WEBHOOK_URLS", "").split(",") if u.strip()),
-        }
-        if env.get("ABCORE_DASHBOARD_URL", "").strip():
-            values["dashboard_url"] = env["ABCORE_DASHBOARD_URL"].strip().rstrip("/")
-        for name, key, kind in (
-            ("ABCORE_WEBHOOK_RETRIES", "retries", int),
-            ("ABCORE_WEBHOOK_BACKOFF", "backoff", float),
-            ("ABCORE_WEBHOOK_TIMEOUT", "timeout", float),
-            ("ABCORE_WEBHOOK_RETRY_AFTER", "retry_after", float),
-        ):
-            raw = env.get(name, "").strip()
-            if raw:
-                try:
-                    number = kind(raw)
-                except ValueError:
-                    raise ValueError(f"{name} must be a number, got {raw!r}") from None
-                if number < 0 or (key == "retries" and number < 1):
-                    raise ValueError(f"{name} must be positive, got {raw!r}")
-                values[key] = number
-        bad = [u for u in values["webhook_urls"] if not _valid_url(u)]
-        if bad:
-            raise ValueError(f"ABCORE_WEBHOOK_URLS holds invalid URL(s): {', '.join(bad)} (need http:// or https://)")
+        values: dict[str, Any] = {key: setting(name, environ) for key, name in (
+            ("retries", "webhook_retries"), ("backoff", "webhook_backoff"), ("timeout", "webhook_timeout"),
+            ("retry_after", "webhook_retry_after"), ("webhook_urls", "webhook_urls"), ("dashboard_url", "dashboard_url"),
+        )}
         values.update(overrides)
         return cls(**values)
-
-
-def _valid_url(url: str) -> bool:
-    parsed = urlparse(url)
-    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 # --------------------------------------------------------------------------- payload
@@ -266,7 +240,7 @@ def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") 
     from abcore.experiments.lifecycle import ExperimentError
 
     url = (url or "").strip()
-    if not _valid_url(url) or len(url) > 2000:
+    if not is_http_url(url) or len(url) > 2000:
         raise ExperimentError(f"A webhook needs an http:// or https:// URL (at most 2000 characters); got {url!r}.")
     if session.exec(select(Webhook.id).where(Webhook.url == url)).first() is not None:
         raise ExperimentError(f"The webhook {url} is already configured.")

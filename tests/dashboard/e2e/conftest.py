@@ -2,7 +2,7 @@
 
 ``need_browser`` skips a test without Debian's Chromium or the playwright package (and fails it
 when ``CI`` is set); ``dashboard_server(db_url, workdir)`` is a context manager that runs
-``streamlit run app.py`` over ``db_url`` on a free port, waits for its health check and yields
+the command of ``abcore dashboard`` over ``db_url`` on a free port, waits for its health check and yields
 the base URL, stopping the server afterwards (its log is ``workdir/streamlit.log``).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from abcore.dashboard import APP_PATH
+from abcore.cli.servers import streamlit_command
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,8 +65,7 @@ def _dashboard(db_url: str, workdir: Path, env: Mapping[str, str] | None = None)
     log_path = workdir / "streamlit.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP_PATH), "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        streamlit_command("127.0.0.1", port, extra=["--server.fileWatcherType", "none"]),
         cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

@@ -1,0 +1,80 @@
+"""``abcore dashboard``: the Streamlit command it runs, and a real server answering its health check."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from abcore.cli import servers
+from abcore.cli.main import build_parser, main
+from abcore.dashboard import APP_PATH
+
+
+def test_streamlit_command_serves_the_packaged_app_with_every_option() -> None:
+    command = servers.streamlit_command("0.0.0.0", 8600, extra=["--server.fileWatcherType", "none"])
+    assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_PATH)]
+    options = dict(zip(command[5::2], command[6::2], strict=True))
+    assert options == {
+        "--server.address": "0.0.0.0", "--server.port": "8600",
+        "--server.headless": "true", "--server.runOnSave": "false", "--browser.gatherUsageStats": "false",
+        "--client.showSidebarNavigation": "false", "--client.toolbarMode": "minimal",
+        "--client.showErrorDetails": "none", "--theme.primaryColor": "#4f46e5", "--theme.base": "light",
+        "--server.fileWatcherType": "none",
+    }
+    assert APP_PATH.is_file()
+
+
+def test_dashboard_defaults_and_the_command_it_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["dashboard"])
+    assert (args.host, args.port) == ("127.0.0.1", 8501)
+    calls: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(servers.subprocess, "call", lambda command, env: calls.append((command, env)) or 0)
+    assert main(["--database-url", "sqlite:///nowhere.db", "dashboard", "--port", "8600"]) == 0
+    (command, env), = calls
+    assert command == servers.streamlit_command("127.0.0.1", 8600)
+    assert env["ABCORE_DATABASE_URL"] == "sqlite:///nowhere.db"
+    assert "http://127.0.0.1:8600" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_abcore_dashboard_serves_a_healthy_server(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "ABCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}
+    env.pop("ABCORE_USERS", None)
+    log = (tmp_path / "dashboard.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "abcore", "dashboard", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while status != 200:
+            assert process.poll() is None, (tmp_path / "dashboard.log").read_text()
+            assert time.monotonic() < deadline, "no health answer within 60 s"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                    status = response.status
+            except OSError:
+                time.sleep(0.3)
+    finally:
+        os.killpg(process.pid, 15)  # the abcore process and the streamlit server it started
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+        log.close()
+    assert status == 200
