@@ -446,8 +446,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from abcore.analysis import engines as eng
-    from abcore.analysis.sql import MetricSpec
     from abcore.experiments.lifecycle import get_experiment
+    from abcore.metrics import MetricSpec
 
     try:
         raw = json.loads(Path(args.metrics).read_text(encoding="utf-8"))

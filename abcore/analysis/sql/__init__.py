@@ -1,14 +1,15 @@
-"""The query layer driven by metric definitions: :mod:`abcore.analysis.sql.build` and :mod:`abcore.analysis.sql.dialects`."""
+"""The query layer driven by metric definitions: :mod:`abcore.analysis.sql.build` and :mod:`abcore.analysis.sql.dialects`.
+
+``MetricSpec``, ``KINDS`` and ``validate_metric`` are :mod:`abcore.metrics`' (re-exported here).
+"""
 
 from abcore.analysis.sql.build import (
-    KINDS,
-    MetricSpec,
     QuerySource,
     build_daily_query,
     build_stats_query,
-    validate_metric,
 )
 from abcore.analysis.sql.dialects import DIALECTS, Dialect, get_dialect
+from abcore.metrics import KINDS, MetricSpec, validate_metric
 
 __all__ = [
     "DIALECTS",

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from sqlmodel import Session
 
+from abcore import formatting as fmt
 from abcore.analysis.pipeline import analyze
 from abcore.assign import Assigner
 from abcore.dashboard.views import forms
@@ -40,7 +41,7 @@ def test_metric_rows_format_the_analysis(sqlite_url: str) -> None:
     n_a, c_a, n_b, c_b = r.control_users, r.control_conversions, r.users, r.conversions
     assert n_a + n_b == 400
     assert rows[0]["Users"] == f"{n_a:,}" and rows[0]["Conversions"] == f"{c_a:,}"
-    assert rows[0]["Rate"] == f"{c_a / n_a * 100:.2f}%"
+    assert rows[0]["Rate"] == f"{c_a / n_a * 100:.2f} %"
     # Unpooled (Wald) difference and 95 % CI, by hand: d +- 1.959964 * sqrt(pa qa / na + pb qb / nb)
     pa, pb = c_a / n_a, c_b / n_b
     d = pb - pa
@@ -48,8 +49,8 @@ def test_metric_rows_format_the_analysis(sqlite_url: str) -> None:
     # a rate difference is in percentage points, two decimals like the rates
     expected = f"{d * 100:+.2f} pp [{(d - half) * 100:+.2f} pp, {(d + half) * 100:+.2f} pp]"
     assert rows[1]["Difference [CI]"] == expected
-    assert rows[1]["Lift [CI]"].startswith(forms.format_pct(pb / pa - 1, 1, signed=True))
-    assert rows[1]["p-value (adj.)"] == forms.format_pvalue(r.p_value_adjusted)
+    assert rows[1]["Lift [CI]"].startswith(fmt.format_pct(pb / pa - 1, 1, signed=True))
+    assert rows[1]["p-value (adj.)"] == fmt.format_pvalue(r.p_value_adjusted)
     assert rows[1]["Significant"] in ("✅ yes", "no")
     assert forms.metric_rows(results, "unknown") == []
     assert forms.metrics_in_order(results)[0] == ("conversion", "primary")
@@ -78,13 +79,13 @@ def test_display_rules_of_the_results_page() -> None:
     assert forms.variant_label("baseline", True) == "baseline (control)"
     assert forms.variant_label("b", False) == "b"
     # hand-computed: 0.0123 -> 1.23 percentage points
-    assert forms.format_pp(0.0123) == "+1.23 pp" and forms.format_pp(-0.005) == "-0.50 pp"
-    assert forms.format_fixed(8.729) == "8.729" and forms.format_fixed(8.7) == "8.700"
-    assert forms.format_fixed(-0.0001) == "0.000"
-    assert forms.format_expected_loss(0.00012, binary=True) == "0.01 pp"
-    assert forms.format_expected_loss(0.00001, binary=True) == "< 0.01 pp"
-    assert forms.format_expected_loss(0.25, binary=False) == "0.250"
-    assert forms.format_expected_loss(0.0001, binary=False) == "< 0.001"
+    assert fmt.format_pp(0.0123) == "+1.23 pp" and fmt.format_pp(-0.005) == "-0.50 pp"
+    assert fmt.format_fixed(8.729) == "8.729" and fmt.format_fixed(8.7) == "8.700"
+    assert fmt.format_fixed(-0.0001) == "0.000"
+    assert fmt.format_expected_loss(0.00012, binary=True) == "0.01 pp"
+    assert fmt.format_expected_loss(0.00001, binary=True) == "< 0.01 pp"
+    assert fmt.format_expected_loss(0.25, binary=False) == "0.250"
+    assert fmt.format_expected_loss(0.0001, binary=False) == "< 0.001"
     assert forms.format_whole_days(6.0) == "6" and forms.format_whole_days(13.9) == "13"
     from datetime import date
     assert forms.day_labels([date(2026, 12, 1)]) == ["2026-12-01"]
