@@ -28,6 +28,7 @@ __all__ = [
     "format_interval",
     "format_number",
     "format_pct",
+    "format_p_clause",
     "format_pp",
     "format_pvalue",
     "is_finite",
@@ -101,6 +102,12 @@ def format_pvalue(p: float | None) -> str:
     if not is_finite(p):
         return MISSING
     return "< 0.001" if float(p) < 0.001 else f"{float(p):.3f}"  # type: ignore[arg-type]
+
+
+def format_p_clause(p: float | None) -> str:
+    """A p-value in a sentence: ``'p = 0.032'``, ``'p < 0.001'``, ``'p n/a'``."""
+    text = format_pvalue(p)
+    return f"p {text}" if text.startswith("<") or text == MISSING else f"p = {text}"
 
 
 def format_interval(low: float | None, high: float | None, *, percent: bool = True, digits: int = 1) -> str:

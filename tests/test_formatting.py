@@ -31,3 +31,9 @@ def test_every_formatter_says_n_a_for_a_missing_number() -> None:
         assert fmt.format_expected_loss(missing, binary=True) == "n/a"
     assert fmt.format_interval(None, 0.1) == "n/a"
     assert not fmt.is_finite(True) and not fmt.is_finite("x") and fmt.is_finite(0)
+
+
+def test_p_value_in_a_sentence() -> None:
+    assert fmt.format_p_clause(0.0321) == "p = 0.032"
+    assert fmt.format_p_clause(0.00001) == "p < 0.001"
+    assert fmt.format_p_clause(math.nan) == "p n/a"

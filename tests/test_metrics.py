@@ -12,8 +12,8 @@ from sqlmodel import Session
 from abcore.metrics import (
     DEFAULT_KIND,
     MetricCreate,
-    MetricSpec,
     MetricNotFound,
+    MetricSpec,
     archive_metric,
     define_metric,
     get_metric,

@@ -37,7 +37,7 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
     experiment version, options, variant colours): new data changes the latest event id, so it is
     never hidden by the cache, and a rerun on the same data builds nothing again.
 
-    Keys: ``results`` (abcore.analysis.pipeline.Results), ``no_data`` (metrics without any tracked event),
+    Keys: ``results`` (abcore.analysis.results.Results), ``no_data`` (metrics without any tracked event),
     ``forest``, ``cumulative`` (per metric) and ``feedback`` chart specs (None: nothing to draw), ``seconds``
     (how long ``analyze`` took on the engine chosen by ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS).
     """

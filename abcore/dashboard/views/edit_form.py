@@ -175,7 +175,7 @@ def describe_configuration(configuration: Mapping[str, Any], model_names: Mappin
     if criteria:
         lines.append(
             f"Success: {criteria.get('direction', 'increase')} by at least "
-            f"{fmt.format_pct(float(criteria.get('threshold', 0.0)))} at {float(criteria.get('confidence', 0.95)):.0%}"
+            f"{fmt.format_pct(float(criteria.get('threshold', 0.0)))} at {fmt.format_pct(float(criteria.get('confidence', 0.95)), 0)} confidence"
         )
     lines.append(f"Minimums: {configuration.get('min_duration_days', 0)} days, "
                  f"{fmt.format_int(configuration.get('min_samples_per_variant', 0))} users per variant")
