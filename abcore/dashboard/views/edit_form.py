@@ -179,7 +179,7 @@ def describe_configuration(configuration: Mapping[str, Any], model_names: Mappin
         )
     lines.append(f"Minimums: {configuration.get('min_duration_days', 0)} days, "
                  f"{fmt.format_int(configuration.get('min_samples_per_variant', 0))} users per variant")
-    from abcore.watch.runner import describe_rules
+    from abcore.watch.rules import describe_rules
 
     lines.append("Stopping rules: " + describe_rules(configuration.get("auto_stop")))
     return lines
