@@ -18,6 +18,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from abcore.analysis.verdict import metric_outcome
 from abcore.formatting import (
     MEAN_DIGITS,
     MISSING,
@@ -543,9 +544,14 @@ VERDICT_LABELS: dict[str, tuple[str, str]] = {
     "ship": ("Ship treatment", "green"),
     "keep_control": ("Keep control", "orange"),
     "keep_running": ("Keep running", "blue"),
+    "no_winner": ("No winner: do not ship", "gray"),
     "shipped": ("Shipped", "green"),
     "cancelled": ("Cancelled", "gray"),
 }
+
+
+#: The results table's words for each outcome of :mod:`abcore.analysis.verdict` (colours as the forest plot).
+OUTCOME_LABELS: dict[str, str] = {"better": "✅ better", "worse": "🔻 worse", "inconclusive": "inconclusive"}
 
 
 def verdict_label(decision: str, variant: str | None = None) -> tuple[str, str]:
@@ -574,8 +580,10 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
     """The results table of one metric: the control row, then one row per treatment.
 
     Columns: Variant, Users, Conversions (binary metrics), Rate / Mean, Difference [CI],
-    Lift [CI], p-value (adjusted for multiple comparisons), Significant; plus Chance to beat
-    control and Expected loss for the Bayesian method. Every number is formatted.
+    Lift [CI], p-value (adjusted for multiple comparisons), Outcome (the judge's better / worse /
+    inconclusive in the metric's direction, :mod:`abcore.analysis.verdict`: the forest plot's colour);
+    plus Chance to beat control and Expected loss for the Bayesian method. Every number is formatted
+    by :mod:`abcore.formatting`.
     """
     rows_for = [r for r in results.metrics if r.metric == metric]
     if not rows_for:
@@ -590,7 +598,7 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
     if binary:
         control["Conversions"] = format_int(first.control_conversions)
     control["Rate" if binary else "Mean"] = value(first.control_value)
-    control.update({"Difference [CI]": "–", "Lift [CI]": "–", "p-value (adj.)": "–", "Significant": ""})
+    control.update({"Difference [CI]": "–", "Lift [CI]": "–", "p-value (adj.)": "–", "Outcome": ""})
     bayes = any(r.bayes is not None for r in rows_for)
     if bayes:
         control.update({"Chance to beat control": "–", "Expected loss": "–"})
@@ -617,13 +625,13 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
             "Difference [CI]": diff,
             "Lift [CI]": lift,
             "p-value (adj.)": format_pvalue(r.p_value_adjusted),
-            "Significant": "✅ yes" if r.significant else "no",
+            "Outcome": OUTCOME_LABELS[metric_outcome(r)],
         })
         if bayes:
             row["Chance to beat control"] = format_pct(r.bayes.chance_to_beat_control, 1) if r.bayes else "–"
             row["Expected loss"] = format_expected_loss(r.bayes.expected_loss, binary=binary) if r.bayes else "–"
         if t.error:
-            row["Significant"] = f"⚠️ {t.error}"
+            row["Outcome"] = f"⚠️ {t.error}"
         out.append(row)
     return out
 

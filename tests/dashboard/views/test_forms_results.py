@@ -51,13 +51,14 @@ def test_metric_rows_format_the_analysis(sqlite_url: str) -> None:
     assert rows[1]["Difference [CI]"] == expected
     assert rows[1]["Lift [CI]"].startswith(fmt.format_pct(pb / pa - 1, 1, signed=True))
     assert rows[1]["p-value (adj.)"] == fmt.format_pvalue(r.p_value_adjusted)
-    assert rows[1]["Significant"] in ("✅ yes", "no")
+    assert rows[1]["Outcome"] == forms.OUTCOME_LABELS[r.outcome]
     assert forms.metric_rows(results, "unknown") == []
     assert forms.metrics_in_order(results)[0] == ("conversion", "primary")
 
 
 def test_verdict_and_health_levels() -> None:
     assert forms.verdict_label("ship", "b") == ("Ship treatment: b", "green")
+    assert forms.verdict_label("no_winner")[0] == "No winner: do not ship"
     assert forms.verdict_label("keep_control") == ("Keep control", "orange")
     assert forms.verdict_label("keep_running") == ("Keep running", "blue")
     assert forms.verdict_label("shipped", "b") == ("Shipped: b", "green")  # issue 9: finished experiments
@@ -103,3 +104,29 @@ def test_user_text_is_shown_literally() -> None:
     bare = forms.plain_text("see http://evil.example or www.evil.example or a@evil.example")
     assert "://" not in bare and "www." not in bare and "a@" not in bare
     assert ":\u2060//evil\u2060.example" in bare and bare.replace("\u2060", "").startswith("see http://")
+
+
+def _guardrail_worse() -> object:
+    """Treatment B raises latency_ms (lower is better) by 30 % with an interval far from 0: judged "worse"."""
+    from abcore.analysis.results import MetricResult
+    from abcore.stats import TestResult
+
+    test = TestResult(control=100.0, treatment=130.0, diff=30.0, ci_low=28.0, ci_high=32.0, lift=0.3,
+                      lift_ci_low=0.28, lift_ci_high=0.32, statistic=30.0, p_value=1e-12, dof=None, significant=True)
+    row = MetricResult(metric="latency_ms", role="guardrail", kind="mean", variant_id=2, variant="B",
+                       control_variant="A", control_users=200, users=200, control_conversions=None, conversions=None,
+                       control_value=100.0, value=130.0, control_std=10.0, std=10.0, test=test,
+                       p_value_adjusted=1e-12, significant=True, method="frequentist", direction="decrease",
+                       outcome="worse", metric_kind="mean")
+    return SimpleNamespace(metrics=(row,))
+
+
+def test_a_guardrail_that_got_worse_reads_worse_in_the_table_like_the_forest_plot() -> None:
+    from abcore.dashboard.views.result_charts import OUTCOME_COLORS, forest
+
+    results = _guardrail_worse()
+    rows = forms.metric_rows(results, "latency_ms")
+    assert rows[1]["Outcome"] == "🔻 worse" and "✅" not in " ".join(rows[1].values())
+    assert "Significant" not in rows[1]
+    chart = forest(results)
+    assert chart is not None and OUTCOME_COLORS["worse"] in chart and OUTCOME_COLORS["better"] not in chart
