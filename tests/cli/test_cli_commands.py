@@ -371,7 +371,7 @@ def test_config_import_export(sqlite_url: str, tmp_path, capsys: pytest.CaptureF
 
 
 def test_offline_logs_before_the_start_need_analyze_start(sqlite_url: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Seed 001's workflow: import a config, import an older Kafka log, analyse it with --start."""
+    """The offline workflow: import a config, import an older Kafka log, analyse it with --start."""
     (tmp_path / "seed.json").write_text(json.dumps({"experiment_id": "old", "variants": [{"name": "a"}, {"name": "b"}]}), encoding="utf-8")
     assert run(capsys, sqlite_url, "config", "import", str(tmp_path / "seed.json"))[0] == 0
     assert run(capsys, sqlite_url, "start", "old")[0] == 0

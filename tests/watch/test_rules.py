@@ -114,7 +114,7 @@ def test_metric_outcome() -> None:
     assert metric_outcome(r("primary", math.nan)) == "inconclusive"
     assert metric_outcome(r("guardrail", +0.1), {"m": "increase"}) == "better"
     assert metric_outcome(r("primary", +0.1), {"m": "decrease"}) == "worse"
-    assert metric_outcome(r("primary", +0.1, outcome="worse")) == "worse"  # metric definitions win (issue 9)
+    assert metric_outcome(r("primary", +0.1, outcome="worse")) == "worse"  # metric definitions win
 
 
 def test_analyze_planned_n_is_the_sequential_tuning_parameter(session: Session) -> None:

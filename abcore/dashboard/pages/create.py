@@ -1,4 +1,4 @@
-"""Create experiment: the design form (seed 000's variant rows, seed 004's wizard fields). Saves a draft."""
+"""Create experiment: the design form (variant rows, then the wizard's fields). Saves a draft."""
 
 from __future__ import annotations
 

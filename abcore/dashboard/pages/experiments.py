@@ -31,7 +31,7 @@ ACTIONS = {
     "delete": ex.delete_experiment,
 }
 # every experiment, archived ones included (the list hides them unless "Show archived"); the keyword
-# exists once Experiment.archived_at does (branch issue-15e)
+# exists once Experiment.archived_at does (archiving experiments)
 EDIT_PAGE = "edit.py"  # the edit / clone / archive page (url edit?id=<id>)
 DONE = {
     "start": "started",

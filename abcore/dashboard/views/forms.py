@@ -644,7 +644,7 @@ def metrics_in_order(results: Any) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
-# --------------------------------------------------------------------------- page-wide display rules (issue 15)
+# --------------------------------------------------------------------------- page-wide display rules
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision
 # deficiencies. Blue for the control, orange for the first treatment: never two blues side by side.

@@ -61,7 +61,7 @@ def test_verdict_and_health_levels() -> None:
     assert forms.verdict_label("no_winner")[0] == "No winner: do not ship"
     assert forms.verdict_label("keep_control") == ("Keep control", "orange")
     assert forms.verdict_label("keep_running") == ("Keep running", "blue")
-    assert forms.verdict_label("shipped", "b") == ("Shipped: b", "green")  # issue 9: finished experiments
+    assert forms.verdict_label("shipped", "b") == ("Shipped: b", "green")  # finished experiments
     assert forms.verdict_label("cancelled") == ("Cancelled", "gray")
     ok = SimpleNamespace(ok=True, severity="ok")
     warn = SimpleNamespace(ok=False, severity="warning")
