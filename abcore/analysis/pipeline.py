@@ -35,6 +35,7 @@ from sqlmodel import Session
 from abcore import stats
 from abcore.analysis import queries
 from abcore.analysis import verdict as decisions
+from abcore.analysis.compare import FAMILY, Arm, compare, summaries
 from abcore.analysis.engines import (
     ENGINES,
     Engine,
@@ -362,9 +363,6 @@ def _metric_specs(
     return out
 
 
-#: The test family of each definition kind (``MetricResult.kind``, what pages and exports read).
-_FAMILY: dict[str, str] = {"binomial": "binary", "count": "mean", "mean": "mean", "ratio": "ratio",
-                           "quantile": "quantile"}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
@@ -436,76 +434,6 @@ def _open_engine(engine: str | Engine, config: SourceConfig | None, session: Ses
         session.commit()
         spark.load_store(url)
     return spark
-
-
-@dataclass(frozen=True)
-class _Arm:
-    """One variant's statistics of one metric, in the shape its test needs."""
-
-    kind: str
-    row: MetricStatsRow | None
-    binary: stats.BinarySummary
-    mean: stats.MeanSummary
-    covariate: stats.CovariateSummary
-    ratio: stats.RatioSummary
-    quantile: stats.QuantileSummary
-    value: float
-    std: float
-
-
-def _summaries(row: MetricStatsRow | None, spec: MetricSpec, variant_id: int, alpha: float) -> _Arm:
-    """The summaries of ``row`` (``None``: no users in the variant)."""
-    n = row.n if row else 0
-    sy, sy2, sx, sx2, sxy = (row.sum_y, row.sum_y2, row.sum_x, row.sum_x2, row.sum_xy) if row else (0.0,) * 5
-    binary = stats.BinarySummary(n=n, conversions=int(round(sy)))
-    mean = stats.MeanSummary(n=n, sum=sy, sum_squares=sy2)
-    covariate = stats.CovariateSummary(n=n, sum_y=sy, sum_y2=sy2, sum_x=sx, sum_x2=sx2, sum_xy=sxy)
-    # ratio_test's summary names the numerator x and the denominator y (the query: y and x).
-    ratio = stats.RatioSummary(n=n, sum_x=sy, sum_x2=sy2, sum_y=sx, sum_y2=sx2, sum_xy=sxy)
-    q = float(spec.quantile or 0.5)
-    qv = (row.q_value, row.q_lower, row.q_upper) if row else (None, None, None)
-    quantile = stats.QuantileSummary(
-        n=row.q_n if row else 0, q=q, value=math.nan if qv[0] is None else qv[0],
-        lower=math.nan if qv[1] is None else qv[1], upper=math.nan if qv[2] is None else qv[2], alpha=alpha,
-    )
-    if spec.kind == "binomial":
-        value, std = binary.mean, binary.std
-    elif spec.kind == "ratio":
-        value, std = ratio.mean, math.nan
-    elif spec.kind == "quantile":
-        value, std = quantile.value, math.nan
-    else:
-        value, std = mean.mean, mean.std
-    return _Arm(spec.kind, row, binary, mean, covariate, ratio, quantile, value, std)
-
-
-def _test(
-    spec: MetricSpec, a: _Arm, b: _Arm, *, method: str, cuped: bool, alpha: float, planned_n: float
-) -> tuple[TestResult, BayesResult | None]:
-    """The test of ``spec``'s kind: z-test (binomial), Welch (count, mean), delta method (ratio),
-    order-statistic z-test (quantile); CUPED, sequential and Bayesian variants where they apply."""
-    if spec.kind == "ratio":
-        return stats.ratio_test(a.ratio, b.ratio, alpha=alpha), None
-    if spec.kind == "quantile":
-        return stats.quantile_test(a.quantile, b.quantile, alpha=alpha), None
-    binary = spec.kind == "binomial"
-    sa: Any = a.binary if binary else a.mean
-    sb: Any = b.binary if binary else b.mean
-    bayes: BayesResult | None = None
-    if cuped:
-        test: TestResult = stats.cuped(a.covariate, b.covariate, alpha=alpha)
-    elif method == "sequential":
-        test = stats.sequential_test(sa, sb, planned_n=planned_n, alpha=alpha)
-    elif binary:
-        test = stats.proportion_test_from(sa, sb, alpha=alpha)
-    else:
-        test = stats.mean_test_from(sa, sb, alpha=alpha)
-    if method == "bayesian":
-        if binary:
-            bayes = stats.bayes_proportion_from(sa, sb, credible_level=1 - alpha)
-        else:
-            bayes = stats.bayes_mean_from(sa, sb, credible_level=1 - alpha)
-    return test, bayes
 
 
 def _cuped_allowed(cuped: bool, method: str, warnings: list[str]) -> bool:
@@ -646,9 +574,9 @@ def _segments(
                 rb = by_key.get((seg, metric, tv.variant_id))
                 if ra is None or rb is None:
                     continue
-                a = _summaries(ra, spec, control.variant_id, alpha)
-                b = _summaries(rb, spec, tv.variant_id, alpha)
-                test, _ = _test(spec, a, b, method="frequentist", cuped=False, alpha=alpha, planned_n=1.0)
+                a = summaries(ra, spec, control.variant_id, alpha)
+                b = summaries(rb, spec, tv.variant_id, alpha)
+                test, _ = compare(spec, a, b, method="frequentist", cuped=False, alpha=alpha, planned_n=1.0)
                 out.append(SegmentResult(segment, str(seg), metric, tv.name, ra.n, rb.n, a.value, b.value, test))
     return tuple(out)
 
@@ -697,8 +625,8 @@ class _Comparison:
     metric: str
     role: str
     treatment: VariantInfo
-    a: _Arm
-    b: _Arm
+    a: Arm
+    b: Arm
     test: TestResult
     bayes: BayesResult | None
 
@@ -719,10 +647,10 @@ def _metric_results(
     tested: list[_Comparison] = []
     for metric, role in plan.metric_roles:
         spec = plan.specs[metric]
-        a = _summaries(by_key.get((metric, control.variant_id)), spec, control.variant_id, alpha)
+        a = summaries(by_key.get((metric, control.variant_id)), spec, control.variant_id, alpha)
         for tv in treatments:
-            b = _summaries(by_key.get((metric, tv.variant_id)), spec, tv.variant_id, alpha)
-            test, bayes = _test(spec, a, b, method=method, cuped=cuped_for[metric], alpha=alpha, planned_n=planned_n)
+            b = summaries(by_key.get((metric, tv.variant_id)), spec, tv.variant_id, alpha)
+            test, bayes = compare(spec, a, b, method=method, cuped=cuped_for[metric], alpha=alpha, planned_n=planned_n)
             tested.append(_Comparison(metric, role, tv, a, b, test, bayes))
     p_values = [c.test.p_value for c in tested]
     correction = plan.options.correction
@@ -741,7 +669,7 @@ def _judged(plan: _Plan, control: VariantInfo, c: _Comparison, p_adj: float, cup
     return MetricResult(
         metric=c.metric,
         role=c.role,
-        kind=_FAMILY[spec.kind],
+        kind=FAMILY[spec.kind],
         variant_id=c.treatment.variant_id,
         variant=c.treatment.name,
         control_variant=control.name,
