@@ -42,7 +42,7 @@ _EXPORTS: dict[str, str] = {
     "run_pass": "abcore.watch.runner",
     # analysis
     "analyze": "abcore.analysis.pipeline",
-    "Results": "abcore.analysis.pipeline",
+    "Results": "abcore.analysis.results",
     # store
     "make_engine": "abcore.store.db",
     "init_db": "abcore.store.db",

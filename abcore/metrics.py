@@ -45,7 +45,9 @@ from abcore.errors import NotFound
 from abcore.store.tables import MetricDefinition, utcnow
 
 __all__ = [
+    "CAPPABLE",
     "CAPS",
+    "DEFAULT_KIND",
     "DIRECTIONS",
     "KINDS",
     "MetricCreate",
@@ -79,6 +81,11 @@ DIRECTIONS: tuple[str, ...] = ("increase", "decrease")
 CAPS: tuple[str, ...] = ("absolute", "percentile")
 #: Kinds whose per-user values may be capped.
 CAPPABLE: tuple[str, ...] = ("count", "mean", "ratio")
+#: The kind of a definition that does not name one: ``binomial`` (a conversion). The registry, the
+#: Metrics page, ``abcore metrics define`` and ``abcore stats --metrics FILE.json`` all read the same
+#: definition fields, so a definition without ``kind`` means a conversion rate everywhere; an event
+#: without a value is a conversion (its value counts as 1), which is what most tracked metrics are.
+DEFAULT_KIND = "binomial"
 
 _FIELDS: tuple[str, ...] = (
     "name", "description", "kind", "numerator", "denominator", "quantile", "direction", "window_hours",
@@ -94,7 +101,7 @@ class MetricCreate(SQLModel):
 
     name: str
     description: str = ""
-    kind: str = "binomial"
+    kind: str = DEFAULT_KIND
     numerator: str | None = None
     denominator: str | None = None
     quantile: float | None = None
@@ -109,13 +116,17 @@ class MetricCreate(SQLModel):
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A resolved metric definition, as the analysis uses it (pure; no session).
+    """A metric definition as the analysis and its query builder use it (pure; no session).
 
+    The one definition type of the package: :func:`spec_of` builds it from a stored definition,
+    :func:`default_spec` for a name without one, and ``abcore stats --metrics FILE.json`` from JSON.
+    ``kind`` defaults to :data:`DEFAULT_KIND` (``binomial``). Building one validates it with
+    :func:`validate_metric` and raises ``ValueError`` listing every problem.
     ``defined`` is False for a name without a registry entry (defaults were used).
     """
 
     name: str
-    kind: str = "binomial"
+    kind: str = DEFAULT_KIND
     direction: str = "increase"
     numerator: str | None = None
     denominator: str | None = None
@@ -128,6 +139,11 @@ class MetricSpec:
     min_detectable_effect: float | None = None
     description: str = ""
     defined: bool = True
+
+    def __post_init__(self) -> None:
+        problems = validate_metric(self)
+        if problems:
+            raise ValueError(f"invalid metric {self.name!r}: " + " ".join(problems))
 
     @property
     def sign(self) -> float:
@@ -146,23 +162,41 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def validate_metric(data: MetricCreate | Mapping[str, Any]) -> list[str]:
-    """Every problem of a metric definition, as readable sentences ([] when it is valid)."""
-    d = data.model_dump() if isinstance(data, SQLModel) else dict(data)
-    problems: list[str] = []
-    unknown = sorted(set(d) - set(_FIELDS) - {"archived"})
-    if unknown:
-        problems.append(f"Unknown field(s): {', '.join(unknown)} (known: {', '.join(_FIELDS)}).")
+def _fields_of(data: Any) -> tuple[dict[str, Any], list[str], bool]:
+    """The definition's fields as a dict, the problems of unknown keys (mappings only), and whether
+    ``data`` is typed-in input (a mapping or :class:`MetricCreate`) rather than a built object.
+
+    A built object is a :class:`MetricSpec`, a stored :class:`MetricDefinition` or any duck-typed
+    definition with the field attributes."""
+    if isinstance(data, SQLModel) and not isinstance(data, MetricDefinition):
+        return data.model_dump(), [], True
+    if isinstance(data, Mapping):
+        d = dict(data)
+        unknown = sorted(set(d) - set(_FIELDS) - {"archived"})
+        if unknown:
+            return d, [f"Unknown field(s): {', '.join(unknown)} (known: {', '.join(_FIELDS)})."], True
+        return d, [], True
+    defaults = {"kind": None, "description": "", "delay_hours": 0.0}
+    return {f: getattr(data, f, defaults.get(f)) for f in _FIELDS}, [], False
+
+
+def _name_problems(d: Mapping[str, Any], *, typed: bool) -> list[str]:
+    """A non-empty name; typed-in names also at most 200 characters without surrounding blanks (a built
+    spec may stand for an event name already in the store, which is analysed whatever it looks like)."""
     name = d.get("name")
     if not isinstance(name, str) or not name.strip():
-        problems.append("name must be a non-empty text.")
-    elif len(name) > 200:
-        problems.append("name must be at most 200 characters.")
-    elif name != name.strip():
-        problems.append("name must not start or end with spaces.")
-    if not isinstance(d.get("description", ""), str):
-        problems.append("description must be text.")
-    kind = d.get("kind", "binomial")
+        return ["name must be a non-empty text."]
+    if typed and len(name) > 200:
+        return ["name must be at most 200 characters."]
+    if typed and name != name.strip():
+        return ["name must not start or end with spaces."]
+    return []
+
+
+def _kind_problems(d: Mapping[str, Any]) -> list[str]:
+    """Kind, direction and the kind-specific fields (numerator / denominator, quantile)."""
+    problems: list[str] = []
+    kind = d.get("kind", DEFAULT_KIND)
     if kind not in KINDS:
         problems.append(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
     direction = d.get("direction", "increase")
@@ -170,17 +204,25 @@ def validate_metric(data: MetricCreate | Mapping[str, Any]) -> list[str]:
         problems.append(f"direction must be 'increase' or 'decrease' (which way is better); got {direction!r}.")
     num, den = d.get("numerator"), d.get("denominator")
     if kind == "ratio":
-        for label, value in (("numerator", num), ("denominator", den)):
-            if not isinstance(value, str) or not value.strip():
-                problems.append(f"a ratio metric needs a {label} (an event metric name).")
+        missing = [label for label, value in (("numerator", num), ("denominator", den))
+                   if not isinstance(value, str) or not value.strip()]
+        if len(missing) == 2:
+            problems.append("a ratio metric needs a numerator and denominator (event metric names).")
+        elif missing:
+            problems.append(f"a ratio metric needs a {missing[0]} (an event metric name).")
     elif num is not None or den is not None:
         problems.append("numerator and denominator are only for kind 'ratio'.")
     q = d.get("quantile")
     if kind == "quantile":
         if not _finite(q) or not 0.0 < float(q) < 1.0:
-            problems.append(f"a quantile metric needs quantile strictly between 0 and 1 (e.g. 0.95); got {q!r}.")
+            problems.append(f"a quantile metric needs quantile in (0, 1), e.g. 0.95; got {q!r}.")
     elif q is not None:
         problems.append("quantile is only for kind 'quantile'.")
+    return problems
+
+
+def _window_problems(d: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
     window = d.get("window_hours")
     if window is not None and (not _finite(window) or float(window) <= 0):
         problems.append(f"window_hours must be a positive number of hours or empty (until the end); got {window!r}.")
@@ -189,29 +231,55 @@ def validate_metric(data: MetricCreate | Mapping[str, Any]) -> list[str]:
         delay = 0.0
     if not _finite(delay) or float(delay) < 0:
         problems.append(f"delay_hours must be a number of hours >= 0; got {delay!r}.")
-    cap, upper, lower = d.get("cap"), d.get("cap_upper"), d.get("cap_lower")
-    if cap is None:
-        if upper is not None or lower is not None:
-            problems.append("cap_upper / cap_lower need cap = 'absolute' or 'percentile'.")
-    elif cap not in CAPS:
-        problems.append(f"cap must be 'absolute', 'percentile' or empty; got {cap!r}.")
-    else:
-        if kind not in CAPPABLE:
-            problems.append(f"capping applies to kinds {', '.join(CAPPABLE)}, not {kind!r}.")
-        if not _finite(upper):
-            problems.append(f"cap {cap!r} needs a number cap_upper; got {upper!r}.")
-        if lower is not None and not _finite(lower):
-            problems.append(f"cap_lower must be a number or empty; got {lower!r}.")
-        if cap == "percentile":
-            if _finite(upper) and not 0.0 < float(upper) <= 1.0:
-                problems.append(f"a percentile cap_upper is a quantile in (0, 1] (e.g. 0.99); got {upper!r}.")
-            if _finite(lower) and not 0.0 <= float(lower) < 1.0:
-                problems.append(f"a percentile cap_lower is a quantile in [0, 1); got {lower!r}.")
-        if _finite(upper) and _finite(lower) and float(lower) >= float(upper):
-            problems.append(f"cap_lower ({lower}) must be below cap_upper ({upper}).")
     mde = d.get("min_detectable_effect")
     if mde is not None and (not _finite(mde) or float(mde) < 0):
         problems.append(f"min_detectable_effect must be a relative effect >= 0 (e.g. 0.02) or empty; got {mde!r}.")
+    return problems
+
+
+def _cap_problems(d: Mapping[str, Any]) -> list[str]:
+    """Capping: a cappable kind, a number ``cap_upper``, and for a percentile cap quantiles strictly
+    inside (0, 1) (the bounds the analysis query accepts: the 0th or 100th percentile is no cap)."""
+    cap, upper, lower = d.get("cap"), d.get("cap_upper"), d.get("cap_lower")
+    kind = d.get("kind", DEFAULT_KIND)
+    if cap is None:
+        if upper is not None or lower is not None:
+            return ["cap_upper / cap_lower need cap = 'absolute' or 'percentile'."]
+        return []
+    if cap not in CAPS:
+        return [f"cap must be 'absolute', 'percentile' or empty; got {cap!r}."]
+    problems: list[str] = []
+    if kind not in CAPPABLE:
+        problems.append(f"a {kind} metric cannot be capped (capping applies to kinds {', '.join(CAPPABLE)}).")
+    if not _finite(upper):
+        problems.append(f"cap {cap!r} needs a number cap_upper; got {upper!r}.")
+    if lower is not None and not _finite(lower):
+        problems.append(f"cap_lower must be a number or empty; got {lower!r}.")
+    if cap == "percentile":
+        for label, value in (("cap_upper", upper), ("cap_lower", lower)):
+            if _finite(value) and not 0.0 < float(value) < 1.0:
+                problems.append(f"{label} of a percentile cap must be in (0, 1), a quantile such as 0.99; "
+                                f"got {value!r}.")
+    if _finite(upper) and _finite(lower) and float(lower) >= float(upper):
+        problems.append(f"cap_lower ({lower}) must be below cap_upper ({upper}).")
+    return problems
+
+
+def validate_metric(data: Any) -> list[str]:
+    """Every problem of a metric definition, as readable sentences ([] when it is valid).
+
+    ``data`` is a mapping (unknown keys are a problem), a :class:`MetricCreate`, a :class:`MetricSpec`
+    or any object with the field attributes. The same rules apply when a metric is defined, when it is
+    updated, when a :class:`MetricSpec` is built and when the analysis query is built from it, so a
+    definition that is accepted can always be analysed.
+    """
+    d, problems, typed = _fields_of(data)
+    problems += _name_problems(d, typed=typed)
+    if not isinstance(d.get("description", ""), str):
+        problems.append("description must be text.")
+    problems += _kind_problems(d)
+    problems += _window_problems(d)
+    problems += _cap_problems(d)
     return problems
 
 
@@ -345,7 +413,7 @@ def spec_of(row: MetricDefinition) -> MetricSpec:
     )
 
 
-def default_spec(name: str, *, kind: str = "binomial", role: str = "primary") -> MetricSpec:
+def default_spec(name: str, *, kind: str = DEFAULT_KIND, role: str = "primary") -> MetricSpec:
     """The defaults for a metric name without a definition: the inferred ``kind`` and
     ``direction="increase"``, except guardrails (``"decrease"``: "must not increase")."""
     return MetricSpec(name=name, kind=kind, direction="decrease" if role == "guardrail" else "increase",

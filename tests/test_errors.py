@@ -18,7 +18,8 @@ from abcore.experiments.lifecycle import (
     InvalidTransition,
 )
 from abcore.experiments.ml_models import ModelError
-from abcore.io.csv_export import ConfigError, ExportError
+from abcore.io.configs import ConfigError
+from abcore.io.csv_export import ExportError
 from abcore.io.event_import import ImportError_
 from abcore.metrics import MetricNotFound
 

@@ -10,8 +10,10 @@ from alembic import command
 from sqlmodel import Session
 
 from abcore.metrics import (
+    DEFAULT_KIND,
     MetricCreate,
     MetricNotFound,
+    MetricSpec,
     archive_metric,
     define_metric,
     get_metric,
@@ -64,6 +66,28 @@ def test_validation_lists_every_problem() -> None:
     assert validate_metric({"name": "m", "kind": "mean", "cap": "absolute", "cap_upper": 1, "cap_lower": 2})
     assert validate_metric({"name": "r", "kind": "ratio", "numerator": "a", "denominator": "b"}) == []
     assert validate_metric({"name": "q", "kind": "quantile", "quantile": 0.95}) == []
+
+
+@pytest.mark.parametrize(("upper", "lower"), [(1.0, None), (0.99, 0.0), (0.0, None)])
+def test_a_percentile_cap_the_analysis_refuses_is_refused_when_defined(
+    session: Session, upper: float, lower: float | None
+) -> None:
+    # The 100th / 0th percentile is no cap: the analysis query refuses it, so defining it must fail too.
+    data = MetricCreate(name="revenue", kind="mean", cap="percentile", cap_upper=upper, cap_lower=lower)
+    with pytest.raises(ValueError, match=r"percentile cap must be in \(0, 1\)"):
+        define_metric(session=session, data=data)
+    with pytest.raises(ValueError, match=r"percentile cap must be in \(0, 1\)"):
+        MetricSpec(name="revenue", kind="mean", cap="percentile", cap_upper=upper, cap_lower=lower)
+    assert list_metrics(session=session) == []
+    define_metric(session=session, data=MetricCreate(name="revenue", kind="mean", cap="percentile", cap_upper=0.99))
+    with pytest.raises(ValueError, match=r"percentile cap must be in \(0, 1\)"):
+        update_metric(session=session, name="revenue", changes={"cap_upper": 1.0})
+
+
+def test_one_default_kind_for_every_definition() -> None:
+    # The registry, the analysis and `abcore stats` share one MetricSpec: no kind means a conversion.
+    assert DEFAULT_KIND == "binomial"
+    assert MetricCreate(name="x").kind == MetricSpec(name="x").kind == DEFAULT_KIND
 
 
 def test_invalid_definition_raises_with_all_problems(session: Session) -> None:

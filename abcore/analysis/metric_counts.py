@@ -17,8 +17,8 @@ from datetime import datetime
 from sqlmodel import Session
 
 from abcore.analysis.engines import store_engine
-from abcore.analysis.sql.build import MetricSpec, build_metric_counts_query, build_value_histogram_query
-from abcore.metrics import resolve_specs
+from abcore.analysis.sql.build import build_metric_counts_query, build_value_histogram_query
+from abcore.metrics import MetricSpec, resolve_specs
 
 __all__ = ["MetricCounts", "PopulationCounts", "ValueDistribution", "event_metric_specs", "metric_counts",
            "value_distribution"]

@@ -1,31 +1,31 @@
-"""``analyze(experiment)``: queries -> statistics -> :class:`Results`.
+"""``analyze(experiment)``: plan -> run -> test -> judge, returning :class:`abcore.analysis.results.Results`.
 
-The database aggregates (see :mod:`abcore.analysis.sql`); this module picks the tests, adjusts
-p-values, runs the health checks, writes the verdict and shapes the output. Everything it
-returns is a frozen dataclass; :meth:`Results.to_frame` and :meth:`Results.to_dict` give a
-pandas table and a JSON-ready dict.
+* **plan** (:func:`_plan`): the experiment, alpha, the event window, the engine, and the definition of
+  every analysed metric (:mod:`abcore.metrics`; undefined names get defaults and a warning);
+* **run** (:func:`_run_analysis`): the one analysis query of :mod:`abcore.analysis.sql.build` on the
+  engine: arm sizes per day, per-variant sufficient statistics, daily series, percentiles;
+* **test** (:func:`_metric_results`): the test of each metric's kind per treatment, p-values adjusted
+  across treatments x metrics;
+* **judge** (:func:`_judge`): outcome and significance per result, health checks
+  (:mod:`abcore.analysis.health`) and the verdict (:mod:`abcore.analysis.verdict`, the only judge).
 
 Rules
 -----
 * Population: assigned users with at least one exposure in ``[start, end)`` (``start``
   defaults to ``started_at``); the stored assignment decides the variant.
 * Metrics: the experiment's primary, secondary and guardrail metrics (``metric_name`` of
-  ``conversion`` events). A metric is *binary* (conversion rate: share of exposed users with
-  a value >= 1) when every analysed event value is 0 or 1 (NULL counts as 1), otherwise a
-  *mean* metric (per-user sum of values, exposed users without events count as 0).
-* Tests: conversion -> z-test (unpooled), mean -> Welch; ``method="sequential"`` -> always-valid
-  confidence sequences; ``method="bayesian"`` adds chance to beat control / expected loss next
-  to the frequentist numbers; ``cuped=True`` adjusts with the same metric before
-  ``started_at``. p-values are adjusted across treatment variants x metrics (Holm default).
-* Metric definitions (:mod:`abcore.metrics`) give each metric its kind and direction; undefined
-  names get defaults and a warning. Outcome, significance rule and verdict: :mod:`abcore.analysis.verdict`.
+  ``conversion`` events), each analysed by its definition's kind: binomial -> z-test (unpooled),
+  count and mean -> Welch, ratio -> delta method, quantile -> order-statistic interval.
+* ``method="sequential"`` -> always-valid confidence sequences; ``method="bayesian"`` adds chance to
+  beat control / expected loss next to the frequentist numbers; ``cuped=True`` adjusts with the same
+  metric before first exposure. p-values are adjusted across treatment variants x metrics (Holm default).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,8 +33,9 @@ from typing import Any, Literal
 from sqlmodel import Session
 
 from abcore import stats
-from abcore.analysis import overview as queries
+from abcore.analysis import overview
 from abcore.analysis import verdict as decisions
+from abcore.analysis.compare import FAMILY, Arm, compare, summaries
 from abcore.analysis.engines import (
     ENGINES,
     Engine,
@@ -47,6 +48,8 @@ from abcore.analysis.engines import (
     spark_engine,
     store_engine,
 )
+from abcore.analysis.health import days_run, health_checks, srm_check
+from abcore.analysis.results import DailyPoint, HealthCheck, MetricResult, Results, SegmentResult, VariantInfo
 from abcore.analysis.sql.build import (
     AnalysisStatements,
     QuerySource,
@@ -56,279 +59,14 @@ from abcore.analysis.sql.build import (
 )
 from abcore.analysis.verdict import Verdict
 from abcore.metrics import MetricSpec, default_spec, resolve_specs
-from abcore.stats import BayesResult, SRMResult, TestResult
-from abcore.store.tables import Experiment, ExperimentStatus
+from abcore.stats import BayesResult, TestResult
+from abcore.store.tables import Experiment
 
-__all__ = [
-    "CORRECTIONS",
-    "METHODS",
-    "DailyPoint",
-    "HealthCheck",
-    "MetricResult",
-    "Results",
-    "SegmentResult",
-    "VariantInfo",
-    "Verdict",
-    "analyze",
-]
+__all__ = ["CORRECTIONS", "METHODS", "analyze"]
 
 METHODS: tuple[str, ...] = ("frequentist", "sequential", "bayesian")
 CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "fdr_bh", "none")
 Method = Literal["frequentist", "sequential", "bayesian"]
-
-
-# --------------------------------------------------------------------------- result parts
-
-
-@dataclass(frozen=True)
-class VariantInfo:
-    """One arm: configured share, assigned users and analysed (exposed) users."""
-
-    variant_id: int
-    name: str
-    is_control: bool
-    allocation_pct: float
-    assigned: int
-    users: int
-
-
-@dataclass(frozen=True)
-class MetricResult:
-    """One metric for one treatment variant against the control.
-
-    ``test`` is the TestResult of the chosen method (a ``SequentialResult`` or ``CupedResult``
-    subclass where applicable); ``p_value_adjusted`` is its p-value after the multiple-comparison
-    correction and ``significant`` compares that with ``alpha`` (for ``bayesian``: the chance
-    to beat control is beyond ``1 - alpha/2`` or below ``alpha/2``).
-    """
-
-    metric: str
-    role: str  # primary | secondary | guardrail
-    #: The test family: "binary" (conversion rate: binomial), "mean" (per-user mean: count, mean),
-    #: "ratio" (delta method) or "quantile"; ``metric_kind`` is the definition's kind.
-    kind: str
-    variant_id: int
-    variant: str
-    control_variant: str
-    control_users: int
-    users: int
-    control_conversions: int | None
-    conversions: int | None
-    control_value: float
-    value: float
-    control_std: float
-    std: float
-    test: TestResult
-    p_value_adjusted: float
-    significant: bool
-    method: str
-    cuped: bool = False
-    bayes: BayesResult | None = None
-    #: Which way is better for this metric (from its definition): "increase" | "decrease".
-    direction: str = "increase"
-    #: "better" (significant move in the good direction), "worse" (significant move in the bad
-    #: direction) or "inconclusive" (not significant, or not computable); see abcore.analysis.verdict.
-    outcome: str = "inconclusive"
-    #: The metric definition's kind: binomial | count | mean | ratio | quantile.
-    metric_kind: str = "binomial"
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    """A data-quality check: ``ok`` or not, with a readable message (severity warning/error)."""
-
-    name: str
-    ok: bool
-    severity: str  # ok | warning | error
-    message: str
-
-
-@dataclass(frozen=True)
-class DailyPoint:
-    """Cumulative state at the end of a UTC day for one variant and metric.
-
-    ``value`` is the cumulative conversion rate (binary) or mean per user (mean metrics),
-    ``lift`` the relative difference to the control's cumulative value (``nan`` for the control).
-    """
-
-    day: date
-    variant_id: int
-    variant: str
-    metric: str
-    users: int
-    value: float
-    lift: float
-
-
-@dataclass(frozen=True)
-class SegmentResult:
-    """One metric x treatment comparison within one value of the segment attribute (unadjusted)."""
-
-    segment: str
-    value: str
-    metric: str
-    variant: str
-    control_users: int
-    users: int
-    control_value: float
-    treatment_value: float
-    test: TestResult
-
-
-@dataclass(frozen=True)
-class Results:
-    """Everything ``analyze`` computed for one experiment."""
-
-    experiment_id: int
-    experiment: str
-    status: str
-    method: str
-    correction: str
-    alpha: float
-    cuped: bool
-    start: datetime | None
-    end: datetime | None
-    computed_at: datetime
-    days_run: float
-    variants: tuple[VariantInfo, ...]
-    metrics: tuple[MetricResult, ...]
-    percentiles: tuple[queries.PercentileStats, ...]
-    feedback: dict[str, dict[str, int]]
-    srm: SRMResult
-    health: tuple[HealthCheck, ...]
-    verdict: Verdict
-    daily: tuple[DailyPoint, ...]
-    segment: str | None = None
-    segments: tuple[SegmentResult, ...] = ()
-    warnings: tuple[str, ...] = field(default=())
-    #: Which engine computed the metric statistics: "store", "duckdb" or "spark".
-    engine: str = "store"
-
-    @property
-    def control(self) -> VariantInfo:
-        """The control arm."""
-        return next(v for v in self.variants if v.is_control)
-
-    def result(self, metric: str, variant: str | None = None) -> MetricResult:
-        """The result for ``metric`` (and treatment ``variant``; the first treatment by default)."""
-        for r in self.metrics:
-            if r.metric == metric and (variant is None or r.variant == variant):
-                return r
-        raise KeyError(f"no result for metric {metric!r} and variant {variant!r}")
-
-    def to_frame(self) -> Any:
-        """A pandas DataFrame, one row per metric x treatment variant."""
-        import pandas as pd
-
-        rows = []
-        for r in self.metrics:
-            t = r.test
-            row: dict[str, Any] = {
-                "metric": r.metric,
-                "role": r.role,
-                "kind": r.kind,
-                "metric_kind": r.metric_kind,
-                "variant": r.variant,
-                "control_users": r.control_users,
-                "users": r.users,
-                "control_conversions": r.control_conversions,
-                "conversions": r.conversions,
-                "control_value": r.control_value,
-                "value": r.value,
-                "diff": t.diff,
-                "ci_low": t.ci_low,
-                "ci_high": t.ci_high,
-                "lift": t.lift,
-                "lift_ci_low": t.lift_ci_low,
-                "lift_ci_high": t.lift_ci_high,
-                "p_value": t.p_value,
-                "p_value_adjusted": r.p_value_adjusted,
-                "significant": r.significant,
-            }
-            if r.bayes is not None:
-                row["chance_to_beat_control"] = r.bayes.chance_to_beat_control
-                row["expected_loss"] = r.bayes.expected_loss
-            rows.append(row)
-        columns = list(rows[0]) if rows else [
-            "metric", "role", "kind", "metric_kind", "variant", "control_users", "users", "control_conversions", "conversions",
-            "control_value", "value", "diff", "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high",
-            "p_value", "p_value_adjusted", "significant",
-        ]
-        return pd.DataFrame(rows, columns=columns)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: nan/inf -> None, datetimes and dates ISO strings, tuples -> lists."""
-        out = _jsonable(asdict(self))
-        out["frame"] = _jsonable(self.to_frame().to_dict(orient="records"))
-        return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars from pandas
-        return _jsonable(value.item())
-    return value
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _fmt_pct(x: float) -> str:
-    return f"{x * 100:+.1f} %" if math.isfinite(x) else "n/a"
-
-
-def _fmt_p(p: float) -> str:
-    if not math.isfinite(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
-def _metric_roles(experiment: Experiment) -> list[tuple[str, str]]:
-    seen: dict[str, str] = {}
-    for name, role in (
-        [(experiment.primary_metric, "primary")]
-        + [(m, "secondary") for m in experiment.secondary_metrics or []]
-        + [(m, "guardrail") for m in experiment.guardrail_metrics or []]
-    ):
-        if name and name not in seen:
-            seen[name] = role
-    criterion = (experiment.success_criteria or {}).get("metric")
-    if criterion and criterion not in seen:
-        seen[criterion] = "primary"
-    return list(seen.items())
-
-
-def _default_alpha(experiment: Experiment) -> float:
-    confidence = (experiment.success_criteria or {}).get("confidence")
-    try:
-        c = float(confidence)
-    except (TypeError, ValueError):
-        return 0.05
-    return round(1.0 - c, 10) if 0.0 < c < 1.0 else 0.05
-
-
-def _days_run(experiment: Experiment, end: datetime | None, now: datetime) -> float:
-    started = queries.as_utc(experiment.started_at)
-    if started is None:
-        return 0.0
-    stop = queries.as_utc(experiment.stopped_at) or now
-    if end is not None:
-        stop = min(stop, queries.as_utc(end))  # type: ignore[type-var]
-    return max((stop - started).total_seconds() / 86400.0, 0.0)
-
-
-# --------------------------------------------------------------------------- analyze
 
 
 def analyze(
@@ -398,274 +136,186 @@ def analyze(
     ImportError
         The engine's optional dependency is not installed (the message names the extra).
     """
+    _check_options(method, correction, engine)
+    config = source if source is None or isinstance(source, SourceConfig) else load_source_config(source)
+    options = _Options(alpha, correction, method, cuped, start, end, segment, percentiles, daily, planned_n)
+    if session is None:
+        return _in_own_session(experiment, options, engine, config)
+    return _analyze(experiment, session, options, engine, config)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The caller's analysis options, as :func:`analyze` takes them."""
+
+    alpha: float | None
+    correction: str
+    method: str
+    cuped: bool
+    start: datetime | None
+    end: datetime | None
+    segment: str | None
+    percentiles: bool
+    daily: bool
+    planned_n: float | None
+
+
+class _VariantIds:
+    """The variant id of a query's ``variant`` value (the store's id, or a variant name); ``None`` if unknown."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.ids = {int(v.id): int(v.id) for v in rows}
+        self.by_name = {v.name: int(v.id) for v in rows}
+
+    def __call__(self, value: Any) -> int | None:
+        if isinstance(value, str) and value in self.by_name:
+            return self.by_name[value]
+        try:
+            return self.ids.get(int(value))
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass
+class _Plan:
+    """What the analysis will do: the experiment, window, engine, metric definitions; warnings so far."""
+
+    exp: Experiment
+    options: _Options
+    alpha: float
+    start: datetime | None
+    end: datetime | None
+    now: datetime
+    runner: Engine
+    qsource: QuerySource
+    key: Any
+    variant_rows: list[Any]
+    metric_roles: list[tuple[str, str]]
+    vid: Callable[[Any], int | None]
+    specs: dict[str, MetricSpec]
+    cuped: bool
+    warnings: list[str]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [m for m, _ in self.metric_roles]
+
+
+def _check_options(method: str, correction: str, engine: str | Engine) -> None:
+    """``ValueError`` for an unknown method, correction or engine name."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}; got {correction!r}")
     if isinstance(engine, str) and engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)} or an Engine; got {engine!r}")
-    config = None if source is None or isinstance(source, SourceConfig) else load_source_config(source)
-    config = source if isinstance(source, SourceConfig) else config
-    if session is None:
-        from abcore.store.db import make_engine
 
-        db = make_engine()
-        try:
-            with Session(db, expire_on_commit=False) as own:
-                return analyze(
-                    experiment, session=own, alpha=alpha, correction=correction, method=method, cuped=cuped,
-                    start=start, end=end, segment=segment, percentiles=percentiles, daily=daily,
-                    planned_n=planned_n, engine=engine, source=config,
-                )
-        finally:
-            db.dispose()
 
+def _in_own_session(
+    experiment: int | str | Experiment, options: _Options, engine: str | Engine, config: SourceConfig | None
+) -> Results:
+    """:func:`_analyze` in a session on the configured database (:func:`abcore.store.db.make_engine`)."""
+    from abcore.store.db import make_engine
+
+    db = make_engine()
+    try:
+        with Session(db, expire_on_commit=False) as own:
+            return _analyze(experiment, own, options, engine, config)
+    finally:
+        db.dispose()
+
+
+def _analyze(
+    experiment: int | str | Experiment, session: Session, options: _Options, engine: str | Engine,
+    config: SourceConfig | None,
+) -> Results:
+    """Plan -> run -> test -> judge."""
+    plan = _plan(experiment, session, options, engine, config)
+    pct_names = [m for m in plan.metric_names if plan.specs[m].kind in ("count", "mean")] if options.percentiles else []
+    run = _run_analysis(plan.runner, plan.qsource, plan.key, [plan.specs[m] for m in plan.metric_names], plan.start,
+                        plan.end, plan.cuped, plan.alpha, options.daily, pct_names)
+    variants, new_users = _arms(plan, session, run["users"])
+    results = _metric_results(plan, variants, run["stats"])
+    return _judge(plan, session, variants, results, new_users, run)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def _plan(
+    experiment: int | str | Experiment, session: Session, options: _Options, engine: str | Engine,
+    config: SourceConfig | None,
+) -> _Plan:
+    """The experiment, alpha (validated), the window, the opened engine and every metric's definition."""
     from abcore.experiments.lifecycle import get_experiment, get_variants
 
     exp = get_experiment(session=session, ref=experiment)
     assert exp.id is not None
-    alpha = _default_alpha(exp) if alpha is None else float(alpha)
+    alpha = _default_alpha(exp) if options.alpha is None else float(options.alpha)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1); got {alpha}")
     now = datetime.now(UTC)
     # Events before the start are pre-experiment data (the CUPED covariate), never in-experiment results.
-    start = queries.as_utc(start) if start is not None else queries.as_utc(exp.started_at)
-    end = queries.as_utc(end)
+    start = overview.as_utc(options.start) if options.start is not None else overview.as_utc(exp.started_at)
+    end = overview.as_utc(options.end)
     warnings: list[str] = []
     runner = _open_engine(engine, config, session)
     qsource = query_source(runner, config)
     # The store population joins assignments by experiment id; an exposure table is keyed by name.
     key: Any = exp.name if qsource.exposures is not None else exp.id
-
-    variant_rows = get_variants(session=session, experiment_id=exp.id)
-    control_row = next((v for v in variant_rows if v.is_control), variant_rows[0] if variant_rows else None)
-    assigned = queries.participants(session=session, experiment_id=exp.id)
+    variant_rows = list(get_variants(session=session, experiment_id=exp.id))
     metric_roles = _metric_roles(exp)
-    metric_names = [m for m, _ in metric_roles]
-    ids = {int(v.id): int(v.id) for v in variant_rows}  # type: ignore[arg-type]
-    by_name = {v.name: int(v.id) for v in variant_rows}  # type: ignore[arg-type]
+    names = [m for m, _ in metric_roles]
+    defined = resolve_specs(session=session, names=names)
+    inferred = _infer_kinds(session, engine, config, runner, qsource, key, end,
+                            [m for m in names if m not in defined])
+    specs = _metric_specs(exp, metric_roles, defined, inferred, warnings)
+    cuped = _cuped_allowed(options.cuped, options.method, warnings)
+    return _Plan(exp, options, alpha, start, end, now, runner, qsource, key, variant_rows, metric_roles,
+                 _VariantIds(variant_rows), specs, cuped, warnings)
 
-    def vid(value: Any) -> int | None:
-        """The variant id of a query's ``variant`` value (the store's id, or a variant name)."""
-        if isinstance(value, str) and value in by_name:
-            return by_name[value]
-        try:
-            return ids.get(int(value))
-        except (TypeError, ValueError):
-            return None
 
-    # --- definitions (undefined names: kind guessed from the stored values, defaults, a warning)
-    defined = resolve_specs(session=session, names=metric_names)
-    inferred: dict[str, str] = {}
+def _infer_kinds(
+    session: Session, engine: str | Engine, config: SourceConfig | None, runner: Engine, qsource: QuerySource,
+    key: Any, end: datetime | None, undefined: Sequence[str],
+) -> dict[str, str]:
+    """``"mean"`` or ``"binary"`` per undefined metric name: one ``LIMIT 1`` probe for a stored value other
+    than 0, 1 or NULL."""
     # Events in the store's own table: the probe asks the store (an index range that stops at the first
     # non-0/1 value; another engine reading the store would scan the whole table). The same rows either way.
     prober: Engine = runner
     if config is None and isinstance(engine, str) and engine != "store":  # the engine opened the session's store
         prober = store_engine(session)
     psource = qsource if prober is runner else query_source(prober)
-    for m in metric_names:
-        if m not in defined:
-            probe = build_kind_probe_query(m, experiment=key, dialect=prober.dialect, source=psource, end=end)
-            inferred[m] = "mean" if int(prober.run(probe)[0]["n"] or 0) else "binary"
-    specs = _metric_specs(session, exp, metric_roles, inferred, warnings)
-
-    # --- the one analysis query: arm sizes per day, metric statistics, daily series, percentiles
-    cuped = _cuped_allowed(cuped, method, warnings)
-    pct_names = [m for m in metric_names if specs[m].kind in ("count", "mean")] if percentiles else []
-    run = _run_analysis(runner, qsource, key, [specs[m] for m in metric_names], start, end, cuped, alpha,
-                        daily, pct_names)
-    new_users: list[queries.DailyUsers] = []
-    unknown_variants: set[str] = set()
-    for r in run["users"]:
-        v = vid(r["variant"])
-        if v is None:
-            unknown_variants.add(str(r["variant"]))
-            continue
-        new_users.append(queries.DailyUsers(date.fromordinal(_EPOCH_ORDINAL + int(r["day"])), v, int(r["n"])))
-    new_users.sort(key=lambda r: (r.day, r.variant_id))
-    if unknown_variants:
-        warnings.append(f"Exposures to unknown variants left out: {', '.join(sorted(unknown_variants))}.")
-    users_by_variant: dict[int, int] = {}
-    for row in new_users:
-        users_by_variant[row.variant_id] = users_by_variant.get(row.variant_id, 0) + row.new_users
-    variants = tuple(
-        VariantInfo(
-            variant_id=int(v.id),  # type: ignore[arg-type]
-            name=v.name,
-            is_control=v is control_row,
-            allocation_pct=float(v.allocation_pct),
-            assigned=assigned.get(int(v.id), 0),  # type: ignore[arg-type]
-            users=users_by_variant.get(int(v.id), 0),  # type: ignore[arg-type]
-        )
-        for v in variant_rows
-    )
-    names = {v.variant_id: v.name for v in variants}
-    control = next((v for v in variants if v.is_control), None)
-    treatments = [v for v in variants if not v.is_control]
-
-    if planned_n is not None and planned_n > 0:
-        planned_n = float(planned_n)
-    else:
-        planned_n = float(exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
-    not_adjustable = [m for m in metric_names if specs[m].kind in ("ratio", "quantile")]
-    if cuped and not_adjustable:
-        warnings.append("CUPED adjusts binomial, count and mean metrics only; analysed without adjustment: "
-                        + ", ".join(not_adjustable) + ".")
-    if method == "sequential" and not_adjustable:
-        warnings.append("Sequential tests cover binomial, count and mean metrics only; fixed-horizon tests (not safe "
-                        "to peek) for: " + ", ".join(not_adjustable) + ".")
-    if method == "bayesian" and not_adjustable:
-        warnings.append("No Bayesian chance to beat control for ratio or quantile metrics: "
-                        + ", ".join(not_adjustable) + " (frequentist numbers only).")
-
-    stats_rows = run["stats"]
-    by_key = {(r.metric, v): r for r in stats_rows if (v := vid(r.variant)) is not None}
-    cuped_for = {m: cuped and specs[m].kind not in ("ratio", "quantile") for m in metric_names}
-    for m in metric_names:
-        if cuped_for[m] and not any(r.sum_x2 > 0 for r in stats_rows if r.metric == m):
-            warnings.append(f"CUPED: no pre-exposure data for metric {m}; analysed without adjustment.")
-            cuped_for[m] = False
-
-    raw: list[tuple[str, str, VariantInfo, TestResult, BayesResult | None]] = []
-    if control is not None:
-        for metric, role in metric_roles:
-            spec = specs[metric]
-            a = _summaries(by_key.get((metric, control.variant_id)), spec, control.variant_id, alpha)
-            for tv in treatments:
-                b = _summaries(by_key.get((metric, tv.variant_id)), spec, tv.variant_id, alpha)
-                test, bayes = _test(spec, a, b, method=method, cuped=cuped_for[metric], alpha=alpha,
-                                    planned_n=planned_n)
-                raw.append((metric, role, tv, test, bayes))
-    p_values = [r[3].p_value for r in raw]
-    adjusted = list(p_values) if correction == "none" else stats.adjust_pvalues(p_values, method=correction)
-    results: list[MetricResult] = []
-    for (metric, role, tv, test, bayes), p_adj in zip(raw, adjusted, strict=True):
-        assert control is not None
-        spec = specs[metric]
-        a = _summaries(by_key.get((metric, control.variant_id)), spec, control.variant_id, alpha)
-        b = _summaries(by_key.get((metric, tv.variant_id)), spec, tv.variant_id, alpha)
-        bayes = decisions.directional_bayes(bayes, spec.direction)
-        significant = decisions.is_significant(test, p_adj, alpha, bayes)
-        estimate = bayes.diff if (bayes is not None and math.isfinite(bayes.diff)) else test.diff
-        outcome = decisions.outcome(significant, estimate, spec.direction)
-        binary = spec.kind == "binomial"
-        results.append(
-            MetricResult(
-                metric=metric,
-                role=role,
-                kind=_FAMILY[spec.kind],
-                variant_id=tv.variant_id,
-                variant=tv.name,
-                control_variant=control.name,
-                control_users=control.users,
-                users=tv.users,
-                control_conversions=a.binary.conversions if binary else None,
-                conversions=b.binary.conversions if binary else None,
-                control_value=a.value,
-                value=b.value,
-                control_std=a.std,
-                std=b.std,
-                test=test,
-                p_value_adjusted=float(p_adj),
-                significant=significant,
-                method=method,
-                cuped=cuped_for[metric],
-                bayes=bayes,
-                direction=spec.direction,
-                outcome=outcome,
-                metric_kind=spec.kind,
-            )
-        )
-
-    # --- percentiles, feedback
-    pct = tuple(sorted(
-        (queries.PercentileStats(variant_id=v, metric=str(r["metric"]), count=int(r["n"]), min=float(r["v_min"]),
-                                 max=float(r["v_max"]), mean=float(r["sum_y"]) / int(r["n"]),
-                                 percentiles={p: float(r[f"p{p}"]) for p in queries.PERCENTILES})
-         for r in run["percentile"] if (v := vid(r["variant"])) is not None and int(r["n"] or 0) > 0),
-        key=lambda p: (p.metric, p.variant_id),
-    ))
-    feedback = {
-        names.get(v, str(v)): counts
-        for v, counts in queries.feedback_counts(session=session, experiment_id=exp.id, start=start, end=end).items()
-    }
-
-    # --- health checks
-    days_run = _days_run(exp, end, now)
-    srm = stats.srm_test([v.users for v in variants], [v.allocation_pct for v in variants]) if variants else \
-        SRMResult(statistic=math.nan, p_value=math.nan, mismatch=False, error="no variants")
-    health = _health_checks(exp, variants, srm, days_run, method)
-    verdict = _verdict(exp, variants, results, health, alpha, specs)
-
-    series: tuple[DailyPoint, ...] = ()
-    if daily and control and metric_names:
-        series = _daily_series(run["daily"], vid, variants, metric_names, specs, new_users)
-    segments = _segments(runner, qsource, key, vid, start, end, variants, metric_names, specs, segment, alpha) \
-        if segment else ()
-
-    return Results(
-        experiment_id=exp.id,
-        experiment=exp.name,
-        status=exp.status,
-        method=method,
-        correction=correction,
-        alpha=alpha,
-        cuped=cuped,
-        start=start,
-        end=end,
-        computed_at=now,
-        days_run=days_run,
-        variants=variants,
-        metrics=tuple(results),
-        percentiles=pct,
-        feedback=feedback,
-        srm=srm,
-        health=health,
-        verdict=verdict,
-        daily=series,
-        segment=segment,
-        segments=segments,
-        warnings=tuple(warnings),
-        engine=runner.name,
-    )
+    inferred: dict[str, str] = {}
+    for m in undefined:
+        probe = build_kind_probe_query(m, experiment=key, dialect=prober.dialect, source=psource, end=end)
+        inferred[m] = "mean" if int(prober.run(probe)[0]["n"] or 0) else "binary"
+    return inferred
 
 
+def _metric_roles(experiment: Experiment) -> list[tuple[str, str]]:
+    seen: dict[str, str] = {}
+    for name, role in (
+        [(experiment.primary_metric, "primary")]
+        + [(m, "secondary") for m in experiment.secondary_metrics or []]
+        + [(m, "guardrail") for m in experiment.guardrail_metrics or []]
+    ):
+        if name and name not in seen:
+            seen[name] = role
+    criterion = (experiment.success_criteria or {}).get("metric")
+    if criterion and criterion not in seen:
+        seen[criterion] = "primary"
+    return list(seen.items())
 
-def _health_checks(
-    exp: Experiment, variants: Sequence[VariantInfo], srm: SRMResult, days_run: float, method: str
-) -> tuple[HealthCheck, ...]:
-    checks: list[HealthCheck] = []
-    total = sum(v.users for v in variants)
-    if total == 0:
-        checks.append(HealthCheck("data", False, "error", "No exposed users yet: nothing to analyse."))
-    if srm.mismatch:
-        observed = ", ".join(f"{v.name} {v.users:,} ({v.allocation_pct:g} % configured)" for v in variants)
-        checks.append(HealthCheck("srm", False, "error",
-                                  f"Sample ratio mismatch (chi-square p {_fmt_p(srm.p_value)}): {observed}. "
-                                  "Check assignment and exposure logging before trusting the results."))
-    else:
-        p = "n/a" if not math.isfinite(srm.p_value) else f"{srm.p_value:.3f}"
-        checks.append(HealthCheck("srm", True, "ok", f"Traffic split matches the configured allocation (p = {p})."))
-    need = int(exp.min_samples_per_variant or 0)
-    short = [v for v in variants if v.users < need]
-    if short:
-        detail = ", ".join(f"{v.name} {v.users:,}" for v in short)
-        checks.append(HealthCheck("samples", False, "warning",
-                                  f"Too few users: {detail} (minimum {need:,} per variant)."))
-    else:
-        checks.append(HealthCheck("samples", True, "ok", f"Every variant has at least {need:,} users."))
-    min_days = int(exp.min_duration_days or 0)
-    if days_run < min_days:
-        checks.append(HealthCheck("duration", False, "warning",
-                                  f"Ran {int(days_run)} of the minimum {min_days} days."))
-    else:
-        checks.append(HealthCheck("duration", True, "ok", f"Ran {int(days_run)} days (minimum {min_days})."))
-    if method != "sequential" and exp.status == ExperimentStatus.RUNNING.value:
-        checks.append(HealthCheck("peeking", False, "warning",
-                                  "The experiment is still running: fixed-horizon p-values are only valid at the "
-                                  "planned end. To look early, choose Sequential (safe to peek) under Analysis options "
-                                  "(CLI: --method sequential)."))
-    return tuple(checks)
+
+def _default_alpha(experiment: Experiment) -> float:
+    confidence = (experiment.success_criteria or {}).get("confidence")
+    try:
+        c = float(confidence)
+    except (TypeError, ValueError):
+        return 0.05
+    return round(1.0 - c, 10) if 0.0 < c < 1.0 else 0.05
 
 
 def _criterion(exp: Experiment) -> tuple[str, str, float]:
@@ -679,38 +329,16 @@ def _criterion(exp: Experiment) -> tuple[str, str, float]:
     return metric, direction, threshold
 
 
-def _verdict(
-    exp: Experiment,
-    variants: Sequence[VariantInfo],
-    results: Sequence[MetricResult],
-    health: Sequence[HealthCheck],
-    alpha: float,
-    specs: dict[str, MetricSpec],
-) -> Verdict:
-    """:func:`abcore.analysis.verdict.verdict` with the experiment's success metric, threshold and shipped variant."""
-    metric, _direction, threshold = _criterion(exp)
-    crit = exp.success_criteria or {}
-    spec = specs.get(metric)
-    if not crit.get("threshold") and spec is not None and spec.min_detectable_effect:
-        threshold = abs(float(spec.min_detectable_effect))  # the metric's default threshold
-    shipped = next((v.name for v in variants if v.variant_id == exp.winner_variant_id), None)
-    return decisions.verdict(
-        status=exp.status, shipped_variant=shipped, rollout_pct=exp.rollout_pct, success_metric=metric,
-        threshold=threshold, results=results, health=health, alpha=alpha,
-    )
-
-
 def _metric_specs(
-    session: Session,
     exp: Experiment,
     metric_roles: Sequence[tuple[str, str]],
+    defined: Mapping[str, MetricSpec],
     inferred: dict[str, str],
     warnings: list[str],
 ) -> dict[str, MetricSpec]:
     """The definition of every analysed metric; undefined names get :func:`abcore.metrics.default_spec`
     (inferred kind; guardrails ``decrease`` unless ``guardrail_directions`` says ``increase``; the
     success-criterion metric the criterion's direction) and a warning."""
-    defined = resolve_specs(session=session, names=[m for m, _ in metric_roles])
     crit = exp.success_criteria or {}
     guard_dirs = crit.get("guardrail_directions") or {}
     crit_metric, crit_direction, _ = _criterion(exp)
@@ -735,10 +363,45 @@ def _metric_specs(
     return out
 
 
-#: The test family of each definition kind (``MetricResult.kind``, what pages and exports read).
-_FAMILY: dict[str, str] = {"binomial": "binary", "count": "mean", "mean": "mean", "ratio": "ratio",
-                           "quantile": "quantile"}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _arms(
+    plan: _Plan, session: Session, user_rows: Sequence[Mapping[str, Any]]
+) -> tuple[tuple[VariantInfo, ...], list[overview.DailyUsers]]:
+    """Every arm (configured share, assigned and analysed users) and the new users per day and arm."""
+    new_users: list[overview.DailyUsers] = []
+    unknown_variants: set[str] = set()
+    for r in user_rows:
+        v = plan.vid(r["variant"])
+        if v is None:
+            unknown_variants.add(str(r["variant"]))
+            continue
+        new_users.append(overview.DailyUsers(date.fromordinal(_EPOCH_ORDINAL + int(r["day"])), v, int(r["n"])))
+    new_users.sort(key=lambda r: (r.day, r.variant_id))
+    if unknown_variants:
+        plan.warnings.append(f"Exposures to unknown variants left out: {', '.join(sorted(unknown_variants))}.")
+    users_by_variant: dict[int, int] = {}
+    for row in new_users:
+        users_by_variant[row.variant_id] = users_by_variant.get(row.variant_id, 0) + row.new_users
+    rows = plan.variant_rows
+    control_row = next((v for v in rows if v.is_control), rows[0] if rows else None)
+    assigned = overview.participants(session=session, experiment_id=plan.exp.id)
+    variants = tuple(
+        VariantInfo(
+            variant_id=int(v.id),
+            name=v.name,
+            is_control=v is control_row,
+            allocation_pct=float(v.allocation_pct),
+            assigned=assigned.get(int(v.id), 0),
+            users=users_by_variant.get(int(v.id), 0),
+        )
+        for v in rows
+    )
+    return variants, new_users
 
 
 def _open_engine(engine: str | Engine, config: SourceConfig | None, session: Session) -> Engine:
@@ -771,76 +434,6 @@ def _open_engine(engine: str | Engine, config: SourceConfig | None, session: Ses
         session.commit()
         spark.load_store(url)
     return spark
-
-
-@dataclass(frozen=True)
-class _Arm:
-    """One variant's statistics of one metric, in the shape its test needs."""
-
-    kind: str
-    row: MetricStatsRow | None
-    binary: stats.BinarySummary
-    mean: stats.MeanSummary
-    covariate: stats.CovariateSummary
-    ratio: stats.RatioSummary
-    quantile: stats.QuantileSummary
-    value: float
-    std: float
-
-
-def _summaries(row: MetricStatsRow | None, spec: MetricSpec, variant_id: int, alpha: float) -> _Arm:
-    """The summaries of ``row`` (``None``: no users in the variant)."""
-    n = row.n if row else 0
-    sy, sy2, sx, sx2, sxy = (row.sum_y, row.sum_y2, row.sum_x, row.sum_x2, row.sum_xy) if row else (0.0,) * 5
-    binary = stats.BinarySummary(n=n, conversions=int(round(sy)))
-    mean = stats.MeanSummary(n=n, sum=sy, sum_squares=sy2)
-    covariate = stats.CovariateSummary(n=n, sum_y=sy, sum_y2=sy2, sum_x=sx, sum_x2=sx2, sum_xy=sxy)
-    # ratio_test's summary names the numerator x and the denominator y (the query: y and x).
-    ratio = stats.RatioSummary(n=n, sum_x=sy, sum_x2=sy2, sum_y=sx, sum_y2=sx2, sum_xy=sxy)
-    q = float(spec.quantile or 0.5)
-    qv = (row.q_value, row.q_lower, row.q_upper) if row else (None, None, None)
-    quantile = stats.QuantileSummary(
-        n=row.q_n if row else 0, q=q, value=math.nan if qv[0] is None else qv[0],
-        lower=math.nan if qv[1] is None else qv[1], upper=math.nan if qv[2] is None else qv[2], alpha=alpha,
-    )
-    if spec.kind == "binomial":
-        value, std = binary.mean, binary.std
-    elif spec.kind == "ratio":
-        value, std = ratio.mean, math.nan
-    elif spec.kind == "quantile":
-        value, std = quantile.value, math.nan
-    else:
-        value, std = mean.mean, mean.std
-    return _Arm(spec.kind, row, binary, mean, covariate, ratio, quantile, value, std)
-
-
-def _test(
-    spec: MetricSpec, a: _Arm, b: _Arm, *, method: str, cuped: bool, alpha: float, planned_n: float
-) -> tuple[TestResult, BayesResult | None]:
-    """The test of ``spec``'s kind: z-test (binomial), Welch (count, mean), delta method (ratio),
-    order-statistic z-test (quantile); CUPED, sequential and Bayesian variants where they apply."""
-    if spec.kind == "ratio":
-        return stats.ratio_test(a.ratio, b.ratio, alpha=alpha), None
-    if spec.kind == "quantile":
-        return stats.quantile_test(a.quantile, b.quantile, alpha=alpha), None
-    binary = spec.kind == "binomial"
-    sa: Any = a.binary if binary else a.mean
-    sb: Any = b.binary if binary else b.mean
-    bayes: BayesResult | None = None
-    if cuped:
-        test: TestResult = stats.cuped(a.covariate, b.covariate, alpha=alpha)
-    elif method == "sequential":
-        test = stats.sequential_test(sa, sb, planned_n=planned_n, alpha=alpha)
-    elif binary:
-        test = stats.proportion_test_from(sa, sb, alpha=alpha)
-    else:
-        test = stats.mean_test_from(sa, sb, alpha=alpha)
-    if method == "bayesian":
-        if binary:
-            bayes = stats.bayes_proportion_from(sa, sb, credible_level=1 - alpha)
-        else:
-            bayes = stats.bayes_mean_from(sa, sb, credible_level=1 - alpha)
-    return test, bayes
 
 
 def _cuped_allowed(cuped: bool, method: str, warnings: list[str]) -> bool:
@@ -910,7 +503,7 @@ def _daily_series(
     variants: Sequence[VariantInfo],
     metric_names: Sequence[str],
     specs: Mapping[str, MetricSpec],
-    new_users: Sequence[queries.DailyUsers],
+    new_users: Sequence[overview.DailyUsers],
 ) -> tuple[DailyPoint, ...]:
     """Cumulative value per variant at the end of each UTC day, from the ``daily`` rows of
     :func:`abcore.analysis.sql.build.build_analysis_query` (the headline semantics; the last day equals the
@@ -981,8 +574,189 @@ def _segments(
                 rb = by_key.get((seg, metric, tv.variant_id))
                 if ra is None or rb is None:
                     continue
-                a = _summaries(ra, spec, control.variant_id, alpha)
-                b = _summaries(rb, spec, tv.variant_id, alpha)
-                test, _ = _test(spec, a, b, method="frequentist", cuped=False, alpha=alpha, planned_n=1.0)
+                a = summaries(ra, spec, control.variant_id, alpha)
+                b = summaries(rb, spec, tv.variant_id, alpha)
+                test, _ = compare(spec, a, b, method="frequentist", cuped=False, alpha=alpha, planned_n=1.0)
                 out.append(SegmentResult(segment, str(seg), metric, tv.name, ra.n, rb.n, a.value, b.value, test))
     return tuple(out)
+
+
+# --------------------------------------------------------------------------- test
+
+
+def _planned_n(plan: _Plan, variants: Sequence[VariantInfo]) -> float:
+    """The sequential test's planned users per variant: the caller's, else ``min_samples_per_variant``,
+    else the largest arm so far."""
+    planned = plan.options.planned_n
+    if planned is not None and planned > 0:
+        return float(planned)
+    return float(plan.exp.min_samples_per_variant or 0) or float(max([v.users for v in variants] or [0]) or 1)
+
+
+def _method_warnings(plan: _Plan) -> None:
+    """Warn about ratio and quantile metrics the chosen method or CUPED does not cover."""
+    not_adjustable = [m for m in plan.metric_names if plan.specs[m].kind in ("ratio", "quantile")]
+    method = plan.options.method
+    if plan.cuped and not_adjustable:
+        plan.warnings.append("CUPED adjusts binomial, count and mean metrics only; analysed without adjustment: "
+                             + ", ".join(not_adjustable) + ".")
+    if method == "sequential" and not_adjustable:
+        plan.warnings.append("Sequential tests cover binomial, count and mean metrics only; fixed-horizon tests (not "
+                             "safe to peek) for: " + ", ".join(not_adjustable) + ".")
+    if method == "bayesian" and not_adjustable:
+        plan.warnings.append("No Bayesian chance to beat control for ratio or quantile metrics: "
+                             + ", ".join(not_adjustable) + " (frequentist numbers only).")
+
+
+def _cuped_for(plan: _Plan, stats_rows: Sequence[MetricStatsRow]) -> dict[str, bool]:
+    """Per metric, whether CUPED adjusts it (a kind it covers and some pre-exposure data; warned otherwise)."""
+    cuped_for = {m: plan.cuped and plan.specs[m].kind not in ("ratio", "quantile") for m in plan.metric_names}
+    for m in plan.metric_names:
+        if cuped_for[m] and not any(r.sum_x2 > 0 for r in stats_rows if r.metric == m):
+            plan.warnings.append(f"CUPED: no pre-exposure data for metric {m}; analysed without adjustment.")
+            cuped_for[m] = False
+    return cuped_for
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """One metric x treatment, tested (before the multiple-comparison adjustment)."""
+
+    metric: str
+    role: str
+    treatment: VariantInfo
+    a: Arm
+    b: Arm
+    test: TestResult
+    bayes: BayesResult | None
+
+
+def _metric_results(
+    plan: _Plan, variants: Sequence[VariantInfo], stats_rows: Sequence[MetricStatsRow]
+) -> tuple[MetricResult, ...]:
+    """The test of every metric x treatment against the control, adjusted and judged."""
+    control = next((v for v in variants if v.is_control), None)
+    treatments = [v for v in variants if not v.is_control]
+    planned_n = _planned_n(plan, variants)
+    _method_warnings(plan)
+    by_key = {(r.metric, v): r for r in stats_rows if (v := plan.vid(r.variant)) is not None}
+    cuped_for = _cuped_for(plan, stats_rows)
+    if control is None:
+        return ()
+    method, alpha = plan.options.method, plan.alpha
+    tested: list[_Comparison] = []
+    for metric, role in plan.metric_roles:
+        spec = plan.specs[metric]
+        a = summaries(by_key.get((metric, control.variant_id)), spec, control.variant_id, alpha)
+        for tv in treatments:
+            b = summaries(by_key.get((metric, tv.variant_id)), spec, tv.variant_id, alpha)
+            test, bayes = compare(spec, a, b, method=method, cuped=cuped_for[metric], alpha=alpha, planned_n=planned_n)
+            tested.append(_Comparison(metric, role, tv, a, b, test, bayes))
+    p_values = [c.test.p_value for c in tested]
+    correction = plan.options.correction
+    adjusted = list(p_values) if correction == "none" else stats.adjust_pvalues(p_values, method=correction)
+    return tuple(_judged(plan, control, c, float(p_adj), cuped_for[c.metric])
+                 for c, p_adj in zip(tested, adjusted, strict=True))
+
+
+def _judged(plan: _Plan, control: VariantInfo, c: _Comparison, p_adj: float, cuped: bool) -> MetricResult:
+    """The :class:`MetricResult` of a comparison: significance and outcome by :mod:`abcore.analysis.verdict`."""
+    spec = plan.specs[c.metric]
+    bayes = decisions.directional_bayes(c.bayes, spec.direction)
+    significant = decisions.is_significant(c.test, p_adj, plan.alpha, bayes)
+    estimate = bayes.diff if (bayes is not None and math.isfinite(bayes.diff)) else c.test.diff
+    binary = spec.kind == "binomial"
+    return MetricResult(
+        metric=c.metric,
+        role=c.role,
+        kind=FAMILY[spec.kind],
+        variant_id=c.treatment.variant_id,
+        variant=c.treatment.name,
+        control_variant=control.name,
+        control_users=control.users,
+        users=c.treatment.users,
+        control_conversions=c.a.binary.conversions if binary else None,
+        conversions=c.b.binary.conversions if binary else None,
+        control_value=c.a.value,
+        value=c.b.value,
+        control_std=c.a.std,
+        std=c.b.std,
+        test=c.test,
+        p_value_adjusted=p_adj,
+        significant=significant,
+        method=plan.options.method,
+        cuped=cuped,
+        bayes=bayes,
+        direction=spec.direction,
+        outcome=decisions.outcome(significant, estimate, spec.direction),
+        metric_kind=spec.kind,
+    )
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def _verdict(
+    exp: Experiment,
+    variants: Sequence[VariantInfo],
+    results: Sequence[MetricResult],
+    health: Sequence[HealthCheck],
+    alpha: float,
+    specs: dict[str, MetricSpec],
+) -> Verdict:
+    """:func:`abcore.analysis.verdict.verdict` with the experiment's success metric, threshold and shipped variant."""
+    metric, _direction, threshold = _criterion(exp)
+    crit = exp.success_criteria or {}
+    spec = specs.get(metric)
+    if not crit.get("threshold") and spec is not None and spec.min_detectable_effect:
+        threshold = abs(float(spec.min_detectable_effect))  # the metric's default threshold
+    shipped = next((v.name for v in variants if v.variant_id == exp.winner_variant_id), None)
+    return decisions.verdict(
+        status=exp.status, shipped_variant=shipped, rollout_pct=exp.rollout_pct, success_metric=metric,
+        threshold=threshold, results=results, health=health, alpha=alpha,
+    )
+
+
+def _percentiles(rows: Sequence[Mapping[str, Any]], vid: Callable[[Any], int | None]) -> tuple[Any, ...]:
+    """The percentile table (count and mean metrics) from the ``percentile`` rows of the query."""
+    return tuple(sorted(
+        (overview.PercentileStats(variant_id=v, metric=str(r["metric"]), count=int(r["n"]), min=float(r["v_min"]),
+                                 max=float(r["v_max"]), mean=float(r["sum_y"]) / int(r["n"]),
+                                 percentiles={p: float(r[f"p{p}"]) for p in overview.PERCENTILES})
+         for r in rows if (v := vid(r["variant"])) is not None and int(r["n"] or 0) > 0),
+        key=lambda p: (p.metric, p.variant_id),
+    ))
+
+
+def _judge(
+    plan: _Plan, session: Session, variants: tuple[VariantInfo, ...], results: tuple[MetricResult, ...],
+    new_users: Sequence[overview.DailyUsers], run: Mapping[str, list[Any]],
+) -> Results:
+    """Health checks, the verdict, the daily series and segments, assembled into :class:`Results`."""
+    exp, options = plan.exp, plan.options
+    names = {v.variant_id: v.name for v in variants}
+    feedback = {
+        names.get(v, str(v)): counts
+        for v, counts in overview.feedback_counts(session=session, experiment_id=exp.id, start=plan.start,
+                                                 end=plan.end).items()
+    }
+    ran = days_run(exp, plan.end, plan.now)
+    srm = srm_check(variants)
+    health = health_checks(exp, variants, srm, ran, options.method)
+    verdict = _verdict(exp, variants, results, health, plan.alpha, plan.specs)
+    control = next((v for v in variants if v.is_control), None)
+    series: tuple[DailyPoint, ...] = ()
+    if options.daily and control and plan.metric_names:
+        series = _daily_series(run["daily"], plan.vid, variants, plan.metric_names, plan.specs, new_users)
+    segments: tuple[SegmentResult, ...] = ()
+    if options.segment:
+        segments = _segments(plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end, variants,
+                             plan.metric_names, plan.specs, options.segment, plan.alpha)
+    return Results(
+        experiment_id=int(exp.id), experiment=exp.name, status=exp.status, method=options.method,  # type: ignore[arg-type]
+        correction=options.correction, alpha=plan.alpha, cuped=plan.cuped, start=plan.start, end=plan.end,
+        computed_at=plan.now, days_run=ran, variants=variants, metrics=results,
+        percentiles=_percentiles(run["percentile"], plan.vid), feedback=feedback, srm=srm, health=health,
+        verdict=verdict, daily=series, segment=options.segment, segments=segments, warnings=tuple(plan.warnings),
+        engine=plan.runner.name,
+    )

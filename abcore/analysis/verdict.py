@@ -20,7 +20,13 @@ with a relative interval covering 0 is reported as not significant.)
 
 Outcome: significant and the estimate moved in the metric's good direction -> ``"better"``;
 significant in the bad direction -> ``"worse"``; otherwise ``"inconclusive"``. A guardrail
-*breach* is a guardrail whose outcome is ``"worse"``.
+*breach* is a guardrail whose outcome is ``"worse"``. Every surface shows this outcome: the
+results table, the forest plot, the CSV and JSON (``outcome``), the CLI report, the ship dialog
+and the watcher's rules (:func:`metric_outcome`, :func:`primary_outcome`).
+
+The verdict knows the experiment's status: a running or paused experiment whose result is not
+ready is told to keep running; a completed one cannot collect more data, so it gets
+``no_winner`` instead (nothing to ship; clone it to test again), see :func:`verdict`.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from abcore.formatting import format_p_clause, format_pct, is_finite
 from abcore.stats import BayesResult, TestResult
 
 __all__ = [
@@ -37,15 +44,18 @@ __all__ = [
     "VERDICTS",
     "BLOCKING_CHECKS",
     "Verdict",
+    "default_direction",
     "directional_bayes",
     "displayed_interval",
     "is_significant",
+    "metric_outcome",
     "outcome",
+    "primary_outcome",
     "verdict",
 ]
 
 OUTCOMES: tuple[str, ...] = ("better", "worse", "inconclusive")
-VERDICTS: tuple[str, ...] = ("ship", "keep_control", "keep_running", "shipped", "cancelled")
+VERDICTS: tuple[str, ...] = ("ship", "keep_control", "keep_running", "no_winner", "shipped", "cancelled")
 #: Health checks that block a decision, in the order the verdict names them (SRM first).
 BLOCKING_CHECKS: tuple[str, ...] = ("srm", "data", "samples", "duration")
 
@@ -67,7 +77,7 @@ class Verdict:
 
 
 def _finite(*xs: float) -> bool:
-    return all(isinstance(x, int | float) and math.isfinite(x) for x in xs)
+    return all(is_finite(x) for x in xs)
 
 
 def directional_bayes(bayes: BayesResult | None, direction: str) -> BayesResult | None:
@@ -127,14 +137,46 @@ def outcome(significant: bool, estimate: float, direction: str) -> str:
     return "better" if good else "worse"
 
 
-def _fmt_pct(x: float) -> str:
-    return f"{x * 100:+.1f} %" if _finite(x) else "n/a"
+def default_direction(role: str) -> str:
+    """The good direction of a metric without a definition: ``"decrease"`` for a guardrail (latency,
+    errors, cost must not increase), ``"increase"`` for primary and secondary metrics."""
+    return "decrease" if role == "guardrail" else "increase"
 
 
-def _fmt_p(p: float) -> str:
-    if not _finite(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+def metric_outcome(result: Any, directions: Mapping[str, str] | None = None) -> str:
+    """The outcome of one metric result (treatment vs control): ``"better"``, ``"worse"`` or ``"inconclusive"``.
+
+    ``result.outcome`` when the result carries one (every ``MetricResult`` of ``analyze`` does: judged in
+    the metric's direction). Otherwise :func:`outcome` of ``result.significant`` and ``result.test.diff``
+    in ``directions[metric]``, else :func:`default_direction` of the result's role.
+    """
+    judged = getattr(result, "outcome", None)
+    if judged in OUTCOMES:
+        return str(judged)
+    direction = (directions or {}).get(result.metric) or default_direction(result.role)
+    return outcome(bool(result.significant), float(result.test.diff), direction)
+
+
+def _lift(m: Any) -> float:
+    lift = getattr(m, "lift", None)
+    return float(m.test.lift if lift is None else lift)
+
+
+def primary_outcome(metrics: Sequence[Any], primary_metric: str) -> tuple[str, Any | None]:
+    """The decision on the primary metric across treatments, with the result it rests on.
+
+    ``"better"`` (the treatment with the largest lift among those better), else ``"worse"`` (the first
+    treatment worse), else ``"inconclusive"`` (the first treatment's result, ``None`` without one).
+    ``metrics`` are results with ``metric`` and ``outcome`` and a ``lift`` (or ``test.lift``).
+    """
+    primary = [m for m in metrics if m.metric == primary_metric]
+    better = [m for m in primary if m.outcome == "better"]
+    if better:
+        return "better", max(better, key=lambda m: abs(_lift(m)) if _finite(_lift(m)) else 0.0)
+    worse = [m for m in primary if m.outcome == "worse"]
+    if worse:
+        return "worse", worse[0]
+    return "inconclusive", primary[0] if primary else None
 
 
 def _describe(r: Any, alpha: float) -> str:
@@ -142,9 +184,40 @@ def _describe(r: Any, alpha: float) -> str:
     level = round((1 - alpha) * 100)
     moved = "raises" if t.lift > 0 else "lowers" if t.lift < 0 else "leaves"
     low, high, scale = displayed_interval(t, r.bayes)
-    shown = (f"{_fmt_pct(low)} to {_fmt_pct(high)}" if scale == "relative"
+    shown = (f"{format_pct(low, signed=True)} to {format_pct(high, signed=True)}" if scale == "relative"
              else f"difference {low:.4g} to {high:.4g}")
-    return f"{r.variant} {moved} {r.metric} by {_fmt_pct(t.lift)} ({level} % CI {shown})"
+    return f"{r.variant} {moved} {r.metric} by {format_pct(t.lift, signed=True)} ({level} % CI {shown})"
+
+
+def _not_ready(status: str, problem: str, blockers: tuple[str, ...] = ()) -> Verdict:
+    """The verdict when the result is not ready: keep running, unless the experiment is completed (it
+    cannot collect more data): then there is no winner to ship."""
+    if status == "completed":
+        return Verdict("no_winner", None, f"No winner: the experiment is completed, so it cannot collect more "
+                       f"data. {problem} Do not ship; clone the experiment to test again.", blockers=blockers)
+    return Verdict("keep_running", None, f"Keep running: {problem}", blockers=blockers)
+
+
+def _judge_candidate(r: Any, results: Sequence[Any], threshold: float, alpha: float) -> tuple[bool, str]:
+    """Whether treatment result ``r`` of the success metric wins, with the sentence that says why (not)."""
+    t = r.test
+    sign = 1.0 if r.direction == "increase" else -1.0
+    stat_text = (f"chance to win {r.bayes.chance_to_beat_control:.1%}" if r.bayes is not None
+                 else f"adjusted {format_p_clause(r.p_value_adjusted)}")
+    desc = _describe(r, alpha)
+    if t.error and not _finite(t.lift) and not _finite(t.diff):
+        return False, f"{r.variant}: {r.metric} cannot be compared ({t.error})"
+    if r.outcome == "inconclusive":
+        return False, f"{desc}, not significant ({stat_text})"
+    if r.outcome == "worse":
+        return False, f"{desc}, significantly worse ({stat_text})"
+    if _finite(t.lift) and sign * t.lift < threshold:
+        return False, f"{desc}, below the {threshold * 100:g} % threshold ({stat_text})"
+    breaches = [f"{g.metric} {format_pct(g.test.lift, signed=True)}" for g in results
+                if g.role == "guardrail" and g.variant_id == r.variant_id and g.outcome == "worse"]
+    if breaches:
+        return False, f"{desc}, but guardrail {', '.join(breaches)} got significantly worse"
+    return True, f"{desc}, {'above' if threshold else 'beyond'} the {threshold * 100:g} % threshold, {stat_text}"
 
 
 def verdict(
@@ -158,18 +231,19 @@ def verdict(
     health: Sequence[Any],
     alpha: float,
 ) -> Verdict:
-    """The recommendation for an experiment.
+    """The recommendation for an experiment in ``status``.
 
     * ``cancelled`` experiments: ``cancelled``; completed with a shipped winner: ``shipped``
       (naming the variant and the rollout).
-    * Any failed blocking health check (:data:`BLOCKING_CHECKS`, SRM first): ``keep_running``,
-      the reason naming every one of them.
+    * Any failed blocking health check (:data:`BLOCKING_CHECKS`, SRM first), or no data for the success
+      metric: ``keep_running`` (the reason naming every blocker); a completed experiment cannot keep
+      running, so it gets ``no_winner`` (do not ship).
     * A treatment whose success metric has outcome ``"better"`` with a relative lift of at least
       ``threshold`` in the good direction and no guardrail with outcome ``"worse"``: ``ship`` (the
-      largest lift in the good direction if several); otherwise ``keep_control``.
+      largest lift in the good direction if several); otherwise ``keep_control`` (do not ship).
 
-    ``results`` are :class:`abcore.analysis.pipeline.MetricResult` (``outcome`` and ``direction`` set),
-    ``health`` :class:`abcore.analysis.pipeline.HealthCheck`.
+    ``results`` are :class:`abcore.analysis.results.MetricResult` (``outcome`` and ``direction`` set),
+    ``health`` :class:`abcore.analysis.results.HealthCheck`.
     """
     if status == "cancelled":
         return Verdict("cancelled", None, "Cancelled: the experiment was stopped without shipping; "
@@ -181,38 +255,20 @@ def verdict(
     failed: Mapping[str, Any] = {h.name: h for h in health if not h.ok}
     blockers = tuple(failed[name].message for name in BLOCKING_CHECKS if name in failed)
     if blockers:
-        return Verdict("keep_running", None, "Keep running: " + " ".join(blockers), blockers=blockers)
+        return _not_ready(status, " ".join(blockers), blockers)
     candidates = [r for r in results if r.metric == success_metric]
     if not candidates:
-        return Verdict("keep_running", None, f"No data for the success metric {success_metric!r} yet.")
+        return _not_ready(status, f"No data for the success metric {success_metric!r} yet.")
     winners: list[Any] = []
     reasons: dict[str, str] = {}
     notes: list[str] = []
     for r in candidates:
-        t = r.test
-        sign = 1.0 if r.direction == "increase" else -1.0
-        stat_text = (f"chance to win {r.bayes.chance_to_beat_control:.1%}" if r.bayes is not None
-                     else f"adjusted p {_fmt_p(r.p_value_adjusted)}")
-        desc = _describe(r, alpha)
-        if t.error and not _finite(t.lift) and not _finite(t.diff):
-            notes.append(f"{r.variant}: {r.metric} cannot be compared ({t.error})")
-            continue
-        if r.outcome == "inconclusive":
-            notes.append(f"{desc}, not significant ({stat_text})")
-            continue
-        if r.outcome == "worse":
-            notes.append(f"{desc}, significantly worse ({stat_text})")
-            continue
-        if _finite(t.lift) and sign * t.lift < threshold:
-            notes.append(f"{desc}, below the {threshold * 100:g} % threshold ({stat_text})")
-            continue
-        breaches = [f"{g.metric} {_fmt_pct(g.test.lift)}" for g in results
-                    if g.role == "guardrail" and g.variant_id == r.variant_id and g.outcome == "worse"]
-        if breaches:
-            notes.append(f"{desc}, but guardrail {', '.join(breaches)} got significantly worse")
-            continue
-        winners.append(r)
-        reasons[r.variant] = f"{desc}, {'above' if threshold else 'beyond'} the {threshold * 100:g} % threshold, {stat_text}"
+        wins, text = _judge_candidate(r, results, threshold, alpha)
+        if wins:
+            winners.append(r)
+            reasons[r.variant] = text
+        else:
+            notes.append(text)
     if winners:
         best = max(winners, key=lambda r: (1.0 if r.direction == "increase" else -1.0) * (
             r.test.lift if _finite(r.test.lift) else r.test.diff))

@@ -24,17 +24,13 @@ METHODS: tuple[str, ...] = ("frequentist", "sequential", "bayesian")
 CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "fdr_bh", "none")
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    """A value of the report: ``n/a`` for None and non-finite floats, ``digits`` decimals, thousands separators."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return "n/a" if value != value or value in (float("inf"), float("-inf")) else f"{value:.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
 def _analysis_report(results: Any) -> str:
-    """The analysis as text: per-variant totals and conversions, overall rate, tests per metric, SRM, verdict."""
+    """The analysis as text: overall rate, per-variant totals/conversions, tests per metric with the judge's
+    outcome (better / worse / inconclusive in the metric's direction), health and the verdict.
+    Numbers are formatted by :mod:`abcore.formatting`."""
+    from abcore import formatting as fmt
+    from abcore.analysis.verdict import metric_outcome
+
     lines = [
         f"Experiment {results.experiment} ({results.status}); method {results.method}, "
         f"alpha {results.alpha:g}, correction {results.correction}, engine {results.engine}",
@@ -52,31 +48,32 @@ def _analysis_report(results: Any) -> str:
                 conversions = found.control_conversions if found else None
             else:
                 conversions = found.conversions if found else None
-            rate = f"{conversions / v.users:.4f}" if conversions is not None and v.users else "n/a"
+            rate = fmt.format_fixed(conversions / v.users, 4) if conversions is not None and v.users else fmt.MISSING
             total_conversions += conversions or 0
         total_users += v.users
-        rows.append((v.name + (" (control)" if v.is_control and v.name != "control" else ""), f"{v.allocation_pct:g}%", f"{v.assigned:,}",
+        rows.append((v.name + (" (control)" if v.is_control and v.name != "control" else ""), f"{v.allocation_pct:g} %", f"{v.assigned:,}",
                      f"{v.users:,}", "" if conversions in ("", None) else f"{conversions:,}", rate))
     lines.append("")
     metric_label = f"{primary.metric} conversions" if primary is not None and primary.kind == "binary" else "conversions"
     lines.append(text_table(("variant", "split", "assigned", "exposed users", metric_label, "rate"), rows))
     if primary is not None and primary.kind == "binary" and total_users:
-        lines.append(f"\nOverall {primary.metric} rate: {total_conversions / total_users:.4f} "
+        lines.append(f"\nOverall {primary.metric} rate: {fmt.format_fixed(total_conversions / total_users, 4)} "
                      f"({total_conversions:,} of {total_users:,} exposed users)")
     if results.metrics:
-        confidence = f"{(1 - results.alpha) * 100:g}%"
+        confidence = f"{(1 - results.alpha) * 100:g} %"
         rows = []
         for m in results.metrics:
             t = m.test
-            rows.append((m.metric, m.role, m.kind, m.variant, _fmt(m.control_value), _fmt(m.value), _fmt(t.diff),
-                         f"[{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]",
-                         "n/a" if t.lift is None or t.lift != t.lift else f"{t.lift * 100:+.2f}%",
-                         _fmt(t.p_value), _fmt(m.p_value_adjusted), "yes" if m.significant else "no"))
+            rows.append((m.metric, m.role, m.kind, m.variant, fmt.format_fixed(m.control_value, 4),
+                         fmt.format_fixed(m.value, 4), fmt.format_fixed(t.diff, 4),
+                         f"[{fmt.format_fixed(t.ci_low, 4)}, {fmt.format_fixed(t.ci_high, 4)}]",
+                         fmt.format_pct(t.lift, 2, signed=True), fmt.format_pvalue(t.p_value),
+                         fmt.format_pvalue(m.p_value_adjusted), metric_outcome(m)))
         lines.append("")
         lines.append(text_table(("metric", "role", "kind", "variant", "control", "treatment", "effect",
-                             f"{confidence} CI", "lift", "p-value", "adj. p", "significant"), rows))
+                             f"{confidence} CI", "lift", "p-value", "adj. p", "outcome"), rows))
     lines.append("")
-    lines.append(f"SRM check: p = {_fmt(results.srm.p_value)}" + (" -- SAMPLE RATIO MISMATCH" if results.srm.mismatch else ""))
+    lines.append(f"SRM check: {fmt.format_p_clause(results.srm.p_value)}" + (" -- SAMPLE RATIO MISMATCH" if results.srm.mismatch else ""))
     for check in results.health:
         if not check.ok:
             lines.append(f"{check.severity}: {check.message}")
@@ -129,8 +126,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from abcore.analysis import engines as eng
-    from abcore.analysis.sql import MetricSpec
     from abcore.experiments.lifecycle import get_experiment
+    from abcore.metrics import MetricSpec
 
     try:
         raw = json.loads(Path(args.metrics).read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""Dashboard pieces for the watcher (stopping rules, alerts, snapshots, webhooks); the logic is in abcore.watch."""
+"""Dashboard pieces for the watcher (stopping rules, alerts, snapshots, webhooks); the logic is in abcore.watch.rules and abcore.watch.runner."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import streamlit as st
 
 from abcore.dashboard import ui
 from abcore.experiments import lifecycle as ex
+from abcore.watch import rules as watch_rules
 from abcore.watch import runner as watch
 from abcore.watch import snapshots, webhooks
 
@@ -26,7 +27,7 @@ def rules_inputs(prefix: str, current: dict[str, Any] | None = None, *, disabled
     picked = {}
     for col, key in zip(cols, CHOICES, strict=True):
         options = list(CHOICES[key])
-        picked[key] = col.selectbox(watch.RULE_LABELS[key], options, index=options.index(rules[key]),
+        picked[key] = col.selectbox(watch_rules.RULE_LABELS[key], options, index=options.index(rules[key]),
                                     key=f"{prefix}{key}", disabled=disabled or not enabled)
     cols = st.columns(4)
     limits = {
@@ -44,7 +45,7 @@ def rules_inputs(prefix: str, current: dict[str, Any] | None = None, *, disabled
     }
     st.caption("Significance rules use the sequential (always-valid) test, whatever the results page shows, "
                "so a watcher looking every few minutes keeps the error rate at alpha.")
-    return watch.rules_from_inputs(enabled=enabled, **picked, **limits)
+    return watch_rules.rules_from_inputs(enabled=enabled, **picked, **limits)
 
 
 def alerts(experiment_id: int, *, limit: int = 5) -> None:
@@ -58,7 +59,7 @@ def alerts(experiment_id: int, *, limit: int = 5) -> None:
 
 def rules_editor(experiment: Any) -> None:
     """An expander to edit the stopping rules of a draft, running or paused experiment."""
-    st.caption("🛑 Stopping rules: " + watch.describe_rules(experiment.auto_stop))
+    st.caption("🛑 Stopping rules: " + watch_rules.describe_rules(experiment.auto_stop))
     if experiment.status not in ("draft", "running", "paused") or not ui.can_edit():
         return
     with st.expander("Edit stopping rules"):

@@ -20,7 +20,8 @@ from statsmodels.stats.multitest import multipletests
 
 from abcore import stats
 from abcore.analysis.metric_counts import metric_counts, value_distribution
-from abcore.analysis.pipeline import Results, analyze
+from abcore.analysis.pipeline import analyze
+from abcore.analysis.results import Results
 from abcore.store.tables import Experiment, Variant
 from tests.factories import T0, add_data, completed_experiment, conversion, exposure
 
@@ -282,18 +283,27 @@ def test_verdict_guardrail_blocks_shipping(sqlite_session: Session) -> None:
     assert "guardrail latency" in res.verdict.reason
 
 
-def test_verdict_keep_running_too_few_samples_or_days(sqlite_session: Session) -> None:
+def test_verdict_too_few_samples_or_days(sqlite_session: Session) -> None:
+    # The generated experiment is completed: it cannot collect more data, so it is never told to keep running.
     session = sqlite_session
     exp, _, _ = generated(session, click=(0.10, 0.25), min_samples_per_variant=5000)
+    assert exp.status == "completed"
     res = analyze(exp.id, session=session)
-    assert res.verdict.decision == "keep_running"
-    assert "Too few users" in res.verdict.reason
+    assert res.verdict.decision == "no_winner" and res.verdict.variant is None
+    assert "Too few users" in res.verdict.reason and "Keep running" not in res.verdict.reason
+    assert "Do not ship" in res.verdict.reason
     exp.min_samples_per_variant = 0
     exp.min_duration_days = 30  # stopped after 14 days
     session.add(exp)
     session.commit()
     res = analyze(exp.id, session=session)
-    assert res.verdict.decision == "keep_running" and "minimum 30 days" in res.verdict.reason
+    assert res.verdict.decision == "no_winner" and "minimum 30 days" in res.verdict.reason
+    exp.status = "running"  # the same data while still running: more days will come
+    session.add(exp)
+    session.commit()
+    res = analyze(exp.id, session=session)
+    assert res.verdict.decision == "keep_running" and res.verdict.reason.startswith("Keep running:")
+    assert "minimum 30 days" in res.verdict.reason
 
 
 def test_srm_flagged_on_skewed_split(sqlite_session: Session) -> None:
@@ -304,7 +314,8 @@ def test_srm_flagged_on_skewed_split(sqlite_session: Session) -> None:
     ref = sps.chisquare([300, 200], [250, 250])
     assert res.srm.p_value == pytest.approx(ref.pvalue) and res.srm.mismatch
     assert not next(h for h in res.health if h.name == "srm").ok
-    assert res.verdict.decision == "keep_running" and "Sample ratio mismatch" in res.verdict.reason
+    # completed with a mismatch: nothing to ship, and never "keep running"
+    assert res.verdict.decision == "no_winner" and "Sample ratio mismatch" in res.verdict.reason
 
 
 def test_peeking_warning_for_running_fixed_horizon(sqlite_session: Session) -> None:

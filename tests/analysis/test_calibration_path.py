@@ -1,5 +1,5 @@
-"""Seeded A/A calibration through the analysis' own statistics path (``abcore.analysis.pipeline._summaries`` and
-``_test``: the engine row -> summary -> test mapping ``analyze`` uses), for capped means and ratios.
+"""Seeded A/A calibration through the analysis' own statistics path (``abcore.analysis.compare.summaries`` and
+``compare``: the engine row -> summary -> test mapping ``analyze`` uses), for capped means and ratios.
 
 Per-user values are simulated with numpy; the engine rows are built from them the way the SQL does
 (sums, sums of squares and cross-products; for a ratio y = numerator, x = denominator). The pure
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from abcore.analysis.compare import compare as _test
+from abcore.analysis.compare import summaries as _summaries
 from abcore.analysis.engines import MetricStatsRow
-from abcore.analysis.pipeline import _summaries, _test
 from abcore.metrics import MetricSpec
 
 REPS = 3000

@@ -258,10 +258,30 @@ def test_analyze_prints_a_readable_report(sqlite_url: str, capsys: pytest.Captur
     assert code == 0
     assert "method sequential, alpha 0.1" in out
     assert "Overall conversion rate: 0.1150 (230 of 2,000 exposed users)" in out  # (100 + 130) / 2000
-    assert "90% CI" in out and "Verdict:" in out
+    assert "90 % CI" in out and "Verdict:" in out and "outcome" in out
     code, out, _ = run(capsys, sqlite_url, "analyze", "known", "--json", "-")
     assert json.loads(out)["experiment"] == "known"
     assert run(capsys, sqlite_url, "analyze", "nope")[0] == 1
+
+
+def test_a_completed_experiment_is_never_told_to_keep_running(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    experiment_id = make(sqlite_url, "short", data=True)
+    engine = make_engine(sqlite_url)
+    with Session(engine) as session:  # 1,000 users per arm of a planned 5,000: the result is not ready
+        exp = get_experiment(session=session, ref=experiment_id)
+        exp.min_samples_per_variant = 5000
+        session.add(exp)
+        session.commit()
+    engine.dispose()
+    code, out, _ = run(capsys, sqlite_url, "analyze", "short")
+    assert code == 0 and "Verdict: keep_running -- Keep running:" in out
+    assert run(capsys, sqlite_url, "stop", "short")[0] == 0
+    code, out, _ = run(capsys, sqlite_url, "analyze", "short")
+    verdict = next(line for line in out.splitlines() if line.startswith("Verdict:"))
+    assert code == 0 and "keep_running" not in verdict and "Keep running" not in verdict
+    assert verdict.startswith("Verdict: no_winner -- No winner:") and "Do not ship" in verdict
 
 
 def test_export_to_stdout_and_errors(sqlite_url: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -351,7 +371,7 @@ def test_config_import_export(sqlite_url: str, tmp_path, capsys: pytest.CaptureF
 
 
 def test_offline_logs_before_the_start_need_analyze_start(sqlite_url: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Seed 001's workflow: import a config, import an older Kafka log, analyse it with --start."""
+    """The offline workflow: import a config, import an older Kafka log, analyse it with --start."""
     (tmp_path / "seed.json").write_text(json.dumps({"experiment_id": "old", "variants": [{"name": "a"}, {"name": "b"}]}), encoding="utf-8")
     assert run(capsys, sqlite_url, "config", "import", str(tmp_path / "seed.json"))[0] == 0
     assert run(capsys, sqlite_url, "start", "old")[0] == 0

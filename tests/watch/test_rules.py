@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from abcore import stats
 from abcore.analysis.pipeline import analyze
+from abcore.analysis.verdict import metric_outcome
 from abcore.experiments.lifecycle import (
     ExperimentCreate,
     ExperimentError,
@@ -21,7 +22,7 @@ from abcore.experiments.lifecycle import (
     stop_experiment,
     validate_auto_stop,
 )
-from abcore.watch.runner import MetricOutcome, Observation, decide, metric_outcome
+from abcore.watch.rules import Decision, MetricOutcome, Observation, decide
 from abcore.watch.webhooks import WatchSettings, webhook_payload
 
 from .conftest import simulated_experiment
@@ -128,7 +129,6 @@ def test_analyze_planned_n_is_the_sequential_tuning_parameter(session: Session) 
 
 def test_payload_without_action() -> None:
     from abcore.store.tables import Experiment
-    from abcore.watch.runner import Decision
 
     exp = Experiment(id=3, name="e", salt="s", status="running")
     payload = webhook_payload(exp, Decision("srm", "srm", "alert", "Sample ratio mismatch."), action_taken=False,

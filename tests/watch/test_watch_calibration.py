@@ -22,10 +22,10 @@ import numpy as np
 
 from abcore import stats
 from abcore.analysis import verdict as decisions
-from abcore.analysis.pipeline import MetricResult
+from abcore.analysis.results import MetricResult
 from abcore.experiments.lifecycle import normalize_auto_stop
 from abcore.store.tables import Experiment
-from abcore.watch.runner import evaluate, planned_users_per_variant
+from abcore.watch.rules import evaluate, planned_users_per_variant
 
 ALPHA = 0.05
 DAYS = 30

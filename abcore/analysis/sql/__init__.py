@@ -8,23 +8,17 @@ the per-engine differences in :mod:`~abcore.analysis.sql.dialects` and timestamp
 """
 
 from abcore.analysis.sql.build import (
-    KINDS,
-    MetricSpec,
     QuerySource,
     build_daily_query,
     build_stats_query,
-    validate_metric,
 )
 from abcore.analysis.sql.dialects import DIALECTS, Dialect, get_dialect
 
 __all__ = [
     "DIALECTS",
-    "KINDS",
     "Dialect",
-    "MetricSpec",
     "QuerySource",
     "build_daily_query",
     "build_stats_query",
     "get_dialect",
-    "validate_metric",
 ]

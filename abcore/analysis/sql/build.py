@@ -44,10 +44,9 @@ from abcore.analysis.sql.population import population_ctes
 from abcore.analysis.sql.source import QuerySource, literal
 from abcore.analysis.sql.stats import STATS_COLUMNS, percentile_parts, stats_parts
 from abcore.analysis.sql.time_keys import TimeKeys, bound_offsets, hours_us
+from abcore.metrics import validate_metric
 
 __all__ = [
-    "KINDS",
-    "MetricSpec",
     "QuerySource",
     "ANALYSIS_COLUMNS",
     "AnalysisStatements",
@@ -61,69 +60,6 @@ __all__ = [
     "build_stats_query",
     "literal",
 ]
-
-KINDS: tuple[str, ...] = ("binomial", "count", "mean", "ratio", "quantile")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A metric definition as the query builder needs it (same field names as ``abcore.metrics.MetricCreate``).
-
-    Any object with these attributes works (duck typing), so issue 9's definitions can be passed directly.
-    """
-
-    name: str
-    kind: str = "mean"
-    direction: str = "increase"
-    numerator: str | None = None
-    denominator: str | None = None
-    quantile: float | None = None
-    window_hours: float | None = None
-    delay_hours: float = 0.0
-    cap: str | None = None
-    cap_upper: float | None = None
-    cap_lower: float | None = None
-
-    def __post_init__(self) -> None:
-        problems = validate_metric(self)
-        if problems:
-            raise ValueError(f"invalid metric {self.name!r}: " + "; ".join(problems))
-
-
-def validate_metric(m: Any) -> list[str]:
-    """Every problem of a metric definition as readable text (empty when valid)."""
-    problems: list[str] = []
-    kind = getattr(m, "kind", None)
-    if not getattr(m, "name", None):
-        problems.append("name is required")
-    if kind not in KINDS:
-        problems.append(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
-    if kind == "ratio" and not (getattr(m, "numerator", None) and getattr(m, "denominator", None)):
-        problems.append("a ratio metric needs numerator and denominator metric names")
-    q = getattr(m, "quantile", None)
-    if kind == "quantile" and not (q is not None and 0 < q < 1):
-        problems.append("a quantile metric needs quantile in (0, 1)")
-    w, d = getattr(m, "window_hours", None), getattr(m, "delay_hours", 0) or 0
-    if w is not None and not w > 0:
-        problems.append("window_hours must be > 0 (or None for no window)")
-    if d < 0:
-        problems.append("delay_hours must be >= 0")
-    cap = getattr(m, "cap", None)
-    up, lo = getattr(m, "cap_upper", None), getattr(m, "cap_lower", None)
-    if cap not in (None, "absolute", "percentile"):
-        problems.append(f"cap must be None, 'absolute' or 'percentile' (got {cap!r})")
-    if cap is not None and kind in ("binomial", "quantile"):
-        problems.append(f"a {kind} metric cannot be capped")
-    if cap is not None and up is None and lo is None:
-        problems.append("a capped metric needs cap_upper and/or cap_lower")
-    if cap == "percentile":
-        for label, v in (("cap_upper", up), ("cap_lower", lo)):
-            if v is not None and not 0 < v < 1:
-                problems.append(f"{label} of a percentile cap must be in (0, 1)")
-    if up is not None and lo is not None and lo > up:
-        problems.append("cap_lower must not exceed cap_upper")
-    return problems
-
 
 
 def _dialect(dialect: str | Dialect) -> Dialect:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from abcore import formatting as fmt
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import create_form, forms, sample_size
 from abcore.dashboard.views import metric_forms as mf
@@ -283,7 +284,7 @@ def _plan_box(rows: list[create_form.VariantRow], ro: bool) -> None:
             cols[2].metric("Users per variant", "–")
             st.caption(f"Cannot compute: {plan.error}. Set a minimum effect above 0 %.")
         else:
-            cols[2].metric("Users per variant", forms.format_int(plan.per_variant))
+            cols[2].metric("Users per variant", fmt.format_int(plan.per_variant))
             cols[3].metric("Estimated run time", forms.format_days(plan.days) if plan.days else "no traffic")
             st.button("Use as minimum samples per variant", key="plan_use", on_click=_use_plan,
                       args=(plan.per_variant,), disabled=ro)

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from abcore import formatting as fmt
 from abcore.analysis.overview import VariantUsers, experiment_overview, latest_event_id, variant_users
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import create_form, forms, html
@@ -160,8 +161,8 @@ def _progress(item: xl.ListItem) -> None:
     else:
         st.progress(
             min(1.0, item.progress),
-            text=f"{forms.format_int(item.participants)} of {forms.format_int(item.planned)} planned users "
-                 f"({forms.format_number(item.progress * 100, 0)} %)",
+            text=f"{fmt.format_int(item.participants)} of {fmt.format_int(item.planned)} planned users "
+                 f"({fmt.format_number(item.progress * 100, 0)} %)",
         )
     left = item.days_left()
     if left is not None and item.status in ("draft", "running", "paused"):
@@ -188,12 +189,12 @@ def _card(experiment: Any, item: xl.ListItem, variants: list[VariantUsers], audi
             if experiment.description:
                 st.markdown(html.plain_text(experiment.description))
             split = " · ".join(
-                f"**{html.plain_text(forms.variant_label(v.name, v.is_control))}** {forms.format_number(v.allocation_pct, 2)} %"
-                f" – {forms.format_int(v.users)} users"
+                f"**{html.plain_text(forms.variant_label(v.name, v.is_control))}** {fmt.format_number(v.allocation_pct, 2)} %"
+                f" – {fmt.format_int(v.users)} users"
                 for v in variants
             )
             st.markdown(split)
-            audience = [f"{forms.format_number(experiment.traffic_allocation * 100, 1)} % of eligible users"]
+            audience = [f"{fmt.format_number(experiment.traffic_allocation * 100, 1)} % of eligible users"]
             audience += [create_form.describe_rule(rule) for rule in experiment.targeting]
             st.caption("Audience: " + " · ".join(audience))
             _progress(item)
@@ -201,9 +202,9 @@ def _card(experiment: Any, item: xl.ListItem, variants: list[VariantUsers], audi
             watch_ui.alerts(experiment.id, limit=3)
             if experiment.status == "completed" and experiment.winner_variant_id:
                 winner = next((v.name for v in variants if v.variant_id == experiment.winner_variant_id), "?")
-                st.markdown(f"🏆 Shipped **{html.plain_text(winner)}** to {forms.format_number(experiment.rollout_pct or 0, 1)} % of users")
+                st.markdown(f"🏆 Shipped **{html.plain_text(winner)}** to {fmt.format_number(experiment.rollout_pct or 0, 1)} % of users")
         with right:
-            st.metric("Participants", forms.format_int(item.participants))
+            st.metric("Participants", fmt.format_int(item.participants))
             st.caption(f"⏱ {forms.format_days(forms.days_running(experiment.started_at, experiment.stopped_at))}"
                        f" · primary metric `{experiment.primary_metric}`"
                        + (f" · owner {html.plain_text(item.owner)}" if item.owner else ""))

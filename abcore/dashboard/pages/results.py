@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import streamlit as st
 
+from abcore import formatting as fmt
 from abcore.analysis import overview
 from abcore.analysis.metric_counts import value_distribution
 from abcore.analysis.pipeline import analyze
@@ -37,7 +38,7 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
     experiment version, options, variant colours): new data changes the latest event id, so it is
     never hidden by the cache, and a rerun on the same data builds nothing again.
 
-    Keys: ``results`` (abcore.analysis.pipeline.Results), ``no_data`` (metrics without any tracked event),
+    Keys: ``results`` (abcore.analysis.results.Results), ``no_data`` (metrics without any tracked event),
     ``forest``, ``cumulative`` (per metric) and ``feedback`` chart specs (None: nothing to draw), ``seconds``
     (how long ``analyze`` took on the engine chosen by ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS).
     """
@@ -244,10 +245,10 @@ def _figures(results: Any) -> None:
     """The top figures as one line of text (markdown is in Streamlit's first script bundle; st.metric
     would load another chunk in the browser and hold back the tables, measured)."""
     figures = {
-        "Users": forms.format_int(sum(v.users for v in results.variants)),
-        "Assigned": forms.format_int(sum(v.assigned for v in results.variants)),
+        "Users": fmt.format_int(sum(v.users for v in results.variants)),
+        "Assigned": fmt.format_int(sum(v.assigned for v in results.variants)),
         "Days running": forms.format_whole_days(results.days_run),
-        "Confidence": forms.format_pct(1 - results.alpha, 0),
+        "Confidence": fmt.format_pct(1 - results.alpha, 0),
     }
     with st.container(key="r_figures"):
         st.markdown(" &nbsp;·&nbsp; ".join(f"{label} **{value}**" for label, value in figures.items()))
@@ -295,9 +296,9 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
         with st.expander(f"By {results.segment}"):
             st.markdown(html.html_table([{
                 results.segment: seg.value, "metric": seg.metric, "variant": seg.variant,
-                "users": forms.format_int(seg.users), "control users": forms.format_int(seg.control_users),
-                "lift": forms.format_pct(seg.test.lift, 1, signed=True),
-                "p-value": forms.format_pvalue(seg.test.p_value),
+                "users": fmt.format_int(seg.users), "control users": fmt.format_int(seg.control_users),
+                "lift": fmt.format_pct(seg.test.lift, 1, signed=True),
+                "p-value": fmt.format_pvalue(seg.test.p_value),
             } for seg in results.segments], key_columns=3), unsafe_allow_html=True)
     if results.metrics or results.variants:
         _charts(experiment, page, latest, window, palette)
@@ -335,7 +336,7 @@ def body() -> None:
     started = experiment.started_at.strftime("%Y-%m-%d") if experiment.started_at else "not started"
     stopped = experiment.stopped_at.strftime("%Y-%m-%d") if experiment.stopped_at else "ongoing"
     st.caption(f"{started} → {stopped} · primary metric `{experiment.primary_metric}` · "
-               f"{forms.format_pct(experiment.traffic_allocation, 0)} of eligible traffic")
+               f"{fmt.format_pct(experiment.traffic_allocation, 0)} of eligible traffic")
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")
         return

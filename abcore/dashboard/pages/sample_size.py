@@ -5,8 +5,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from abcore import formatting as fmt
 from abcore.dashboard import ui
-from abcore.dashboard.views import forms, sample_size
+from abcore.dashboard.views import sample_size
 
 
 def body() -> None:
@@ -57,9 +58,9 @@ def body() -> None:
         return
     with st.container(key="ss_result"):
         m = st.columns(3)
-        m[0].metric("Users per variant", forms.format_int(plan.per_variant))
-        m[1].metric("Users in total", forms.format_int(plan.total))
-        m[2].metric("Days needed", forms.format_int(plan.days) if plan.days else "no traffic")
+        m[0].metric("Users per variant", fmt.format_int(plan.per_variant))
+        m[1].metric("Users in total", fmt.format_int(plan.total))
+        m[2].metric("Days needed", fmt.format_int(plan.days) if plan.days else "no traffic")
 
     curve = sample_size.power_curve(
         baseline=baseline, mde=mde, relative=relative, metric_kind="proportion" if kind == "Conversion rate" else "mean",
@@ -67,7 +68,7 @@ def body() -> None:
     )
     fig = go.Figure(go.Scatter(x=curve.n, y=curve.power, mode="lines", name="power", line={"width": 3}))
     fig.add_hline(y=power, line_dash="dash", annotation_text=f"target power {power:.0%}")
-    fig.add_vline(x=plan.per_variant, line_dash="dot", annotation_text=f"{forms.format_int(plan.per_variant)} users")
+    fig.add_vline(x=plan.per_variant, line_dash="dot", annotation_text=f"{fmt.format_int(plan.per_variant)} users")
     fig.update_layout(
         title="Power by users per variant", xaxis_title="Users per variant", yaxis_title="Power",
         yaxis={"tickformat": ".0%", "range": [0, 1.02]}, height=380, margin={"t": 50, "b": 40},

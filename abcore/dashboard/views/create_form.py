@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from abcore.dashboard.views.forms import format_int, format_number
+from abcore.formatting import format_int, format_number
 
 ALLOCATION_TOLERANCE = 1e-6
 MIN_VARIANTS = 2

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from abcore import formatting as fmt
 from abcore.dashboard.views import create_form, forms
 from abcore.experiments.lifecycle import ExperimentUpdate
 
@@ -153,7 +154,7 @@ def describe_configuration(configuration: Mapping[str, Any], model_names: Mappin
     names = model_names or {}
     variants = configuration.get("variants", [])
     def variant(v: Mapping[str, Any]) -> str:
-        text = f"{forms.variant_label(v['name'], v['is_control'])} {forms.format_number(v['allocation_pct'], 2)} %"
+        text = f"{forms.variant_label(v['name'], v['is_control'])} {fmt.format_number(v['allocation_pct'], 2)} %"
         if v.get("model_id") is not None:
             text += f" ({names.get(v['model_id'], 'model ' + str(v['model_id']))})"
         if v.get("config"):
@@ -165,7 +166,7 @@ def describe_configuration(configuration: Mapping[str, Any], model_names: Mappin
     criteria = configuration.get("success_criteria") or {}
     lines = [
         f"Variants and split: {split}",
-        f"Traffic: {forms.format_number(float(configuration.get('traffic_allocation', 1.0)) * 100, 1)} % of eligible users",
+        f"Traffic: {fmt.format_number(float(configuration.get('traffic_allocation', 1.0)) * 100, 1)} % of eligible users",
         "Targeting: " + (" AND ".join(targeting) if targeting else "everyone"),
         f"Primary metric: {configuration.get('primary_metric', '')}",
         "Secondary metrics: " + (", ".join(configuration.get("secondary_metrics", [])) or "none"),
@@ -174,11 +175,11 @@ def describe_configuration(configuration: Mapping[str, Any], model_names: Mappin
     if criteria:
         lines.append(
             f"Success: {criteria.get('direction', 'increase')} by at least "
-            f"{forms.format_pct(float(criteria.get('threshold', 0.0)))} at {float(criteria.get('confidence', 0.95)):.0%}"
+            f"{fmt.format_pct(float(criteria.get('threshold', 0.0)))} at {fmt.format_pct(float(criteria.get('confidence', 0.95)), 0)} confidence"
         )
     lines.append(f"Minimums: {configuration.get('min_duration_days', 0)} days, "
-                 f"{forms.format_int(configuration.get('min_samples_per_variant', 0))} users per variant")
-    from abcore.watch.runner import describe_rules
+                 f"{fmt.format_int(configuration.get('min_samples_per_variant', 0))} users per variant")
+    from abcore.watch.rules import describe_rules
 
     lines.append("Stopping rules: " + describe_rules(configuration.get("auto_stop")))
     return lines

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from abcore.analysis.verdict import metric_outcome
 from abcore.store.tables import utcnow
 
 __all__ = [
@@ -218,7 +219,7 @@ class ShipAdvice:
     """What the ship dialog proposes: the recommended variant and the guardrails each variant broke.
 
     ``variant_id`` is the verdict's variant for ``ship`` / ``shipped``, the control otherwise
-    (``keep_control``; ``keep_running`` recommends no change either); ``breaches`` maps a variant id
+    (``keep_control``, ``no_winner`` of a completed experiment; ``keep_running`` recommends no change either); ``breaches`` maps a variant id
     to the guardrail metrics whose outcome is ``"worse"`` for it (:mod:`abcore.analysis.verdict`).
     """
 
@@ -229,14 +230,15 @@ class ShipAdvice:
 
 
 def ship_advice(results: Any) -> ShipAdvice:
-    """The ship dialog's default and warnings from :func:`abcore.analysis.pipeline.analyze`'s ``Results``."""
+    """The ship dialog's default and warnings from :func:`abcore.analysis.pipeline.analyze`'s ``Results``: the
+    verdict and outcomes of the judge (:mod:`abcore.analysis.verdict`), never judged again here."""
     by_name = {v.name: v.variant_id for v in results.variants}
     control = next((v.variant_id for v in results.variants if v.is_control), None)
     verdict = results.verdict
     chosen = by_name.get(verdict.variant) if verdict.decision in ("ship", "shipped") else None
     breaches: dict[int, list[str]] = {}
     for m in results.metrics:
-        if m.role == "guardrail" and m.outcome == "worse":
+        if m.role == "guardrail" and metric_outcome(m) == "worse":
             names = breaches.setdefault(m.variant_id, [])
             if m.metric not in names:
                 names.append(m.metric)

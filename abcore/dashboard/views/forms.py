@@ -15,6 +15,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from abcore.analysis.verdict import metric_outcome
+from abcore.formatting import (
+    MEAN_DIGITS,
+    MISSING,
+    RATE_DIGITS,
+    format_expected_loss,
+    format_fixed,
+    format_int,
+    format_interval,
+    format_pct,
+    format_pp,
+    format_pvalue,
+)
 from abcore.store.tables import ExperimentStatus, utcnow
 
 # One colour per status, used by every page (Streamlit badge colour names).
@@ -46,48 +59,6 @@ ACTION_LABELS: dict[str, tuple[str, str, str]] = {
 }
 
 
-# --------------------------------------------------------------------------- formatting
-
-
-def format_int(value: float | int | None) -> str:
-    """``1234567 -> '1,234,567'``; ``None`` or NaN -> ``'–'``."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{round(value):,}"
-
-
-def format_number(value: float | None, digits: int = 2) -> str:
-    """A number with thousands separators and at most ``digits`` decimals, trailing zeros dropped."""
-    if value is None or not math.isfinite(float(value)):
-        return "–"
-    text = f"{float(value):,.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def format_pct(value: float | None, digits: int = 1, *, signed: bool = False) -> str:
-    """A share as percent: ``0.1234 -> '12.3%'``; ``signed=True`` adds ``+`` to positive values."""
-    if value is None or not math.isfinite(float(value)):
-        return "–"
-    sign = "+" if signed and value > 0 else ""
-    return f"{sign}{value * 100:,.{digits}f}%"
-
-
-def format_pvalue(p: float | None) -> str:
-    """A p-value: ``< 0.001`` below a thousandth, else three decimals."""
-    if p is None or not math.isfinite(float(p)):
-        return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def format_interval(low: float | None, high: float | None, *, percent: bool = True, digits: int = 1) -> str:
-    """A confidence interval, e.g. ``[-1.2%, +3.4%]``."""
-    if low is None or high is None:
-        return "–"
-    if percent:
-        return f"[{format_pct(low, digits, signed=True)}, {format_pct(high, digits, signed=True)}]"
-    return f"[{format_number(low, 4)}, {format_number(high, 4)}]"
 
 
 def status_color(status: str) -> str:
@@ -125,9 +96,14 @@ VERDICT_LABELS: dict[str, tuple[str, str]] = {
     "ship": ("Ship treatment", "green"),
     "keep_control": ("Keep control", "orange"),
     "keep_running": ("Keep running", "blue"),
+    "no_winner": ("No winner: do not ship", "gray"),
     "shipped": ("Shipped", "green"),
     "cancelled": ("Cancelled", "gray"),
 }
+
+
+#: The results table's words for each outcome of :mod:`abcore.analysis.verdict` (colours as the forest plot).
+OUTCOME_LABELS: dict[str, str] = {"better": "✅ better", "worse": "🔻 worse", "inconclusive": "inconclusive"}
 
 
 def verdict_label(decision: str, variant: str | None = None) -> tuple[str, str]:
@@ -156,8 +132,10 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
     """The results table of one metric: the control row, then one row per treatment.
 
     Columns: Variant, Users, Conversions (binary metrics), Rate / Mean, Difference [CI],
-    Lift [CI], p-value (adjusted for multiple comparisons), Significant; plus Chance to beat
-    control and Expected loss for the Bayesian method. Every number is formatted.
+    Lift [CI], p-value (adjusted for multiple comparisons), Outcome (the judge's better / worse /
+    inconclusive in the metric's direction, :mod:`abcore.analysis.verdict`: the forest plot's colour);
+    plus Chance to beat control and Expected loss for the Bayesian method. Every number is formatted
+    by :mod:`abcore.formatting`.
     """
     rows_for = [r for r in results.metrics if r.metric == metric]
     if not rows_for:
@@ -172,7 +150,7 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
     if binary:
         control["Conversions"] = format_int(first.control_conversions)
     control["Rate" if binary else "Mean"] = value(first.control_value)
-    control.update({"Difference [CI]": "–", "Lift [CI]": "–", "p-value (adj.)": "–", "Significant": ""})
+    control.update({"Difference [CI]": "–", "Lift [CI]": "–", "p-value (adj.)": "–", "Outcome": ""})
     bayes = any(r.bayes is not None for r in rows_for)
     if bayes:
         control.update({"Chance to beat control": "–", "Expected loss": "–"})
@@ -199,13 +177,13 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
             "Difference [CI]": diff,
             "Lift [CI]": lift,
             "p-value (adj.)": format_pvalue(r.p_value_adjusted),
-            "Significant": "✅ yes" if r.significant else "no",
+            "Outcome": OUTCOME_LABELS[metric_outcome(r)],
         })
         if bayes:
             row["Chance to beat control"] = format_pct(r.bayes.chance_to_beat_control, 1) if r.bayes else "–"
             row["Expected loss"] = format_expected_loss(r.bayes.expected_loss, binary=binary) if r.bayes else "–"
         if t.error:
-            row["Significant"] = f"⚠️ {t.error}"
+            row["Outcome"] = f"⚠️ {t.error}"
         out.append(row)
     return out
 
@@ -232,9 +210,6 @@ OKABE_ITO: tuple[str, ...] = (
     "#F0E442",  # yellow
     "#000000",  # black
 )
-# Decimals used for every rate (percent) and every mean on the results page, tables and charts alike.
-RATE_DIGITS = 2
-MEAN_DIGITS = 3
 
 
 OPEN_TAB_KEY = "_abcore_open_tab"  # session-state key: the status tab the experiments page opens once
@@ -256,39 +231,10 @@ def variant_label(name: str, is_control: bool) -> str:
     return f"{name} (control)"
 
 
-def format_pp(diff: float | None, digits: int = RATE_DIGITS, *, signed: bool = True) -> str:
-    """A difference of two rates in percentage points: ``0.0123 -> '+1.23 pp'``."""
-    if diff is None or not math.isfinite(float(diff)):
-        return "–"
-    sign = "+" if signed and diff > 0 else ""
-    return f"{sign}{diff * 100:,.{digits}f} pp"
-
-
-def format_fixed(value: float | None, digits: int = MEAN_DIGITS, *, signed: bool = False) -> str:
-    """A number with exactly ``digits`` decimals (so a column lines up): ``8.7 -> '8.700'``."""
-    if value is None or not math.isfinite(float(value)):
-        return "–"
-    sign = "+" if signed and value > 0 else ""
-    text = f"{sign}{float(value):,.{digits}f}"
-    return text.replace("-0." + "0" * digits, "0." + "0" * digits) if digits else text
-
-
-def format_expected_loss(loss: float | None, *, binary: bool) -> str:
-    """Expected loss of choosing a variant: percentage points for rates, the metric's unit for means.
-
-    Tiny losses read ``< 0.01 pp`` (resp. ``< 0.001``) rather than a string of zeros.
-    """
-    if loss is None or not math.isfinite(float(loss)):
-        return "–"
-    if binary:
-        return "< 0.01 pp" if 0 < loss * 100 < 0.005 else format_pp(loss, signed=False)
-    return f"< {10 ** -MEAN_DIGITS:.{MEAN_DIGITS}f}" if 0 < loss < 0.5 * 10 ** -MEAN_DIGITS else format_fixed(loss)
-
-
 def format_whole_days(days: float | None) -> str:
     """Whole days for sentences like 'ran 6 of the minimum 14 days': ``6.0 -> '6'``, ``0.4 -> '0'``."""
     if days is None or not math.isfinite(float(days)):
-        return "–"
+        return MISSING
     return f"{int(days):,}"
 
 

@@ -1,4 +1,4 @@
-"""The results page's charts built from an analysis (abcore.analysis.pipeline.Results) and the chart queries.
+"""The results page's charts built from an analysis (abcore.analysis.results.Results) and the chart queries.
 
 Pure: data shaping (series per variant over the days, rows of the forest plot, bins per variant) and
 the SVG of :mod:`abcore.dashboard.views.charts`; no Streamlit. One colour mapping per page (``palette``, from

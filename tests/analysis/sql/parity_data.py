@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from abcore.analysis.sql import MetricSpec
+from abcore.metrics import MetricSpec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 END = T0 + timedelta(days=10)

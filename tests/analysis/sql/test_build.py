@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from abcore.analysis.engines import load_source_config
-from abcore.analysis.sql import MetricSpec, build_daily_query, build_stats_query, get_dialect
+from abcore.analysis.sql import build_daily_query, build_stats_query, get_dialect
+from abcore.metrics import MetricSpec
 from tests.analysis.sql.parity_data import END, METRICS
 
 GOLDEN = Path(__file__).resolve().parents[2] / "data" / "sql"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from abcore.analysis.engines import SourceConfig, duckdb_engine, load_source_config, query_source
-from abcore.analysis.sql import MetricSpec, build_stats_query
+from abcore.analysis.sql import build_stats_query
+from abcore.metrics import MetricSpec
 
 
 def _source(d: Path) -> SourceConfig:

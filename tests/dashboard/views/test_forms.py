@@ -7,19 +7,6 @@ from datetime import UTC, datetime, timedelta
 from abcore.dashboard.views import forms
 
 
-def test_formatting() -> None:
-    assert forms.format_int(1234567) == "1,234,567"
-    assert forms.format_int(None) == "–"
-    assert forms.format_number(1234.5) == "1,234.5"
-    assert forms.format_number(100.0) == "100"
-    assert forms.format_pct(0.1234) == "12.3%"
-    assert forms.format_pct(0.021, signed=True) == "+2.1%"
-    assert forms.format_pct(-0.021, signed=True) == "-2.1%"
-    assert forms.format_pvalue(0.0004) == "< 0.001"
-    assert forms.format_pvalue(0.04567) == "0.046"
-    assert forms.format_interval(-0.012, 0.034) == "[-1.2%, +3.4%]"
-
-
 def test_status_colours_are_consistent_and_cover_every_status() -> None:
     assert set(forms.STATUS_COLORS) == set(forms.STATUS_ORDER)
     assert len(set(forms.STATUS_COLORS.values())) == len(forms.STATUS_COLORS)

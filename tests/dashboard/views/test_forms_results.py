@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from sqlmodel import Session
 
+from abcore import formatting as fmt
 from abcore.analysis.pipeline import analyze
 from abcore.assign import Assigner
 from abcore.dashboard.views import forms, html
@@ -40,7 +41,7 @@ def test_metric_rows_format_the_analysis(sqlite_url: str) -> None:
     n_a, c_a, n_b, c_b = r.control_users, r.control_conversions, r.users, r.conversions
     assert n_a + n_b == 400
     assert rows[0]["Users"] == f"{n_a:,}" and rows[0]["Conversions"] == f"{c_a:,}"
-    assert rows[0]["Rate"] == f"{c_a / n_a * 100:.2f}%"
+    assert rows[0]["Rate"] == f"{c_a / n_a * 100:.2f} %"
     # Unpooled (Wald) difference and 95 % CI, by hand: d +- 1.959964 * sqrt(pa qa / na + pb qb / nb)
     pa, pb = c_a / n_a, c_b / n_b
     d = pb - pa
@@ -48,18 +49,19 @@ def test_metric_rows_format_the_analysis(sqlite_url: str) -> None:
     # a rate difference is in percentage points, two decimals like the rates
     expected = f"{d * 100:+.2f} pp [{(d - half) * 100:+.2f} pp, {(d + half) * 100:+.2f} pp]"
     assert rows[1]["Difference [CI]"] == expected
-    assert rows[1]["Lift [CI]"].startswith(forms.format_pct(pb / pa - 1, 1, signed=True))
-    assert rows[1]["p-value (adj.)"] == forms.format_pvalue(r.p_value_adjusted)
-    assert rows[1]["Significant"] in ("✅ yes", "no")
+    assert rows[1]["Lift [CI]"].startswith(fmt.format_pct(pb / pa - 1, 1, signed=True))
+    assert rows[1]["p-value (adj.)"] == fmt.format_pvalue(r.p_value_adjusted)
+    assert rows[1]["Outcome"] == forms.OUTCOME_LABELS[r.outcome]
     assert forms.metric_rows(results, "unknown") == []
     assert forms.metrics_in_order(results)[0] == ("conversion", "primary")
 
 
 def test_verdict_and_health_levels() -> None:
     assert forms.verdict_label("ship", "b") == ("Ship treatment: b", "green")
+    assert forms.verdict_label("no_winner")[0] == "No winner: do not ship"
     assert forms.verdict_label("keep_control") == ("Keep control", "orange")
     assert forms.verdict_label("keep_running") == ("Keep running", "blue")
-    assert forms.verdict_label("shipped", "b") == ("Shipped: b", "green")  # issue 9: finished experiments
+    assert forms.verdict_label("shipped", "b") == ("Shipped: b", "green")  # finished experiments
     assert forms.verdict_label("cancelled") == ("Cancelled", "gray")
     ok = SimpleNamespace(ok=True, severity="ok")
     warn = SimpleNamespace(ok=False, severity="warning")
@@ -78,13 +80,13 @@ def test_display_rules_of_the_results_page() -> None:
     assert forms.variant_label("baseline", True) == "baseline (control)"
     assert forms.variant_label("b", False) == "b"
     # hand-computed: 0.0123 -> 1.23 percentage points
-    assert forms.format_pp(0.0123) == "+1.23 pp" and forms.format_pp(-0.005) == "-0.50 pp"
-    assert forms.format_fixed(8.729) == "8.729" and forms.format_fixed(8.7) == "8.700"
-    assert forms.format_fixed(-0.0001) == "0.000"
-    assert forms.format_expected_loss(0.00012, binary=True) == "0.01 pp"
-    assert forms.format_expected_loss(0.00001, binary=True) == "< 0.01 pp"
-    assert forms.format_expected_loss(0.25, binary=False) == "0.250"
-    assert forms.format_expected_loss(0.0001, binary=False) == "< 0.001"
+    assert fmt.format_pp(0.0123) == "+1.23 pp" and fmt.format_pp(-0.005) == "-0.50 pp"
+    assert fmt.format_fixed(8.729) == "8.729" and fmt.format_fixed(8.7) == "8.700"
+    assert fmt.format_fixed(-0.0001) == "0.000"
+    assert fmt.format_expected_loss(0.00012, binary=True) == "0.01 pp"
+    assert fmt.format_expected_loss(0.00001, binary=True) == "< 0.01 pp"
+    assert fmt.format_expected_loss(0.25, binary=False) == "0.250"
+    assert fmt.format_expected_loss(0.0001, binary=False) == "< 0.001"
     assert forms.format_whole_days(6.0) == "6" and forms.format_whole_days(13.9) == "13"
     from datetime import date
     assert forms.day_labels([date(2026, 12, 1)]) == ["2026-12-01"]
@@ -102,3 +104,29 @@ def test_user_text_is_shown_literally() -> None:
     bare = html.plain_text("see http://evil.example or www.evil.example or a@evil.example")
     assert "://" not in bare and "www." not in bare and "a@" not in bare
     assert ":\u2060//evil\u2060.example" in bare and bare.replace("\u2060", "").startswith("see http://")
+
+
+def _guardrail_worse() -> object:
+    """Treatment B raises latency_ms (lower is better) by 30 % with an interval far from 0: judged "worse"."""
+    from abcore.analysis.results import MetricResult
+    from abcore.stats import TestResult
+
+    test = TestResult(control=100.0, treatment=130.0, diff=30.0, ci_low=28.0, ci_high=32.0, lift=0.3,
+                      lift_ci_low=0.28, lift_ci_high=0.32, statistic=30.0, p_value=1e-12, dof=None, significant=True)
+    row = MetricResult(metric="latency_ms", role="guardrail", kind="mean", variant_id=2, variant="B",
+                       control_variant="A", control_users=200, users=200, control_conversions=None, conversions=None,
+                       control_value=100.0, value=130.0, control_std=10.0, std=10.0, test=test,
+                       p_value_adjusted=1e-12, significant=True, method="frequentist", direction="decrease",
+                       outcome="worse", metric_kind="mean")
+    return SimpleNamespace(metrics=(row,))
+
+
+def test_a_guardrail_that_got_worse_reads_worse_in_the_table_like_the_forest_plot() -> None:
+    from abcore.dashboard.views.result_charts import OUTCOME_COLORS, forest
+
+    results = _guardrail_worse()
+    rows = forms.metric_rows(results, "latency_ms")
+    assert rows[1]["Outcome"] == "🔻 worse" and "✅" not in " ".join(rows[1].values())
+    assert "Significant" not in rows[1]
+    chart = forest(results)
+    assert chart is not None and OUTCOME_COLORS["worse"] in chart and OUTCOME_COLORS["better"] not in chart
