@@ -41,29 +41,19 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from abcore.assign import prometheus as metrics
+from abcore.assign import prometheus
 from abcore.assign.cache import (
-    _TRACKABLE_EVENTS,
-    HASH_VERSION,
-    TRAFFIC_SEED,
+    TRACKABLE_EVENTS,
     Assignment,
-    FrozenConfig,
-    Router,
-    _check_attributes,
-    _check_experiment_ref,
-    _check_user_id,
-    _Definitions,
-    _ExperimentDef,
-    _jsonable,
-    _targeting,
-    bucket,
-    buckets,
-    choose_variant,
-    choose_variants,
-    cumulative_allocations,
+    Definitions,
+    ExperimentDef,
+    check_attributes,
+    check_experiment_ref,
+    check_user_id,
     decide,
-    traffic_bucket,
+    jsonable,
 )
+from abcore.assign.hashing import TRAFFIC_SEED, buckets, choose_variants
 from abcore.assign.reads import (
     ReadPool,
     Unavailable,
@@ -72,29 +62,19 @@ from abcore.assign.reads import (
     stored_variant,
     stored_variants,
 )
+from abcore.assign.targeting import evaluate_targeting
 from abcore.assign.writer import Writer, default_batch_size, insert_events, insert_rows, is_store_trouble
 from abcore.store.tables import EventType, utcnow
 
 __all__ = [
-    "HASH_VERSION",
-    "TRAFFIC_SEED",
     "Assigner",
-    "Assignment",
-    "FrozenConfig",
-    "Router",
     "assign",
     "assign_many",
     "assign_user_to_variant",
-    "bucket",
-    "buckets",
-    "choose_variant",
-    "choose_variants",
     "configure",
-    "cumulative_allocations",
     "default_assigner",
     "flush",
     "track",
-    "traffic_bucket",
 ]
 
 logger = logging.getLogger("abcore.assign")
@@ -197,7 +177,7 @@ class Assigner:
         self.first_load_timeout = float(first_load_timeout)
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
-        self._defs: _Definitions | None = None
+        self._defs: Definitions | None = None
         self._defs_expiry = 0.0
         self._last_miss_refresh = 0.0
         self._refresh_failed_at = -1e18
@@ -268,7 +248,7 @@ class Assigner:
 
     def _log_failure(self, what: str, exc: BaseException | None, *, key: str = "store") -> None:
         """Log a failure at most once per ``log_interval`` (default: a minute) per kind, with the reason."""
-        metrics.ERRORS.labels(what.split(" ")[0] if key == "store" else key).inc()
+        prometheus.ERRORS.labels(what.split(" ")[0] if key == "store" else key).inc()
         now = time.monotonic()
         if now - self._last_log.get(key, -1e18) >= self.log_interval:
             suppressed = self._suppressed.pop(key, 0)
@@ -311,7 +291,7 @@ class Assigner:
         defs = self._defs
         d = defs.by_id.get(experiment_id) if defs is not None else None
         name = d.name if d is not None else str(experiment_id)
-        metrics.CORRECTED.labels(name).inc()
+        prometheus.CORRECTED.labels(name).inc()
         now = time.monotonic()
         if now - self._last_log.get("corrected", -1e18) >= self.log_interval:
             self._last_log["corrected"] = now
@@ -399,7 +379,7 @@ class Assigner:
                 ).start()
             return running
 
-    def _definitions(self, deadline: float) -> _Definitions | None:
+    def _definitions(self, deadline: float) -> Definitions | None:
         """Current definitions: reloaded in the background when expired; waits at most until ``deadline``."""
         defs = self._defs
         now = time.monotonic()
@@ -418,7 +398,7 @@ class Assigner:
         done.wait(max(deadline - now, 0.0))
         return self._defs
 
-    def _lookup(self, experiment: str | int | None, deadline: float) -> _ExperimentDef | None:
+    def _lookup(self, experiment: str | int | None, deadline: float) -> ExperimentDef | None:
         defs = self._definitions(deadline)
         if defs is None:
             return None
@@ -452,7 +432,7 @@ class Assigner:
                 for old in list(islice(iter(absent), len(absent) // 2)):
                     absent.pop(old, None)
 
-    def _read_stored(self, d: _ExperimentDef, user_id: str, deadline: float) -> tuple[int | None, bool]:
+    def _read_stored(self, d: ExperimentDef, user_id: str, deadline: float) -> tuple[int | None, bool]:
         """``(stored variant id or None, known)`` for a user not in the cache; ``known=False`` on store trouble."""
         key = (d.id, user_id)
         absent_until = self._absent.get(key)
@@ -493,9 +473,9 @@ class Assigner:
         the ``exposure`` event (unless ``expose=False``) are written behind the answer. Raises
         TypeError/ValueError for bad arguments.
         """
-        _check_user_id(user_id)
-        _check_experiment_ref(experiment)
-        _check_attributes(attributes)
+        check_user_id(user_id)
+        check_experiment_ref(experiment)
+        check_attributes(attributes)
         try:
             if self._broken is not None:
                 self._log_failure("assign", None, key="config")
@@ -525,7 +505,7 @@ class Assigner:
                 self._sticky[key] = answer.variant_id
                 if len(self._sticky) > self.max_cached_users:
                     self._remember(key, answer.variant_id)
-                writer.add_row((user_id, d.id, answer.variant_id, _jsonable(attributes), exposure[8] if exposure else utcnow()), exposure)
+                writer.add_row((user_id, d.id, answer.variant_id, jsonable(attributes), exposure[8] if exposure else utcnow()), exposure)
             elif exposure is not None:
                 writer.add_event(exposure)
             if expose:
@@ -564,8 +544,8 @@ class Assigner:
         users = list(user_ids)
         for u in users:
             if type(u) is not str or not u:
-                _check_user_id(u)
-        _check_experiment_ref(experiment)
+                check_user_id(u)
+        check_experiment_ref(experiment)
         per_user: list[Mapping[str, Any] | None] | None = None
         if attributes is not None and not isinstance(attributes, Mapping):
             if isinstance(attributes, str) or not isinstance(attributes, Sequence):
@@ -574,7 +554,7 @@ class Assigner:
             if len(per_user) != len(users):
                 raise ValueError(f"got {len(per_user)} attribute mappings for {len(users)} users")
             for a in per_user:
-                _check_attributes(a)
+                check_attributes(a)
         if self._broken is not None:
             self._log_failure("assign_many", None, key="config")
             return [None] * len(users)
@@ -692,7 +672,7 @@ class Assigner:
 
     def _proposals(
         self,
-        d: _ExperimentDef,
+        d: ExperimentDef,
         users: list[str],
         missing: list[int],
         attrs_of: Callable[[int], Mapping[str, Any] | None],
@@ -707,13 +687,13 @@ class Assigner:
         if d.targeting:
             rules = list(d.targeting)
             for k, i in enumerate(missing):
-                if proposals[k] >= 0 and not _targeting(rules, users[i], dict(attrs_of(i) or {})):
+                if proposals[k] >= 0 and not evaluate_targeting(rules, users[i], attrs_of(i)):
                     proposals[k] = -1
         return proposals
 
     def _persist_many(
         self,
-        d: _ExperimentDef,
+        d: ExperimentDef,
         users: list[str],
         missing: list[int],
         proposals: list[int],
@@ -737,9 +717,9 @@ class Assigner:
                 if p >= 0:
                     u = users[i]
                     if u not in rows:
-                        rows[u] = (u, d_id, variant_ids[p], _jsonable(attrs_of(i)), now)
+                        rows[u] = (u, d_id, variant_ids[p], jsonable(attrs_of(i)), now)
         else:
-            shared = _jsonable(attrs_of(0))  # one mapping for everybody: converted once
+            shared = jsonable(attrs_of(0))  # one mapping for everybody: converted once
             for i, p in zip(missing, proposals, strict=True):
                 if p >= 0:
                     u = users[i]
@@ -821,18 +801,18 @@ class Assigner:
         TypeError/ValueError for bad arguments (empty or non-string user id, metric name or experiment,
         unknown event type, a value that is not a number).
         """
-        _check_user_id(user_id)
-        _check_experiment_ref(experiment)
+        check_user_id(user_id)
+        check_experiment_ref(experiment)
         if not isinstance(metric_name, str) or not metric_name:
             raise ValueError("metric_name must be a non-empty string")
-        if event_type not in _TRACKABLE_EVENTS:
-            raise ValueError(f"event_type must be one of {sorted(_TRACKABLE_EVENTS)}, got {event_type!r}")
+        if event_type not in TRACKABLE_EVENTS:
+            raise ValueError(f"event_type must be one of {sorted(TRACKABLE_EVENTS)}, got {event_type!r}")
         if value is not None:
             if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Decimal):
                 raise TypeError(f"value must be a number or None, got {type(value).__name__}")
         elif event_type == _CONVERSION:
             value = 1.0
-        _check_attributes(properties)
+        check_attributes(properties)
         refusal = _refusal(user_id, metric_name, value, request_id)
         if refusal is not None:
             self._log_failure("track", ValueError(refusal), key="track")
@@ -860,7 +840,7 @@ class Assigner:
                     metric_name,
                     None if value is None else float(value),
                     request_id,
-                    _jsonable(properties),
+                    jsonable(properties),
                     utcnow(),
                 )
             )
@@ -1018,7 +998,7 @@ def _flush_all_at_exit() -> None:
                 continue
             unwritten = client.close(max(deadline - time.monotonic(), 0.0))
             if unwritten:
-                metrics.DROPPED.labels("exit").inc(unwritten)
+                prometheus.DROPPED.labels("exit").inc(unwritten)
                 logger.warning(
                     "abcore.assign: exit: %d assignment rows/events could not be written within %.1f s "
                     "(the store is slow or down); they are lost",

@@ -18,13 +18,8 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, event, or_, select
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from abcore.assign.cache import (
-    FrozenConfig,
-    _Definitions,
-    _ExperimentDef,
-    _VariantDef,
-    cumulative_allocations,
-)
+from abcore.assign.cache import Definitions, ExperimentDef, FrozenConfig, VariantDef
+from abcore.assign.hashing import cumulative_allocations
 from abcore.store.tables import AuditLog, Experiment, ExperimentStatus, Model, UserAssignment, Variant
 
 logger = logging.getLogger("abcore.assign")
@@ -95,7 +90,7 @@ def assignment_engine(
 # --------------------------------------------------------------------------------------------
 
 
-def load_definitions(connection: Connection) -> _Definitions:
+def load_definitions(connection: Connection) -> Definitions:
     """Every experiment assign can answer for: running, paused, and completed with a shipped winner.
 
     ``changed`` is set for an experiment whose split or traffic share was changed after it started
@@ -134,13 +129,13 @@ def load_definitions(connection: Connection) -> _Definitions:
         ).mappings().all()
         for row in rows:
             variants_by_exp[row["experiment_id"]].append(row)
-    by_id: dict[int, _ExperimentDef] = {}
+    by_id: dict[int, ExperimentDef] = {}
     for e in experiments:
         rows = variants_by_exp[e["id"]]
         if not rows:
             continue
         variants = tuple(
-            _VariantDef(
+            VariantDef(
                 id=r["id"],
                 name=r["name"],
                 allocation_pct=float(r["allocation_pct"]),
@@ -158,7 +153,7 @@ def load_definitions(connection: Connection) -> _Definitions:
             continue
         winner_index = next((i for i, v in enumerate(variants) if v.id == e["winner_variant_id"]), None)
         rollout = e["rollout_pct"]
-        by_id[e["id"]] = _ExperimentDef(
+        by_id[e["id"]] = ExperimentDef(
             id=e["id"],
             name=e["name"],
             status=e["status"],
@@ -174,7 +169,7 @@ def load_definitions(connection: Connection) -> _Definitions:
         )
     running = [d for d in by_id.values() if d.status == _RUNNING]
     latest = max(running, key=lambda d: (d.started_at is not None, d.started_at or 0, d.id), default=None)
-    return _Definitions(
+    return Definitions(
         by_id=by_id,
         by_name={d.name: d for d in by_id.values()},
         latest_running=latest,
