@@ -390,7 +390,7 @@ def analyze(
 
     Raises
     ------
-    abcore.experiments.lifecycle.ExperimentNotFound
+    abcore.experiments.errors.ExperimentNotFound
         Unknown experiment.
     ValueError
         Unknown ``method``, ``correction`` or ``engine``, ``alpha`` outside (0, 1), an invalid
@@ -420,7 +420,7 @@ def analyze(
         finally:
             db.dispose()
 
-    from abcore.experiments.lifecycle import get_experiment, get_variants
+    from abcore.experiments.records import get_experiment, get_variants
 
     exp = get_experiment(session=session, ref=experiment)
     assert exp.id is not None

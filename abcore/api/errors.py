@@ -1,8 +1,8 @@
 """Errors of the HTTP API: every one is JSON ``{"detail": "<words>", "problems": [...]}``.
 
 abcore's own exceptions map to status codes here, once, so endpoints just call the library:
-:class:`~abcore.experiments.lifecycle.ExperimentNotFound` -> 404, :class:`~abcore.experiments.lifecycle.InvalidTransition`
--> 409, any other :class:`~abcore.experiments.lifecycle.ExperimentError` / :class:`~abcore.io.csv_export.ExportError`
+:class:`~abcore.experiments.errors.ExperimentNotFound` -> 404, :class:`~abcore.experiments.errors.InvalidTransition`
+-> 409, any other :class:`~abcore.experiments.errors.ExperimentError` / :class:`~abcore.io.csv_export.ExportError`
 -> 422 (listing every problem), request validation -> 422 in words, a store that cannot be
 reached -> 503.
 """
@@ -19,7 +19,7 @@ from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from abcore.api.schemas import ErrorBody
-from abcore.experiments.lifecycle import ExperimentError, ExperimentNotFound, InvalidTransition
+from abcore.experiments.errors import ExperimentError, ExperimentNotFound, InvalidTransition
 from abcore.io.csv_export import ExportError
 
 logger = logging.getLogger("abcore.api")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
+from abcore import experiments as ex
 from abcore.analysis import queries
 from abcore.api.deps import Editor, Reader, SessionDep, StateDep
 from abcore.api.errors import responses
@@ -25,7 +26,6 @@ from abcore.api.schemas import (
     StatusChange,
     VariantMetrics,
 )
-from abcore.experiments import lifecycle as ex
 from abcore.io.csv_export import ExportError, iter_csv, normalise_weights
 from abcore.store.tables import Experiment, ExperimentStatus
 

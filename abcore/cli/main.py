@@ -185,7 +185,7 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from abcore.analysis.queries import experiment_overview, participants
-    from abcore.experiments.lifecycle import get_variants, list_experiments
+    from abcore.experiments.records import get_variants, list_experiments
 
     engine = _engine(args)
     with _session(engine) as session:
@@ -222,7 +222,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _lifecycle(action: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        from abcore.experiments import lifecycle as experiments
+        from abcore import experiments
 
         function = getattr(experiments, f"{action}_experiment")
         engine = _engine(args)
@@ -235,7 +235,8 @@ def _lifecycle(action: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
-    from abcore.experiments.lifecycle import get_variants, ship_winner
+    from abcore.experiments.lifecycle import ship_winner
+    from abcore.experiments.records import get_variants
 
     engine = _engine(args)
     with _session(engine) as session:
@@ -272,7 +273,7 @@ def _edit_changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
-    from abcore.experiments.lifecycle import planned_changes, update_experiment
+    from abcore.experiments.editing import planned_changes, update_experiment
 
     changes = _edit_changes(args)
     engine = _engine(args)
@@ -292,7 +293,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
 
 def _cmd_clone(args: argparse.Namespace) -> int:
-    from abcore.experiments.lifecycle import clone_experiment
+    from abcore.experiments.editing import clone_experiment
 
     engine = _engine(args)
     with _session(engine) as session:
@@ -304,7 +305,7 @@ def _cmd_clone(args: argparse.Namespace) -> int:
 
 
 def _cmd_archive(args: argparse.Namespace) -> int:
-    from abcore.experiments.lifecycle import archive_experiment
+    from abcore.experiments.editing import archive_experiment
 
     engine = _engine(args)
     with _session(engine) as session:
@@ -314,7 +315,7 @@ def _cmd_archive(args: argparse.Namespace) -> int:
 
 
 def _cmd_approval(args: argparse.Namespace) -> int:
-    from abcore.experiments import lifecycle as experiments
+    from abcore import experiments
 
     function = {
         "approve": experiments.approve_experiment,
@@ -329,7 +330,7 @@ def _cmd_approval(args: argparse.Namespace) -> int:
 
 
 def _cmd_settings(args: argparse.Namespace) -> int:
-    from abcore.experiments.lifecycle import require_approval, set_require_approval
+    from abcore.experiments.approvals import require_approval, set_require_approval
 
     engine = _engine(args)
     with _session(engine) as session:
@@ -416,7 +417,7 @@ def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from abcore.analysis.pipeline import analyze
-    from abcore.experiments.lifecycle import get_experiment
+    from abcore.experiments.records import get_experiment
 
     engine = _engine(args)
     with _session(engine) as session:
@@ -447,7 +448,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     from abcore.analysis import engines as eng
     from abcore.analysis.sql import MetricSpec
-    from abcore.experiments.lifecycle import get_experiment
+    from abcore.experiments.records import get_experiment
 
     try:
         raw = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
@@ -623,7 +624,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_export(args: argparse.Namespace) -> int:
-    from abcore.experiments.lifecycle import list_experiments
+    from abcore.experiments.records import list_experiments
     from abcore.io.csv_export import dump_configs, export_config
 
     engine = _engine(args)
@@ -1075,7 +1076,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import DataError, OperationalError
 
     from abcore.access.users import AuthConfigError
-    from abcore.experiments.lifecycle import ExperimentError
+    from abcore.experiments.errors import ExperimentError
     from abcore.io.csv_export import ExportError
     from abcore.io.event_import import ImportError_
 

@@ -77,7 +77,7 @@ class Experiment(SQLModel, table=True):
     min_duration_days: int = 0
     min_samples_per_variant: int = 0
     # Automated stopping rules (abcore.watch.runner): {"guardrails", "success", "srm", "max_days", "max_users",
-    # "min_days", "min_users"}; {} = not watched. Validated by abcore.experiments.lifecycle.validate_auto_stop.
+    # "min_days", "min_users"}; {} = not watched. Validated by abcore.experiments.validation.validate_auto_stop.
     auto_stop: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}"))
     # No database FK (experiments and variants would reference each other); abcore.experiments.lifecycle checks it.
     winner_variant_id: int | None = None

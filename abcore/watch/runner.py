@@ -19,7 +19,7 @@ Two watchers at once act once: the unique ``(experiment_id, rule)`` constraint o
 transaction win, the lifecycle change is a compare-and-set on the status, and a sender takes a lease
 (``claimed_until``) on an alert before posting it.
 
-Rules (``Experiment.auto_stop``, see :func:`abcore.experiments.lifecycle.validate_auto_stop`):
+Rules (``Experiment.auto_stop``, see :func:`abcore.experiments.validation.validate_auto_stop`):
 
 * ``max_days`` / ``max_users``: stop once the experiment ran that long / exposed that many users;
 * before ``min_days`` and ``min_users`` nothing below fires;
@@ -492,7 +492,7 @@ def _short(exc: BaseException) -> str:
 def _watch_one(engine: Engine, experiment_id: int, settings: WatchSettings, report: PassReport,
                has_targets: bool) -> None:
     from abcore.analysis.pipeline import analyze
-    from abcore.experiments.lifecycle import get_experiment, get_variants
+    from abcore.experiments.records import get_experiment, get_variants
 
     with Session(engine, expire_on_commit=False) as session:
         exp = get_experiment(session=session, ref=experiment_id)
@@ -533,12 +533,9 @@ def _fire(session: Session, exp: Experiment, decision: Decision, settings: Watch
           *, allow_action: bool) -> tuple[bool, bool]:
     """Record ``decision`` as an alert (once per experiment and rule) and apply its action in the same
     transaction. Returns (alert created by this call, lifecycle action applied by this call)."""
-    from abcore.experiments.lifecycle import (
-        ExperimentError,
-        get_experiment,
-        pause_experiment,
-        stop_experiment,
-    )
+    from abcore.experiments.errors import ExperimentError
+    from abcore.experiments.lifecycle import pause_experiment, stop_experiment
+    from abcore.experiments.records import get_experiment
 
     for _attempt in range(3):
         try:
@@ -772,7 +769,7 @@ def list_webhooks(*, session: Session) -> list[Webhook]:
 
 def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") -> Webhook:
     """Add a webhook URL (http/https); raises ExperimentError for a bad or duplicate URL. Audited."""
-    from abcore.experiments.lifecycle import ExperimentError
+    from abcore.experiments.errors import ExperimentError
 
     url = (url or "").strip()
     if not _valid_url(url) or len(url) > 2000:
@@ -793,7 +790,7 @@ def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") 
 
 def remove_webhook(*, session: Session, webhook_id: int, actor: str = "") -> None:
     """Delete a dashboard webhook (unknown id: ExperimentError). Audited."""
-    from abcore.experiments.lifecycle import ExperimentError
+    from abcore.experiments.errors import ExperimentError
 
     hook = session.get(Webhook, webhook_id)
     if hook is None:

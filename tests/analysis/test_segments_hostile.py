@@ -10,7 +10,9 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from abcore.analysis import queries
-from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate, create_experiment, get_variants
+from abcore.experiments.lifecycle import create_experiment
+from abcore.experiments.records import get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.store.tables import UserAssignment
 
 ATTRIBUTES = {

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.assign import (
     Assigner,
     Router,
@@ -26,7 +27,6 @@ from abcore.assign import (
     choose_variants,
     cumulative_allocations,
 )
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 
 pytestmark = pytest.mark.bench

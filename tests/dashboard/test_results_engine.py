@@ -10,8 +10,8 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from abcore import experiments as ex
 from abcore.assign import Assigner
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 
 pytest.importorskip("duckdb", reason="the DuckDB caption needs the duckdb extra")

@@ -19,13 +19,9 @@ import pytest
 from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    VariantCreate,
-    create_experiment,
-    get_variants,
-    start_experiment,
-)
+from abcore.experiments.lifecycle import create_experiment, start_experiment
+from abcore.experiments.records import get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, utcnow
 
 ROOT = Path(__file__).resolve().parents[2]

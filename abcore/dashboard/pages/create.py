@@ -7,10 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import forms
 from abcore.dashboard.views import metric_forms as mf
-from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import list_models
 from abcore.metrics import list_metrics
 

@@ -8,11 +8,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore.analysis.queries import VariantUsers, experiment_overview, latest_event_id, variant_users
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import experiment_list as xl
 from abcore.dashboard.views import forms
-from abcore.experiments import lifecycle as ex
 
 TAB_EMPTY = {
     "running": "No experiment is running. Start a draft from the **Draft** tab.",

@@ -15,13 +15,13 @@ from typing import IO, Any
 
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore.analysis import queries
 from abcore.analysis.pipeline import analyze
 from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import forms, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
-from abcore.experiments import lifecycle as ex
 from abcore.io.csv_export import iter_csv
 
 METHODS = {"frequentist": "Frequentist", "sequential": "Sequential (safe to peek)", "bayesian": "Bayesian"}

@@ -1,7 +1,7 @@
 """Pure helpers behind the dashboard pages (no streamlit here).
 
 A page lays out widgets and calls these functions; everything that decides
-something -- parsing the create form into an :class:`abcore.experiments.lifecycle.ExperimentCreate`,
+something -- parsing the create form into an :class:`abcore.experiments.schemas.ExperimentCreate`,
 validating a variant's JSON config, the live allocation total and its colour,
 targeting rules typed into a table, the sample-size plan shown next to the
 success criteria, and the formatting of numbers, percentages and statuses --
@@ -347,13 +347,13 @@ def form_problems(form: CreateForm) -> list[str]:
 
 
 def build_experiment_create(form: CreateForm) -> Any:
-    """The :class:`abcore.experiments.lifecycle.ExperimentCreate` the form describes (call when :func:`form_problems` is empty).
+    """The :class:`abcore.experiments.schemas.ExperimentCreate` the form describes (call when :func:`form_problems` is empty).
 
     The first row is the control; traffic percent becomes a (0, 1] share; the success
     criteria carry the primary metric, direction, minimum relative effect and confidence.
     Raises ``ValueError`` listing the problems when the form is not valid.
     """
-    from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate
+    from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 
     problems = form_problems(form)
     if problems:
@@ -687,7 +687,7 @@ OPEN_TAB_KEY = "_abcore_open_tab"  # session-state key: the status tab the exper
 
 
 def duplicate_name_problems(name: str, existing: Iterable[str]) -> list[str]:
-    """The create form's live name check, worded like :func:`abcore.experiments.lifecycle.validate_experiment`.
+    """The create form's live name check, worded like :func:`abcore.experiments.validation.validate_experiment`.
 
     Names compare after stripping surrounding blanks, exactly as the store's unique name does.
     """

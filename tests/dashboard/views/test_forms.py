@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from abcore.dashboard.views import forms
-from abcore.experiments.lifecycle import ExperimentCreate, validate_experiment
+from abcore.experiments.schemas import ExperimentCreate
+from abcore.experiments.validation import validate_experiment
 from abcore.stats.power import power_proportion, sample_size_proportion
 
 

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.analysis.pipeline import analyze
 from abcore.assign import Assigner
 from abcore.dashboard.views import forms
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 
 
