@@ -131,42 +131,9 @@ def load_definitions(connection: Connection) -> Definitions:
             variants_by_exp[row["experiment_id"]].append(row)
     by_id: dict[int, ExperimentDef] = {}
     for e in experiments:
-        rows = variants_by_exp[e["id"]]
-        if not rows:
-            continue
-        variants = tuple(
-            VariantDef(
-                id=r["id"],
-                name=r["name"],
-                allocation_pct=float(r["allocation_pct"]),
-                model_id=r["model_id"],
-                model_name=r["model_name"],
-                config=FrozenConfig(r["config"] or {}),
-                is_control=bool(r["is_control"]),
-            )
-            for r in rows
-        )
-        try:
-            cumulative = cumulative_allocations([v.allocation_pct for v in variants])
-        except ValueError:
-            logger.error("experiment %r has invalid allocations; it is not served", e["name"])
-            continue
-        winner_index = next((i for i, v in enumerate(variants) if v.id == e["winner_variant_id"]), None)
-        rollout = e["rollout_pct"]
-        by_id[e["id"]] = ExperimentDef(
-            id=e["id"],
-            name=e["name"],
-            status=e["status"],
-            salt=e["salt"],
-            traffic=float(e["traffic_allocation"]),
-            targeting=tuple(e["targeting"] or ()),
-            variants=variants,
-            cumulative=cumulative,
-            winner_index=winner_index,
-            rollout_pct=100.0 if rollout is None else float(rollout),
-            started_at=e["started_at"],
-            changed=bool(e["split_changed"]),
-        )
+        d = _definition(e, variants_by_exp[e["id"]]) if variants_by_exp[e["id"]] else None
+        if d is not None:
+            by_id[d.id] = d
     running = [d for d in by_id.values() if d.status == _RUNNING]
     latest = max(running, key=lambda d: (d.started_at is not None, d.started_at or 0, d.id), default=None)
     return Definitions(
@@ -174,6 +141,43 @@ def load_definitions(connection: Connection) -> Definitions:
         by_name={d.name: d for d in by_id.values()},
         latest_running=latest,
         loaded_at=time.monotonic(),
+    )
+
+
+def _definition(e: Any, rows: list[Any]) -> ExperimentDef | None:
+    """The cached definition of experiment row ``e`` with its variant ``rows``; None (logged) for an invalid split."""
+    variants = tuple(
+        VariantDef(
+            id=r["id"],
+            name=r["name"],
+            allocation_pct=float(r["allocation_pct"]),
+            model_id=r["model_id"],
+            model_name=r["model_name"],
+            config=FrozenConfig(r["config"] or {}),
+            is_control=bool(r["is_control"]),
+        )
+        for r in rows
+    )
+    try:
+        cumulative = cumulative_allocations([v.allocation_pct for v in variants])
+    except ValueError:
+        logger.error("experiment %r has invalid allocations; it is not served", e["name"])
+        return None
+    winner_index = next((i for i, v in enumerate(variants) if v.id == e["winner_variant_id"]), None)
+    rollout = e["rollout_pct"]
+    return ExperimentDef(
+        id=e["id"],
+        name=e["name"],
+        status=e["status"],
+        salt=e["salt"],
+        traffic=float(e["traffic_allocation"]),
+        targeting=tuple(e["targeting"] or ()),
+        variants=variants,
+        cumulative=cumulative,
+        winner_index=winner_index,
+        rollout_pct=100.0 if rollout is None else float(rollout),
+        started_at=e["started_at"],
+        changed=bool(e["split_changed"]),
     )
 
 

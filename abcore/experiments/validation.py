@@ -22,6 +22,7 @@ from abcore.experiments.schemas import (
     AUTO_STOP_LIMITS,
     MAX_NAME_LENGTH,
     ExperimentCreate,
+    VariantCreate,
 )
 from abcore.metrics import DIRECTIONS
 from abcore.store.tables import Experiment, Model
@@ -114,8 +115,22 @@ def validate_experiment(
     sum to exactly 100, at most one control, known models, a traffic share in (0, 1],
     well-formed targeting rules, success criteria and minimums.
     """
+    problems = _name_problems(data.name, session, existing_id)
+    problems += _variant_problems(data.variants, session)
+    if not is_number(data.traffic_allocation) or not 0 < data.traffic_allocation <= 1:
+        problems.append("The traffic share must be more than 0 % and at most 100 %.")
+    problems.extend(validate_targeting(data.targeting))
+    problems += _text_field_problems(data)
+    problems += _criteria_problems(data.success_criteria or {})
+    problems.extend(validate_auto_stop(data.auto_stop))
+    problems += _minimum_problems(data)
+    return problems
+
+
+def _name_problems(raw_name: str, session: Session | None, existing_id: int | None) -> list[str]:
+    """The experiment name: present, storable, and (with a session) not another experiment's."""
     problems: list[str] = []
-    name = (data.name or "").strip()
+    name = (raw_name or "").strip()
     name_problems = text_problems("name", name)
     if not name:
         problems.append("The experiment needs a name.")
@@ -125,8 +140,13 @@ def validate_experiment(
         select(Experiment.id).where(Experiment.name == name, col(Experiment.id) != (existing_id or -1))
     ).first():
         problems.append(f"An experiment named {name!r} already exists.")
+    return problems
 
-    variants = data.variants
+
+def _variant_problems(variants: list[VariantCreate], session: Session | None) -> list[str]:
+    """The arms: at least two, names unique and storable, configs JSON, a split summing to 100, at most one
+    control, model ids that are models' ids (and known to the store when a session is given)."""
+    problems: list[str] = []
     if len(variants) < 2:
         problems.append("An experiment needs at least two variants.")
     names = [(v.name or "").strip() for v in variants]
@@ -164,10 +184,12 @@ def validate_experiment(
         missing = sorted(model_ids - known)
         if missing:
             problems.append(f"Unknown model id(s): {', '.join(map(str, missing))}.")
+    return problems
 
-    if not is_number(data.traffic_allocation) or not 0 < data.traffic_allocation <= 1:
-        problems.append("The traffic share must be more than 0 % and at most 100 %.")
-    problems.extend(validate_targeting(data.targeting))
+
+def _text_field_problems(data: ExperimentCreate) -> list[str]:
+    """A primary metric, and every text field storable (metric names, salt, creator, description, hypothesis)."""
+    problems: list[str] = []
     if not (data.primary_metric or "").strip():
         problems.append("The experiment needs a primary metric.")
     texts = [
@@ -180,7 +202,12 @@ def validate_experiment(
     texts += [("metric name", m, MAX_NAME_LENGTH) for m in [*data.secondary_metrics, *data.guardrail_metrics]]
     for label, value, max_length in texts:
         problems.extend(text_problems(label, value, max_length))
-    criteria = data.success_criteria or {}
+    return problems
+
+
+def _criteria_problems(criteria: dict[str, Any]) -> list[str]:
+    """The success criteria: JSON, a known direction, a non-negative minimum effect, a confidence in [0.5, 1)."""
+    problems: list[str] = []
     criteria_problem = json_value_problem("success_criteria", criteria)
     if criteria_problem:
         problems.append(criteria_problem)
@@ -193,7 +220,12 @@ def validate_experiment(
         confidence = criteria.get("confidence", 0.95)
         if not is_number(confidence) or not 0.5 <= confidence < 1:
             problems.append("The confidence level must lie between 50 % and 100 % (e.g. 0.95).")
-    problems.extend(validate_auto_stop(data.auto_stop))
+    return problems
+
+
+def _minimum_problems(data: ExperimentCreate) -> list[str]:
+    """The minimum duration and sample size: whole numbers from 0 to what the store's INTEGER holds."""
+    problems: list[str] = []
     for label, field, value in (
         ("minimum duration", "min_duration_days", data.min_duration_days),
         ("minimum samples", "min_samples_per_variant", data.min_samples_per_variant),
