@@ -8,11 +8,14 @@ Public contract (see README)::
     track("user-42", "ranker_v2", "watch_completion", 1.0)             # True if recorded
     flush()                                                            # write buffered rows and events now
 
-The shape (three units):
+The shape:
 
-* :mod:`abcore.assign.cache` — pure: the hash, targeting, the cached definitions and :func:`~abcore.assign.cache.decide`;
+* pure: :mod:`abcore.assign.hashing` (the hash), :mod:`abcore.assign.targeting` (rules) and
+  :mod:`abcore.assign.cache` (the cached definitions and :func:`~abcore.assign.cache.decide`);
 * :mod:`abcore.assign.reads` — the store reads (definitions, stored rows) on daemon threads, deadline-bound;
-* :mod:`abcore.assign.writer` — write-behind of assignment rows and events (batches split on failure, dead letters).
+  :mod:`abcore.assign.definitions` keeps the definitions fresh;
+* :mod:`abcore.assign.writer` — write-behind of assignment rows and events (batches split on failure, dead letters);
+* :mod:`abcore.assign.batch` (``assign_many``) and :mod:`abcore.assign.tracking` (``track``).
 
 This module composes them (:class:`Assigner`) and holds the module-level functions. The request path does
 no write: a new user's answer comes from the cached definitions and the hash, the row and its events go to
@@ -27,23 +30,19 @@ import atexit
 import contextlib
 import inspect
 import logging
-import numbers
 import os
 import threading
 import time
 import weakref
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-import numpy as np
 from sqlalchemy.engine import Engine
 
-from abcore.assign import batch, prometheus
+from abcore.assign import batch, definitions, prometheus, tracking
 from abcore.assign.cache import (
-    TRACKABLE_EVENTS,
     Assignment,
     Definitions,
     ExperimentDef,
@@ -82,10 +81,6 @@ _COMPLETED = "completed"
 _EXPOSURE = EventType.EXPOSURE.value
 _CONVERSION = EventType.CONVERSION.value
 _USER_ASSIGNMENT = EventType.USER_ASSIGNMENT.value
-#: Column widths of ab_experiment_results that ``track`` checks before buffering (the store would reject more).
-METRIC_NAME_MAX = 200
-REQUEST_ID_MAX = 255
-USER_ID_MAX = 255
 _LIVE: weakref.WeakSet[Assigner] = weakref.WeakSet()
 
 
@@ -153,13 +148,7 @@ class Assigner:
         first_load_timeout: float = 2.0,
         dead_letter_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        if not isinstance(engine, Engine | str):
-            raise TypeError(f"engine must be a SQLAlchemy Engine or a URL string, got {type(engine).__name__}")
-        bad_batch = write_batch is not None and write_batch < 1
-        if flush_interval <= 0 or cache_ttl < 0 or timeout <= 0 or max_buffer < 1 or exit_timeout < 0 or bad_batch:
-            raise ValueError(
-                "flush_interval and timeout must be > 0, cache_ttl and exit_timeout >= 0, max_buffer and write_batch >= 1"
-            )
+        _check_options(engine, flush_interval, cache_ttl, timeout, max_buffer, exit_timeout, write_batch)
         self.flush_interval = float(flush_interval)
         self.max_buffer = int(max_buffer)
         self.cache_ttl = float(cache_ttl)
@@ -250,15 +239,7 @@ class Assigner:
         if now - self._last_log.get(key, -1e18) >= self.log_interval:
             suppressed = self._suppressed.pop(key, 0)
             self._last_log[key] = now
-            if key == "config":
-                reason = self._broken or "configuration problem"
-                consequence = "assign answers None and track False"
-            elif key == "track":
-                reason = str(exc)
-                consequence = "track returned False, nothing recorded"
-            else:
-                reason = f"{type(exc).__name__}: {exc}" if exc else f"no answer within {self.timeout * 1000:.0f} ms"
-                consequence = "answering from the hash and keeping writes buffered"
+            reason, consequence = _failure_text(key, exc, self._broken, self.timeout)
             logger.warning(
                 "abcore.assign: %s failed (%s); %s%s",
                 what,
@@ -271,15 +252,7 @@ class Assigner:
 
     def _on_inserted(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Count the rows the writer stored (``experiment_assignments_total``), one increment per variant."""
-        defs = self._defs
-        if defs is None:
-            return
-        for (exp_id, variant_id), count in Counter((row[1], row[2]) for row in rows).items():
-            d = defs.by_id.get(exp_id)
-            if d is not None:
-                index = d.index_of.get(variant_id)
-                if index is not None:
-                    d.assignments[index].inc(count)
+        _count_inserted(self._defs, rows)
 
     def _on_corrected(self, experiment_id: int, user_id: str, variant_id: int) -> None:
         """The writer found another stored variant for a user this process served: serve the stored one from now on."""
@@ -351,63 +324,9 @@ class Assigner:
         self._defs = defs
         self._defs_expiry = defs.loaded_at + self.cache_ttl
 
-    def _refresh_job(self, done: threading.Event) -> None:
-        try:
-            self.refresh()
-        except Exception as exc:  # noqa: BLE001 - store trouble: keep serving the definitions we have
-            self._refresh_failed_at = time.monotonic()
-            self._log_failure("loading experiments", exc)
-            defs = self._defs
-            if defs is not None and time.monotonic() - defs.loaded_at > self.stale_ttl:
-                self._defs = None
-        finally:
-            with self._refresh_lock:
-                self._refreshing = None
-            done.set()
-
-    def _kick_refresh(self) -> threading.Event:
-        """Start a background reload unless one is running; the event is set when it finishes."""
-        with self._refresh_lock:
-            running = self._refreshing
-            if running is None:
-                running = self._refreshing = threading.Event()
-                threading.Thread(
-                    target=self._refresh_job, args=(running,), name="abcore-assign-definitions", daemon=True
-                ).start()
-            return running
-
-    def _definitions(self, deadline: float) -> Definitions | None:
-        """Current definitions: reloaded in the background when expired; waits at most until ``deadline``."""
-        defs = self._defs
-        now = time.monotonic()
-        if defs is not None and now < self._defs_expiry:
-            return defs
-        if self._engine is None:
-            return None
-        if defs is None:
-            deadline = max(deadline, now + self.first_load_timeout)
-        elif now - self._refresh_failed_at < self.retry_after:
-            return defs  # the store was just in trouble: serve what we have, do not wait
-        already_running = self._refreshing is not None
-        done = self._kick_refresh()
-        if defs is not None and already_running:
-            return defs  # another call is reloading (the store may be slow): serve the current ones meanwhile
-        done.wait(max(deadline - now, 0.0))
-        return self._defs
-
     def _lookup(self, experiment: str | int | None, deadline: float) -> ExperimentDef | None:
-        defs = self._definitions(deadline)
-        if defs is None:
-            return None
-        found = defs.find(experiment)
-        if found is None and experiment is not None:
-            now = time.monotonic()
-            if now - self._last_miss_refresh >= 1.0:  # a just-started experiment appears within ~1 s
-                self._last_miss_refresh = now
-                self._defs_expiry = 0.0
-                defs = self._definitions(deadline)
-                found = defs.find(experiment) if defs is not None else None
-        return found
+        """The cached definition of ``experiment``, waiting for a reload at most until ``deadline``."""
+        return definitions.lookup(self, experiment, deadline)
 
     # ---------------------------------------------------------------- stored assignments (cache)
 
@@ -514,7 +433,7 @@ class Assigner:
             return None
 
     def assign_user_to_variant(self, user_id: str) -> int | None:
-        """Seed 000's helper: the variant id of the most recently started running experiment, or None."""
+        """The variant id of the most recently started running experiment, or None."""
         answer = self.assign(user_id)
         return None if answer is None else answer.variant_id
 
@@ -561,71 +480,55 @@ class Assigner:
         TypeError/ValueError for bad arguments (empty or non-string user id, metric name or experiment,
         unknown event type, a value that is not a number).
         """
-        check_user_id(user_id)
-        check_experiment_ref(experiment)
-        if not isinstance(metric_name, str) or not metric_name:
-            raise ValueError("metric_name must be a non-empty string")
-        if event_type not in TRACKABLE_EVENTS:
-            raise ValueError(f"event_type must be one of {sorted(TRACKABLE_EVENTS)}, got {event_type!r}")
-        if value is not None:
-            if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Decimal):
-                raise TypeError(f"value must be a number or None, got {type(value).__name__}")
-        elif event_type == _CONVERSION:
-            value = 1.0
-        check_attributes(properties)
-        refusal = _refusal(user_id, metric_name, value, request_id)
-        if refusal is not None:
-            self._log_failure("track", ValueError(refusal), key="track")
-            return False
-        try:
-            if self._broken is not None:
-                self._log_failure("track", None, key="config")
-                return False
-            deadline = time.monotonic() + self.timeout
-            d = self._lookup(experiment, deadline)
-            if d is None or d.status not in (_RUNNING, _PAUSED):
-                return False
-            variant_id = self._sticky.get((d.id, user_id))
-            if variant_id is None:
-                variant_id, _known = self._read_stored(d, user_id, deadline)
-                if variant_id is None:
-                    return False
-            assert self._writer is not None
-            self._writer.add_event(
-                (
-                    d.id,
-                    variant_id,
-                    user_id,
-                    event_type,
-                    metric_name,
-                    None if value is None else float(value),
-                    request_id,
-                    jsonable(properties),
-                    utcnow(),
-                )
-            )
-            return True
-        except Exception as exc:  # noqa: BLE001 - never break the caller
-            self._log_failure("track", exc)
-            return False
+        return tracking.track(
+            self, user_id, experiment, metric_name, value, properties=properties, event_type=event_type,
+            request_id=request_id,
+        )
 
 
-def _refusal(user_id: str, metric_name: str, value: Any, request_id: Any) -> str | None:
-    """Why the store would reject this tracked event (None: it would not)."""
-    if len(user_id) > USER_ID_MAX:
-        return f"user_id is {len(user_id)} characters, the store holds at most {USER_ID_MAX}"
-    if len(metric_name) > METRIC_NAME_MAX:
-        return f"metric_name {metric_name[:40]!r}... is {len(metric_name)} characters, the store holds at most {METRIC_NAME_MAX}"
-    if value is not None:
-        number = float(value)
-        if number != number or number in (float("inf"), float("-inf")):
-            return f"value must be finite, got {value!r}"
-    if request_id is not None:
-        if not isinstance(request_id, str):
-            return f"request_id must be a string or None, got {type(request_id).__name__}"
-        if len(request_id) > REQUEST_ID_MAX:
-            return f"request_id is {len(request_id)} characters, the store holds at most {REQUEST_ID_MAX}"
-    return None
+def _check_options(
+    engine: Any,
+    flush_interval: float,
+    cache_ttl: float,
+    timeout: float,
+    max_buffer: int,
+    exit_timeout: float,
+    write_batch: int | None,
+) -> None:
+    """Raise TypeError for an engine that is neither an Engine nor a URL, ValueError for an out-of-range option."""
+    if not isinstance(engine, Engine | str):
+        raise TypeError(f"engine must be a SQLAlchemy Engine or a URL string, got {type(engine).__name__}")
+    bad_batch = write_batch is not None and write_batch < 1
+    if flush_interval <= 0 or cache_ttl < 0 or timeout <= 0 or max_buffer < 1 or exit_timeout < 0 or bad_batch:
+        raise ValueError(
+            "flush_interval and timeout must be > 0, cache_ttl and exit_timeout >= 0, max_buffer and write_batch >= 1"
+        )
+
+
+def _failure_text(key: str, exc: BaseException | None, broken: str | None, timeout: float) -> tuple[str, str]:
+    """``(reason, consequence)`` of a logged failure of kind ``key`` (config, track or store)."""
+    if key == "config":
+        reason = broken or "configuration problem"
+        consequence = "assign answers None and track False"
+    elif key == "track":
+        reason = str(exc)
+        consequence = "track returned False, nothing recorded"
+    else:
+        reason = f"{type(exc).__name__}: {exc}" if exc else f"no answer within {timeout * 1000:.0f} ms"
+        consequence = "answering from the hash and keeping writes buffered"
+    return reason, consequence
+
+
+def _count_inserted(defs: Definitions | None, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Count stored rows in ``experiment_assignments_total``, one increment per variant."""
+    if defs is None:
+        return
+    for (exp_id, variant_id), count in Counter((row[1], row[2]) for row in rows).items():
+        d = defs.by_id.get(exp_id)
+        if d is not None:
+            index = d.index_of.get(variant_id)
+            if index is not None:
+                d.assignments[index].inc(count)
 
 
 def _redact(source: Engine | str) -> str:
@@ -703,7 +606,7 @@ def assign(
 
 
 def assign_user_to_variant(user_id: str) -> int | None:
-    """Seed 000: variant id of the most recently started running experiment for ``user_id``, or None."""
+    """The variant id of the most recently started running experiment for ``user_id``, or None."""
     return default_assigner().assign_user_to_variant(user_id)
 
 

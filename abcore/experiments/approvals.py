@@ -285,7 +285,7 @@ def approve_experiment(
     comment: str = "",
     allow_self_approval: bool = False,
 ) -> Experiment:
-    """Approve a draft's current configuration (seed 004's ``approvedBy`` = ``actor``).
+    """Approve a draft's current configuration (``approved_by`` = ``actor``).
 
     Any draft not yet approved can be approved (requested or not, or rejected before), but not by
     someone in :func:`approval_authors` unless ``allow_self_approval`` (the open-mode dashboard, where

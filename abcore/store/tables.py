@@ -1,6 +1,6 @@
 """Every table of the abcore store, in one module (SQLModel).
 
-Table names follow seed 000 (``ab_experiments``, ``ab_user_assignments``, ...).
+Table names start with ``ab_`` (``ab_experiments``, ``ab_user_assignments``, ...).
 Timestamps are timezone-aware UTC datetimes (``utcnow()``): ``timestamptz`` on
 PostgreSQL, UTC text on SQLite; SQLModel returns them aware in UTC on both.
 JSON columns hold plain dicts/lists and round-trip on both backends.
@@ -89,7 +89,7 @@ class Experiment(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     # Set when a completed or cancelled experiment is archived: left out of listings by default.
     archived_at: datetime | None = None
-    # Approvals (abcore.experiments.lifecycle; seed 004's ``approvedBy``): "" (none asked), requested, approved, rejected.
+    # Approvals (abcore.experiments.approvals): "" (none asked), requested, approved, rejected.
     approval_status: str = Field(default="", max_length=20, sa_column_kwargs={"server_default": ""})
     approved_by: str | None = Field(default=None, max_length=200)
     approved_at: datetime | None = None
