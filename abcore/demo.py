@@ -29,19 +29,18 @@ from sqlalchemy import func, insert, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from abcore.assign.targeting import evaluate_targeting
 from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    VariantCreate,
     cancel_experiment,
     create_experiment,
-    evaluate_targeting,
-    get_variants,
     pause_experiment,
     ship_winner,
     start_experiment,
     stop_experiment,
 )
 from abcore.experiments.ml_models import create_model, retire_model
+from abcore.experiments.records import get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.store.tables import AuditLog, Experiment, ExperimentEvent, UserAssignment, utcnow
 
 COUNTRIES = ("US", "DE", "FR", "BR", "IN")

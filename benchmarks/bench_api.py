@@ -23,9 +23,9 @@ import httpx
 import pytest
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.access.api_keys import create_api_key
 from abcore.assign import Assigner
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import init_db, make_engine
 
 pytestmark = pytest.mark.bench

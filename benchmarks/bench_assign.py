@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from abcore import experiments as ex
 from abcore.assign import (
     Assigner,
     Router,

@@ -137,7 +137,7 @@ def _definitions(d: Path) -> None:
     """The experiment ``bench`` (variants control / treatment, click primary, revenue secondary) in a SQLite store."""
     from sqlmodel import Session
 
-    from abcore.experiments import lifecycle as ex
+    from abcore import experiments as ex
     from abcore.store.db import init_db, make_engine
 
     engine = init_db(make_engine(f"sqlite:///{d}/definitions.db"))

@@ -17,13 +17,9 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    VariantCreate,
-    create_experiment,
-    get_variants,
-    start_experiment,
-)
+from abcore.experiments.lifecycle import create_experiment, start_experiment
+from abcore.experiments.records import get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.csv_export import iter_csv
 from abcore.io.event_import import import_events
 from abcore.store.tables import ExperimentEvent

@@ -19,7 +19,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments import lifecycle as ex
+from abcore import experiments as ex
 from abcore.store.db import make_engine
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, Variant
 
@@ -81,7 +81,7 @@ def make_experiment(
     """Create an experiment through the lifecycle and bring it to ``status``.
 
     ``db`` is a session (used and committed), an engine or a URL. ``fields`` are any other
-    :class:`~abcore.experiments.lifecycle.ExperimentCreate` fields (``salt``, ``targeting``,
+    :class:`~abcore.experiments.schemas.ExperimentCreate` fields (``salt``, ``targeting``,
     ``primary_metric`` ...). ``status`` is one of draft, running (default), paused, completed or
     cancelled, reached by the same actions a user takes, each recorded with ``actor``.
     Returns the stored experiment (its attributes stay readable after the session closes).

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from abcore.assign import Assigner, bucket, choose_variant, cumulative_allocations
 from abcore.demo import DEMO_EXPERIMENTS, load_demo_data, store_is_empty
-from abcore.experiments.lifecycle import list_experiments
+from abcore.experiments.records import list_experiments
 from abcore.store.tables import Experiment, ExperimentEvent, Model, UserAssignment, Variant
 
 

@@ -11,12 +11,7 @@ from abcore.api.errors import STATUS_BY_ERROR, abcore_error_response, status_of
 from abcore.assign.reads import Unavailable as ReadsUnavailable
 from abcore.cli.common import CliError
 from abcore.errors import AbcoreError, Conflict, Invalid, NotFound, Unavailable
-from abcore.experiments.lifecycle import (
-    ApprovalRequired,
-    ExperimentError,
-    ExperimentNotFound,
-    InvalidTransition,
-)
+from abcore.experiments.errors import ApprovalRequired, ExperimentError, ExperimentNotFound, InvalidTransition
 from abcore.experiments.ml_models import ModelError
 from abcore.io.configs import ConfigError
 from abcore.io.csv_export import ExportError

@@ -25,7 +25,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from abcore.experiments.lifecycle import ExperimentError
+from abcore.experiments.errors import ExperimentError
 from abcore.store.tables import ApiKey, utcnow
 
 ROLES: tuple[str, ...] = ("viewer", "editor", "service")

@@ -128,7 +128,7 @@ def analyze(
 
     Raises
     ------
-    abcore.experiments.lifecycle.ExperimentNotFound
+    abcore.experiments.errors.ExperimentNotFound
         Unknown experiment.
     ValueError
         Unknown ``method``, ``correction`` or ``engine``, ``alpha`` outside (0, 1), an invalid
@@ -247,7 +247,7 @@ def _plan(
     config: SourceConfig | None,
 ) -> _Plan:
     """The experiment, alpha (validated), the window, the opened engine and every metric's definition."""
-    from abcore.experiments.lifecycle import get_experiment, get_variants
+    from abcore.experiments.records import get_experiment, get_variants
 
     exp = get_experiment(session=session, ref=experiment)
     assert exp.id is not None

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
+from abcore import experiments as ex
 from abcore.analysis import overview
 from abcore.analysis.metric_counts import metric_counts
 from abcore.api.deps import Editor, Reader, SessionDep, StateDep
@@ -27,7 +28,6 @@ from abcore.api.schemas import (
     StatusChange,
     VariantMetrics,
 )
-from abcore.experiments import lifecycle as ex
 from abcore.io.configs import normalise_weights
 from abcore.io.csv_export import ExportError, iter_csv
 from abcore.store.tables import Experiment, ExperimentStatus

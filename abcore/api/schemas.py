@@ -1,6 +1,6 @@
 """Request and response bodies of the HTTP API (pydantic).
 
-The create body *is* :class:`abcore.experiments.lifecycle.ExperimentCreate` (a subclass that also accepts
+The create body *is* :class:`abcore.experiments.schemas.ExperimentCreate` (a subclass that also accepts
 seed 002's relative variant ``weight``), so every field added to ``ExperimentCreate`` is accepted
 by ``POST /api/v1/experiments`` without touching this module.
 """
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 
 # Text the store can hold: no NUL characters (PostgreSQL refuses them), bounded length.
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
@@ -89,7 +89,7 @@ class ExperimentOut(BaseModel):
     stopped_at: datetime | None = None
     updated_at: datetime
     archived_at: datetime | None = None
-    approval_status: str = ""  # "" | requested | approved | rejected (see abcore.experiments.lifecycle.approval_state)
+    approval_status: str = ""  # "" | requested | approved | rejected (see abcore.experiments.approvals.approval_state)
     approved_by: str | None = None
     approved_at: datetime | None = None
     variants: list[VariantOut]

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from abcore import experiments as ex
 from abcore.analysis import overview
 from abcore.api.deps import ApiState, StateDep, Tracker, store_session
 from abcore.api.errors import responses
@@ -26,7 +27,6 @@ from abcore.api.schemas import (
     Recorded,
 )
 from abcore.assign import Assignment
-from abcore.experiments import lifecycle as ex
 from abcore.store.tables import ExperimentStatus
 
 router = APIRouter(prefix="/api/v1", tags=["assignment and events"])

@@ -13,26 +13,27 @@ importing it costs a request path nothing it does not use.
 """
 
 from abcore.assign.assigner import (
-    HASH_VERSION,
-    TRAFFIC_SEED,
     Assigner,
-    Assignment,
-    FrozenConfig,
-    Router,
     assign,
     assign_many,
     assign_user_to_variant,
+    configure,
+    default_assigner,
+    flush,
+    track,
+)
+from abcore.assign.cache import Assignment, FrozenConfig
+from abcore.assign.hashing import (
+    HASH_VERSION,
+    TRAFFIC_SEED,
     bucket,
     buckets,
     choose_variant,
     choose_variants,
-    configure,
     cumulative_allocations,
-    default_assigner,
-    flush,
-    track,
     traffic_bucket,
 )
+from abcore.assign.router import Router
 
 __all__ = [
     "HASH_VERSION",

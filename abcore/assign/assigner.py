@@ -8,11 +8,14 @@ Public contract (see README)::
     track("user-42", "ranker_v2", "watch_completion", 1.0)             # True if recorded
     flush()                                                            # write buffered rows and events now
 
-The shape (three units):
+The shape:
 
-* :mod:`abcore.assign.cache` — pure: the hash, targeting, the cached definitions and :func:`~abcore.assign.cache.decide`;
+* pure: :mod:`abcore.assign.hashing` (the hash), :mod:`abcore.assign.targeting` (rules) and
+  :mod:`abcore.assign.cache` (the cached definitions and :func:`~abcore.assign.cache.decide`);
 * :mod:`abcore.assign.reads` — the store reads (definitions, stored rows) on daemon threads, deadline-bound;
-* :mod:`abcore.assign.writer` — write-behind of assignment rows and events (batches split on failure, dead letters).
+  :mod:`abcore.assign.definitions` keeps the definitions fresh;
+* :mod:`abcore.assign.writer` — write-behind of assignment rows and events (batches split on failure, dead letters);
+* :mod:`abcore.assign.batch` (``assign_many``) and :mod:`abcore.assign.tracking` (``track``).
 
 This module composes them (:class:`Assigner`) and holds the module-level functions. The request path does
 no write: a new user's answer comes from the cached definitions and the hash, the row and its events go to
@@ -27,42 +30,27 @@ import atexit
 import contextlib
 import inspect
 import logging
-import numbers
 import os
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-import numpy as np
 from sqlalchemy.engine import Engine
 
-from abcore.assign import prometheus as metrics
+from abcore.assign import batch, definitions, prometheus, tracking
 from abcore.assign.cache import (
-    _TRACKABLE_EVENTS,
-    HASH_VERSION,
-    TRAFFIC_SEED,
     Assignment,
-    FrozenConfig,
-    Router,
-    _check_attributes,
-    _check_experiment_ref,
-    _check_user_id,
-    _Definitions,
-    _ExperimentDef,
-    _jsonable,
-    _targeting,
-    bucket,
-    buckets,
-    choose_variant,
-    choose_variants,
-    cumulative_allocations,
+    Definitions,
+    ExperimentDef,
+    check_attributes,
+    check_experiment_ref,
+    check_user_id,
     decide,
-    traffic_bucket,
+    jsonable,
 )
 from abcore.assign.reads import (
     ReadPool,
@@ -70,31 +58,19 @@ from abcore.assign.reads import (
     assignment_engine,
     load_definitions,
     stored_variant,
-    stored_variants,
 )
-from abcore.assign.writer import Writer, default_batch_size, insert_events, insert_rows, is_store_trouble
+from abcore.assign.writer import Writer, default_batch_size
 from abcore.store.tables import EventType, utcnow
 
 __all__ = [
-    "HASH_VERSION",
-    "TRAFFIC_SEED",
     "Assigner",
-    "Assignment",
-    "FrozenConfig",
-    "Router",
     "assign",
     "assign_many",
     "assign_user_to_variant",
-    "bucket",
-    "buckets",
-    "choose_variant",
-    "choose_variants",
     "configure",
-    "cumulative_allocations",
     "default_assigner",
     "flush",
     "track",
-    "traffic_bucket",
 ]
 
 logger = logging.getLogger("abcore.assign")
@@ -105,10 +81,6 @@ _COMPLETED = "completed"
 _EXPOSURE = EventType.EXPOSURE.value
 _CONVERSION = EventType.CONVERSION.value
 _USER_ASSIGNMENT = EventType.USER_ASSIGNMENT.value
-#: Column widths of ab_experiment_results that ``track`` checks before buffering (the store would reject more).
-METRIC_NAME_MAX = 200
-REQUEST_ID_MAX = 255
-USER_ID_MAX = 255
 _LIVE: weakref.WeakSet[Assigner] = weakref.WeakSet()
 
 
@@ -176,13 +148,7 @@ class Assigner:
         first_load_timeout: float = 2.0,
         dead_letter_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        if not isinstance(engine, Engine | str):
-            raise TypeError(f"engine must be a SQLAlchemy Engine or a URL string, got {type(engine).__name__}")
-        bad_batch = write_batch is not None and write_batch < 1
-        if flush_interval <= 0 or cache_ttl < 0 or timeout <= 0 or max_buffer < 1 or exit_timeout < 0 or bad_batch:
-            raise ValueError(
-                "flush_interval and timeout must be > 0, cache_ttl and exit_timeout >= 0, max_buffer and write_batch >= 1"
-            )
+        _check_options(engine, flush_interval, cache_ttl, timeout, max_buffer, exit_timeout, write_batch)
         self.flush_interval = float(flush_interval)
         self.max_buffer = int(max_buffer)
         self.cache_ttl = float(cache_ttl)
@@ -197,7 +163,7 @@ class Assigner:
         self.first_load_timeout = float(first_load_timeout)
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
-        self._defs: _Definitions | None = None
+        self._defs: Definitions | None = None
         self._defs_expiry = 0.0
         self._last_miss_refresh = 0.0
         self._refresh_failed_at = -1e18
@@ -268,20 +234,12 @@ class Assigner:
 
     def _log_failure(self, what: str, exc: BaseException | None, *, key: str = "store") -> None:
         """Log a failure at most once per ``log_interval`` (default: a minute) per kind, with the reason."""
-        metrics.ERRORS.labels(what.split(" ")[0] if key == "store" else key).inc()
+        prometheus.ERRORS.labels(what.split(" ")[0] if key == "store" else key).inc()
         now = time.monotonic()
         if now - self._last_log.get(key, -1e18) >= self.log_interval:
             suppressed = self._suppressed.pop(key, 0)
             self._last_log[key] = now
-            if key == "config":
-                reason = self._broken or "configuration problem"
-                consequence = "assign answers None and track False"
-            elif key == "track":
-                reason = str(exc)
-                consequence = "track returned False, nothing recorded"
-            else:
-                reason = f"{type(exc).__name__}: {exc}" if exc else f"no answer within {self.timeout * 1000:.0f} ms"
-                consequence = "answering from the hash and keeping writes buffered"
+            reason, consequence = _failure_text(key, exc, self._broken, self.timeout)
             logger.warning(
                 "abcore.assign: %s failed (%s); %s%s",
                 what,
@@ -294,15 +252,7 @@ class Assigner:
 
     def _on_inserted(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Count the rows the writer stored (``experiment_assignments_total``), one increment per variant."""
-        defs = self._defs
-        if defs is None:
-            return
-        for (exp_id, variant_id), count in Counter((row[1], row[2]) for row in rows).items():
-            d = defs.by_id.get(exp_id)
-            if d is not None:
-                index = d.index_of.get(variant_id)
-                if index is not None:
-                    d.assignments[index].inc(count)
+        _count_inserted(self._defs, rows)
 
     def _on_corrected(self, experiment_id: int, user_id: str, variant_id: int) -> None:
         """The writer found another stored variant for a user this process served: serve the stored one from now on."""
@@ -311,7 +261,7 @@ class Assigner:
         defs = self._defs
         d = defs.by_id.get(experiment_id) if defs is not None else None
         name = d.name if d is not None else str(experiment_id)
-        metrics.CORRECTED.labels(name).inc()
+        prometheus.CORRECTED.labels(name).inc()
         now = time.monotonic()
         if now - self._last_log.get("corrected", -1e18) >= self.log_interval:
             self._last_log["corrected"] = now
@@ -374,63 +324,9 @@ class Assigner:
         self._defs = defs
         self._defs_expiry = defs.loaded_at + self.cache_ttl
 
-    def _refresh_job(self, done: threading.Event) -> None:
-        try:
-            self.refresh()
-        except Exception as exc:  # noqa: BLE001 - store trouble: keep serving the definitions we have
-            self._refresh_failed_at = time.monotonic()
-            self._log_failure("loading experiments", exc)
-            defs = self._defs
-            if defs is not None and time.monotonic() - defs.loaded_at > self.stale_ttl:
-                self._defs = None
-        finally:
-            with self._refresh_lock:
-                self._refreshing = None
-            done.set()
-
-    def _kick_refresh(self) -> threading.Event:
-        """Start a background reload unless one is running; the event is set when it finishes."""
-        with self._refresh_lock:
-            running = self._refreshing
-            if running is None:
-                running = self._refreshing = threading.Event()
-                threading.Thread(
-                    target=self._refresh_job, args=(running,), name="abcore-assign-definitions", daemon=True
-                ).start()
-            return running
-
-    def _definitions(self, deadline: float) -> _Definitions | None:
-        """Current definitions: reloaded in the background when expired; waits at most until ``deadline``."""
-        defs = self._defs
-        now = time.monotonic()
-        if defs is not None and now < self._defs_expiry:
-            return defs
-        if self._engine is None:
-            return None
-        if defs is None:
-            deadline = max(deadline, now + self.first_load_timeout)
-        elif now - self._refresh_failed_at < self.retry_after:
-            return defs  # the store was just in trouble: serve what we have, do not wait
-        already_running = self._refreshing is not None
-        done = self._kick_refresh()
-        if defs is not None and already_running:
-            return defs  # another call is reloading (the store may be slow): serve the current ones meanwhile
-        done.wait(max(deadline - now, 0.0))
-        return self._defs
-
-    def _lookup(self, experiment: str | int | None, deadline: float) -> _ExperimentDef | None:
-        defs = self._definitions(deadline)
-        if defs is None:
-            return None
-        found = defs.find(experiment)
-        if found is None and experiment is not None:
-            now = time.monotonic()
-            if now - self._last_miss_refresh >= 1.0:  # a just-started experiment appears within ~1 s
-                self._last_miss_refresh = now
-                self._defs_expiry = 0.0
-                defs = self._definitions(deadline)
-                found = defs.find(experiment) if defs is not None else None
-        return found
+    def _lookup(self, experiment: str | int | None, deadline: float) -> ExperimentDef | None:
+        """The cached definition of ``experiment``, waiting for a reload at most until ``deadline``."""
+        return definitions.lookup(self, experiment, deadline)
 
     # ---------------------------------------------------------------- stored assignments (cache)
 
@@ -452,7 +348,7 @@ class Assigner:
                 for old in list(islice(iter(absent), len(absent) // 2)):
                     absent.pop(old, None)
 
-    def _read_stored(self, d: _ExperimentDef, user_id: str, deadline: float) -> tuple[int | None, bool]:
+    def _read_stored(self, d: ExperimentDef, user_id: str, deadline: float) -> tuple[int | None, bool]:
         """``(stored variant id or None, known)`` for a user not in the cache; ``known=False`` on store trouble."""
         key = (d.id, user_id)
         absent_until = self._absent.get(key)
@@ -493,9 +389,9 @@ class Assigner:
         the ``exposure`` event (unless ``expose=False``) are written behind the answer. Raises
         TypeError/ValueError for bad arguments.
         """
-        _check_user_id(user_id)
-        _check_experiment_ref(experiment)
-        _check_attributes(attributes)
+        check_user_id(user_id)
+        check_experiment_ref(experiment)
+        check_attributes(attributes)
         try:
             if self._broken is not None:
                 self._log_failure("assign", None, key="config")
@@ -525,7 +421,7 @@ class Assigner:
                 self._sticky[key] = answer.variant_id
                 if len(self._sticky) > self.max_cached_users:
                     self._remember(key, answer.variant_id)
-                writer.add_row((user_id, d.id, answer.variant_id, _jsonable(attributes), exposure[8] if exposure else utcnow()), exposure)
+                writer.add_row((user_id, d.id, answer.variant_id, jsonable(attributes), exposure[8] if exposure else utcnow()), exposure)
             elif exposure is not None:
                 writer.add_event(exposure)
             if expose:
@@ -537,7 +433,7 @@ class Assigner:
             return None
 
     def assign_user_to_variant(self, user_id: str) -> int | None:
-        """Seed 000's helper: the variant id of the most recently started running experiment, or None."""
+        """The variant id of the most recently started running experiment, or None."""
         answer = self.assign(user_id)
         return None if answer is None else answer.variant_id
 
@@ -557,248 +453,11 @@ class Assigner:
         rows and the events are written before it returns (batch path, ``write_batch`` per transaction); on store trouble
         the answers come from the hash and the writes go to the write-behind buffer. ``persist=False`` is the
         pure path for offline scoring: stored assignments are still honoured (one read) but nothing is written;
-        users without a stored row get the variant they *would* get, with ``is_new=True``.
+        users without a stored row get the variant they *would* get, with ``is_new=True``. See :mod:`abcore.assign.batch`.
         """
-        if isinstance(user_ids, str) or not isinstance(user_ids, Sequence | np.ndarray):
-            raise TypeError("user_ids must be a sequence (list/tuple) of user id strings")
-        users = list(user_ids)
-        for u in users:
-            if type(u) is not str or not u:
-                _check_user_id(u)
-        _check_experiment_ref(experiment)
-        per_user: list[Mapping[str, Any] | None] | None = None
-        if attributes is not None and not isinstance(attributes, Mapping):
-            if isinstance(attributes, str) or not isinstance(attributes, Sequence):
-                raise TypeError("attributes must be a mapping, a sequence of mappings (one per user) or None")
-            per_user = list(attributes)
-            if len(per_user) != len(users):
-                raise ValueError(f"got {len(per_user)} attribute mappings for {len(users)} users")
-            for a in per_user:
-                _check_attributes(a)
-        if self._broken is not None:
-            self._log_failure("assign_many", None, key="config")
-            return [None] * len(users)
-        try:
-            return self._assign_many(users, experiment, attributes, per_user, expose, persist, request_id)
-        except Exception as exc:  # noqa: BLE001 - never break the caller
-            self._log_failure("assign_many", exc)
-            return [None] * len(users)
-
-    def _assign_many(
-        self,
-        users: list[str],
-        experiment: str | int | None,
-        attributes: Any,
-        per_user: list[Mapping[str, Any] | None] | None,
-        expose: bool,
-        persist: bool,
-        request_id: str | None,
-    ) -> list[Assignment | None]:
-        n = len(users)
-        d = self._lookup(experiment, time.monotonic() + max(self.timeout, self.first_load_timeout))
-        if d is None or n == 0:
-            return [None] * n
-
-        def attrs_of(i: int) -> Mapping[str, Any] | None:
-            return per_user[i] if per_user is not None else attributes
-
-        if d.status == _COMPLETED:
-            return [d.winner_for(u, attrs_of(i)) for i, u in enumerate(users)]
-        if d.status not in (_RUNNING, _PAUSED):
-            return [None] * n
-        engine = self.engine
-        try:
-            with engine.connect() as connection:
-                stored = stored_variants(connection, d.id, users, whole=n >= 20_000)
-        except Exception as exc:  # noqa: BLE001 - store trouble: the cache, then the hash (fail open)
-            if not is_store_trouble(exc):
-                raise
-            self._log_failure("reading stored assignments", exc)
-            sticky = self._sticky
-            stored = {u: v for u in users if (v := sticky.get((d.id, u))) is not None}
-        writer = self._writer
-        if writer is not None and writer.pending_rows():  # served by this process, row still being written
-            sticky = self._sticky
-            for u in users:
-                if u not in stored and writer.is_pending(d.id, u) and (v := sticky.get((d.id, u))) is not None:
-                    stored[u] = v
-        pending_events: list[tuple[Any, ...]] = []
-        result: list[Assignment | None]
-        index_of = d.index_of
-        if stored:
-            returning = d.returning
-            get = stored.get
-            result = [None if (v := get(u)) is None or v not in index_of else returning[index_of[v]] for u in users]
-            missing = [i for i, a in enumerate(result) if a is None]
-        else:
-            result = [None] * n
-            missing = list(range(n))
-        if d.status == _RUNNING and missing:
-            proposals = self._proposals(d, users, missing, attrs_of)
-            if not persist:
-                new = d.new
-                if len(missing) == n:
-                    result = [new[p] if p >= 0 else None for p in proposals]
-                else:
-                    for i, p in zip(missing, proposals, strict=True):
-                        if p >= 0:
-                            result[i] = new[p]
-            else:
-                pending_events = self._persist_many(
-                    d, users, missing, proposals, attrs_of, result, per_user=per_user is not None
-                )
-        if persist:
-            sticky = self._sticky
-            counts = [0] * len(d.variants)
-            exposures: list[tuple[Any, ...]] = []
-            now = utcnow()
-            d_id = d.id
-            add_exposure = exposures.append
-            for u, a in zip(users, result, strict=True):
-                if a is None:
-                    continue
-                vid = a.variant_id
-                counts[index_of[vid]] += 1
-                if not a.is_new:
-                    sticky[(d_id, u)] = vid
-                if expose:
-                    add_exposure((d_id, vid, u, _EXPOSURE, None, None, request_id, {}, now))
-            if len(sticky) > self.max_cached_users:
-                first = next(iter(sticky))
-                self._remember(first, sticky[first])
-            self._write_events_now(pending_events + exposures)
-            for index, count in enumerate(counts):
-                if count:
-                    d.requests[index].inc(count)
-                    if expose:
-                        d.exposures[index].inc(count)
-        return result
-
-    def _write_events_now(self, rows: list[tuple[Any, ...]]) -> None:
-        """Batch path: write events now, ``write_batch`` per transaction; on failure the rest go to the writer (which isolates bad ones)."""
-        if not rows:
-            return
-        engine = self.engine
-        size = self.write_batch
-        for start in range(0, len(rows), size):
-            try:
-                with engine.begin() as connection:
-                    insert_events(engine, connection, rows[start : start + size])
-            except Exception as exc:  # noqa: BLE001 - keep them: the writer retries / dead-letters
-                self._log_failure("writing events", exc)
-                assert self._writer is not None
-                self._writer.add_many(events=rows[start:])
-                return
-
-    def _proposals(
-        self,
-        d: _ExperimentDef,
-        users: list[str],
-        missing: list[int],
-        attrs_of: Callable[[int], Mapping[str, Any] | None],
-    ) -> list[int]:
-        """Variant index per missing user (-1 when targeting or the traffic share excludes them), vectorised."""
-        ids = users if len(missing) == len(users) else [users[i] for i in missing]
-        chosen = choose_variants(buckets(ids, d.salt), d.cumulative)
-        if d.traffic < 1.0:
-            outside = buckets(ids, d.salt, seed=TRAFFIC_SEED) >= d.traffic
-            chosen[outside] = -1
-        proposals: list[int] = chosen.tolist()
-        if d.targeting:
-            rules = list(d.targeting)
-            for k, i in enumerate(missing):
-                if proposals[k] >= 0 and not _targeting(rules, users[i], dict(attrs_of(i) or {})):
-                    proposals[k] = -1
-        return proposals
-
-    def _persist_many(
-        self,
-        d: _ExperimentDef,
-        users: list[str],
-        missing: list[int],
-        proposals: list[int],
-        attrs_of: Callable[[int], Mapping[str, Any] | None],
-        result: list[Assignment | None],
-        per_user: bool = True,
-    ) -> list[tuple[Any, ...]]:
-        """Insert the proposed rows (ON CONFLICT DO NOTHING, ``write_batch`` per transaction) and resolve conflicts
-        to the stored row; returns the ``user_assignment`` events of the rows inserted.
-
-        ``per_user=False``: ``attrs_of`` gives the same mapping for every user. On store trouble (or a rejected
-        row) the rows not stored yet go to the writer and the hash answers for them (``is_new=True``).
-        """
-        rows: dict[str, tuple[Any, ...]] = {}
-        now = utcnow()
-        variants = d.variants
-        d_id = d.id
-        variant_ids = [v.id for v in variants]
-        if per_user:
-            for i, p in zip(missing, proposals, strict=True):
-                if p >= 0:
-                    u = users[i]
-                    if u not in rows:
-                        rows[u] = (u, d_id, variant_ids[p], _jsonable(attrs_of(i)), now)
-        else:
-            shared = _jsonable(attrs_of(0))  # one mapping for everybody: converted once
-            for i, p in zip(missing, proposals, strict=True):
-                if p >= 0:
-                    u = users[i]
-                    if u not in rows:
-                        rows[u] = (u, d_id, variant_ids[p], shared, now)
-        if not rows:
-            return []
-        engine = self.engine
-        row_list = list(rows.values())
-        size = self.write_batch
-        inserted: set[str] = set()
-        stored: dict[str, int] = {}
-        handed_over = False  # store trouble: the rows not stored yet went to the writer, the hash answers for them
-        try:
-            for start in range(0, len(row_list), size):
-                with engine.begin() as connection:
-                    inserted.update(u for _e, u in insert_rows(engine, connection, row_list[start : start + size]))
-            if len(inserted) < len(rows):  # read back only the rows another writer stored first
-                with engine.connect() as connection:
-                    stored = stored_variants(connection, d_id, [u for u in rows if u not in inserted])
-        except Exception as exc:  # noqa: BLE001 - fail open: the hash answers, the writer stores the rows later
-            self._log_failure("writing assignments", exc)
-            assert self._writer is not None
-            self._writer.add_many(rows=[r for r in row_list if r[0] not in inserted])
-            handed_over = True
-        events: list[tuple[Any, ...]] = []
-        append = events.append
-        counts = [0] * len(variants)
-        index_of = d.index_of
-        new, returning = d.new, d.returning
-        sticky = self._sticky
-        user_assignment = _USER_ASSIGNMENT
-        for i in missing:
-            u = users[i]
-            row = rows.pop(u, None)  # pop: a duplicate id later in the batch is "returning"
-            if row is not None and u in inserted:
-                vid = row[2]
-                index = index_of[vid]
-                sticky[(d_id, u)] = vid
-                result[i] = new[index]
-                counts[index] += 1
-                append((d_id, vid, u, user_assignment, None, None, None, {}, now))
-                continue
-            if row is not None and handed_over:
-                sticky[(d_id, u)] = row[2]
-                result[i] = new[index_of[row[2]]]
-                continue
-            vid = stored.get(u) if row is not None else None
-            if vid is not None:
-                sticky[(d_id, u)] = vid
-                result[i] = returning[index_of[vid]]
-                continue
-            vid = sticky.get((d_id, u))
-            if vid is not None and vid in index_of:
-                result[i] = returning[index_of[vid]]
-        for index, count in enumerate(counts):
-            if count:
-                d.assignments[index].inc(count)
-        return events
+        return batch.assign_many(
+            self, user_ids, experiment, attributes=attributes, expose=expose, persist=persist, request_id=request_id
+        )
 
     def track(
         self,
@@ -821,71 +480,55 @@ class Assigner:
         TypeError/ValueError for bad arguments (empty or non-string user id, metric name or experiment,
         unknown event type, a value that is not a number).
         """
-        _check_user_id(user_id)
-        _check_experiment_ref(experiment)
-        if not isinstance(metric_name, str) or not metric_name:
-            raise ValueError("metric_name must be a non-empty string")
-        if event_type not in _TRACKABLE_EVENTS:
-            raise ValueError(f"event_type must be one of {sorted(_TRACKABLE_EVENTS)}, got {event_type!r}")
-        if value is not None:
-            if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Decimal):
-                raise TypeError(f"value must be a number or None, got {type(value).__name__}")
-        elif event_type == _CONVERSION:
-            value = 1.0
-        _check_attributes(properties)
-        refusal = _refusal(user_id, metric_name, value, request_id)
-        if refusal is not None:
-            self._log_failure("track", ValueError(refusal), key="track")
-            return False
-        try:
-            if self._broken is not None:
-                self._log_failure("track", None, key="config")
-                return False
-            deadline = time.monotonic() + self.timeout
-            d = self._lookup(experiment, deadline)
-            if d is None or d.status not in (_RUNNING, _PAUSED):
-                return False
-            variant_id = self._sticky.get((d.id, user_id))
-            if variant_id is None:
-                variant_id, _known = self._read_stored(d, user_id, deadline)
-                if variant_id is None:
-                    return False
-            assert self._writer is not None
-            self._writer.add_event(
-                (
-                    d.id,
-                    variant_id,
-                    user_id,
-                    event_type,
-                    metric_name,
-                    None if value is None else float(value),
-                    request_id,
-                    _jsonable(properties),
-                    utcnow(),
-                )
-            )
-            return True
-        except Exception as exc:  # noqa: BLE001 - never break the caller
-            self._log_failure("track", exc)
-            return False
+        return tracking.track(
+            self, user_id, experiment, metric_name, value, properties=properties, event_type=event_type,
+            request_id=request_id,
+        )
 
 
-def _refusal(user_id: str, metric_name: str, value: Any, request_id: Any) -> str | None:
-    """Why the store would reject this tracked event (None: it would not)."""
-    if len(user_id) > USER_ID_MAX:
-        return f"user_id is {len(user_id)} characters, the store holds at most {USER_ID_MAX}"
-    if len(metric_name) > METRIC_NAME_MAX:
-        return f"metric_name {metric_name[:40]!r}... is {len(metric_name)} characters, the store holds at most {METRIC_NAME_MAX}"
-    if value is not None:
-        number = float(value)
-        if number != number or number in (float("inf"), float("-inf")):
-            return f"value must be finite, got {value!r}"
-    if request_id is not None:
-        if not isinstance(request_id, str):
-            return f"request_id must be a string or None, got {type(request_id).__name__}"
-        if len(request_id) > REQUEST_ID_MAX:
-            return f"request_id is {len(request_id)} characters, the store holds at most {REQUEST_ID_MAX}"
-    return None
+def _check_options(
+    engine: Any,
+    flush_interval: float,
+    cache_ttl: float,
+    timeout: float,
+    max_buffer: int,
+    exit_timeout: float,
+    write_batch: int | None,
+) -> None:
+    """Raise TypeError for an engine that is neither an Engine nor a URL, ValueError for an out-of-range option."""
+    if not isinstance(engine, Engine | str):
+        raise TypeError(f"engine must be a SQLAlchemy Engine or a URL string, got {type(engine).__name__}")
+    bad_batch = write_batch is not None and write_batch < 1
+    if flush_interval <= 0 or cache_ttl < 0 or timeout <= 0 or max_buffer < 1 or exit_timeout < 0 or bad_batch:
+        raise ValueError(
+            "flush_interval and timeout must be > 0, cache_ttl and exit_timeout >= 0, max_buffer and write_batch >= 1"
+        )
+
+
+def _failure_text(key: str, exc: BaseException | None, broken: str | None, timeout: float) -> tuple[str, str]:
+    """``(reason, consequence)`` of a logged failure of kind ``key`` (config, track or store)."""
+    if key == "config":
+        reason = broken or "configuration problem"
+        consequence = "assign answers None and track False"
+    elif key == "track":
+        reason = str(exc)
+        consequence = "track returned False, nothing recorded"
+    else:
+        reason = f"{type(exc).__name__}: {exc}" if exc else f"no answer within {timeout * 1000:.0f} ms"
+        consequence = "answering from the hash and keeping writes buffered"
+    return reason, consequence
+
+
+def _count_inserted(defs: Definitions | None, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Count stored rows in ``experiment_assignments_total``, one increment per variant."""
+    if defs is None:
+        return
+    for (exp_id, variant_id), count in Counter((row[1], row[2]) for row in rows).items():
+        d = defs.by_id.get(exp_id)
+        if d is not None:
+            index = d.index_of.get(variant_id)
+            if index is not None:
+                d.assignments[index].inc(count)
 
 
 def _redact(source: Engine | str) -> str:
@@ -963,7 +606,7 @@ def assign(
 
 
 def assign_user_to_variant(user_id: str) -> int | None:
-    """Seed 000: variant id of the most recently started running experiment for ``user_id``, or None."""
+    """The variant id of the most recently started running experiment for ``user_id``, or None."""
     return default_assigner().assign_user_to_variant(user_id)
 
 
@@ -1018,7 +661,7 @@ def _flush_all_at_exit() -> None:
                 continue
             unwritten = client.close(max(deadline - time.monotonic(), 0.0))
             if unwritten:
-                metrics.DROPPED.labels("exit").inc(unwritten)
+                prometheus.DROPPED.labels("exit").inc(unwritten)
                 logger.warning(
                     "abcore.assign: exit: %d assignment rows/events could not be written within %.1f s "
                     "(the store is slow or down); they are lost",

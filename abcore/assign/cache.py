@@ -1,199 +1,31 @@
-"""The decision: pure functions over cached experiment definitions (no I/O, no threads).
+"""The cached answer: experiment definitions as the assigner holds them, and :func:`decide` (pure: no I/O, no threads).
 
-* the hash (version :data:`HASH_VERSION`, pinned by ``tests/data/golden_assignment.json``):
-  ``bucket(user_id, salt)`` = MurmurHash3 x86 32-bit (seed 0, unsigned) of the UTF-8 bytes of
-  ``f"{salt}:{user_id}"`` divided by 2**32, in [0, 1); ``choose_variant(bucket, cumulative_allocations(weights))``
-  picks the variant; ``traffic_bucket`` (seed :data:`TRAFFIC_SEED`) decides the traffic share and the rollout
-  of a shipped winner, independently, so raising either share only adds users;
-* :class:`Router`, the DB-less router of seed 001;
+* :class:`Assignment`, the answer a caller gets (its ``config`` a read-only :class:`FrozenConfig`);
 * the cached definitions (:class:`ExperimentDef`, :class:`Definitions`) with prebuilt :class:`Assignment`
-  answers, and :func:`decide`, the answer for one user from the definitions and the stored-row cache.
+  answers, and :func:`decide`, the answer for one user from the definitions and the stored-row cache;
+* the argument checks of the public functions (caller errors raise; database errors never do).
 
-:mod:`abcore.assign` composes this with the store reads (:mod:`abcore.assign.reads`) and the write-behind
-buffer (:mod:`abcore.assign.writer`).
+:mod:`abcore.assign.assigner` composes this with the store reads (:mod:`abcore.assign.reads`) and the
+write-behind buffer (:mod:`abcore.assign.writer`); the hash is :mod:`abcore.assign.hashing`, targeting
+:mod:`abcore.assign.targeting`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import mmh3
-import numpy as np
-
-from abcore.assign import prometheus as metrics
+from abcore.assign import prometheus
+from abcore.assign.hashing import bucket, choose_variant, traffic_bucket
+from abcore.assign.targeting import evaluate_targeting
 from abcore.store.tables import EventType, ExperimentStatus
-
-logger = logging.getLogger("abcore.assign")
-
-#: Version of the hashing scheme below; golden vectors pin it. Never change the functions for a version.
-HASH_VERSION = 1
-#: MurmurHash3 seed of the traffic-share / rollout hash (the variant hash uses seed 0).
-TRAFFIC_SEED = 1
-_TWO_32 = 4294967296.0
 
 _RUNNING = ExperimentStatus.RUNNING.value
 _PAUSED = ExperimentStatus.PAUSED.value
 _COMPLETED = ExperimentStatus.COMPLETED.value
-_TRACKABLE_EVENTS = frozenset({EventType.CONVERSION.value, EventType.FEEDBACK.value, EventType.ERROR.value})
-_mmh3_hash = mmh3.hash
-
-
-# --------------------------------------------------------------------------------------------
-# Pure bucketing (shared by Router, Assigner and the demo data generator)
-# --------------------------------------------------------------------------------------------
-
-
-def bucket(user_id: str, salt: str) -> float:
-    """The user's variant bucket in [0, 1): mmh3 32-bit unsigned of ``f"{salt}:{user_id}"`` / 2**32.
-
-    Pure and stable across processes, machines and versions (golden vectors pin it).
-
-    >>> bucket("user-42", "ranker_v2")  # doctest: +SKIP
-    0.7011...
-    """
-    return _mmh3_hash(f"{salt}:{user_id}", 0, False) / _TWO_32
-
-
-def traffic_bucket(user_id: str, salt: str) -> float:
-    """The independent draw in [0, 1) that decides the traffic share and a winner's rollout.
-
-    Same key as :func:`bucket`, MurmurHash3 seed :data:`TRAFFIC_SEED`; a user enters an experiment
-    with traffic share ``s`` when ``traffic_bucket < s``, so raising ``s`` only adds users.
-    """
-    return _mmh3_hash(f"{salt}:{user_id}", TRAFFIC_SEED, False) / _TWO_32
-
-
-def buckets(user_ids: Iterable[str], salt: str, *, seed: int = 0) -> np.ndarray:
-    """:func:`bucket` (``seed=0``) or :func:`traffic_bucket` (``seed=TRAFFIC_SEED``) for many users, as float64."""
-    prefix = f"{salt}:"
-    hashes = np.fromiter((_mmh3_hash(prefix + u, seed, False) for u in user_ids), dtype=np.float64)
-    hashes /= _TWO_32
-    return hashes
-
-
-def cumulative_allocations(weights: Sequence[float]) -> tuple[float, ...]:
-    """Upper bucket bounds of each variant: running sums of ``weights`` normalised to 1.
-
-    Weights may be percents (summing to 100) or any non-negative relative weights; the last bound
-    is exactly 1.0 so every bucket in [0, 1) maps to a variant. Zero-weight variants get an empty range.
-    Raises ValueError for no weights, a negative or non-finite weight, or a zero total.
-    """
-    values = [float(w) for w in weights]
-    if not values:
-        raise ValueError("at least one variant weight is needed")
-    if any(not (w >= 0.0) or w == float("inf") for w in values):
-        raise ValueError(f"variant weights must be finite and >= 0, got {list(weights)!r}")
-    total = sum(values)
-    if total <= 0.0:
-        raise ValueError("variant weights must not all be zero")
-    bounds: list[float] = []
-    running = 0.0
-    for w in values:
-        running += w
-        bounds.append(running / total)
-    last_positive = max(i for i, w in enumerate(values) if w > 0.0)
-    for i in range(last_positive, len(bounds)):
-        bounds[i] = 1.0
-    return tuple(bounds)
-
-
-def choose_variant(bucket_value: float, cumulative: Sequence[float]) -> int:
-    """Index of the variant whose range ``[cumulative[i-1], cumulative[i])`` holds ``bucket_value``."""
-    index = bisect_right(cumulative, bucket_value)
-    last = len(cumulative) - 1
-    return index if index <= last else last
-
-
-def choose_variants(bucket_values: np.ndarray, cumulative: Sequence[float]) -> np.ndarray:
-    """Vectorised :func:`choose_variant`: variant index per bucket (int64 array)."""
-    bounds = np.asarray(cumulative, dtype=np.float64)
-    index = np.searchsorted(bounds, bucket_values, side="right")
-    np.minimum(index, len(bounds) - 1, out=index)
-    return index
-
-
-# --------------------------------------------------------------------------------------------
-# DB-less router (seed 001: gateways with a JSON config)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Router:
-    """DB-less hash router: ``route(user_id)`` gives a variant name, same bucketing as :class:`Assigner`.
-
-    Built from seed 001's JSON (``{"experiment_id", "salt", "variants": [{"name", "weight"}]}``);
-    weights are relative and normalised. Without ``salt`` the experiment id is the salt.
-    """
-
-    experiment_id: str
-    salt: str
-    names: tuple[str, ...]
-    weights: tuple[float, ...]
-    cumulative: tuple[float, ...] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.names:
-            raise ValueError("a router needs at least one variant")
-        if len(self.names) != len(self.weights):
-            raise ValueError("names and weights must have the same length")
-        if len(set(self.names)) != len(self.names):
-            raise ValueError(f"variant names must be unique, got {list(self.names)!r}")
-        object.__setattr__(self, "cumulative", cumulative_allocations(self.weights))
-
-    @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> Router:
-        """Router from a parsed config mapping (see class docstring); raises ValueError if malformed."""
-        if not isinstance(config, Mapping):
-            raise ValueError("router config must be a JSON object")
-        experiment_id = config.get("experiment_id")
-        if not isinstance(experiment_id, str) or not experiment_id:
-            raise ValueError("router config needs a non-empty string 'experiment_id'")
-        salt = config.get("salt") or experiment_id
-        if not isinstance(salt, str):
-            raise ValueError("router config 'salt' must be a string")
-        variants = config.get("variants")
-        if not isinstance(variants, list) or not variants:
-            raise ValueError("router config needs a non-empty 'variants' list")
-        names: list[str] = []
-        weights: list[float] = []
-        for item in variants:
-            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
-                raise ValueError(f"each variant needs a string 'name' and a numeric 'weight', got {item!r}")
-            weight = item.get("weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, int | float):
-                raise ValueError(f"variant {item['name']!r}: weight must be a number, got {weight!r}")
-            names.append(item["name"])
-            weights.append(float(weight))
-        return cls(experiment_id=experiment_id, salt=salt, names=tuple(names), weights=tuple(weights))
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> Router:
-        """Router from a JSON file such as ``artifacts/experiments/als_vs_pop.json``."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-
-    def route(self, user_id: str) -> str:
-        """The variant name for ``user_id`` (deterministic: :func:`bucket` + :func:`choose_variant`)."""
-        _check_user_id(user_id)
-        return self.names[choose_variant(bucket(user_id, self.salt), self.cumulative)]
-
-    def route_many(self, user_ids: Sequence[str]) -> list[str]:
-        """:meth:`route` for many users (vectorised)."""
-        index = choose_variants(buckets(user_ids, self.salt), self.cumulative)
-        names = self.names
-        return [names[i] for i in index.tolist()]
-
-    @property
-    def shares(self) -> dict[str, float]:
-        """Normalised share of each variant (sums to 1)."""
-        total = sum(self.weights)
-        return {n: w / total for n, w in zip(self.names, self.weights, strict=True)}
+TRACKABLE_EVENTS = frozenset({EventType.CONVERSION.value, EventType.FEEDBACK.value, EventType.ERROR.value})
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,7 +71,7 @@ class Assignment:
 
 
 @dataclass(frozen=True, slots=True)
-class _VariantDef:
+class VariantDef:
     id: int
     name: str
     allocation_pct: float
@@ -250,7 +82,7 @@ class _VariantDef:
 
 
 @dataclass(frozen=True)
-class _ExperimentDef:
+class ExperimentDef:
     """An experiment as the assigner caches it, with prebuilt answers and pre-bound metric children."""
 
     id: int
@@ -259,7 +91,7 @@ class _ExperimentDef:
     salt: str
     traffic: float
     targeting: tuple[dict[str, Any], ...]
-    variants: tuple[_VariantDef, ...]
+    variants: tuple[VariantDef, ...]
     cumulative: tuple[float, ...]
     winner_index: int | None
     rollout_pct: float
@@ -297,15 +129,15 @@ class _ExperimentDef:
                 ),
             )
         for attr, counter in (
-            ("requests", metrics.REQUESTS),
-            ("exposures", metrics.EXPOSURES),
-            ("assignments", metrics.ASSIGNMENTS),
+            ("requests", prometheus.REQUESTS),
+            ("exposures", prometheus.EXPOSURES),
+            ("assignments", prometheus.ASSIGNMENTS),
         ):
             setter(self, attr, tuple(counter.labels(self.name, v.name) for v in self.variants))
 
     def proposal(self, user_id: str, attributes: Mapping[str, Any] | None) -> int | None:
         """Variant index a new user would get, or None when targeting or the traffic share keeps them out."""
-        if self.targeting and not _targeting(list(self.targeting), user_id, dict(attributes or {})):
+        if self.targeting and not evaluate_targeting(self.targeting, user_id, attributes):
             return None
         if self.traffic < 1.0 and traffic_bucket(user_id, self.salt) >= self.traffic:
             return None
@@ -315,36 +147,23 @@ class _ExperimentDef:
         """Completed experiment: the shipped winner for ``rollout_pct`` % of (targeted) users, else None."""
         if self.winner_index is None:
             return None
-        if self.targeting and not _targeting(list(self.targeting), user_id, dict(attributes or {})):
+        if self.targeting and not evaluate_targeting(self.targeting, user_id, attributes):
             return None
         if traffic_bucket(user_id, self.salt) >= self.rollout_pct / 100.0:
             return None
         return self.returning[self.winner_index]
 
 
-_evaluate_targeting: Callable[..., bool] | None = None
-
-
-def _targeting(rules: list[dict[str, Any]], user_id: str, attributes: dict[str, Any]) -> bool:
-    """Delegates to the one implementation, :func:`abcore.experiments.lifecycle.evaluate_targeting` (imported once)."""
-    global _evaluate_targeting
-    if _evaluate_targeting is None:
-        from abcore.experiments.lifecycle import evaluate_targeting
-
-        _evaluate_targeting = evaluate_targeting
-    return bool(_evaluate_targeting(rules, user_id, attributes))
-
-
 @dataclass
-class _Definitions:
+class Definitions:
     """Every experiment ``assign`` can answer for, by id and by name, loaded at ``loaded_at`` (monotonic)."""
 
-    by_id: dict[int, _ExperimentDef]
-    by_name: dict[str, _ExperimentDef]
-    latest_running: _ExperimentDef | None
+    by_id: dict[int, ExperimentDef]
+    by_name: dict[str, ExperimentDef]
+    latest_running: ExperimentDef | None
     loaded_at: float
 
-    def find(self, experiment: str | int | None) -> _ExperimentDef | None:
+    def find(self, experiment: str | int | None) -> ExperimentDef | None:
         """The definition for a name, an id (or a string of digits), or None: the most recently started running one."""
         if experiment is None:
             return self.latest_running
@@ -357,7 +176,7 @@ class _Definitions:
 
 
 def decide(
-    d: _ExperimentDef,
+    d: ExperimentDef,
     stored_variant_id: int | None,
     user_id: str,
     attributes: Mapping[str, Any] | None,
@@ -397,7 +216,8 @@ def decide(
 # --------------------------------------------------------------------------------------------
 
 
-def _check_user_id(user_id: Any) -> None:
+def check_user_id(user_id: Any) -> None:
+    """Raise TypeError unless ``user_id`` is a str, ValueError when it is empty."""
     if type(user_id) is not str:
         if isinstance(user_id, str):
             return
@@ -406,7 +226,8 @@ def _check_user_id(user_id: Any) -> None:
         raise ValueError("user_id must be a non-empty string")
 
 
-def _check_experiment_ref(experiment: Any) -> None:
+def check_experiment_ref(experiment: Any) -> None:
+    """Raise unless ``experiment`` is a non-empty name, an int id or None (TypeError for other types)."""
     if experiment is None or type(experiment) is str or type(experiment) is int:
         if experiment == "":
             raise ValueError("experiment must be a non-empty name, an id or None")
@@ -415,12 +236,14 @@ def _check_experiment_ref(experiment: Any) -> None:
         raise TypeError(f"experiment must be a name (str), an id (int) or None, got {type(experiment).__name__}")
 
 
-def _check_attributes(attributes: Any) -> None:
+def check_attributes(attributes: Any) -> None:
+    """Raise TypeError unless ``attributes`` is a mapping or None."""
     if attributes is not None and not isinstance(attributes, Mapping):
         raise TypeError(f"attributes must be a mapping or None, got {type(attributes).__name__}")
 
 
-def _jsonable(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+def jsonable(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``attributes`` that ``json.dumps`` accepts (values it cannot encode become their ``str``)."""
     if not attributes:
         return {}
     try:

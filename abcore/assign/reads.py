@@ -19,13 +19,8 @@ from sqlalchemy import and_, event, or_, select
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from abcore import errors
-from abcore.assign.cache import (
-    FrozenConfig,
-    _Definitions,
-    _ExperimentDef,
-    _VariantDef,
-    cumulative_allocations,
-)
+from abcore.assign.cache import Definitions, ExperimentDef, FrozenConfig, VariantDef
+from abcore.assign.hashing import cumulative_allocations
 from abcore.store.tables import AuditLog, Experiment, ExperimentStatus, Model, UserAssignment, Variant
 
 logger = logging.getLogger("abcore.assign")
@@ -96,7 +91,7 @@ def assignment_engine(
 # --------------------------------------------------------------------------------------------
 
 
-def load_definitions(connection: Connection) -> _Definitions:
+def load_definitions(connection: Connection) -> Definitions:
     """Every experiment assign can answer for: running, paused, and completed with a shipped winner.
 
     ``changed`` is set for an experiment whose split or traffic share was changed after it started
@@ -135,51 +130,55 @@ def load_definitions(connection: Connection) -> _Definitions:
         ).mappings().all()
         for row in rows:
             variants_by_exp[row["experiment_id"]].append(row)
-    by_id: dict[int, _ExperimentDef] = {}
+    by_id: dict[int, ExperimentDef] = {}
     for e in experiments:
-        rows = variants_by_exp[e["id"]]
-        if not rows:
-            continue
-        variants = tuple(
-            _VariantDef(
-                id=r["id"],
-                name=r["name"],
-                allocation_pct=float(r["allocation_pct"]),
-                model_id=r["model_id"],
-                model_name=r["model_name"],
-                config=FrozenConfig(r["config"] or {}),
-                is_control=bool(r["is_control"]),
-            )
-            for r in rows
-        )
-        try:
-            cumulative = cumulative_allocations([v.allocation_pct for v in variants])
-        except ValueError:
-            logger.error("experiment %r has invalid allocations; it is not served", e["name"])
-            continue
-        winner_index = next((i for i, v in enumerate(variants) if v.id == e["winner_variant_id"]), None)
-        rollout = e["rollout_pct"]
-        by_id[e["id"]] = _ExperimentDef(
-            id=e["id"],
-            name=e["name"],
-            status=e["status"],
-            salt=e["salt"],
-            traffic=float(e["traffic_allocation"]),
-            targeting=tuple(e["targeting"] or ()),
-            variants=variants,
-            cumulative=cumulative,
-            winner_index=winner_index,
-            rollout_pct=100.0 if rollout is None else float(rollout),
-            started_at=e["started_at"],
-            changed=bool(e["split_changed"]),
-        )
+        d = _definition(e, variants_by_exp[e["id"]]) if variants_by_exp[e["id"]] else None
+        if d is not None:
+            by_id[d.id] = d
     running = [d for d in by_id.values() if d.status == _RUNNING]
     latest = max(running, key=lambda d: (d.started_at is not None, d.started_at or 0, d.id), default=None)
-    return _Definitions(
+    return Definitions(
         by_id=by_id,
         by_name={d.name: d for d in by_id.values()},
         latest_running=latest,
         loaded_at=time.monotonic(),
+    )
+
+
+def _definition(e: Any, rows: list[Any]) -> ExperimentDef | None:
+    """The cached definition of experiment row ``e`` with its variant ``rows``; None (logged) for an invalid split."""
+    variants = tuple(
+        VariantDef(
+            id=r["id"],
+            name=r["name"],
+            allocation_pct=float(r["allocation_pct"]),
+            model_id=r["model_id"],
+            model_name=r["model_name"],
+            config=FrozenConfig(r["config"] or {}),
+            is_control=bool(r["is_control"]),
+        )
+        for r in rows
+    )
+    try:
+        cumulative = cumulative_allocations([v.allocation_pct for v in variants])
+    except ValueError:
+        logger.error("experiment %r has invalid allocations; it is not served", e["name"])
+        return None
+    winner_index = next((i for i, v in enumerate(variants) if v.id == e["winner_variant_id"]), None)
+    rollout = e["rollout_pct"]
+    return ExperimentDef(
+        id=e["id"],
+        name=e["name"],
+        status=e["status"],
+        salt=e["salt"],
+        traffic=float(e["traffic_allocation"]),
+        targeting=tuple(e["targeting"] or ()),
+        variants=variants,
+        cumulative=cumulative,
+        winner_index=winner_index,
+        rollout_pct=100.0 if rollout is None else float(rollout),
+        started_at=e["started_at"],
+        changed=bool(e["split_changed"]),
     )
 
 

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from abcore.assign import prometheus as metrics
+from abcore.assign import prometheus
 from abcore.assign.reads import stored_variants
 from abcore.store.tables import EventType, ExperimentEvent, UserAssignment
 
@@ -541,7 +541,7 @@ class Writer:
             self._dead_keys.add((item[1], item[0]))
         self.dead_lettered += 1
         self.dead_letters.append(letter)
-        metrics.DEAD_LETTERS.labels(kind).inc()
+        prometheus.DEAD_LETTERS.labels(kind).inc()
         logger.error(
             "abcore.assign: the store rejected one %s row; dead-lettered to %s: %s",
             kind, self.dead_letter_path, letter["error"],
@@ -582,14 +582,14 @@ class Writer:
         drop_events = min(overflow, len(self._events))
         if drop_events:
             del self._events[:drop_events]
-            metrics.DROPPED.labels("event").inc(drop_events)
+            prometheus.DROPPED.labels("event").inc(drop_events)
         drop_rows = overflow - drop_events
         if drop_rows:
             for key in list(self._rows)[:drop_rows]:
                 del self._rows[key]
-            metrics.DROPPED.labels("assignment").inc(drop_rows)
+            prometheus.DROPPED.labels("assignment").inc(drop_rows)
         self.dropped += overflow
-        metrics.ERRORS.labels("dropped_events").inc(overflow)
+        prometheus.ERRORS.labels("dropped_events").inc(overflow)
 
     # ---------------------------------------------------------------- flushing
 

@@ -99,7 +99,7 @@ def analyze_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Analyse one experiment: a text report on stdout, or the full results as JSON (``--json FILE``)."""
     from abcore.analysis.pipeline import analyze
-    from abcore.experiments.lifecycle import get_experiment
+    from abcore.experiments.records import get_experiment
 
     engine = open_store(args)
     with new_session(engine) as session:
@@ -126,7 +126,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from abcore.analysis import engines as eng
-    from abcore.experiments.lifecycle import get_experiment
+    from abcore.experiments.records import get_experiment
     from abcore.metrics import MetricSpec
 
     try:

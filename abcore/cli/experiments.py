@@ -22,7 +22,7 @@ LIFECYCLE_COMMANDS: dict[str, str] = {
 def cmd_list(args: argparse.Namespace) -> int:
     """List experiments with their split and participants (a table, or JSON with ``--json``)."""
     from abcore.analysis.overview import experiment_overview, participants
-    from abcore.experiments.lifecycle import get_variants, list_experiments
+    from abcore.experiments.records import get_variants, list_experiments
 
     engine = open_store(args)
     with new_session(engine) as session:
@@ -74,7 +74,8 @@ def lifecycle_handler(action: str) -> Callable[[argparse.Namespace], int]:
 
 def cmd_ship(args: argparse.Namespace) -> int:
     """Ship the winner of a completed experiment to ``--rollout`` % of users."""
-    from abcore.experiments.lifecycle import get_variants, ship_winner
+    from abcore.experiments.lifecycle import ship_winner
+    from abcore.experiments.records import get_variants
 
     engine = open_store(args)
     with new_session(engine) as session:
@@ -112,7 +113,7 @@ def _edit_changes(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     """Apply (or with ``--dry-run`` only show) changes to an experiment, one line per changed field."""
-    from abcore.experiments.lifecycle import planned_changes, update_experiment
+    from abcore.experiments.editing import planned_changes, update_experiment
 
     changes = _edit_changes(args)
     engine = open_store(args)
@@ -133,7 +134,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 def cmd_clone(args: argparse.Namespace) -> int:
     """Copy an experiment's configuration into a new draft."""
-    from abcore.experiments.lifecycle import clone_experiment
+    from abcore.experiments.editing import clone_experiment
 
     engine = open_store(args)
     with new_session(engine) as session:
@@ -146,7 +147,7 @@ def cmd_clone(args: argparse.Namespace) -> int:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     """Archive (or with ``--restore`` un-archive) an experiment."""
-    from abcore.experiments.lifecycle import archive_experiment
+    from abcore.experiments.editing import archive_experiment
 
     engine = open_store(args)
     with new_session(engine) as session:
@@ -173,7 +174,7 @@ def cmd_approval(args: argparse.Namespace) -> int:
 
 def cmd_settings(args: argparse.Namespace) -> int:
     """Show, or set, the store's require-approval setting."""
-    from abcore.experiments.lifecycle import require_approval, set_require_approval
+    from abcore.experiments.approvals import require_approval, set_require_approval
 
     engine = open_store(args)
     with new_session(engine) as session:

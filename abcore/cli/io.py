@@ -96,7 +96,7 @@ def cmd_config_import(args: argparse.Namespace) -> int:
 
 def cmd_config_export(args: argparse.Namespace) -> int:
     """Write the definitions of the given experiments (default: all) to a JSON file or stdout."""
-    from abcore.experiments.lifecycle import list_experiments
+    from abcore.experiments.records import list_experiments
     from abcore.io.configs import dump_configs, export_config
 
     engine = open_store(args)

@@ -324,7 +324,7 @@ def start_page() -> bool:
 
 def show_error(exc: BaseException) -> None:
     """A readable message for an exception (abcore's messages are written for users)."""
-    from abcore.experiments.lifecycle import ExperimentError
+    from abcore.experiments.errors import ExperimentError
 
     if isinstance(exc, ExperimentError):
         st.error(str(exc), icon="⚠️")

@@ -8,8 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore.dashboard import ui
-from abcore.experiments import lifecycle as ex
 from abcore.watch import rules as watch_rules
 from abcore.watch import runner as watch
 from abcore.watch import snapshots, webhooks

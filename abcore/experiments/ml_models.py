@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from abcore.experiments.lifecycle import MAX_NAME_LENGTH, ExperimentError
+from abcore.experiments.errors import ExperimentError
+from abcore.experiments.schemas import MAX_NAME_LENGTH
 from abcore.store.tables import Model, utcnow
 
 EDITABLE_FIELDS = ("name", "version", "description", "config", "is_active")

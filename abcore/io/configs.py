@@ -22,15 +22,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    ExperimentError,
-    VariantCreate,
-    create_experiment,
-    get_experiment,
-    get_variants,
-    validate_experiment,
-)
+from abcore.experiments.errors import ExperimentError
+from abcore.experiments.lifecycle import create_experiment
+from abcore.experiments.records import get_experiment, get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
+from abcore.experiments.validation import validate_experiment
 from abcore.io.csv_export import ExportError
 from abcore.store.tables import Experiment
 
@@ -46,7 +42,7 @@ __all__ = [
 
 class ConfigError(ExportError, ExperimentError):
     """A config object :func:`import_config` refuses (its format, weights or fields); the message names
-    the field. Both an :class:`ExportError` and an :class:`abcore.experiments.lifecycle.ExperimentError`."""
+    the field. Both an :class:`ExportError` and an :class:`abcore.experiments.errors.ExperimentError`."""
 
 
 def normalise_weights(weights: Sequence[float], *, total: int = 100, decimals: int = 2) -> list[float]:
@@ -304,11 +300,11 @@ def load_config_file(path: str | Path) -> list[dict[str, Any]]:
 def import_config(*, session: Session, data: Any, actor: str = "") -> list[Experiment]:
     """Create one draft experiment per config object in ``data`` (an object or a list).
 
-    All configs are checked first (format, weights, :func:`abcore.experiments.lifecycle.validate_experiment`,
+    All configs are checked first (format, weights, :func:`abcore.experiments.validation.validate_experiment`,
     names unique within the file, their ``metric_definitions``, each variant's ``model`` name and version
     registered in this store); nothing is created unless all pass.
     Metric definitions not yet in the registry are defined; existing ones are kept as they are. Raises
-    :class:`ExportError` / :class:`abcore.experiments.lifecycle.ExperimentError` with the problems.
+    :class:`ExportError` / :class:`abcore.experiments.errors.ExperimentError` with the problems.
     """
     items = data if isinstance(data, list) else [data]
     if not items:

@@ -34,10 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from abcore.errors import Invalid
-from abcore.experiments.lifecycle import (
-    get_experiment,
-    get_variants,
-)
+from abcore.experiments.records import get_experiment, get_variants
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment
 
 What = Literal["results", "assignments", "events"]
@@ -282,7 +279,7 @@ def iter_csv(
     far after each chunk. ``mode`` "safe" (default) neutralises spreadsheet formulas
     (:func:`neutralise_cell`), "exact" writes cells unchanged for machine consumers.
     Raises :class:`ExportError` for an unknown ``what`` or ``mode`` and
-    :class:`abcore.experiments.lifecycle.ExperimentNotFound` for an unknown experiment — both
+    :class:`abcore.experiments.errors.ExperimentNotFound` for an unknown experiment — both
     before the first chunk is produced when the generator is first advanced.
     """
     if what not in WHATS:

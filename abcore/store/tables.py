@@ -1,6 +1,6 @@
 """Every table of the abcore store, in one module (SQLModel).
 
-Table names follow seed 000 (``ab_experiments``, ``ab_user_assignments``, ...).
+Table names start with ``ab_`` (``ab_experiments``, ``ab_user_assignments``, ...).
 Timestamps are timezone-aware UTC datetimes (``utcnow()``): ``timestamptz`` on
 PostgreSQL, UTC text on SQLite; SQLModel returns them aware in UTC on both.
 JSON columns hold plain dicts/lists and round-trip on both backends.
@@ -77,7 +77,7 @@ class Experiment(SQLModel, table=True):
     min_duration_days: int = 0
     min_samples_per_variant: int = 0
     # Automated stopping rules (abcore.watch.runner): {"guardrails", "success", "srm", "max_days", "max_users",
-    # "min_days", "min_users"}; {} = not watched. Validated by abcore.experiments.lifecycle.validate_auto_stop.
+    # "min_days", "min_users"}; {} = not watched. Validated by abcore.experiments.validation.validate_auto_stop.
     auto_stop: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}"))
     # No database FK (experiments and variants would reference each other); abcore.experiments.lifecycle checks it.
     winner_variant_id: int | None = None
@@ -89,7 +89,7 @@ class Experiment(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     # Set when a completed or cancelled experiment is archived: left out of listings by default.
     archived_at: datetime | None = None
-    # Approvals (abcore.experiments.lifecycle; seed 004's ``approvedBy``): "" (none asked), requested, approved, rejected.
+    # Approvals (abcore.experiments.approvals): "" (none asked), requested, approved, rejected.
     approval_status: str = Field(default="", max_length=20, sa_column_kwargs={"server_default": ""})
     approved_by: str | None = Field(default=None, max_length=200)
     approved_at: datetime | None = None

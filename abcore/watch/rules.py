@@ -6,7 +6,7 @@ No store, no clock, no network: :func:`observation_from` turns the results of
 the primary metric's decision come from the judge, :mod:`abcore.analysis.verdict`. The runner
 (:mod:`abcore.watch.runner`) stores snapshots and alerts and applies the actions.
 
-Rules (``Experiment.auto_stop``, see :func:`abcore.experiments.lifecycle.validate_auto_stop`):
+Rules (``Experiment.auto_stop``, see :func:`abcore.experiments.validation.validate_auto_stop`):
 
 * ``max_days`` / ``max_users``: stop once the experiment ran that long / exposed that many users;
 * before ``min_days`` and ``min_users`` nothing below fires;

@@ -103,7 +103,7 @@ def _short(exc: BaseException) -> str:
 def _watch_one(engine: Engine, experiment_id: int, settings: WatchSettings, report: PassReport,
                has_targets: bool) -> None:
     from abcore.analysis.pipeline import analyze
-    from abcore.experiments.lifecycle import get_experiment, get_variants
+    from abcore.experiments.records import get_experiment, get_variants
 
     with Session(engine, expire_on_commit=False) as session:
         exp = get_experiment(session=session, ref=experiment_id)
@@ -144,12 +144,9 @@ def _fire(session: Session, exp: Experiment, decision: Decision, settings: Watch
           *, allow_action: bool) -> tuple[bool, bool]:
     """Record ``decision`` as an alert (once per experiment and rule) and apply its action in the same
     transaction. Returns (alert created by this call, lifecycle action applied by this call)."""
-    from abcore.experiments.lifecycle import (
-        ExperimentError,
-        get_experiment,
-        pause_experiment,
-        stop_experiment,
-    )
+    from abcore.experiments.errors import ExperimentError
+    from abcore.experiments.lifecycle import pause_experiment, stop_experiment
+    from abcore.experiments.records import get_experiment
 
     for _attempt in range(3):
         try:

@@ -237,7 +237,7 @@ def list_webhooks(*, session: Session) -> list[Webhook]:
 
 def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") -> Webhook:
     """Add a webhook URL (http/https); raises ExperimentError for a bad or duplicate URL. Audited."""
-    from abcore.experiments.lifecycle import ExperimentError
+    from abcore.experiments.errors import ExperimentError
 
     url = (url or "").strip()
     if not is_http_url(url) or len(url) > 2000:
@@ -258,7 +258,7 @@ def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") 
 
 def remove_webhook(*, session: Session, webhook_id: int, actor: str = "") -> None:
     """Delete a dashboard webhook (unknown id: ExperimentError). Audited."""
-    from abcore.experiments.lifecycle import ExperimentError
+    from abcore.experiments.errors import ExperimentError
 
     hook = session.get(Webhook, webhook_id)
     if hook is None:

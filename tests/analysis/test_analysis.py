@@ -407,7 +407,7 @@ def test_unknown_arguments_raise(session: Session, hand_data: tuple[Experiment, 
         analyze(exp.id, session=session, method="magic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="correction"):
         analyze(exp.id, session=session, correction="sidak")
-    from abcore.experiments.lifecycle import ExperimentNotFound
+    from abcore.experiments.errors import ExperimentNotFound
 
     with pytest.raises(ExperimentNotFound):
         analyze("no such experiment", session=session)

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from abcore.access.api_keys import create_api_key, revoke_api_key
 from abcore.analysis.pipeline import analyze
 from abcore.api import ApiSettings, create_app
-from abcore.experiments.lifecycle import audit_log
+from abcore.experiments.records import audit_log
 from abcore.io.csv_export import iter_csv
 from abcore.store.tables import ExperimentEvent
 

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.api.gateway import ExperimentHeaders, experiment_assignment, experiment_headers, user_from_path
 from abcore.assign import Assigner, Assignment
-from abcore.experiments import lifecycle as ex
 from abcore.store.tables import UserAssignment
 
 SALT = "als-popgen-v1"

@@ -17,7 +17,7 @@ from sqlmodel import Session
 from statsmodels.stats import proportion
 
 from abcore.access.api_keys import create_api_key
-from abcore.experiments.lifecycle import audit_log
+from abcore.experiments.records import audit_log
 
 from .conftest import ROOT, LiveServer, make_keys
 

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.assign import Assigner
-from abcore.experiments import lifecycle as ex
 from abcore.store.tables import ExperimentEvent, UserAssignment
 from tests.factories import make_experiment
 

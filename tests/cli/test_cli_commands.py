@@ -17,13 +17,9 @@ from statsmodels.stats import proportion as sm_proportion
 
 from abcore.cli import main as cli
 from abcore.cli.main import main
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    VariantCreate,
-    audit_log,
-    create_experiment,
-    get_experiment,
-)
+from abcore.experiments.lifecycle import create_experiment
+from abcore.experiments.records import audit_log, get_experiment
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.store.db import make_engine
 from abcore.store.tables import AuditLog, ExperimentEvent, UserAssignment
 
@@ -77,7 +73,7 @@ def make(url: str, name: str = "exp", *, data: bool = False, start: bool = True)
 
 
 def _variants(session: Session, experiment_id: int) -> list:
-    from abcore.experiments.lifecycle import get_variants
+    from abcore.experiments.records import get_variants
 
     return get_variants(session=session, experiment_id=experiment_id)
 

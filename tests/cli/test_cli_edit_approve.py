@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.cli.main import main
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 from tests.factories import make_experiment
 

@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import Session
 
 from abcore.cli.main import main
-from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate, create_experiment
+from abcore.experiments.lifecycle import create_experiment
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.metrics import MetricNotFound, get_metric
 from abcore.store.db import make_engine
 

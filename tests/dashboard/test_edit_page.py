@@ -8,10 +8,10 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from abcore import experiments as ex
 from abcore.access.users import hash_password
 from abcore.dashboard import APP_PATH
 from abcore.dashboard.views import html
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 from tests.factories import make_experiment
 

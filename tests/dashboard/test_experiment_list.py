@@ -12,9 +12,9 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from abcore import experiments as ex
 from abcore.dashboard import APP_PATH
 from abcore.dashboard.views import experiment_list as xl
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, utcnow
 from tests.factories import add_assignments, make_experiment, variant_ids

@@ -12,11 +12,11 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from abcore import experiments as ex
 from abcore.access.users import hash_password
 from abcore.assign import Assigner
 from abcore.dashboard import APP_PATH
 from abcore.dashboard.views.metric_forms import metric_values
-from abcore.experiments import lifecycle as ex
 from abcore.metrics import MetricCreate, define_metric, get_metric, validate_metric
 from abcore.store.db import make_engine
 

@@ -8,9 +8,9 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from abcore import experiments as ex
 from abcore.access.users import hash_password
 from abcore.dashboard import APP_PATH
-from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import create_model, list_models
 from abcore.store.db import make_engine
 from tests.factories import make_experiment

@@ -11,8 +11,8 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from abcore import experiments as ex
 from abcore.assign import Assigner
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 
 

@@ -8,8 +8,8 @@ import streamlit as st
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from abcore import experiments as ex
 from abcore.dashboard import APP_PATH
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 from abcore.watch.runner import run_pass
 from abcore.watch.webhooks import WatchSettings, list_webhooks

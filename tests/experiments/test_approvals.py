@@ -10,10 +10,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.access.api_keys import create_api_key
 from abcore.access.users import AuthConfigError, can_approve, can_edit, hash_password, load_users
 from abcore.api import ApiSettings, create_app
-from abcore.experiments import lifecycle as ex
+from abcore.experiments import lifecycle
 
 
 def _draft(session: Session, name: str = "exp") -> int:
@@ -189,7 +190,7 @@ def test_an_approval_withdrawn_during_the_start_is_not_started(engine: Engine, m
             ex.reject_experiment(session=other, ref=exp_id, actor="boss2", comment="wait")
         return answer
 
-    monkeypatch.setattr(ex, "approval_problem", check_then_reject)
+    monkeypatch.setattr(lifecycle, "approval_problem", check_then_reject)  # where start_experiment looks it up
     with Session(engine, expire_on_commit=False) as session:
         with pytest.raises(ex.ApprovalRequired, match="withdrawn or it was edited just now"):
             ex.start_experiment(session=session, ref=exp_id, actor="ed")

@@ -13,19 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from abcore.experiments.errors import ExperimentError, InvalidTransition
 from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    ExperimentError,
-    InvalidTransition,
-    VariantCreate,
     allowed_actions,
-    audit_log,
     cancel_experiment,
     create_experiment,
     delete_experiment,
-    get_experiment,
-    get_variants,
-    list_experiments,
     pause_experiment,
     resume_experiment,
     ship_winner,
@@ -33,6 +26,8 @@ from abcore.experiments.lifecycle import (
     stop_experiment,
     update_allocations,
 )
+from abcore.experiments.records import audit_log, get_experiment, get_variants, list_experiments
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.configs import export_config, import_config
 from abcore.io.csv_export import ExportError
 from abcore.store.tables import AuditLog, Experiment, Variant

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from abcore.experiments import lifecycle as ex
-from abcore.store.tables import Model
+from abcore import experiments as ex
+from abcore.store.tables import AuditLog, Experiment, Model
 
 
-def _draft(session: Session, name: str = "exp", **extra: object) -> ex.Experiment:  # type: ignore[name-defined]
+def _draft(session: Session, name: str = "exp", **extra: object) -> Experiment:
     data = ex.ExperimentCreate(
         name=name,
         description="first",
@@ -31,7 +31,7 @@ def _draft(session: Session, name: str = "exp", **extra: object) -> ex.Experimen
     return ex.create_experiment(session=session, data=data, actor="author")
 
 
-def _last(session: Session, experiment_id: int, action: str) -> ex.AuditLog:  # type: ignore[name-defined]
+def _last(session: Session, experiment_id: int, action: str) -> AuditLog:
     return next(a for a in ex.audit_log(session=session, experiment_id=experiment_id) if a.action == action)
 
 

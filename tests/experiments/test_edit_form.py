@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.dashboard.views import create_form, edit_form
-from abcore.experiments import lifecycle as ex
 
 RULES = [
     {"attribute": "country", "op": "in", "value": ["DE", "FR"]},

@@ -23,14 +23,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    ExperimentError,
-    VariantCreate,
-    create_experiment,
-    delete_experiment,
-    list_experiments,
-)
+from abcore.experiments.errors import ExperimentError
+from abcore.experiments.lifecycle import create_experiment, delete_experiment
+from abcore.experiments.records import list_experiments
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.configs import import_config
 from abcore.io.csv_export import ExportError
 

@@ -7,21 +7,13 @@ import math
 import pytest
 from sqlmodel import Session
 
+from abcore.assign.targeting import evaluate_targeting
+from abcore.experiments.errors import ExperimentError, ExperimentNotFound, InvalidTransition
 from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    ExperimentError,
-    ExperimentNotFound,
-    InvalidTransition,
-    VariantCreate,
     allowed_actions,
-    audit_log,
     cancel_experiment,
     create_experiment,
     delete_experiment,
-    evaluate_targeting,
-    get_experiment,
-    get_variants,
-    list_experiments,
     pause_experiment,
     resume_experiment,
     set_traffic_allocation,
@@ -29,9 +21,11 @@ from abcore.experiments.lifecycle import (
     start_experiment,
     stop_experiment,
     update_allocations,
-    validate_experiment,
 )
 from abcore.experiments.ml_models import create_model, list_models, retire_model, update_model
+from abcore.experiments.records import audit_log, get_experiment, get_variants, list_experiments
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
+from abcore.experiments.validation import validate_experiment
 
 
 def spec(name: str = "ranker_v2", *allocations: float, **fields) -> ExperimentCreate:  # noqa: ANN003

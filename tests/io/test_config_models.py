@@ -8,14 +8,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    ExperimentError,
-    VariantCreate,
-    create_experiment,
-    get_variants,
-)
+from abcore.experiments.errors import ExperimentError
+from abcore.experiments.lifecycle import create_experiment
 from abcore.experiments.ml_models import create_model, get_model
+from abcore.experiments.records import get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.configs import dump_configs, export_config, import_config
 from abcore.store.db import init_db, make_engine
 
@@ -70,6 +67,6 @@ def test_a_missing_model_is_a_clear_error_and_nothing_is_created(session: Sessio
             import_config(session=target, data=exported)
         with pytest.raises(ExperimentError, match="'model' must be an object"):
             import_config(session=target, data=bad)
-        from abcore.experiments.lifecycle import list_experiments
+        from abcore.experiments.records import list_experiments
 
         assert list_experiments(session=target) == []

@@ -22,13 +22,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from abcore.dashboard import APP_PATH
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    VariantCreate,
-    create_experiment,
-    get_variants,
-    start_experiment,
-)
+from abcore.experiments.lifecycle import create_experiment, start_experiment
+from abcore.experiments.records import get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.csv_export import ExportError, iter_csv, neutralise_cell, write_csv
 from abcore.store.tables import ExperimentEvent, UserAssignment
 

@@ -14,15 +14,10 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    ExperimentError,
-    ExperimentNotFound,
-    VariantCreate,
-    create_experiment,
-    get_variants,
-    start_experiment,
-)
+from abcore.experiments.errors import ExperimentError, ExperimentNotFound
+from abcore.experiments.lifecycle import create_experiment, start_experiment
+from abcore.experiments.records import get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.configs import export_config, import_config, normalise_weights
 from abcore.io.csv_export import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, ExportError, iter_csv, write_csv
 from abcore.store.tables import ExperimentEvent, UserAssignment
@@ -248,7 +243,7 @@ def test_config_import_is_all_or_nothing(session: Session) -> None:
         import_config(session=session, data=[good, bad])
     with pytest.raises(ExperimentError, match="appears twice"):
         import_config(session=session, data=[good, good])
-    from abcore.experiments.lifecycle import list_experiments
+    from abcore.experiments.records import list_experiments
 
     assert list_experiments(session=session) == []
 

@@ -12,13 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    VariantCreate,
-    create_experiment,
-    get_variants,
-    start_experiment,
-)
+from abcore.experiments.lifecycle import create_experiment, start_experiment
+from abcore.experiments.records import get_variants
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.event_import import ImportError_, import_events
 from abcore.io.event_records import parse_timestamp
 from abcore.store.tables import ExperimentEvent, UserAssignment

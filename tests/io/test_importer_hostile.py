@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate, create_experiment, start_experiment
+from abcore.experiments.lifecycle import create_experiment, start_experiment
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.event_import import import_events
 from abcore.store.db import init_db, make_engine
 from abcore.store.tables import ExperimentEvent, UserAssignment

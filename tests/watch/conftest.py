@@ -19,9 +19,7 @@ import pytest
 from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
-from abcore.experiments.lifecycle import (
-    get_variants,
-)
+from abcore.experiments.records import get_variants
 from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, utcnow
 from tests.factories import make_experiment
 

@@ -11,17 +11,11 @@ from sqlmodel import Session
 from abcore import stats
 from abcore.analysis.pipeline import analyze
 from abcore.analysis.verdict import metric_outcome
-from abcore.experiments.lifecycle import (
-    ExperimentCreate,
-    ExperimentError,
-    InvalidTransition,
-    VariantCreate,
-    audit_log,
-    create_experiment,
-    set_auto_stop,
-    stop_experiment,
-    validate_auto_stop,
-)
+from abcore.experiments.errors import ExperimentError, InvalidTransition
+from abcore.experiments.lifecycle import create_experiment, set_auto_stop, stop_experiment
+from abcore.experiments.records import audit_log
+from abcore.experiments.schemas import ExperimentCreate, VariantCreate
+from abcore.experiments.validation import validate_auto_stop
 from abcore.watch.rules import Decision, MetricOutcome, Observation, decide
 from abcore.watch.webhooks import WatchSettings, webhook_payload
 

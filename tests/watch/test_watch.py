@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from abcore.experiments.lifecycle import audit_log, get_experiment
+from abcore.experiments.records import audit_log, get_experiment
 from abcore.store.db import make_engine
 from abcore.store.tables import Alert, ResultSnapshot, utcnow
 from abcore.watch.runner import run_forever, run_pass

@@ -23,7 +23,7 @@ import numpy as np
 from abcore import stats
 from abcore.analysis import verdict as decisions
 from abcore.analysis.results import MetricResult
-from abcore.experiments.lifecycle import normalize_auto_stop
+from abcore.experiments.validation import normalize_auto_stop
 from abcore.store.tables import Experiment
 from abcore.watch.rules import evaluate, planned_users_per_variant
 

@@ -10,11 +10,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore import formatting as fmt
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import create_form, forms, sample_size
 from abcore.dashboard.views import metric_forms as mf
-from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import list_models
 from abcore.metrics import list_metrics
 

@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore.access.users import can_approve as _can_approve
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import create_form, edit_form, forms, html
-from abcore.experiments import lifecycle as ex
 from abcore.experiments.ml_models import list_models
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore import formatting as fmt
 from abcore.analysis.overview import VariantUsers, experiment_overview, latest_event_id, variant_users
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import create_form, forms, html
 from abcore.dashboard.views import experiment_list as xl
-from abcore.experiments import lifecycle as ex
 
 TAB_EMPTY = {
     "running": "No experiment is running. Start a draft from the **Draft** tab.",

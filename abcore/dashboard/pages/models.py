@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore.dashboard import ui
 from abcore.dashboard.views import create_form
-from abcore.experiments import lifecycle as ex
 from abcore.experiments import ml_models as registry
 
 

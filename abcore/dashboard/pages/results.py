@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import streamlit as st
 
+from abcore import experiments as ex
 from abcore import formatting as fmt
 from abcore.analysis import overview
 from abcore.analysis.metric_counts import value_distribution
@@ -23,7 +24,6 @@ from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import forms, html, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
-from abcore.experiments import lifecycle as ex
 from abcore.io.csv_export import iter_csv
 
 METHODS = {"frequentist": "Frequentist", "sequential": "Sequential (safe to peek)", "bayesian": "Bayesian"}

@@ -1,6 +1,6 @@
 """The create form's logic (no streamlit here): variant rows and their allocation, targeting rules typed
 into a table, the live name check, and the whole form turned into an
-:class:`abcore.experiments.lifecycle.ExperimentCreate`. The create and edit pages lay out the widgets and
+:class:`abcore.experiments.schemas.ExperimentCreate`. The create and edit pages lay out the widgets and
 call these functions; tested in ``tests/dashboard/views/``.
 """
 
@@ -337,13 +337,13 @@ def form_problems(form: CreateForm) -> list[str]:
 
 
 def build_experiment_create(form: CreateForm) -> Any:
-    """The :class:`abcore.experiments.lifecycle.ExperimentCreate` the form describes (call when :func:`form_problems` is empty).
+    """The :class:`abcore.experiments.schemas.ExperimentCreate` the form describes (call when :func:`form_problems` is empty).
 
     The first row is the control; traffic percent becomes a (0, 1] share; the success
     criteria carry the primary metric, direction, minimum relative effect and confidence.
     Raises ``ValueError`` listing the problems when the form is not valid.
     """
-    from abcore.experiments.lifecycle import ExperimentCreate, VariantCreate
+    from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 
     problems = form_problems(form)
     if problems:
@@ -383,7 +383,7 @@ def build_experiment_create(form: CreateForm) -> Any:
 
 
 def duplicate_name_problems(name: str, existing: Iterable[str]) -> list[str]:
-    """The create form's live name check, worded like :func:`abcore.experiments.lifecycle.validate_experiment`.
+    """The create form's live name check, worded like :func:`abcore.experiments.validation.validate_experiment`.
 
     Names compare after stripping surrounding blanks, exactly as the store's unique name does.
     """

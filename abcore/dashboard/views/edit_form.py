@@ -2,9 +2,9 @@
 
 The page is prefilled from a stored experiment (:func:`prefill`), collects the same inputs as the
 create form (variant rows, targeting table, metrics, success criteria) and turns them into an
-:class:`abcore.experiments.lifecycle.ExperimentUpdate` with :func:`draft_update` (every field of a draft) or
+:class:`abcore.experiments.schemas.ExperimentUpdate` with :func:`draft_update` (every field of a draft) or
 :func:`running_update` (the safe fields of a running or paused one). Parsing and checks reuse
-:mod:`abcore.dashboard.views.forms`; the rules of what may change live in :func:`abcore.experiments.lifecycle.update_experiment`.
+:mod:`abcore.dashboard.views.forms`; the rules of what may change live in :func:`abcore.experiments.editing.update_experiment`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from abcore import formatting as fmt
 from abcore.dashboard.views import create_form, forms
-from abcore.experiments.lifecycle import ExperimentUpdate
+from abcore.experiments.schemas import ExperimentUpdate
 
 
 @dataclass
@@ -150,7 +150,7 @@ def describe_changes(diff: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def describe_configuration(configuration: Mapping[str, Any], model_names: Mapping[int, str] | None = None) -> list[str]:
-    """What will run (:func:`abcore.experiments.lifecycle.run_configuration`) as short lines for the approval panel."""
+    """What will run (:func:`abcore.experiments.approvals.run_configuration`) as short lines for the approval panel."""
     names = model_names or {}
     variants = configuration.get("variants", [])
     def variant(v: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ import pytest
 from sqlmodel import Session
 
 from abcore import assign as abassign
-from abcore.experiments import lifecycle as ex
+from abcore import experiments as ex
 from abcore.experiments.ml_models import create_model
 from abcore.store.db import init_db, make_engine
 from tests.dashboard.e2e.actions import choose, settle, type_text

@@ -17,7 +17,7 @@ import pytest
 from sqlmodel import Session
 
 from abcore import assign as abassign
-from abcore.experiments import lifecycle as ex
+from abcore import experiments as ex
 from abcore.metrics import get_metric
 from abcore.store.db import init_db, make_engine
 from tests.dashboard.e2e.actions import choose, settle, type_text

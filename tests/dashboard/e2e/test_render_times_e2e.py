@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore.demo import load_demo_data
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import init_db, make_engine
 
 pytestmark = pytest.mark.e2e

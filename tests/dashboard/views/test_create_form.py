@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from abcore.dashboard.views import create_form
-from abcore.experiments.lifecycle import ExperimentCreate, validate_experiment
+from abcore.experiments.schemas import ExperimentCreate
+from abcore.experiments.validation import validate_experiment
 
 
 def test_even_split_sums_to_exactly_100() -> None:

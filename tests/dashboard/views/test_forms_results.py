@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 from sqlmodel import Session
 
+from abcore import experiments as ex
 from abcore import formatting as fmt
 from abcore.analysis.pipeline import analyze
 from abcore.assign import Assigner
 from abcore.dashboard.views import forms, html
-from abcore.experiments import lifecycle as ex
 from abcore.store.db import make_engine
 
 

@@ -17,7 +17,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    """Create the six tables, referenced tables first."""
+    _create_experiments()
+    _create_models()
+    _create_audit_log()
+    _create_variants()
+    _create_results()
+    _create_user_assignments()
 
+
+def _create_experiments() -> None:
+    """ab_experiments: one row per experiment, name unique, status indexed."""
     op.create_table(
         "ab_experiments",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -47,6 +57,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_ab_experiments_name"), ["name"], unique=True)
         batch_op.create_index(batch_op.f("ix_ab_experiments_status"), ["status"], unique=False)
 
+
+def _create_models() -> None:
+    """ab_models: the model registry, name unique."""
     op.create_table(
         "ab_models",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -62,6 +75,9 @@ def upgrade() -> None:
     with op.batch_alter_table("ab_models", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ab_models_name"), ["name"], unique=True)
 
+
+def _create_audit_log() -> None:
+    """ab_audit_log: every change, kept (experiment_id set to NULL) when an experiment is deleted."""
     op.create_table(
         "ab_audit_log",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -78,6 +94,9 @@ def upgrade() -> None:
     with op.batch_alter_table("ab_audit_log", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ab_audit_log_experiment_id"), ["experiment_id"], unique=False)
 
+
+def _create_variants() -> None:
+    """ab_experiment_variants: the arms of an experiment, unique names per experiment."""
     op.create_table(
         "ab_experiment_variants",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -98,6 +117,9 @@ def upgrade() -> None:
             batch_op.f("ix_ab_experiment_variants_experiment_id"), ["experiment_id"], unique=False
         )
 
+
+def _create_results() -> None:
+    """ab_experiment_results: the event log, with its two analysis indexes."""
     op.create_table(
         "ab_experiment_results",
         sa.Column(
@@ -126,6 +148,9 @@ def upgrade() -> None:
             unique=False,
         )
 
+
+def _create_user_assignments() -> None:
+    """ab_user_assignments: one stored variant per (experiment, user)."""
     op.create_table(
         "ab_user_assignments",
         sa.Column(

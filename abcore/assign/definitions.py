@@ -1,0 +1,81 @@
+"""The experiment definitions an :class:`~abcore.assign.assigner.Assigner` answers from, kept fresh.
+
+Definitions are reloaded in the background at least every ``cache_ttl`` seconds; a call waits for a reload
+only until its deadline (the very first one up to ``first_load_timeout``) and otherwise serves the current
+definitions, also while the store is in trouble. The functions take the client and keep its cache.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from abcore.assign.cache import Definitions, ExperimentDef
+
+if TYPE_CHECKING:
+    from abcore.assign.assigner import Assigner
+
+
+def _refresh_job(client: Assigner, done: threading.Event) -> None:
+    """Reload on a background thread; on store trouble keep the current definitions (up to ``stale_ttl``)."""
+    try:
+        client.refresh()
+    except Exception as exc:  # noqa: BLE001 - store trouble: keep serving the definitions we have
+        client._refresh_failed_at = time.monotonic()
+        client._log_failure("loading experiments", exc)
+        defs = client._defs
+        if defs is not None and time.monotonic() - defs.loaded_at > client.stale_ttl:
+            client._defs = None
+    finally:
+        with client._refresh_lock:
+            client._refreshing = None
+        done.set()
+
+
+def _kick_refresh(client: Assigner) -> threading.Event:
+    """Start a background reload unless one is running; the event is set when it finishes."""
+    with client._refresh_lock:
+        running = client._refreshing
+        if running is None:
+            running = client._refreshing = threading.Event()
+            threading.Thread(
+                target=_refresh_job, args=(client, running), name="abcore-assign-definitions", daemon=True
+            ).start()
+        return running
+
+
+def current(client: Assigner, deadline: float) -> Definitions | None:
+    """Current definitions: reloaded in the background when expired; waits at most until ``deadline``."""
+    defs = client._defs
+    now = time.monotonic()
+    if defs is not None and now < client._defs_expiry:
+        return defs
+    if client._engine is None:
+        return None
+    if defs is None:
+        deadline = max(deadline, now + client.first_load_timeout)
+    elif now - client._refresh_failed_at < client.retry_after:
+        return defs  # the store was just in trouble: serve what we have, do not wait
+    already_running = client._refreshing is not None
+    done = _kick_refresh(client)
+    if defs is not None and already_running:
+        return defs  # another call is reloading (the store may be slow): serve the current ones meanwhile
+    done.wait(max(deadline - now, 0.0))
+    return client._defs
+
+
+def lookup(client: Assigner, experiment: str | int | None, deadline: float) -> ExperimentDef | None:
+    """The definition of ``experiment`` (name, id or None), reloading once a second when it is not known yet."""
+    defs = current(client, deadline)
+    if defs is None:
+        return None
+    found = defs.find(experiment)
+    if found is None and experiment is not None:
+        now = time.monotonic()
+        if now - client._last_miss_refresh >= 1.0:  # a just-started experiment appears within ~1 s
+            client._last_miss_refresh = now
+            client._defs_expiry = 0.0
+            defs = current(client, deadline)
+            found = defs.find(experiment) if defs is not None else None
+    return found

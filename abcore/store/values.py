@@ -1,0 +1,71 @@
+"""What the store's columns can hold: checks shared by everything that writes to it.
+
+PostgreSQL's INTEGER is 32-bit; JSON columns (variant config, targeting, success criteria) must hold
+finite numbers, integers every consumer keeps exactly, valid Unicode and bounded nesting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+#: Largest value of an INTEGER column (32-bit on PostgreSQL).
+INT32_MAX = 2**31 - 1
+#: How deep a JSON value may nest.
+JSON_MAX_DEPTH = 32
+#: Integers in JSON must lie in [-JSON_INT_LIMIT, JSON_INT_LIMIT): SQLite's JSON functions and most JSON
+#: readers stop at 64 bits.
+JSON_INT_LIMIT = 2**63
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite int or float that is not a bool (what a numeric field accepts)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True when ``text`` holds a lone UTF-16 surrogate (U+D800-U+DFFF), which no UTF-8 store can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def json_value_problem(label: str, value: Any) -> str | None:
+    """Why ``value`` cannot be stored as JSON under ``label`` (None when it can).
+
+    Refused: NaN and infinities (RFC 8259 has no such numbers; PostgreSQL's json type refuses them),
+    integers beyond 64 bits, lone surrogates in keys or strings, nesting deeper than
+    :data:`JSON_MAX_DEPTH`, keys that are not text, and values that are not JSON at all.
+    The walk is iterative, so hostile nesting never exhausts the stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            return f"The {label} is nested more than {JSON_MAX_DEPTH} levels deep."
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if not -JSON_INT_LIMIT <= item < JSON_INT_LIMIT:
+                return f"The {label} holds an integer beyond 64 bits."
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"The {label} holds {item!r}; JSON numbers must be finite."
+        elif isinstance(item, str):
+            if has_lone_surrogate(item):
+                return f"The {label} holds text with a lone surrogate (invalid Unicode)."
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return f"The {label} has a key that is not text ({type(key).__name__})."
+                if has_lone_surrogate(key):
+                    return f"The {label} has a key with a lone surrogate (invalid Unicode)."
+                stack.append((child, depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, depth + 1) for child in item)
+        else:
+            return f"The {label} holds a {type(item).__name__}, which is not a JSON value."
+    return None
