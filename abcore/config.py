@@ -9,7 +9,8 @@ for the documentation.
 
 The database URL comes from ``ABCORE_DATABASE_URL``; without it abcore uses the
 SQLite file ``data/abcore.db`` in the project root (the folder holding
-``pyproject.toml``), whatever the current working directory is.
+``pyproject.toml``) of a source checkout, whatever the current working directory is; an installed
+package (no checkout around it) uses ``data/abcore.db`` under the current working directory.
 ``ABCORE_ANALYSIS_ENGINE`` / ``ABCORE_DUCKDB_MIN_EVENTS``: see :func:`analysis_engine_setting`;
 ``ABCORE_DUCKDB_MEMORY_LIMIT``: see :func:`duckdb_memory_limit`.
 """
@@ -28,7 +29,9 @@ from urllib.parse import urlparse
 from abcore.errors import Invalid
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "abcore.db"
+#: True when abcore runs from a source checkout (``pyproject.toml`` beside the package), not an installed wheel.
+IS_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file()
+DEFAULT_SQLITE_PATH = (PROJECT_ROOT if IS_CHECKOUT else Path.cwd()) / "data" / "abcore.db"
 DATABASE_URL_ENV = "ABCORE_DATABASE_URL"
 DUCKDB_MEMORY_LIMIT_ENV = "ABCORE_DUCKDB_MEMORY_LIMIT"
 ANALYSIS_ENGINE_ENV = "ABCORE_ANALYSIS_ENGINE"

@@ -60,7 +60,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def lifecycle_handler(action: str) -> Callable[[argparse.Namespace], int]:
     """The handler of a lifecycle command: calls ``<action>_experiment`` and prints the new status."""
     def handler(args: argparse.Namespace) -> int:
-        from abcore.experiments import lifecycle as experiments
+        from abcore import experiments
 
         function = getattr(experiments, f"{action}_experiment")
         engine = open_store(args)
@@ -158,7 +158,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 def cmd_approval(args: argparse.Namespace) -> int:
     """Approve, reject or request approval of a draft."""
-    from abcore.experiments import lifecycle as experiments
+    from abcore import experiments
 
     function = {
         "approve": experiments.approve_experiment,

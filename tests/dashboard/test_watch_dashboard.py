@@ -13,7 +13,7 @@ from abcore.dashboard import APP_PATH
 from abcore.store.db import make_engine
 from abcore.watch.runner import run_pass
 from abcore.watch.webhooks import WatchSettings, list_webhooks
-from tests.watch.conftest import make_experiment
+from tests.watch.conftest import simulated_experiment
 
 APP = str(APP_PATH)
 
@@ -57,7 +57,7 @@ def test_create_form_saves_the_stopping_rules(store: str) -> None:
 def test_card_shows_rules_and_alert_results_page_shows_snapshot(store: str) -> None:
     engine = make_engine(store)
     with Session(engine, expire_on_commit=False) as s:
-        exp, _ = make_experiment(s, "harmful", error_rates=(0.10, 0.14), seed=11)
+        exp, _ = simulated_experiment(s, "harmful", error_rates=(0.10, 0.14), seed=11)
     run_pass(engine, settings=WatchSettings())
     at = _open("experiments")
     text = " ".join(c.value for c in at.caption)
@@ -78,7 +78,7 @@ def test_card_shows_rules_and_alert_results_page_shows_snapshot(store: str) -> N
 def test_rules_editor_saves_and_audits(store: str) -> None:
     engine = make_engine(store)
     with Session(engine, expire_on_commit=False) as s:
-        exp, _ = make_experiment(s, "edit-me", users_per_arm=20, auto_stop={})
+        exp, _ = simulated_experiment(s, "edit-me", users_per_arm=20, auto_stop={})
     at = _open("experiments")
     prefix = f"rules_{exp.id}_"
     at.checkbox(key=f"{prefix}enabled").check().run()
