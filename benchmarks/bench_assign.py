@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from abcore import experiments as ex
 from abcore.assign import (
     Assigner,
     Router,

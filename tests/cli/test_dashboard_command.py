@@ -49,20 +49,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_abcore_dashboard_serves_a_healthy_server(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "ABCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}
-    env.pop("ABCORE_USERS", None)
-    log = (tmp_path / "dashboard.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "abcore", "dashboard", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+def _serve_and_check_health(command: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Start ``command`` (an ``abcore dashboard`` on a free port given in it), return the health check's status."""
+    port = command[command.index("--port") + 1]
+    log_path = cwd / "dashboard.log"
+    log = log_path.open("w")
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         status = None
         while status != 200:
-            assert process.poll() is None, (tmp_path / "dashboard.log").read_text()
+            assert process.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "no health answer within 60 s"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
@@ -77,4 +74,35 @@ def test_abcore_dashboard_serves_a_healthy_server(tmp_path: Path) -> None:
             os.killpg(process.pid, 9)
             process.wait()
         log.close()
-    assert status == 200
+    return status
+
+
+def test_abcore_dashboard_serves_a_healthy_server(tmp_path: Path) -> None:
+    env = {**os.environ, "ABCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}
+    env.pop("ABCORE_USERS", None)
+    command = [sys.executable, "-m", "abcore", "dashboard", "--port", str(_free_port())]
+    assert _serve_and_check_health(command, tmp_path, env) == 200
+
+
+def test_an_installed_wheel_serves_the_dashboard_without_a_checkout(tmp_path: Path) -> None:
+    """The wheel carries the dashboard (app, pages) and the migrations; run outside any checkout, its default
+    store is ``data/abcore.db`` under the working directory. (pip builds the wheel in an isolated environment,
+    fetching setuptools from the package index as ``make`` does.)"""
+    root = Path(__file__).resolve().parents[2]
+    wheels, site, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(root)], check=True, timeout=600,
+                   capture_output=True)
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), *map(str, wheels.glob("abcore-*.whl"))],
+                   check=True, timeout=600, capture_output=True)
+    installed = site / "abcore" / "dashboard"
+    assert (installed / "app.py").is_file() and (installed / "pages" / "results.py").is_file()
+    env = {k: v for k, v in os.environ.items() if k not in ("ABCORE_DATABASE_URL", "ABCORE_USERS")}
+    env["PYTHONPATH"] = str(site)  # before the checkout's editable install
+    init = subprocess.run([sys.executable, "-m", "abcore", "init"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert init.returncode == 0, init.stderr
+    assert (work / "data" / "abcore.db").is_file() and str(work / "data" / "abcore.db") in init.stdout + init.stderr
+    command = [sys.executable, "-m", "abcore", "dashboard", "--port", str(_free_port())]
+    assert _serve_and_check_health(command, work, env) == 200
