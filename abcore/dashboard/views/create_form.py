@@ -12,12 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from abcore.experiments.schemas import ALLOCATION_TOLERANCE
 from abcore.formatting import format_int, format_number
+from abcore.metrics import DIRECTIONS
 
-ALLOCATION_TOLERANCE = 1e-6
 MIN_VARIANTS = 2
 CONFIDENCE_LEVELS: tuple[float, ...] = (0.90, 0.95, 0.99)
-DIRECTIONS: tuple[str, ...] = ("increase", "decrease")
+#: The words the form shows for the operators of :data:`abcore.assign.targeting.TARGETING_OPS` (``user_ids``
+#: has a field of its own).
 TARGETING_OPS: dict[str, str] = {
     "eq": "equals",
     "neq": "does not equal",

@@ -171,3 +171,14 @@ def test_form_from_state_reads_the_widgets_with_the_page_defaults() -> None:
     assert (form.min_effect_pct, form.confidence, form.min_duration_days, form.min_samples_per_variant) == (
         1.5, 0.99, 14, 500)
     assert form.user_ids_text == "u1" and form.targeting_rows == [{"attribute": "country"}]
+
+
+def test_the_form_labels_every_targeting_operator_and_shares_the_rules_constants() -> None:
+    # One definition each: the operators are the request path's, the tolerance the validation's.
+    from abcore.assign.targeting import TARGETING_OPS
+    from abcore.dashboard.views import create_form
+    from abcore.experiments.schemas import ALLOCATION_TOLERANCE
+    from abcore.metrics import DIRECTIONS
+
+    assert set(create_form.TARGETING_OPS) == set(TARGETING_OPS) - {"user_ids"}
+    assert create_form.ALLOCATION_TOLERANCE is ALLOCATION_TOLERANCE and create_form.DIRECTIONS is DIRECTIONS
