@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from abcore.cli.servers import streamlit_command
+from tests.dashboard.e2e.browser import CHROMIUM, ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
-CHROMIUM = Path("/usr/bin/chromium")
 START_TIMEOUT_S = 60.0
 
 

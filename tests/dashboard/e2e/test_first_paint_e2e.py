@@ -1,4 +1,4 @@
-"""The first paint of a fresh server never shows Streamlit's file-name navigation (issue 15).
+"""The first paint of a fresh server never shows Streamlit's file-name navigation.
 
 Until a session has run app.py, Streamlit only knows the files under ``pages/`` and draws its
 own sidebar menu from their names (``app``, ``create``, ``sample size``, ...). The dashboard
@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from abcore.dashboard import APP_PATH
 from abcore.store.db import init_db, make_engine
+from tests.dashboard.e2e.browser import launch
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[3]
 WAIT_MS = 90_000
-# Streamlit's file-name menu: the stems of app.py and pages/*.py, underscores shown as spaces
-FILE_NAMES = {"app", *(p.stem for p in (ROOT / "pages").glob("*.py")), *(p.stem.replace("_", " ") for p in (ROOT / "pages").glob("*.py"))}
+# Streamlit's file-name menu: the stems of app.py and of the pages/ folder beside it, underscores shown as spaces
+PAGES = sorted((APP_PATH.parent / "pages").glob("*.py"))
+FILE_NAMES = {APP_PATH.stem, *(p.stem for p in PAGES), *(p.stem.replace("_", " ") for p in PAGES)}
 ROUTER_TITLES = ["Experiments", "Create experiment", "Results", "Sample size", "Models", "Metrics"]
 
 RECORDER = """
@@ -52,7 +54,7 @@ def test_fresh_server_never_shows_file_name_navigation(
     url = f"sqlite:///{tmp_path / 'fp.db'}"
     init_db(make_engine(url)).dispose()
     with dashboard_server(url, tmp_path) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(p)
         expect.set_options(timeout=WAIT_MS)
         # 1. the very first visit of the fresh server is a deep link (the detour through app.py)
         page = browser.new_page()

@@ -5,7 +5,7 @@ table, every chart's canvas, no script run in progress). The results link is ope
 times: the first open after the server start is the *cold* figure (nothing cached: the analysis
 and the chart queries run), the median of the other opens the *warm* one (same data, so the
 cached analysis is reused); also printed is the ratio to the time until the results page's
-first content (the anchor, measured in the same run). The target (issue 15) is the results page
+first content (the anchor, measured in the same run). The target is the results page
 fully drawn within 2.0 s; it is reported, not asserted (only a 60 s hang guard), because the
 figure depends on the machine's load (see README, "Dashboard speed in the browser").
 Screenshots go to ``tests/artifacts/``.
@@ -19,7 +19,6 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session
@@ -27,14 +26,10 @@ from sqlmodel import Session
 from abcore import experiments as ex
 from abcore.demo import load_demo_data
 from abcore.store.db import init_db, make_engine
+from tests.dashboard.e2e.browser import ARTIFACTS, launch
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[3]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 WAIT_S = 60.0
 OPENS = 6  # the first is cold, the others warm
 HOSTILE = "[click me](http://evil.example/) ![pixel](http://tracker.example/p.png) **loud**"
@@ -114,10 +109,9 @@ def test_every_page_renders_and_the_results_link_is_timed(demo_server: tuple[str
     with Session(make_engine(db_url)) as s:
         ranker = ex.get_experiment(session=s, ref="ranker_two_tower_vs_als")
         hostile = ex.get_experiment(session=s, ref="hostile_text")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     figures: dict[str, float] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
         context.set_default_timeout(WAIT_S * 1000)
         # warm-up: the router's first run and the browser's cache of Streamlit's static files

@@ -12,6 +12,7 @@ import pytest
 
 from abcore.access.users import hash_password
 from abcore.store.db import init_db, make_engine
+from tests.dashboard.e2e.browser import launch
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +30,7 @@ def test_sign_in_survives_reload_and_same_tab_links(
     env = {"ABCORE_SESSION_SECRET": "e2e-secret",
            "ABCORE_USERS": json.dumps({"ed": {"password_hash": hash_password("pw-ed-123"), "role": "editor"}})}
     with dashboard_server(url, tmp_path, env=env) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(p)
         page = browser.new_page()
         page.set_default_timeout(WAIT_MS)
         expect.set_options(timeout=WAIT_MS)
