@@ -56,7 +56,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _dashboard(db_url: str, workdir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+def dashboard_process(db_url: str, workdir: Path, env: Mapping[str, str] | None = None, *,
+                      script: Path | None = None, cwd: Path | None = None) -> Iterator[str]:
+    """Serve the dashboard (``script``: another checkout's main script, for before/after benchmarks) over
+    ``db_url`` on a free port until the block ends; yields its base URL once the health check answers."""
     port = _free_port()
     environment = {k: v for k, v in os.environ.items() if k != "ABCORE_USERS"}  # open mode unless env says
     environment["ABCORE_DATABASE_URL"] = db_url
@@ -64,8 +67,8 @@ def _dashboard(db_url: str, workdir: Path, env: Mapping[str, str] | None = None)
     log_path = workdir / "streamlit.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        streamlit_command("127.0.0.1", port, extra=["--server.fileWatcherType", "none"]),
-        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+        _with_script(streamlit_command("127.0.0.1", port, extra=["--server.fileWatcherType", "none"]), script),
+        cwd=cwd or ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -90,7 +93,12 @@ def _dashboard(db_url: str, workdir: Path, env: Mapping[str, str] | None = None)
         log.close()
 
 
+def _with_script(command: list[str], script: Path | None) -> list[str]:
+    """``command`` (``python -m streamlit run <APP_PATH> ...``) running ``script`` instead, when given."""
+    return command if script is None else [*command[:4], str(script), *command[5:]]
+
+
 @pytest.fixture(scope="session")
 def dashboard_server() -> Callable[..., AbstractContextManager[str]]:
     """``with dashboard_server(db_url, workdir, env=None) as base_url: ...`` (see the module docstring)."""
-    return _dashboard
+    return dashboard_process
