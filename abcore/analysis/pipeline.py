@@ -2,12 +2,14 @@
 
 * **plan** (:func:`_plan`): the experiment, alpha, the event window, the engine, and the definition of
   every analysed metric (:mod:`abcore.metrics`; undefined names get defaults and a warning);
-* **run** (:func:`_run_analysis`): the one analysis query of :mod:`abcore.analysis.sql.build` on the
-  engine: arm sizes per day, per-variant sufficient statistics, daily series, percentiles;
+* **run** (:func:`abcore.analysis.execution.run_analysis`): the one analysis query of
+  :mod:`abcore.analysis.sql.build` on the engine: arm sizes per day, per-variant sufficient statistics,
+  daily series, percentiles;
 * **test** (:func:`_metric_results`): the test of each metric's kind per treatment, p-values adjusted
   across treatments x metrics;
 * **judge** (:func:`_judge`): outcome and significance per result, health checks
-  (:mod:`abcore.analysis.health`) and the verdict (:mod:`abcore.analysis.verdict`, the only judge).
+  (:mod:`abcore.analysis.health`) and the verdict (:mod:`abcore.analysis.verdict`, the only judge);
+  the daily series (:mod:`abcore.analysis.daily`) and the segment breakdown (:mod:`abcore.analysis.segments`).
 
 Rules
 -----
@@ -26,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,27 +38,21 @@ from abcore import stats
 from abcore.analysis import overview
 from abcore.analysis import verdict as decisions
 from abcore.analysis.compare import FAMILY, Arm, compare, summaries
+from abcore.analysis.daily import daily_series, epoch_day
 from abcore.analysis.engines import (
     ENGINES,
     Engine,
     MetricStatsRow,
     SourceConfig,
-    compute_stats,
-    duckdb_engine,
     load_source_config,
     query_source,
-    spark_engine,
     store_engine,
 )
+from abcore.analysis.execution import open_engine, run_analysis
 from abcore.analysis.health import days_run, health_checks, srm_check
 from abcore.analysis.results import DailyPoint, HealthCheck, MetricResult, Results, SegmentResult, VariantInfo
-from abcore.analysis.sql.build import (
-    AnalysisStatements,
-    QuerySource,
-    build_analysis_statements,
-    build_daily_query,
-    build_kind_probe_query,
-)
+from abcore.analysis.segments import segment_results
+from abcore.analysis.sql.build import QuerySource, build_kind_probe_query
 from abcore.analysis.verdict import Verdict
 from abcore.metrics import MetricSpec, default_spec, resolve_specs
 from abcore.stats import BayesResult, TestResult
@@ -232,8 +228,8 @@ def _analyze(
     """Plan -> run -> test -> judge."""
     plan = _plan(experiment, session, options, engine, config)
     pct_names = [m for m in plan.metric_names if plan.specs[m].kind in ("count", "mean")] if options.percentiles else []
-    run = _run_analysis(plan.runner, plan.qsource, plan.key, [plan.specs[m] for m in plan.metric_names], plan.start,
-                        plan.end, plan.cuped, plan.alpha, options.daily, pct_names)
+    run = run_analysis(plan.runner, plan.qsource, plan.key, [plan.specs[m] for m in plan.metric_names], plan.start,
+                       plan.end, plan.cuped, plan.alpha, options.daily, pct_names)
     variants, new_users = _arms(plan, session, run["users"])
     results = _metric_results(plan, variants, run["stats"])
     return _judge(plan, session, variants, results, new_users, run)
@@ -259,7 +255,7 @@ def _plan(
     start = overview.as_utc(options.start) if options.start is not None else overview.as_utc(exp.started_at)
     end = overview.as_utc(options.end)
     warnings: list[str] = []
-    runner = _open_engine(engine, config, session)
+    runner = open_engine(engine, config, session)
     qsource = query_source(runner, config)
     # The store population joins assignments by experiment id; an exposure table is keyed by name.
     key: Any = exp.name if qsource.exposures is not None else exp.id
@@ -363,9 +359,6 @@ def _metric_specs(
     return out
 
 
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-
-
 # --------------------------------------------------------------------------- run
 
 
@@ -380,7 +373,7 @@ def _arms(
         if v is None:
             unknown_variants.add(str(r["variant"]))
             continue
-        new_users.append(overview.DailyUsers(date.fromordinal(_EPOCH_ORDINAL + int(r["day"])), v, int(r["n"])))
+        new_users.append(overview.DailyUsers(epoch_day(r["day"]), v, int(r["n"])))
     new_users.sort(key=lambda r: (r.day, r.variant_id))
     if unknown_variants:
         plan.warnings.append(f"Exposures to unknown variants left out: {', '.join(sorted(unknown_variants))}.")
@@ -404,181 +397,11 @@ def _arms(
     return variants, new_users
 
 
-def _open_engine(engine: str | Engine, config: SourceConfig | None, session: Session) -> Engine:
-    """The engine object for ``engine`` (a name or a ready Engine), set up to read the store and/or ``config``."""
-    files = config is not None and (config.format != "table" or config.exposures_format not in ("table", None))
-    needs_store = config is None or config.exposures is None  # the population comes from the store's assignments
-    if not isinstance(engine, str):
-        return engine
-    bind = session.get_bind()
-    if engine == "store":
-        if files:
-            raise ValueError("a parquet or csv source needs engine 'duckdb' or 'spark' (the store engine reads tables)")
-        return store_engine(session)
-    url = bind.url.render_as_string(hide_password=False)
-    if engine == "duckdb":
-        try:
-            import duckdb  # noqa: F401
-        except ImportError as exc:
-            raise ImportError("engine 'duckdb' needs the duckdb extra: pip install 'abcore[duckdb]'") from exc
-        if bind.dialect.name == "sqlite" and bind.url.database in (None, "", ":memory:"):
-            raise ValueError("engine 'duckdb' reads the store from its file: an in-memory SQLite store cannot be attached")
-        session.commit()  # DuckDB reads the store through its own connection: it sees committed rows only
-        return duckdb_engine(store_url=url) if needs_store or config is None else duckdb_engine()
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise ImportError("engine 'spark' needs the spark extra: pip install 'abcore[spark]'") from exc
-    spark = spark_engine(SparkSession.getActiveSession())
-    if needs_store:
-        session.commit()
-        spark.load_store(url)
-    return spark
-
-
 def _cuped_allowed(cuped: bool, method: str, warnings: list[str]) -> bool:
     if cuped and method == "sequential":
         warnings.append("CUPED is not combined with sequential testing; analysed without CUPED.")
         return False
     return cuped
-
-
-def _run_analysis(
-    runner: Engine, qsource: QuerySource, key: Any, metrics: Sequence[MetricSpec], start: datetime | None,
-    end: datetime | None, cuped: bool, alpha: float, daily: bool, pct_names: Sequence[str],
-) -> dict[str, list[Any]]:
-    """Run :func:`abcore.analysis.sql.build.build_analysis_statements` (one query; on SQLite after its TEMP population);
-    its rows by ``part`` (``stats`` rows as :class:`abcore.analysis.engines.MetricStatsRow`). Without metrics only the
-    arm sizes are queried."""
-    out: dict[str, list[Any]] = {"stats": [], "users": [], "daily": [], "percentile": []}
-    if not metrics:
-        sql = build_daily_query(experiment=key, dialect=runner.dialect, source=qsource, start=start, end=end)
-        out["users"] = [{"variant": r["variant"], "day": r["day"], "n": r["users"]} for r in runner.run(sql)]
-        return out
-    plan = build_analysis_statements(metrics, experiment=key, dialect=runner.dialect, source=qsource, start=start,
-                                     end=end, cuped=cuped, quantile_alpha=alpha, daily=daily, percentiles=pct_names)
-    kinds = {m.name: m.kind for m in metrics}
-    for r in _run_statements(runner, plan):
-        part = str(r["part"])
-        if part != "stats":
-            out[part].append(r)
-            continue
-        out["stats"].append(MetricStatsRow(
-            metric=str(r["metric"]), kind=kinds[str(r["metric"])], variant=r["variant"], segment=str(r["segment"]),
-            n=int(r["n"]), sum_y=_num(r["sum_y"]), sum_y2=_num(r["sum_y2"]), sum_x=_num(r["sum_x"]),
-            sum_x2=_num(r["sum_x2"]), sum_xy=_num(r["sum_xy"]), q_n=int(r["q_n"] or 0),
-            q_value=_opt(r["q_value"]), engine=runner.name, q_lower=_opt(r["q_lower"]), q_upper=_opt(r["q_upper"]),
-        ))
-    return out
-
-
-def _run_statements(runner: Engine, plan: AnalysisStatements) -> list[dict[str, Any]]:
-    """The rows of ``plan.query``, after its prelude (on the same connection: ``run_all`` of the store
-    engine; an engine without it runs the statements one after another), cleanup always."""
-    if not plan.prelude and not plan.cleanup:
-        return runner.run(plan.query)
-    run_all = getattr(runner, "run_all", None)
-    if run_all is not None:
-        return run_all(plan.prelude, plan.query, plan.cleanup)
-    try:
-        for statement in plan.prelude:
-            runner.run(statement)
-        return runner.run(plan.query)
-    finally:
-        for statement in plan.cleanup:
-            runner.run(statement)
-
-
-def _num(v: Any) -> float:
-    return 0.0 if v is None else float(v)
-
-
-def _opt(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
-def _daily_series(
-    rows: Sequence[Mapping[str, Any]],
-    vid: Any,
-    variants: Sequence[VariantInfo],
-    metric_names: Sequence[str],
-    specs: Mapping[str, MetricSpec],
-    new_users: Sequence[overview.DailyUsers],
-) -> tuple[DailyPoint, ...]:
-    """Cumulative value per variant at the end of each UTC day, from the ``daily`` rows of
-    :func:`abcore.analysis.sql.build.build_analysis_query` (the headline semantics; the last day equals the
-    headline value). Quantile metrics have none."""
-    with_series = [m for m in metric_names if specs[m].kind != "quantile"]
-    if not with_series:
-        return ()
-    metric_on: dict[tuple[date, int, str], tuple[float, float]] = {}
-    for r in rows:
-        v = vid(r["variant"])
-        if v is None:
-            continue
-        day = date.fromordinal(_EPOCH_ORDINAL + int(r["day"]))
-        old = metric_on.get((day, v, str(r["metric"])), (0.0, 0.0))
-        metric_on[(day, v, str(r["metric"]))] = (old[0] + float(r["sum_y"] or 0.0), old[1] + float(r["sum_x"] or 0.0))
-    days = sorted({r.day for r in new_users} | {k[0] for k in metric_on})
-    users_on = {(r.day, r.variant_id): r.new_users for r in new_users}
-    control = next((v for v in variants if v.is_control), None)
-    points: list[DailyPoint] = []
-    for metric in with_series:
-        ratio = specs[metric].kind == "ratio"
-        cum_users = dict.fromkeys((v.variant_id for v in variants), 0)
-        cum_y = dict.fromkeys((v.variant_id for v in variants), 0.0)
-        cum_x = dict.fromkeys((v.variant_id for v in variants), 0.0)
-        for day in days:
-            current: dict[int, float] = {}
-            for v in variants:
-                cum_users[v.variant_id] += users_on.get((day, v.variant_id), 0)
-                y, x = metric_on.get((day, v.variant_id, metric), (0.0, 0.0))
-                cum_y[v.variant_id] += y
-                cum_x[v.variant_id] += x
-                denominator = cum_x[v.variant_id] if ratio else cum_users[v.variant_id]
-                current[v.variant_id] = cum_y[v.variant_id] / denominator if denominator > 0 else math.nan
-            base = current.get(control.variant_id, math.nan) if control else math.nan
-            for v in variants:
-                value = current[v.variant_id]
-                lift = (value / base - 1.0) if (not v.is_control and base and math.isfinite(base)) else math.nan
-                points.append(DailyPoint(day, v.variant_id, v.name, metric, cum_users[v.variant_id], value, lift))
-    return tuple(points)
-
-
-def _segments(
-    runner: Engine,
-    qsource: QuerySource,
-    key: Any,
-    vid: Any,
-    start: datetime | None,
-    end: datetime | None,
-    variants: Sequence[VariantInfo],
-    metric_names: Sequence[str],
-    specs: Mapping[str, MetricSpec],
-    segment: str,
-    alpha: float,
-) -> tuple[SegmentResult, ...]:
-    """Per value of ``segment``, every metric x treatment with the headline's test (unadjusted, no CUPED)."""
-    control = next((v for v in variants if v.is_control), None)
-    if control is None or not metric_names:
-        return ()
-    rows = compute_stats(key, [specs[m] for m in metric_names], engine=runner, source=qsource, start=start, end=end,
-                         segment=segment, quantile_alpha=alpha)
-    by_key = {(r.segment, r.metric, v): r for r in rows if (v := vid(r.variant)) is not None}
-    out: list[SegmentResult] = []
-    for seg in sorted({r.segment for r in rows}, key=str):
-        for metric in metric_names:
-            spec = specs[metric]
-            ra = by_key.get((seg, metric, control.variant_id))
-            for tv in (v for v in variants if not v.is_control):
-                rb = by_key.get((seg, metric, tv.variant_id))
-                if ra is None or rb is None:
-                    continue
-                a = summaries(ra, spec, control.variant_id, alpha)
-                b = summaries(rb, spec, tv.variant_id, alpha)
-                test, _ = compare(spec, a, b, method="frequentist", cuped=False, alpha=alpha, planned_n=1.0)
-                out.append(SegmentResult(segment, str(seg), metric, tv.name, ra.n, rb.n, a.value, b.value, test))
-    return tuple(out)
 
 
 # --------------------------------------------------------------------------- test
@@ -747,11 +570,11 @@ def _judge(
     control = next((v for v in variants if v.is_control), None)
     series: tuple[DailyPoint, ...] = ()
     if options.daily and control and plan.metric_names:
-        series = _daily_series(run["daily"], plan.vid, variants, plan.metric_names, plan.specs, new_users)
+        series = daily_series(run["daily"], plan.vid, variants, plan.metric_names, plan.specs, new_users)
     segments: tuple[SegmentResult, ...] = ()
     if options.segment:
-        segments = _segments(plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end, variants,
-                             plan.metric_names, plan.specs, options.segment, plan.alpha)
+        segments = segment_results(plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end, variants,
+                                   plan.metric_names, plan.specs, options.segment, plan.alpha)
     return Results(
         experiment_id=int(exp.id), experiment=exp.name, status=exp.status, method=options.method,  # type: ignore[arg-type]
         correction=options.correction, alpha=plan.alpha, cuped=plan.cuped, start=plan.start, end=plan.end,

@@ -12,8 +12,9 @@ This package never imports pandas, scipy or :mod:`abcore.analysis` (an import co
 importing it costs a request path nothing it does not use.
 """
 
-from abcore.assign.assigner import (
-    Assigner,
+from abcore.assign.assigner import Assigner
+from abcore.assign.cache import Assignment, FrozenConfig
+from abcore.assign.defaults import (
     assign,
     assign_many,
     assign_user_to_variant,
@@ -22,7 +23,6 @@ from abcore.assign.assigner import (
     flush,
     track,
 )
-from abcore.assign.cache import Assignment, FrozenConfig
 from abcore.assign.hashing import (
     HASH_VERSION,
     TRAFFIC_SEED,

@@ -15,9 +15,10 @@ The shape:
 * :mod:`abcore.assign.reads` — the store reads (definitions, stored rows) on daemon threads, deadline-bound;
   :mod:`abcore.assign.definitions` keeps the definitions fresh;
 * :mod:`abcore.assign.writer` — write-behind of assignment rows and events (batches split on failure, dead letters);
-* :mod:`abcore.assign.batch` (``assign_many``) and :mod:`abcore.assign.tracking` (``track``).
+* :mod:`abcore.assign.batch` (``assign_many``) and :mod:`abcore.assign.tracking` (``track``);
+* :mod:`abcore.assign.defaults` — the process-wide client behind the module-level functions, flushed at exit.
 
-This module composes them (:class:`Assigner`) and holds the module-level functions. The request path does
+This module composes them (:class:`Assigner`). The request path does
 no write: a new user's answer comes from the cached definitions and the hash, the row and its events go to
 the writer. A stored row still wins: the in-process cache first, and a read only where a stored row can
 differ from the hash (paused experiment, targeting or traffic share keeping the user out, split or traffic
@@ -26,9 +27,7 @@ share changed while running). On store trouble a running experiment keeps answer
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import inspect
 import logging
 import os
 import threading
@@ -62,16 +61,7 @@ from abcore.assign.reads import (
 from abcore.assign.writer import Writer, default_batch_size
 from abcore.store.tables import EventType, utcnow
 
-__all__ = [
-    "Assigner",
-    "assign",
-    "assign_many",
-    "assign_user_to_variant",
-    "configure",
-    "default_assigner",
-    "flush",
-    "track",
-]
+__all__ = ["Assigner", "live_assigners"]
 
 logger = logging.getLogger("abcore.assign")
 
@@ -531,150 +521,12 @@ def _count_inserted(defs: Definitions | None, rows: Sequence[tuple[Any, ...]]) -
                 d.assignments[index].inc(count)
 
 
+def live_assigners() -> list[Assigner]:
+    """Every :class:`Assigner` not closed yet (what is flushed at interpreter exit and reset after a fork)."""
+    return list(_LIVE)
+
+
 def _redact(source: Engine | str) -> str:
     from abcore.config import redact_url
 
     return repr(redact_url(source) if isinstance(source, str) else source.url.render_as_string(hide_password=True))
-
-
-# --------------------------------------------------------------------------------------------
-# Process-wide default client and module-level functions
-# --------------------------------------------------------------------------------------------
-
-_default: Assigner | None = None
-_default_lock = threading.Lock()
-_default_source: Engine | str | None = None
-_default_options: dict[str, Any] = {}
-_ASSIGNER_OPTIONS = frozenset(
-    name for name, p in inspect.signature(Assigner.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY
-)
-
-
-def configure(engine_or_url: Engine | str | None = None, **options: Any) -> Assigner:
-    """Point the module-level functions at another store (engine or URL; None: the configured URL).
-
-    Closes (flushes) the previous default client. ``options`` go to :class:`Assigner`
-    (``flush_interval``, ``max_buffer``, ``cache_ttl``, ``timeout``, ``exit_timeout``, ...). Returns the new client.
-    Raises TypeError for an unknown option; an unusable URL does not raise (calls answer None/False, logged).
-    """
-    global _default, _default_source, _default_options
-    unknown = set(options) - _ASSIGNER_OPTIONS
-    if unknown:
-        raise TypeError(f"unknown Assigner option(s): {sorted(unknown)}")
-    with _default_lock:
-        previous = _default
-        _default_source = engine_or_url
-        _default_options = dict(options)
-        _default = _build_default()
-    if previous is not None:
-        previous.close()
-    return _default
-
-
-def _build_default() -> Assigner:
-    source = _default_source
-    if source is None:
-        from abcore.config import database_url
-
-        source = database_url()
-    return Assigner(source, **_default_options)
-
-
-def default_assigner() -> Assigner:
-    """The process-wide client, built lazily from :func:`abcore.config.database_url` on first use."""
-    global _default
-    client = _default
-    if client is None:
-        with _default_lock:
-            if _default is None:
-                _default = _build_default()
-            client = _default
-    return client
-
-
-def assign(
-    user_id: str,
-    experiment: str | int | None = None,
-    *,
-    attributes: Mapping[str, Any] | None = None,
-    expose: bool = True,
-    request_id: str | None = None,
-) -> Assignment | None:
-    """See :meth:`Assigner.assign` (default client)."""
-    client = _default if _default is not None else default_assigner()
-    return client.assign(user_id, experiment, attributes=attributes, expose=expose, request_id=request_id)
-
-
-def assign_user_to_variant(user_id: str) -> int | None:
-    """The variant id of the most recently started running experiment for ``user_id``, or None."""
-    return default_assigner().assign_user_to_variant(user_id)
-
-
-def assign_many(
-    user_ids: Sequence[str],
-    experiment: str | int | None = None,
-    *,
-    attributes: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
-    expose: bool = True,
-    persist: bool = True,
-    request_id: str | None = None,
-) -> list[Assignment | None]:
-    """See :meth:`Assigner.assign_many` (default client)."""
-    return default_assigner().assign_many(
-        user_ids, experiment, attributes=attributes, expose=expose, persist=persist, request_id=request_id
-    )
-
-
-def track(
-    user_id: str,
-    experiment: str | int | None,
-    metric_name: str,
-    value: float | None = None,
-    *,
-    properties: Mapping[str, Any] | None = None,
-    event_type: str = "conversion",
-    request_id: str | None = None,
-) -> bool:
-    """See :meth:`Assigner.track` (default client)."""
-    return default_assigner().track(
-        user_id, experiment, metric_name, value, properties=properties, event_type=event_type, request_id=request_id
-    )
-
-
-def flush(timeout: float | None = None) -> int:
-    """Write every buffered row and event of the default client now (bounded by ``timeout``); events written."""
-    client = _default
-    return 0 if client is None else client.flush(timeout)
-
-
-def _flush_all_at_exit() -> None:
-    """Interpreter exit: flush every live client, all within the largest ``exit_timeout``; say what was lost."""
-    clients = list(_LIVE)
-    if not clients:
-        return
-    bound = max(c.exit_timeout for c in clients)
-    deadline = time.monotonic() + bound
-    for client in clients:
-        with contextlib.suppress(Exception):  # interpreter exit: nothing left to raise to
-            writer = client.writer
-            if writer is None or writer.pending() == 0:
-                continue
-            unwritten = client.close(max(deadline - time.monotonic(), 0.0))
-            if unwritten:
-                prometheus.DROPPED.labels("exit").inc(unwritten)
-                logger.warning(
-                    "abcore.assign: exit: %d assignment rows/events could not be written within %.1f s "
-                    "(the store is slow or down); they are lost",
-                    unwritten,
-                    bound,
-                )
-
-
-def _reset_after_fork() -> None:
-    for client in list(_LIVE):
-        client._after_fork()
-
-
-atexit.register(_flush_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -23,8 +23,9 @@ from abcore.assign.cache import (
 )
 from abcore.assign.hashing import TRAFFIC_SEED, buckets, choose_variants
 from abcore.assign.reads import stored_variants
+from abcore.assign.statements import insert_events, insert_rows
 from abcore.assign.targeting import evaluate_targeting
-from abcore.assign.writer import insert_events, insert_rows, is_store_trouble
+from abcore.assign.writer import is_store_trouble
 from abcore.store.tables import EventType, ExperimentStatus, utcnow
 
 if TYPE_CHECKING:

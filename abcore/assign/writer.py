@@ -11,7 +11,7 @@ on :meth:`Writer.flush` and at interpreter exit (bounded):
   the buffered events of that user are written with the stored variant;
 * a ``user_assignment`` event for each row actually inserted;
 * at most ``batch_size`` rows (or events) per transaction, each committed, in index order (see
-  ``_ROW_ORDER``); store trouble requeues only what is not committed yet;
+  :mod:`abcore.assign.statements`); store trouble requeues only what is not committed yet;
 * a failing batch is split in halves until the bad rows are alone; a row the store rejects by itself is
   *dead-lettered*: appended with the error to a JSON-lines file (:attr:`Writer.dead_letter_path`),
   counted (``experiment_assign_dead_letters_total``) and never retried. Store trouble (connection lost,
@@ -29,40 +29,33 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from abcore.assign import prometheus
-from abcore.assign.reads import stored_variants
-from abcore.store.tables import EventType, ExperimentEvent, UserAssignment
+from abcore.assign.statements import (
+    EVENT_COLUMNS,
+    ROW_COLUMNS,
+    Event,
+    Row,
+    Stamps,
+    insert_events,
+    insert_rows,
+    read_back,
+)
+from abcore.store.tables import EventType
 
 logger = logging.getLogger("abcore.assign")
-
-#: Column order of an event tuple.
-EVENT_COLUMNS = (
-    "experiment_id",
-    "variant_id",
-    "user_id",
-    "event_type",
-    "metric_name",
-    "value",
-    "request_id",
-    "properties",
-    "ts",
-)
-#: Column order of an assignment row tuple.
-ROW_COLUMNS = ("user_id", "experiment_id", "variant_id", "attributes", "assigned_at")
 
 #: Rows (or events) per write transaction, by backend. Each transaction commits on its own, so a long backlog
 #: is written in steps: on PostgreSQL far below the assignment engine's ``statement_timeout`` (5 s; one COPY of
 #: 130,000 events exceeded it on a loaded machine and was retried forever), on SQLite (no statement timeout)
 #: large, because a batch sorted in index order inserts faster the larger it is (10,000 cost ~20 % of the
-#: throughput of 100,000 in tests/bench) while the write lock is held about a second at most on a quiet machine.
+#: throughput of 100,000 in the benchmarks) while the write lock is held about a second at most on a quiet machine.
 DEFAULT_BATCH_SIZE = {"sqlite": 100_000, "postgresql": 10_000}
 
 
@@ -71,8 +64,6 @@ def default_batch_size(engine: Engine) -> int:
     return DEFAULT_BATCH_SIZE.get(engine.dialect.name, 10_000)
 
 
-Event = tuple[Any, ...]
-Row = tuple[Any, ...]
 _USER_ASSIGNMENT = EventType.USER_ASSIGNMENT.value
 
 
@@ -110,179 +101,6 @@ def is_store_trouble(exc: BaseException) -> bool:
             return True
         return exc.connection_invalidated
     return False
-
-
-def _bind_processor(type_: Any, dialect: Any) -> Callable[[Any], Any]:
-    """The exact bind conversion SQLAlchemy applies for ``type_`` on ``dialect`` (identity when none)."""
-    processor = type_.dialect_impl(dialect).bind_processor(dialect)
-    return processor if processor is not None else (lambda value: value)
-
-
-Stamps = dict[int, Any]
-
-
-def sqlite_stamp(processor: Callable[[Any], Any], stamps: Stamps) -> Callable[[Any], Any]:
-    """``processor(ts)`` (SQLAlchemy's bind conversion of the timestamp columns on SQLite), memoised per object.
-
-    A UTC ``datetime`` (what :func:`abcore.store.tables.utcnow` returns) is formatted directly as
-    ``YYYY-MM-DD HH:MM:SS.ffffff``, the text SQLAlchemy's SQLite ``DATETIME`` stores for it (the aware value
-    converted to UTC, microseconds always written); anything else goes through ``processor`` (which raises
-    for a naive datetime: the row is rejected). ``stamps`` is keyed by ``id(ts)``: it must not outlive the
-    batch whose rows hold the timestamps (a new user's row and its events share one object).
-    """
-
-    def stamp(ts: Any) -> Any:
-        key = id(ts)
-        text = stamps.get(key)
-        if text is None:
-            if type(ts) is datetime and ts.tzinfo is UTC:
-                text = ts.isoformat(" ", "microseconds")[:-6]  # drop "+00:00"
-            else:
-                text = processor(ts)
-            stamps[key] = text
-        return text
-
-    return stamp
-
-
-# --------------------------------------------------------------------------------------------
-# The statements (one batch, one transaction; used by the writer thread and by assign_many)
-# --------------------------------------------------------------------------------------------
-
-#: Rows are inserted in index order: (experiment_id, user_id) for assignments (the unique index), and
-#: (experiment_id, event_type, user_id) for events (the leading columns of both analysis indexes). Each
-#: B-tree insert then lands next to the previous one (pages stay in cache): on SQLite this doubles the
-#: insert rate for random user ids. Ids (and so export order) follow this order inside one batch.
-_ROW_ORDER = itemgetter(1, 0)
-_EVENT_ORDER = itemgetter(0, 3, 2)
-#: Rows per multi-row ``INSERT ... VALUES`` on SQLite (assignments: 5 parameters a row, events: 9), bounded by
-#: the library's limit on parameters per statement. One multi-row statement costs SQLite about a quarter less CPU per
-#: row than ``executemany`` of a one-row statement (measured on SQLite 3.40, 200,000 events).
-SQLITE_ROWS_PER_STATEMENT = 2_000
-SQLITE_EVENTS_PER_STATEMENT = 1_000
-
-
-def _sqlite_rows_per_statement(connection: Connection, width: int, wanted: int) -> int:
-    """``wanted``, or fewer when this SQLite library takes fewer than ``wanted * width`` parameters a statement."""
-    raw = connection.connection.dbapi_connection
-    limit = 999  # the compile-time default before SQLite 3.32
-    getlimit = getattr(raw, "getlimit", None)  # Python >= 3.11
-    if getlimit is not None:
-        import sqlite3
-
-        limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    return max(1, min(wanted, limit // width))
-
-
-def insert_events(engine: Engine, connection: Connection, batch: Sequence[Event], *, stamps: Stamps | None = None) -> int:
-    """Insert events with one driver-level executemany (SQLite) or COPY (PostgreSQL); returns how many.
-
-    Events are written in index order (see ``_EVENT_ORDER``). ``stamps``: the timestamp memo of the batch
-    (SQLite; shared with :func:`insert_rows` so a new user's row and events convert their timestamp once).
-    """
-    table = ExperimentEvent.__table__
-    dumps = json.dumps
-    ordered = sorted(batch, key=_EVENT_ORDER)
-    if engine.dialect.name == "sqlite":
-        stamp = sqlite_stamp(_bind_processor(table.c.ts.type, engine.dialect), {} if stamps is None else stamps)
-        width = len(EVENT_COLUMNS)
-        per = _sqlite_rows_per_statement(connection, width, SQLITE_EVENTS_PER_STATEMENT)
-        one = "(" + ", ".join("?" * width) + ")"
-        head = f"INSERT INTO {table.name} ({', '.join(EVENT_COLUMNS)}) VALUES "
-        full_sql = head + ", ".join([one] * per)
-        last_ts: Any = object()
-        last_text: Any = None
-        for start in range(0, len(ordered), per):
-            flat: list[Any] = []
-            for e in ordered[start : start + per]:
-                ts = e[8]
-                if ts is not last_ts:  # the batch path shares one timestamp object: convert it once
-                    last_ts, last_text = ts, stamp(ts)
-                flat += (*e[:7], dumps(e[7]) if e[7] else "{}", last_text)
-            count = len(flat) // width
-            connection.exec_driver_sql(full_sql if count == per else head + ", ".join([one] * count), tuple(flat))
-        return len(ordered)
-    raw = connection.connection.dbapi_connection
-    statement = f"COPY {table.name} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-        for e in ordered:
-            copy.write_row((*e[:7], dumps(e[7]) if e[7] else "{}", e[8]))
-    return len(ordered)
-
-
-def insert_rows(
-    engine: Engine, connection: Connection, rows: Sequence[Row], *, stamps: Stamps | None = None
-) -> set[tuple[int, str]]:
-    """``INSERT ... ON CONFLICT DO NOTHING`` of assignment rows; the (experiment_id, user_id) actually inserted.
-
-    SQLite: multi-row ``VALUES`` with ``RETURNING`` (SQLite >= 3.35), in index order. PostgreSQL: ``COPY``
-    into a transaction-scoped staging table, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``.
-    """
-    table = UserAssignment.__table__
-    columns = ", ".join(ROW_COLUMNS)
-    dumps = json.dumps
-    inserted: set[tuple[int, str]] = set()
-    ordered = sorted(rows, key=_ROW_ORDER)
-    if engine.dialect.name == "sqlite":
-        stamp = sqlite_stamp(_bind_processor(table.c.assigned_at.type, engine.dialect), {} if stamps is None else stamps)
-        flat: list[Any] = []
-        last_ts: Any = object()
-        last_text: Any = None
-        for r in ordered:
-            ts = r[4]
-            if ts is not last_ts:
-                last_ts, last_text = ts, stamp(ts)
-            flat += (r[0], r[1], r[2], dumps(r[3]) if r[3] else "{}", last_text)
-        width = len(ROW_COLUMNS)
-        per = _sqlite_rows_per_statement(connection, width, SQLITE_ROWS_PER_STATEMENT)
-        full_sql = ""
-        for start in range(0, len(ordered), per):
-            count = min(per, len(ordered) - start)
-            if count == per and full_sql:
-                sql = full_sql
-            else:
-                sql = (
-                    f"INSERT INTO {table.name} ({columns}) VALUES {', '.join(['(?, ?, ?, ?, ?)'] * count)} "
-                    "ON CONFLICT (experiment_id, user_id) DO NOTHING RETURNING experiment_id, user_id"
-                )
-                if count == per:
-                    full_sql = sql
-            result = connection.exec_driver_sql(sql, tuple(flat[start * width : (start + count) * width]))
-            # SQLite applies every change on the first step and buffers the RETURNING rows: errors are raised
-            # (and wrapped) by exec_driver_sql above; the rows are read straight from the driver's cursor.
-            inserted.update(result.cursor.fetchall())  # type: ignore[union-attr]
-            result.close()
-        return inserted
-    # PostgreSQL: COPY into a transaction-scoped staging table, then one INSERT ... SELECT ... ON CONFLICT
-    connection.exec_driver_sql(
-        "CREATE TEMP TABLE IF NOT EXISTS abcore_assign_stage "
-        "(user_id text, experiment_id integer, variant_id integer, attributes json, assigned_at timestamptz) "
-        "ON COMMIT DELETE ROWS"
-    )
-    raw = connection.connection.dbapi_connection
-    statement = f"COPY abcore_assign_stage ({columns}) FROM STDIN"
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-        for r in ordered:
-            copy.write_row((r[0], r[1], r[2], dumps(r[3]) if r[3] else "{}", r[4]))
-    result = connection.exec_driver_sql(
-        f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM abcore_assign_stage "
-        "ORDER BY experiment_id, user_id ON CONFLICT (experiment_id, user_id) DO NOTHING RETURNING experiment_id, user_id"
-    )
-    inserted.update((e, u) for e, u in result)
-    connection.exec_driver_sql("DELETE FROM abcore_assign_stage")
-    return inserted
-
-
-def read_back(engine: Engine, rows: Sequence[Row]) -> dict[tuple[int, str], int]:
-    """The stored variant of each (experiment_id, user_id) of ``rows``."""
-    by_exp: dict[int, list[str]] = {}
-    for r in rows:
-        by_exp.setdefault(r[1], []).append(r[0])
-    out: dict[tuple[int, str], int] = {}
-    with engine.connect() as connection:
-        for exp_id, users in by_exp.items():
-            out.update({(exp_id, u): v for u, v in stored_variants(connection, exp_id, users).items()})
-    return out
 
 
 def default_dead_letter_path(engine: Engine) -> Path:

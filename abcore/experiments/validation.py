@@ -52,21 +52,39 @@ def validate_auto_stop(rules: Any) -> list[str]:
     for key in AUTO_STOP_LIMITS:
         if key not in rules or (rules[key] is None and key.startswith("max_")):
             continue
-        value = rules[key]
-        whole = key.endswith("_users")
-        if not is_number(value) or (whole and float(value) != int(value)):
-            kind = "a whole number of users" if whole else "a number of days"
-            problems.append(f"Stopping rule {key!r} must be {kind}; got {value!r}.")
-        elif key.startswith("max_") and value <= 0:
-            problems.append(f"Stopping rule {key!r} must be more than 0 (or null for no limit); got {value!r}.")
-        elif key.startswith("min_") and value < 0:
-            problems.append(f"Stopping rule {key!r} cannot be negative; got {value!r}.")
+        limit_problem = _auto_stop_limit_problem(key, rules[key])
+        if limit_problem:
+            problems.append(limit_problem)
     if not problems and rules:
-        merged = normalize_auto_stop(rules)
-        for unit in ("days", "users"):
-            low, high = merged[f"min_{unit}"], merged[f"max_{unit}"]
-            if high is not None and low > high:
-                problems.append(f"min_{unit} ({low:g}) is larger than max_{unit} ({high:g}).")
+        problems += _auto_stop_order_problems(rules)
+    return problems
+
+
+def _auto_stop_limit_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid limit for the stopping rule ``key`` (None when it is).
+
+    ``*_users`` limits are whole numbers, ``*_days`` limits numbers; ``max_*`` limits are more than 0,
+    ``min_*`` limits at least 0.
+    """
+    whole = key.endswith("_users")
+    if not is_number(value) or (whole and float(value) != int(value)):
+        kind = "a whole number of users" if whole else "a number of days"
+        return f"Stopping rule {key!r} must be {kind}; got {value!r}."
+    if key.startswith("max_") and value <= 0:
+        return f"Stopping rule {key!r} must be more than 0 (or null for no limit); got {value!r}."
+    if key.startswith("min_") and value < 0:
+        return f"Stopping rule {key!r} cannot be negative; got {value!r}."
+    return None
+
+
+def _auto_stop_order_problems(rules: Mapping[str, Any]) -> list[str]:
+    """A sentence for each unit (days, users) whose minimum exceeds its maximum, defaults filled in."""
+    merged = normalize_auto_stop(rules)
+    problems: list[str] = []
+    for unit in ("days", "users"):
+        low, high = merged[f"min_{unit}"], merged[f"max_{unit}"]
+        if high is not None and low > high:
+            problems.append(f"min_{unit} ({low:g}) is larger than max_{unit} ({high:g}).")
     return problems
 
 
@@ -150,6 +168,24 @@ def _variant_problems(variants: list[VariantCreate], session: Session | None) ->
     if len(variants) < 2:
         problems.append("An experiment needs at least two variants.")
     names = [(v.name or "").strip() for v in variants]
+    problems += _variant_name_problems(names)
+    for v, n in zip(variants, names, strict=True):
+        config_problem = json_value_problem(f"config of variant {n[:80]!r}", v.config)
+        if config_problem:
+            problems.append(config_problem)
+    duplicates = sorted({n for n in names if n and names.count(n) > 1})
+    if duplicates:
+        problems.append(f"Variant names must be unique: {', '.join(duplicates)} appears more than once.")
+    problems += _allocation_problems([v.allocation_pct for v in variants])
+    if sum(1 for v in variants if v.is_control) > 1:
+        problems.append("Only one variant can be the control.")
+    problems += _model_id_problems({v.model_id for v in variants if v.model_id is not None}, session)
+    return problems
+
+
+def _variant_name_problems(names: list[str]) -> list[str]:
+    """The stripped variant names: none empty, none too long, none with NUL or a lone surrogate."""
+    problems: list[str] = []
     if any(not n for n in names):
         problems.append("Every variant needs a name.")
     if any(len(n) > MAX_NAME_LENGTH for n in names):
@@ -158,27 +194,30 @@ def _variant_problems(variants: list[VariantCreate], session: Session | None) ->
         problems.append("Variant names cannot contain NUL characters.")
     if any(has_lone_surrogate(n) for n in names):
         problems.append("A variant name contains a lone surrogate (invalid Unicode).")
-    for v, n in zip(variants, names, strict=True):
-        config_problem = json_value_problem(f"config of variant {n[:80]!r}", v.config)
-        if config_problem:
-            problems.append(config_problem)
-    duplicates = sorted({n for n in names if n and names.count(n) > 1})
-    if duplicates:
-        problems.append(f"Variant names must be unique: {', '.join(duplicates)} appears more than once.")
-    allocations = [v.allocation_pct for v in variants]
+    return problems
+
+
+def _allocation_problems(allocations: list[Any]) -> list[str]:
+    """The split in percent: finite numbers, none negative, summing to 100 (within the tolerance).
+
+    At most one sentence: the first rule broken, in that order.
+    """
     if not all(is_number(a) for a in allocations):
-        problems.append("Every allocation must be a finite number.")
-    elif any(a < 0 for a in allocations):
-        problems.append("Allocations cannot be negative.")
-    elif variants and abs(sum(allocations) - 100.0) > ALLOCATION_TOLERANCE:
-        problems.append(f"Allocations must sum to exactly 100 %; they sum to {sum(allocations):g} %.")
-    if sum(1 for v in variants if v.is_control) > 1:
-        problems.append("Only one variant can be the control.")
-    model_ids = {v.model_id for v in variants if v.model_id is not None}
+        return ["Every allocation must be a finite number."]
+    if any(a < 0 for a in allocations):
+        return ["Allocations cannot be negative."]
+    if allocations and abs(sum(allocations) - 100.0) > ALLOCATION_TOLERANCE:
+        return [f"Allocations must sum to exactly 100 %; they sum to {sum(allocations):g} %."]
+    return []
+
+
+def _model_id_problems(model_ids: set[Any], session: Session | None) -> list[str]:
+    """The variants' model ids: ints in 1..INT32_MAX, and (with a session) ids of stored models."""
+    problems: list[str] = []
     out_of_range = sorted(m for m in model_ids if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= INT32_MAX)
     if out_of_range:
         problems.append(f"A variant's model_id must be a model's id (1 to {INT32_MAX:,}); got {out_of_range[0]!r}.")
-        model_ids -= set(out_of_range)
+        model_ids = model_ids - set(out_of_range)
     if session is not None and model_ids:
         known = set(session.exec(select(Model.id).where(col(Model.id).in_(model_ids))).all())
         missing = sorted(model_ids - known)

@@ -161,29 +161,58 @@ def _iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | No
         yield number, data, ""
 
 
-def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | None, str]]:
-    undecodable: set[int] = set()
+def _decoded_lines(stream: IO[bytes], undecodable: set[int]) -> Iterator[str]:
+    """The lines of ``stream`` as text (a leading BOM dropped); a line that is not UTF-8 is decoded with
+    replacement characters and its 1-based number added to ``undecodable``."""
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            undecodable.add(number)
+            yield raw.decode("utf-8", errors="replace")
 
-    def lines() -> Iterator[str]:
-        for number, raw in enumerate(stream, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError:
-                undecodable.add(number)
-                yield raw.decode("utf-8", errors="replace")
 
-    reader = csv.reader(lines())
+def _read_csv_header(reader: Any) -> list[str] | None:
+    """The stripped field names of the CSV header (None for an empty file).
+
+    Raises :class:`ImportError_` when the header cannot be parsed or names none of the known fields.
+    """
     try:
         header = next(reader)
     except StopIteration:
-        return
+        return None
     except csv.Error as exc:
         raise ImportError_(f"cannot read the CSV header: {exc}") from None
     header = [h.strip() for h in header]
     if not any(h in KNOWN_KEYS for h in header):
         raise ImportError_(f"the CSV header names none of the expected fields ({', '.join(sorted(ALIASES))})")
+    return header
+
+
+def _csv_row_problem(row: list[str], header: list[str], lines: range, undecodable: set[int]) -> str:
+    """Why the CSV ``row`` spanning file ``lines`` is bad ("" when it is good): not UTF-8, a field count
+    other than the header's, or a NUL character, checked in that order."""
+    if any(n in lines for n in undecodable):
+        return "not valid UTF-8"
+    if len(row) != len(header):
+        return f"has {len(row)} fields, the header has {len(header)}"
+    if any("\x00" in c for c in row):
+        return "contains a NUL character"
+    return ""
+
+
+def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | None, str]]:
+    """``(first line number, record or None, problem)`` for each non-blank CSV row after the header.
+
+    Raises :class:`ImportError_` (see :func:`_read_csv_header`) when the header is unusable.
+    """
+    undecodable: set[int] = set()
+    reader = csv.reader(_decoded_lines(stream, undecodable))
+    header = _read_csv_header(reader)
+    if header is None:
+        return
     start = reader.line_num + 1
     while True:
         try:
@@ -195,17 +224,9 @@ def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[int, Mapping[str, Any] | None
             start = reader.line_num + 1
             continue
         end = reader.line_num
-        if not row or all(not c.strip() for c in row):
-            start = end + 1
-            continue
-        if any(start <= n <= end for n in undecodable):
-            yield start, None, "not valid UTF-8"
-        elif len(row) != len(header):
-            yield start, None, f"has {len(row)} fields, the header has {len(header)}"
-        elif any("\x00" in c for c in row):
-            yield start, None, "contains a NUL character"
-        else:
-            yield start, dict(zip(header, row, strict=True)), ""
+        if row and any(c.strip() for c in row):
+            problem = _csv_row_problem(row, header, range(start, end + 1), undecodable)
+            yield start, (None if problem else dict(zip(header, row, strict=True))), problem
         start = end + 1
 
 
@@ -406,6 +427,62 @@ def _merge(summary: ImportSummary, part: ImportSummary) -> None:
     summary.bad += part.bad - len(part.bad_lines)
 
 
+def _import_parsed(
+    engine: Engine,
+    parsed: Iterator[tuple[int, Mapping[str, Any] | None, str]],
+    summary: ImportSummary,
+    deferred: list[EventRecord],
+    batch_size: int,
+    on_batch: Callable[[], None] | None,
+) -> None:
+    """Build records from ``parsed`` and write them in batches of ``batch_size``; counts land in ``summary``.
+
+    ``on_batch`` is called after each full batch is written; the last, partial batch is written too.
+    Variant-less records of users not yet assigned are appended to ``deferred`` (not written here).
+    """
+    with engine.connect() as connection:
+        resolver = Resolver(connection)
+        batch: list[EventRecord] = []
+        for line, data, problem in parsed:
+            summary.records += 1
+            record = _record_or_bad(line, data, problem, resolver, summary)
+            if record is not None:
+                batch.append(record)
+            if len(batch) >= batch_size:
+                connection.rollback()  # end the resolver's read transaction (SQLite lock)
+                _flush(engine, batch, summary, deferred)
+                batch = []
+                if on_batch is not None:
+                    on_batch()
+        connection.rollback()
+        _flush(engine, batch, summary, deferred)
+
+
+def _record_or_bad(
+    line: int, data: Mapping[str, Any] | None, problem: str, resolver: Resolver, summary: ImportSummary
+) -> EventRecord | None:
+    """The record of one parsed line, or None after counting the line as bad in ``summary``.
+
+    A good record dated before its experiment's start (or of a never-started experiment) is counted in
+    ``summary.before_start``.
+    """
+    if data is None:
+        summary.add_bad(line, problem)
+        return None
+    try:
+        record = build_record(line, data, resolver)
+    except ValueError as exc:
+        summary.add_bad(line, str(exc)[:300])
+        return None
+    except (ArithmeticError, RecursionError) as exc:  # a hostile line never aborts the import
+        summary.add_bad(line, f"not accepted ({type(exc).__name__}: {str(exc)[:200]})")
+        return None
+    started = resolver.started_at.get(record.experiment_id)
+    if started is None or record.ts < started:
+        summary.before_start += 1
+    return record
+
+
 def import_events(
     *,
     engine: Engine,
@@ -440,33 +517,8 @@ def import_events(
         counter = _CountingReader(raw)
         stream = io.BufferedReader(counter, buffer_size=1 << 16)
         parsed = _iter_csv(stream) if kind == "csv" else _iter_jsonl(stream)
-        with engine.connect() as connection:
-            resolver = Resolver(connection)
-            batch: list[EventRecord] = []
-            for line, data, problem in parsed:
-                summary.records += 1
-                if data is None:
-                    summary.add_bad(line, problem)
-                    continue
-                try:
-                    record = build_record(line, data, resolver)
-                except ValueError as exc:
-                    summary.add_bad(line, str(exc)[:300])
-                except (ArithmeticError, RecursionError) as exc:  # a hostile line never aborts the import
-                    summary.add_bad(line, f"not accepted ({type(exc).__name__}: {str(exc)[:200]})")
-                else:
-                    batch.append(record)
-                    started = resolver.started_at.get(record.experiment_id)
-                    if started is None or record.ts < started:
-                        summary.before_start += 1
-                if len(batch) >= batch_size:
-                    connection.rollback()  # end the resolver's read transaction (SQLite lock)
-                    _flush(engine, batch, summary, deferred)
-                    batch = []
-                    if progress is not None:
-                        progress(summary.records, counter.count, total)
-            connection.rollback()
-            _flush(engine, batch, summary, deferred)
+        on_batch = None if progress is None else lambda: progress(summary.records, counter.count, total)
+        _import_parsed(engine, parsed, summary, deferred, batch_size, on_batch)
     # Variant-less records of users the file had not assigned yet when they were read: the whole file
     # is in now, so a user assigned by any line of it (or meanwhile) gets them; the rest are bad.
     # This makes the result independent of line order and of how often (or how far) the file was imported.

@@ -46,26 +46,47 @@ def json_value_problem(label: str, value: Any) -> str | None:
         item, depth = stack.pop()
         if depth > JSON_MAX_DEPTH:
             return f"The {label} is nested more than {JSON_MAX_DEPTH} levels deep."
-        if item is None or isinstance(item, bool):
-            continue
-        if isinstance(item, int):
-            if not -JSON_INT_LIMIT <= item < JSON_INT_LIMIT:
-                return f"The {label} holds an integer beyond 64 bits."
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return f"The {label} holds {item!r}; JSON numbers must be finite."
-        elif isinstance(item, str):
-            if has_lone_surrogate(item):
-                return f"The {label} holds text with a lone surrogate (invalid Unicode)."
-        elif isinstance(item, Mapping):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    return f"The {label} has a key that is not text ({type(key).__name__})."
-                if has_lone_surrogate(key):
-                    return f"The {label} has a key with a lone surrogate (invalid Unicode)."
-                stack.append((child, depth + 1))
+        if isinstance(item, Mapping):
+            problem = _json_key_problem(label, item)
+            if problem:
+                return problem
+            stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list | tuple):
             stack.extend((child, depth + 1) for child in item)
         else:
-            return f"The {label} holds a {type(item).__name__}, which is not a JSON value."
+            problem = _json_scalar_problem(label, item)
+            if problem:
+                return problem
     return None
+
+
+def _json_key_problem(label: str, item: Mapping[Any, Any]) -> str | None:
+    """Why the keys of the JSON object ``item`` cannot be stored (None when all are text without lone surrogates).
+
+    Keys are checked in order; the first bad one decides the message.
+    """
+    for key in item:
+        if not isinstance(key, str):
+            return f"The {label} has a key that is not text ({type(key).__name__})."
+        if has_lone_surrogate(key):
+            return f"The {label} has a key with a lone surrogate (invalid Unicode)."
+    return None
+
+
+def _json_scalar_problem(label: str, item: Any) -> str | None:
+    """Why ``item`` (anything but an object or array) is not a storable JSON scalar (None when it is)."""
+    if item is None or isinstance(item, bool):
+        return None
+    if isinstance(item, int):
+        if not -JSON_INT_LIMIT <= item < JSON_INT_LIMIT:
+            return f"The {label} holds an integer beyond 64 bits."
+        return None
+    if isinstance(item, float):
+        if not math.isfinite(item):
+            return f"The {label} holds {item!r}; JSON numbers must be finite."
+        return None
+    if isinstance(item, str):
+        if has_lone_surrogate(item):
+            return f"The {label} holds text with a lone surrogate (invalid Unicode)."
+        return None
+    return f"The {label} holds a {type(item).__name__}, which is not a JSON value."

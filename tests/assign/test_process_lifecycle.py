@@ -59,7 +59,7 @@ def test_import_builds_nothing(tmp_path: Path) -> None:
         f"""
         import os
         os.environ["ABCORE_DATABASE_URL"] = "sqlite:///{target}"
-        import abcore.assign.assigner as a
+        import abcore.assign.defaults as a
         assert a._default is None
         from abcore.assign import bucket
         bucket("u", "s")

@@ -1,4 +1,4 @@
-"""The writer's bulk statements (multi-row VALUES in index order on SQLite, COPY on PostgreSQL)
+"""The bulk statements of the write path (multi-row VALUES in index order on SQLite, COPY on PostgreSQL)
 store exactly what they are given, tell exactly which rows they inserted, and convert timestamps exactly
 as SQLAlchemy's own bind processing does."""
 
@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 
+from abcore.assign import statements as st
 from abcore.assign import writer as w
 from abcore.store.tables import ExperimentEvent, UserAssignment, Variant
 
@@ -39,7 +40,7 @@ def test_sqlite_stamp_matches_sqlalchemy_bind_processing() -> None:
     ]
     values += [datetime.fromtimestamp(rng.uniform(0, 4e9), UTC).replace(microsecond=rng.randrange(10**6)) for _ in range(500)]
     dialect = sqlite_dialect.dialect()
-    stamp = w.sqlite_stamp(w._bind_processor(ExperimentEvent.__table__.c.ts.type, dialect), {})
+    stamp = st.sqlite_stamp(st._bind_processor(ExperimentEvent.__table__.c.ts.type, dialect), {})
     for value in values:
         assert stamp(value) == _sqlalchemy_bind(value), value
     with pytest.raises(ValueError, match="timezone"):  # a naive datetime is rejected, as SQLAlchemy does
@@ -53,8 +54,8 @@ def test_driver_errors_are_classified_like_wrapped_ones() -> None:
 
 def test_bulk_statements_store_exactly_the_input(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     # Small statements so that full and partial chunks are both exercised.
-    monkeypatch.setattr(w, "SQLITE_ROWS_PER_STATEMENT", 7)
-    monkeypatch.setattr(w, "SQLITE_EVENTS_PER_STATEMENT", 5)
+    monkeypatch.setattr(st, "SQLITE_ROWS_PER_STATEMENT", 7)
+    monkeypatch.setattr(st, "SQLITE_EVENTS_PER_STATEMENT", 5)
     exp_id = new_experiment(engine, allocations=(50.0, 50.0), salt="bulk")
     with engine.connect() as connection:
         variant_ids = [v for (v,) in connection.execute(select(Variant.id).where(Variant.experiment_id == exp_id))]
@@ -63,10 +64,10 @@ def test_bulk_statements_store_exactly_the_input(engine: Engine, monkeypatch: py
     users = [f"u-{rng.getrandbits(40):x}" for _ in range(53)]
     first = [(u, exp_id, variant_ids[i % 2], {"i": i} if i % 3 else {}, now) for i, u in enumerate(users[:10])]
     with engine.begin() as connection:
-        assert w.insert_rows(engine, connection, first) == {(exp_id, u) for u in users[:10]}
+        assert st.insert_rows(engine, connection, first) == {(exp_id, u) for u in users[:10]}
     rows = [(u, exp_id, variant_ids[(i + 1) % 2], {}, now + timedelta(microseconds=i)) for i, u in enumerate(users)]
     with engine.begin() as connection:
-        inserted = w.insert_rows(engine, connection, rows)
+        inserted = st.insert_rows(engine, connection, rows)
     assert inserted == {(exp_id, u) for u in users[10:]}  # the first 10 were stored before: not inserted again
     events = [
         (exp_id, variant_ids[i % 2], users[i % len(users)], ("exposure", "conversion")[i % 2], None if i % 2 == 0 else "m",
@@ -74,7 +75,7 @@ def test_bulk_statements_store_exactly_the_input(engine: Engine, monkeypatch: py
         for i in range(37)
     ]
     with engine.begin() as connection:
-        assert w.insert_events(engine, connection, events) == 37
+        assert st.insert_events(engine, connection, events) == 37
     with engine.connect() as connection:
         stored_rows = {
             (r.user_id, r.variant_id, tuple(sorted(r.attributes.items())), r.assigned_at.astimezone(UTC))
@@ -103,7 +104,7 @@ def test_writer_commits_per_batch_and_requeues_only_what_is_not_committed(engine
     real = writer._insert_rows_tx
     calls = {"n": 0}
 
-    def flaky(rows: list[w.Row], stamps: w.Stamps | None = None) -> set[tuple[int, str]]:
+    def flaky(rows: list[st.Row], stamps: st.Stamps | None = None) -> set[tuple[int, str]]:
         calls["n"] += 1
         if calls["n"] == 3:  # the third transaction meets a locked store
             raise OperationalError("INSERT", {}, Exception("database is locked"))
