@@ -141,7 +141,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {s.field: s for s in (
     Setting(DATABASE_URL_ENV, "database_url", "SQLAlchemy URL", default_database_url(),
             "The store: SQLite (default: data/abcore.db in the project root) or PostgreSQL."),
-    Setting(ANALYSIS_ENGINE_ENV, "analysis_engine", "store | duckdb | auto", "store",
+    Setting(ANALYSIS_ENGINE_ENV, "analysis_engine", "store, duckdb or auto", "store",
             "Where the dashboard's analysis query runs; 'auto' when only ABCORE_DUCKDB_MIN_EVENTS is set.", _lower),
     Setting(DUCKDB_MIN_EVENTS_ENV, "duckdb_min_events", "whole number >= 0", DEFAULT_DUCKDB_MIN_EVENTS,
             "With the 'auto' engine: experiments with more events than this are analysed on DuckDB.",

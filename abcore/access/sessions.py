@@ -8,7 +8,7 @@ so a token stops working when it expires, when the secret changes, or when the u
 The secret comes from ``$ABCORE_SESSION_SECRET`` or ``session_secret`` in ``.streamlit/secrets.toml``;
 without one, :func:`session_secret` returns a random secret per process (tokens then last until
 the dashboard restarts). Where an OIDC provider is available, Streamlit's ``st.login`` is the
-alternative (see README, "Access control for the dashboard").
+alternative (see the dashboard guide of the docs site, "Access control for the dashboard").
 """
 
 from __future__ import annotations

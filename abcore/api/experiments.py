@@ -86,7 +86,7 @@ def to_create(body: ExperimentIn, actor: str) -> ex.ExperimentCreate:
     summary="Create a draft experiment",
 )
 def create(body: ExperimentIn, key: Editor, session: SessionDep) -> dict[str, Any]:
-    """Seed 002's body (``variants`` with relative ``weight`` and JSON ``config``) or ``ExperimentCreate``'s
+    """The quick-start body (``variants`` with relative ``weight`` and JSON ``config``) or ``ExperimentCreate``'s
     (``allocation_pct``); 422 lists every problem."""
     exp = ex.create_experiment(session=session, data=to_create(body, key.name), actor=key.name)
     return experiment_out(session, exp)
@@ -145,7 +145,7 @@ def set_status(ref: Ref, body: StatusChange, key: Editor, session: SessionDep, s
     "/{ref}/ship",
     response_model=ExperimentOut,
     responses=responses(401, 403, 404, 409, 413, 422, 429),
-    summary="Ship a winner (seed 004's deploy-winner)",
+    summary="Ship a winner: serve a variant to a share of users",
 )
 def ship(ref: Ref, body: ShipIn, key: Editor, session: SessionDep, state: StateDep) -> dict[str, Any]:
     """Serve ``variant`` to ``rollout_pct`` % of users. The experiment must be completed (409 otherwise),

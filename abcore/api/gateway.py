@@ -1,6 +1,6 @@
-"""Gateway helper (seed 001): assign the request's user and answer with experiment headers.
+"""Gateway helper: assign the request's user and answer with experiment headers.
 
-Seed 001's gateway routes every ``/recommend/<user_id>`` through an experiment and sets the
+A recommendation gateway routes every ``/recommend/<user_id>`` through an experiment and sets the
 response headers ``X-Experiment-Id`` (the experiment's name) and ``X-Experiment-Variant`` (the
 variant's name). Two ways to get that from abcore in any ASGI / FastAPI service:
 

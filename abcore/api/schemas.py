@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API (pydantic).
 
 The create body *is* :class:`abcore.experiments.schemas.ExperimentCreate` (a subclass that also accepts
-seed 002's relative variant ``weight``), so every field added to ``ExperimentCreate`` is accepted
+a relative variant ``weight``, normalised to percents), so every field added to ``ExperimentCreate`` is accepted
 by ``POST /api/v1/experiments`` without touching this module.
 """
 
@@ -34,7 +34,7 @@ class ErrorBody(BaseModel):
 
 
 class VariantIn(VariantCreate):
-    """A variant: ``allocation_pct`` (percent, all summing to 100) or seed 002's relative ``weight``."""
+    """A variant: ``allocation_pct`` (percent, all summing to 100) or a relative ``weight`` (normalised to percents)."""
 
     allocation_pct: float | None = Field(default=None, allow_inf_nan=False)  # type: ignore[assignment]
     weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -56,7 +56,7 @@ class VariantOut(BaseModel):
     id: int
     name: str
     allocation_pct: float
-    weight: float = Field(description="allocation_pct / 100 (seed 002's relative weight)")
+    weight: float = Field(description="allocation_pct / 100 (the relative weight, normalised)")
     config: dict[str, Any]
     is_control: bool
     model_id: int | None = None
@@ -108,7 +108,7 @@ class StatusChange(BaseModel):
 
 
 class ShipIn(BaseModel):
-    """Seed 004's deploy-winner: serve ``variant`` (name or id) to ``rollout_pct`` % of users."""
+    """Ship a winner: serve ``variant`` (name or id) to ``rollout_pct`` % of users."""
 
     variant: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)] | Name
     rollout_pct: float = Field(default=100.0, gt=0, le=100, allow_inf_nan=False)
@@ -167,7 +167,7 @@ class AssignBatchOut(BaseModel):
 
 
 class ConversionIn(BaseModel):
-    """Seed 002's conversion: a metric value for a user of an experiment (``value`` defaults to 1)."""
+    """A conversion: a metric value for a user of an experiment (``value`` defaults to 1)."""
 
     experiment_id: ExperimentRef = Field(description="id or name")
     user_id: UserId

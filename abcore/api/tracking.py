@@ -124,7 +124,7 @@ def _track(state: ApiState, event: Any, event_type: str) -> None:
     status_code=201,
     response_model=Recorded,
     responses=responses(401, 403, 404, 409, 413, 422, 429),
-    summary="Record a conversion (seed 002)",
+    summary="Record a conversion: a metric value for an assigned user",
 )
 def conversion(body: ConversionIn, key: Tracker, state: StateDep) -> dict[str, Any]:
     """A metric value for an assigned user (``value`` defaults to 1). 404: unknown experiment; 409: the

@@ -211,8 +211,8 @@ def add_commands(commands: Any) -> None:
         "the --source files (extra 'duckdb'), or Spark SQL (extra 'spark')",
     )
     analyze.add_argument("--source", metavar="FILE.json", default=None,
-                         help="event source config (events / exposures tables or Parquet/CSV files; README: "
-                         "Analysis engines); default the store's tables")
+                         help="event source config (events / exposures tables or Parquet/CSV files; docs: "
+                         "Operators, event sources); default the store's tables")
     analyze.set_defaults(handler=cmd_analyze)
 
     st = commands.add_parser(
@@ -224,7 +224,7 @@ def add_commands(commands: Any) -> None:
     st.add_argument("--metrics", metavar="FILE.json", required=True,
                     help="metric definitions: a JSON object or list (name, kind, window_hours, cap, ...)")
     st.add_argument("--engine", choices=("store", "duckdb", "spark"), default="store")
-    st.add_argument("--source", metavar="FILE.json", help="event source config (see README: Analysis engines)")
+    st.add_argument("--source", metavar="FILE.json", help="event source config (docs: Operators, event sources)")
     st.add_argument("--segment", help="break down by this assignment attribute / exposure column")
     st.add_argument("--cuped", action="store_true", help="add the pre-exposure covariate sums")
     st.add_argument("--start", help="count only events from this UTC datetime (ISO)")

@@ -6,7 +6,9 @@ A page asks for a section with a marker line; the hook replaces the marker with 
   with its usage line and each option's help and default;
 * ``<!-- generated: http -->``: every route of the HTTP API's OpenAPI schema (method, path, summary,
   parameters, request body, answers);
-* ``<!-- generated: tables -->``: every table of the store (``abcore/store/tables.py``) with its columns.
+* ``<!-- generated: tables -->``: every table of the store (``abcore/store/tables.py``) with its columns;
+* ``<!-- generated: settings -->``: every ``ABCORE_*`` setting, :func:`abcore.config.settings_table` (variable,
+  type, default, meaning), so the page and :data:`abcore.config.SETTINGS` are one definition.
 
 The render functions are plain functions of nothing, so ``tests/docs`` checks them without mkdocs.
 """
@@ -156,9 +158,20 @@ def render_tables() -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- settings
+
+
+def render_settings() -> str:
+    """The settings table of :mod:`abcore.config` (every ``ABCORE_*`` variable abcore reads)."""
+    from abcore.config import settings_table
+
+    return settings_table()
+
+
 # --------------------------------------------------------------------------- mkdocs entry point
 
-SECTIONS: dict[str, Callable[[], str]] = {"cli": render_cli, "http": render_http, "tables": render_tables}
+SECTIONS: dict[str, Callable[[], str]] = {"cli": render_cli, "http": render_http, "tables": render_tables,
+                                          "settings": render_settings}
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:

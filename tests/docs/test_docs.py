@@ -1,6 +1,9 @@
 """The docs tell the truth about the code: every setting and command is documented, every example runs.
 
-* every ``ABCORE_*`` name in ``abcore/`` is in ``docs/reference/configuration.md``;
+* every ``ABCORE_*`` name in ``abcore/`` is a setting of :data:`abcore.config.SETTINGS` (the configuration page
+  is generated from that table) or is named on ``docs/reference/configuration.md``;
+* every dotted ``abcore.x.y`` reference in ``README.md`` and ``docs/**/*.md`` resolves: an importable module
+  or an attribute of one;
 * every command and sub-command of the ``abcore`` parser is in the CLI reference (its overview, and the
   section the build generates);
 * every fenced ````python`` block of ``README.md`` and ``docs/**/*.md`` runs, the blocks of one page in
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -29,6 +33,9 @@ PAGES = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
 
 FENCE = re.compile(r"^```python([^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 NORUN = "<!-- norun -->"
+#: A dotted name ``abcore.x[.y...]`` in prose or code. Not one: a TOML table (``[abcore.users.alice]``), a path
+#: (``data/abcore.db``) or a file name (``abcore.db.dead-letters.jsonl``, followed by ``-``).
+DOTTED = re.compile(r"(?<![\w./\[-])abcore(?:\.[A-Za-z_]\w*)+(?![\w.-])")
 HISTORY = re.compile(r"\b(?:issue|seed)[ -]?#?\d+\b|(?<![\w&/#])#\d+\b", re.IGNORECASE)
 
 
@@ -40,13 +47,48 @@ def _hooks():
 
 
 def test_every_setting_is_documented() -> None:
+    from abcore.config import SETTINGS
+
     used = set()
     for path in (ROOT / "abcore").rglob("*.py"):
         used |= set(re.findall(r"\bABCORE_[A-Z0-9_]+\b", path.read_text(encoding="utf-8")))
-    documented = set(re.findall(r"`(ABCORE_[A-Z0-9_]+)`", (DOCS / "reference" / "configuration.md").read_text()))
+    page = (DOCS / "reference" / "configuration.md").read_text(encoding="utf-8")
+    documented = {spec.env for spec in SETTINGS.values()} | set(re.findall(r"`(ABCORE_[A-Z0-9_]+)`", page))
     missing = sorted(used - documented)
     assert used, "no ABCORE_* name found in abcore/: the scan is broken"
-    assert not missing, f"undocumented in docs/reference/configuration.md: {', '.join(missing)}"
+    assert not missing, f"neither in abcore.config.SETTINGS nor on docs/reference/configuration.md: {', '.join(missing)}"
+    assert "<!-- generated: settings -->" in page, "the configuration page no longer renders abcore.config.settings_table()"
+
+
+def test_settings_table_lists_every_setting() -> None:
+    from abcore.config import SETTINGS
+
+    generated = _hooks().render_settings()
+    for spec in SETTINGS.values():
+        assert f"`{spec.env}`" in generated
+
+
+def _resolves(reference: str) -> bool:
+    """True when ``reference`` is an importable module or an attribute (chain) of the longest importable prefix."""
+    parts = reference.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(target, name):
+                return False
+            target = getattr(target, name)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_dotted_references_resolve(page: Path) -> None:
+    references = sorted(set(DOTTED.findall(page.read_text(encoding="utf-8"))))
+    stale = [reference for reference in references if not _resolves(reference)]
+    assert not stale, f"{page.relative_to(ROOT)} names what the code does not have: {', '.join(stale)}"
 
 
 def test_every_cli_command_is_documented() -> None:

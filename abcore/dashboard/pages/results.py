@@ -43,7 +43,7 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
     (how long ``analyze`` took on the engine chosen by ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS).
     """
     method, correction, cuped, start, end, segment = options
-    with ui.session() as s:  # engine: ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS (README, Dashboard)
+    with ui.session() as s:  # engine: ABCORE_ANALYSIS_ENGINE / ABCORE_DUCKDB_MIN_EVENTS (docs: configuration)
         engine = choose_analysis_engine(lambda: overview.event_total(session=s, experiment_id=experiment_id))
         began = perf_counter()
         results = analyze(

@@ -2,7 +2,7 @@
 
 The results page draws its charts from these instead of a chart library: the browser has nothing to
 load or compile before it can show them (Vega's 775 kB chunk and its compile step were the largest
-part of the results page's time to fully drawn, measured, README "Dashboard speed in the browser").
+part of the results page's time to fully drawn, measured, docs site: Performance, "Results page speed in the browser").
 
 Pure functions over plain numbers and names, no Streamlit. Every promise:
 

@@ -39,7 +39,7 @@ def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> st
     ``key_columns`` columns are left-aligned labels, the others right-aligned figures. One line, because
     Markdown ends an HTML block at a blank line. An empty ``rows`` gives an empty string. Plain HTML
     instead of ``st.table``: the browser draws it with the page's text, without loading a table chunk
-    (measured, README "Dashboard speed in the browser").
+    (measured, docs site: Performance, "Results page speed in the browser").
     """
     if not rows:
         return ""
