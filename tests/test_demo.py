@@ -91,7 +91,7 @@ def test_assign_gives_demo_users_their_stored_variant(demo_engine: Engine) -> No
                 bounds = cumulative_allocations([v.allocation_pct for v in variants])
                 for row in stored:
                     got = assigner.assign(row.user_id, name, attributes=row.attributes, expose=False)
-                    # since issue 10 no store read is made where it cannot change the answer, so is_new only says
+                    # no store read is made where it cannot change the answer, so is_new only says
                     # this process did not know the row (the write-behind insert is a no-op): the variant is what counts
                     assert got is not None and got.variant_id == row.variant_id
                     # the stored row is what the hash gives too, so a new store would agree

@@ -1,4 +1,4 @@
-"""Sign-in hardening (issue 14, item 4): strong hashes, a cost floor, throttled failures, fail-closed config.
+"""Sign-in hardening: strong hashes, a cost floor, throttled failures, fail-closed config.
 
 Sources: OWASP Password Storage Cheat Sheet (scrypt minimum N=2^17, r=8, p=1; PBKDF2-HMAC-SHA256 at
 least 600,000 iterations); RFC 7914 (scrypt; its memory is 128 * N * r bytes).

@@ -1,4 +1,4 @@
-"""The gateway helper (seed 001): middleware and dependency set X-Experiment-Id / X-Experiment-Variant.
+"""The gateway helper: middleware and dependency set X-Experiment-Id / X-Experiment-Variant.
 
 No ``from __future__ import annotations``: the routes below use a dependency defined inside a function,
 which FastAPI can only see in annotations evaluated at definition time.

@@ -9,7 +9,7 @@ assigns every user (MODE "single": assign() one by one; "many": one assign_many 
 asks again, and prints a JSON object on stdout: ``first`` and ``answers`` ({user_id: variant_id or
 null}) of the two passes, ``new`` (rows this process created) and ``corrected`` (first answers the
 writer found contradicted by another process's stored row). ``assign`` answers before its row is
-written (issue 10), so a process with a stale split can serve its own variant once; the writer's
+written, so a process with a stale split can serve its own variant once; the writer's
 read-back then corrects its cache, and the second pass must equal the stored rows.
 """
 

@@ -101,7 +101,7 @@ def test_golden_vectors_cover_hand_checked_variant_boundaries() -> None:
     # zero-weight variants never receive anyone; trailing zero weights too
     assert [choose_variant(b, cumulative_allocations([0, 100])) for b in (0.0, 0.5, 0.999)] == [1, 1, 1]
     assert [choose_variant(b, cumulative_allocations([100, 0])) for b in (0.0, 0.5, 0.999)] == [0, 0, 0]
-    # relative weights are normalised (seed 001: 0.6 / 0.4 == 60 / 40 == 3 / 2)
+    # relative weights are normalised (0.6 / 0.4 == 60 / 40 == 3 / 2)
     assert cumulative_allocations([0.6, 0.4]) == pytest.approx(cumulative_allocations([3, 2]))
 
 
@@ -148,7 +148,7 @@ def test_traffic_share_is_independent_of_the_variant_and_ramp_only_adds_users() 
 
 
 def test_router_from_json_normalises_weights(tmp_path: Path) -> None:
-    # seed 001's config file
+    # a gateway's JSON split config file
     path = tmp_path / "als_vs_pop.json"
     path.write_text(
         json.dumps(

@@ -1,4 +1,4 @@
-"""The create form's trash buttons are named "Remove variant N" for screen readers (issue 15).
+"""The create form's trash buttons are named "Remove variant N" for screen readers.
 
 An icon-only Streamlit button is announced by its hidden fallback text "delete icon"; the label is
 now the name (visually hidden by ``pages/create.py``'s TRASH_CSS; checked in Chromium by hand:

@@ -165,7 +165,7 @@ def test_archived_experiments_only_with_show_archived(store: str, monkeypatch: p
     real = xl.build_items
 
     def with_archive(experiments: list, overview: dict, variants: dict) -> list:
-        # until Experiment.archived_at exists (branch issue-15e), mark one row archived on the instance
+        # mark one row archived on the instance (the list reads Experiment.archived_at)
         for e in experiments:
             if e.id == gone:
                 object.__setattr__(e, "archived_at", utcnow())

@@ -1,5 +1,5 @@
 """Hostile experiment input: each case is an ExperimentError naming the field, on both backends, and the
-session stays usable (issue 14, item 3). Plus a property-based fuzz of create and of config import:
+session stays usable. Plus a property-based fuzz of create and of config import:
 nothing but the documented exception types ever escapes.
 
 Column limits come from abcore.store.tables: ``min_duration_days``, ``min_samples_per_variant`` and

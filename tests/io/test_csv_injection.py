@@ -1,5 +1,4 @@
-"""CSV exports never hand a spreadsheet a formula (OWASP CSV injection), and the exact mode round-trips
-(issue 14, item 2).
+"""CSV exports never hand a spreadsheet a formula (OWASP CSV injection), and the exact mode round-trips.
 
 OWASP "CSV Injection" (https://owasp.org/www-community/attacks/CSV_Injection): a cell beginning with
 ``=``, ``+``, ``-``, ``@``, tab (0x09) or carriage return (0x0D) may be evaluated as a formula; the

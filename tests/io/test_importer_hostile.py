@@ -1,4 +1,4 @@
-"""Hostile event logs: one bad line never aborts an import, and importing is idempotent (issue 14, item 1).
+"""Hostile event logs: one bad line never aborts an import, and importing is idempotent.
 
 Both backends. Each hostile line is reported with its line number and a reason; the good lines land;
 neither the library nor the CLI shows a traceback.

@@ -56,7 +56,7 @@ def test_invalid_metric_lists_every_problem() -> None:
 
 
 def test_duck_typed_definitions_are_validated_too() -> None:
-    class Def:  # what issue 9's MetricCreate looks like to the builder
+    class Def:  # what abcore.metrics.MetricCreate looks like to the builder
         name, kind, direction = "q", "quantile", "decrease"
         numerator = denominator = window_hours = cap = cap_upper = cap_lower = None
         quantile, delay_hours = 1.5, 0
