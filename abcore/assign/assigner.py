@@ -111,7 +111,8 @@ class Assigner:
     exit_timeout:
         Bound of the flush at interpreter exit (seconds); what it could not write is logged and counted.
     first_load_timeout:
-        How long the very first call of a process waits for the definitions to load.
+        How long the very first call of a process waits for the definitions to load (calls in that window wait
+        with it); later calls wait at most ``timeout``, also while the definitions still cannot be read.
     dead_letter_path:
         JSON-lines file of rows the store rejected (default: next to the SQLite file, else ``data/``).
     """
@@ -157,6 +158,7 @@ class Assigner:
         self._defs_expiry = 0.0
         self._last_miss_refresh = 0.0
         self._refresh_failed_at = -1e18
+        self._first_load_deadline: float | None = None
         self._refresh_lock = threading.Lock()
         self._refreshing: threading.Event | None = None
         self._sticky: dict[tuple[int, str], int] = {}

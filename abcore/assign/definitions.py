@@ -1,8 +1,8 @@
 """The experiment definitions an :class:`~abcore.assign.assigner.Assigner` answers from, kept fresh.
 
 Definitions are reloaded in the background at least every ``cache_ttl`` seconds; a call waits for a reload
-only until its deadline (the very first one up to ``first_load_timeout``) and otherwise serves the current
-definitions, also while the store is in trouble. The functions take the client and keep its cache.
+only until its deadline (the calls of the process's first ``first_load_timeout`` seconds until that window
+ends) and otherwise serves the current definitions, also while the store is in trouble. The functions take the client and keep its cache.
 """
 
 from __future__ import annotations
@@ -45,6 +45,15 @@ def _kick_refresh(client: Assigner) -> threading.Event:
         return running
 
 
+def _first_load_deadline(client: Assigner, now: float) -> float:
+    """Until when a call may wait for definitions that never loaded: ``first_load_timeout`` after the process's
+    first call (every call arriving in that window shares it), never again afterwards — a store that cannot
+    be read then costs a call at most its own ``timeout``."""
+    if client._first_load_deadline is None:
+        client._first_load_deadline = now + client.first_load_timeout
+    return client._first_load_deadline
+
+
 def current(client: Assigner, deadline: float) -> Definitions | None:
     """Current definitions: reloaded in the background when expired; waits at most until ``deadline``."""
     defs = client._defs
@@ -54,7 +63,7 @@ def current(client: Assigner, deadline: float) -> Definitions | None:
     if client._engine is None:
         return None
     if defs is None:
-        deadline = max(deadline, now + client.first_load_timeout)
+        deadline = max(deadline, _first_load_deadline(client, now))
     elif now - client._refresh_failed_at < client.retry_after:
         return defs  # the store was just in trouble: serve what we have, do not wait
     already_running = client._refreshing is not None

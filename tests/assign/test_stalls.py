@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
+from abcore.assign import Assigner
 from abcore.store.db import make_engine
 
 from .conftest import count_assignments, new_experiment
@@ -97,27 +99,49 @@ def _scenario(engine: Engine, url: str, stall: Callable[[float], Iterator[None]]
             child.process.kill()
 
 
+@contextmanager
+def _sqlite_exclusive_lock(path: str, seconds: float) -> Iterator[None]:
+    """Another process holds ``BEGIN EXCLUSIVE`` on the SQLite file at ``path`` for ``seconds``."""
+    code = (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "c.execute('BEGIN EXCLUSIVE')\n"
+        "print('locked', flush=True)\n"
+        f"time.sleep({seconds})\n"
+        "c.execute('ROLLBACK')\n"
+    )
+    locker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert locker.stdout.readline().strip() == "locked"  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        locker.wait(timeout=seconds + 10)
+
+
 def test_sqlite_exclusive_lock_in_another_process(sqlite_url: str, sqlite_engine: Engine) -> None:
     path = make_url(sqlite_url).database
+    _scenario(sqlite_engine, sqlite_url, lambda seconds: _sqlite_exclusive_lock(str(path), seconds))
 
-    @contextmanager
-    def stall(seconds: float) -> Iterator[None]:
-        code = (
-            "import sqlite3, sys, time\n"
-            f"c = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN EXCLUSIVE')\n"
-            "print('locked', flush=True)\n"
-            f"time.sleep({seconds})\n"
-            "c.execute('ROLLBACK')\n"
-        )
-        locker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        assert locker.stdout.readline().strip() == "locked"  # type: ignore[union-attr]
-        try:
-            yield
-        finally:
-            locker.wait(timeout=seconds + 10)
 
-    _scenario(sqlite_engine, sqlite_url, stall)
+def test_a_store_locked_from_the_start_costs_later_calls_only_their_timeout(sqlite_url: str) -> None:
+    """A fresh process whose store cannot be read (rollback journal, another process holding it exclusively):
+    the first call waits ``first_load_timeout``, every later call at most about ``timeout``, not the first
+    call's bound again."""
+    path = make_url(sqlite_url).database
+    with sqlite3.connect(str(path)) as connection:
+        connection.execute("PRAGMA journal_mode=DELETE")  # readers wait for the lock (no WAL snapshot)
+    client = Assigner(sqlite_url, first_load_timeout=1.0, timeout=0.1, retry_after=0.2)
+    try:
+        with _sqlite_exclusive_lock(str(path), 12):
+            took = []
+            for i in range(5):
+                start = time.perf_counter()
+                assert client.assign(f"user-{i}", "anything") is None
+                took.append(time.perf_counter() - start)
+    finally:
+        client.close(timeout=1)
+    assert 0.9 <= took[0] < 3.0, took  # the first call's bound
+    assert max(took[1:]) < 0.6, took  # before the fix each call waited the first call's bound again
 
 
 class _Proxy:
