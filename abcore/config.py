@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from abcore.errors import Invalid
 
@@ -240,9 +240,22 @@ def database_url() -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to show in the UI or logs."""
+    """The URL as it may be shown in the UI, logs and audit rows: nothing secret in it.
+
+    An http(s) URL (a webhook: Slack's carry a token in the path) keeps only ``scheme://host[:port]``,
+    with ``/…`` in place of any path, query or fragment and without user info; any other URL (a
+    database URL) keeps everything but its password, shown as ``***``.
+    """
     from sqlalchemy.engine import make_url
 
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is not None and parts.scheme in ("http", "https"):
+        host = parts.netloc.rpartition("@")[2]
+        tail = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+        return f"{parts.scheme}://{host}{tail}"
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as given, it has no password part we know of

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from abcore.config import is_http_url, setting
+from abcore.config import is_http_url, redact_url, setting
 from abcore.store.tables import Alert, AuditLog, Experiment, Webhook, utcnow
 from abcore.watch.report import PassReport
 from abcore.watch.snapshots import aware_utc
@@ -214,14 +214,16 @@ def _deliver_alert(engine: Engine, alert_id: int, targets: tuple[str, ...], sett
 def _post_with_retries(url: str, payload: Mapping[str, Any], settings: WatchSettings,
                        sleep: Callable[[float], None]) -> tuple[bool, int, str]:
     """Up to ``settings.retries`` POSTs of ``payload`` to ``url``, waiting ``backoff * 2**k`` between them.
-    Returns (delivered, attempts made, the last failure as ``"<url>: <what went wrong>"``, "" when none failed)."""
+    Returns (delivered, attempts made, the last failure as ``"<redacted url>: <what went wrong>"``, "" when none
+    failed)."""
     error = ""
+    shown = redact_url(url)
     for k in range(settings.retries):
         ok, error_here = post_json(url, payload, timeout=settings.timeout)
         if ok:
             return True, k + 1, error
-        error = f"{url}: {error_here}"
-        log.warning("watch: webhook %s failed (%s), attempt %d", url, error_here, k + 1)
+        error = f"{shown}: {error_here}"
+        log.warning("watch: webhook %s failed (%s), attempt %d", shown, error_here, k + 1)
         if k + 1 < settings.retries:
             sleep(settings.backoff * 2**k)
     return False, settings.retries, error
@@ -236,33 +238,35 @@ def list_webhooks(*, session: Session) -> list[Webhook]:
 
 
 def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") -> Webhook:
-    """Add a webhook URL (http/https); raises ExperimentError for a bad or duplicate URL. Audited."""
+    """Add a webhook URL (http/https); raises ExperimentError for a bad or duplicate URL. Audited (the audit row
+    shows the URL redacted)."""
     from abcore.experiments.errors import ExperimentError
 
     url = (url or "").strip()
     if not is_http_url(url) or len(url) > 2000:
         raise ExperimentError(f"A webhook needs an http:// or https:// URL (at most 2000 characters); got {url!r}.")
+    shown = redact_url(url)
     if session.exec(select(Webhook.id).where(Webhook.url == url)).first() is not None:
-        raise ExperimentError(f"The webhook {url} is already configured.")
+        raise ExperimentError(f"The webhook {shown} is already configured.")
     hook = Webhook(url=url, name=(name or "").strip()[:200], created_by=actor)
     session.add(hook)
-    session.add(AuditLog(experiment_id=None, action="add_webhook", actor=actor, details={"url": url, "name": hook.name}))
+    session.add(AuditLog(experiment_id=None, action="add_webhook", actor=actor, details={"url": shown, "name": hook.name}))
     try:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ExperimentError(f"The webhook {url} is already configured.") from exc
+        raise ExperimentError(f"The webhook {shown} is already configured.") from exc
     session.refresh(hook)
     return hook
 
 
 def remove_webhook(*, session: Session, webhook_id: int, actor: str = "") -> None:
-    """Delete a dashboard webhook (unknown id: ExperimentError). Audited."""
+    """Delete a dashboard webhook (unknown id: ExperimentError). Audited, the URL redacted."""
     from abcore.experiments.errors import ExperimentError
 
     hook = session.get(Webhook, webhook_id)
     if hook is None:
         raise ExperimentError(f"No webhook with id {webhook_id}.")
     session.delete(hook)
-    session.add(AuditLog(experiment_id=None, action="remove_webhook", actor=actor, details={"url": hook.url}))
+    session.add(AuditLog(experiment_id=None, action="remove_webhook", actor=actor, details={"url": redact_url(hook.url)}))
     session.commit()

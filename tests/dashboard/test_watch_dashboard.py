@@ -101,3 +101,12 @@ def test_webhooks_can_be_added(store: str) -> None:
     at.text_input(key="hook_url").set_value("nope")
     at.button(key="hook_add").click().run()
     assert any("needs an http:// or https:// URL" in e.value for e in at.error)
+
+
+def test_webhook_admin_shows_urls_redacted(store: str) -> None:
+    at = _open("experiments")
+    at.text_input(key="hook_url").set_value("https://hooks.slack.com/services/T1/B2/xoxb-secret")
+    at.button(key="hook_add").click().run()
+    assert not at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert "https://hooks.slack.com/…" in shown and "xoxb-secret" not in shown
