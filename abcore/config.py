@@ -18,8 +18,10 @@ package (no checkout around it) uses ``data/abcore.db`` under the current workin
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +114,30 @@ def _base_url(_name: str, text: str) -> str:
     return text.rstrip("/")
 
 
+#: A host name as abcore accepts it (lowercase ASCII labels; an international name in its xn-- form).
+HOST_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
+
+
+def _allow_list(name: str, text: str) -> tuple[str, ...]:
+    """Host names (lowercased) and IP networks (an address is a network of one, ``10.0.0.0/8``) as text."""
+    entries: list[str] = []
+    bad: list[str] = []
+    for raw in (part.strip().lower() for part in text.split(",")):
+        if not raw:
+            continue
+        try:
+            entries.append(str(ipaddress.ip_network(raw, strict=False)))
+        except ValueError:
+            if HOST_NAME.match(raw) and not raw.replace(".", "").isdigit():
+                entries.append(raw.rstrip("."))
+            else:
+                bad.append(raw)
+    if bad:
+        raise SettingError(f"{name} holds entries that are neither a host name, an IP address nor a network "
+                           f"(10.0.0.0/8): {', '.join(bad)}")
+    return tuple(dict.fromkeys(entries))
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -171,6 +197,9 @@ SETTINGS: dict[str, Setting] = {s.field: s for s in (
     Setting("ABCORE_WEBHOOK_RETRY_AFTER", "webhook_retry_after", "seconds >= 0", 30.0,
             "Watcher: an undelivered alert is retried on a later pass, not before this (doubling, at most 1 h).",
             _webhook_number(float, 0)),
+    Setting("ABCORE_WEBHOOK_ALLOW", "webhook_allow", "comma-separated host names, IP addresses, networks", (),
+            "Watcher: internal receivers a webhook may reach although their address is loopback, private or "
+            "link-local (e.g. 10.0.0.0/8, hooks.internal).", _allow_list),
 )}
 
 
@@ -192,6 +221,7 @@ class Settings:
     webhook_backoff: float
     webhook_timeout: float
     webhook_retry_after: float
+    webhook_allow: tuple[str, ...]
 
 
 def setting(field: str, environ: Mapping[str, str] | None = None) -> Any:

@@ -130,7 +130,7 @@ def _history_chart(history: list[dict[str, Any]]) -> go.Figure:
 
 def webhooks_admin() -> None:
     """Configure alert webhooks (editors only); $ABCORE_WEBHOOK_URLS are listed read-only. URLs are shown
-    redacted (scheme and host: their paths carry tokens)."""
+    redacted (scheme and host: their paths carry tokens); a URL the address checks refuse is refused here."""
     with st.expander("🔔 Alert webhooks"):
         env = webhooks.WatchSettings.from_env().webhook_urls
         if env:
