@@ -8,10 +8,12 @@ leases an alert (``claimed_until``) before posting it, so two watchers never pos
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -75,7 +77,7 @@ class WatchSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WatchSettings:
         """Settings from ``ABCORE_WEBHOOK_URLS`` (comma-separated), ``ABCORE_DASHBOARD_URL``,
-        ``ABCORE_WEBHOOK_RETRIES``, ``ABCORE_WEBHOOK_BACKOFF``, ``ABCORE_WEBHOOK_TIMEOUT``,
+        ``ABCORE_WEBHOOK_RETRIES``, ``ABCORE_WEBHOOK_BACKOFF``, ``ABCORE_WEBHOOK_TIMEOUT`` (one POST in all),
         ``ABCORE_WEBHOOK_RETRY_AFTER`` and ``ABCORE_WEBHOOK_ALLOW`` (``allow``: internal receivers the address
         checks let through); bad values raise ValueError naming the variable."""
         values: dict[str, Any] = {key: setting(name, environ) for key, name in (
@@ -130,12 +132,26 @@ def webhook_targets(engine: Engine, settings: WatchSettings) -> tuple[str, ...]:
 
 
 class _Delivery:
-    """One POST attempt: the address check of every connection it opens."""
+    """One POST attempt: its deadline, the address check of every connection it opens, and a watchdog that
+    cuts the connection when the deadline passes, so a receiver answering one byte at a time cannot hold the
+    watcher longer than the timeout."""
 
     def __init__(self, policy: UrlPolicy, timeout: float) -> None:
         self.policy = policy
-        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.expired = False
         self.connections: list[http.client.HTTPConnection] = []
+        self._timer = threading.Timer(timeout, self.abort)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        """Seconds left (TimeoutError when none are)."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the webhook timeout passed")
+        return left
 
     def connection(self, base: type[http.client.HTTPConnection]) -> Callable[..., http.client.HTTPConnection]:
         """A factory of ``base`` connections that connect only to checked addresses (for urllib's ``do_open``)."""
@@ -147,15 +163,33 @@ class _Delivery:
         return make
 
     def connect(self, address: tuple[str, int], timeout: Any = None, source_address: Any = None) -> socket.socket:
-        """Connect to one of the addresses :func:`checked_addresses` allows for the host."""
+        """Connect to one of the addresses :func:`checked_addresses` allows for the host, within the deadline."""
         host, port = address
         error: OSError = OSError(f"cannot connect to {host}")
-        for ip in checked_addresses(host, port, self.policy, timeout=self.timeout):
+        for ip in checked_addresses(host, port, self.policy, timeout=self.remaining()):
             try:
-                return socket.create_connection((ip, port), timeout=self.timeout, source_address=source_address)
+                sock = socket.create_connection((ip, port), timeout=self.remaining(), source_address=source_address)
             except OSError as exc:
                 error = exc
+                continue
+            if self.expired:
+                sock.close()
+                raise TimeoutError("the webhook timeout passed")
+            return sock
         raise error
+
+    def abort(self) -> None:
+        """The deadline passed: shut every connection down (a blocked read returns at once)."""
+        self.expired = True
+        for conn in self.connections:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """The attempt is over: stop the watchdog."""
+        self._timer.cancel()
 
 
 class _GuardedHTTPHandler(urllib.request.HTTPHandler):
@@ -199,7 +233,7 @@ def post_json(url: str, payload: Mapping[str, Any], *, timeout: float, allow: tu
 
     The URL must pass :mod:`abcore.watch.urls` (``allow``: the allow-list of internal receivers), at send time:
     the host is resolved and the connection goes only to addresses that pass; a redirect to another host is
-    not followed; ``timeout`` bounds each socket operation."""
+    not followed; ``timeout`` bounds the whole POST (name lookup, connect, send, answer)."""
     ok, error, _retry = _post_once(url, payload, timeout=timeout, policy=UrlPolicy(allow))
     return ok, error
 
@@ -225,8 +259,12 @@ def _post_once(url: str, payload: Mapping[str, Any], *, timeout: float,
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code}", True
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if delivery.expired:
+            return False, f"timed out after {timeout:g} s", True
         reason = getattr(exc, "reason", exc)
         return False, f"{type(exc).__name__}: {reason}", True
+    finally:
+        delivery.close()
     return (200 <= status < 300), ("" if 200 <= status < 300 else f"HTTP {status}"), True
 
 

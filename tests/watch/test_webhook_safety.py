@@ -1,5 +1,5 @@
 """Webhook safety: internal addresses are refused (when added and when sent, after name lookup), a redirect to
-another host is not followed, URLs are redacted wherever they are written.
+another host is not followed, URLs are redacted wherever they are written, and the timeout bounds a whole POST.
 
 Every connection goes to 127.0.0.1; other addresses appear only in checks that resolve (through a fake
 resolver) and never connect.
@@ -11,6 +11,8 @@ import json
 import logging
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -250,3 +252,43 @@ def test_a_refused_target_is_not_retried_within_the_pass(session: Session, recei
     assert alert is not None and alert.delivery == "pending" and alert.attempts == 1
     assert "refused:" in alert.last_error and "loopback" in alert.last_error and "xoxb" not in alert.last_error
     assert receiver.requests == []
+
+
+@pytest.fixture
+def trickler() -> Iterator[str]:
+    """A receiver on 127.0.0.1 that answers one byte every 0.2 s for 8 s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Slow: " + b"x" * 30 + b"\r\n\r\n"
+                for byte in answer:
+                    if stop.wait(0.2):
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    stop.set()
+    listener.close()
+    thread.join(timeout=5)
+
+
+def test_the_timeout_bounds_the_whole_post_not_each_read(trickler: str) -> None:
+    began = time.monotonic()
+    ok, error = post_json(trickler, {"text": "slow"}, timeout=2.0, allow=(LOCAL,))
+    took = time.monotonic() - began
+    assert not ok and error == "timed out after 2 s"
+    assert took < 2.6, f"the POST took {took:.1f} s with a 2 s timeout"
