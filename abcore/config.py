@@ -18,13 +18,15 @@ package (no checkout around it) uses ``data/abcore.db`` under the current workin
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from abcore.errors import Invalid
 
@@ -112,6 +114,30 @@ def _base_url(_name: str, text: str) -> str:
     return text.rstrip("/")
 
 
+#: A host name as abcore accepts it (lowercase ASCII labels; an international name in its xn-- form).
+HOST_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
+
+
+def _allow_list(name: str, text: str) -> tuple[str, ...]:
+    """Host names (lowercased) and IP networks (an address is a network of one, ``10.0.0.0/8``) as text."""
+    entries: list[str] = []
+    bad: list[str] = []
+    for raw in (part.strip().lower() for part in text.split(",")):
+        if not raw:
+            continue
+        try:
+            entries.append(str(ipaddress.ip_network(raw, strict=False)))
+        except ValueError:
+            if HOST_NAME.match(raw) and not raw.replace(".", "").isdigit():
+                entries.append(raw.rstrip("."))
+            else:
+                bad.append(raw)
+    if bad:
+        raise SettingError(f"{name} holds entries that are neither a host name, an IP address nor a network "
+                           f"(10.0.0.0/8): {', '.join(bad)}")
+    return tuple(dict.fromkeys(entries))
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -167,10 +193,14 @@ SETTINGS: dict[str, Setting] = {s.field: s for s in (
     Setting("ABCORE_WEBHOOK_BACKOFF", "webhook_backoff", "seconds >= 0", 0.5,
             "Watcher: wait backoff * 2**k seconds between attempts within a pass.", _webhook_number(float, 0)),
     Setting("ABCORE_WEBHOOK_TIMEOUT", "webhook_timeout", "seconds >= 0", 5.0,
-            "Watcher: timeout of one webhook request.", _webhook_number(float, 0)),
+            "Watcher: the time one webhook POST may take in all (name lookup, connect, send, answer).",
+            _webhook_number(float, 0)),
     Setting("ABCORE_WEBHOOK_RETRY_AFTER", "webhook_retry_after", "seconds >= 0", 30.0,
             "Watcher: an undelivered alert is retried on a later pass, not before this (doubling, at most 1 h).",
             _webhook_number(float, 0)),
+    Setting("ABCORE_WEBHOOK_ALLOW", "webhook_allow", "comma-separated host names, IP addresses, networks", (),
+            "Watcher: internal receivers a webhook may reach although their address is loopback, private or "
+            "link-local (e.g. 10.0.0.0/8, hooks.internal).", _allow_list),
 )}
 
 
@@ -192,6 +222,7 @@ class Settings:
     webhook_backoff: float
     webhook_timeout: float
     webhook_retry_after: float
+    webhook_allow: tuple[str, ...]
 
 
 def setting(field: str, environ: Mapping[str, str] | None = None) -> Any:
@@ -240,9 +271,22 @@ def database_url() -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to show in the UI or logs."""
+    """The URL as it may be shown in the UI, logs and audit rows: nothing secret in it.
+
+    An http(s) URL (a webhook: Slack's carry a token in the path) keeps only ``scheme://host[:port]``,
+    with ``/…`` in place of any path, query or fragment and without user info; any other URL (a
+    database URL) keeps everything but its password, shown as ``***``.
+    """
     from sqlalchemy.engine import make_url
 
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is not None and parts.scheme in ("http", "https"):
+        host = parts.netloc.rpartition("@")[2]
+        tail = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+        return f"{parts.scheme}://{host}{tail}"
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as given, it has no password part we know of

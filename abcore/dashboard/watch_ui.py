@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from abcore import experiments as ex
+from abcore.config import redact_url
 from abcore.dashboard import ui
 from abcore.watch import rules as watch_rules
 from abcore.watch import runner as watch
@@ -128,16 +129,17 @@ def _history_chart(history: list[dict[str, Any]]) -> go.Figure:
 
 
 def webhooks_admin() -> None:
-    """Configure alert webhooks (editors only); $ABCORE_WEBHOOK_URLS are listed read-only."""
+    """Configure alert webhooks (editors only); $ABCORE_WEBHOOK_URLS are listed read-only. URLs are shown
+    redacted (scheme and host: their paths carry tokens); a URL the address checks refuse is refused here."""
     with st.expander("🔔 Alert webhooks"):
         env = webhooks.WatchSettings.from_env().webhook_urls
         if env:
-            st.caption("From $ABCORE_WEBHOOK_URLS: " + ", ".join(env))
+            st.caption("From $ABCORE_WEBHOOK_URLS: " + ", ".join(redact_url(u) for u in env))
         with ui.session() as s:
             hooks = webhooks.list_webhooks(session=s)
         for hook in hooks:
             cols = st.columns([5, 1])
-            cols[0].markdown(f"`{hook.url}` {hook.name}")
+            cols[0].markdown(f"`{redact_url(hook.url)}` {hook.name}")
             if ui.can_edit() and cols[1].button("Remove", key=f"hook_rm_{hook.id}"):
                 with ui.session() as s:
                     webhooks.remove_webhook(session=s, webhook_id=hook.id, actor=ui.actor())

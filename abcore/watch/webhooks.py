@@ -8,8 +8,12 @@ leases an alert (``claimed_until``) before posting it, so two watchers never pos
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,10 +27,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from abcore.config import is_http_url, setting
+from abcore.config import redact_url, setting
+from abcore.experiments.errors import ExperimentError
 from abcore.store.tables import Alert, AuditLog, Experiment, Webhook, utcnow
 from abcore.watch.report import PassReport
 from abcore.watch.snapshots import aware_utc
+from abcore.watch.urls import UrlPolicy, check_webhook_url, checked_addresses, origin, parse_webhook_url
 
 if TYPE_CHECKING:
     from abcore.watch.runner import Decision
@@ -66,15 +72,18 @@ class WatchSettings:
     retry_after: float = 30.0
     max_attempts: int = 30
     lease_seconds: float = 120.0
+    allow: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WatchSettings:
         """Settings from ``ABCORE_WEBHOOK_URLS`` (comma-separated), ``ABCORE_DASHBOARD_URL``,
-        ``ABCORE_WEBHOOK_RETRIES``, ``ABCORE_WEBHOOK_BACKOFF``, ``ABCORE_WEBHOOK_TIMEOUT`` and
-        ``ABCORE_WEBHOOK_RETRY_AFTER``; bad numbers raise ValueError naming the variable."""
+        ``ABCORE_WEBHOOK_RETRIES``, ``ABCORE_WEBHOOK_BACKOFF``, ``ABCORE_WEBHOOK_TIMEOUT`` (one POST in all),
+        ``ABCORE_WEBHOOK_RETRY_AFTER`` and ``ABCORE_WEBHOOK_ALLOW`` (``allow``: internal receivers the address
+        checks let through); bad values raise ValueError naming the variable."""
         values: dict[str, Any] = {key: setting(name, environ) for key, name in (
             ("retries", "webhook_retries"), ("backoff", "webhook_backoff"), ("timeout", "webhook_timeout"),
             ("retry_after", "webhook_retry_after"), ("webhook_urls", "webhook_urls"), ("dashboard_url", "dashboard_url"),
+            ("allow", "webhook_allow"),
         )}
         values.update(overrides)
         return cls(**values)
@@ -122,20 +131,141 @@ def webhook_targets(engine: Engine, settings: WatchSettings) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*settings.webhook_urls, *stored]))
 
 
-def post_json(url: str, payload: Mapping[str, Any], *, timeout: float) -> tuple[bool, str]:
-    """POST ``payload`` as JSON; (True, "") on a 2xx answer, else (False, what went wrong)."""
+class _Delivery:
+    """One POST attempt: its deadline, the address check of every connection it opens, and a watchdog that
+    cuts the connection when the deadline passes, so a receiver answering one byte at a time cannot hold the
+    watcher longer than the timeout."""
+
+    def __init__(self, policy: UrlPolicy, timeout: float) -> None:
+        self.policy = policy
+        self.deadline = time.monotonic() + timeout
+        self.expired = False
+        self.connections: list[http.client.HTTPConnection] = []
+        self._timer = threading.Timer(timeout, self.abort)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        """Seconds left (TimeoutError when none are)."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the webhook timeout passed")
+        return left
+
+    def connection(self, base: type[http.client.HTTPConnection]) -> Callable[..., http.client.HTTPConnection]:
+        """A factory of ``base`` connections that connect only to checked addresses (for urllib's ``do_open``)."""
+        def make(host: str, **kwargs: Any) -> http.client.HTTPConnection:
+            conn = base(host, **kwargs)
+            conn._create_connection = self.connect  # type: ignore[attr-defined]  # http.client's own hook
+            self.connections.append(conn)
+            return conn
+        return make
+
+    def connect(self, address: tuple[str, int], timeout: Any = None, source_address: Any = None) -> socket.socket:
+        """Connect to one of the addresses :func:`checked_addresses` allows for the host, within the deadline."""
+        host, port = address
+        error: OSError = OSError(f"cannot connect to {host}")
+        for ip in checked_addresses(host, port, self.policy, timeout=self.remaining()):
+            try:
+                sock = socket.create_connection((ip, port), timeout=self.remaining(), source_address=source_address)
+            except OSError as exc:
+                error = exc
+                continue
+            if self.expired:
+                sock.close()
+                raise TimeoutError("the webhook timeout passed")
+            return sock
+        raise error
+
+    def abort(self) -> None:
+        """The deadline passed: shut every connection down (a blocked read returns at once)."""
+        self.expired = True
+        for conn in self.connections:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """The attempt is over: stop the watchdog."""
+        self._timer.cancel()
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, delivery: _Delivery) -> None:
+        super().__init__()
+        self.delivery = delivery
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self.delivery.connection(http.client.HTTPConnection), req)
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, delivery: _Delivery) -> None:
+        super().__init__()
+        self.delivery = delivery
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self.delivery.connection(http.client.HTTPSConnection), req,
+                            context=self._context)  # type: ignore[attr-defined]
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same scheme, host and port, posting the same body again; a redirect
+    to another host is refused."""
+
+    max_redirections = 3
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request:
+        if origin(newurl) != origin(req.full_url):
+            fp.close()
+            raise ExperimentError(f"the receiver redirected (HTTP {code}) to another host, {redact_url(newurl)}; "
+                                  "the watcher does not follow it.")
+        parse_webhook_url(newurl)
+        return urllib.request.Request(newurl, data=req.data, headers=dict(req.headers), method=req.get_method(),
+                                      origin_req_host=req.origin_req_host, unverifiable=True)
+
+
+def post_json(url: str, payload: Mapping[str, Any], *, timeout: float, allow: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """POST ``payload`` as JSON; (True, "") on a 2xx answer, else (False, what went wrong, without the URL).
+
+    The URL must pass :mod:`abcore.watch.urls` (``allow``: the allow-list of internal receivers), at send time:
+    the host is resolved and the connection goes only to addresses that pass; a redirect to another host is
+    not followed; ``timeout`` bounds the whole POST (name lookup, connect, send, answer)."""
+    ok, error, _retry = _post_once(url, payload, timeout=timeout, policy=UrlPolicy(allow))
+    return ok, error
+
+
+def _post_once(url: str, payload: Mapping[str, Any], *, timeout: float,
+               policy: UrlPolicy) -> tuple[bool, str, bool]:
+    """One POST (see :func:`post_json`): (delivered, what went wrong, whether another attempt may succeed)."""
+    try:
+        parse_webhook_url(url)
+    except ExperimentError as exc:
+        return False, f"refused: {exc}", False
     body = json.dumps(payload, default=str).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "User-Agent": "abcore-watch"})
+    delivery = _Delivery(policy, timeout)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _GuardedHTTPHandler(delivery),
+                                         _GuardedHTTPSHandler(delivery), _SameOriginRedirects())
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked
+        with opener.open(request, timeout=timeout) as response:
             status = response.status
+    except ExperimentError as exc:
+        return False, f"refused: {exc}", False
     except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
+        return False, f"HTTP {exc.code}", True
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if delivery.expired:
+            return False, f"timed out after {timeout:g} s", True
         reason = getattr(exc, "reason", exc)
-        return False, f"{type(exc).__name__}: {reason}"
-    return (200 <= status < 300), ("" if 200 <= status < 300 else f"HTTP {status}")
+        return False, f"{type(exc).__name__}: {reason}", True
+    finally:
+        delivery.close()
+    return (200 <= status < 300), ("" if 200 <= status < 300 else f"HTTP {status}"), True
 
 
 def deliver_pending(engine: Engine, *, settings: WatchSettings, report: PassReport | None = None,
@@ -214,14 +344,19 @@ def _deliver_alert(engine: Engine, alert_id: int, targets: tuple[str, ...], sett
 def _post_with_retries(url: str, payload: Mapping[str, Any], settings: WatchSettings,
                        sleep: Callable[[float], None]) -> tuple[bool, int, str]:
     """Up to ``settings.retries`` POSTs of ``payload`` to ``url``, waiting ``backoff * 2**k`` between them.
-    Returns (delivered, attempts made, the last failure as ``"<url>: <what went wrong>"``, "" when none failed)."""
+    A URL refused by the address checks is not tried again. Returns (delivered, attempts made, the last failure
+    as ``"<redacted url>: <what went wrong>"``, "" when none failed)."""
     error = ""
+    shown = redact_url(url)
+    policy = UrlPolicy(settings.allow)
     for k in range(settings.retries):
-        ok, error_here = post_json(url, payload, timeout=settings.timeout)
+        ok, error_here, retry = _post_once(url, payload, timeout=settings.timeout, policy=policy)
         if ok:
             return True, k + 1, error
-        error = f"{url}: {error_here}"
-        log.warning("watch: webhook %s failed (%s), attempt %d", url, error_here, k + 1)
+        error = f"{shown}: {error_here}"
+        log.warning("watch: webhook %s failed (%s), attempt %d", shown, error_here, k + 1)
+        if not retry:
+            return False, k + 1, error
         if k + 1 < settings.retries:
             sleep(settings.backoff * 2**k)
     return False, settings.retries, error
@@ -235,34 +370,35 @@ def list_webhooks(*, session: Session) -> list[Webhook]:
     return list(session.exec(select(Webhook).order_by(Webhook.id)).all())
 
 
-def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "") -> Webhook:
-    """Add a webhook URL (http/https); raises ExperimentError for a bad or duplicate URL. Audited."""
-    from abcore.experiments.errors import ExperimentError
+def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "",
+                allow: tuple[str, ...] | None = None) -> Webhook:
+    """Add a webhook URL; audited (the audit row shows the URL redacted).
 
+    Raises ExperimentError, storing nothing, for a duplicate URL or one :func:`abcore.watch.urls.check_webhook_url`
+    refuses: malformed, or pointing at an internal address not on ``allow`` (default ``$ABCORE_WEBHOOK_ALLOW``).
+    """
     url = (url or "").strip()
-    if not is_http_url(url) or len(url) > 2000:
-        raise ExperimentError(f"A webhook needs an http:// or https:// URL (at most 2000 characters); got {url!r}.")
+    check_webhook_url(url, UrlPolicy(setting("webhook_allow") if allow is None else allow))
+    shown = redact_url(url)
     if session.exec(select(Webhook.id).where(Webhook.url == url)).first() is not None:
-        raise ExperimentError(f"The webhook {url} is already configured.")
+        raise ExperimentError(f"The webhook {shown} is already configured.")
     hook = Webhook(url=url, name=(name or "").strip()[:200], created_by=actor)
     session.add(hook)
-    session.add(AuditLog(experiment_id=None, action="add_webhook", actor=actor, details={"url": url, "name": hook.name}))
+    session.add(AuditLog(experiment_id=None, action="add_webhook", actor=actor, details={"url": shown, "name": hook.name}))
     try:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ExperimentError(f"The webhook {url} is already configured.") from exc
+        raise ExperimentError(f"The webhook {shown} is already configured.") from exc
     session.refresh(hook)
     return hook
 
 
 def remove_webhook(*, session: Session, webhook_id: int, actor: str = "") -> None:
-    """Delete a dashboard webhook (unknown id: ExperimentError). Audited."""
-    from abcore.experiments.errors import ExperimentError
-
+    """Delete a dashboard webhook (unknown id: ExperimentError). Audited, the URL redacted."""
     hook = session.get(Webhook, webhook_id)
     if hook is None:
         raise ExperimentError(f"No webhook with id {webhook_id}.")
     session.delete(hook)
-    session.add(AuditLog(experiment_id=None, action="remove_webhook", actor=actor, details={"url": hook.url}))
+    session.add(AuditLog(experiment_id=None, action="remove_webhook", actor=actor, details={"url": redact_url(hook.url)}))
     session.commit()

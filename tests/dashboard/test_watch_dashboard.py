@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from abcore import experiments as ex
 from abcore.dashboard import APP_PATH
 from abcore.store.db import make_engine
+from abcore.watch import urls
 from abcore.watch.runner import run_pass
 from abcore.watch.webhooks import WatchSettings, list_webhooks
 from tests.watch.conftest import simulated_experiment
@@ -23,6 +24,8 @@ def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("ABCORE_DATABASE_URL", sqlite_url)
     monkeypatch.delenv("ABCORE_USERS", raising=False)
     monkeypatch.delenv("ABCORE_WEBHOOK_URLS", raising=False)
+    monkeypatch.delenv("ABCORE_WEBHOOK_ALLOW", raising=False)
+    monkeypatch.setattr(urls, "resolve_host", lambda host, port, timeout: ["93.184.216.34"])  # no DNS query
     st.cache_resource.clear()
     st.cache_data.clear()
     return sqlite_url
@@ -101,3 +104,17 @@ def test_webhooks_can_be_added(store: str) -> None:
     at.text_input(key="hook_url").set_value("nope")
     at.button(key="hook_add").click().run()
     assert any("needs an http:// or https:// URL" in e.value for e in at.error)
+
+
+def test_webhook_admin_refuses_an_internal_address_and_shows_urls_redacted(store: str) -> None:
+    at = _open("experiments")
+    at.text_input(key="hook_url").set_value("http://169.254.169.254/latest/meta-data/")
+    at.button(key="hook_add").click().run()
+    assert any("169.254.169.254 is a link-local address" in e.value for e in at.error), [e.value for e in at.error]
+    with Session(make_engine(store)) as s:
+        assert list_webhooks(session=s) == []
+    at.text_input(key="hook_url").set_value("https://hooks.slack.com/services/T1/B2/xoxb-secret")
+    at.button(key="hook_add").click().run()
+    assert not at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert "https://hooks.slack.com/…" in shown and "xoxb-secret" not in shown

@@ -24,6 +24,8 @@ from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment, utc
 from tests.factories import make_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The allow-list of the tests' receivers: they listen on 127.0.0.1, an address the watcher refuses by default.
+LOCAL = "127.0.0.1"
 
 
 def simulated_experiment(
@@ -135,7 +137,8 @@ def watch_cli(db_url: str, *args: str, webhook_urls: str = "", start: bool = Fal
               timeout: float = 120) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
     """Run ``python -m abcore watch ...`` as a subprocess (``start=True``: return the running Popen)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ABCORE_WEBHOOK_URLS": webhook_urls,
-           "ABCORE_WEBHOOK_BACKOFF": "0.05", "ABCORE_DASHBOARD_URL": "http://dash.example:8501"}
+           "ABCORE_WEBHOOK_BACKOFF": "0.05", "ABCORE_DASHBOARD_URL": "http://dash.example:8501",
+           "ABCORE_WEBHOOK_ALLOW": LOCAL}
     cmd = [sys.executable, "-m", "abcore", "--database-url", db_url, "watch", *args]
     if start:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -18,7 +18,7 @@ from abcore.watch.runner import run_forever, run_pass
 from abcore.watch.snapshots import latest_snapshot, snapshot_history
 from abcore.watch.webhooks import WatchSettings
 
-from .conftest import Receiver, free_port, simulated_experiment, watch_cli
+from .conftest import LOCAL, Receiver, free_port, simulated_experiment, watch_cli
 
 HARMFUL = {"error_rates": (0.10, 0.14)}  # guardrail 40 % worse in the treatment
 
@@ -98,7 +98,7 @@ def test_webhook_500_then_200_is_delivered_once(sqlite_url: str) -> None:
     try:
         with Session(engine, expire_on_commit=False) as session:
             harmful, _ = simulated_experiment(session, "harmful", seed=11, **HARMFUL)
-            settings = WatchSettings(webhook_urls=(receiver.url,), backoff=0.01)
+            settings = WatchSettings(webhook_urls=(receiver.url,), backoff=0.01, allow=(LOCAL,))
             report = run_pass(engine, settings=settings)
             assert report.ok and report.delivered == 1
             assert [r["status"] for r in receiver.requests] == [500, 200]
@@ -118,7 +118,7 @@ def test_receiver_down_pass_finishes_and_alert_is_retried_later(sqlite_url: str)
     try:
         with Session(engine, expire_on_commit=False) as session:
             harmful, _ = simulated_experiment(session, "harmful", seed=11, **HARMFUL)
-            settings = WatchSettings(webhook_urls=(url,), backoff=0.01, retry_after=60)
+            settings = WatchSettings(webhook_urls=(url,), backoff=0.01, retry_after=60, allow=(LOCAL,))
             report = run_pass(engine, settings=settings)
             assert report.ok and report.actions == 1 and report.undelivered == 1 and report.delivered == 0
             assert get_experiment(session=session, ref=harmful.id).status == "paused"
