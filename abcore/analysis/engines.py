@@ -63,12 +63,22 @@ class StoreEngine:
         self.engine = engine
         bind = engine.get_bind() if hasattr(engine, "get_bind") else engine
         self.dialect = bind.dialect.name
+        self.percent_placeholders = bind.dialect.paramstyle in ("format", "pyformat")
 
     def relation(self, table: str) -> str:
         return table
 
+    def driver_text(self, sql: str) -> str:
+        """``sql`` as the driver must receive it to run it as written.
+
+        The builder inlines every literal, and the statement runs as is (no bind-parameter parsing); but a
+        driver with ``format``/``pyformat`` placeholders (psycopg) reads ``%`` even inside a string literal, so
+        there every ``%`` is doubled (a metric named ``50%_off`` stays that name).
+        """
+        return sql.replace("%", "%%") if self.percent_placeholders else sql
+
     def run(self, sql: str) -> list[dict[str, Any]]:
-        # The builder inlines every literal: run the text as is (no bind-parameter parsing).
+        sql = self.driver_text(sql)
         if hasattr(self.engine, "exec_driver_sql"):  # a Connection
             return [dict(r._mapping) for r in self.engine.exec_driver_sql(sql)]
         if hasattr(self.engine, "get_bind"):  # a Session: its connection (sees its transaction)
@@ -80,6 +90,8 @@ class StoreEngine:
         """Run ``prelude`` (no rows), then ``sql`` (its rows are returned), then ``cleanup`` (also after an
         error), all on ONE connection (a session's own, inside its transaction): TEMP tables of the prelude
         are seen by ``sql``."""
+        prelude, cleanup = [self.driver_text(s) for s in prelude], [self.driver_text(s) for s in cleanup]
+        sql = self.driver_text(sql)
         if hasattr(self.engine, "exec_driver_sql"):  # a Connection
             return _run_on(self.engine, prelude, sql, cleanup)
         if hasattr(self.engine, "get_bind"):  # a Session

@@ -10,6 +10,8 @@ Differences kept here:
 * **timestamps to integers** (date arithmetic): windows and delays are compared as integer
   microseconds since the epoch, so every engine does exact integer arithmetic;
 * **integer division** (the UTC day number of a timestamp for the daily series);
+* **string literals** (:meth:`Dialect.string`: Spark reads backslash escapes and ``${...}`` variables
+  inside literals, the others only a doubled quote);
 * **JSON access** (segment attributes stored as JSON on the assignment);
 * **text casts** and identifier quoting;
 * **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`);
@@ -205,17 +207,30 @@ class Dialect:
         """UTC day number (days since 1970-01-01) of an epoch-microsecond expression."""
         return self.int_div(epoch_us_expr, str(US_PER_DAY))
 
+    def string(self, text: str) -> str:
+        """A string literal that reads back as exactly ``text`` on this engine (the one place strings are quoted).
+
+        SQLite, PostgreSQL (``standard_conforming_strings``, on since 9.1) and DuckDB take everything between
+        the quotes literally but a doubled quote. Spark SQL reads backslash escapes inside a literal and
+        substitutes ``${...}`` variables in the statement text, so there ``\\`` and ``'`` are escaped with a
+        backslash and ``$`` is written ``\\u0024``: a name such as ``x\\' OR TRUE --`` stays one literal.
+        """
+        if self.name == "spark":
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("$", "\\u0024") + "'"
+        return "'" + text.replace("'", "''") + "'"
+
     def json_text(self, column: str, key: str) -> str:
         """The JSON attribute ``key`` of ``column`` as text (NULL when missing)."""
-        safe = key.replace("'", "''").replace('"', "")
+        safe = key.replace('"', "")
+        quoted = self.string('$."' + safe + '"')
         if self.name == "sqlite":
-            return f"CAST(json_extract({column}, '$.\"{safe}\"') AS TEXT)"
+            return f"CAST(json_extract({column}, {quoted}) AS TEXT)"
         if self.name == "postgresql":
-            return f"(CAST({column} AS JSON) ->> '{safe}')"
+            return f"(CAST({column} AS JSON) ->> {self.string(safe)})"
         if self.name == "duckdb":
-            return f"json_extract_string({column}, '$.\"{safe}\"')"
+            return f"json_extract_string({column}, {quoted})"
         if self.name == "spark":
-            return f"get_json_object({column}, '$.{safe}')"
+            return f"get_json_object({column}, {self.string('$.' + safe)})"
         raise ValueError(f"unknown dialect {self.name!r}")
 
     def text(self, expr: str) -> str:
