@@ -12,7 +12,8 @@ Differences kept here:
 * **integer division** (the UTC day number of a timestamp for the daily series);
 * **string literals** (:meth:`Dialect.string`: Spark reads backslash escapes and ``${...}`` variables
   inside literals, the others only a doubled quote);
-* **JSON access** (segment attributes stored as JSON on the assignment);
+* **JSON access** (segment attributes stored as JSON on the assignment, :meth:`Dialect.json_text`: any
+  attribute name);
 * **text casts** and identifier quoting;
 * **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`);
 * **plan shapes** of DuckDB (:attr:`Dialect.inline_metric_events`, :attr:`Dialect.group_user_keys`,
@@ -220,17 +221,24 @@ class Dialect:
         return "'" + text.replace("'", "''") + "'"
 
     def json_text(self, column: str, key: str) -> str:
-        """The JSON attribute ``key`` of ``column`` as text (NULL when missing)."""
-        safe = key.replace('"', "")
-        quoted = self.string('$."' + safe + '"')
+        """The JSON attribute ``key`` of the object in ``column`` as text (NULL when missing or null).
+
+        Any key works (non-ASCII, quotes, backslashes, dots, newlines: it is matched as text, never parsed as a
+        path), and every engine gives the same labels for it.
+        SQLite looks the key up among the object's decoded members (``json_each``; a path would compare the
+        key with its escaped form as stored); DuckDB uses a JSON
+        pointer (RFC 6901: ``~`` and ``/`` escaped); Spark reads the object as a map (``get_json_object``
+        paths cannot hold every key).
+        """
         if self.name == "sqlite":
-            return f"CAST(json_extract({column}, {quoted}) AS TEXT)"
+            return f"(SELECT CAST(j.value AS TEXT) FROM json_each({column}) j WHERE j.key = {self.string(key)} LIMIT 1)"
         if self.name == "postgresql":
-            return f"(CAST({column} AS JSON) ->> {self.string(safe)})"
+            return f"(CAST({column} AS JSON) ->> {self.string(key)})"
         if self.name == "duckdb":
-            return f"json_extract_string({column}, {quoted})"
+            pointer = "/" + key.replace("~", "~0").replace("/", "~1")
+            return f"json_extract_string({column}, {self.string(pointer)})"
         if self.name == "spark":
-            return f"get_json_object({column}, {self.string('$.' + safe)})"
+            return f"from_json({column}, 'map<string,string>')[{self.string(key)}]"
         raise ValueError(f"unknown dialect {self.name!r}")
 
     def text(self, expr: str) -> str:
