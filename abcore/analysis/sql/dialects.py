@@ -13,7 +13,7 @@ Differences kept here:
 * **string literals** (:meth:`Dialect.string`: Spark reads backslash escapes and ``${...}`` variables
   inside literals, the others only a doubled quote);
 * **JSON access** (segment attributes stored as JSON on the assignment, :meth:`Dialect.json_text`: any
-  attribute name);
+  attribute name, booleans as ``true``/``false``);
 * **text casts** and identifier quoting;
 * **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`);
 * **plan shapes** of DuckDB (:attr:`Dialect.inline_metric_events`, :attr:`Dialect.group_user_keys`,
@@ -224,14 +224,16 @@ class Dialect:
         """The JSON attribute ``key`` of the object in ``column`` as text (NULL when missing or null).
 
         Any key works (non-ASCII, quotes, backslashes, dots, newlines: it is matched as text, never parsed as a
-        path), and every engine gives the same labels for it.
+        path), and every engine gives the same labels: strings as themselves, ``true``/``false`` for booleans
+        (kept apart from the numbers ``1``/``0``), numbers and nested values as their JSON text.
         SQLite looks the key up among the object's decoded members (``json_each``; a path would compare the
-        key with its escaped form as stored); DuckDB uses a JSON
+        key with its escaped form as stored, and ``json_extract`` turns booleans into 1/0); DuckDB uses a JSON
         pointer (RFC 6901: ``~`` and ``/`` escaped); Spark reads the object as a map (``get_json_object``
         paths cannot hold every key).
         """
         if self.name == "sqlite":
-            return f"(SELECT CAST(j.value AS TEXT) FROM json_each({column}) j WHERE j.key = {self.string(key)} LIMIT 1)"
+            value = "CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(j.value AS TEXT) END"
+            return f"(SELECT {value} FROM json_each({column}) j WHERE j.key = {self.string(key)} LIMIT 1)"
         if self.name == "postgresql":
             return f"(CAST({column} AS JSON) ->> {self.string(key)})"
         if self.name == "duckdb":

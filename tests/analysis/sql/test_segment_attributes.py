@@ -91,3 +91,22 @@ def test_any_attribute_name_segments_alike_on_spark(spark: Any, sqlite_url: str)
     engine = spark_engine(spark)
     engine.load_store(sqlite_url)
     assert _segments(engine, KEYS[1]) == _oracle(KEYS[1])
+
+
+def test_boolean_labels_stay_apart_from_numbers_on_the_store_and_duckdb(db_url: str) -> None:
+    """30 users with ``returning`` True/False and 10 with 1/0: four labels, ``true``/``false`` and ``1``/``0``."""
+    _load(db_url)
+    assert {label for _, label in _oracle("returning")} == {"true", "false", "1", "0"}
+    sa = make_engine(db_url)
+    try:
+        assert _segments(store_engine(sa), "returning") == _oracle("returning")
+    finally:
+        sa.dispose()
+    assert _segments(duckdb_engine(store_url=db_url), "returning") == _oracle("returning")
+
+
+def test_boolean_labels_stay_apart_from_numbers_on_spark(spark: Any, sqlite_url: str) -> None:
+    _load(sqlite_url)
+    engine = spark_engine(spark)
+    engine.load_store(sqlite_url)
+    assert _segments(engine, "returning") == _oracle("returning")
