@@ -173,7 +173,7 @@ def build_kind_probe_query(
     src = source or QuerySource()
     q = d.quote
     where = [f"{q(src.metric_name)} = {literal(name, d)}"]
-    if src.experiment and src.exposures is None:
+    if src.experiment:
         where.insert(0, f"{q(src.experiment)} = {literal(experiment, d)}")
     if src.event_type:
         where.insert(1 if len(where) > 1 else 0, f"{q(src.event_type)} = {literal(src.conversion_type, d)}")

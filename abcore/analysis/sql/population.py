@@ -99,7 +99,7 @@ def events_in(
     t = TimeKeys(d, src)
     key = t.event_key("ev." + q(src.ts))
     where = [f"ev.{q(src.metric_name)} IN ({', '.join(literal(n, d) for n in names)})"]
-    if src.experiment and src.exposures is None:
+    if src.experiment:  # the events' own experiment column scopes them, with an exposure table too
         where.insert(0, f"ev.{q(src.experiment)} = {literal(experiment, d)}")
     if src.event_type:
         where.insert(1 if len(where) > 1 else 0, f"ev.{q(src.event_type)} = {literal(src.conversion_type, d)}")
