@@ -63,12 +63,22 @@ class StoreEngine:
         self.engine = engine
         bind = engine.get_bind() if hasattr(engine, "get_bind") else engine
         self.dialect = bind.dialect.name
+        self.percent_placeholders = bind.dialect.paramstyle in ("format", "pyformat")
 
     def relation(self, table: str) -> str:
         return table
 
+    def driver_text(self, sql: str) -> str:
+        """``sql`` as the driver must receive it to run it as written.
+
+        The builder inlines every literal, and the statement runs as is (no bind-parameter parsing); but a
+        driver with ``format``/``pyformat`` placeholders (psycopg) reads ``%`` even inside a string literal, so
+        there every ``%`` is doubled (a metric named ``50%_off`` stays that name).
+        """
+        return sql.replace("%", "%%") if self.percent_placeholders else sql
+
     def run(self, sql: str) -> list[dict[str, Any]]:
-        # The builder inlines every literal: run the text as is (no bind-parameter parsing).
+        sql = self.driver_text(sql)
         if hasattr(self.engine, "exec_driver_sql"):  # a Connection
             return [dict(r._mapping) for r in self.engine.exec_driver_sql(sql)]
         if hasattr(self.engine, "get_bind"):  # a Session: its connection (sees its transaction)
@@ -80,6 +90,8 @@ class StoreEngine:
         """Run ``prelude`` (no rows), then ``sql`` (its rows are returned), then ``cleanup`` (also after an
         error), all on ONE connection (a session's own, inside its transaction): TEMP tables of the prelude
         are seen by ``sql``."""
+        prelude, cleanup = [self.driver_text(s) for s in prelude], [self.driver_text(s) for s in cleanup]
+        sql = self.driver_text(sql)
         if hasattr(self.engine, "exec_driver_sql"):  # a Connection
             return _run_on(self.engine, prelude, sql, cleanup)
         if hasattr(self.engine, "get_bind"):  # a Session
@@ -261,6 +273,15 @@ class SparkEngine:
     def run(self, sql: str) -> list[dict[str, Any]]:
         return [r.asDict() for r in self.spark.sql(sql).collect()]
 
+    def csv_view(self, path: str) -> str:
+        """A temporary view over the CSV file(s) at ``path`` read with their header row (column names) and
+        inferred column types, as DuckDB's ``read_csv`` reads them; its name (``csv.`path``` has no header)."""
+        import hashlib
+
+        name = "abcore_csv_" + hashlib.sha256(path.encode()).hexdigest()[:16]
+        self.spark.read.options(header=True, inferSchema=True).csv(path).createOrReplaceTempView(name)
+        return name
+
     def load_store(self, store_url: str) -> None:
         """Copy the store's tables into temporary views (timestamps as UTC)."""
         def register(name: str, table: Any) -> None:
@@ -287,6 +308,13 @@ def spark_engine(spark: Any = None, *, master: str = "local[2]") -> SparkEngine:
 # --------------------------------------------------------------------------- source config
 
 _MAPPING_KEYS = ("user_id", "timestamp", "event_type", "metric_name", "value", "experiment")
+_EXPOSURE_KEYS = ("user_id", "timestamp", "variant", "experiment")
+_TS_FORMATS = ("timestamp", "epoch_s", "epoch_ms", "epoch_us")
+#: The keys each part of a source config may have (anything else is an error, never ignored).
+_PART_KEYS = {
+    "events": ("path", "table", "format", "timestamp_format", "columns", "conversion_type", "exposure_type"),
+    "exposures": ("path", "table", "format", "timestamp_format", "columns", "segments"),
+}
 
 
 @dataclass(frozen=True)
@@ -302,13 +330,21 @@ class SourceConfig:
     exposures: str | None = None
     exposures_format: str = "table"
     exposure_columns: dict[str, str | None] | None = None
+    exposures_timestamp_format: str = "timestamp"
     segment_columns: tuple[str, ...] = ()
 
     def relation(self, engine: Engine, what: str, fmt: str) -> str:
+        """The relation of ``what`` (a path or table) in format ``fmt`` on ``engine``: CSV files are read with
+        their header row on every engine (on Spark through :meth:`SparkEngine.csv_view`)."""
         if fmt == "parquet":
             return f"read_parquet('{what}')" if engine.dialect == "duckdb" else f"parquet.`{what}`"
         if fmt == "csv":
-            return f"read_csv('{what}', header = true)" if engine.dialect == "duckdb" else f"csv.`{what}`"
+            if engine.dialect == "duckdb":
+                return f"read_csv('{what}', header = true)"
+            csv_view = getattr(engine, "csv_view", None)
+            if csv_view is None:
+                raise ValueError(f"a csv source needs engine 'duckdb' or 'spark' (got {engine.name!r})")
+            return str(csv_view(what))
         return what
 
     def query_source(self, engine: Engine) -> QuerySource:
@@ -327,7 +363,7 @@ class SourceConfig:
             kw.update(
                 exposures=self.relation(engine, self.exposures, self.exposures_format),
                 exposure_user_id=e["user_id"], exposure_ts=e["timestamp"], exposure_variant=e["variant"],
-                exposure_experiment=e.get("experiment"), exposure_ts_format=e.get("timestamp_format") or "timestamp",
+                exposure_experiment=e.get("experiment"), exposure_ts_format=self.exposures_timestamp_format,
                 segment_columns=self.segment_columns,
             )
         return QuerySource(**kw)
@@ -344,10 +380,13 @@ def load_source_config(config: dict[str, Any] | str | Path) -> SourceConfig:
                                 "metric_name": "name", "value": "value", "experiment": "exp"},
                     "conversion_type": "conversion", "exposure_type": "exposure"},
          "exposures": {"path": "exposures.parquet", "format": "parquet",   # optional: else the store's assignments
+                       "timestamp_format": "timestamp",                  # of the exposures' timestamp column
                        "columns": {"user_id": "uid", "timestamp": "ts", "variant": "arm", "experiment": "exp"},
                        "segments": ["country"]}}
 
-    ``event_type`` and ``experiment`` may be null (every row is a conversion / of this experiment).
+    ``event_type`` and ``experiment`` may be null (every row is a conversion / of this experiment). An unknown
+    or misplaced key (``timestamp_format`` inside ``columns``, a ``path`` with format ``table``) is a problem,
+    never ignored.
     """
     config = _config_object(config)
     problems: list[str] = []
@@ -357,11 +396,10 @@ def load_source_config(config: dict[str, Any] | str | Path) -> SourceConfig:
     ev = config.get("events")
     if not isinstance(ev, dict):
         raise ValueError("source config needs an 'events' object" + ("; " + "; ".join(problems) if problems else ""))
+    _unknown_keys(ev, "events", _PART_KEYS["events"], problems)
     events, fmt = _location(ev, "events", problems)
     cols = _event_columns(ev, problems)
-    tsf = ev.get("timestamp_format", "timestamp")
-    if tsf not in ("timestamp", "epoch_s", "epoch_ms", "epoch_us"):
-        problems.append(f"events.timestamp_format must be timestamp, epoch_s, epoch_ms or epoch_us (got {tsf!r})")
+    tsf = _timestamp_format(ev, "events", problems)
     exposures: dict[str, Any] = {}
     ex = config.get("exposures")
     if ex is not None:
@@ -395,11 +433,31 @@ def _config_object(config: dict[str, Any] | str | Path) -> dict[str, Any]:
     return config
 
 
+def _unknown_keys(part: dict[str, Any], label: str, allowed: Sequence[str], problems: list[str]) -> None:
+    """A problem for every key of ``part`` not in ``allowed`` (``timestamp_format`` among columns: where it goes)."""
+    for key in sorted(set(part) - set(allowed), key=str):
+        hint = f" (timestamp_format goes in {label.split('.')[0]}, next to columns)" if key == "timestamp_format" else ""
+        problems.append(f"{label}: unknown key {key!r}{hint}")
+
+
+def _timestamp_format(part: dict[str, Any], label: str, problems: list[str]) -> str:
+    """The ``timestamp_format`` of the ``events`` / ``exposures`` part (``timestamp`` when missing); problems appended."""
+    tsf = part.get("timestamp_format", "timestamp")
+    if tsf not in _TS_FORMATS:
+        problems.append(f"{label}.timestamp_format must be timestamp, epoch_s, epoch_ms or epoch_us (got {tsf!r})")
+        return "timestamp"
+    return str(tsf)
+
+
 def _location(part: dict[str, Any], label: str, problems: list[str]) -> tuple[str, str]:
     """The table or path and the format of the ``events`` / ``exposures`` part; problems appended."""
     fmt = part.get("format", "table" if "table" in part else "parquet")
     if fmt not in ("table", "parquet", "csv"):
         problems.append(f"{label}.format must be table, parquet or csv (got {fmt!r})")
+    elif fmt == "table" and "path" in part:
+        problems.append(f"{label}: 'path' goes with format parquet or csv; a table is named by 'table'")
+    elif fmt != "table" and "table" in part:
+        problems.append(f"{label}: 'table' goes with format table; a {fmt} file is named by 'path'")
     loc = part.get("table") if fmt == "table" else part.get("path")
     if not isinstance(loc, str) or not loc:
         problems.append(f"{label} needs {'table' if fmt == 'table' else 'path'}")
@@ -415,8 +473,7 @@ def _event_columns(ev: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     if not isinstance(cols, dict):
         problems.append("events.columns must map " + ", ".join(_MAPPING_KEYS) + " to column names")
         cols = {}
-    for key in set(cols) - set(_MAPPING_KEYS):
-        problems.append(f"events.columns: unknown key {key!r}")
+    _unknown_keys(cols, "events.columns", _MAPPING_KEYS, problems)
     for key in ("user_id", "timestamp", "metric_name", "value"):
         if not isinstance(cols.get(key), str) or not cols.get(key):
             problems.append(f"events.columns.{key} is required (a column name)")
@@ -425,11 +482,13 @@ def _event_columns(ev: dict[str, Any], problems: list[str]) -> dict[str, Any]:
 
 def _exposures(ex: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     """The :class:`SourceConfig` fields of an ``exposures`` part; problems appended."""
+    _unknown_keys(ex, "exposures", _PART_KEYS["exposures"], problems)
     exposures, exposures_fmt = _location(ex, "exposures", problems)
     ecols = ex.get("columns") if isinstance(ex.get("columns"), dict) else None
     if ecols is None:
         problems.append("exposures.columns must map user_id, timestamp, variant (and experiment)")
         ecols = {}
+    _unknown_keys(ecols, "exposures.columns", _EXPOSURE_KEYS, problems)
     for key in ("user_id", "timestamp", "variant"):
         if not isinstance(ecols.get(key), str) or not ecols.get(key):
             problems.append(f"exposures.columns.{key} is required (a column name)")
@@ -438,7 +497,7 @@ def _exposures(ex: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append("exposures.segments must be a list of column names")
         seg = []
     return {"exposures": exposures, "exposures_format": exposures_fmt or "table", "exposure_columns": ecols,
-            "segment_columns": tuple(seg)}
+            "exposures_timestamp_format": _timestamp_format(ex, "exposures", problems), "segment_columns": tuple(seg)}
 
 
 # --------------------------------------------------------------------------- the pipeline

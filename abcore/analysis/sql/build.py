@@ -172,11 +172,11 @@ def build_kind_probe_query(
     d = _dialect(dialect)
     src = source or QuerySource()
     q = d.quote
-    where = [f"{q(src.metric_name)} = {literal(name)}"]
-    if src.experiment and src.exposures is None:
-        where.insert(0, f"{q(src.experiment)} = {literal(experiment)}")
+    where = [f"{q(src.metric_name)} = {literal(name, d)}"]
+    if src.experiment:
+        where.insert(0, f"{q(src.experiment)} = {literal(experiment, d)}")
     if src.event_type:
-        where.insert(1 if len(where) > 1 else 0, f"{q(src.event_type)} = {literal(src.conversion_type)}")
+        where.insert(1 if len(where) > 1 else 0, f"{q(src.event_type)} = {literal(src.conversion_type, d)}")
     if end is not None:
         t = TimeKeys(d, src)
         where.append(f"{t.event_key(q(src.ts))} < {t.literal(end)}")

@@ -27,8 +27,8 @@ def _bounds_sql(d: Dialect, i: int, m: Any, columns: Sequence[str]) -> str:
     if m.cap == "absolute":
         bounds: list[str] = []
         for c in columns:
-            bounds.append(f"{d.double(literal(None if up is None else float(up)))} AS {c}_hi")
-            bounds.append(f"{d.double(literal(None if lo is None else float(lo)))} AS {c}_lo")
+            bounds.append(f"{d.double(literal(None if up is None else float(up), d))} AS {c}_hi")
+            bounds.append(f"{d.double(literal(None if lo is None else float(lo), d))} AS {c}_lo")
         return "SELECT " + ", ".join(bounds)
     # Nearest-rank percentile of the per-user values pooled over variants: value at rank ceil(p N).
     parts = []

@@ -58,7 +58,7 @@ def count_parts(
             f" FROM m{i}_events WHERE post = 1 GROUP BY user_id"
         )
         selects.append(
-            f"SELECT {literal(m.name)} AS metric, c.variant, c.n, COALESCE(s.events, 0) AS events,"
+            f"SELECT {literal(m.name, d)} AS metric, c.variant, c.n, COALESCE(s.events, 0) AS events,"
             f" COALESCE(s.users, 0) AS users, COALESCE(s.converted, 0) AS converted,"
             f" COALESCE(s.sum_value, {zero}) AS sum_value\n"
             f"  FROM pop_n c LEFT JOIN (SELECT variant, SUM(events) AS events, COUNT(*) AS users,"

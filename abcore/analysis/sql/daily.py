@@ -33,7 +33,7 @@ def daily_parts(d: Dialect, src: QuerySource, metrics: Sequence[Any]) -> tuple[l
         kind = m.kind
         if kind == "quantile":
             continue
-        head = f"SELECT {literal(m.name)} AS metric, "
+        head = f"SELECT {literal(m.name, d)} AS metric, "
         if kind == "binomial":  # users on the day of their first qualifying event (m<i>_eu has it)
             selects.append(head + f"variant, first_day AS day, {d.double('COUNT(*)')} AS sum_y, {zero} AS sum_x\n"
                            f"  FROM m{i}_eu WHERE first_day IS NOT NULL GROUP BY variant, first_day")

@@ -10,7 +10,10 @@ Differences kept here:
 * **timestamps to integers** (date arithmetic): windows and delays are compared as integer
   microseconds since the epoch, so every engine does exact integer arithmetic;
 * **integer division** (the UTC day number of a timestamp for the daily series);
-* **JSON access** (segment attributes stored as JSON on the assignment);
+* **string literals** (:meth:`Dialect.string`: Spark reads backslash escapes and ``${...}`` variables
+  inside literals, the others only a doubled quote);
+* **JSON access** (segment attributes stored as JSON on the assignment, :meth:`Dialect.json_text`: any
+  attribute name, booleans as ``true``/``false``);
 * **text casts** and identifier quoting;
 * **the population as a keyed TEMP table** on SQLite (:attr:`Dialect.temp_population`);
 * **plan shapes** of DuckDB (:attr:`Dialect.inline_metric_events`, :attr:`Dialect.group_user_keys`,
@@ -205,17 +208,39 @@ class Dialect:
         """UTC day number (days since 1970-01-01) of an epoch-microsecond expression."""
         return self.int_div(epoch_us_expr, str(US_PER_DAY))
 
-    def json_text(self, column: str, key: str) -> str:
-        """The JSON attribute ``key`` of ``column`` as text (NULL when missing)."""
-        safe = key.replace("'", "''").replace('"', "")
-        if self.name == "sqlite":
-            return f"CAST(json_extract({column}, '$.\"{safe}\"') AS TEXT)"
-        if self.name == "postgresql":
-            return f"(CAST({column} AS JSON) ->> '{safe}')"
-        if self.name == "duckdb":
-            return f"json_extract_string({column}, '$.\"{safe}\"')"
+    def string(self, text: str) -> str:
+        """A string literal that reads back as exactly ``text`` on this engine (the one place strings are quoted).
+
+        SQLite, PostgreSQL (``standard_conforming_strings``, on since 9.1) and DuckDB take everything between
+        the quotes literally but a doubled quote. Spark SQL reads backslash escapes inside a literal and
+        substitutes ``${...}`` variables in the statement text, so there ``\\`` and ``'`` are escaped with a
+        backslash and ``$`` is written ``\\u0024``: a name such as ``x\\' OR TRUE --`` stays one literal.
+        """
         if self.name == "spark":
-            return f"get_json_object({column}, '$.{safe}')"
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("$", "\\u0024") + "'"
+        return "'" + text.replace("'", "''") + "'"
+
+    def json_text(self, column: str, key: str) -> str:
+        """The JSON attribute ``key`` of the object in ``column`` as text (NULL when missing or null).
+
+        Any key works (non-ASCII, quotes, backslashes, dots, newlines: it is matched as text, never parsed as a
+        path), and every engine gives the same labels: strings as themselves, ``true``/``false`` for booleans
+        (kept apart from the numbers ``1``/``0``), numbers and nested values as their JSON text.
+        SQLite looks the key up among the object's decoded members (``json_each``; a path would compare the
+        key with its escaped form as stored, and ``json_extract`` turns booleans into 1/0); DuckDB uses a JSON
+        pointer (RFC 6901: ``~`` and ``/`` escaped); Spark reads the object as a map (``get_json_object``
+        paths cannot hold every key).
+        """
+        if self.name == "sqlite":
+            value = "CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE CAST(j.value AS TEXT) END"
+            return f"(SELECT {value} FROM json_each({column}) j WHERE j.key = {self.string(key)} LIMIT 1)"
+        if self.name == "postgresql":
+            return f"(CAST({column} AS JSON) ->> {self.string(key)})"
+        if self.name == "duckdb":
+            pointer = "/" + key.replace("~", "~0").replace("/", "~1")
+            return f"json_extract_string({column}, {self.string(pointer)})"
+        if self.name == "spark":
+            return f"from_json({column}, 'map<string,string>')[{self.string(key)}]"
         raise ValueError(f"unknown dialect {self.name!r}")
 
     def text(self, expr: str) -> str:

@@ -39,8 +39,8 @@ def metric_refs(d: Dialect, metrics: Sequence[Any]) -> dict[str, str]:
     CTEs: the name, or its index in :func:`abcore.analysis.sql.population.analysed_names` on a narrow shared scan."""
     names = analysed_names(metrics)
     if d.narrow_shared_scan:
-        return {n: literal(i) for i, n in enumerate(names)}
-    return {n: literal(n) for n in names}
+        return {n: literal(i, d) for i, n in enumerate(names)}
+    return {n: literal(n, d) for n in names}
 
 
 def metric_events(
@@ -89,7 +89,7 @@ def metric_rows(
     its own index range of the event table (each metric's events stream in user order, no sort)."""
     codes = [refs[n] for n in names]
     if d.shared_scan:
-        segment = "segment" if segmented or not d.narrow_shared_scan else f"{literal('(all)')} AS segment"
+        segment = "segment" if segmented or not d.narrow_shared_scan else f"{literal('(all)', d)} AS segment"
         return metric_events(d, src, codes, m, start, offsets, cuped_offset, segment=segment)
     inner = events_in(d, src, experiment, names, end, offsets)
     return metric_events(d, src, codes, m, start, offsets, cuped_offset, rows=f"(\n  {inner}\n  ) s")
@@ -187,10 +187,10 @@ def _one_pass_values(ctx: MetricContext, i: int, m: Any, with_pre: bool, user_co
     return (f"m{i}_eu", f"SELECT user_id, variant, segment, y{i} AS y, x{i} AS x{fd} FROM users_all")
 
 
-def users_all_cte(segment: str | None, user_cols: Sequence[str]) -> tuple[str, str]:
+def users_all_cte(d: Dialect, segment: str | None, user_cols: Sequence[str]) -> tuple[str, str]:
     """``users_all``: every metric's per-user values in one GROUP BY over ``events_in`` (:func:`user_values_cte`)."""
     # Unsegmented, every user's segment is the constant '(all)': not a group key (one key less to hash).
-    seg, keys = ("segment", ", segment") if segment is not None else (f"{literal('(all)')} AS segment", "")
+    seg, keys = ("segment", ", segment") if segment is not None else (f"{literal('(all)', d)} AS segment", "")
     return ("users_all", f"SELECT user_id, variant, {seg}, {', '.join(user_cols)}\n"
                          f"  FROM events_in GROUP BY user_id, variant{keys}")
 

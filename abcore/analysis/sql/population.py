@@ -37,9 +37,9 @@ def population_ctes(
     bounds = "".join(f", {t.from_us(f'{first_us} + {off}')} AS b{j}" for j, off in enumerate(offsets))
     if src.exposures is None:
         key = t.event_key(q(src.ts))
-        where = [f"{q(src.experiment)} = {literal(experiment)}"] if src.experiment else []
+        where = [f"{q(src.experiment)} = {literal(experiment, d)}"] if src.experiment else []
         if src.event_type:
-            where.append(f"{q(src.event_type)} = {literal(src.exposure_type)}")
+            where.append(f"{q(src.event_type)} = {literal(src.exposure_type, d)}")
         if start is not None:
             ts_window.append(f"{key} >= {t.literal(start)}")
         if end is not None:
@@ -50,7 +50,7 @@ def population_ctes(
             f"  WHERE {' AND '.join(where + ts_window) or '1 = 1'}\n  GROUP BY {q(src.user_id)}"
         )
         if segment is None:
-            seg = literal("(all)")
+            seg = literal("(all)", d)
         elif src.assignment_attributes:
             seg = f"COALESCE({d.json_text('a.' + q(src.assignment_attributes), segment)}, '(none)')"
         else:
@@ -59,18 +59,18 @@ def population_ctes(
             f"SELECT {surrogate}a.{q(src.user_id)} AS {source_id}, a.{q(src.assignment_variant)} AS variant, e.first_key,"
             f" {first_us} AS first_us, {seg} AS segment{bounds}\n  FROM {src.assignments} a\n"
             f"  JOIN exposures e ON e.user_id = a.{q(src.user_id)}\n"
-            f"  WHERE a.{q(src.assignment_experiment)} = {literal(experiment)}"
+            f"  WHERE a.{q(src.assignment_experiment)} = {literal(experiment, d)}"
         )
         return [("exposures", exposures), ("population", population)]
     key = t.exposure_key(q(src.exposure_ts))
-    where = [f"{q(src.exposure_experiment)} = {literal(experiment)}"] if src.exposure_experiment else []
+    where = [f"{q(src.exposure_experiment)} = {literal(experiment, d)}"] if src.exposure_experiment else []
     if start is not None:
         where.append(f"{key} >= {t.literal(start)}")
     if end is not None:
         where.append(f"{key} < {t.literal(end)}")
     if segment is not None and segment not in src.segment_columns:
         raise ValueError(f"segment {segment!r} is not a declared segment column of the exposure table")
-    seg = literal("(all)") if segment is None else f"COALESCE(MIN({d.text(q(segment))}), '(none)')"
+    seg = literal("(all)", d) if segment is None else f"COALESCE(MIN({d.text(q(segment))}), '(none)')"
     # A user exposed to more than one variant is left out (their outcome cannot be attributed). MIN = MAX is
     # COUNT(DISTINCT variant) = 1 (both ignore NULLs; all-NULL gives NULL, left out too) without the distinct
     # set per user that DuckDB keeps for COUNT(DISTINCT): 20 s instead of 38 s over 60M exposures.
@@ -98,11 +98,11 @@ def events_in(
     q = d.quote
     t = TimeKeys(d, src)
     key = t.event_key("ev." + q(src.ts))
-    where = [f"ev.{q(src.metric_name)} IN ({', '.join(literal(n) for n in names)})"]
-    if src.experiment and src.exposures is None:
-        where.insert(0, f"ev.{q(src.experiment)} = {literal(experiment)}")
+    where = [f"ev.{q(src.metric_name)} IN ({', '.join(literal(n, d) for n in names)})"]
+    if src.experiment:  # the events' own experiment column scopes them, with an exposure table too
+        where.insert(0, f"ev.{q(src.experiment)} = {literal(experiment, d)}")
     if src.event_type:
-        where.insert(1 if len(where) > 1 else 0, f"ev.{q(src.event_type)} = {literal(src.conversion_type)}")
+        where.insert(1 if len(where) > 1 else 0, f"ev.{q(src.event_type)} = {literal(src.conversion_type, d)}")
     if end is not None:
         where.append(f"{key} < {t.literal(end)}")
     bounds = "".join(f", p.b{j}" for j in range(len(offsets)))
@@ -124,7 +124,7 @@ def events_in(
     user, segment, metric = f"ev.{q(src.user_id)}", ", p.segment", f"ev.{q(src.metric_name)}"
     if d.narrow_shared_scan:
         user, segment = "p.user_id", ", p.segment" if segmented else ""
-        metric = f"CAST({metric_code(metric, names)} AS SMALLINT)"
+        metric = f"CAST({metric_code(d, metric, names)} AS SMALLINT)"
     return (
         f"SELECT {user} AS user_id, p.variant{segment}, {metric} AS metric_name, ev.{q(src.value)} AS value,"
         f" {key} AS ts_key, p.first_key{bounds}\n  FROM {join}\n  WHERE {' AND '.join(where)}"
@@ -147,15 +147,15 @@ def one_event_scan(
     q = d.quote
     t = TimeKeys(d, src)
     key = t.event_key(q(src.ts))
-    is_exposure = f"{q(src.event_type)} = {literal(src.exposure_type)}"
-    where = [f"{q(src.experiment)} = {literal(experiment)}"] if src.experiment else []
-    where.append(f"({is_exposure} OR ({q(src.event_type)} = {literal(src.conversion_type)}"
-                 f" AND {q(src.metric_name)} IN ({', '.join(literal(n) for n in names)})))")
+    is_exposure = f"{q(src.event_type)} = {literal(src.exposure_type, d)}"
+    where = [f"{q(src.experiment)} = {literal(experiment, d)}"] if src.experiment else []
+    where.append(f"({is_exposure} OR ({q(src.event_type)} = {literal(src.conversion_type, d)}"
+                 f" AND {q(src.metric_name)} IN ({', '.join(literal(n, d) for n in names)})))")
     if end is not None:
         where.append(f"{key} < {t.literal(end)}")
     scan = (
         f"SELECT {q(src.user_id)} AS user_id, {key} AS ts_key, {q(src.value)} AS value,"
-        f" CAST(CASE WHEN {is_exposure} THEN -1 ELSE {metric_code(q(src.metric_name), names)} END AS SMALLINT) AS code\n"
+        f" CAST(CASE WHEN {is_exposure} THEN -1 ELSE {metric_code(d, q(src.metric_name), names)} END AS SMALLINT) AS code\n"
         f"  FROM {src.events}\n  WHERE {' AND '.join(where)}"
     )
     since = f" AND ts_key >= {t.literal(start)}" if start is not None else ""
@@ -163,9 +163,9 @@ def one_event_scan(
     return scan, exposures
 
 
-def metric_code(column: str, names: Sequence[str]) -> str:
+def metric_code(d: Dialect, column: str, names: Sequence[str]) -> str:
     """``column`` (a metric name) as its index in ``names`` (NULL for another name)."""
-    return f"CASE {column} " + " ".join(f"WHEN {literal(n)} THEN {i}" for i, n in enumerate(names)) + " END"
+    return f"CASE {column} " + " ".join(f"WHEN {literal(n, d)} THEN {i}" for i, n in enumerate(names)) + " END"
 
 
 def analysed_names(metrics: Sequence[Any]) -> list[str]:

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from abcore.analysis.sql.dialects import Dialect
+
 __all__ = ["QuerySource", "literal"]
 
 
@@ -44,8 +46,9 @@ class QuerySource:
     segment_columns: tuple[str, ...] = field(default_factory=tuple)
 
 
-def literal(value: Any) -> str:
-    """A SQL literal for a number, string or ``None`` (strings escaped, no binding needed)."""
+def literal(value: Any, d: Dialect) -> str:
+    """A SQL literal for a number, string or ``None`` in dialect ``d``: the literal reads back as exactly ``value``
+    on that engine, whatever the text holds (quotes, backslashes, ``$``, newlines; :meth:`Dialect.string`)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -56,4 +59,4 @@ def literal(value: Any) -> str:
         if not math.isfinite(value):
             raise ValueError("non-finite literal")
         return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    return d.string(str(value))

@@ -72,11 +72,11 @@ def stats_parts(
         ctes.append(population_values_cte(i))
         ctes.extend(cap_ctes(d, i, m, ["y", "x"] if m.kind == "ratio" else ["y"]))
         selects.append(
-            f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(*) AS n, {sums}, {_tail(d)}\n"
+            f"SELECT {literal(m.name, d)} AS metric, variant, segment, COUNT(*) AS n, {sums}, {_tail(d)}\n"
             f"  FROM m{i}_capped GROUP BY variant, segment"
         )
     if user_cols:
-        ctes.insert(users_at, users_all_cte(segment, user_cols))
+        ctes.insert(users_at, users_all_cte(d, segment, user_cols))
     return ctes, selects
 
 
@@ -104,7 +104,7 @@ def _uncapped_select(d: Dialect, i: int, m: Any, sums: str) -> str:
     zero = d.double("0")
     sums_of = ", ".join(f"COALESCE(s.{c}, {zero}) AS {c}" for c in ("sum_y", "sum_y2", "sum_x", "sum_x2", "sum_xy"))
     return (
-        f"SELECT {literal(m.name)} AS metric, c.variant, c.segment, c.n, {sums_of}, {_tail(d)}\n"
+        f"SELECT {literal(m.name, d)} AS metric, c.variant, c.segment, c.n, {sums_of}, {_tail(d)}\n"
         f"  FROM pop_n c LEFT JOIN (SELECT variant, segment, {sums} FROM m{i}_eu GROUP BY variant, segment) s"
         f" ON s.variant = c.variant AND s.segment = c.segment"
     )
@@ -134,7 +134,7 @@ def _quantile_parts(d: Dialect, i: int, m: Any, z: float) -> tuple[tuple[str, st
     lo_rank = _clip_rank(d.floor(f"{q!r} * cnt - {half}"))
     hi_rank = _clip_rank(d.ceil(f"{q!r} * cnt + {half}"))
     select = (
-        f"SELECT {literal(m.name)} AS metric, variant, segment, COUNT(DISTINCT user_id) AS n,"
+        f"SELECT {literal(m.name, d)} AS metric, variant, segment, COUNT(DISTINCT user_id) AS n,"
         f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy,"
         f" COUNT(*) AS q_n, MIN(CASE WHEN rn = {rank} THEN {d.double('value')} END) AS q_value,"
         f" MIN(CASE WHEN rn = {lo_rank} THEN {d.double('value')} END) AS q_lower,"
@@ -168,7 +168,7 @@ def percentile_parts(d: Dialect, i: int, name: str) -> tuple[tuple[str, str], st
     null = d.double("NULL")
     int_null = "CAST(NULL AS BIGINT)" if d.name != "sqlite" else "NULL"
     select = (
-        f"SELECT 'percentile' AS part, {literal(name)} AS metric, variant, {d.text('NULL')} AS segment, {int_null} AS day,"
+        f"SELECT 'percentile' AS part, {literal(name, d)} AS metric, variant, {d.text('NULL')} AS segment, {int_null} AS day,"
         f" {n_expr} AS n, {sum_expr} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2,"
         f" {null} AS sum_xy, 0 AS q_n, {null} AS q_value, {null} AS q_lower, {null} AS q_upper,"
         f" MIN({d.double('value')}) AS v_min, MAX({d.double('value')}) AS v_max, {picks}\n"

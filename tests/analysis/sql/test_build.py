@@ -38,7 +38,7 @@ def test_dialect_differences_are_spelled_out() -> None:
     assert get_dialect("duckdb").int_div("a", "b") == "(a // b)"
     assert get_dialect("spark").int_div("a", "b") == "(a div b)"
     assert "unix_micros" in get_dialect("spark").epoch_us("ts")
-    assert "get_json_object" in get_dialect("spark").json_text("attributes", "country")
+    assert "from_json" in get_dialect("spark").json_text("attributes", "country")
     with pytest.raises(ValueError, match="unknown SQL dialect"):
         get_dialect("clickhouse")
 

@@ -8,7 +8,7 @@ exposures AS (
   SELECT user_id, MIN(ts_key) AS first_key FROM event_scan WHERE code = -1 GROUP BY user_id
 ),
 population AS (
-  SELECT ROW_NUMBER() OVER () AS user_id, a."user_id" AS source_user_id, a."variant_id" AS variant, e.first_key, e.first_key AS first_us, COALESCE(json_extract_string(a."attributes", '$."country"'), '(none)') AS segment, e.first_key + 172800000000 AS b0, e.first_key + 3600000000 AS b1, e.first_key + 262800000000 AS b2, e.first_key + -1209600000000 AS b3
+  SELECT ROW_NUMBER() OVER () AS user_id, a."user_id" AS source_user_id, a."variant_id" AS variant, e.first_key, e.first_key AS first_us, COALESCE(json_extract_string(a."attributes", '/country'), '(none)') AS segment, e.first_key + 172800000000 AS b0, e.first_key + 3600000000 AS b1, e.first_key + 262800000000 AS b2, e.first_key + -1209600000000 AS b3
   FROM ab_user_assignments a
   JOIN exposures e ON e.user_id = a."user_id"
   WHERE a."experiment_id" = 1
