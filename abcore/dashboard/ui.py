@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from abcore.config import database_url, redact_url
+from abcore.dashboard.views import html
 from abcore.store.db import init_db, make_engine
 
 
@@ -206,7 +207,8 @@ def auth_gate() -> bool:
     if access_mode(users, error) == "locked":  # fail closed: nobody reads anything
         st.session_state.pop("auth_user", None)
         st.title("🔒 Dashboard locked")
-        st.error(f"The user configuration is invalid, so the dashboard is locked until it is fixed: {error}",
+        st.error("The user configuration is invalid, so the dashboard is locked until it is fixed: "
+                 + html.plain_text(error),
                  icon="🔒")
         return False
     if not auth_enabled():
@@ -223,7 +225,7 @@ def auth_gate() -> bool:
             st.session_state["auth_user"] = user
     _write_cookie()
     if user is not None:
-        st.sidebar.markdown(f"👤 **{user.name}** · {user.role}")
+        st.sidebar.markdown(f"👤 **{html.plain_text(user.name)}** · {html.plain_text(user.role)}")
         st.sidebar.button("Sign out", key="sign_out", on_click=_sign_out)
         return True
     st.title("🔐 Sign in")
@@ -238,7 +240,7 @@ def auth_gate() -> bool:
             st.rerun()
     failed = st.session_state.get("login_failed")
     if failed:
-        st.error(failed if isinstance(failed, str) else "Unknown user name or wrong password.")
+        st.error(html.plain_text(failed) if isinstance(failed, str) else "Unknown user name or wrong password.")
     return False
 
 
@@ -327,12 +329,12 @@ def show_error(exc: BaseException) -> None:
     from abcore.experiments.errors import ExperimentError
 
     if isinstance(exc, ExperimentError):
-        st.error(str(exc), icon="⚠️")
+        st.error(html.plain_text(exc), icon="⚠️")
         problems = [p for p in getattr(exc, "problems", []) if p and p != str(exc)]
         for problem in problems:
-            st.markdown(f"- {problem}")
+            st.markdown(f"- {html.plain_text(problem)}")
     else:
-        st.error(f"Something went wrong: {exc}", icon="🚨")
+        st.error(f"Something went wrong: {html.plain_text(exc)}", icon="🚨")
         with st.expander("Details for the developers"):
             st.code("".join(traceback.format_exception(exc)), language="text")
 
@@ -350,11 +352,12 @@ def guarded(body: Callable[[], Any]) -> None:
 
 
 def flash(message: str, icon: str = "✅") -> None:
-    """Queue a toast for the next run (survives ``st.rerun``)."""
+    """Queue a toast for the next run (survives ``st.rerun``); ``message`` is shown as plain text (it names
+    experiments, metrics and models as their users typed them)."""
     st.session_state.setdefault("_flash", []).append((message, icon))
 
 
 def show_flashes() -> None:
     """Show and clear the queued toasts."""
     for message, icon in st.session_state.pop("_flash", []):
-        st.toast(message, icon=icon)
+        st.toast(html.plain_text(message), icon=icon)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -11,6 +13,7 @@ import streamlit as st
 from abcore import experiments as ex
 from abcore.config import redact_url
 from abcore.dashboard import ui
+from abcore.dashboard.views import html
 from abcore.watch import rules as watch_rules
 from abcore.watch import runner as watch
 from abcore.watch import snapshots, webhooks
@@ -55,7 +58,15 @@ def alerts(experiment_id: int, *, limit: int = 5) -> None:
         rows = snapshots.list_alerts(session=s, experiment_id=experiment_id, limit=limit)
     with st.container(key=f"alerts_{experiment_id}"):
         for alert in rows:
-            st.warning(watch.alert_line(alert), icon="🚨")
+            st.warning(_alert_text(alert), icon="🚨")
+
+
+def _alert_text(alert: Any) -> str:
+    """:func:`abcore.watch.runner.alert_line` with the rule and the message (which name metrics and variants)
+    shown as plain text."""
+    shown = SimpleNamespace(**{f: getattr(alert, f) for f in ("created_at", "action", "action_taken", "delivery")},
+                            rule=html.plain_text(alert.rule), message=html.plain_text(alert.message))
+    return watch.alert_line(shown)
 
 
 def rules_editor(experiment: Any) -> None:
@@ -105,7 +116,7 @@ def snapshot_first(experiment: Any) -> bool:
                 st.dataframe(frame[columns], hide_index=True, width="stretch", key="snapshot_table")
             verdict = (snap.results.get("verdict") or {}).get("reason")
             if verdict:
-                st.caption(verdict)
+                st.caption(html.plain_text(verdict))
         if len(history) > 1:
             st.plotly_chart(_history_chart(history), key="snapshot_history")
     return showing
@@ -123,7 +134,7 @@ def _history_chart(history: list[dict[str, Any]]) -> go.Figure:
                                                      h["lift_ci_low"] is not None else None for h in history]}))
     fig.add_hline(y=0, line_dash="dot")
     metric = next((h["metric"] for h in history if h["metric"]), "primary metric")
-    fig.update_layout(title=f"{metric}: lift and always-valid CI per watcher pass (hover: decision)",
+    fig.update_layout(title=f"{escape(str(metric))}: lift and always-valid CI per watcher pass (hover: decision)",
                       yaxis_tickformat=".0%", height=300, margin={"t": 40, "b": 20})
     return fig
 
@@ -134,12 +145,12 @@ def webhooks_admin() -> None:
     with st.expander("🔔 Alert webhooks"):
         env = webhooks.WatchSettings.from_env().webhook_urls
         if env:
-            st.caption("From $ABCORE_WEBHOOK_URLS: " + ", ".join(redact_url(u) for u in env))
+            st.caption("From $ABCORE_WEBHOOK_URLS: " + html.plain_text(", ".join(redact_url(u) for u in env)))
         with ui.session() as s:
             hooks = webhooks.list_webhooks(session=s)
         for hook in hooks:
             cols = st.columns([5, 1])
-            cols[0].markdown(f"`{redact_url(hook.url)}` {hook.name}")
+            cols[0].markdown(f"{html.plain_text(redact_url(hook.url))} · {html.plain_text(hook.name)}")
             if ui.can_edit() and cols[1].button("Remove", key=f"hook_rm_{hook.id}"):
                 with ui.session() as s:
                     webhooks.remove_webhook(session=s, webhook_id=hook.id, actor=ui.actor())

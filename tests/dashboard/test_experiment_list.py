@@ -223,7 +223,7 @@ def test_ship_dialog_defaults_to_the_recommendation_and_warns_on_a_broken_guardr
     assert not [e for e in at.error if "guardrail" in e.value]
     box.set_value(variants["bad"]).run()
     warnings = [e.value for e in at.error if "guardrail" in e.value]
-    assert len(warnings) == 1 and "`errors`" in warnings[0] and "bad" in warnings[0]
+    assert len(warnings) == 1 and "guardrail errors:" in warnings[0] and "bad" in warnings[0]
     at.button(key=f"confirm_{eid}").click().run()  # a warning, not a refusal: the user decides
     with _session(store) as s:
         assert ex.get_experiment(session=s, ref=eid).winner_variant_id == variants["bad"]

@@ -13,6 +13,7 @@ from abcore.access.users import hash_password
 from abcore.dashboard import APP_PATH
 from abcore.experiments.ml_models import create_model, list_models
 from abcore.store.db import make_engine
+from tests.dashboard.markdown_view import text
 from tests.factories import make_experiment
 
 APP = str(APP_PATH)
@@ -83,14 +84,14 @@ def test_rows_can_be_removed_but_never_below_two(store: str) -> None:
 
 def test_create_form_validation_messages_and_bad_json(store: str) -> None:
     at = _open("create")
-    assert "Give the experiment a name." in at.markdown[-1].value or any(
-        "Give the experiment a name." in m.value for m in at.markdown
+    assert "Give the experiment a name." in text(at.markdown[-1].value) or any(
+        "Give the experiment a name." in text(m.value) for m in at.markdown
     )
     at.text_input(key="v_config_1").set_value('{"boost": }').run()
-    errors = [e.value for e in at.error]
+    errors = [text(e.value) for e in at.error]
     assert any("invalid JSON at line 1, column 11" in e for e in errors), errors
     at.text_input(key="v_name_1").set_value("control").run()
-    problems = next(m.value for m in at.markdown if m.value.startswith("**Before you can create it:**"))
+    problems = next(text(m.value) for m in at.markdown if m.value.startswith("**Before you can create it:**"))
     assert "used twice" in problems and "invalid JSON" in problems
     assert at.button(key="create_experiment").disabled
 
@@ -129,7 +130,7 @@ def test_duplicate_name_is_refused_with_a_readable_message(store: str) -> None:
     at = _open("create")
     at.text_input(key="c_name").set_value("Taken").run()
     # live, with the other problems, once; Create stays disabled (no error after the click)
-    problems = next(m.value for m in at.markdown if m.value.startswith("**Before you can create it:**"))
+    problems = next(text(m.value) for m in at.markdown if m.value.startswith("**Before you can create it:**"))
     assert problems.count("already exists") == 1
     assert at.button(key="create_experiment").disabled
     assert not at.exception

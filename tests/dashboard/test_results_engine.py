@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from abcore.assign import Assigner
+from tests.dashboard.markdown_view import text
 from tests.factories import make_experiment
 
 pytest.importorskip("duckdb", reason="the DuckDB caption needs the duckdb extra")
@@ -55,5 +56,5 @@ def test_bad_engine_setting_is_shown_not_ignored(store: str, monkeypatch: pytest
     monkeypatch.setenv("ABCORE_ANALYSIS_ENGINE", "spark")
     _experiment(store)
     at = open_results("Engine caption")
-    shown = " ".join(e.value for e in at.error)
+    shown = " ".join(text(e.value) for e in at.error)
     assert "ABCORE_ANALYSIS_ENGINE" in shown

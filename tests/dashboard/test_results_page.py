@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from abcore import experiments as ex
 from abcore.assign import Assigner
 from abcore.store.db import make_engine
+from tests.dashboard.markdown_view import text
 
 
 class _TableCells(HTMLParser):
@@ -47,7 +48,8 @@ def _tables(at: AppTest) -> list[pd.DataFrame]:
 
 def _charts(at: AppTest) -> list[str]:
     """The page's charts (SVG in st.markdown, abcore.dashboard.views.charts)."""
-    return [m.value for m in at.markdown if m.value.startswith('<svg class="abcore-chart"')]
+    return [m.value.removeprefix("<div>").removesuffix("</div>") for m in at.markdown
+            if m.value.startswith('<div><svg class="abcore-chart"')]
 
 
 def _running_experiment(url: str, users: int = 200) -> int:
@@ -85,7 +87,7 @@ def test_results_page_is_linkable_and_shows_tables_charts_and_downloads(store: s
     conversion = tables[0]
     assert list(conversion["Variant"]) == ["control", "short"]
     assert sum(int(x.replace(",", "")) for x in conversion["Users"]) == 200
-    assert any("fixed-horizon" in w.value for w in at.warning)  # peeking warning while running
+    assert any("fixed-horizon" in text(w.value) for w in at.warning)  # peeking warning while running
     charts = _charts(at)  # forest, cumulative value + lift, distribution, assignments, feedback
     assert [c.split('aria-label="', 1)[1].split('"', 1)[0] for c in charts] == [
         "Relative lift vs. control (with confidence intervals)", "Cumulative conversion per variant",
@@ -175,8 +177,8 @@ def test_a_metric_without_any_event_says_no_data_yet(store: str, open_results: C
     headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
     assert headings == ["#### conversion · primary", "#### signup · secondary"]
     assert len(_tables(at)) == 1  # conversion only: 10 of 40 users converted (i % 4 == 0), so it has data
-    assert [c.value for c in at.caption if c.value.startswith("No data yet")] == [
-        "No data yet: no `signup` event has been tracked for this experiment."]
+    assert [text(c.value) for c in at.caption if c.value.startswith("No data yet")] == [
+        "No data yet: no signup event has been tracked for this experiment."]
     shown = " ".join(str(t.to_dict()) for t in _tables(at))
     assert "signup" not in shown
     # the charts over time offer only metrics with data
@@ -191,9 +193,9 @@ def test_cuped_warnings_are_shown_next_to_the_cuped_option(store: str, open_resu
     at.session_state["r_method"] = "sequential"  # abcore.analysis.pipeline: CUPED is not combined with sequential testing
     at.toggle(key="r_cuped").set_value(True).run()
     assert not at.exception, at.exception
-    cuped = [w.value for w in at.warning if "CUPED" in w.value]
+    cuped = [text(w.value) for w in at.warning if "CUPED" in w.value]
     assert cuped == ["CUPED is not combined with sequential testing; analysed without CUPED."]
     column = next(c for c in at.columns if [t.label for t in c.toggle] == ["CUPED"])  # the CUPED toggle's column
-    assert [w.value for w in column.warning] == cuped
+    assert [text(w.value) for w in column.warning] == cuped
     at.toggle(key="r_cuped").set_value(False).run()
     assert not [w for w in at.warning if "CUPED" in w.value]

@@ -14,6 +14,7 @@ from abcore.store.db import make_engine
 from abcore.watch import urls
 from abcore.watch.runner import run_pass
 from abcore.watch.webhooks import WatchSettings, list_webhooks
+from tests.dashboard.markdown_view import text
 from tests.watch.conftest import simulated_experiment
 
 APP = str(APP_PATH)
@@ -63,15 +64,15 @@ def test_card_shows_rules_and_alert_results_page_shows_snapshot(store: str) -> N
         exp, _ = simulated_experiment(s, "harmful", error_rates=(0.10, 0.14), seed=11)
     run_pass(engine, settings=WatchSettings())
     at = _open("experiments")
-    text = " ".join(c.value for c in at.caption)
-    assert "Stopping rules: guardrails: pause · success: alert · srm: alert" in text
-    warnings = [w.value for w in at.warning]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Stopping rules: guardrails: pause · success: alert · srm: alert" in captions
+    warnings = [text(w.value) for w in at.warning]
     assert any("guardrail:errors" in w and "paused by the watcher" in w for w in warnings), warnings
 
     at = _open("results", experiment=str(exp.id))
     shown = " ".join(m.value for m in at.markdown)
     assert "Results as of" in shown and "watcher snapshot, sequential method" in shown
-    assert any("guardrail:errors" in w.value for w in at.warning)
+    assert any("guardrail:errors" in text(w.value) for w in at.warning)
     assert at.button(key="snapshot_refresh")
     at.button(key="snapshot_refresh").click().run()
     assert not at.exception
@@ -103,18 +104,18 @@ def test_webhooks_can_be_added(store: str) -> None:
         assert [h.url for h in list_webhooks(session=s)] == ["https://hooks.example.com/abc"]
     at.text_input(key="hook_url").set_value("nope")
     at.button(key="hook_add").click().run()
-    assert any("needs an http:// or https:// URL" in e.value for e in at.error)
+    assert any("needs an http:// or https:// URL" in text(e.value) for e in at.error)
 
 
 def test_webhook_admin_refuses_an_internal_address_and_shows_urls_redacted(store: str) -> None:
     at = _open("experiments")
     at.text_input(key="hook_url").set_value("http://169.254.169.254/latest/meta-data/")
     at.button(key="hook_add").click().run()
-    assert any("169.254.169.254 is a link-local address" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("169.254.169.254 is a link-local address" in text(e.value) for e in at.error), [e.value for e in at.error]
     with Session(make_engine(store)) as s:
         assert list_webhooks(session=s) == []
     at.text_input(key="hook_url").set_value("https://hooks.slack.com/services/T1/B2/xoxb-secret")
     at.button(key="hook_add").click().run()
     assert not at.exception
-    shown = " ".join(m.value for m in at.markdown)
+    shown = " ".join(text(m.value) for m in at.markdown)
     assert "https://hooks.slack.com/…" in shown and "xoxb-secret" not in shown

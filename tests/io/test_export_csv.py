@@ -288,3 +288,28 @@ def test_seed_config_routes_like_the_router(engine: Engine, session: Session) ->
     finally:
         assigner.close()
     assert [a.variant_name for a in served] == Router.from_dict(SEED_CONFIG).route_many(users)  # type: ignore[union-attr]
+
+
+def _documented_results_columns() -> tuple[list[str], list[str]]:
+    """The results columns the analysis guide lists for ``abcore export --what results``, and the Bayesian extras."""
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guides" / "analysis.md").read_text(encoding="utf-8")
+    item = guide[guide.index("* `results`: "):]
+    item = item[: item.index("\n\n")].replace("\n", " ")
+    listed = item[item.index("(`") + 2:]
+    always, extra = listed[: listed.index("`, plus")], listed[listed.index("plus `") + 6:]
+    return ([c.strip() for c in always.split(",")],
+            [c.strip() for c in extra[: extra.index("`")].split(",")])
+
+
+@pytest.mark.parametrize("method", ["frequentist", "bayesian"])
+def test_the_documented_results_columns_are_the_written_header(engine: Engine, session: Session, method: str) -> None:
+    experiment_id, variants = _csv_experiment(session)
+    fill(session, experiment_id, variants, [f"u{i}" for i in range(40)])
+    text = "".join(iter_csv(experiment=experiment_id, what="results", engine=engine,
+                            analyze_kwargs={"method": method}))
+    header = next(iter(io.StringIO(text))).strip().split(",")
+    always, bayesian = _documented_results_columns()
+    assert "metric_kind" in always
+    assert header == always + (bayesian if method == "bayesian" else [])

@@ -13,7 +13,7 @@ import streamlit as st
 from abcore import experiments as ex
 from abcore import formatting as fmt
 from abcore.dashboard import ui, watch_ui
-from abcore.dashboard.views import create_form, forms, sample_size
+from abcore.dashboard.views import create_form, forms, html, sample_size
 from abcore.dashboard.views import metric_forms as mf
 from abcore.experiments.ml_models import list_models
 from abcore.metrics import list_metrics
@@ -109,7 +109,7 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[create_form
         )
         _, error = create_form.parse_config(values.config_text)
         if error:
-            st.error(f"Config of '{values.name or index + 1}': {error}", icon="🧾")
+            st.error(html.plain_text(f"Config of '{values.name or index + 1}': {error}"), icon="🧾")
         current.append(values)
     return current
 
@@ -295,7 +295,7 @@ def _submit(form: create_form.CreateForm, auto_stop: dict[str, Any], problems: l
     opens the Experiments page on the Draft tab."""
     with st.container(key="form_problems"):
         if problems:
-            st.markdown("**Before you can create it:**\n" + "\n".join(f"- {p}" for p in problems))
+            st.markdown("**Before you can create it:**\n" + "\n".join(f"- {html.plain_text(p)}" for p in problems))
         else:
             st.success("Everything checks out.", icon="✅")
     if st.button("Create experiment", type="primary", key="create_experiment", disabled=bool(problems)):

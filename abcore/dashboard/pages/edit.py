@@ -32,7 +32,7 @@ def _pick() -> int | None:
     if wanted is not None and str(wanted).isdigit() and int(wanted) in ids:
         return int(wanted)
     if wanted is not None:
-        st.warning(f"No experiment with id {wanted!r}; pick one below.", icon="🔎")
+        st.warning(f"No experiment with id '{html.plain_text(wanted)}'; pick one below.", icon="🔎")
     if not everything:
         st.info("There are no experiments yet. Create one on the **Create experiment** page.", icon="👋")
         return None
@@ -122,7 +122,7 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
     if problems or update is None:
         with st.container(key="edit_problems"):
             st.error("The changes cannot be saved:", icon="⚠️")
-            st.markdown("\n".join(f"- {p}" for p in problems))
+            st.markdown("\n".join(f"- {html.plain_text(p)}" for p in problems))
         return
     _save(exp, update)
 
@@ -212,9 +212,9 @@ def _approval_panel(exp: Any, models: list[Any], editable: bool, approver: bool)
         st.markdown(f"**Approval** · {'required before it can start' if state.required else 'not required in this store'}"
                     f" · status: **{status}**")
         if state.approved_by and state.current:
-            st.caption(f"Approved by {state.approved_by} on {state.approved_at:%Y-%m-%d %H:%M} UTC")
+            st.caption(f"Approved by {html.plain_text(state.approved_by)} on {state.approved_at:%Y-%m-%d %H:%M} UTC")
         if state.comment:
-            st.caption(f"Last comment{f' by {state.decided_by}' if state.decided_by else ''}: "
+            st.caption(f"Last comment{f' by {html.plain_text(state.decided_by)}' if state.decided_by else ''}: "
                        f"{html.plain_text(state.comment)}")
         if editable and state.status in ("", "rejected") and st.button(
                 "Request approval", key=f"{k}request_approval", icon=":material/how_to_reg:"):

@@ -111,7 +111,7 @@ def _ship_fields(experiment: Any, variants: list[VariantUsers]) -> None:
     cols[1].slider("Rollout (% of users)", 1, 100, 100, step=1, key=f"ship_rollout_{experiment.id}")
     broken = advice.breaches.get(chosen, ()) if advice is not None else ()
     if broken:
-        metrics = ", ".join(f"`{m}`" for m in broken)
+        metrics = ", ".join(html.plain_text(m) for m in broken)
         st.error(
             f"**{html.plain_text(names.get(chosen, '?'))}** broke the guardrail{'s' if len(broken) > 1 else ''} "
             f"{metrics}: shipping it makes {'these metrics' if len(broken) > 1 else 'this metric'} worse.",
@@ -196,7 +196,7 @@ def _card(experiment: Any, item: xl.ListItem, variants: list[VariantUsers], audi
             st.markdown(split)
             audience = [f"{fmt.format_number(experiment.traffic_allocation * 100, 1)} % of eligible users"]
             audience += [create_form.describe_rule(rule) for rule in experiment.targeting]
-            st.caption("Audience: " + " · ".join(audience))
+            st.caption("Audience: " + " · ".join(html.plain_text(a) for a in audience))
             _progress(item)
             watch_ui.rules_editor(experiment)
             watch_ui.alerts(experiment.id, limit=3)
@@ -206,7 +206,7 @@ def _card(experiment: Any, item: xl.ListItem, variants: list[VariantUsers], audi
         with right:
             st.metric("Participants", fmt.format_int(item.participants))
             st.caption(f"⏱ {forms.format_days(forms.days_running(experiment.started_at, experiment.stopped_at))}"
-                       f" · primary metric `{experiment.primary_metric}`"
+                       f" · primary metric {html.plain_text(experiment.primary_metric)}"
                        + (f" · owner {html.plain_text(item.owner)}" if item.owner else ""))
 
         buttons = st.columns(7)

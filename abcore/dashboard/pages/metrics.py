@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from abcore.dashboard import ui
+from abcore.dashboard.views import html
 from abcore.dashboard.views import metric_forms as mf
 from abcore.metrics import (
     CAPPABLE,
@@ -102,7 +103,7 @@ def _fields(prefix: str, initial: Mapping[str, Any], event_names: list[str], *, 
 def _problems(key: str, problems: list[str], heading: str) -> None:
     with st.container(key=key):
         if problems:
-            st.markdown(f"**{heading}**\n" + "\n".join(f"- {p}" for p in problems))
+            st.markdown(f"**{heading}**\n" + "\n".join(f"- {html.plain_text(p)}" for p in problems))
         else:
             st.success("The definition checks out.", icon="✅")
 
@@ -123,7 +124,7 @@ def _define(rows: list[Any], event_names: list[str]) -> None:
             with ui.session() as s:
                 row = define_metric(session=s, data=values)
         except ValueError as exc:
-            st.error(str(exc), icon="⚠️")
+            st.error(html.plain_text(exc), icon="⚠️")
         else:
             _clear(NEW)
             ui.flash(f"Metric '{row.name}' defined ({mf.direction_words(row.direction)}).")
@@ -152,7 +153,7 @@ def _edit(rows: list[Any], event_names: list[str]) -> None:
             with ui.session() as s:
                 update_metric(session=s, name=row.name, changes=values)
         except ValueError as exc:
-            st.error(str(exc), icon="⚠️")
+            st.error(html.plain_text(exc), icon="⚠️")
         else:
             ui.flash(f"Metric '{row.name}' saved.")
             st.rerun()

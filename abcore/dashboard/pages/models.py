@@ -10,7 +10,7 @@ import streamlit as st
 
 from abcore import experiments as ex
 from abcore.dashboard import ui
-from abcore.dashboard.views import create_form
+from abcore.dashboard.views import create_form, html
 from abcore.experiments import ml_models as registry
 
 
@@ -45,7 +45,7 @@ def _register(models: list[Any]) -> None:
         return
     config, error = create_form.parse_config(config_text)
     if error:
-        config_error.error(f"Config: {error}", icon="🧾")
+        config_error.error(f"Config: {html.plain_text(error)}", icon="🧾")
         return
     try:
         with ui.session() as s:
@@ -86,7 +86,7 @@ def _edit(models: list[Any]) -> None:
     if save:
         config, error = create_form.parse_config(config_text)
         if error:
-            config_error.error(f"Config: {error}", icon="🧾")
+            config_error.error(f"Config: {html.plain_text(error)}", icon="🧾")
         else:
             try:
                 with ui.session() as s:

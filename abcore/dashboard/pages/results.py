@@ -115,7 +115,7 @@ def _pick_experiment(everything: list[Any]) -> Any | None:
     if wanted:
         match = next((e for e in everything if str(e.id) == wanted or e.name == wanted), None)
         if match is None:
-            st.warning(f"No experiment '{wanted}' – pick one below.", icon="🔎")
+            st.warning(f"No experiment '{html.plain_text(wanted)}' – pick one below.", icon="🔎")
         else:
             chosen_id = match.id
     if chosen_id is not None and st.session_state.get("r_experiment") != chosen_id:
@@ -145,27 +145,27 @@ def _health(results: Any) -> None:
     with st.container(key="r_health"):
         problems = [c for c in results.health if not c.ok]
         for check in problems:
-            (st.error if check.severity == "error" else st.warning)(check.message, icon="🩺")
+            (st.error if check.severity == "error" else st.warning)(html.plain_text(check.message), icon="🩺")
         for warning in results.warnings:
             if not _is_cuped_warning(warning):
-                st.warning(warning, icon="⚠️")
+                st.warning(html.plain_text(warning), icon="⚠️")
         passed = [c.message for c in results.health if c.ok]
         if passed:  # shown also when a warning is up: what was checked and passed stays visible
             healthy = forms.health_level(results.health) == "ok" and not results.warnings
-            st.success(("Healthy: " if healthy else "Passed: ") + " ".join(passed), icon="🩺")
+            st.success(("Healthy: " if healthy else "Passed: ") + html.plain_text(" ".join(passed)), icon="🩺")
 
 
 def _verdict(results: Any) -> None:
     label, color = forms.verdict_label(results.verdict.decision, results.verdict.variant)
     with st.container(border=True, key="r_verdict"):
-        st.markdown(f"### :{color}[{label}]")
-        st.markdown(results.verdict.reason)
+        st.markdown(f"### :{color}[{html.plain_text(label)}]")
+        st.markdown(html.plain_text(results.verdict.reason))
 
 
 def _chart(svg: str, key: str) -> None:
     """Draw an SVG chart (abcore.dashboard.views.charts: escaped, one line) in a container with a stable key."""
     with st.container(key=key):  # the stable CSS class st-key-<key> that browser tests select on
-        st.markdown(svg, unsafe_allow_html=True)
+        st.markdown(f"<div>{svg}</div>", unsafe_allow_html=True)  # an HTML block: its text is not Markdown
 
 
 def _charts(experiment: Any, page: dict[str, Any], latest: int, window: tuple[Any, Any],
@@ -256,10 +256,10 @@ def _figures(results: Any) -> None:
 
 def _metric_table(page: dict[str, Any], metric: str, role: str) -> None:
     """One metric: its heading and its table, or "no data yet" when no event of it was tracked."""
-    st.markdown(f"#### {metric} · {role}")
+    st.markdown(f"#### {html.plain_text(metric)} · {role}")
     with st.container(key=f"r_table_{metric}"):
         if metric in page["no_data"]:
-            st.caption(f"No data yet: no `{metric}` event has been tracked for this experiment.")
+            st.caption(f"No data yet: no {html.plain_text(metric)} event has been tracked for this experiment.")
         else:
             better = next((r.direction for r in page["results"].metrics if r.metric == metric), None)  # its definition's
             if better:
@@ -280,7 +280,7 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
 
     cuped_warnings = [w for w in results.warnings if _is_cuped_warning(w)]
     if cuped_warnings:
-        cuped_note.warning(" ".join(cuped_warnings), icon="⚠️")
+        cuped_note.warning(html.plain_text(" ".join(cuped_warnings)), icon="⚠️")
     else:
         cuped_note.empty()
     _health(results)
@@ -293,7 +293,7 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
     for metric, role in forms.metrics_in_order(results):
         _metric_table(page, metric, role)
     if results.segments:
-        with st.expander(f"By {results.segment}"):
+        with st.expander(f"By {html.plain_text(results.segment)}"):
             st.markdown(html.html_table([{
                 results.segment: seg.value, "metric": seg.metric, "variant": seg.variant,
                 "users": fmt.format_int(seg.users), "control users": fmt.format_int(seg.control_users),
@@ -335,7 +335,7 @@ def body() -> None:
         st.markdown(f"**Hypothesis:** {html.plain_text(experiment.hypothesis)}")
     started = experiment.started_at.strftime("%Y-%m-%d") if experiment.started_at else "not started"
     stopped = experiment.stopped_at.strftime("%Y-%m-%d") if experiment.stopped_at else "ongoing"
-    st.caption(f"{started} → {stopped} · primary metric `{experiment.primary_metric}` · "
+    st.caption(f"{started} → {stopped} · primary metric {html.plain_text(experiment.primary_metric)} · "
                f"{fmt.format_pct(experiment.traffic_allocation, 0)} of eligible traffic")
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")

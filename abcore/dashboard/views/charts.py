@@ -7,7 +7,8 @@ part of the results page's time to fully drawn, measured, docs site: Performance
 Pure functions over plain numbers and names, no Streamlit. Every promise:
 
 * the SVG is one line of well-formed XML (``st.markdown`` ends an HTML block at a blank line);
-* every name from the user is escaped (no markup, no script from a variant or metric name);
+* every name from the user is escaped (no markup, no script from a variant or metric name); drawn inside
+  an HTML block (``<div>...</div>`` in ``st.markdown``) no text of it is read as Markdown either;
 * every mark carries a ``<title>`` (the browser's tooltip, and what a screen reader reads), the chart
   its title as ``aria-label``;
 * missing values (None, NaN, infinities) are not drawn, and nothing divides by zero on empty or
@@ -22,6 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+
+from abcore.dashboard.views.html import html_text
 
 FONT = "font-family:'Source Sans Pro','Source Sans',sans-serif"
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 56, 48
@@ -114,7 +117,7 @@ def _text(x: float, y: float, content: str, *, anchor: str = "middle", size: int
     extra += "" if size == 12 else f' font-size="{size}"'
     extra += "" if weight == "normal" else f' font-weight="{weight}"'
     extra += f' transform="rotate({rotate:g} {_n(x)} {_n(y)})"' if rotate is not None else ""
-    return f'<text x="{_n(x)}" y="{_n(y)}"{extra}>{escape(content)}</text>'
+    return f'<text x="{_n(x)}" y="{_n(y)}"{extra}>{html_text(content)}</text>'
 
 
 def _svg(title: str, width: int, height: int, body: list[str]) -> str:
@@ -123,7 +126,7 @@ def _svg(title: str, width: int, height: int, body: list[str]) -> str:
     Text defaults (centred, 12 px, ``currentColor``) sit on the root element, so a label writes only its
     position: the browser's Markdown renderer handles each attribute, and fewer make the page draw sooner.
     """
-    label = escape(title)
+    label = html_text(title)
     return (f'<svg class="abcore-chart" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{label}"'
             f' viewBox="0 0 {width} {height}" width="100%" text-anchor="middle" font-size="12" fill="currentColor"'
             f' style="max-width:{width}px;height:auto;{FONT}">'
@@ -227,7 +230,7 @@ def line_chart(*, title: str, categories: Sequence[str], series: Mapping[str, Se
             px, py = _n(centres[i]), _n(y(v))
             segment.append(f"{px},{py}")
             tip = f"{categories[i]} · {name}: {format(v, value_format)}"
-            marks.append(f'<circle cx="{px}" cy="{py}" r="3.5" fill="{color}"><title>{escape(tip)}</title></circle>')
+            marks.append(f'<circle cx="{px}" cy="{py}" r="3.5" fill="{color}"><title>{html_text(tip)}</title></circle>')
         segments.append(segment)
         body += [f'<polyline points="{" ".join(s)}" fill="none" stroke="{color}" stroke-width="2"/>'
                  for s in segments if len(s) > 1]
@@ -269,7 +272,7 @@ def forest_chart(*, title: str, rows: Sequence[ForestRow], colors: Mapping[str, 
             continue
         interval = (f" [{format(low, value_format)}, {format(high, value_format)}]"
                     if low is not None and high is not None else "")
-        tip = escape(f"{r.label}: {format(est, value_format)}{interval} ({r.outcome})")
+        tip = html_text(f"{r.label}: {format(est, value_format)}{interval} ({r.outcome})")
         if low is not None and high is not None:
             body.append(f'<line x1="{_n(x(low))}" x2="{_n(x(high))}" y1="{_n(cy)}" y2="{_n(cy)}" stroke="{color}"'
                         f' stroke-width="2.5"><title>{tip}</title></line>')
@@ -299,7 +302,7 @@ def histogram(*, title: str, edges: Sequence[float], counts: Mapping[str, Sequen
         for a, b, n in zip(edges, edges[1:], series, strict=False):
             if n <= 0:
                 continue
-            tip = escape(f"{name}: {n:,} events in [{a:,.3f}, {b:,.3f})")
+            tip = html_text(f"{name}: {n:,} events in [{a:,.3f}, {b:,.3f})")
             body.append(f'<rect x="{_n(x(a))}" y="{_n(y(n))}" width="{_n(max(x(b) - x(a), 0.5))}"'
                         f' height="{_n(y(0) - y(n))}" fill="{color}" fill-opacity="0.55"><title>{tip}</title></rect>')
     ticks_x = [t for t in nice_ticks(edges[0], edges[-1], 6) if edges[0] <= t <= edges[-1]] or [edges[0], edges[-1]]
@@ -337,7 +340,7 @@ def bar_chart(*, title: str, categories: Sequence[str], values: Mapping[str, Seq
             left = centres[i] - group_w / 2 + (0 if stacked else j * bar_w)
             low, high = (base, base + n) if stacked else (0.0, n)
             base = high if stacked else base
-            tip = escape(f"{category} · {name}: {n:,g}")
+            tip = html_text(f"{category} · {name}: {n:,g}")
             body.append(f'<rect x="{_n(left)}" y="{_n(y(high))}" width="{_n(max(bar_w - 1, 0.5))}"'
                         f' height="{_n(y(low) - y(high))}" fill="{escape(colors.get(name, "#888"))}">'
                         f"<title>{tip}</title></rect>")

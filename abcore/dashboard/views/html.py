@@ -1,5 +1,6 @@
-"""User text and tables made safe for ``st.markdown``: :func:`plain_text` shows text literally (no Markdown,
-no links, no HTML), :func:`html_table` renders rows of formatted cells as an escaped HTML table.
+"""User text and tables made safe for Streamlit's Markdown: :func:`plain_text` shows text literally (no Markdown,
+no links, no HTML) wherever Markdown is drawn, :func:`html_text` escapes text inside HTML, :func:`html_table`
+renders rows of formatted cells as an escaped HTML table.
 """
 
 from __future__ import annotations
@@ -8,28 +9,44 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-_MARKDOWN_SPECIALS = "\\`*_{}[]()<>#+-!|~$&"
+# Streamlit's Markdown turns some plain text into something else after it has parsed (and unescaped) it:
+# GFM's bare links (``http://x``, ``www.x``, ``a@b.c``), emoji and icon short codes (``:smile:``,
+# ``:material/home:``, ``:streamlit:``) and arrows (``->`` shown as ``→``). Each pattern needs its characters
+# in one run of text, so an empty ``:small[]`` (an empty <span>: no character, nothing to copy) before every
+# character that could continue such a pattern splits the run without changing the text.
+_SPLIT = ":small[]"
+_SPLIT_BEFORE = frozenset(".@:-<>=")
 
-# GFM turns bare ``http://...``, ``www.x`` and ``a@b.c`` into links after parsing, even when escaped
-# or written as character references; an invisible WORD JOINER (U+2060) after ``:`` and before ``.``
-# and ``@`` breaks those patterns without changing what the reader sees.
-_WJ = "\u2060"
 
-_AUTOLINK_CHARS = {":": ":" + _WJ, ".": _WJ + ".", "@": _WJ + "@"}
+def _inert(c: str) -> str:
+    if c.isascii() and not c.isalnum() and c.isprintable() and c != " ":  # ASCII punctuation: escaped
+        return (_SPLIT if c in _SPLIT_BEFORE else "") + "\\" + c
+    return c
 
 
-def plain_text(text: str | None) -> str:
-    """User text (names, descriptions, hypotheses) escaped for ``st.markdown``: shown literally.
+def plain_text(text: object) -> str:
+    """Markdown that shows ``text`` (a name, description, message) as the characters typed, in any of
+    Streamlit's Markdown places: ``st.markdown``, ``st.caption``, alerts, toasts, titles and widget labels.
 
-    Every Markdown control character is backslash-escaped (and ``:``, ``.`` and ``@`` get an
-    invisible word joiner that GFM's bare-link detection does not match across), so line starts cannot open a
-    heading, list or quote and so ``[x](http://...)`` or ``![](http://tracker/img.png)`` typed into a
-    description shows as those characters: no link, no remote image, no HTML.
+    Every ASCII punctuation character is backslash-escaped, so nothing becomes a link, image, emphasis,
+    code, HTML, heading, list, quote, table, math or colour; bare links, short codes and arrows are split by
+    an empty ``:small[]`` span (see ``_SPLIT``). No character is added: text copied from the page equals
+    ``text``. Line breaks are kept; leading spaces are not read as a code block. ``None`` gives ``""``.
     """
-    if not text:
+    if text is None or text == "":
         return ""
-    out = "".join(_AUTOLINK_CHARS.get(c) or ("\\" + c if c in _MARKDOWN_SPECIALS else c) for c in str(text))
-    return out.replace("\n", "  \n")
+    lines = str(text).replace("\r\n", "\n").split("\n")
+    out = []
+    for line in lines:
+        body = line.lstrip(" ")
+        out.append("&#32;" * (len(line) - len(body)) + "".join(_inert(c) for c in body))
+    return "  \n".join(out)
+
+
+def html_text(text: object) -> str:
+    """``text`` for the inside of an HTML block or attribute (tables, charts): HTML-escaped, and ``:`` as
+    ``&#58;`` (Streamlit rewrites ``:material/`` in the page source, even inside HTML)."""
+    return escape("" if text is None else str(text)).replace(":", "&#58;")
 
 
 def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> str:
@@ -47,7 +64,7 @@ def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> st
 
     def cell(tag: str, i: int, value: Any) -> str:
         align = "left" if i < key_columns else "right"  # an attribute, not a style: no CSS to parse per cell
-        return f'<{tag} align="{align}">{escape("" if value is None else str(value))}</{tag}>'
+        return f'<{tag} align="{align}">{html_text(value)}</{tag}>'
 
     head = "".join(cell("th", i, c) for i, c in enumerate(columns))
     body = "".join("<tr>" + "".join(cell("td", i, row.get(c)) for i, c in enumerate(columns)) + "</tr>"

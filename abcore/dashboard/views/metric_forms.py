@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from abcore.dashboard.views.html import plain_text
 from abcore.metrics import CAPPABLE, KINDS, validate_metric
 
 #: Which way is better, in words.
@@ -176,6 +177,6 @@ def undefined_warning(chosen: Iterable[str], directions: Mapping[str, str]) -> s
     missing = [n for n in dict.fromkeys(chosen) if n and n not in directions]
     if not missing:
         return None
-    listed = ", ".join(f"`{n}`" for n in missing)
+    listed = ", ".join(plain_text(n) for n in missing)
     return (f"No metric definition for {listed}: analysed with defaults (kind inferred from the data; higher is "
             "better, guardrails lower is better). Define it on the Metrics page to say what it means.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import pytest
 from sqlmodel import Session
 
 from abcore import experiments as ex
@@ -92,18 +93,24 @@ def test_display_rules_of_the_results_page() -> None:
     assert forms.day_labels([date(2026, 12, 1)]) == ["2026-12-01"]
 
 
-def test_user_text_is_shown_literally() -> None:
-    text = "[click](http://evil.example) ![](http://tracker.example/p.png) **bold** <b>x</b>\n# head"
-    escaped = html.plain_text(text)
-    # every Markdown control character carries a backslash, so nothing is a link, image, emphasis or heading
-    for c in "[]()!*<>":
-        assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch == c)
-    assert "\\# head" in escaped  # no heading
-    assert html.plain_text(None) == ""
-    # bare links are not detected by GFM once ':', '.' and '@' are character references
-    bare = html.plain_text("see http://evil.example or www.evil.example or a@evil.example")
-    assert "://" not in bare and "www." not in bare and "a@" not in bare
-    assert ":\u2060//evil\u2060.example" in bare and bare.replace("\u2060", "").startswith("see http://")
+HOSTILE_TEXT = [
+    "gr![i](http://attacker.invalid/i.png)", "[click](http://evil.example) **bold** <b>x</b> _u_ ~~s~~",
+    "home.slate_v2", "see http://evil.example or www.evil.example or a@evil.example", "x `code` y ``z``",
+    "a -> b <-> c -- d >= e ~= f", ":rocket: :material/home: :streamlit: :red[x] ::x:", "$x$ and $$y$$ | t |",
+    "&amp; &#42; \\* trailing\\", "1. item\n# head\n- list\n> quote\n    indented", "+ plus", "2) two",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+def test_user_text_is_shown_as_typed_without_links_or_added_characters(text: str) -> None:
+    from tests.dashboard.markdown_view import shown
+
+    source = html.plain_text(text)
+    view = shown(source)
+    assert view.problems() == [], (text, source)  # no link, image, code, emphasis, heading, list, emoji, arrow
+    assert view.text == text  # every character as typed, line breaks kept
+    assert "\u2060" not in source and "\u200b" not in source  # nothing invisible: a copied name equals the name
+    assert html.plain_text(None) == "" and html.plain_text("") == ""
 
 
 def _guardrail_worse() -> object:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from abcore.dashboard.views import metric_forms as mf
 from abcore.metrics import validate_metric
+from tests.dashboard.markdown_view import text
 
 
 def _row(**fields: object) -> SimpleNamespace:
@@ -74,4 +75,4 @@ def test_picker_labels_and_the_undefined_warning() -> None:
     assert mf.metric_options(["conversion", "a"]) == ["a", "conversion"]
     assert mf.undefined_warning(["latency_ms", ""], directions) is None
     warning = mf.undefined_warning(["conversion", "latency_ms", "conversion"], directions)
-    assert warning is not None and warning.startswith("No metric definition for `conversion`:")
+    assert warning is not None and text(warning).startswith("No metric definition for conversion:")
