@@ -182,6 +182,24 @@ def test_lifecycle_and_ship(db_url: str, capsys: pytest.CaptureFixture[str]) -> 
     engine.dispose()
 
 
+def test_ship_with_stop_is_one_change_and_a_refused_one_changes_nothing(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make(db_url, "flow")
+    code, out, err = run(capsys, db_url, "ship", "flow", "treatmnet", "--stop")
+    assert code == 1 and "has no variant 'treatmnet'" in err and out == ""
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        assert get_experiment(session=session, ref="flow").status == "running"
+    code, out, err = run(capsys, db_url, "ship", "flow", "treatment", "--stop", "--rollout", "50", "--actor", "alice")
+    assert (code, out.strip(), err) == (0, "flow: shipped treatment to 50 % of users", "")
+    with Session(engine) as session:
+        exp = get_experiment(session=session, ref="flow")
+        assert (exp.status, exp.rollout_pct) == ("completed", 50.0)
+        assert [e.action for e in reversed(audit_log(session=session, experiment_id=exp.id))] == ["create", "start", "stop", "ship"]
+    engine.dispose()
+
+
 def test_actor_defaults_to_user(sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.setenv("USER", "bob")
     make(sqlite_url, "x", start=False)

@@ -167,6 +167,23 @@ def test_ship_needs_a_completed_experiment_a_known_variant_and_a_valid_rollout(s
     assert ship_winner(session=session, ref="s", variant="v0").rollout_pct == 100
 
 
+def test_ship_with_stop_checks_everything_first_then_stops_and_ships_in_one_transaction(session: Session) -> None:
+    create_experiment(session=session, data=spec("s"))
+    with pytest.raises(InvalidTransition, match="stop the experiment first"):
+        ship_winner(session=session, ref="s", variant="v0", stop=True)  # a draft is not stopped
+    start_experiment(session=session, ref="s")
+    for bad in ({"variant": "nope"}, {"variant": "v0", "rollout_pct": 0}, {"variant": "v0", "rollout_pct": math.nan}):
+        with pytest.raises(ExperimentError):
+            ship_winner(session=session, ref="s", stop=True, **bad)  # type: ignore[arg-type]
+    running = get_experiment(session=session, ref="s")
+    assert (running.status, running.stopped_at, running.winner_variant_id) == ("running", None, None)
+    assert [a.action for a in audit_log(session=session, experiment_id=running.id)] == ["start", "create"]
+    shipped = ship_winner(session=session, ref="s", variant="v1", rollout_pct=30, stop=True, actor="cy")
+    assert (shipped.status, shipped.rollout_pct) == ("completed", 30) and shipped.stopped_at is not None
+    entries = audit_log(session=session, experiment_id=running.id)
+    assert [(a.action, a.actor) for a in entries][:2] == [("ship", "cy"), ("stop", "cy")]
+
+
 def test_only_drafts_can_be_deleted_and_the_audit_keeps_the_name(session: Session) -> None:
     draft = create_experiment(session=session, data=spec("gone"))
     delete_experiment(session=session, ref=draft.id, actor="ada")
