@@ -21,6 +21,7 @@ from abcore.assign import prometheus
 from abcore.assign.hashing import bucket, choose_variant, traffic_bucket
 from abcore.assign.targeting import evaluate_targeting
 from abcore.store.tables import EventType, ExperimentStatus
+from abcore.store.values import UnstorableValue, json_value_problem
 
 _RUNNING = ExperimentStatus.RUNNING.value
 _PAUSED = ExperimentStatus.PAUSED.value
@@ -236,10 +237,19 @@ def check_experiment_ref(experiment: Any) -> None:
         raise TypeError(f"experiment must be a name (str), an id (int) or None, got {type(experiment).__name__}")
 
 
-def check_attributes(attributes: Any) -> None:
-    """Raise TypeError unless ``attributes`` is a mapping or None."""
-    if attributes is not None and not isinstance(attributes, Mapping):
-        raise TypeError(f"attributes must be a mapping or None, got {type(attributes).__name__}")
+def check_attributes(attributes: Any, label: str = "attributes object") -> None:
+    """Raise TypeError unless ``attributes`` is a mapping or None, and :class:`~abcore.store.values.UnstorableValue`
+    (a ValueError) when the store cannot hold it as it would be written (:func:`jsonable`): NaN or infinite
+    numbers, lone surrogates, non-text keys, integers beyond 64 bits, nesting deeper than 32 levels
+    (:func:`~abcore.store.values.json_value_problem`)."""
+    if attributes is None:
+        return
+    if not isinstance(attributes, Mapping):
+        raise TypeError(f"{label.split()[0]} must be a mapping or None, got {type(attributes).__name__}")
+    if attributes:
+        problem = json_value_problem(label, jsonable(attributes))
+        if problem is not None:
+            raise UnstorableValue(problem)
 
 
 def jsonable(attributes: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def track(
             raise TypeError(f"value must be a number or None, got {type(value).__name__}")
     elif event_type == _CONVERSION:
         value = 1.0
-    check_attributes(properties)
+    check_attributes(properties, "properties object")
     refusal = _refusal(user_id, metric_name, value, request_id)
     if refusal is not None:
         client._log_failure("track", ValueError(refusal), key="track")

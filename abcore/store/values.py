@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from abcore.errors import Invalid
+
 #: Largest value of an INTEGER column (32-bit on PostgreSQL).
 INT32_MAX = 2**31 - 1
 #: How deep a JSON value may nest.
@@ -17,6 +19,10 @@ JSON_MAX_DEPTH = 32
 #: Integers in JSON must lie in [-JSON_INT_LIMIT, JSON_INT_LIMIT): SQLite's JSON functions and most JSON
 #: readers stop at 64 bits.
 JSON_INT_LIMIT = 2**63
+
+
+class UnstorableValue(Invalid, ValueError):
+    """A value the store cannot hold; the message is :func:`json_value_problem`'s reason (HTTP 422, a ValueError)."""
 
 
 def is_number(value: Any) -> bool:
