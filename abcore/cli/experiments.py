@@ -20,9 +20,11 @@ LIFECYCLE_COMMANDS: dict[str, str] = {
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """List experiments with their split and participants (a table, or JSON with ``--json``)."""
+    """List experiments with their split and participants (a table, or JSON with ``--json``); the table writes
+    control and invisible characters of names stored before names refused them as escapes (``\\x1b``)."""
     from abcore.analysis.overview import experiment_overview, participants
     from abcore.experiments.records import get_variants, list_experiments
+    from abcore.store.values import printable_name
 
     engine = open_store(args)
     with new_session(engine) as session:
@@ -33,9 +35,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for exp in sorted(experiments, key=lambda e: e.id):
             variants = get_variants(session=session, experiment_id=exp.id)
             counts = participants(session=session, experiment_id=exp.id)
-            split = " / ".join(f"{v.name} {v.allocation_pct:g}%" for v in variants)
+            split = " / ".join(f"{printable_name(v.name)} {v.allocation_pct:g}%" for v in variants)
             total = overview[exp.id].participants if exp.id in overview else sum(counts.values())
-            rows.append((exp.id, exp.name, exp.status, split, f"{total:,}"))
+            rows.append((exp.id, printable_name(exp.name), exp.status, split, f"{total:,}"))
             records.append(
                 {
                     "id": exp.id,

@@ -7,6 +7,7 @@ finite numbers, integers every consumer keeps exactly, valid Unicode and bounded
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,33 @@ def has_lone_surrogate(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+#: The characters no name (experiment, variant, metric, model) may contain: C0 control characters (NUL, BEL,
+#: ESC, tab, newline ...), DEL and C1 control characters, which rewrite a terminal or a log line, and the
+#: invisible zero-width and bidirectional formatting characters, which make two different names look alike.
+NAME_FORBIDDEN_CHARACTERS = "\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_NAME_FORBIDDEN = re.compile(f"[{NAME_FORBIDDEN_CHARACTERS}]")
+
+
+def name_problem(label: str, name: str) -> str | None:
+    """Why ``name`` cannot be a name under ``label`` (None when it can): the first character of
+    :data:`NAME_FORBIDDEN_CHARACTERS` it holds, by code point (the message never echoes the character)."""
+    found = _NAME_FORBIDDEN.search(name)
+    if found is None:
+        return None
+    point = ord(found.group())
+    kind = "a control character" if point <= 0x9F else "an invisible formatting character"
+    return (
+        f"The {label} contains {kind} (U+{point:04X}); names cannot contain control characters or"
+        " zero-width / bidirectional formatting characters."
+    )
+
+
+def printable_name(name: str) -> str:
+    """``name`` with each character of :data:`NAME_FORBIDDEN_CHARACTERS` written as its escape (``\\x1b``,
+    ``\\u200b``), for names stored before the rule: what a terminal shows is what the name holds."""
+    return _NAME_FORBIDDEN.sub(lambda m: repr(m.group())[1:-1], name)
 
 
 def json_value_problem(label: str, value: Any) -> str | None:

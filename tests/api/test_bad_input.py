@@ -60,6 +60,26 @@ BAD_BODIES = [
 ]
 
 
+# Names with control or invisible characters, and true / false where a number is expected.
+BAD_BODIES += [
+    ("/api/v1/experiments", b'{"name": "pay\\u001b[2Jwall", "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]}',
+     422, "U+001B"),
+    ("/api/v1/experiments", b'{"name": "x", "variants": [{"name": "a\\u202eb", "weight": 1}, {"name": "b", "weight": 1}]}',
+     422, "U+202E"),
+    ("/api/v1/experiments", b'{"name": "x", "guardrail_metrics": ["lat\\u200bency"], "variants": [{"name": "a", "weight": 1},'
+     b' {"name": "b", "weight": 1}]}', 422, "U+200B"),
+    ("/api/v1/experiments/conversions", b'{"experiment_id": 1, "user_id": "u1", "metric_name": "m\\u0007"}', 422, "U+0007"),
+    ("/api/v1/experiments/conversions", b'{"experiment_id": 1, "user_id": "u1", "metric_name": "m", "value": true}', 422,
+     "not true or false"),
+    ("/api/v1/experiments", b'{"name": "x", "traffic_allocation": true, "variants": [{"name": "a", "weight": 1},'
+     b' {"name": "b", "weight": 1}]}', 422, "not true or false"),
+    ("/api/v1/experiments", b'{"name": "x", "variants": [{"name": "a", "weight": true}, {"name": "b", "weight": 1}]}',
+     422, "not true or false"),
+    ("/api/v1/experiments", b'{"name": "x", "variants": [{"name": "a", "allocation_pct": false}, {"name": "b",'
+     b' "allocation_pct": 100}]}', 422, "not true or false"),
+    ("/api/v1/experiments/1/ship", b'{"variant": "a", "rollout_pct": true, "stop": true}', 422, "not true or false"),
+]
+
 # Values the store cannot hold, in assignment attributes and event properties: refused, never stored.
 UNSTORABLE = [b'{"x": NaN}', b'{"x": [1, Infinity]}', b'{"x": -Infinity}', b'{"x": "\\udc00"}', b'{"\\ud800x": 1}',
               b'{"x": {"y": "a\\udfffb"}}', b'{"x": 123456789012345678901234567890}']

@@ -456,6 +456,16 @@ def test_values_the_store_cannot_hold_are_refused_before_anything_is_buffered(
         assert stored.scalar_one() == {"score": 0.5, "ok": "✓", "at": "2026-01-01 00:00:00"}
 
 
+def test_track_refuses_metric_names_with_control_or_invisible_characters(engine: Engine, assigner: Assigner) -> None:
+    exp_id = new_experiment(engine)
+    assert assigner.assign("u1", exp_id) is not None
+    for bad in ("m\x1b[31m", "m\n", "m\u200b", "\u202em", "m\x85"):
+        assert assigner.track("u1", exp_id, bad) is False
+    assert assigner.track("u1", exp_id, "m") is True
+    assigner.flush()
+    assert count_events(engine, exp_id, "conversion") == 1
+
+
 def test_module_level_functions_use_configured_default(engine: Engine) -> None:
     exp_id = new_experiment(engine, salt="module")
     from abcore.assign import assign, assign_many, assign_user_to_variant, configure, flush, track

@@ -200,6 +200,19 @@ def test_ship_with_stop_is_one_change_and_a_refused_one_changes_nothing(
     engine.dispose()
 
 
+def test_list_writes_control_characters_of_old_names_as_escapes(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.factories import insert_experiment
+
+    engine = make_engine(sqlite_url)
+    with Session(engine) as session:  # stored before names refused them
+        insert_experiment(session, (("a\x1b[2J", 50.0), ("b\u202e", 50.0)), name="red\x1b[31m\u200bname", salt="s",
+                          status="draft")
+    engine.dispose()
+    code, out, _ = run(capsys, sqlite_url, "list")
+    assert code == 0 and "\x1b" not in out and "\u202e" not in out and "\u200b" not in out
+    assert "red\\x1b[31m\\u200bname" in out and "a\\x1b[2J 50%" in out and "b\\u202e 50%" in out
+
+
 def test_actor_defaults_to_user(sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.setenv("USER", "bob")
     make(sqlite_url, "x", start=False)
