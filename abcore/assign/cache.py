@@ -21,7 +21,7 @@ from abcore.assign import prometheus
 from abcore.assign.hashing import bucket, choose_variant, traffic_bucket
 from abcore.assign.targeting import evaluate_targeting
 from abcore.store.tables import EventType, ExperimentStatus
-from abcore.store.values import UnstorableValue, json_value_problem
+from abcore.store.values import UnstorableValue, id_of, is_id_text, json_value_problem
 
 _RUNNING = ExperimentStatus.RUNNING.value
 _PAUSED = ExperimentStatus.PAUSED.value
@@ -165,15 +165,16 @@ class Definitions:
     loaded_at: float
 
     def find(self, experiment: str | int | None) -> ExperimentDef | None:
-        """The definition for a name, an id (or a string of digits), or None: the most recently started running one."""
+        """The definition for a name, an id (an int, or a string of ASCII digits: always an id, never a name), or
+        None: the most recently started running one."""
         if experiment is None:
             return self.latest_running
         if type(experiment) is int:
             return self.by_id.get(experiment)
-        found = self.by_name.get(experiment)  # type: ignore[arg-type]
-        if found is None and isinstance(experiment, str) and experiment.isdigit():
-            found = self.by_id.get(int(experiment))
-        return found
+        if isinstance(experiment, str) and is_id_text(experiment):
+            number = id_of(experiment)
+            return None if number is None else self.by_id.get(number)
+        return self.by_name.get(experiment)  # type: ignore[arg-type]
 
 
 def decide(

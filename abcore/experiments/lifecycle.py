@@ -26,7 +26,7 @@ from sqlmodel import Session, col
 
 from abcore.experiments.approvals import APPROVED, approval_problem, require_approval, withdraw_approval
 from abcore.experiments.errors import ApprovalRequired, ExperimentError, InvalidTransition
-from abcore.experiments.records import get_experiment, get_variants, is_id_text, record_audit
+from abcore.experiments.records import get_experiment, get_variants, record_audit
 from abcore.experiments.schemas import ALLOCATION_TOLERANCE, ExperimentCreate
 from abcore.experiments.validation import (
     check_actor,
@@ -36,7 +36,7 @@ from abcore.experiments.validation import (
     validate_experiment,
 )
 from abcore.store.tables import Experiment, ExperimentStatus, Variant, utcnow
-from abcore.store.values import is_number
+from abcore.store.values import id_of, is_id_text, is_number
 
 # action -> (statuses it applies to, resulting status); "ship" and "delete" are handled apart.
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -284,10 +284,11 @@ def ship_winner(
 
 
 def _winner_variant(session: Session, experiment: Experiment, variant: int | str) -> Variant:
-    """The variant of ``experiment`` with id or name ``variant``; :class:`ExperimentError` naming its variants if none."""
+    """The variant of ``experiment`` with id or name ``variant`` (a name first: variant names are only compared
+    within one experiment, then a string of digits as an id); :class:`ExperimentError` naming its variants if none."""
     variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
     chosen = next((v for v in variants if v.id == variant or v.name == variant), None)
-    if chosen is None and isinstance(variant, str) and is_id_text(variant):
+    if chosen is None and isinstance(variant, str) and is_id_text(variant) and id_of(variant) is not None:
         chosen = next((v for v in variants if v.id == int(variant)), None)
     if chosen is None:
         names = ", ".join(v.name for v in variants)

@@ -26,7 +26,14 @@ from abcore.experiments.schemas import (
 )
 from abcore.metrics import DIRECTIONS
 from abcore.store.tables import Experiment, Model
-from abcore.store.values import INT32_MAX, has_lone_surrogate, is_number, json_value_problem, name_problem
+from abcore.store.values import (
+    INT32_MAX,
+    has_lone_surrogate,
+    is_id_text,
+    is_number,
+    json_value_problem,
+    name_problem,
+)
 
 
 def validate_auto_stop(rules: Any) -> list[str]:
@@ -164,6 +171,11 @@ def _name_problems(raw_name: str, session: Session | None, existing_id: int | No
         problems.append("The experiment needs a name.")
     elif found:
         problems.extend(found)
+    elif is_id_text(name):
+        problems.append(
+            f"The experiment name {name!r} is all digits: a reference made of digits is always an id, so add a"
+            " letter (e.g. 'exp-" + name[:20] + "')."
+        )
     elif session is not None and session.exec(
         select(Experiment.id).where(Experiment.name == name, col(Experiment.id) != (existing_id or -1))
     ).first():

@@ -31,6 +31,17 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_id_text(text: str) -> bool:
+    """True when ``text`` is all ASCII digits: such a reference is always an id, never a name (experiment names
+    cannot be all digits). '³' is a digit to ``str.isdigit`` but not to ``int()``, hence ASCII only."""
+    return text.isascii() and text.isdigit()
+
+
+def id_of(text: str) -> int | None:
+    """The id a reference of :func:`is_id_text` digits stands for, None when no INTEGER column holds it."""
+    return int(text) if len(text) <= len(str(INT32_MAX)) and int(text) <= INT32_MAX else None
+
+
 def has_lone_surrogate(text: str) -> bool:
     """True when ``text`` holds a lone UTF-16 surrogate (U+D800-U+DFFF), which no UTF-8 store can hold."""
     try:

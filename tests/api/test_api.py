@@ -115,6 +115,22 @@ def test_get_by_id_or_name_and_unknown_is_404(client: TestClient, keys: Keys) ->
         assert missing.status_code == 404 and "No experiment" in missing.json()["detail"]
 
 
+def test_a_path_of_digits_is_always_an_id(client: TestClient, keys: Keys, engine: Engine) -> None:
+    from tests.factories import insert_experiment
+
+    with Session(engine, expire_on_commit=False) as session:
+        insert_experiment(session, name="2", salt="s", status="draft")  # a name stored before the rule: id 1
+    second = _create(client, keys)
+    assert second["id"] == 2
+    got = client.get("/api/v1/experiments/2", headers=keys.auth("viewer"))
+    assert got.json()["name"] == "lora_boost_test", got.text
+    assert client.get("/api/v1/experiments/1", headers=keys.auth("viewer")).json()["name"] == "2"
+    assigned = client.post("/api/v1/assign", json={"user_id": "u", "experiment": "2"}, headers=keys.auth("service"))
+    assert assigned.json()["experiment_id"] == 2, assigned.text
+    refused = client.post("/api/v1/experiments", json={**EXPERIMENT_BODY, "name": "20"}, headers=keys.auth("editor"))
+    assert refused.status_code == 422 and "all digits" in refused.json()["detail"]
+
+
 def test_status_transitions_409_with_reason_and_audit_names_the_key(client: TestClient, keys: Keys, engine: Engine) -> None:
     exp = _create(client, keys, start=False)
     url = f"/api/v1/experiments/{exp['id']}/status"

@@ -213,6 +213,20 @@ def test_list_writes_control_characters_of_old_names_as_escapes(sqlite_url: str,
     assert "red\\x1b[31m\\u200bname" in out and "a\\x1b[2J 50%" in out and "b\\u202e 50%" in out
 
 
+def test_an_experiment_argument_of_digits_is_always_an_id(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.factories import insert_experiment
+
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        insert_experiment(session, name="2", salt="s", status="draft")  # a name stored before the rule: id 1
+    engine.dispose()
+    assert make(db_url, "second", start=False) == 2
+    code, out, err = run(capsys, db_url, "start", "2")
+    assert (code, out.strip(), err) == (0, "second: running", "")
+    code, out, err = run(capsys, db_url, "clone", "second", "20")
+    assert code == 1 and "all digits" in err and "a reference made of digits is always an id" in err
+
+
 def test_actor_defaults_to_user(sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.setenv("USER", "bob")
     make(sqlite_url, "x", start=False)
