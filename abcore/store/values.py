@@ -1,7 +1,10 @@
-"""What the store's columns can hold: checks shared by everything that writes to it.
+"""What the store's columns can hold, and the rules of names and references: checks shared by everything that
+writes to the store or looks something up in it.
 
-PostgreSQL's INTEGER is 32-bit; JSON columns (variant config, targeting, success criteria) must hold
-finite numbers, integers every consumer keeps exactly, valid Unicode and bounded nesting.
+PostgreSQL's INTEGER is 32-bit; JSON columns (variant config, targeting, success criteria, assignment attributes,
+event properties) must hold finite numbers, integers every consumer keeps exactly, valid Unicode and bounded
+nesting (:func:`json_value_problem`). Names hold no control or invisible formatting characters
+(:func:`name_problem`), and a reference made of digits is always an id (:func:`is_id_text`).
 """
 
 from __future__ import annotations
