@@ -43,6 +43,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from abcore.errors import NotFound
 from abcore.store.tables import MetricDefinition, utcnow
+from abcore.store.values import name_problem
 
 __all__ = [
     "CAPPABLE",
@@ -181,8 +182,8 @@ def _fields_of(data: Any) -> tuple[dict[str, Any], list[str], bool]:
 
 
 def _name_problems(d: Mapping[str, Any], *, typed: bool) -> list[str]:
-    """A non-empty name; typed-in names also at most 200 characters without surrounding blanks (a built
-    spec may stand for an event name already in the store, which is analysed whatever it looks like)."""
+    """A non-empty name; typed-in names also at most 200 characters without surrounding blanks, control or
+    invisible formatting characters (:func:`abcore.store.values.name_problem`; a built spec may stand for an event name already in the store, which is analysed whatever it looks like)."""
     name = d.get("name")
     if not isinstance(name, str) or not name.strip():
         return ["name must be a non-empty text."]
@@ -190,6 +191,9 @@ def _name_problems(d: Mapping[str, Any], *, typed: bool) -> list[str]:
         return ["name must be at most 200 characters."]
     if typed and name != name.strip():
         return ["name must not start or end with spaces."]
+    character = name_problem("name", name) if typed else None
+    if character is not None:
+        return [character]
     return []
 
 

@@ -149,11 +149,10 @@ def set_status(ref: Ref, body: StatusChange, key: Editor, session: SessionDep, s
 )
 def ship(ref: Ref, body: ShipIn, key: Editor, session: SessionDep, state: StateDep) -> dict[str, Any]:
     """Serve ``variant`` to ``rollout_pct`` % of users. The experiment must be completed (409 otherwise),
-    unless ``stop`` is true: then a running or paused experiment is stopped first."""
-    exp = ex.get_experiment(session=session, ref=ref)
-    if body.stop and exp.status in (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
-        exp = ex.stop_experiment(session=session, ref=exp.id, actor=key.name)  # type: ignore[arg-type]
-    exp = ex.ship_winner(session=session, ref=exp.id, variant=body.variant, rollout_pct=body.rollout_pct, actor=key.name)  # type: ignore[arg-type]
+    unless ``stop`` is true: then a running or paused experiment is stopped and shipped in one transaction,
+    after every check passed (an unknown variant is 422 and the experiment keeps running)."""
+    exp = ex.ship_winner(session=session, ref=ref, variant=body.variant, rollout_pct=body.rollout_pct,
+                         actor=key.name, stop=body.stop)
     state.assigner.refresh()
     return experiment_out(session, exp)
 

@@ -10,15 +10,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from abcore.experiments.schemas import ExperimentCreate, VariantCreate
+from abcore.experiments.schemas import ExperimentCreate, Number, VariantCreate
+from abcore.store.values import name_problem
 
 # Text the store can hold: no NUL characters (PostgreSQL refuses them), bounded length.
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 RequestId = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00]*$")]
 ExperimentRef = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)] | Name
+
+
+def _valid_name(value: str) -> str:
+    """``value`` unless :func:`abcore.store.values.name_problem` refuses it as a name."""
+    problem = name_problem("name", value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: A new name (of a metric an event records): the rule of every name, no control or invisible characters.
+NewName = Annotated[Name, AfterValidator(_valid_name)]
 
 MAX_BATCH = 1000
 
@@ -36,8 +49,8 @@ class ErrorBody(BaseModel):
 class VariantIn(VariantCreate):
     """A variant: ``allocation_pct`` (percent, all summing to 100) or a relative ``weight`` (normalised to percents)."""
 
-    allocation_pct: float | None = Field(default=None, allow_inf_nan=False)  # type: ignore[assignment]
-    weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    allocation_pct: Number | None = Field(default=None, allow_inf_nan=False)  # type: ignore[assignment]
+    weight: Number | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class ExperimentIn(ExperimentCreate):
@@ -111,7 +124,7 @@ class ShipIn(BaseModel):
     """Ship a winner: serve ``variant`` (name or id) to ``rollout_pct`` % of users."""
 
     variant: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)] | Name
-    rollout_pct: float = Field(default=100.0, gt=0, le=100, allow_inf_nan=False)
+    rollout_pct: Number = Field(default=100.0, gt=0, le=100, allow_inf_nan=False)
     stop: bool = Field(default=False, description="stop a running or paused experiment first")
 
 
@@ -171,8 +184,8 @@ class ConversionIn(BaseModel):
 
     experiment_id: ExperimentRef = Field(description="id or name")
     user_id: UserId
-    metric_name: Name
-    value: float | None = Field(default=None, allow_inf_nan=False)
+    metric_name: NewName
+    value: Number | None = Field(default=None, allow_inf_nan=False)
     properties: dict[str, Any] | None = None
     request_id: RequestId | None = None
 

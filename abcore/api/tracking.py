@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException
 from abcore import experiments as ex
 from abcore.analysis import overview
 from abcore.api.deps import ApiState, StateDep, Tracker, store_session
-from abcore.api.errors import responses
+from abcore.api.errors import responses, status_of
 from abcore.api.schemas import (
     AssignBatchIn,
     AssignBatchOut,
@@ -27,6 +27,7 @@ from abcore.api.schemas import (
     Recorded,
 )
 from abcore.assign import Assignment
+from abcore.errors import AbcoreError
 from abcore.store.tables import ExperimentStatus
 
 router = APIRouter(prefix="/api/v1", tags=["assignment and events"])
@@ -154,8 +155,7 @@ def events(body: EventsIn, key: Tracker, state: StateDep) -> dict[str, Any]:
             recorded += 1
         except HTTPException as exc:
             rejected.append({"index": index, "status": exc.status_code, "detail": str(exc.detail)})
-        except ex.ExperimentError as exc:
-            rejected.append({"index": index, "status": 404 if isinstance(exc, ex.ExperimentNotFound) else 422,
-                             "detail": str(exc)})
+        except AbcoreError as exc:
+            rejected.append({"index": index, "status": status_of(exc), "detail": str(exc)})
     state.assigner.flush()
     return {"recorded": recorded, "rejected": rejected}

@@ -379,7 +379,8 @@ class Assigner:
         the traffic share excludes the user, or when the definitions could never be loaded (store down since
         the process started, or an unusable URL). Store trouble otherwise degrades to the hash. The new row and
         the ``exposure`` event (unless ``expose=False``) are written behind the answer. Raises
-        TypeError/ValueError for bad arguments.
+        TypeError/ValueError for bad arguments, among them ``attributes`` the store cannot hold (NaN or
+        infinite numbers, lone surrogates, non-text keys: :class:`~abcore.store.values.UnstorableValue`, a ValueError).
         """
         check_user_id(user_id)
         check_experiment_ref(experiment)
@@ -470,7 +471,8 @@ class Assigner:
         infinite value, a request id that is not a string of at most 255 characters. Numbers may be int,
         float, numpy numbers or ``Decimal``; a ``conversion`` without ``value`` counts 1.0. Raises
         TypeError/ValueError for bad arguments (empty or non-string user id, metric name or experiment,
-        unknown event type, a value that is not a number).
+        unknown event type, a value that is not a number, ``properties`` the store cannot hold: NaN or
+        infinite numbers, lone surrogates, non-text keys).
         """
         return tracking.track(
             self, user_id, experiment, metric_name, value, properties=properties, event_type=event_type,

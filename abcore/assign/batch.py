@@ -66,6 +66,8 @@ def assign_many(
             raise ValueError(f"got {len(per_user)} attribute mappings for {len(users)} users")
         for a in per_user:
             check_attributes(a)
+    else:
+        check_attributes(attributes)
     if client._broken is not None:
         client._log_failure("assign_many", None, key="config")
         return [None] * len(users)

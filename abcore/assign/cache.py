@@ -21,6 +21,7 @@ from abcore.assign import prometheus
 from abcore.assign.hashing import bucket, choose_variant, traffic_bucket
 from abcore.assign.targeting import evaluate_targeting
 from abcore.store.tables import EventType, ExperimentStatus
+from abcore.store.values import UnstorableValue, id_of, is_id_text, json_value_problem
 
 _RUNNING = ExperimentStatus.RUNNING.value
 _PAUSED = ExperimentStatus.PAUSED.value
@@ -164,15 +165,16 @@ class Definitions:
     loaded_at: float
 
     def find(self, experiment: str | int | None) -> ExperimentDef | None:
-        """The definition for a name, an id (or a string of digits), or None: the most recently started running one."""
+        """The definition for a name, an id (an int, or a string of ASCII digits: always an id, never a name), or
+        None: the most recently started running one."""
         if experiment is None:
             return self.latest_running
         if type(experiment) is int:
             return self.by_id.get(experiment)
-        found = self.by_name.get(experiment)  # type: ignore[arg-type]
-        if found is None and isinstance(experiment, str) and experiment.isdigit():
-            found = self.by_id.get(int(experiment))
-        return found
+        if isinstance(experiment, str) and is_id_text(experiment):
+            number = id_of(experiment)
+            return None if number is None else self.by_id.get(number)
+        return self.by_name.get(experiment)  # type: ignore[arg-type]
 
 
 def decide(
@@ -236,10 +238,19 @@ def check_experiment_ref(experiment: Any) -> None:
         raise TypeError(f"experiment must be a name (str), an id (int) or None, got {type(experiment).__name__}")
 
 
-def check_attributes(attributes: Any) -> None:
-    """Raise TypeError unless ``attributes`` is a mapping or None."""
-    if attributes is not None and not isinstance(attributes, Mapping):
-        raise TypeError(f"attributes must be a mapping or None, got {type(attributes).__name__}")
+def check_attributes(attributes: Any, label: str = "attributes object") -> None:
+    """Raise TypeError unless ``attributes`` is a mapping or None, and :class:`~abcore.store.values.UnstorableValue`
+    (a ValueError) when the store cannot hold it as it would be written (:func:`jsonable`): NaN or infinite
+    numbers, lone surrogates, non-text keys, integers beyond 64 bits, nesting deeper than 32 levels
+    (:func:`~abcore.store.values.json_value_problem`)."""
+    if attributes is None:
+        return
+    if not isinstance(attributes, Mapping):
+        raise TypeError(f"{label.split()[0]} must be a mapping or None, got {type(attributes).__name__}")
+    if attributes:
+        problem = json_value_problem(label, jsonable(attributes))
+        if problem is not None:
+            raise UnstorableValue(problem)
 
 
 def jsonable(attributes: Mapping[str, Any] | None) -> dict[str, Any]:

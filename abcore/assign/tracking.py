@@ -22,6 +22,7 @@ from abcore.assign.cache import (
     jsonable,
 )
 from abcore.store.tables import EventType, ExperimentStatus, utcnow
+from abcore.store.values import name_problem
 
 if TYPE_CHECKING:
     from abcore.assign.assigner import Assigner
@@ -58,7 +59,7 @@ def track(
             raise TypeError(f"value must be a number or None, got {type(value).__name__}")
     elif event_type == _CONVERSION:
         value = 1.0
-    check_attributes(properties)
+    check_attributes(properties, "properties object")
     refusal = _refusal(user_id, metric_name, value, request_id)
     if refusal is not None:
         client._log_failure("track", ValueError(refusal), key="track")
@@ -102,6 +103,9 @@ def _refusal(user_id: str, metric_name: str, value: Any, request_id: Any) -> str
         return f"user_id is {len(user_id)} characters, the store holds at most {USER_ID_MAX}"
     if len(metric_name) > METRIC_NAME_MAX:
         return f"metric_name {metric_name[:40]!r}... is {len(metric_name)} characters, the store holds at most {METRIC_NAME_MAX}"
+    character = name_problem("metric_name", metric_name)
+    if character is not None:
+        return character
     if value is not None:
         number = float(value)
         if number != number or number in (float("inf"), float("-inf")):

@@ -20,9 +20,11 @@ LIFECYCLE_COMMANDS: dict[str, str] = {
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """List experiments with their split and participants (a table, or JSON with ``--json``)."""
+    """List experiments with their split and participants (a table, or JSON with ``--json``); the table writes
+    control and invisible characters of names stored before names refused them as escapes (``\\x1b``)."""
     from abcore.analysis.overview import experiment_overview, participants
     from abcore.experiments.records import get_variants, list_experiments
+    from abcore.store.values import printable_name
 
     engine = open_store(args)
     with new_session(engine) as session:
@@ -33,9 +35,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for exp in sorted(experiments, key=lambda e: e.id):
             variants = get_variants(session=session, experiment_id=exp.id)
             counts = participants(session=session, experiment_id=exp.id)
-            split = " / ".join(f"{v.name} {v.allocation_pct:g}%" for v in variants)
+            split = " / ".join(f"{printable_name(v.name)} {v.allocation_pct:g}%" for v in variants)
             total = overview[exp.id].participants if exp.id in overview else sum(counts.values())
-            rows.append((exp.id, exp.name, exp.status, split, f"{total:,}"))
+            rows.append((exp.id, printable_name(exp.name), exp.status, split, f"{total:,}"))
             records.append(
                 {
                     "id": exp.id,
@@ -73,14 +75,16 @@ def lifecycle_handler(action: str) -> Callable[[argparse.Namespace], int]:
 
 
 def cmd_ship(args: argparse.Namespace) -> int:
-    """Ship the winner of a completed experiment to ``--rollout`` % of users."""
+    """Ship the winner of a completed experiment to ``--rollout`` % of users (``--stop``: stop a running one
+    first, in the same transaction; nothing changes when the ship is refused)."""
     from abcore.experiments.lifecycle import ship_winner
     from abcore.experiments.records import get_variants
 
     engine = open_store(args)
     with new_session(engine) as session:
         exp = ship_winner(
-            session=session, ref=args.experiment, variant=args.variant, rollout_pct=args.rollout, actor=args.actor
+            session=session, ref=args.experiment, variant=args.variant, rollout_pct=args.rollout, actor=args.actor,
+            stop=args.stop,
         )
         winner = next((v.name for v in get_variants(session=session, experiment_id=exp.id) if v.id == exp.winner_variant_id), "?")
         print(f"{exp.name}: shipped {winner} to {exp.rollout_pct:g} % of users")
@@ -277,5 +281,7 @@ def _add_ship(commands: Any) -> None:
     ship.add_argument("experiment", metavar="EXPERIMENT", help="experiment name or id")
     ship.add_argument("variant", metavar="VARIANT", help="winning variant name or id")
     ship.add_argument("--rollout", type=parse_percent, default=100.0, help="percent of users served the winner (default 100)")
+    ship.add_argument("--stop", action="store_true",
+                      help="stop a running or paused experiment first (stop and ship are one change: both or neither)")
     add_actor(ship)
     ship.set_defaults(handler=cmd_ship)

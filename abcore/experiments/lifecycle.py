@@ -26,7 +26,7 @@ from sqlmodel import Session, col
 
 from abcore.experiments.approvals import APPROVED, approval_problem, require_approval, withdraw_approval
 from abcore.experiments.errors import ApprovalRequired, ExperimentError, InvalidTransition
-from abcore.experiments.records import get_experiment, get_variants, is_id_text, record_audit
+from abcore.experiments.records import get_experiment, get_variants, record_audit
 from abcore.experiments.schemas import ALLOCATION_TOLERANCE, ExperimentCreate
 from abcore.experiments.validation import (
     check_actor,
@@ -36,7 +36,7 @@ from abcore.experiments.validation import (
     validate_experiment,
 )
 from abcore.store.tables import Experiment, ExperimentStatus, Variant, utcnow
-from abcore.store.values import is_number
+from abcore.store.values import id_of, is_id_text, is_number
 
 # action -> (statuses it applies to, resulting status); "ship" and "delete" are handled apart.
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -140,8 +140,28 @@ def _transition(
     conditions: Sequence[Any] = (),
     **details: Any,
 ) -> Experiment:
+    """Apply the lifecycle ``action`` to ``ref`` and commit; raises :class:`InvalidTransition` when not allowed."""
     check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
+    apply_transition(session, experiment, action, actor, conditions, **details)
+    session.commit()
+    return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+
+
+def apply_transition(
+    session: Session,
+    experiment: Experiment,
+    action: str,
+    actor: str,
+    conditions: Sequence[Any] = (),
+    **details: Any,
+) -> None:
+    """Write the lifecycle ``action`` (one atomic conditional UPDATE and its audit row) without committing.
+
+    The caller commits, so the transition can share one transaction with other changes. Raises
+    :class:`InvalidTransition` (or :class:`ApprovalRequired` when ``conditions`` no longer hold) and
+    rolls the session back when the experiment was changed by someone else since it was read.
+    """
     sources, target = TRANSITIONS[action]
     current = experiment.status
     if current not in sources:
@@ -172,8 +192,6 @@ def _transition(
             f"Cannot {action} experiment {experiment.name!r}: it was just changed to {fresh.status} by someone else."
         )
     record_audit(session, experiment.id, action, actor, current, target.value, **details)
-    session.commit()
-    return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
 
 
 def start_experiment(*, session: Session, ref: int | str | Experiment, actor: str = "") -> Experiment:
@@ -229,41 +247,53 @@ def ship_winner(
     variant: int | str,
     rollout_pct: float = 100.0,
     actor: str = "",
+    stop: bool = False,
 ) -> Experiment:
-    """Declare ``variant`` (id or name) the winner of a completed experiment, served to ``rollout_pct`` % of users."""
+    """Declare ``variant`` (id or name) the winner of a completed experiment, served to ``rollout_pct`` % of users.
+
+    With ``stop=True`` a running or paused experiment is stopped first. Everything is checked before
+    anything is written (the status, the rollout, the variant), and the stop and the ship are one
+    transaction: a refused ship leaves the experiment as it was, still running.
+    """
     check_actor(actor)
     experiment = get_experiment(session=session, ref=ref)
-    if experiment.status != ExperimentStatus.COMPLETED:
+    stopping = stop and experiment.status in TRANSITIONS["stop"][0]
+    if experiment.status != ExperimentStatus.COMPLETED and not stopping:
         raise InvalidTransition(
             f"Cannot ship a winner of {experiment.name!r}: it is {experiment.status}; stop the experiment first."
         )
     if not is_number(rollout_pct) or not 0 < rollout_pct <= 100:
         raise ExperimentError("The rollout must be more than 0 % and at most 100 %.")
+    chosen = _winner_variant(session, experiment, variant)
+    if stopping:
+        apply_transition(session, experiment, "stop", actor)
+    completed = ExperimentStatus.COMPLETED.value
+    previous = {"winner_variant_id": experiment.winner_variant_id, "rollout_pct": experiment.rollout_pct}
+    result = session.execute(
+        update(Experiment)
+        .where(col(Experiment.id) == experiment.id, col(Experiment.status) == completed)
+        .values(winner_variant_id=chosen.id, rollout_pct=float(rollout_pct), updated_at=utcnow())
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise InvalidTransition(f"Cannot ship a winner of {experiment.name!r}: it was just changed by someone else.")
+    record_audit(session, experiment.id, "ship", actor, completed, completed, winner=chosen.name,
+                 rollout_pct=float(rollout_pct), previous=previous)
+    session.commit()
+    return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+
+
+def _winner_variant(session: Session, experiment: Experiment, variant: int | str) -> Variant:
+    """The variant of ``experiment`` with id or name ``variant`` (a name first: variant names are only compared
+    within one experiment, then a string of digits as an id); :class:`ExperimentError` naming its variants if none."""
     variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
     chosen = next((v for v in variants if v.id == variant or v.name == variant), None)
-    if chosen is None and isinstance(variant, str) and is_id_text(variant):
+    if chosen is None and isinstance(variant, str) and is_id_text(variant) and id_of(variant) is not None:
         chosen = next((v for v in variants if v.id == int(variant)), None)
     if chosen is None:
         names = ", ".join(v.name for v in variants)
         raise ExperimentError(f"{experiment.name!r} has no variant {variant!r} (its variants: {names}).")
-    previous = {"winner_variant_id": experiment.winner_variant_id, "rollout_pct": experiment.rollout_pct}
-    experiment.winner_variant_id = chosen.id
-    experiment.rollout_pct = float(rollout_pct)
-    experiment.updated_at = utcnow()
-    session.add(experiment)
-    record_audit(
-        session,
-        experiment.id,
-        "ship",
-        actor,
-        experiment.status,
-        experiment.status,
-        winner=chosen.name,
-        rollout_pct=float(rollout_pct),
-        previous=previous,
-    )
-    session.commit()
-    return get_experiment(session=session, ref=experiment.id)  # type: ignore[arg-type]
+    return chosen
 
 
 def delete_experiment(*, session: Session, ref: int | str | Experiment, actor: str = "") -> None:

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from abcore.experiments.errors import ExperimentError
-from abcore.experiments.schemas import MAX_NAME_LENGTH
+from abcore.experiments.validation import name_problems
 from abcore.store.tables import Model, utcnow
 
 EDITABLE_FIELDS = ("name", "version", "description", "config", "is_active")
@@ -19,11 +19,13 @@ class ModelError(ExperimentError):
 
 
 def _check(name: str | None, config: Any) -> None:
+    """Raise :class:`ModelError` unless ``name`` (when given) is a valid name and ``config`` (when given) an object."""
     if name is not None:
-        if not name.strip():
+        if not isinstance(name, str) or not name.strip():
             raise ModelError("A model needs a name.")
-        if len(name.strip()) > MAX_NAME_LENGTH:
-            raise ModelError(f"Model names can be at most {MAX_NAME_LENGTH} characters long.")
+        problems = name_problems("model name", name.strip())
+        if problems:
+            raise ModelError(" ".join(problems), problems)
     if config is not None and not isinstance(config, dict):
         raise ModelError("A model's config must be a JSON object.")
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from abcore.experiments.errors import ExperimentNotFound
 from abcore.store.tables import AuditLog, Experiment, Variant
-from abcore.store.values import has_lone_surrogate
+from abcore.store.values import has_lone_surrogate, id_of, is_id_text
 
 
 def record_audit(
@@ -35,7 +35,8 @@ def record_audit(
 
 
 def get_experiment(*, session: Session, ref: int | str | Experiment) -> Experiment:
-    """The experiment with id or name ``ref`` (a numeric string is tried as an id, then as a name)."""
+    """The experiment with id or name ``ref``: an int, or a string of ASCII digits, is always an id (experiment
+    names cannot be all digits); any other string is a name (surrounding blanks ignored)."""
     if isinstance(ref, Experiment):
         ref = ref.id  # type: ignore[assignment]
     experiment: Experiment | None = None
@@ -43,19 +44,17 @@ def get_experiment(*, session: Session, ref: int | str | Experiment) -> Experime
         experiment = session.get(Experiment, ref)
     elif isinstance(ref, str) and has_lone_surrogate(ref):  # e.g. undecodable bytes on a command line
         raise ExperimentNotFound(f"No experiment with id or name {ref!r} (the name is not valid Unicode).")
+    elif isinstance(ref, str) and is_id_text(ref.strip()):
+        number = id_of(ref.strip())
+        experiment = None if number is None else session.get(Experiment, number)
+        if experiment is None:
+            raise ExperimentNotFound(f"No experiment with id or name {ref!r} (a reference made of digits is an id).")
     elif isinstance(ref, str):
         experiment = session.exec(select(Experiment).where(Experiment.name == ref.strip())).first()
-        if experiment is None and is_id_text(ref.strip()):
-            experiment = session.get(Experiment, int(ref.strip()))
     if experiment is None:
         raise ExperimentNotFound(f"No experiment with id or name {ref!r}.")
     session.refresh(experiment)
     return experiment
-
-
-def is_id_text(text: str) -> bool:
-    """ASCII digits of a value a database integer id can hold ('³' is a digit to str.isdigit, not to int())."""
-    return text.isascii() and text.isdigit() and int(text) < 2**31
 
 
 def list_experiments(

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BeforeValidator
 from pydantic import Field as PydanticField
 from sqlmodel import SQLModel
 
@@ -34,12 +35,25 @@ AUTO_STOP_DEFAULTS: dict[str, Any] = {
 }
 
 
+def refuse_bool(value: Any) -> Any:
+    """``value`` unchanged unless it is true or false, which pydantic would otherwise read as 1 or 0."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not true or false")
+    return value
+
+
+#: A number field (a float; true / false are refused, not read as 1 / 0).
+Number = Annotated[float, BeforeValidator(refuse_bool)]
+#: A whole-number field (true / false are refused, not read as 1 / 0).
+WholeNumber = Annotated[int, BeforeValidator(refuse_bool)]
+
+
 class VariantCreate(SQLModel):
     """One arm as entered in the creation form."""
 
     name: str
-    allocation_pct: float
-    model_id: int | None = None
+    allocation_pct: Number
+    model_id: WholeNumber | None = None
     config: dict[str, Any] = PydanticField(default_factory=dict)
     is_control: bool = False
 
@@ -51,14 +65,14 @@ class ExperimentCreate(SQLModel):
     description: str = ""
     hypothesis: str = ""
     variants: list[VariantCreate] = PydanticField(default_factory=list)
-    traffic_allocation: float = 1.0
+    traffic_allocation: Number = 1.0
     targeting: list[dict[str, Any]] = PydanticField(default_factory=list)
     primary_metric: str = "conversion"
     secondary_metrics: list[str] = PydanticField(default_factory=list)
     guardrail_metrics: list[str] = PydanticField(default_factory=list)
     success_criteria: dict[str, Any] = PydanticField(default_factory=dict)
-    min_duration_days: int = 0
-    min_samples_per_variant: int = 0
+    min_duration_days: WholeNumber = 0
+    min_samples_per_variant: WholeNumber = 0
     salt: str | None = None
     created_by: str = ""
     # Stopping rules for abcore.watch.runner ({} = not watched); see validate_auto_stop for the keys.
@@ -78,13 +92,13 @@ class ExperimentUpdate(SQLModel):
     secondary_metrics: list[str] | None = None
     guardrail_metrics: list[str] | None = None
     targeting: list[dict[str, Any]] | None = None
-    traffic_allocation: float | None = None
-    allocations: dict[str, float] | None = None
-    variant_models: dict[str, int | None] | None = None
+    traffic_allocation: Number | None = None
+    allocations: dict[str, Number] | None = None
+    variant_models: dict[str, WholeNumber | None] | None = None
     variant_configs: dict[str, dict[str, Any]] | None = None
     success_criteria: dict[str, Any] | None = None
-    min_duration_days: int | None = None
-    min_samples_per_variant: int | None = None
+    min_duration_days: WholeNumber | None = None
+    min_samples_per_variant: WholeNumber | None = None
     auto_stop: dict[str, Any] | None = None
 
 

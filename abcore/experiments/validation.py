@@ -2,7 +2,7 @@
 
 :func:`validate_experiment` checks a whole :class:`~abcore.experiments.schemas.ExperimentCreate`;
 :func:`validate_auto_stop` and :func:`normalize_auto_stop` the stopping rules; :func:`text_problems` and
-:func:`check_actor` short text fields. Targeting rules are checked by
+:func:`check_actor` short text fields, :func:`name_problems` names (experiment, variant, metric, model). Targeting rules are checked by
 :func:`abcore.assign.targeting.validate_targeting`, JSON values by :func:`abcore.store.values.json_value_problem`.
 """
 
@@ -26,7 +26,14 @@ from abcore.experiments.schemas import (
 )
 from abcore.metrics import DIRECTIONS
 from abcore.store.tables import Experiment, Model
-from abcore.store.values import INT32_MAX, has_lone_surrogate, is_number, json_value_problem
+from abcore.store.values import (
+    INT32_MAX,
+    has_lone_surrogate,
+    is_id_text,
+    is_number,
+    json_value_problem,
+    name_problem,
+)
 
 
 def validate_auto_stop(rules: Any) -> list[str]:
@@ -116,6 +123,16 @@ def text_problems(label: str, value: str, max_length: int | None = MAX_NAME_LENG
     return problems
 
 
+def name_problems(label: str, value: str) -> list[str]:
+    """Problems with a name (of an experiment, a variant, a metric or a model): those of :func:`text_problems`,
+    and control or invisible formatting characters (:func:`abcore.store.values.name_problem`)."""
+    problems = text_problems(label, value)
+    character = name_problem(label, value)
+    if character is not None and "\x00" not in value:  # a NUL is already reported
+        problems.append(character)
+    return problems
+
+
 def check_actor(actor: str) -> None:
     problems = text_problems("actor name", actor)
     if problems:
@@ -149,11 +166,16 @@ def _name_problems(raw_name: str, session: Session | None, existing_id: int | No
     """The experiment name: present, storable, and (with a session) not another experiment's."""
     problems: list[str] = []
     name = (raw_name or "").strip()
-    name_problems = text_problems("name", name)
+    found = name_problems("name", name)
     if not name:
         problems.append("The experiment needs a name.")
-    elif name_problems:
-        problems.extend(name_problems)
+    elif found:
+        problems.extend(found)
+    elif is_id_text(name):
+        problems.append(
+            f"The experiment name {name!r} is all digits: a reference made of digits is always an id, so add a"
+            " letter (e.g. 'exp-" + name[:20] + "')."
+        )
     elif session is not None and session.exec(
         select(Experiment.id).where(Experiment.name == name, col(Experiment.id) != (existing_id or -1))
     ).first():
@@ -184,17 +206,13 @@ def _variant_problems(variants: list[VariantCreate], session: Session | None) ->
 
 
 def _variant_name_problems(names: list[str]) -> list[str]:
-    """The stripped variant names: none empty, none too long, none with NUL or a lone surrogate."""
+    """The stripped variant names: none empty, each a valid name (:func:`name_problems`)."""
     problems: list[str] = []
     if any(not n for n in names):
         problems.append("Every variant needs a name.")
-    if any(len(n) > MAX_NAME_LENGTH for n in names):
-        problems.append(f"Variant names can be at most {MAX_NAME_LENGTH} characters long.")
-    if any("\x00" in n for n in names):
-        problems.append("Variant names cannot contain NUL characters.")
-    if any(has_lone_surrogate(n) for n in names):
-        problems.append("A variant name contains a lone surrogate (invalid Unicode).")
-    return problems
+    for n in dict.fromkeys(n for n in names if n):
+        problems += name_problems("variant name", n)
+    return list(dict.fromkeys(problems))
 
 
 def _allocation_problems(allocations: list[Any]) -> list[str]:
@@ -232,15 +250,17 @@ def _text_field_problems(data: ExperimentCreate) -> list[str]:
     if not (data.primary_metric or "").strip():
         problems.append("The experiment needs a primary metric.")
     texts = [
-        ("primary metric", data.primary_metric or "", MAX_NAME_LENGTH),
         ("salt", data.salt or "", MAX_NAME_LENGTH),
         ("creator name", data.created_by or "", MAX_NAME_LENGTH),
         ("description", data.description or "", None),
         ("hypothesis", data.hypothesis or "", None),
     ]
-    texts += [("metric name", m, MAX_NAME_LENGTH) for m in [*data.secondary_metrics, *data.guardrail_metrics]]
     for label, value, max_length in texts:
         problems.extend(text_problems(label, value, max_length))
+    problems += name_problems("primary metric", data.primary_metric or "")
+    for label, metrics in (("secondary metric", data.secondary_metrics), ("guardrail metric", data.guardrail_metrics)):
+        for metric in metrics:
+            problems += name_problems(label, metric)
     return problems
 
 

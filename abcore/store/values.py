@@ -1,14 +1,20 @@
-"""What the store's columns can hold: checks shared by everything that writes to it.
+"""What the store's columns can hold, and the rules of names and references: checks shared by everything that
+writes to the store or looks something up in it.
 
-PostgreSQL's INTEGER is 32-bit; JSON columns (variant config, targeting, success criteria) must hold
-finite numbers, integers every consumer keeps exactly, valid Unicode and bounded nesting.
+PostgreSQL's INTEGER is 32-bit; JSON columns (variant config, targeting, success criteria, assignment attributes,
+event properties) must hold finite numbers, integers every consumer keeps exactly, valid Unicode and bounded
+nesting (:func:`json_value_problem`). Names hold no control or invisible formatting characters
+(:func:`name_problem`), and a reference made of digits is always an id (:func:`is_id_text`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from abcore.errors import Invalid
 
 #: Largest value of an INTEGER column (32-bit on PostgreSQL).
 INT32_MAX = 2**31 - 1
@@ -19,9 +25,24 @@ JSON_MAX_DEPTH = 32
 JSON_INT_LIMIT = 2**63
 
 
+class UnstorableValue(Invalid, ValueError):
+    """A value the store cannot hold; the message is :func:`json_value_problem`'s reason (HTTP 422, a ValueError)."""
+
+
 def is_number(value: Any) -> bool:
     """True for a finite int or float that is not a bool (what a numeric field accepts)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_id_text(text: str) -> bool:
+    """True when ``text`` is all ASCII digits: such a reference is always an id, never a name (experiment names
+    cannot be all digits). '³' is a digit to ``str.isdigit`` but not to ``int()``, hence ASCII only."""
+    return text.isascii() and text.isdigit()
+
+
+def id_of(text: str) -> int | None:
+    """The id a reference of :func:`is_id_text` digits stands for, None when no INTEGER column holds it."""
+    return int(text) if len(text) <= len(str(INT32_MAX)) and int(text) <= INT32_MAX else None
 
 
 def has_lone_surrogate(text: str) -> bool:
@@ -31,6 +52,33 @@ def has_lone_surrogate(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+#: The characters no name (experiment, variant, metric, model) may contain: C0 control characters (NUL, BEL,
+#: ESC, tab, newline ...), DEL and C1 control characters, which rewrite a terminal or a log line, and the
+#: invisible zero-width and bidirectional formatting characters, which make two different names look alike.
+NAME_FORBIDDEN_CHARACTERS = "\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_NAME_FORBIDDEN = re.compile(f"[{NAME_FORBIDDEN_CHARACTERS}]")
+
+
+def name_problem(label: str, name: str) -> str | None:
+    """Why ``name`` cannot be a name under ``label`` (None when it can): the first character of
+    :data:`NAME_FORBIDDEN_CHARACTERS` it holds, by code point (the message never echoes the character)."""
+    found = _NAME_FORBIDDEN.search(name)
+    if found is None:
+        return None
+    point = ord(found.group())
+    kind = "a control character" if point <= 0x9F else "an invisible formatting character"
+    return (
+        f"The {label} contains {kind} (U+{point:04X}); names cannot contain control characters or"
+        " zero-width / bidirectional formatting characters."
+    )
+
+
+def printable_name(name: str) -> str:
+    """``name`` with each character of :data:`NAME_FORBIDDEN_CHARACTERS` written as its escape (``\\x1b``,
+    ``\\u200b``), for names stored before the rule: what a terminal shows is what the name holds."""
+    return _NAME_FORBIDDEN.sub(lambda m: repr(m.group())[1:-1], name)
 
 
 def json_value_problem(label: str, value: Any) -> str | None:

@@ -115,6 +115,22 @@ def test_get_by_id_or_name_and_unknown_is_404(client: TestClient, keys: Keys) ->
         assert missing.status_code == 404 and "No experiment" in missing.json()["detail"]
 
 
+def test_a_path_of_digits_is_always_an_id(client: TestClient, keys: Keys, engine: Engine) -> None:
+    from tests.factories import insert_experiment
+
+    with Session(engine, expire_on_commit=False) as session:
+        insert_experiment(session, name="2", salt="s", status="draft")  # a name stored before the rule: id 1
+    second = _create(client, keys)
+    assert second["id"] == 2
+    got = client.get("/api/v1/experiments/2", headers=keys.auth("viewer"))
+    assert got.json()["name"] == "lora_boost_test", got.text
+    assert client.get("/api/v1/experiments/1", headers=keys.auth("viewer")).json()["name"] == "2"
+    assigned = client.post("/api/v1/assign", json={"user_id": "u", "experiment": "2"}, headers=keys.auth("service"))
+    assert assigned.json()["experiment_id"] == 2, assigned.text
+    refused = client.post("/api/v1/experiments", json={**EXPERIMENT_BODY, "name": "20"}, headers=keys.auth("editor"))
+    assert refused.status_code == 422 and "all digits" in refused.json()["detail"]
+
+
 def test_status_transitions_409_with_reason_and_audit_names_the_key(client: TestClient, keys: Keys, engine: Engine) -> None:
     exp = _create(client, keys, start=False)
     url = f"/api/v1/experiments/{exp['id']}/status"
@@ -141,12 +157,28 @@ def test_ship_winner(client: TestClient, keys: Keys) -> None:
     assert client.post(url, json={"variant": "treatment", "rollout_pct": 0}, headers=keys.auth("editor")).status_code == 422
     unknown = client.post(url, json={"variant": "nope", "stop": True}, headers=keys.auth("editor"))
     assert unknown.status_code == 422 and "has no variant 'nope'" in unknown.json()["detail"]
-    # the stop went through before the unknown variant was refused; shipping now needs no stop
-    shipped = client.post(url, json={"variant": "treatment", "rollout_pct": 100}, headers=keys.auth("editor"))
+    shipped = client.post(url, json={"variant": "treatment", "rollout_pct": 100, "stop": True}, headers=keys.auth("editor"))
     assert shipped.status_code == 200, shipped.text
     assert (shipped.json()["status"], shipped.json()["winner"], shipped.json()["rollout_pct"]) == ("completed", "treatment", 100.0)
     served = client.post("/api/v1/assign", json={"user_id": "anyone", "experiment": exp["id"]}, headers=keys.auth("service"))
     assert served.json()["variant"] == "treatment"
+
+
+def test_a_refused_ship_with_stop_leaves_the_experiment_running(client: TestClient, keys: Keys, engine: Engine) -> None:
+    exp = _create(client, keys)
+    url = f"/api/v1/experiments/{exp['id']}/ship"
+    for body in ({"variant": "nope", "stop": True}, {"variant": 999_999, "stop": True}):
+        refused = client.post(url, json=body, headers=keys.auth("editor"))
+        assert refused.status_code == 422 and "has no variant" in refused.json()["detail"], refused.text
+    now = client.get(f"/api/v1/experiments/{exp['id']}", headers=keys.auth("viewer")).json()
+    assert (now["status"], now["stopped_at"], now["winner"]) == ("running", None, None)
+    with Session(engine) as session:
+        assert [a.action for a in audit_log(session=session, experiment_id=exp["id"])] == ["start", "create"]
+    shipped = client.post(url, json={"variant": "treatment", "rollout_pct": 40, "stop": True}, headers=keys.auth("editor"))
+    assert (shipped.json()["status"], shipped.json()["winner"]) == ("completed", "treatment"), shipped.text
+    with Session(engine) as session:
+        entries = audit_log(session=session, experiment_id=exp["id"])
+    assert [a.action for a in entries] == ["ship", "stop", "start", "create"]
 
 
 def test_assign_single_and_batch_answer_like_the_library(client: TestClient, keys: Keys) -> None:

@@ -60,6 +60,59 @@ BAD_BODIES = [
 ]
 
 
+# Names with control or invisible characters, and true / false where a number is expected.
+BAD_BODIES += [
+    ("/api/v1/experiments", b'{"name": "pay\\u001b[2Jwall", "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]}',
+     422, "U+001B"),
+    ("/api/v1/experiments", b'{"name": "x", "variants": [{"name": "a\\u202eb", "weight": 1}, {"name": "b", "weight": 1}]}',
+     422, "U+202E"),
+    ("/api/v1/experiments", b'{"name": "x", "guardrail_metrics": ["lat\\u200bency"], "variants": [{"name": "a", "weight": 1},'
+     b' {"name": "b", "weight": 1}]}', 422, "U+200B"),
+    ("/api/v1/experiments/conversions", b'{"experiment_id": 1, "user_id": "u1", "metric_name": "m\\u0007"}', 422, "U+0007"),
+    ("/api/v1/experiments/conversions", b'{"experiment_id": 1, "user_id": "u1", "metric_name": "m", "value": true}', 422,
+     "not true or false"),
+    ("/api/v1/experiments", b'{"name": "x", "traffic_allocation": true, "variants": [{"name": "a", "weight": 1},'
+     b' {"name": "b", "weight": 1}]}', 422, "not true or false"),
+    ("/api/v1/experiments", b'{"name": "x", "variants": [{"name": "a", "weight": true}, {"name": "b", "weight": 1}]}',
+     422, "not true or false"),
+    ("/api/v1/experiments", b'{"name": "x", "variants": [{"name": "a", "allocation_pct": false}, {"name": "b",'
+     b' "allocation_pct": 100}]}', 422, "not true or false"),
+    ("/api/v1/experiments/1/ship", b'{"variant": "a", "rollout_pct": true, "stop": true}', 422, "not true or false"),
+]
+
+# Values the store cannot hold, in assignment attributes and event properties: refused, never stored.
+UNSTORABLE = [b'{"x": NaN}', b'{"x": [1, Infinity]}', b'{"x": -Infinity}', b'{"x": "\\udc00"}', b'{"\\ud800x": 1}',
+              b'{"x": {"y": "a\\udfffb"}}', b'{"x": 123456789012345678901234567890}']
+BAD_BODIES += [
+    (path, body.replace(b"OBJ", obj), 422, words)
+    for obj in UNSTORABLE
+    for path, body, words in (
+        ("/api/v1/assign", b'{"user_id": "u2", "attributes": OBJ}', "attributes object"),
+        ("/api/v1/assign", b'{"user_id": "u1", "attributes": OBJ}', "attributes object"),
+        ("/api/v1/assign/batch", b'{"user_ids": ["u2", "u3"], "attributes": OBJ}', "attributes object"),
+        ("/api/v1/assign/batch", b'{"user_ids": ["u2", "u3"], "attributes": [{}, OBJ]}', "attributes object"),
+        ("/api/v1/experiments/conversions", b'{"experiment_id": 1, "user_id": "u1", "metric_name": "m", "properties": OBJ}',
+         "properties object"),
+    )
+]
+
+
+@pytest.mark.parametrize("obj", UNSTORABLE)
+def test_events_with_unstorable_properties_are_rejected_one_by_one(
+    client: TestClient, keys: Keys, engine: Engine, running: int, obj: bytes
+) -> None:
+    raw = (b'{"events": [{"experiment_id": %d, "user_id": "u1", "metric_name": "m", "properties": ' % running + obj
+           + b'}, {"experiment_id": %d, "user_id": "u1", "metric_name": "m", "properties": {"ok": 1.5}}]}' % running)
+    answer = client.post("/api/v1/events", content=raw, headers={**keys.auth("service"), "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["recorded"] == 1 and [(r["index"], r["status"]) for r in body["rejected"]] == [(0, 422)], body
+    assert "properties object" in body["rejected"][0]["detail"]
+    with Session(engine) as session:
+        stored = session.execute(select(ExperimentEvent.properties).where(ExperimentEvent.event_type == "conversion"))
+        assert stored.scalars().all() == [{"ok": 1.5}]
+
+
 @pytest.mark.parametrize(("path", "raw", "status", "words"), BAD_BODIES)
 def test_bad_bodies_get_a_clear_4xx_and_change_nothing(
     client: TestClient, keys: Keys, engine: Engine, running: int, path: str, raw: bytes, status: int, words: str

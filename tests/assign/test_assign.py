@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -10,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 import abcore.assign as assign_module
 from abcore.assign import Assigner, Assignment, bucket, choose_variant, cumulative_allocations, traffic_bucket
+from abcore.errors import Invalid
 from abcore.store.tables import ExperimentEvent, UserAssignment
 
 from .conftest import count_assignments, count_events, lifecycle, new_experiment
@@ -415,6 +417,53 @@ def test_bad_arguments_raise_for_track_and_many(sqlite_engine: Engine) -> None:
             assign_module.configure(sqlite_engine, colour="red")
     finally:
         client.close()
+
+
+UNSTORABLE = [
+    {"score": float("nan")},
+    {"score": float("inf")},
+    {"nested": {"deep": [1.0, float("-inf")]}},
+    {"name": "\udc00"},
+    {"\ud800": "key"},
+    {1: "a key that is not text"},
+    {"big": 2**70},
+]
+
+
+@pytest.mark.parametrize("bad", UNSTORABLE)
+def test_values_the_store_cannot_hold_are_refused_before_anything_is_buffered(
+    engine: Engine, assigner: Assigner, bad: dict
+) -> None:
+    exp_id = new_experiment(engine)
+    assert assigner.assign("known", exp_id) is not None
+    with pytest.raises(ValueError, match="attributes object") as refused:
+        assigner.assign("u1", exp_id, attributes=bad)
+    assert isinstance(refused.value, Invalid)
+    with pytest.raises(ValueError, match="attributes object"):
+        assigner.assign_many(["u2", "u3"], exp_id, attributes=bad)
+    with pytest.raises(ValueError, match="attributes object"):
+        assigner.assign_many(["u2", "u3"], exp_id, attributes=[None, bad])
+    with pytest.raises(ValueError, match="properties object") as refused:
+        assigner.track("known", exp_id, "m", 1.0, properties=bad)
+    assert isinstance(refused.value, Invalid)
+    assigner.flush()
+    assert count_assignments(engine, exp_id) == 1 and count_events(engine, exp_id, "conversion") == 0
+    # what the store can hold still round-trips; a value JSON cannot encode is stored as its text
+    assert assigner.track("known", exp_id, "m", 1.0, properties={"score": 0.5, "ok": "✓", "at": datetime(2026, 1, 1)})
+    assigner.flush()
+    with engine.connect() as connection:
+        stored = connection.execute(select(ExperimentEvent.properties).where(ExperimentEvent.event_type == "conversion"))
+        assert stored.scalar_one() == {"score": 0.5, "ok": "✓", "at": "2026-01-01 00:00:00"}
+
+
+def test_track_refuses_metric_names_with_control_or_invisible_characters(engine: Engine, assigner: Assigner) -> None:
+    exp_id = new_experiment(engine)
+    assert assigner.assign("u1", exp_id) is not None
+    for bad in ("m\x1b[31m", "m\n", "m\u200b", "\u202em", "m\x85"):
+        assert assigner.track("u1", exp_id, bad) is False
+    assert assigner.track("u1", exp_id, "m") is True
+    assigner.flush()
+    assert count_events(engine, exp_id, "conversion") == 1
 
 
 def test_module_level_functions_use_configured_default(engine: Engine) -> None:

@@ -182,6 +182,51 @@ def test_lifecycle_and_ship(db_url: str, capsys: pytest.CaptureFixture[str]) -> 
     engine.dispose()
 
 
+def test_ship_with_stop_is_one_change_and_a_refused_one_changes_nothing(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make(db_url, "flow")
+    code, out, err = run(capsys, db_url, "ship", "flow", "treatmnet", "--stop")
+    assert code == 1 and "has no variant 'treatmnet'" in err and out == ""
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        assert get_experiment(session=session, ref="flow").status == "running"
+    code, out, err = run(capsys, db_url, "ship", "flow", "treatment", "--stop", "--rollout", "50", "--actor", "alice")
+    assert (code, out.strip(), err) == (0, "flow: shipped treatment to 50 % of users", "")
+    with Session(engine) as session:
+        exp = get_experiment(session=session, ref="flow")
+        assert (exp.status, exp.rollout_pct) == ("completed", 50.0)
+        assert [e.action for e in reversed(audit_log(session=session, experiment_id=exp.id))] == ["create", "start", "stop", "ship"]
+    engine.dispose()
+
+
+def test_list_writes_control_characters_of_old_names_as_escapes(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.factories import insert_experiment
+
+    engine = make_engine(sqlite_url)
+    with Session(engine) as session:  # stored before names refused them
+        insert_experiment(session, (("a\x1b[2J", 50.0), ("b\u202e", 50.0)), name="red\x1b[31m\u200bname", salt="s",
+                          status="draft")
+    engine.dispose()
+    code, out, _ = run(capsys, sqlite_url, "list")
+    assert code == 0 and "\x1b" not in out and "\u202e" not in out and "\u200b" not in out
+    assert "red\\x1b[31m\\u200bname" in out and "a\\x1b[2J 50%" in out and "b\\u202e 50%" in out
+
+
+def test_an_experiment_argument_of_digits_is_always_an_id(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.factories import insert_experiment
+
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        insert_experiment(session, name="2", salt="s", status="draft")  # a name stored before the rule: id 1
+    engine.dispose()
+    assert make(db_url, "second", start=False) == 2
+    code, out, err = run(capsys, db_url, "start", "2")
+    assert (code, out.strip(), err) == (0, "second: running", "")
+    code, out, err = run(capsys, db_url, "clone", "second", "20")
+    assert code == 1 and "all digits" in err and "a reference made of digits is always an id" in err
+
+
 def test_actor_defaults_to_user(sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.setenv("USER", "bob")
     make(sqlite_url, "x", start=False)

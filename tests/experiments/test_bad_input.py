@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections.abc import Callable
 
@@ -38,7 +39,7 @@ NASTY_NAMES = [
     "quote ' single",
     "back\\slash; DROP TABLE ab_experiments; --",
     "ünïcødé 用户 🙂",
-    "comma, and\ttab",
+    "comma, and  two spaces",
     "x" * 200,  # exactly the maximum length
 ]
 
@@ -102,6 +103,70 @@ def test_nasty_names_are_stored_exactly(session: Session) -> None:
         assert get_experiment(session=session, ref=name).status == "running"
     assert sorted(e.name for e in list_experiments(session=session)) == sorted(NASTY_NAMES)
     assert_store_valid(session)
+
+
+# One rule for every name: no C0 / DEL / C1 control characters, no zero-width or bidirectional formatting characters.
+FORBIDDEN_IN_NAMES = ["\x1b[31m", "\x07", "\n", "\r", "\t", "\x7f", "\x85", "\x9b", "\u200b", "\u200d", "\u200f",
+                      "\u202e", "\u2060", "\u2064", "\u2066", "\u2069", "\ufeff"]
+
+
+@pytest.mark.parametrize("bad", FORBIDDEN_IN_NAMES, ids=lambda c: f"U+{ord(c[0]):04X}")
+def test_names_with_control_or_invisible_characters_are_refused(session: Session, bad: str) -> None:
+    from abcore.experiments.editing import clone_experiment, update_experiment
+    from abcore.experiments.ml_models import ModelError, create_model, update_model
+
+    point = re.escape(f"U+{ord(bad[0]):04X}")
+    create_experiment(session=session, data=ExperimentCreate(name="base", variants=two_variants()))
+    cases = {
+        "name": {"name": f"pay{bad}wall"},
+        "variant name": {"variants": [VariantCreate(name=f"con{bad}trol", allocation_pct=50),
+                                      VariantCreate(name="treatment", allocation_pct=50)]},
+        "primary metric": {"primary_metric": f"click{bad}"},
+        "secondary metric": {"secondary_metrics": ["ok", f"{bad}revenue"]},
+        "guardrail": {"guardrail_metrics": [f"lat{bad}ency"]},
+    }
+    for label, fields in cases.items():
+        data = {"name": "fine", "variants": two_variants(), **fields}
+        error = refused(session, lambda d=data: create_experiment(session=session, data=ExperimentCreate(**d)), point)
+        assert label.split()[0] in str(error) and bad not in str(error), str(error)
+    refused(session, lambda: clone_experiment(session=session, ref="base", name=f"co{bad}py"), point)
+    refused(session, lambda: update_experiment(session=session, ref="base", changes={"guardrail_metrics": [f"x{bad}y"]}), point)
+    with pytest.raises(ModelError, match=point):
+        create_model(session=session, name=f"a{bad}ls")
+    model = create_model(session=session, name="als")
+    with pytest.raises(ModelError, match=point):
+        update_model(session=session, model_id=model.id, name=f"als{bad}v2")
+    from abcore.metrics import define_metric
+
+    with pytest.raises(ValueError, match=point):
+        define_metric(session=session, data={"name": f"lat{bad}ency", "kind": "mean"})
+
+
+def test_names_keep_every_other_character(session: Session) -> None:
+    for name in ("ünïcødé 用户 🙂", "non\u00a0breaking", "emoji 👩\u200d💻 joiner"[:5], "right-to-left עברית", "a.b:c@d"):
+        create_experiment(session=session, data=ExperimentCreate(name=name, variants=two_variants()))
+        assert get_experiment(session=session, ref=name).name == name
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"traffic_allocation": True}, {"min_duration_days": True}, {"min_samples_per_variant": False},
+     {"variants": [{"name": "a", "allocation_pct": True}, {"name": "b", "allocation_pct": 99}]},
+     {"variants": [{"name": "a", "allocation_pct": 50, "model_id": True}, {"name": "b", "allocation_pct": 50}]}],
+)
+def test_booleans_are_not_numbers(fields: dict) -> None:
+    with pytest.raises(ValueError, match="a number is expected, not true or false"):
+        ExperimentCreate.model_validate({"name": "x", "variants": [{"name": "a", "allocation_pct": 50},
+                                                                   {"name": "b", "allocation_pct": 50}], **fields})
+
+
+def test_booleans_are_not_numbers_in_edits(session: Session) -> None:
+    from abcore.experiments.editing import update_experiment
+
+    create_experiment(session=session, data=ExperimentCreate(name="e", variants=two_variants()))
+    for changes in ({"traffic_allocation": True}, {"allocations": {"control": True, "treatment": 99}},
+                    {"min_samples_per_variant": True}):
+        refused(session, lambda c=changes: update_experiment(session=session, ref="e", changes=c), "not true or false")
 
 
 BAD_NAME_CASES = [

@@ -167,6 +167,42 @@ def test_ship_needs_a_completed_experiment_a_known_variant_and_a_valid_rollout(s
     assert ship_winner(session=session, ref="s", variant="v0").rollout_pct == 100
 
 
+def test_a_reference_of_digits_is_always_an_id_and_names_cannot_be_all_digits(session: Session) -> None:
+    from tests.factories import insert_experiment
+
+    legacy, _ = insert_experiment(session, name="2", salt="s", status="draft")  # stored before the rule: id 1
+    second = create_experiment(session=session, data=spec("two"))  # id 2
+    assert (legacy.id, second.id) == (1, 2)
+    for ref in ("2", " 2 ", "02", 2):
+        assert get_experiment(session=session, ref=ref).id == 2  # never the experiment named "2"
+    assert get_experiment(session=session, ref="1").name == "2"
+    for ref in ("3", "99999999999999999999999", "9" * 5000):
+        with pytest.raises(ExperimentNotFound, match="made of digits is an id"):
+            get_experiment(session=session, ref=ref)
+    for name in ("20", " 007 ", "2147483648"):
+        with pytest.raises(ExperimentError, match="all digits"):
+            create_experiment(session=session, data=spec(name))
+    for name in ("exp-20", "20x", "٢٠", "2.0", "-20"):  # letters, other scripts' digits, signs and dots are names
+        assert get_experiment(session=session, ref=create_experiment(session=session, data=spec(name)).name).name == name
+
+
+def test_ship_with_stop_checks_everything_first_then_stops_and_ships_in_one_transaction(session: Session) -> None:
+    create_experiment(session=session, data=spec("s"))
+    with pytest.raises(InvalidTransition, match="stop the experiment first"):
+        ship_winner(session=session, ref="s", variant="v0", stop=True)  # a draft is not stopped
+    start_experiment(session=session, ref="s")
+    for bad in ({"variant": "nope"}, {"variant": "v0", "rollout_pct": 0}, {"variant": "v0", "rollout_pct": math.nan}):
+        with pytest.raises(ExperimentError):
+            ship_winner(session=session, ref="s", stop=True, **bad)  # type: ignore[arg-type]
+    running = get_experiment(session=session, ref="s")
+    assert (running.status, running.stopped_at, running.winner_variant_id) == ("running", None, None)
+    assert [a.action for a in audit_log(session=session, experiment_id=running.id)] == ["start", "create"]
+    shipped = ship_winner(session=session, ref="s", variant="v1", rollout_pct=30, stop=True, actor="cy")
+    assert (shipped.status, shipped.rollout_pct) == ("completed", 30) and shipped.stopped_at is not None
+    entries = audit_log(session=session, experiment_id=running.id)
+    assert [(a.action, a.actor) for a in entries][:2] == [("ship", "cy"), ("stop", "cy")]
+
+
 def test_only_drafts_can_be_deleted_and_the_audit_keeps_the_name(session: Session) -> None:
     draft = create_experiment(session=session, data=spec("gone"))
     delete_experiment(session=session, ref=draft.id, actor="ada")
