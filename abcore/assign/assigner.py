@@ -80,14 +80,12 @@ class Assigner:
     Parameters
     ----------
     engine:
-        SQLAlchemy engine or URL of a migrated abcore store. A URL (and a PostgreSQL engine, re-created from
-        its URL) gives the assigner its own bounded engine (``connect_timeout``, ``statement_timeout``).
-        A URL that cannot be used (malformed, driver missing, folder not writable) never raises: every call
-        answers None/False and logs the reason once a minute.
-    flush_interval:
-        Seconds between background writes of buffered rows and events (a hard crash loses at most this much).
-    max_buffer:
-        Write as soon as this many rows + events are buffered.
+        SQLAlchemy engine or URL of a migrated store. A URL (or PostgreSQL engine, re-created from its URL) gives
+        the assigner its own bounded engine (``connect_timeout``, ``statement_timeout``). A URL that cannot be
+        used never raises: every call answers None/False and logs the reason once a minute.
+    flush_interval, max_buffer:
+        Seconds between background writes (a hard crash loses at most this much); write sooner at this many
+        buffered rows + events.
     cache_ttl:
         Experiment definitions are reloaded at least this often (seconds): pauses/stops apply within it.
     timeout:
@@ -106,13 +104,11 @@ class Assigner:
         While the store is down, cached definitions keep being served for at most this long (default: forever).
     connect_timeout, statement_timeout:
         PostgreSQL bounds of the assignment engine (seconds).
-    flush_timeout:
-        Default bound of :meth:`flush` and :meth:`close` (seconds).
-    exit_timeout:
-        Bound of the flush at interpreter exit (seconds); what it could not write is logged and counted.
+    flush_timeout, exit_timeout:
+        Default bound of :meth:`flush` and :meth:`close`, and of the flush at interpreter exit (seconds; what
+        the exit flush could not write is logged and counted).
     first_load_timeout:
-        How long the very first call of a process waits for the definitions to load (calls in that window wait
-        with it); later calls wait at most ``timeout``, also while the definitions still cannot be read.
+        How long the first calls of a process wait for the definitions; later calls wait at most ``timeout``.
     dead_letter_path:
         JSON-lines file of rows the store rejected (default: next to the SQLite file, else ``data/``).
     """
