@@ -26,6 +26,7 @@ from abcore.access.users import (
     verify_password,
 )
 from abcore.dashboard import APP_PATH
+from tests.dashboard.markdown_view import text
 
 
 @pytest.fixture
@@ -156,14 +157,14 @@ def test_broken_user_config_locks_the_dashboard(store: str, monkeypatch: pytest.
     at = AppTest.from_file(str(APP_PATH), default_timeout=60)
     at.run()
     assert not at.exception
-    assert any("plain-text" in e.value for e in at.error)
+    assert any("plain-text" in text(e.value) for e in at.error)
     assert not at.dataframe and not [b for b in at.button if b.key and b.key.startswith("act_")]
     assert "login_username" not in [t.key for t in at.text_input]  # no sign-in form either: nobody gets in
     for page in ("pages/results.py", "pages/create.py", "pages/models.py"):
         at.switch_page(page).run()
         assert not at.exception
         assert not at.dataframe and not at.get("plotly_chart")
-        assert any("locked" in e.value for e in at.error)
+        assert any("locked" in text(e.value) for e in at.error)
 
 
 def test_dashboard_sign_in_is_throttled(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,5 +179,5 @@ def test_dashboard_sign_in_is_throttled(store: str, monkeypatch: pytest.MonkeyPa
     at.text_input(key="login_username").set_value("vera")
     at.text_input(key="login_password").set_value("right")
     next(b for b in at.button if b.proto.is_form_submitter).click().run()
-    assert any("Too many failed sign-ins" in e.value for e in at.error)
+    assert any("Too many failed sign-ins" in text(e.value) for e in at.error)
     assert "sign_out" not in [b.key for b in at.button]
