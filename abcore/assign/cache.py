@@ -21,7 +21,7 @@ from abcore.assign import prometheus
 from abcore.assign.hashing import bucket, choose_variant, traffic_bucket
 from abcore.assign.targeting import evaluate_targeting
 from abcore.store.tables import EventType, ExperimentStatus
-from abcore.store.values import UnstorableValue, id_of, is_id_text, json_value_problem
+from abcore.store.values import UnstorableValue, id_of, is_id_text, is_plain_json_object, json_value_problem
 
 _RUNNING = ExperimentStatus.RUNNING.value
 _PAUSED = ExperimentStatus.PAUSED.value
@@ -247,7 +247,7 @@ def check_attributes(attributes: Any, label: str = "attributes object") -> None:
         return
     if not isinstance(attributes, Mapping):
         raise TypeError(f"{label.split()[0]} must be a mapping or None, got {type(attributes).__name__}")
-    if attributes:
+    if attributes and not is_plain_json_object(attributes):
         problem = json_value_problem(label, jsonable(attributes))
         if problem is not None:
             raise UnstorableValue(problem)
