@@ -83,6 +83,7 @@ class ExperimentOut(BaseModel):
 
     id: int
     name: str
+    kind: str = "ab"  # ab | interleaving | holdout (abcore.experiments.schemas.EXPERIMENT_KINDS)
     status: str
     description: str = ""
     hypothesis: str = ""

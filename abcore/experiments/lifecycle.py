@@ -81,6 +81,7 @@ def create_draft(session: Session, data: ExperimentCreate, actor: str, source: E
     now = utcnow()
     experiment = Experiment(
         name=data.name.strip(),
+        kind=data.kind,
         description=data.description,
         hypothesis=data.hypothesis,
         status=ExperimentStatus.DRAFT.value,

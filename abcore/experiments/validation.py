@@ -20,6 +20,7 @@ from abcore.experiments.schemas import (
     AUTO_STOP_CHOICES,
     AUTO_STOP_DEFAULTS,
     AUTO_STOP_LIMITS,
+    EXPERIMENT_KINDS,
     MAX_NAME_LENGTH,
     ExperimentCreate,
     VariantCreate,
@@ -151,6 +152,8 @@ def validate_experiment(
     well-formed targeting rules, success criteria and minimums.
     """
     problems = _name_problems(data.name, session, existing_id)
+    if data.kind not in EXPERIMENT_KINDS:
+        problems.append(f"The kind must be one of {', '.join(EXPERIMENT_KINDS)}; got {data.kind!r}.")
     problems += _variant_problems(data.variants, session)
     if not is_number(data.traffic_allocation) or not 0 < data.traffic_allocation <= 1:
         problems.append("The traffic share must be more than 0 % and at most 100 %.")

@@ -85,6 +85,7 @@ def normalise_weights(weights: Sequence[float], *, total: int = 100, decimals: i
 
 
 _CONFIG_EXTRA_FIELDS = (
+    "kind",  # ab | interleaving | holdout
     "description",
     "hypothesis",
     "traffic_allocation",

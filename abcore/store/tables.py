@@ -66,6 +66,9 @@ class Experiment(SQLModel, table=True):
     description: str = ""
     hypothesis: str = ""
     status: str = Field(default=ExperimentStatus.DRAFT.value, max_length=20, index=True)
+    # What is compared (abcore.experiments.schemas.EXPERIMENT_KINDS): "ab" (variants split the users),
+    # "interleaving" (rankers merged in one list per user) or "holdout" (a share of users kept out of others).
+    kind: str = Field(default="ab", max_length=20, sa_column_kwargs={"server_default": "ab"})
     salt: str = Field(max_length=200)
     traffic_allocation: float = 1.0  # share (0-1] of eligible users that enter
     targeting: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
