@@ -62,6 +62,7 @@ __all__ = [
     "import_metrics",
     "list_metrics",
     "metric_to_dict",
+    "new_metric_row",
     "resolve_specs",
     "spec_of",
     "update_metric",
@@ -302,6 +303,17 @@ def define_metric(*, session: Session, data: MetricCreate | Mapping[str, Any]) -
 
     Raises ``ValueError`` listing every problem (invalid fields, a name already defined).
     """
+    row = new_metric_row(session=session, data=data)
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+def new_metric_row(*, session: Session, data: MetricCreate | Mapping[str, Any]) -> MetricDefinition:
+    """The validated row of a new metric definition, not added to ``session`` (for a caller that writes it
+    with other rows in one transaction). Raises ``ValueError`` listing every problem (invalid fields, a name
+    already defined)."""
     if not isinstance(data, MetricCreate):
         _raise_if_invalid(data)
         data = MetricCreate(**dict(data))
@@ -312,9 +324,6 @@ def define_metric(*, session: Session, data: MetricCreate | Mapping[str, Any]) -
         raise ValueError("Invalid metric definition: " + " ".join(problems))
     row = MetricDefinition(**data.model_dump())
     row.delay_hours = float(row.delay_hours or 0.0)
-    session.add(row)
-    session.commit()
-    session.refresh(row)
     return row
 
 

@@ -156,8 +156,14 @@ class AssignmentOut(BaseModel):
     config: dict[str, Any] | None = None
     is_control: bool | None = None
     is_new: bool | None = None
-    model_id: int | None = None
+    model_id: int | None = Field(default=None, description="the registered model the variant serves (null: none)")
     model_name: str | None = None
+    model_version: str | None = Field(default=None, description="the model's registered version")
+    model_config_: dict[str, Any] | None = Field(
+        default=None, alias="model_config", serialization_alias="model_config",
+        description="the model's registered config ({} without a model); the variant's `config` is separate, "
+                    "its keys win where both apply",
+    )
 
 
 class AssignBatchIn(BaseModel):

@@ -50,6 +50,8 @@ def assignment_out(user_id: str, a: Assignment | None) -> dict[str, Any]:
         "is_new": a.is_new,
         "model_id": a.model_id,
         "model_name": a.model_name,
+        "model_version": a.model_version,
+        "model_config": dict(a.model_config),
     }
 
 

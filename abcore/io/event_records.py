@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from abcore.store.tables import EventType, Experiment, Variant
+from abcore.store.values import id_of, is_id_text
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "user_id": ("user_id", "user", "uid"),
@@ -150,13 +151,12 @@ class Resolver:
     def experiment(self, ref: Any) -> tuple[int, str, dict[str, int], set[int]]:
         key = _text(ref, "experiment", 200)
         if key not in self._experiments:
-            row = self._connection.execute(
-                select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(Experiment.name == key)  # type: ignore[arg-type]
+            # The one rule of experiment references (abcore.store.values): ASCII digits are always an id, never a name.
+            number = id_of(key) if is_id_text(key) else None
+            condition = (Experiment.id == number) if is_id_text(key) else (Experiment.name == key)
+            row = None if is_id_text(key) and number is None else self._connection.execute(
+                select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(condition)  # type: ignore[arg-type]
             ).first()
-            if row is None and key.isdigit():
-                row = self._connection.execute(
-                    select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(Experiment.id == int(key))  # type: ignore[arg-type]
-                ).first()
             if row is None:
                 self._experiments[key] = None
             else:
