@@ -16,8 +16,8 @@ first exposure). The one analysis query groups the per-variant sufficient statis
 * adds the health item ``allocation_changed``: the split changed, and how far the pooled figure would differ.
 
 Experiments whose split and traffic share never changed while running have no epochs: today's query and numbers.
-The stratified estimate replaces the fixed-horizon frequentist test (with or without nothing else); sequential,
-Bayesian and CUPED analyses keep the pooled figure, with a warning.
+The stratified estimate replaces the fixed-horizon frequentist test; sequential, Bayesian and CUPED analyses keep
+the pooled figure, with a warning. The daily series, percentiles and segment breakdown stay pooled.
 """
 
 from __future__ import annotations
@@ -210,8 +210,10 @@ class EpochStats:
             if e.traffic != prev.traffic:
                 what.append(f"traffic share {format_pct(prev.traffic, 0)} -> {format_pct(e.traffic, 0)}")
             parts.append(f"{when}: {', '.join(what)}")
-        text = (f"The split or traffic share changed during the run ({'; '.join(parts)}): "
-                f"{len(self.epochs)} epochs by assignment time.")
+        split = any(e.split() != self.epochs[0].split() for e in self.epochs)
+        traffic = any(e.traffic != self.epochs[0].traffic for e in self.epochs)
+        what = " and ".join(w for w, on in (("split", split), ("traffic share", traffic)) if on) or "split"
+        text = f"The {what} changed during the run ({'; '.join(parts)}): {len(self.epochs)} epochs by assignment time."
         if not self.stratified:
             return text + " The results shown are pooled over the epochs (see the warnings)."
         text += (" Results are estimated within each epoch and combined, weighted by the epoch's users; "
