@@ -229,7 +229,8 @@ class EpochStats:
 
 
 def _users(arm: Arm) -> int:
-    return arm.quantile.n if arm.kind == "quantile" else arm.mean.n
+    """The arm's users in the epoch (a quantile metric: the users with a value)."""
+    return arm.row.n if arm.row is not None else 0
 
 
 def _pooled(rows: Sequence[MetricStatsRow]) -> list[MetricStatsRow]:

@@ -25,6 +25,7 @@ from abcore import experiments as ex
 from abcore.analysis.epochs import load_epochs
 from abcore.analysis.pipeline import analyze
 from abcore.assign import Assigner
+from abcore.cli.analysis import _analysis_report
 from abcore.formatting import format_p_clause, format_pct
 from abcore.store.tables import utcnow
 from tests.factories import make_experiment
@@ -36,7 +37,8 @@ def _run(engine: Engine, per_epoch: int = 300, change: str = "split") -> dict[st
     """The Simpson A/A: 10/90 then 50/50 (or a traffic ramp), identical arms; ``{user: (variant, epoch, converted)}``."""
     make_experiment(engine, "simpson", [ex.VariantCreate(name="control", allocation_pct=10),
                                         ex.VariantCreate(name="treatment", allocation_pct=90)],
-                    primary_metric="converted", traffic_allocation=0.5, salt="simpson-salt")
+                    primary_metric="converted", secondary_metrics=["revenue"], traffic_allocation=0.5,
+                    salt="simpson-salt")
     client = Assigner(engine, cache_ttl=0.0, timeout=5.0)
     rng = np.random.default_rng(3)
     users: dict[str, tuple[str, int, bool]] = {}
@@ -66,10 +68,16 @@ def _run(engine: Engine, per_epoch: int = 300, change: str = "split") -> dict[st
         for user, (_, _, converted) in users.items():
             if converted:
                 assert client.track(user, "simpson", "converted", 1.0, timestamp=later)
+                assert client.track(user, "simpson", "revenue", _revenue(user), timestamp=later)
         client.flush()
     finally:
         client.close()
     return {u: v for u, v in users.items() if v[0]}
+
+
+def _revenue(user: str) -> float:
+    """A converted user's revenue (a value that is not 0/1, so the metric is analysed as a mean)."""
+    return 2.5 + (sum(map(ord, user)) % 17) * 0.75
 
 
 def _oracle(users: dict[str, tuple[str, int, bool]]) -> dict[str, Any]:
@@ -84,7 +92,13 @@ def _oracle(users: dict[str, tuple[str, int, bool]]) -> dict[str, Any]:
     treatment = sum(w[e] * means[("treatment", e)] for e in (0, 1))
     se = math.sqrt(sum(w[e] ** 2 * (var[("control", e)] + var[("treatment", e)]) for e in (0, 1)))
     totals = {v: np.concatenate([cells[(v, 0)], cells[(v, 1)]]) for v in ("control", "treatment")}
-    return {"control": control, "treatment": treatment, "diff": treatment - control, "se": se,
+    # The mean metric: per-user revenue (0 without a conversion), variance of a mean s^2 / n (ddof 1).
+    rev = {(v, e): np.array([_revenue(u) if c else 0.0 for u, (vv, ee, c) in users.items() if (vv, ee) == (v, e)])
+           for v in ("control", "treatment") for e in (0, 1)}
+    rev_diff = sum(w[e] * (rev[("treatment", e)].mean() - rev[("control", e)].mean()) for e in (0, 1))
+    rev_se = math.sqrt(sum(w[e] ** 2 * sum(x.var(ddof=1) / len(x) for x in (rev[("control", e)], rev[("treatment", e)]))
+                           for e in (0, 1)))
+    return {"rev_diff": rev_diff, "rev_se": rev_se, "control": control, "treatment": treatment, "diff": treatment - control, "se": se,
             "p": 2 * sps.norm.sf(abs(treatment - control) / se), "totals": totals,
             "users": {k: len(c) for k, c in cells.items()}}
 
@@ -102,6 +116,9 @@ def test_a_changed_split_is_analysed_per_epoch(engine: Engine, db_url: str) -> N
     assert m.test.std_error == pytest.approx(expect["se"], rel=1e-9)
     assert m.test.p_value == pytest.approx(expect["p"], rel=1e-9)
     assert (m.control_value, m.value) == pytest.approx((expect["control"], expect["treatment"]), rel=1e-9)
+    revenue = next(r for r in results.metrics if r.metric == "revenue")
+    assert revenue.metric_kind == "mean"
+    assert (revenue.test.diff, revenue.test.std_error) == pytest.approx((expect["rev_diff"], expect["rev_se"]), rel=1e-9)
     # The arm sizes stay the users (pooled over the epochs).
     assert (m.control_users, m.users) == (expect["users"][("control", 0)] + expect["users"][("control", 1)],
                                           expect["users"][("treatment", 0)] + expect["users"][("treatment", 1)])
@@ -117,7 +134,9 @@ def test_a_changed_split_is_analysed_per_epoch(engine: Engine, db_url: str) -> N
     assert "split 10/90 -> 50/50" in item.message and not item.ok and item.severity == "warning"
     assert f"would read {format_pct(pooled_lift, signed=True)} ({format_p_clause(pooled_p)})" in item.message
     assert pooled_p < 0.05 < m.test.p_value  # Simpson: pooled, identical arms "differ"; per epoch they do not
+    # One list of health items: the API's /results (to_dict) and the CLI report show it too.
     assert results.to_dict()["health"][names.index("allocation_changed")]["name"] == "allocation_changed"
+    assert f"warning: {item.message}" in _analysis_report(results)
     if db_url.startswith("sqlite"):  # DuckDB reads the store file: the same numbers
         with Session(engine) as session:
             duck = analyze("simpson", session=session, engine="duckdb", daily=False)
