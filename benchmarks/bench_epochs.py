@@ -40,8 +40,9 @@ def test_simpson_aa_simulation_50k() -> None:
     assert 0.04 <= f.stratified_fpr <= 0.06 and 0.935 <= f.stratified_coverage <= 0.965
 
 
-def _one(engine: object, name: str, rng: np.random.Generator, users: int = 2000) -> tuple[float, bool]:
-    """One experiment in the store; returns the pooled Wald p-value (statsmodels) of its raw rows."""
+def _one(engine: object, name: str, rng: np.random.Generator, users: int = 2000) -> float:
+    """One experiment in the store; returns the pooled Wald p-value (statsmodels) of its raw rows (every event row
+    has the same keys: an executemany takes its columns from the first)."""
     exp = make_experiment(engine, name, [ex.VariantCreate(name="control", allocation_pct=10),
                                          ex.VariantCreate(name="treatment", allocation_pct=90)],
                           primary_metric="converted")
@@ -60,7 +61,7 @@ def _one(engine: object, name: str, rng: np.random.Generator, users: int = 2000)
         assignments.append({"user_id": f"u{i}", "experiment_id": exp.id, "variant_id": variants[arm],
                             "attributes": {}, "assigned_at": at})
         events.append({"experiment_id": exp.id, "variant_id": variants[arm], "user_id": f"u{i}",
-                       "event_type": "exposure", "ts": at, "properties": {}})
+                       "event_type": "exposure", "metric_name": None, "value": None, "ts": at, "properties": {}})
         if converted:
             events.append({"experiment_id": exp.id, "variant_id": variants[arm], "user_id": f"u{i}",
                            "event_type": "conversion", "metric_name": "converted", "value": 1.0,
@@ -75,7 +76,7 @@ def _one(engine: object, name: str, rng: np.random.Generator, users: int = 2000)
         conn.execute(update(Experiment.__table__).where(Experiment.__table__.c.id == exp.id).values(updated_at=t0))
     (na, ca), (nb, cb) = totals["control"], totals["treatment"]
     _, p = sm_proportion.test_proportions_2indep(cb, nb, ca, na, method="wald", compare="diff")
-    return float(p), True
+    return float(p)
 
 
 def test_simpson_aa_through_the_store_200(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_simpson_aa_through_the_store_200(tmp_path: Path) -> None:
     start = time.perf_counter()
     runs = 200
     for r in range(runs):
-        pooled_p, _ = _one(engine, f"simpson-{r}", rng)
+        pooled_p = _one(engine, f"simpson-{r}", rng)
         pooled += pooled_p < 0.05
         with Session(engine) as session:
             res = analyze(f"simpson-{r}", session=session, daily=False, percentiles=False)
@@ -94,4 +95,4 @@ def test_simpson_aa_through_the_store_200(tmp_path: Path) -> None:
     print(f"\n{runs} experiments through the store in {time.perf_counter() - start:.0f} s: pooled Wald p < 0.05 in "
           f"{pooled} ({pooled / runs:.3f}); abcore's primary p < 0.05 in {stratified} ({stratified / runs:.3f}); "
           f"SRM item failed in {srm_failed}")
-    assert stratified / runs <= 0.1 and pooled / runs > 0.9
+    assert 0.01 <= stratified / runs <= 0.1 and pooled / runs > 0.9 and srm_failed <= 2
