@@ -3,7 +3,7 @@
 * 50,000 simulated experiments over sufficient statistics (:mod:`tests.stats.epoch_simulation`): the pooled
   false-positive rate (today's figure without epochs), the epoch-stratified one, statsmodels' CMH on the same
   tables, the stratified CI's coverage of a planted +1 pp effect, per-epoch vs pooled SRM flags.
-* 200 experiments end to end through a SQLite store, as the issue measured them: identical arms, 2,000 users each
+* 200 experiments end to end through a SQLite store (the measurement that found the bias): identical arms, 2,000 users each
   over 14 days, the split changed 10/90 -> 50/50 on day 7 (``update_allocations``, audited) while the base rate
   fell from 20 % to 5 %; ``analyze`` per experiment: how often the primary p-value is below 0.05 and the SRM
   item fails, next to the pooled Wald test (statsmodels) on the same raw rows.
