@@ -9,18 +9,25 @@ exactly the oracle's per-country rows (``parity_data.oracle(segment="country")``
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine as SAEngine
 
-from abcore.analysis.engines import compute_stats, duckdb_engine, spark_engine, store_engine
+from abcore.analysis.engines import (
+    compute_stats,
+    duckdb_engine,
+    load_source_config,
+    spark_engine,
+    store_engine,
+)
 from abcore.analysis.sql.build import build_analysis_query
 from abcore.store.db import make_engine
 from abcore.store.tables import UserAssignment
 from tests.analysis.sql.parity_data import END, METRICS, T0, oracle, rows
-from tests.analysis.sql.test_parity import EXPERIMENT_ID, check, load
+from tests.analysis.sql.test_parity import EXPERIMENT_ID, _write_files, check, load
 
 CHANGES = [T0 + timedelta(days=1), T0 + timedelta(days=2), T0 + timedelta(days=3)]
 EPOCH_OF_COUNTRY = {"de": "0", "fr": "1", "us": "2", "(none)": "3"}
@@ -84,3 +91,12 @@ def test_no_epochs_is_today_s_query() -> None:
             METRICS, experiment=1, dialect=dialect, end=END)
     with pytest.raises(ValueError, match="ascending"):
         build_analysis_query(METRICS, experiment=1, dialect="sqlite", epochs=CHANGES[::-1])
+
+
+def test_an_exposure_table_source_takes_the_epoch_of_the_first_exposure(tmp_path: Path) -> None:
+    """With an exposure table (no assignment times) a user's epoch is that of their first exposure: every first
+    exposure of the data set is after T0, so with a change at T0 every user is in epoch '1' and the rows are the
+    oracle's unsegmented ones (pandas on the raw rows)."""
+    source = load_source_config(_write_files(tmp_path))
+    got = compute_stats("parity", METRICS, engine=duckdb_engine(), source=source, end=END, epochs=[T0])
+    check(got, {(m, v, "1"): row for (m, v, _), row in oracle().items()})
