@@ -16,7 +16,7 @@ from abcore.analysis.engines import MetricStatsRow
 from abcore.metrics import MetricSpec
 from abcore.stats import BayesResult, TestResult
 
-__all__ = ["FAMILY", "Arm", "compare", "summaries"]
+__all__ = ["FAMILY", "Arm", "arm_estimate", "compare", "summaries"]
 
 
 #: The test family of each definition kind (``MetricResult.kind``, what pages and exports read).
@@ -90,3 +90,19 @@ def compare(
         else:
             bayes = stats.bayes_mean_from(sa, sb, credible_level=1 - alpha)
     return test, bayes
+
+
+def arm_estimate(arm: Arm) -> tuple[float, float]:
+    """The arm's estimate and the variance of that estimate, as its kind's fixed-horizon test uses them:
+    binomial ``p (1 - p) / n`` (unpooled z-test), count / mean ``s^2 / n`` (Welch), ratio the delta method,
+    quantile ``((upper - lower) / (2 z))^2`` (``nan`` where undefined). The input of a stratum of
+    :func:`abcore.stats.stratified_test`."""
+    if arm.kind == "ratio":
+        return arm.ratio.mean, arm.ratio.variance
+    if arm.kind == "quantile":
+        return arm.quantile.value, arm.quantile.variance
+    if arm.kind == "binomial":
+        n = arm.binary.n
+        return arm.binary.mean, arm.binary.variance / n if n > 0 else math.nan
+    n = arm.mean.n
+    return arm.mean.mean, arm.mean.variance / n if n > 1 else math.nan

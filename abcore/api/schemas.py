@@ -10,10 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from abcore.experiments.schemas import ExperimentCreate, Number, VariantCreate
-from abcore.store.values import name_problem
+from abcore.store.values import name_problem, parse_timestamp
 
 # Text the store can hold: no NUL characters (PostgreSQL refuses them), bounded length.
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
@@ -33,6 +42,14 @@ def _valid_name(value: str) -> str:
 #: A new name (of a metric an event records): the rule of every name, no control or invisible characters.
 NewName = Annotated[Name, AfterValidator(_valid_name)]
 
+#: When an event happened: ISO-8601 text (``Z`` allowed; naive = UTC) or epoch seconds, the rule of the event
+#: importer (:func:`abcore.store.values.parse_timestamp`; UTC time within years 1-9999, epoch seconds >= 0).
+EventTime = Annotated[
+    datetime,
+    BeforeValidator(parse_timestamp),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}],
+                    "description": "when the event happened (default: now): ISO-8601 (naive = UTC) or epoch seconds"}),
+]
 MAX_BATCH = 1000
 
 
@@ -195,6 +212,7 @@ class ConversionIn(BaseModel):
     value: Number | None = Field(default=None, allow_inf_nan=False)
     properties: dict[str, Any] | None = None
     request_id: RequestId | None = None
+    timestamp: EventTime | None = None
 
 
 class EventIn(ConversionIn):

@@ -103,7 +103,8 @@ def _track(state: ApiState, event: Any, event_type: str) -> None:
     """Record one event or raise the HTTPException saying why it cannot be recorded."""
     ref = event.experiment_id
     args = (event.user_id, ref, event.metric_name, event.value)
-    options = {"properties": event.properties, "event_type": event_type, "request_id": event.request_id}
+    options = {"properties": event.properties, "event_type": event_type, "request_id": event.request_id,
+               "timestamp": event.timestamp}
     if state.assigner.track(*args, **options):  # type: ignore[arg-type]
         return
     with store_session(state) as session:
@@ -130,7 +131,8 @@ def _track(state: ApiState, event: Any, event_type: str) -> None:
     summary="Record a conversion: a metric value for an assigned user",
 )
 def conversion(body: ConversionIn, key: Tracker, state: StateDep) -> dict[str, Any]:
-    """A metric value for an assigned user (``value`` defaults to 1). 404: unknown experiment; 409: the
+    """A metric value for an assigned user (``value`` defaults to 1; ``timestamp``, when it happened, defaults
+    to now: ISO-8601 or epoch seconds, as the event import takes them). 404: unknown experiment; 409: the
     experiment is not running or paused, or the user was never assigned."""
     _track(state, body, "conversion")
     state.assigner.flush()
@@ -148,7 +150,8 @@ def conversion(body: ConversionIn, key: Tracker, state: StateDep) -> dict[str, A
     summary="Record many events (conversions, feedback, errors)",
 )
 def events(body: EventsIn, key: Tracker, state: StateDep) -> dict[str, Any]:
-    """Up to 1000 events; each is recorded or listed in ``rejected`` with its index, status and reason."""
+    """Up to 1000 events (each with an optional ``timestamp``, as in ``/experiments/conversions``); each is
+    recorded or listed in ``rejected`` with its index, status and reason."""
     recorded = 0
     rejected = []
     for index, event in enumerate(body.events):

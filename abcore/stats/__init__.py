@@ -25,6 +25,8 @@ API (all keyword arguments after ``*`` are keyword-only)::
     cuped(a: CovariateSummary, b: CovariateSummary, *, alpha=0.05, alternative="two-sided",
           theta=None) -> CupedResult
     srm_test(observed, weights, *, threshold=0.001) -> SRMResult
+    srm_test_strata(observed_per_stratum, weights_per_stratum, *, threshold) -> (combined, per-stratum SRMResults)
+    stratified_test(strata: Sequence[Stratum], *, alpha=0.05) -> TestResult   # epochs: size-weighted strata
     adjust_pvalues(p_values, method="holm") -> list[float]      # "holm" | "bonferroni" | "fdr_bh"
     sample_size_proportion(baseline, mde, *, relative=False, alpha=0.05, power=0.8,
                            alternative="two-sided", ratio=1.0) -> int   # control-arm users
@@ -68,7 +70,8 @@ from .sequential import (
     sequential_rho2,
     sequential_test,
 )
-from .srm import SRM_THRESHOLD, SRMResult, srm_test
+from .srm import SRM_THRESHOLD, SRMResult, srm_test, srm_test_strata
+from .stratified import Stratum, stratified_test, stratum_weights
 from .summaries import BinarySummary, CovariateSummary, MeanSummary
 
 __all__ = [
@@ -82,6 +85,7 @@ __all__ = [
     "RatioSummary",
     "SRMResult",
     "SequentialResult",
+    "Stratum",
     "TestResult",
     "adjust_pvalues",
     "bayes_mean",
@@ -109,5 +113,8 @@ __all__ = [
     "sequential_rho2",
     "sequential_test",
     "srm_test",
+    "srm_test_strata",
+    "stratified_test",
+    "stratum_weights",
     "welch_dof",
 ]

@@ -38,15 +38,18 @@ STATS_COLUMNS: tuple[str, ...] = (
 def stats_parts(
     d: Dialect, src: QuerySource, metrics: Sequence[Any], experiment: Any, start: datetime | None,
     end: datetime | None, segment: str | None, cuped: bool, cuped_lookback_hours: float, quantile_alpha: float,
+    epochs: Sequence[datetime] = (),
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """The CTEs (population, per-metric events ``m<i>_events``, per-user values, caps) and the per-metric
     SELECTs (columns :data:`STATS_COLUMNS`) of :func:`abcore.analysis.sql.build.build_stats_query`, for
-    metric definitions the caller has validated."""
+    metric definitions the caller has validated. With ``epochs`` the rows are per epoch (the ``segment``
+    column, :func:`abcore.analysis.sql.population.epoch_label`)."""
     z = -norm_ppf(quantile_alpha / 2)  # the z of abcore.stats.quantile_ranks (same float)
     lookback = hours_us(cuped_lookback_hours)
     offsets = bound_offsets(metrics, cuped, lookback)
-    ctes = scan_ctes(d, src, metrics, experiment, start, end, segment, offsets)
-    ctx = MetricContext(d, src, experiment, start, end, segment is not None, offsets, metric_refs(d, metrics), lookback)
+    ctes = scan_ctes(d, src, metrics, experiment, start, end, segment, offsets, epochs)
+    grouped = segment is not None or bool(epochs)
+    ctx = MetricContext(d, src, experiment, start, end, grouped, offsets, metric_refs(d, metrics), lookback)
     selects: list[str] = []
     if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
         ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
@@ -76,7 +79,7 @@ def stats_parts(
             f"  FROM m{i}_capped GROUP BY variant, segment"
         )
     if user_cols:
-        ctes.insert(users_at, users_all_cte(d, segment, user_cols))
+        ctes.insert(users_at, users_all_cte(d, segment if segment is not None or not epochs else "epoch", user_cols))
     return ctes, selects
 
 
