@@ -99,7 +99,7 @@ def build_stats_query(
     sum_y2, sum_x, sum_x2, sum_xy, q_n, q_value``: for ``ratio`` y is the numerator and x the
     denominator; with ``cuped`` x is the pre-exposure covariate of binomial/count/mean metrics;
     for ``quantile`` ``q_n`` is the number of non-NULL event values and ``q_value`` the exact
-    nearest-rank quantile (n then counts users with at least one value), ``q_lower`` / ``q_upper``
+    nearest-rank quantile (``n`` is the exposed users, as for every metric), ``q_lower`` / ``q_upper``
     the order statistics at the ranks ``floor / ceil(N q -/+ z sqrt(N q (1 - q)))`` (clipped to
     ``[1, N]``, ``z`` the two-sided normal quantile of ``quantile_alpha``; the interval of
     :func:`abcore.stats.quantile_ranks`, Deng, Knoblich & Lu 2018). ``segment`` groups by an

@@ -48,7 +48,7 @@ def stats_parts(
     ctes = scan_ctes(d, src, metrics, experiment, start, end, segment, offsets)
     ctx = MetricContext(d, src, experiment, start, end, segment is not None, offsets, metric_refs(d, metrics), lookback)
     selects: list[str] = []
-    if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
+    if any(getattr(m, "cap", None) is None for m in metrics):  # uncapped and quantile metrics: n is pop_n's
         ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
     # Dialect.one_user_pass: every metric's per-user values in one GROUP BY over events_in (users_all, put here
     # once the loop has its columns); m<i>_eu is then that metric's columns of it.
@@ -118,7 +118,8 @@ def _clip_rank(expr: str) -> str:
 def _quantile_parts(d: Dialect, i: int, m: Any, z: float) -> tuple[tuple[str, str], str]:
     """``m<i>_ranked`` (event values ranked per variant and segment) and the quantile metric's SELECT:
     ``q_n`` values, the nearest-rank ``q_value`` and the order statistics ``q_lower`` / ``q_upper`` at the
-    ranks of :func:`abcore.stats.quantile_ranks` (``n`` counts users with at least one value)."""
+    ranks of :func:`abcore.stats.quantile_ranks` (``n`` is the exposed users of the variant and segment, from
+    ``pop_n``, like every other metric's; ``q_n`` the values)."""
     ranked = (
         f"SELECT variant, segment, user_id, value, ROW_NUMBER() OVER"
         f" (PARTITION BY variant, segment ORDER BY value) AS rn,"
@@ -133,13 +134,19 @@ def _quantile_parts(d: Dialect, i: int, m: Any, z: float) -> tuple[tuple[str, st
     half = f"{z!r} * SQRT(cnt * {q!r} * {1 - q!r})"  # the float order of quantile_ranks
     lo_rank = _clip_rank(d.floor(f"{q!r} * cnt - {half}"))
     hi_rank = _clip_rank(d.ceil(f"{q!r} * cnt + {half}"))
-    select = (
-        f"SELECT {literal(m.name, d)} AS metric, variant, segment, COUNT(DISTINCT user_id) AS n,"
-        f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy,"
-        f" COUNT(*) AS q_n, MIN(CASE WHEN rn = {rank} THEN {d.double('value')} END) AS q_value,"
+    values = (
+        f"SELECT variant, segment, COUNT(*) AS q_n, MIN(CASE WHEN rn = {rank} THEN {d.double('value')} END) AS q_value,"
         f" MIN(CASE WHEN rn = {lo_rank} THEN {d.double('value')} END) AS q_lower,"
-        f" MIN(CASE WHEN rn = {hi_rank} THEN {d.double('value')} END) AS q_upper\n"
-        f"  FROM m{i}_ranked GROUP BY variant, segment"
+        f" MIN(CASE WHEN rn = {hi_rank} THEN {d.double('value')} END) AS q_upper"
+        f" FROM m{i}_ranked GROUP BY variant, segment"
+    )
+    # n is every exposed user of the variant and segment (pop_n), as for every other metric; the
+    # quantile's own count is q_n (values).
+    select = (
+        f"SELECT {literal(m.name, d)} AS metric, c.variant, c.segment, c.n,"
+        f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy,"
+        f" q.q_n, q.q_value, q.q_lower, q.q_upper\n"
+        f"  FROM pop_n c JOIN ({values}) q ON q.variant = c.variant AND q.segment = c.segment"
     )
     return (f"m{i}_ranked", ranked), select
 

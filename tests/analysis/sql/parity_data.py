@@ -124,7 +124,9 @@ def oracle(segment: str | None = None, cuped: bool = False) -> dict[tuple[str, i
                 vals = np.sort(g.value.to_numpy())
                 # numpy's nearest-rank definition (inverted_cdf): value at rank ceil(q N)
                 qv = float(np.quantile(vals, m.quantile, method="inverted_cdf"))
-                out[(m.name, int(v), s)] = {"n": g.user_id.nunique(), "q_n": len(vals), "q_value": qv}
+                # n: every exposed user of the variant and segment, as for every other metric
+                exposed = int(((pop.variant == v) & (pop.segment == s)).sum())
+                out[(m.name, int(v), s)] = {"n": exposed, "q_n": len(vals), "q_value": qv}
             continue
         if m.kind == "ratio":
             y = per_user(MetricSpec(name="n", kind="mean"), window(m, m.numerator))
