@@ -305,7 +305,7 @@ def build_analysis_query(
     * ``stats``: a row of :func:`build_stats_query` (no segment: ``'(all)'``);
     * ``users``: new population users ``n`` per ``variant`` and ``day`` of first exposure;
     * ``daily`` (with ``daily``): a row of :func:`build_daily_metric_query` (``sum_y``, ``sum_x``);
-    * ``percentile``: for each metric named in ``percentiles`` (count / mean / ratio numerator metrics
+    * ``percentile``: for each metric named in ``percentiles`` (count / mean / event_mean metrics
       of ``metrics``) and variant, over the qualifying event values (NULL left out): ``n`` values,
       ``sum_y`` their sum, ``v_min`` / ``v_max``, and nearest-rank ``p50`` / ``p95`` / ``p99`` (rank
       ``ceil(p N / 100)``, numpy ``method="inverted_cdf"``).
@@ -328,8 +328,8 @@ def build_analysis_query(
         selects += _daily_part(d, src, daily_selects)
     index = {m.name: i for i, m in enumerate(metrics)}
     for name in dict.fromkeys(percentiles):
-        if name not in index or metrics[index[name]].kind not in ("count", "mean"):
-            raise ValueError(f"percentiles are for count or mean metrics of this query; got {name!r}")
+        if name not in index or metrics[index[name]].kind not in ("count", "mean", "event_mean"):
+            raise ValueError(f"percentiles are for count, mean or event_mean metrics of this query; got {name!r}")
         cte, select = percentile_parts(d, index[name], name)
         ctes.append(cte)
         selects.append(select)

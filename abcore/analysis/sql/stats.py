@@ -25,6 +25,7 @@ from abcore.analysis.sql.metric_values import (
 from abcore.analysis.sql.population import scan_ctes
 from abcore.analysis.sql.source import QuerySource, literal
 from abcore.analysis.sql.time_keys import bound_offsets, hours_us
+from abcore.metrics import RATIO_KINDS
 from abcore.stats._common import norm_ppf
 
 __all__ = ["STATS_COLUMNS", "percentile_parts", "stats_parts"]
@@ -56,7 +57,7 @@ def stats_parts(
     user_cols: list[str] = []
     users_at = len(ctes)
     for i, m in enumerate(metrics):
-        with_pre = cuped and m.kind not in ("ratio", "quantile")
+        with_pre = cuped and m.kind not in (*RATIO_KINDS, "quantile")
         ctes.append(ctx.events_cte(i, m, with_pre))
         if m.kind == "quantile":
             ranked, select = _quantile_parts(d, i, m, z)
@@ -64,7 +65,7 @@ def stats_parts(
             selects.append(select)
             continue
         ctes.append(user_values_cte(ctx, i, m, with_pre, one_pass, user_cols))
-        sums = _sums(d, m.kind == "ratio" or with_pre)
+        sums = _sums(d, m.kind in RATIO_KINDS or with_pre)
         if getattr(m, "cap", None) is None:
             selects.append(_uncapped_select(d, i, m, sums))
             continue
