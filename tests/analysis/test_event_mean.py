@@ -82,3 +82,14 @@ def test_the_per_event_mean_is_the_mean_latency_and_the_per_user_mean_is_not(ses
 
 def test_each_kind_is_named_for_what_it_computes() -> None:
     assert KINDS["mean"].startswith("Mean per user:") and KINDS["event_mean"].startswith("Mean per event:")
+
+
+def test_csv_and_json_carry_the_kind(session: Session) -> None:
+    from abcore.io.csv_export import results_frame
+
+    experiment_id, _ = _data(session)
+    frame = results_frame(session=session, experiment=experiment_id, correction="none")
+    kinds = dict(zip(frame["metric"], frame["metric_kind"], strict=True))
+    assert kinds == {"latency_ms": "event_mean", "latency_user": "mean"}
+    as_json = analyze(experiment_id, session=session).to_dict()
+    assert {m["metric"]: m["metric_kind"] for m in as_json["metrics"]} == kinds
