@@ -91,7 +91,7 @@ def test_sequential_lift_interval_covers_and_agrees_with_the_test(name: str, p_a
     assert f.coverage >= 0.95, name  # a confidence sequence at one look is conservative
 
 
-def test_the_harmful_guardrail_of_the_report_is_flagged() -> None:
+def test_a_guardrail_going_from_5_to_60_percent_is_flagged() -> None:
     # 5 % -> 60 % errors, 200 users per arm, sequential tuned to 200: the test is decisive (p ~ 1e-40; the
     # pooled z-test of statsmodels proportions_ztest gives p < 1e-30 for the same counts) and the lift
     # interval now excludes 0; the linear delta-method interval (by hand) covered 0.
