@@ -55,7 +55,7 @@ from abcore.analysis.results import DailyPoint, HealthCheck, MetricResult, Resul
 from abcore.analysis.segments import segment_results
 from abcore.analysis.sql.build import QuerySource, build_kind_probe_query
 from abcore.analysis.verdict import Verdict
-from abcore.metrics import MetricSpec, default_spec, resolve_specs
+from abcore.metrics import RATIO_KINDS, MetricSpec, default_spec, resolve_specs
 from abcore.stats import BayesResult, TestResult
 from abcore.store.tables import Experiment
 
@@ -228,7 +228,8 @@ def _analyze(
 ) -> Results:
     """Plan -> run -> test -> judge."""
     plan = _plan(experiment, session, options, engine, config)
-    pct_names = [m for m in plan.metric_names if plan.specs[m].kind in ("count", "mean")] if options.percentiles else []
+    pct_names = ([m for m in plan.metric_names if plan.specs[m].kind in ("count", "mean", "event_mean")]
+                 if options.percentiles else [])
     epochs = load_epochs(session, plan.exp, plan.variant_rows, plan.end) if plan.metric_names else ()
     run = run_analysis(plan.runner, plan.qsource, plan.key, [plan.specs[m] for m in plan.metric_names], plan.start,
                        plan.end, plan.cuped, plan.alpha, options.daily, pct_names, [e.start for e in epochs[1:]])
@@ -421,22 +422,22 @@ def _planned_n(plan: _Plan, variants: Sequence[VariantInfo]) -> float:
 
 def _method_warnings(plan: _Plan) -> None:
     """Warn about ratio and quantile metrics the chosen method or CUPED does not cover."""
-    not_adjustable = [m for m in plan.metric_names if plan.specs[m].kind in ("ratio", "quantile")]
+    not_adjustable = [m for m in plan.metric_names if plan.specs[m].kind in (*RATIO_KINDS, "quantile")]
     method = plan.options.method
     if plan.cuped and not_adjustable:
-        plan.warnings.append("CUPED adjusts binomial, count and mean metrics only; analysed without adjustment: "
+        plan.warnings.append("CUPED adjusts binomial, count and per-user mean metrics only; analysed without adjustment: "
                              + ", ".join(not_adjustable) + ".")
     if method == "sequential" and not_adjustable:
-        plan.warnings.append("Sequential tests cover binomial, count and mean metrics only; fixed-horizon tests (not "
+        plan.warnings.append("Sequential tests cover binomial, count and per-user mean metrics only; fixed-horizon tests (not "
                              "safe to peek) for: " + ", ".join(not_adjustable) + ".")
     if method == "bayesian" and not_adjustable:
-        plan.warnings.append("No Bayesian chance to beat control for ratio or quantile metrics: "
+        plan.warnings.append("No Bayesian chance to beat control for ratio, per-event mean or quantile metrics: "
                              + ", ".join(not_adjustable) + " (frequentist numbers only).")
 
 
 def _cuped_for(plan: _Plan, stats_rows: Sequence[MetricStatsRow]) -> dict[str, bool]:
     """Per metric, whether CUPED adjusts it (a kind it covers and some pre-exposure data; warned otherwise)."""
-    cuped_for = {m: plan.cuped and plan.specs[m].kind not in ("ratio", "quantile") for m in plan.metric_names}
+    cuped_for = {m: plan.cuped and plan.specs[m].kind not in (*RATIO_KINDS, "quantile") for m in plan.metric_names}
     for m in plan.metric_names:
         if cuped_for[m] and not any(r.sum_x2 > 0 for r in stats_rows if r.metric == m):
             plan.warnings.append(f"CUPED: no pre-exposure data for metric {m}; analysed without adjustment.")

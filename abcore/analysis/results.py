@@ -53,7 +53,7 @@ class MetricResult:
     metric: str
     role: str  # primary | secondary | guardrail
     #: The test family: "binary" (conversion rate: binomial), "mean" (per-user mean: count, mean),
-    #: "ratio" (delta method) or "quantile"; ``metric_kind`` is the definition's kind.
+    #: "ratio" (delta method: ratio, event_mean) or "quantile"; ``metric_kind`` is the definition's kind.
     kind: str
     variant_id: int
     variant: str
@@ -77,7 +77,7 @@ class MetricResult:
     #: "better" (significant move in the good direction), "worse" (significant move in the bad
     #: direction) or "inconclusive" (not significant, or not computable); see abcore.analysis.verdict.
     outcome: str = "inconclusive"
-    #: The metric definition's kind: binomial | count | mean | ratio | quantile.
+    #: The metric definition's kind: binomial | count | mean | event_mean | ratio | quantile.
     metric_kind: str = "binomial"
 
 

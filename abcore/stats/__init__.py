@@ -12,6 +12,7 @@ API (all keyword arguments after ``*`` are keyword-only)::
     proportion_test(conversions_a, n_a, conversions_b, n_b, *, alpha=0.05,
                     alternative="two-sided", pooled=False) -> TestResult
     proportion_test_from(a: BinarySummary, b: BinarySummary, *, alpha, alternative, pooled) -> TestResult
+    proportion_variances(conversions_a, n_a, conversions_b, n_b) -> (var_a, var_b)  # Wald, pooled when 0
     mean_test(mean_a, std_a, n_a, mean_b, std_b, n_b, *, alpha=0.05, alternative="two-sided") -> TestResult
     mean_test_from(a: MeanSummary, b: MeanSummary, *, alpha, alternative) -> TestResult
     sequential_test(a, b, *, planned_n, alpha=0.05, alternative="two-sided") -> SequentialResult
@@ -51,6 +52,7 @@ from .frequentist import (
     mean_test_from,
     proportion_test,
     proportion_test_from,
+    proportion_variances,
     welch_dof,
 )
 from .power import (
@@ -100,6 +102,7 @@ __all__ = [
     "power_proportion",
     "proportion_test",
     "proportion_test_from",
+    "proportion_variances",
     "quantile_ranks",
     "quantile_test",
     "ratio_test",

@@ -285,3 +285,21 @@ def test_delivered_to_keeps_no_webhook_secret_and_tells_two_hooks_on_one_host_ap
     finally:
         receiver.close()
         engine.dispose()
+
+
+def test_a_harmful_guardrail_with_a_small_control_rate_is_paused(sqlite_url: str) -> None:
+    # 5 % -> 60 % errors with 200 users per arm: the sequential test is decisive (statsmodels
+    # proportions_ztest on the raw 0/1 values: p < 1e-30), and the relative-lift interval shown with it
+    # (Fieller's) excludes 0 too, so the watcher pauses the experiment.
+    from statsmodels.stats.proportion import proportions_ztest
+
+    engine = make_engine(sqlite_url)
+    with Session(engine, expire_on_commit=False) as session:
+        harmful, raw = simulated_experiment(session, "harmful", seed=26, error_rates=(0.05, 0.60), users_per_arm=200)
+        errors = [int(raw["treatment_errors"].sum()), int(raw["control_errors"].sum())]
+        assert proportions_ztest(errors, [200, 200])[1] < 1e-30
+        assert run_pass(engine, settings=WatchSettings()).actions == 1
+        assert get_experiment(session=session, ref=harmful.id).status == "paused"
+        pause = [e for e in audit_log(session=session, experiment_id=harmful.id) if e.action == "pause"]
+        assert pause[0].details["reason"].startswith("guardrail:errors")
+    engine.dispose()

@@ -104,7 +104,7 @@ def build_stats_query(
     sum_y2, sum_x, sum_x2, sum_xy, q_n, q_value``: for ``ratio`` y is the numerator and x the
     denominator; with ``cuped`` x is the pre-exposure covariate of binomial/count/mean metrics;
     for ``quantile`` ``q_n`` is the number of non-NULL event values and ``q_value`` the exact
-    nearest-rank quantile (n then counts users with at least one value), ``q_lower`` / ``q_upper``
+    nearest-rank quantile (``n`` is the exposed users, as for every metric), ``q_lower`` / ``q_upper``
     the order statistics at the ranks ``floor / ceil(N q -/+ z sqrt(N q (1 - q)))`` (clipped to
     ``[1, N]``, ``z`` the two-sided normal quantile of ``quantile_alpha``; the interval of
     :func:`abcore.stats.quantile_ranks`, Deng, Knoblich & Lu 2018). ``segment`` groups by an
@@ -313,7 +313,7 @@ def build_analysis_query(
     * ``stats``: a row of :func:`build_stats_query` (no segment: ``'(all)'``);
     * ``users``: new population users ``n`` per ``variant`` and ``day`` of first exposure;
     * ``daily`` (with ``daily``): a row of :func:`build_daily_metric_query` (``sum_y``, ``sum_x``);
-    * ``percentile``: for each metric named in ``percentiles`` (count / mean / ratio numerator metrics
+    * ``percentile``: for each metric named in ``percentiles`` (count / mean / event_mean metrics
       of ``metrics``) and variant, over the qualifying event values (NULL left out): ``n`` values,
       ``sum_y`` their sum, ``v_min`` / ``v_max``, and nearest-rank ``p50`` / ``p95`` / ``p99`` (rank
       ``ceil(p N / 100)``, numpy ``method="inverted_cdf"``).
@@ -337,8 +337,8 @@ def build_analysis_query(
         selects += _daily_part(d, src, daily_selects)
     index = {m.name: i for i, m in enumerate(metrics)}
     for name in dict.fromkeys(percentiles):
-        if name not in index or metrics[index[name]].kind not in ("count", "mean"):
-            raise ValueError(f"percentiles are for count or mean metrics of this query; got {name!r}")
+        if name not in index or metrics[index[name]].kind not in ("count", "mean", "event_mean"):
+            raise ValueError(f"percentiles are for count, mean or event_mean metrics of this query; got {name!r}")
         cte, select = percentile_parts(d, index[name], name)
         ctes.append(cte)
         selects.append(select)
