@@ -25,7 +25,6 @@ from abcore.api import docs_ui, errors
 from abcore.api.deps import ApiSettings, ApiState, no_unknown_query
 from abcore.api.experiments import router as experiments_router
 from abcore.api.schemas import ErrorBody, Health
-from abcore.api.tracking import DATA_PLANE_PATHS
 from abcore.api.tracking import router as tracking_router
 from abcore.assign import Assigner
 
@@ -152,8 +151,9 @@ def create_app(
     )
     app.state.abcore = state
     errors.install(app)
-    docs_ui.install(app)  # first, where FastAPI puts its own docs pages
+    # Routes are matched in order: the data plane (assign, events) first, so its requests are routed soonest.
     app.include_router(tracking_router)
+    docs_ui.install(app)
     app.include_router(experiments_router)
 
     @app.get(
@@ -172,7 +172,5 @@ def create_app(
             return JSONResponse({"detail": "The store is unavailable.", "problems": []}, status_code=503)
         return {"status": "ok", "version": __version__}
 
-    # Routes are matched in order: the data plane first, so its requests are routed soonest.
-    app.router.routes.sort(key=lambda route: getattr(route, "path", "") not in DATA_PLANE_PATHS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

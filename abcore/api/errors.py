@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Mount
+from starlette.routing import Match, Mount, compile_path
 from starlette.staticfiles import StaticFiles
 
 from abcore.api.schemas import ErrorBody
@@ -98,21 +98,32 @@ def describe_validation(exc: RequestValidationError) -> list[str]:
     return problems
 
 
+def _route_table(app: Any) -> list[tuple[str, set[str]]]:
+    """(path, methods) of every route of ``app``, those of included routers too."""
+    try:  # FastAPI >= 0.16x keeps included routers as one entry each
+        from fastapi.routing import iter_route_contexts
+
+        routes: list[Any] = list(iter_route_contexts(app.router.routes))
+    except ImportError:
+        routes = list(app.router.routes)
+    return [(route.path, set(route.methods)) for route in routes if getattr(route, "methods", None) and route.path]
+
+
 def allowed_methods(app: Any, scope: dict[str, Any]) -> list[str]:
     """Every method some route of ``app`` answers on the request's path (sorted): the ``Allow`` of a 405.
 
     Starlette names only the methods of the first route whose path matched; a path served by several routes
     (``GET`` and ``POST /api/v1/experiments``) needs them all.
     """
-    probe = {**scope, "type": "http"}
+    root = scope.get("app_root_path", scope.get("root_path", ""))  # a Mount moved root_path: the app's own
+    path = scope["path"][len(root):] if scope["path"].startswith(root) else scope["path"]
+    probe = {**scope, "type": "http", "path": path, "root_path": ""}
     methods: set[str] = set()
     for route in app.router.routes:
-        if isinstance(route, Mount):
-            if isinstance(route.app, StaticFiles) and route.matches(probe)[0] != Match.NONE:
-                methods.update(("GET", "HEAD"))
-            continue
-        route_methods = getattr(route, "methods", None)
-        if route_methods and route.matches(probe)[0] != Match.NONE:
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles) and route.matches(probe)[0] != Match.NONE:
+            methods.update(("GET", "HEAD"))
+    for template, route_methods in _route_table(app):
+        if compile_path(template)[0].match(path):
             methods.update(route_methods)
     return sorted(methods)
 

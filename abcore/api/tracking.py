@@ -47,9 +47,6 @@ from abcore.store.tables import ExperimentStatus
 
 router = APIRouter(prefix="/api/v1", tags=["assignment and events"])
 
-#: The data plane's routes: not rate limited by default, matched first.
-DATA_PLANE_PATHS = frozenset(f"/api/v1{p}" for p in ("/assign", "/assign/batch", "/experiments/conversions", "/events"))
-
 ASSIGN_IN_SCHEMA = AssignIn.model_json_schema()
 
 _TRACKABLE = (ExperimentStatus.RUNNING.value, ExperimentStatus.PAUSED.value)
