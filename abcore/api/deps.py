@@ -265,6 +265,11 @@ def parse_body(model: type[Model], raw: bytes, content_type: str | None) -> Mode
     :class:`RequestValidationError` FastAPI would raise (locations under ``body``), so the answer is the same 422;
     bytes that are not UTF-8 JSON text raise FastAPI's 400, which the error handlers answer as 422."""
     data: Any = raw
+    if raw and _is_json(content_type):
+        try:  # one pass in pydantic-core; any refusal is re-read below for FastAPI's words
+            return model.model_validate_json(raw)
+        except ValidationError:
+            pass
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     if _is_json(content_type):

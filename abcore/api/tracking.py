@@ -103,8 +103,25 @@ async def assign(request: Request) -> Response:
     await authorize(state, bearer_token(request), TRACKER_ROLES, DATA)
     body = parse_body(AssignIn, await request.body(), request.headers.get("content-type"))
     answer = await assign_one(state, body)
-    return Response(json.dumps(assignment_out(body.user_id, answer), separators=(",", ":")).encode(),
-                    media_type="application/json")
+    return Response(assignment_json(body.user_id, answer), media_type="application/json")
+
+
+_ENCODED: dict[int, tuple[Assignment, bytes]] = {}
+
+
+def assignment_json(user_id: str, a: Assignment | None) -> bytes:
+    """``assignment_out(user_id, a)`` as compact JSON: the part after ``user_id`` is encoded once per answer
+    object of the assigner's cache (it holds a few per variant), so a request encodes only its user id."""
+    if a is None:
+        return b'{"user_id":' + json.dumps(user_id).encode() + b',"assigned":false}'
+    cached = _ENCODED.get(id(a))
+    if cached is None or cached[0] is not a:  # the entry holds the object: its id cannot be reused meanwhile
+        if len(_ENCODED) > 4096:
+            _ENCODED.clear()
+        out = assignment_out("", a)
+        del out["user_id"]
+        cached = _ENCODED[id(a)] = (a, json.dumps(out, separators=(",", ":")).encode()[1:])
+    return b'{"user_id":' + json.dumps(user_id).encode() + b"," + cached[1]
 
 
 # A PlainRoute: the endpoint reads the body and the key itself (no dependency machinery on the data plane's

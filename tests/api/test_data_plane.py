@@ -4,6 +4,7 @@ assigner would have to wait."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from sqlmodel import Session
 
 from abcore.access.api_keys import create_api_key
 from abcore.api import ApiSettings, create_app
+from abcore.api.tracking import assignment_json, assignment_out
 from abcore.assign.definitions import answers_at_once
 from abcore.config import SETTINGS, load_settings
 
@@ -119,3 +121,15 @@ def test_assign_answers_from_memory_and_takes_a_thread_only_when_it_may_wait(eng
         again = client.post("/api/v1/assign", json={"user_id": "u1", "experiment": started}, headers=service).json()
         assert again["variant_id"] == first["variant_id"] and not again["is_new"]  # sticky, through the thread
         assert answers_at_once(assigner, "u1", started, None)  # reloaded
+
+
+def test_the_encoded_answer_is_assignment_out(engine: Engine, default_keys: Keys, started: int) -> None:
+    with _client(engine) as client:
+        assigner = client.app.state.abcore.assigner  # type: ignore[attr-defined]
+        for user in ("u1", "ü-\"quoted\"", "u1"):
+            answer = assigner.assign(user, started)
+            assert json.loads(assignment_json(user, answer)) == assignment_out(user, answer)  # json module as the judge
+            served = client.post("/api/v1/assign", json={"user_id": user, "experiment": started},
+                                 headers=default_keys.auth("service"))
+            assert served.json() == assignment_out(user, assigner.assign(user, started))
+        assert json.loads(assignment_json("x", None)) == {"user_id": "x", "assigned": False}
