@@ -133,3 +133,18 @@ def test_the_encoded_answer_is_assignment_out(engine: Engine, default_keys: Keys
                                  headers=default_keys.auth("service"))
             assert served.json() == assignment_out(user, assigner.assign(user, started))
         assert json.loads(assignment_json("x", None)) == {"user_id": "x", "assigned": False}
+
+
+def test_abcore_api_passes_both_limits_to_every_worker(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from abcore.cli.main import main
+
+    served: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    for name in ("api_rate_limit", "api_data_rate_limit", "database_url"):
+        monkeypatch.setenv(SETTINGS[name].env, "")  # abcore api sets them for its workers: restored after the test
+    assert main(["--database-url", sqlite_url, "api", "--workers", "2", "--rate-limit", "20", "--data-rate-limit", "500"]) == 0
+    assert served["workers"] == 2 and served["factory"] is True
+    settings = ApiSettings.from_env()  # what each worker's create_app reads
+    assert (settings.rate_limit, settings.data_rate_limit) == (20.0, 500.0)
