@@ -148,3 +148,21 @@ def test_abcore_api_passes_both_limits_to_every_worker(sqlite_url: str, monkeypa
     assert served["workers"] == 2 and served["factory"] is True
     settings = ApiSettings.from_env()  # what each worker's create_app reads
     assert (settings.rate_limit, settings.data_rate_limit) == (20.0, 500.0)
+
+
+def test_a_user_outside_the_traffic_share_is_read_once_then_answered_from_memory(engine: Engine, default_keys: Keys) -> None:
+    from abcore.assign import traffic_bucket
+
+    with _client(engine) as client:
+        editor = _key(engine, "ed2", "editor", 0)
+        exp = client.post("/api/v1/experiments", json={**EXPERIMENT, "name": "half", "traffic_allocation": 0.5,
+                                                       "salt": "half-salt"}, headers=editor).json()
+        client.put(f"/api/v1/experiments/{exp['id']}/status", json={"status": "running"}, headers=editor)
+        # a user the hash keeps out (traffic_bucket, the assigner's own hash, as the judge): a stored row could
+        # still hold them, so the first answer reads the store
+        outside = next(u for u in (f"user-{i}" for i in range(1000)) if traffic_bucket(u, "half-salt") >= 0.5)
+        assigner = client.app.state.abcore.assigner  # type: ignore[attr-defined]
+        assert not answers_at_once(assigner, outside, "half", None)
+        first = client.post("/api/v1/assign", json={"user_id": outside, "experiment": "half"}, headers=default_keys.auth("service"))
+        assert first.status_code == 200 and first.json()["assigned"] is False
+        assert answers_at_once(assigner, outside, "half", None)  # read as not stored: remembered for cache_ttl
