@@ -175,7 +175,12 @@ SETTINGS: dict[str, Setting] = {s.field: s for s in (
     Setting(DUCKDB_MEMORY_LIMIT_ENV, "duckdb_memory_limit", "DuckDB size (e.g. 1GB)", None,
             "Memory limit of DuckDB engines built without one (default DuckDB's: 80 % of the RAM)."),
     Setting("ABCORE_API_RATE_LIMIT", "api_rate_limit", "number >= 0", 100.0,
-            "HTTP API: requests per second per key and worker for keys without their own limit; 0: unlimited.",
+            "HTTP API, management routes (experiments, metrics, results, export): requests per second per key and "
+            "worker for keys without their own limit; 0: unlimited.",
+            _api_number),
+    Setting("ABCORE_API_DATA_RATE_LIMIT", "api_data_rate_limit", "number >= 0", 0.0,
+            "HTTP API, data plane (assign, assign/batch, conversions, events): requests per second per key and "
+            "worker for keys without their own limit; 0 (the default): not throttled.",
             _api_number),
     Setting("ABCORE_API_MAX_BODY_BYTES", "api_max_body_bytes", "number >= 0", 1_048_576,
             "HTTP API: larger request bodies get 413 before they are parsed.", _api_bytes),
@@ -213,6 +218,7 @@ class Settings:
     duckdb_min_events: int
     duckdb_memory_limit: str | None
     api_rate_limit: float
+    api_data_rate_limit: float
     api_max_body_bytes: int
     users: str | None
     session_secret: str | None

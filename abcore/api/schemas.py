@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -203,16 +204,33 @@ class AssignBatchOut(BaseModel):
     assignments: list[AssignmentOut]
 
 
-class ConversionIn(BaseModel):
-    """A conversion: a metric value for a user of an experiment (``value`` defaults to 1)."""
+#: The deprecated spelling of ``experiment`` in event bodies (accepted, not documented as a field).
+DEPRECATED_EXPERIMENT_ALIAS = "experiment_id"
 
-    experiment_id: ExperimentRef = Field(description="id or name")
+
+class ConversionIn(BaseModel):
+    """A conversion: a metric value for a user of an experiment (``value`` defaults to 1).
+
+    The experiment is ``experiment`` (id or name), as in every request body; ``experiment_id`` is accepted
+    as a deprecated alias (not both)."""
+
+    experiment: ExperimentRef = Field(
+        validation_alias=AliasChoices("experiment", DEPRECATED_EXPERIMENT_ALIAS),
+        description="id or name (deprecated alias: experiment_id)",
+    )
     user_id: UserId
     metric_name: NewName
     value: Number | None = Field(default=None, allow_inf_nan=False)
     properties: dict[str, Any] | None = None
     request_id: RequestId | None = None
     timestamp: EventTime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "experiment" in data and DEPRECATED_EXPERIMENT_ALIAS in data:
+            raise ValueError("give the experiment as 'experiment' (or the deprecated 'experiment_id'), not both")
+        return data
 
 
 class EventIn(ConversionIn):
@@ -226,6 +244,7 @@ class EventsIn(BaseModel):
 class Recorded(BaseModel):
     recorded: bool
     experiment_id: int
+    experiment: str = Field(description="the experiment's name")
     user_id: str
     metric_name: str
 

@@ -23,6 +23,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     os.environ[DATABASE_URL_ENV] = args.database_url  # every worker builds its app from the environment
     if args.rate_limit is not None:
         os.environ[SETTINGS["api_rate_limit"].env] = str(args.rate_limit)
+    if args.data_rate_limit is not None:
+        os.environ[SETTINGS["api_data_rate_limit"].env] = str(args.data_rate_limit)
     if args.max_body_bytes is not None:
         os.environ[SETTINGS["api_max_body_bytes"].env] = str(args.max_body_bytes)
     print(f"abcore API on http://{args.host}:{args.port} (docs: /docs) over {redact_url(args.database_url)}", file=sys.stderr)
@@ -120,10 +122,18 @@ def add_server_commands(commands: Any) -> None:
     )
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     api.add_argument("--port", type=parse_positive_int, default=8000, help="port (default 8000)")
-    api.add_argument("--workers", type=parse_positive_int, default=1, help="worker processes (default 1)")
+    api.add_argument(
+        "--workers", type=parse_positive_int, default=1,
+        help="worker processes (default 1; each has its own engine, assigner and rate buckets)",
+    )
     api.add_argument(
         "--rate-limit", type=parse_non_negative, default=None, metavar="PER_SECOND",
-        help="requests per second per key and worker for keys without their own limit (default 100; 0: unlimited)",
+        help="management routes: requests per second per key and worker for keys without their own limit "
+        "(default 100; 0: unlimited)",
+    )
+    api.add_argument(
+        "--data-rate-limit", type=parse_non_negative, default=None, metavar="PER_SECOND",
+        help="data plane (assign, conversions, events): the same (default 0: not throttled)",
     )
     api.add_argument(
         "--max-body-bytes", type=parse_positive_int, default=None, metavar="BYTES",
