@@ -88,7 +88,7 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[create_form
             disabled=disabled,
         )
         cols[2].number_input(
-            "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
+            "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format=create_form.ALLOCATION_FORMAT,
             key=f"v_alloc_{row.id}", label_visibility="collapsed", disabled=disabled,
         )
         cols[3].text_input(

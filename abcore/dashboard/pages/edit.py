@@ -68,11 +68,15 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
                 index=[None, *model_names].index(row.model_id) if row.model_id in model_names else 0,
                 format_func=lambda mid: "— no model —" if mid is None else model_names.get(mid, f"model {mid}"),
             )
-            alloc = cols[2].number_input("Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
-                                         value=float(row.allocation_pct), key=f"{k}alloc_{row.id}")
+            alloc = cols[2].number_input("Allocation %", min_value=0.0, max_value=100.0, step=1.0,
+                                         format=create_form.ALLOCATION_FORMAT, value=float(row.allocation_pct),
+                                         key=f"{k}alloc_{row.id}")
             config = cols[3].text_input("Config (JSON)", value=row.config_text, key=f"{k}config_{row.id}")
             rows.append(create_form.VariantRow(id=row.id, name=row.name, model_id=model, allocation_pct=float(alloc),
                                          config_text=config))
+        total = create_form.allocation_total(r.allocation_pct for r in rows)
+        with st.container(key=f"{k}allocation_total"):  # live, as on the create form; Save waits for 100 %
+            st.markdown(create_form.allocation_message(total))
         traffic = st.slider("Share of eligible traffic that enters (%)", 1, 100,
                             max(1, min(100, round(form.traffic_pct))), key=f"{k}traffic")
         table = st.data_editor(
@@ -107,7 +111,9 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
                                            value=form.min_samples_per_variant, step=100, key=f"{k}min_samples")
         st.markdown("Automated stopping rules")
         auto_stop = watch_ui.rules_inputs(f"{k}watch_", dict(exp.auto_stop or {}))
-        saved = st.button("Save changes", type="primary", disabled=not editable, key=f"{k}save")
+        split_ok = not ex.allocation_problems([r.allocation_pct for r in rows])
+        saved = st.button("Save changes", type="primary", disabled=not editable or not split_ok, key=f"{k}save",
+                          help=None if split_ok else "The allocations must be above 0 % and total exactly 100 %.")
     if not saved:
         return
     values = edit_form.EditForm(
