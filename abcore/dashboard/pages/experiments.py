@@ -300,6 +300,7 @@ def body() -> None:
     if editable:
         new.page_link("pages/create.py", label="New experiment", icon="➕")
     ui.read_only_notice()
+    watch_ui.watcher_status()  # the cards show stopping rules: are they being applied?
 
     with ui.session() as s:  # a fixed number of queries, however many experiments there are
         everything = ex.list_experiments(session=s, include_archived=True)  # the Show archived toggle filters
