@@ -85,7 +85,10 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
         rows = _variant_rows(form, model_names, k)
         traffic = st.slider("Share of eligible traffic that enters (%)", 1, 100,
                             max(1, min(100, round(form.traffic_pct))), key=f"{k}traffic")
-        table = st.data_editor(
+        # in a popover, as on the create form: the data grid's code loads only when it is opened
+        box = st.popover(f"Targeting rules ({len(form.targeting_rows or [])}, all must hold)",
+                         icon=":material/filter_alt:")
+        table = box.data_editor(
             pd.DataFrame(form.targeting_rows or [], columns=["attribute", "op", "value"]).astype("object"),
             num_rows="dynamic", key=f"{k}targeting", width="stretch",
             column_config={
