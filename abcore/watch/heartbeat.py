@@ -112,8 +112,8 @@ def watcher_state(heartbeat: Heartbeat | None, *, default_every: float, now: dat
     than :data:`LATE_AFTER_INTERVALS` times its interval (``default_every`` for a ``--once`` pass), else ``ok``."""
     if heartbeat is None:
         return WatcherState("missing", "No watcher has run on this store: stopping rules and alerts are not "
-                                       "applied. `abcore dashboard` runs one (unless started with --no-watch); "
-                                       "or run `abcore watch --every 300`.")
+                                       "applied. The command abcore dashboard runs one (unless started with "
+                                       "--no-watch); or run: abcore watch --every 300")
     every = heartbeat.every or default_every
     age = max(0.0, ((now or datetime.now(UTC)) - heartbeat.at).total_seconds())
     errors = f", {heartbeat.errors} error(s) (see the watcher's log)" if heartbeat.errors else ""

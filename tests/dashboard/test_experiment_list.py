@@ -192,12 +192,12 @@ def test_table_view_progress_and_days_left(store: str) -> None:
     assert not at.exception
     assert not _cards(at)  # the table replaces the cards
     table = _table(at)
-    assert table["planned"]["Participants"] == "180" and table["planned"]["Planned"] == "600"
+    assert table["planned"]["Users"] == "180" and table["planned"]["Planned"] == "600"
     assert table["planned"]["Progress"] == "30 %"
     assert table["planned"]["Days left"] == "11"
     assert table["planned"]["Results"] == f"📊 Results -> results?experiment={eid}"
     # a missing figure is a dash, never the literal "None" (a draft without a plan, never started)
-    assert table["unplanned"]["Planned"] == table["unplanned"]["Progress"] == table["unplanned"]["Started (UTC)"] == "–"
+    assert table["unplanned"]["Planned"] == table["unplanned"]["Progress"] == table["unplanned"]["Started"] == "–"
     assert not any("None" in text for row in table.values() for text in row.values())
 
 
@@ -291,4 +291,4 @@ def test_each_card_links_to_the_edit_page(store: str) -> None:
     assert len(edit) == 1 and edit[0].page.endswith("edit") and edit[0].query_string == f"id={eid}"
     assert "Edit" not in {p.label for p in links if p.page_script_hash and p.label != "Edit / clone"}  # not in the menu
     at.toggle(key="x_table").set_value(True).run()
-    assert _table(at)["editable"]["Edit"] == f"✏️ Edit / clone -> edit?id={eid}"
+    assert _table(at)["editable"]["Edit"] == f"✏️ Edit -> edit?id={eid}"

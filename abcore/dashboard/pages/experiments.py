@@ -239,29 +239,28 @@ def _when(value: Any) -> str:
 def _table(items: list[xl.ListItem]) -> None:
     """The compact view: one row per experiment, the same filters and order as the cards. Plain HTML
     (abcore.dashboard.views.html.html_table): it wraps at any width instead of scrolling off the right,
-    and a missing figure reads "–" (formatted by abcore.formatting), never "None"."""
+    and a missing figure reads "–" (formatted by abcore.formatting), never "None". Times are UTC."""
     edit = ui.page_registered(EDIT_PAGE)
     rows = [
         {
             "Name": i.name,
-            "Status": i.status,
+            "Status": i.status + (" · archived" if i.archived else ""),
             "Owner": i.owner or xl.NO_OWNER,
-            "Primary metric": i.primary_metric,
-            "Participants": fmt.format_int(i.participants),
+            "Metric": i.primary_metric,
+            "Users": fmt.format_int(i.participants),
             "Planned": fmt.format_int(i.planned) if i.planned else "–",
             "Progress": fmt.format_pct(min(1.0, i.progress), 0) if i.progress is not None else "–",
             "Days left": str(i.days_left()) if i.status in ("draft", "running", "paused")
             and i.days_left() is not None else "–",
-            "Started (UTC)": _when(i.started_at) or "–",
-            "Last activity (UTC)": _when(i.last_activity) or "–",
-            "Archived": "yes" if i.archived else "",
+            "Started": _when(i.started_at) or "–",
+            "Last activity": _when(i.last_activity) or "–",
             "Results": html.Link("📊 Results", f"results?experiment={i.id}"),
-            **({"Edit": html.Link("✏️ Edit / clone", f"{EDIT_PAGE.removesuffix('.py')}?id={i.id}")} if edit else {}),
+            **({"Edit": html.Link("✏️ Edit", f"{EDIT_PAGE.removesuffix('.py')}?id={i.id}")} if edit else {}),
         }
         for i in items
     ]
     with st.container(key="x_table_view"):
-        st.markdown(html.html_table(rows, key_columns=4), unsafe_allow_html=True)
+        st.markdown(html.html_table(rows, key_columns=4, fit=True), unsafe_allow_html=True)
 
 
 def _filters(items: list[xl.ListItem]) -> tuple[list[xl.ListItem], bool]:

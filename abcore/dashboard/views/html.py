@@ -59,12 +59,18 @@ def html_text(text: object) -> str:
     return escape("" if text is None else str(text)).replace(":", "&#58;")
 
 
-def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> str:
+#: :func:`html_table` with ``fit=True``: as wide as its column, never wider (a long word breaks if it must),
+#: with narrower cell padding than Streamlit's tables.
+FIT_CSS = ("<style>table.abcore-fit{width:100%;font-size:0.875rem;overflow-wrap:break-word}"
+           "table.abcore-fit th,table.abcore-fit td{padding:4px 6px}</style>")
+
+
+def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1, fit: bool = False) -> str:
     """Rows of already formatted cells as one line of HTML table markup for ``st.markdown``.
 
     The columns are the first row's keys; every cell is escaped (names come from users); the first
     ``key_columns`` columns are left-aligned labels, the others right-aligned figures; a :class:`Link` cell is a
-    link. One line, because
+    link. ``fit``: the table takes its column's width and wraps its cells to stay within it (many columns). One line, because
     Markdown ends an HTML block at a blank line. An empty ``rows`` gives an empty string. Plain HTML
     instead of ``st.table``: the browser draws it with the page's text, without loading a table chunk
     (measured, docs site: Performance, "Results page speed in the browser").
@@ -84,4 +90,5 @@ def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> st
     head = "".join(cell("th", i, c) for i, c in enumerate(columns))
     body = "".join("<tr>" + "".join(cell("td", i, row.get(c)) for i, c in enumerate(columns)) + "</tr>"
                    for row in rows)
-    return f'<table class="abcore-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    table = '<table class="abcore-table abcore-fit">' if fit else '<table class="abcore-table">'
+    return f'{FIT_CSS if fit else ""}{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
