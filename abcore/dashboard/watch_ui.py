@@ -115,6 +115,8 @@ def snapshot_first(experiment: Any) -> tuple[Any, str | None] | None:
         history = snapshots.snapshot_history(session=s, experiment_id=experiment.id, limit=200) if snap else []
     alerts(experiment.id)
     live_key = f"live_results_{experiment.id}"
+    if snap is None and experiment.status == "running" and experiment.auto_stop:
+        watcher_status()  # watched, yet no snapshot: is a watcher running at all?
     if snap is None or st.session_state.get(live_key, False):
         return None
     with st.container(border=True, key="snapshot_box"):

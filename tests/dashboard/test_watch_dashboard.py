@@ -99,6 +99,10 @@ def test_a_store_no_watcher_ran_on_shows_it_in_red(store: str) -> None:
     assert status and status[0].startswith(":red[")  # stopping rules are on by default: say they are not applied
     at = _open("create")
     assert any("No watcher has run" in m.value and m.value.startswith(":red[") for m in at.markdown)
+    with Session(make_engine(store), expire_on_commit=False) as s:
+        watched, _ = simulated_experiment(s, "watched", seed=3)
+    at = _open("results", experiment=str(watched.id))  # running, rules on, no snapshot: no watcher
+    assert any("No watcher has run" in m.value and m.value.startswith(":red[") for m in at.markdown)
 
 
 def test_rules_editor_saves_and_audits(store: str) -> None:
