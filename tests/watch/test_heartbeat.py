@@ -29,16 +29,17 @@ def test_no_pass_is_missing_and_a_pass_older_than_two_intervals_is_late() -> Non
     assert "2 error(s)" in watcher_state(once, default_every=300, now=NOW).text
 
 
-def test_every_pass_records_its_time_in_the_store(sqlite_engine: Engine) -> None:
-    with Session(sqlite_engine) as s:
+def test_every_pass_records_its_time_in_the_store(engine: Engine) -> None:
+    """SQLite and PostgreSQL (the ``engine`` fixture)."""
+    with Session(engine) as s:
         assert read_heartbeat(s) is None
     before = datetime.now(UTC)
-    run_pass(sqlite_engine)  # a single pass (cron): no interval
-    with Session(sqlite_engine) as s:
+    run_pass(engine)  # a single pass (cron): no interval
+    with Session(engine) as s:
         beat = read_heartbeat(s)
     assert beat is not None and beat.every is None and beat.at >= before and beat.errors == 0
-    assert run_forever(sqlite_engine, every=45, max_passes=1) == 1
-    with Session(sqlite_engine) as s:
+    assert run_forever(engine, every=45, max_passes=1) == 1
+    with Session(engine) as s:
         beat = read_heartbeat(s)
     assert beat is not None and beat.every == 45
 
