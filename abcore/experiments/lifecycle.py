@@ -28,8 +28,9 @@ from sqlmodel import Session, col
 from abcore.experiments.approvals import APPROVED, approval_problem, require_approval, withdraw_approval
 from abcore.experiments.errors import ApprovalRequired, ExperimentError, InvalidTransition
 from abcore.experiments.records import get_experiment, get_variants, record_audit
-from abcore.experiments.schemas import ALLOCATION_TOLERANCE, ExperimentCreate
+from abcore.experiments.schemas import ExperimentCreate
 from abcore.experiments.validation import (
+    allocation_problems,
     check_actor,
     normalize_auto_stop,
     raise_problems,
@@ -357,10 +358,9 @@ def update_allocations(
     if unknown:
         raise ExperimentError(f"{experiment.name!r} has no variant(s) {', '.join(unknown)}.")
     new = {name: allocations.get(name, v.allocation_pct) for name, v in by_name.items()}
-    if not all(is_number(a) and a >= 0 for a in new.values()):
-        raise ExperimentError("Allocations must be finite, non-negative numbers.")
-    if abs(sum(new.values()) - 100.0) > ALLOCATION_TOLERANCE:
-        raise ExperimentError(f"Allocations must sum to exactly 100 %; they sum to {sum(new.values()):g} %.")
+    split_problems = allocation_problems(list(new.values()))  # the one rule of create and edit too
+    if split_problems:
+        raise ExperimentError(split_problems[0], split_problems)
     before = {v.name: v.allocation_pct for v in variants}
     for name, variant in by_name.items():
         variant.allocation_pct = float(new[name])
