@@ -11,8 +11,8 @@ delta method for ratios, the order-statistic interval for quantiles)::
     C = sum_e w_e C_e        T = sum_e w_e T_e        diff = T - C
     V(C) = sum_e w_e^2 V(C_e)   V(T) = sum_e w_e^2 V(T_e)   SE(diff) = sqrt(V(C) + V(T))
 
-and a two-sided z-test of ``diff / SE``; the relative lift ``T / C - 1`` and its interval by the delta method
-(:func:`abcore.stats._common.lift_and_variance`). This is the post-stratification estimator with weights
+and a two-sided z-test of ``diff / SE``; the relative lift ``T / C - 1`` and its Fieller interval at the
+test's critical value, as for every other test (:func:`abcore.stats._common.lift_interval`). This is the post-stratification estimator with weights
 proportional to stratum size and the Neyman variance of a stratified randomised experiment (Imbens & Rubin 2015,
 *Causal Inference for Statistics, Social, and Biomedical Sciences*, ch. 9.4-9.5; Miratrix, Sekhon & Yu 2013,
 "Adjusting treatment effect estimates by post-stratification in randomized experiments", JRSS-B 75(2)); it

@@ -103,7 +103,7 @@ def test_assign_checks_key_role_query_and_body_like_every_route(engine: Engine, 
         ok = client.post("/api/v1/assign", json=body, headers=service)
         assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
         assert set(ok.json()) == {"user_id", "assigned", "experiment_id", "experiment", "variant_id", "variant", "config",
-                                  "is_control", "is_new", "model_id", "model_name"}
+                                  "is_control", "is_new", "model_id", "model_name", "model_version", "model_config"}
         assert client.post("/api/v1/assign", json={"user_id": "u1", "experiment": 999}, headers=service).status_code == 404
 
 

@@ -42,11 +42,14 @@ def test_binary_strata_match_the_hand_formula_on_raw_rows() -> None:
     assert r.std_error == pytest.approx(se, rel=1e-12)
     assert r.p_value == pytest.approx(2 * sps.norm.sf(abs(diff / se)), rel=1e-9)
     assert (r.ci_low, r.ci_high) == pytest.approx((diff - 1.959963984540054 * se, diff + 1.959963984540054 * se))
-    # Lift by the delta method on the combined means (var(T/C) ~ V(T)/C^2 + T^2 V(C)/C^4).
-    C, T = w @ c, w @ t
-    var_lift = (w**2 @ vt) / C**2 + T**2 * (w**2 @ vc) / C**4
+    # Lift on the combined means with Fieller's interval (Fieller 1954), by hand: the ratios r with
+    # (T - r C)^2 <= z^2 (V(T) + r^2 V(C)), i.e. r = (C T -/+ z sqrt(C^2 V(T) + T^2 V(C) - z^2 V(C) V(T))) / (C^2 - z^2 V(C)).
+    C, T, z = w @ c, w @ t, 1.959963984540054
+    VC, VT = w**2 @ vc, w**2 @ vt
+    root = z * math.sqrt(C**2 * VT + T**2 * VC - z**2 * VC * VT)
     assert r.lift == pytest.approx(T / C - 1, rel=1e-12)
-    assert r.lift_ci_high - r.lift == pytest.approx(1.959963984540054 * math.sqrt(var_lift), rel=1e-9)
+    assert (r.lift_ci_low, r.lift_ci_high) == pytest.approx(((C * T - root) / (C**2 - z**2 * VC) - 1,
+                                                           (C * T + root) / (C**2 - z**2 * VC) - 1), rel=1e-9)
 
 
 def test_one_stratum_is_the_unpooled_wald_test_of_statsmodels() -> None:
