@@ -30,6 +30,7 @@ from abcore.experiments.records import get_experiment, get_variants, record_audi
 from abcore.experiments.schemas import ALLOCATION_TOLERANCE, ExperimentCreate
 from abcore.experiments.validation import (
     check_actor,
+    interleaving_method_of,
     normalize_auto_stop,
     raise_problems,
     validate_auto_stop,
@@ -82,6 +83,7 @@ def create_draft(session: Session, data: ExperimentCreate, actor: str, source: E
     experiment = Experiment(
         name=data.name.strip(),
         kind=data.kind,
+        interleaving_method=interleaving_method_of(data),
         description=data.description,
         hypothesis=data.hypothesis,
         status=ExperimentStatus.DRAFT.value,
