@@ -179,6 +179,8 @@ def _definition(e: Any, rows: list[Any]) -> ExperimentDef | None:
         rollout_pct=100.0 if rollout is None else float(rollout),
         started_at=e["started_at"],
         changed=bool(e["split_changed"]),
+        kind=e["kind"],
+        interleaving_method=e["interleaving_method"],
     )
 
 

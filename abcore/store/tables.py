@@ -38,6 +38,9 @@ class EventType(StrEnum):
     CONVERSION = "conversion"
     FEEDBACK = "feedback"
     ERROR = "error"
+    # One position of an interleaved list (abcore.assign.interleave): value = position (1-based), properties =
+    # {"impression": id, "item": item id, "owner": ranker (variant) name or null}.
+    IMPRESSION = "impression"
 
 
 class Model(SQLModel, table=True):
