@@ -1,0 +1,113 @@
+"""``analyze_interleaving(experiment)``: the preference between the rankers of an interleaving experiment.
+
+Run: the interleaving query (:func:`abcore.analysis.sql.interleaving.build_interleaving_query`) on the engine,
+one row of sufficient statistics per ranker pair; test: the sign test with its user-level bootstrap interval and
+the paired credit difference (:mod:`abcore.stats.interleaving`), the sign-test p-values adjusted across the
+pairs (Holm by default, :func:`abcore.stats.corrections.adjust_pvalues`); judge: :mod:`abcore.analysis.verdict`
+(:func:`~abcore.analysis.verdict.preference_outcome`, :func:`~abcore.analysis.verdict.interleaving_verdict`).
+The credited metric is the experiment's primary metric (its definition's window, delay and absolute cap apply).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from abcore.analysis.engines import Engine, query_source
+from abcore.analysis.execution import open_engine
+from abcore.analysis.sql.interleaving import build_interleaving_query
+from abcore.analysis.verdict import Verdict, interleaving_verdict, preference_outcome
+from abcore.experiments.records import get_experiment, get_variants
+from abcore.metrics import MetricSpec, default_spec, resolve_specs
+from abcore.stats.corrections import adjust_pvalues
+from abcore.stats.interleaving import CreditDifference, PairCounts, Preference, credit_difference, preference
+from abcore.store.tables import Experiment
+
+__all__ = ["InterleavingResults", "PairResult", "analyze_interleaving", "pair_counts"]
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """One ranker pair: ``ranker_a`` preferred over ``ranker_b`` when ``preference.share`` > 1/2."""
+
+    ranker_a: str
+    ranker_b: str
+    counts: PairCounts
+    preference: Preference
+    credit: CreditDifference
+    p_adjusted: float
+    outcome: str  # better (A preferred) | worse (B preferred) | inconclusive
+
+
+@dataclass(frozen=True)
+class InterleavingResults:
+    """What :func:`analyze_interleaving` returns."""
+
+    experiment_id: int
+    experiment_name: str
+    method: str
+    metric: str
+    alpha: float
+    correction: str
+    engine: str
+    rankers: tuple[str, ...]
+    pairs: tuple[PairResult, ...]
+    verdict: Verdict
+
+
+def pair_counts(row: dict[str, Any]) -> PairCounts:
+    """The :class:`PairCounts` of one row of the interleaving query (NULL sums of an empty experiment read as 0)."""
+    def num(key: str) -> float:
+        return 0.0 if row[key] is None else float(row[key])
+
+    return PairCounts(
+        users=int(num("users")), wins=int(num("wins")), losses=int(num("losses")), ties=int(num("ties")),
+        sum_d=num("sum_d"), sum_d2=num("sum_d2"), sum_n=num("sum_n"), sum_n2=num("sum_n2"), sum_dn=num("sum_dn"),
+    )
+
+
+def analyze_interleaving(
+    experiment: int | str | Experiment,
+    *,
+    session: Session,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    engine: str | Engine = "store",
+    end: datetime | None = None,
+    seed: int = 0,
+) -> InterleavingResults:
+    """Analyse an interleaving experiment (id, name or instance) on ``engine`` (``store``, ``duckdb``, ``spark``
+    or a ready Engine). Raises ExperimentNotFound for an unknown experiment, ValueError for an experiment that
+    is not an interleaving one, ``alpha`` outside (0, 1) or an unknown correction."""
+    exp = get_experiment(session=session, ref=experiment)
+    if exp.kind != "interleaving":
+        raise ValueError(f"experiment {exp.name!r} is an {exp.kind!r} experiment, not an interleaving one")
+    if isinstance(alpha, bool) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
+    variants = get_variants(session=session, experiment_id=int(exp.id))  # type: ignore[arg-type]
+    rankers = tuple(v.name for v in variants)
+    spec: MetricSpec = resolve_specs(session=session, names=[exp.primary_metric]).get(exp.primary_metric) or default_spec(
+        exp.primary_metric
+    )
+    runner = open_engine(engine, None, session)
+    sql = build_interleaving_query(experiment=exp.id, rankers=rankers, metric=spec, dialect=runner.dialect,
+                                   source=query_source(runner), end=end)
+    rows = {(r["ranker_a"], r["ranker_b"]): pair_counts(r) for r in runner.run(sql)}
+    tested = [(a, b, c, preference(c, alpha=alpha, seed=seed), credit_difference(c, alpha=alpha))
+              for (a, b), c in rows.items()]
+    raw = [t[3].p_value for t in tested]
+    adjusted = raw if correction == "none" else adjust_pvalues(raw, correction)
+    pairs = tuple(
+        PairResult(a, b, c, pref, cred, p_adj,
+                   preference_outcome(p_adj, pref.ci_low, pref.ci_high, pref.share, alpha))
+        for (a, b, c, pref, cred), p_adj in zip(tested, adjusted, strict=True)
+    )
+    control = next((v.name for v in variants if v.is_control), rankers[0])
+    shipped = next((v.name for v in variants if v.id == exp.winner_variant_id), None)
+    judged = interleaving_verdict(status=exp.status, shipped_variant=shipped, rollout_pct=exp.rollout_pct,
+                                  control=control, pairs=pairs)
+    return InterleavingResults(int(exp.id), exp.name, exp.interleaving_method or "team_draft",  # type: ignore[arg-type]
+                               exp.primary_metric, alpha, correction, runner.name, rankers, pairs, judged)
