@@ -20,13 +20,22 @@ from abcore.analysis.engines import Engine, query_source
 from abcore.analysis.execution import open_engine
 from abcore.analysis.sql.interleaving import build_interleaving_query
 from abcore.analysis.verdict import Verdict, interleaving_verdict, preference_outcome
+from abcore.errors import Invalid
 from abcore.experiments.records import get_experiment, get_variants
 from abcore.metrics import MetricSpec, default_spec, resolve_specs
+from abcore.stats.corrections import METHODS as CORRECTION_METHODS
 from abcore.stats.corrections import adjust_pvalues
 from abcore.stats.interleaving import CreditDifference, PairCounts, Preference, credit_difference, preference
 from abcore.store.tables import Experiment
 
-__all__ = ["InterleavingResults", "PairResult", "analyze_interleaving", "pair_counts"]
+__all__ = ["CSV_COLUMNS", "InterleavingResults", "PairResult", "analyze_interleaving", "csv_rows", "pair_counts"]
+
+#: Columns of :func:`csv_rows` (the CSV export, one row per ranker pair).
+CSV_COLUMNS: tuple[str, ...] = (
+    "experiment", "method", "metric", "ranker_a", "ranker_b", "users", "wins", "losses", "ties", "preference_share",
+    "ci_low", "ci_high", "p_value", "p_value_adjusted", "credit_diff_per_impression", "credit_ci_low",
+    "credit_ci_high", "credit_p_value", "outcome", "verdict",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,12 +90,18 @@ def analyze_interleaving(
 ) -> InterleavingResults:
     """Analyse an interleaving experiment (id, name or instance) on ``engine`` (``store``, ``duckdb``, ``spark``
     or a ready Engine). Raises ExperimentNotFound for an unknown experiment, ValueError for an experiment that
-    is not an interleaving one, ``alpha`` outside (0, 1) or an unknown correction."""
+    is not an interleaving one, ``alpha`` outside (0, 1) or an unknown correction (:class:`~abcore.errors.Invalid`).
+
+    >>> res = analyze_interleaving("als_vs_popgen", session=session)  # doctest: +SKIP
+    >>> res.pairs[0].preference.share, res.verdict.decision  # doctest: +SKIP
+    """
     exp = get_experiment(session=session, ref=experiment)
     if exp.kind != "interleaving":
-        raise ValueError(f"experiment {exp.name!r} is an {exp.kind!r} experiment, not an interleaving one")
+        raise Invalid(f"Experiment {exp.name!r} is an {exp.kind!r} experiment, not an interleaving one.")
     if isinstance(alpha, bool) or not 0 < alpha < 1:
-        raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
+        raise Invalid(f"alpha must be strictly between 0 and 1, got {alpha!r}.")
+    if correction != "none" and correction not in CORRECTION_METHODS:
+        raise Invalid(f"correction must be none or one of {', '.join(CORRECTION_METHODS)}, got {correction!r}.")
     variants = get_variants(session=session, experiment_id=int(exp.id))  # type: ignore[arg-type]
     rankers = tuple(v.name for v in variants)
     spec: MetricSpec = resolve_specs(session=session, names=[exp.primary_metric]).get(exp.primary_metric) or default_spec(
@@ -111,3 +126,20 @@ def analyze_interleaving(
                                   control=control, pairs=pairs)
     return InterleavingResults(int(exp.id), exp.name, exp.interleaving_method or "team_draft",  # type: ignore[arg-type]
                                exp.primary_metric, alpha, correction, runner.name, rankers, pairs, judged)
+
+
+def csv_rows(results: InterleavingResults) -> list[dict[str, Any]]:
+    """One dict per ranker pair with the keys :data:`CSV_COLUMNS` (numbers unformatted; NaN as empty)."""
+    def plain(x: float) -> float | str:
+        return "" if x != x else x
+
+    out = []
+    for p in results.pairs:
+        out.append(dict(zip(CSV_COLUMNS, (
+            results.experiment_name, results.method, results.metric, p.ranker_a, p.ranker_b, p.counts.users,
+            p.counts.wins, p.counts.losses, p.counts.ties, plain(p.preference.share), plain(p.preference.ci_low),
+            plain(p.preference.ci_high), p.preference.p_value, plain(p.p_adjusted), plain(p.credit.estimate),
+            plain(p.credit.ci_low), plain(p.credit.ci_high), plain(p.credit.p_value), p.outcome,
+            results.verdict.decision,
+        ), strict=True)))
+    return out

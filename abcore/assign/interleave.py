@@ -77,7 +77,7 @@ def _check_rankings(rankings: Any, length: Any, request_id: Any) -> None:
             raise TypeError(f"the ranking of {name!r} must be a sequence of item ids, got {type(ranking).__name__}")
         for item in ranking:
             kind = type(item)
-            if kind is not str and kind is not int:
+            if kind is not str and kind is not int and (not isinstance(item, str | int) or isinstance(item, bool)):
                 raise TypeError(f"item ids must be str or int, got {kind.__name__} in the ranking of {name!r}")
     if length is not None and (type(length) is not int or length < 0):
         raise ValueError(f"length must be a whole number >= 0 or None, got {length!r}")
