@@ -8,7 +8,15 @@ import csv
 import io
 from typing import Any
 
-from abcore.cli.common import CliError, new_session, open_store, parse_alpha, parse_timestamp, text_table, write_file
+from abcore.cli.common import (
+    CliError,
+    new_session,
+    open_store,
+    parse_alpha,
+    parse_timestamp,
+    text_table,
+    write_file,
+)
 
 
 def cmd_interleaving(args: argparse.Namespace) -> int:
