@@ -28,7 +28,7 @@ from abcore.stats.corrections import adjust_pvalues
 from abcore.stats.interleaving import CreditDifference, PairCounts, Preference, credit_difference, preference
 from abcore.store.tables import Experiment
 
-__all__ = ["CSV_COLUMNS", "InterleavingResults", "PairResult", "analyze_interleaving", "csv_rows", "pair_counts"]
+__all__ = ["CSV_COLUMNS", "InterleavingResults", "PairResult", "analyze_interleaving", "csv_rows", "pair_counts", "results_dict"]
 
 #: Columns of :func:`csv_rows` (the CSV export, one row per ranker pair).
 CSV_COLUMNS: tuple[str, ...] = (
@@ -143,3 +143,18 @@ def csv_rows(results: InterleavingResults) -> list[dict[str, Any]]:
             results.verdict.decision,
         ), strict=True)))
     return out
+
+
+def results_dict(results: InterleavingResults) -> dict[str, Any]:
+    """The results as JSON-ready data (NaN as None): the experiment, method, metric, options, one object per ranker
+    pair (the keys of :data:`CSV_COLUMNS` after ``ranker_a``) and the verdict."""
+    pairs = []
+    for row in csv_rows(results):
+        pairs.append({k: (None if row[k] == "" else row[k]) for k in CSV_COLUMNS[3:-1]})
+    v = results.verdict
+    return {
+        "experiment_id": results.experiment_id, "experiment": results.experiment_name, "method": results.method,
+        "metric": results.metric, "alpha": results.alpha, "correction": results.correction, "engine": results.engine,
+        "rankers": list(results.rankers), "pairs": pairs,
+        "verdict": {"decision": v.decision, "variant": v.variant, "reason": v.reason},
+    }
