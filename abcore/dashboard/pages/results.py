@@ -21,7 +21,7 @@ from abcore.analysis import overview
 from abcore.analysis.metric_counts import value_distribution
 from abcore.analysis.pipeline import analyze
 from abcore.config import choose_analysis_engine, database_url
-from abcore.dashboard import ui, watch_ui
+from abcore.dashboard import interleaving_ui, ui, watch_ui
 from abcore.dashboard.views import forms, html, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
 from abcore.io.csv_export import iter_csv
@@ -339,6 +339,9 @@ def body() -> None:
                f"{fmt.format_pct(experiment.traffic_allocation, 0)} of eligible traffic")
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")
+        return
+    if experiment.kind == "interleaving":
+        ui.guarded(lambda: interleaving_ui.section(experiment))
         return
     if watch_ui.snapshot_first(experiment):
         return
