@@ -25,7 +25,14 @@ from abcore.experiments.records import get_experiment, get_variants
 from abcore.metrics import MetricSpec, default_spec, resolve_specs
 from abcore.stats.corrections import METHODS as CORRECTION_METHODS
 from abcore.stats.corrections import adjust_pvalues
-from abcore.stats.interleaving import CreditDifference, PairCounts, Preference, credit_difference, preference
+from abcore.stats.interleaving import (
+    CreditDifference,
+    PairCounts,
+    Preference,
+    credit_difference,
+    preference,
+    sequential_preference,
+)
 from abcore.store.tables import Experiment
 
 __all__ = ["CSV_COLUMNS", "InterleavingResults", "PairResult", "analyze_interleaving", "csv_rows", "pair_counts", "results_dict"]
@@ -65,6 +72,7 @@ class InterleavingResults:
     rankers: tuple[str, ...]
     pairs: tuple[PairResult, ...]
     verdict: Verdict
+    test: str = "fixed"  # fixed (sign test, bootstrap interval) | sequential (always-valid interval and p-value)
 
 
 def pair_counts(row: dict[str, Any]) -> PairCounts:
@@ -87,9 +95,13 @@ def analyze_interleaving(
     engine: str | Engine = "store",
     end: datetime | None = None,
     seed: int = 0,
+    sequential: bool = False,
+    planned: float | None = None,
 ) -> InterleavingResults:
     """Analyse an interleaving experiment (id, name or instance) on ``engine`` (``store``, ``duckdb``, ``spark``
-    or a ready Engine). Raises ExperimentNotFound for an unknown experiment, ValueError for an experiment that
+    or a ready Engine). ``sequential=True`` gives the always-valid interval and p-value of the preference (safe to
+    look every day; ``planned`` decisive users, default the experiment's ``min_samples_per_variant``, else the
+    decisive users so far) instead of the bootstrap interval and the sign test. Raises ExperimentNotFound for an unknown experiment, ValueError for an experiment that
     is not an interleaving one, ``alpha`` outside (0, 1) or an unknown correction (:class:`~abcore.errors.Invalid`).
 
     >>> res = analyze_interleaving("als_vs_popgen", session=session)  # doctest: +SKIP
@@ -111,8 +123,13 @@ def analyze_interleaving(
     sql = build_interleaving_query(experiment=exp.id, rankers=rankers, metric=spec, dialect=runner.dialect,
                                    source=query_source(runner), end=end)
     rows = {(r["ranker_a"], r["ranker_b"]): pair_counts(r) for r in runner.run(sql)}
-    tested = [(a, b, c, preference(c, alpha=alpha, seed=seed), credit_difference(c, alpha=alpha))
-              for (a, b), c in rows.items()]
+    def prefer(c: PairCounts) -> Preference:
+        if not sequential:
+            return preference(c, alpha=alpha, seed=seed)
+        plan = planned or exp.min_samples_per_variant or max(c.wins + c.losses, 1)
+        return sequential_preference(c, planned=float(plan), alpha=alpha)
+
+    tested = [(a, b, c, prefer(c), credit_difference(c, alpha=alpha)) for (a, b), c in rows.items()]
     raw = [t[3].p_value for t in tested]
     adjusted = raw if correction == "none" else adjust_pvalues(raw, correction)
     pairs = tuple(
@@ -125,7 +142,8 @@ def analyze_interleaving(
     judged = interleaving_verdict(status=exp.status, shipped_variant=shipped, rollout_pct=exp.rollout_pct,
                                   control=control, pairs=pairs)
     return InterleavingResults(int(exp.id), exp.name, exp.interleaving_method or "team_draft",  # type: ignore[arg-type]
-                               exp.primary_metric, alpha, correction, runner.name, rankers, pairs, judged)
+                               exp.primary_metric, alpha, correction, runner.name, rankers, pairs, judged,
+                               "sequential" if sequential else "fixed")
 
 
 def csv_rows(results: InterleavingResults) -> list[dict[str, Any]]:
@@ -154,6 +172,7 @@ def results_dict(results: InterleavingResults) -> dict[str, Any]:
     v = results.verdict
     return {
         "experiment_id": results.experiment_id, "experiment": results.experiment_name, "method": results.method,
+        "test": results.test,
         "metric": results.metric, "alpha": results.alpha, "correction": results.correction, "engine": results.engine,
         "rankers": list(results.rankers), "pairs": pairs,
         "verdict": {"decision": v.decision, "variant": v.variant, "reason": v.reason},

@@ -27,9 +27,11 @@ def interleaving(
     correction: Annotated[Literal["holm", "bonferroni", "fdr_bh", "none"], Query()] = "holm",
     alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
     end: datetime | None = None,
+    sequential: bool = False,
 ) -> dict[str, Any]:
     """One object per ranker pair and the verdict; 422 for an experiment that is not an interleaving one."""
     from abcore.analysis.interleaving import analyze_interleaving, results_dict
 
     state.assigner.flush()
-    return results_dict(analyze_interleaving(ref, session=session, alpha=alpha, correction=correction, end=end))
+    return results_dict(analyze_interleaving(ref, session=session, alpha=alpha, correction=correction, end=end,
+                                            sequential=sequential))

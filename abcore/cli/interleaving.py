@@ -28,7 +28,8 @@ def cmd_interleaving(args: argparse.Namespace) -> int:
     try:
         with new_session(engine) as session:
             res = analyze_interleaving(args.experiment, session=session, alpha=args.alpha or 0.05,
-                                       correction=args.correction, engine=args.engine, end=args.end)
+                                       correction=args.correction, engine=args.engine, end=args.end,
+                                       sequential=args.sequential)
     finally:
         engine.dispose()
     if args.csv:
@@ -50,7 +51,7 @@ def cmd_interleaving(args: argparse.Namespace) -> int:
         for p in res.pairs
     ]
     print(f"Experiment {res.experiment_name} (interleaving, {res.method}); credited metric {res.metric}, "
-          f"alpha {res.alpha:g}, correction {res.correction}, engine {res.engine}\n")
+          f"alpha {res.alpha:g}, correction {res.correction}, test {res.test}, engine {res.engine}\n")
     print(text_table(("ranker A", "ranker B", "users", "A wins", "B wins", "ties", "A preferred",
                       f"{(1 - res.alpha) * 100:g} % CI", "p-value", "adj. p", "credit A-B / impression", "outcome"),
                      rows))
@@ -94,6 +95,8 @@ def add_commands(commands: Any) -> None:
                    help="multiple-comparison correction across ranker pairs (default holm)")
     p.add_argument("--engine", choices=("store", "duckdb", "spark"), default="store", help="where the query runs")
     p.add_argument("--end", type=parse_timestamp, default=None, metavar="TIME", help="count events before TIME")
+    p.add_argument("--sequential", action="store_true",
+                   help="always-valid interval and p-value of the preference (safe to look every day)")
     p.add_argument("--csv", metavar="FILE", help="write one CSV row per ranker pair to FILE ('-' = stdout)")
     p.set_defaults(handler=cmd_interleaving)
 

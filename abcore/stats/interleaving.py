@@ -15,6 +15,9 @@ Per user, the clicks credited to A and to B over all the user's impressions deci
   minus credit to B, ``N_u`` = the user's impressions), a ratio of user sums whose variance comes from the delta
   method over users (Deng, Knoblich & Lu, "Applying the delta method in metric analytics", KDD 2018, eq. 3):
   ``Var(r) = (s_D^2 - 2 r s_DN + r^2 s_N^2) / (n * mean(N)^2)``; a t-test with n - 1 degrees of freedom.
+* **Sequential (always valid)**: the share's normal-mixture confidence sequence of :mod:`abcore.stats.sequential`
+  (Waudby-Smith et al. 2024, eq. 9) on the decisive users (time ``t = wins + losses``, variance ``p (1 - p) / t``,
+  tuned to the planned decisive users), with its always-valid p-value: safe to look at every day.
 * **Power**: users needed for the sign test to detect a preference share ``p`` (normal approximation of the
   binomial, Lachin, Controlled Clinical Trials 1981, eq. 3.2) divided by the share of users with a preference.
 
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from abcore.stats.sequential import _always_valid_p, sequential_halfwidth, sequential_rho2
+
 __all__ = [
     "CreditDifference",
     "PairCounts",
@@ -37,6 +42,7 @@ __all__ = [
     "credit_difference",
     "interleaving_sample_size",
     "preference",
+    "sequential_preference",
     "sign_test",
 ]
 
@@ -161,3 +167,20 @@ def interleaving_sample_size(
     z_b = float(sps.norm.ppf(power))
     decisive = ((z_a * 0.5 + z_b * math.sqrt(share * (1 - share))) / (share - 0.5)) ** 2
     return math.ceil(decisive / decisive_share - 1e-9)
+
+
+def sequential_preference(counts: PairCounts, *, planned: float, alpha: float = 0.05) -> Preference:
+    """The preference share with its always-valid interval and p-value (module doc), ``planned`` = the planned
+    number of decisive users (the confidence sequence is tightest there). NaN interval without decisive users;
+    a share of 0 or 1 uses the variance of a share of 1/2 (the largest) so the interval is not empty."""
+    t = counts.wins + counts.losses
+    if t == 0:
+        return Preference(math.nan, math.nan, math.nan, 1.0)
+    if isinstance(planned, bool) or not planned > 0:
+        raise ValueError(f"planned must be a number of users > 0, got {planned!r}")
+    share = counts.wins / t
+    variance = (share * (1 - share) if 0 < share < 1 else 0.25) / t
+    rho2 = sequential_rho2(alpha, planned)
+    half = sequential_halfwidth(variance, t, rho2, alpha)
+    p = _always_valid_p(share - 0.5, variance, t, rho2, "two-sided")
+    return Preference(share, share - half, share + half, p)

@@ -99,3 +99,18 @@ def test_cli_table_csv_and_size(sqlite_url: str, capsys: pytest.CaptureFixture[s
     assert main(["interleaving-size", "--share", "0.6", "--baseline", "0.3", "--mde", "0.01"]) == 0
     assert "interleaving: 194 users" in capsys.readouterr().out  # ((1.96/2 + 0.8416 sqrt(.24)) / .1)^2 = 193.9
     assert main(["interleaving-size", "--share", "0.5"]) == 1
+
+
+def test_sequential_option(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from abcore.stats.interleaving import sequential_preference
+
+    _run(sqlite_url, 80)
+    engine = make_engine(sqlite_url)
+    with Session(engine) as session:
+        res = analyze_interleaving("rank", session=session, sequential=True, planned=500)
+    engine.dispose()
+    (pair,) = res.pairs
+    assert res.test == "sequential"
+    assert pair.preference == sequential_preference(pair.counts, planned=500)
+    assert main(["--database-url", sqlite_url, "interleaving", "rank", "--sequential"]) == 0
+    assert "test sequential" in capsys.readouterr().out

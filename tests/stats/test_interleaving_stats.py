@@ -136,3 +136,35 @@ def test_preference_follows_ndcg_small() -> None:
 
     assert ndcg_difference(0.5, 1.0, queries=2000) > 0.08
     assert sum(preference(simulate_interleaving(1200, 0.5, 1.0, seed=s)).share > 0.5 for s in range(20)) >= 19
+
+
+def test_sequential_preference_is_the_normal_mixture_boundary_by_hand() -> None:
+    # Waudby-Smith et al. 2024 eq. 9 with rho^2 from eq. 161, written out: t = 300 decisive users, share 0.6.
+    from abcore.stats.interleaving import sequential_preference
+
+    alpha, planned, t, share = 0.05, 1000.0, 300, 0.6
+    la = -2 * math.log(alpha)
+    rho2 = (la + math.log(la + 1)) / planned
+    var = share * (1 - share) / t
+    half = math.sqrt(var * t * 2 * (t * rho2 + 1) / (t * t * rho2) * math.log(math.sqrt(t * rho2 + 1) / alpha))
+    q = (share - 0.5) ** 2 * t * rho2 / (2 * var * (t * rho2 + 1))
+    got = sequential_preference(PairCounts(400, 180, 120, 100), planned=planned, alpha=alpha)
+    assert (got.ci_low, got.ci_high) == (pytest.approx(share - half, rel=1e-12), pytest.approx(share + half, rel=1e-12))
+    assert got.p_value == pytest.approx(min(1.0, math.sqrt(t * rho2 + 1) * math.exp(-q)), rel=1e-12)
+    assert (got.p_value < alpha) == (got.ci_low > 0.5)
+
+
+def test_sequential_preference_survives_daily_peeking() -> None:
+    # 300 runs, 20 looks each under no preference: the share of runs ever rejected stays below alpha.
+    from abcore.stats.interleaving import sequential_preference
+
+    rng = np.random.default_rng(8)
+    ever = 0
+    for _ in range(300):
+        outcomes = rng.random(2000) < 0.5
+        for look in range(100, 2001, 100):
+            wins = int(outcomes[:look].sum())
+            if sequential_preference(PairCounts(look, wins, look - wins, 0), planned=2000).p_value < 0.05:
+                ever += 1
+                break
+    assert ever / 300 <= 0.05
