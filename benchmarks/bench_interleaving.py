@@ -25,10 +25,10 @@ from abcore.assign import Assigner
 from abcore.assign.interleave import interleave
 from abcore.experiments.schemas import VariantCreate
 from abcore.stats.interleaving import bootstrap_share_interval, interleaving_sample_size, preference
-from abcore.stats.power import sample_size_proportion
+from abcore.stats.power import sample_size_mean
 from abcore.store.db import make_engine
 from tests.factories import make_experiment
-from tests.stats.interleaving_sim import ndcg_difference, simulate_ab_ctr, simulate_interleaving
+from tests.stats.interleaving_sim import ndcg_difference, simulate_ab, simulate_interleaving
 
 pytestmark = pytest.mark.bench
 
@@ -114,19 +114,21 @@ def test_fidelity() -> None:
 
 
 def test_sensitivity() -> None:
-    pairs = [(0.5, 0.6), (0.5, 0.7), (1.0, 1.2), (0.5, 1.0)]
-    for noise_a, noise_b in pairs:
+    runs, users = 100, 20_000
+    for noise_a, noise_b in [(0.5, 0.55), (0.5, 0.6), (0.5, 0.8)]:
         d_ndcg = ndcg_difference(noise_a, noise_b)
         agree = sum(
-            (preference(simulate_interleaving(1000, noise_a, noise_b, seed=s)).share - 0.5) * d_ndcg > 0 for s in range(200)
+            (preference(simulate_interleaving(users, noise_a, noise_b, seed=s)).share - 0.5) * d_ndcg > 0
+            for s in range(runs)
         )
         big = simulate_interleaving(100_000, noise_a, noise_b, seed=99)
         decisive = (big.wins + big.losses) / big.users
         share = big.wins / (big.wins + big.losses)
         n_inter = interleaving_sample_size(share, decisive_share=decisive)
-        ctr_a, ctr_b = simulate_ab_ctr(100_000, noise_a, seed=1), simulate_ab_ctr(100_000, noise_b, seed=2)
-        n_ab = 2 * sample_size_proportion(ctr_b, ctr_a - ctr_b)
-        print(f"\n  noise {noise_a} vs {noise_b}: dNDCG@10 {d_ndcg:+.4f}; sign agrees in {agree / 2:.1f} % of 200 runs"
-              f" of 1000 users; share {share:.4f}, decisive {decisive:.3f} -> interleaving {n_inter:,} users;"
-              f" A/B CTR {ctr_a:.4f} vs {ctr_b:.4f} -> {n_ab:,} users; ratio {n_ab / n_inter:.1f}x")
+        mean_a, mean_b, sd, ctr_b = simulate_ab(100_000, noise_a, noise_b, seed=7)
+        n_ab = 2 * sample_size_mean(sd, mean_a - mean_b)
+        print(f"\n  noise {noise_a} vs {noise_b}: dNDCG@10 {d_ndcg:+.4f}; sign agrees in {100 * agree / runs:.0f} % of"
+              f" {runs} runs of {users:,} users; share {share:.4f}, decisive {decisive:.3f} -> interleaving"
+              f" {n_inter:,} users; A/B clicks per user {mean_a:.4f} vs {mean_b:.4f} (sd {sd:.3f}, CTR {ctr_b:.3f})"
+              f" -> {n_ab:,} users; A/B / interleaving {n_ab / n_inter:.1f}x")
     assert np.isfinite(share)

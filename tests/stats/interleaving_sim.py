@@ -1,11 +1,12 @@
 """Click simulations of interleaving and of an A/B test on the same rankers (the suite runs them small,
 ``benchmarks/bench_interleaving.py`` big).
 
-A user issues one query: ``ITEMS`` candidate items with relevance grades 0-3 drawn uniformly. A ranker scores
-each item as its grade plus Gaussian noise (sd = the ranker's noise) and shows the best ``LENGTH``. Clicks
-follow the position-based model (Craswell, Zoeter, Taylor & Ramsey, WSDM 2008): the item at rank i (0-based)
-is examined with probability ``1 / (i + 1)`` and clicked when examined with the probability of its grade
-(:data:`ATTRACT`). NDCG@10 uses gains ``2**grade - 1`` and discounts ``1 / log2(rank + 2)`` (Jarvelin &
+Users differ far more than rankers do: each user issues one query of ``ITEMS`` candidate items whose relevance
+grades are Binomial(3, q) with a per-query relevance rate q ~ Beta(1, 3), and has an activity a ~ Gamma(0.5, 2)
+(mean 1: most users barely click, a few click a lot). A ranker scores each item as its grade plus Gaussian noise
+(sd = the ranker's noise) and shows the best ``LENGTH``. Clicks follow the position-based model (Craswell,
+Zoeter, Taylor & Ramsey, WSDM 2008): the item at rank i (0-based) is clicked with probability
+``min(1, a / (i + 1) * ATTRACT[grade])`` (examination ``1 / (i + 1)``, attractiveness :data:`ATTRACT`). NDCG@10 uses gains ``2**grade - 1`` and discounts ``1 / log2(rank + 2)`` (Jarvelin &
 Kekalainen 2002).
 """
 
@@ -18,13 +19,13 @@ from abcore.stats.interleaving import PairCounts
 
 ITEMS = 30
 LENGTH = 10
-ATTRACT = np.array([0.05, 0.2, 0.5, 0.8])
+ATTRACT = np.array([0.02, 0.1, 0.3, 0.6])
 EXAMINE = 1.0 / np.arange(1, LENGTH + 1)
 _DISCOUNT = 1.0 / np.log2(np.arange(LENGTH) + 2)
 
 
 def _query(rng: np.random.Generator) -> np.ndarray:
-    return rng.integers(0, 4, ITEMS)
+    return rng.binomial(3, rng.beta(1.0, 3.0), ITEMS)
 
 
 def _rank(rng: np.random.Generator, grades: np.ndarray, noise: float) -> list[int]:
@@ -38,6 +39,8 @@ def ndcg_difference(noise_a: float, noise_b: float, queries: int = 20_000, seed:
     for _ in range(queries):
         grades = _query(rng)
         ideal = float(((2.0 ** np.sort(grades)[::-1][:LENGTH] - 1) * _DISCOUNT).sum())
+        if ideal == 0:
+            continue  # no relevant item: NDCG undefined, both rankers equal
         for sign, noise in ((1.0, noise_a), (-1.0, noise_b)):
             ranked = _rank(rng, grades, noise)
             total += sign * float(((2.0 ** grades[ranked] - 1) * _DISCOUNT).sum()) / ideal
@@ -45,9 +48,9 @@ def ndcg_difference(noise_a: float, noise_b: float, queries: int = 20_000, seed:
 
 
 def _clicks(rng: np.random.Generator, grades: np.ndarray, shown: list[int]) -> np.ndarray:
-    """Positions clicked (boolean per position) under the position-based model."""
-    attract = ATTRACT[grades[shown]]
-    return rng.random(len(shown)) < EXAMINE[: len(shown)] * attract
+    """Positions clicked (boolean per position) under the position-based model, for a user of random activity."""
+    activity = rng.gamma(0.5, 2.0)
+    return rng.random(len(shown)) < activity * EXAMINE[: len(shown)] * ATTRACT[grades[shown]]
 
 
 def simulate_interleaving(
@@ -76,11 +79,18 @@ def simulate_interleaving(
     return PairCounts(users, wins, losses, ties, sum_d, sum_d2, float(users), float(users), sum_d)
 
 
-def simulate_ab_ctr(users: int, noise: float, *, seed: int) -> float:
-    """Share of users who click at least once when shown ranker ``noise``'s list (the A/B click-through rate)."""
+def simulate_ab(users: int, noise_a: float, noise_b: float, *, seed: int) -> tuple[float, float, float, float]:
+    """Both arms of an A/B test on the same simulated users (common random numbers: each user's query and activity
+    once, the clicks under each ranker's list): ``(mean clicks per user under A, under B, per-user sd of clicks
+    (the two arms pooled), share of users clicking under B)``."""
     rng = np.random.default_rng(seed)
-    clicked = 0
-    for _ in range(users):
+    a = np.empty(users)
+    b = np.empty(users)
+    for u in range(users):
         grades = _query(rng)
-        clicked += bool(_clicks(rng, grades, _rank(rng, grades, noise)).any())
-    return clicked / users
+        activity = rng.gamma(0.5, 2.0)
+        for out, noise in ((a, noise_a), (b, noise_b)):
+            shown = _rank(rng, grades, noise)
+            out[u] = (rng.random(LENGTH) < activity * EXAMINE * ATTRACT[grades[shown]]).sum()
+    sd = float(np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
+    return float(a.mean()), float(b.mean()), sd, float((b > 0).mean())
