@@ -135,7 +135,7 @@ def load_definitions(connection: Connection) -> Definitions:
         d = _definition(e, variants_by_exp[e["id"]]) if variants_by_exp[e["id"]] else None
         if d is not None:
             by_id[d.id] = d
-    running = [d for d in by_id.values() if d.status == _RUNNING]
+    running = [d for d in by_id.values() if d.status == _RUNNING and d.kind != "interleaving"]  # assign(user) needs arms
     latest = max(running, key=lambda d: (d.started_at is not None, d.started_at or 0, d.id), default=None)
     return Definitions(
         by_id=by_id,

@@ -125,3 +125,10 @@ def test_public_name() -> None:
     from abcore.assign import interleave
 
     assert abcore.interleave is interleave
+
+
+def test_assign_without_experiment_skips_interleaving_ones(engine: Engine, assigner: Assigner) -> None:
+    make_experiment(engine, "plain")
+    rankers(engine, "later")  # started after: still not the default of assign(user)
+    answer = assigner.assign("u1")
+    assert answer is not None and answer.experiment_name == "plain"
