@@ -132,3 +132,19 @@ def test_assign_without_experiment_skips_interleaving_ones(engine: Engine, assig
     rankers(engine, "later")  # started after: still not the default of assign(user)
     answer = assigner.assign("u1")
     assert answer is not None and answer.experiment_name == "plain"
+
+
+def test_expand_impressions_keeps_other_events_in_order() -> None:
+    from abcore.assign.interleave import expand_impressions
+
+    ts = object()
+    click = (1, 2, "u", "conversion", "click", 1.0, None, {"item": "x"}, ts)
+    buffered = (1, 2, "u", "impression", None, None, "r", {"impression": "i", "items": ["x", 7], "owners": ["a", None]}, ts)
+    stored = (1, 2, "u", "impression", None, 1.0, "r", {"impression": "j", "item": "y", "owner": "b"}, ts)
+    assert expand_impressions([click]) == [click]
+    assert expand_impressions([click, buffered, stored]) == [
+        click,
+        (1, 2, "u", "impression", None, 1.0, "r", {"impression": "i", "item": "x", "owner": "a"}, ts),
+        (1, 2, "u", "impression", None, 2.0, "r", {"impression": "i", "item": 7, "owner": None}, ts),
+        stored,
+    ]
