@@ -71,3 +71,14 @@ def test_config_round_trip_keeps_the_method(session: Session) -> None:
     config["experiment_id"] = "rankers copy"
     (imported,) = import_config(data=config, session=session)
     assert (imported.kind, imported.interleaving_method) == ("interleaving", "balanced")
+
+
+def test_clone_and_edit_keep_the_kind_and_method(session: Session) -> None:
+    from abcore.experiments.editing import clone_experiment, update_experiment
+    from abcore.experiments.schemas import ExperimentUpdate
+
+    create_experiment(data=_rankers("rankers", interleaving_method="probabilistic"), session=session)
+    copy = clone_experiment(session=session, ref="rankers", name="rankers 2")
+    assert (copy.kind, copy.interleaving_method) == ("interleaving", "probabilistic")
+    update_experiment(session=session, ref="rankers", changes=ExperimentUpdate(description="merged lists"))
+    assert ("rankers", "interleaving", "probabilistic") in _stored(session)
