@@ -11,7 +11,7 @@ The credited metric is the experiment's primary metric (its definition's window,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -35,7 +35,17 @@ from abcore.stats.interleaving import (
 )
 from abcore.store.tables import Experiment
 
-__all__ = ["CSV_COLUMNS", "InterleavingResults", "PairResult", "analyze_interleaving", "csv_rows", "pair_counts", "results_dict"]
+__all__ = [
+    "CSV_COLUMNS",
+    "DailyPreference",
+    "InterleavingResults",
+    "PairResult",
+    "analyze_interleaving",
+    "csv_rows",
+    "daily_preference",
+    "pair_counts",
+    "results_dict",
+]
 
 #: Columns of :func:`csv_rows` (the CSV export, one row per ranker pair).
 CSV_COLUMNS: tuple[str, ...] = (
@@ -177,3 +187,52 @@ def results_dict(results: InterleavingResults) -> dict[str, Any]:
         "rankers": list(results.rankers), "pairs": pairs,
         "verdict": {"decision": v.decision, "variant": v.variant, "reason": v.reason},
     }
+
+
+@dataclass(frozen=True)
+class DailyPreference:
+    """The preference of one ranker pair as it stood at the end of ``day`` (UTC): every impression and click
+    before the next midnight, the bootstrap interval of the share."""
+
+    day: date
+    ranker_a: str
+    ranker_b: str
+    users: int
+    share: float
+    ci_low: float
+    ci_high: float
+
+
+def daily_preference(
+    experiment: int | str | Experiment, *, session: Session, engine: str | Engine = "store", max_days: int = 30,
+    alpha: float = 0.05,
+) -> list[DailyPreference]:
+    """The cumulative preference per ranker pair at the end of each UTC day the experiment ran (the last
+    ``max_days`` days up to its stop or today): the interleaving query with ``end`` = the next midnight, per day."""
+    exp = get_experiment(session=session, ref=experiment)
+    if exp.kind != "interleaving" or exp.started_at is None:
+        return []
+    rankers = tuple(v.name for v in get_variants(session=session, experiment_id=int(exp.id)))  # type: ignore[arg-type]
+    spec = resolve_specs(session=session, names=[exp.primary_metric]).get(exp.primary_metric) or default_spec(
+        exp.primary_metric
+    )
+    runner = open_engine(engine, None, session)
+    last = _utc(exp.stopped_at or datetime.now(UTC)).date()
+    first = max(_utc(exp.started_at).date(), last - timedelta(days=max_days - 1))
+    out: list[DailyPreference] = []
+    day = first
+    while day <= last:
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        sql = build_interleaving_query(experiment=exp.id, rankers=rankers, metric=spec, dialect=runner.dialect,
+                                       source=query_source(runner), end=end)
+        for row in runner.run(sql):
+            c = pair_counts(row)
+            p = preference(c, alpha=alpha)
+            out.append(DailyPreference(day, row["ranker_a"], row["ranker_b"], c.users, p.share, p.ci_low, p.ci_high))
+        day += timedelta(days=1)
+    return out
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime (the store's naive datetimes are UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from abcore import formatting as fmt
-from abcore.analysis.interleaving import CSV_COLUMNS, analyze_interleaving, csv_rows
+from abcore.analysis.interleaving import CSV_COLUMNS, analyze_interleaving, csv_rows, daily_preference
 from abcore.dashboard import ui
 from abcore.dashboard.views import html
 
@@ -42,5 +42,27 @@ def section(experiment: Any) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(csv_rows(results))
+    _chart(experiment)
     st.download_button("Download CSV", buffer.getvalue(), file_name=f"{experiment.id}-interleaving.csv",
                        mime="text/csv", key="interleaving_csv")
+
+
+def _chart(experiment: Any) -> None:
+    """The share of users preferring ranker A at the end of each day, per pair, with its interval band."""
+    import plotly.graph_objects as go
+
+    with ui.session() as s:
+        points = daily_preference(int(experiment.id), session=s)
+    if not points:
+        return
+    fig = go.Figure()
+    for a, b in dict.fromkeys((p.ranker_a, p.ranker_b) for p in points):
+        mine = [p for p in points if (p.ranker_a, p.ranker_b) == (a, b)]
+        days = [p.day for p in mine]
+        fig.add_trace(go.Scatter(x=days + days[::-1], y=[p.ci_high for p in mine] + [p.ci_low for p in mine[::-1]],
+                                 fill="toself", opacity=0.2, line={"width": 0}, showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=days, y=[p.share for p in mine], mode="lines+markers", name=f"{a} over {b}"))
+    fig.add_hline(y=0.5, line_dash="dash", annotation_text="no preference")
+    fig.update_layout(title="Users preferring ranker A, cumulative by day", yaxis={"tickformat": ".0%"}, height=360,
+                      margin={"t": 50, "b": 40})
+    st.plotly_chart(fig, key="interleaving_over_time")

@@ -114,3 +114,30 @@ def test_sequential_option(sqlite_url: str, capsys: pytest.CaptureFixture[str]) 
     assert pair.preference == sequential_preference(pair.counts, planned=500)
     assert main(["--database-url", sqlite_url, "interleaving", "rank", "--sequential"]) == 0
     assert "test sequential" in capsys.readouterr().out
+
+
+def test_daily_preference_is_the_analysis_at_each_midnight(sqlite_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from abcore.analysis.interleaving import daily_preference
+    from abcore.store.tables import Experiment, ExperimentEvent
+
+    _run(sqlite_url, 60)
+    engine = make_engine(sqlite_url)
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    with engine.begin() as conn:  # the first 20 users' events a day earlier: two days of data
+        conn.execute(update(Experiment).values(started_at=today - timedelta(days=1)))
+        conn.execute(update(ExperimentEvent).where(ExperimentEvent.user_id.in_([f"u{k}" for k in range(20)]))
+                     .values(ts=today - timedelta(days=1)))
+    with Session(engine) as session:
+        points = daily_preference("rank", session=session)
+        midnight = datetime.combine(today.date(), datetime.min.time(), tzinfo=UTC)
+        first = analyze_interleaving("rank", session=session, end=midnight).pairs[0]
+        last = analyze_interleaving("rank", session=session).pairs[0]
+    engine.dispose()
+    assert [p.day for p in points] == [today.date() - timedelta(days=1), today.date()]
+    assert (points[0].users, points[0].share) == (first.counts.users, pytest.approx(first.preference.share, nan_ok=True))
+    assert (points[1].users, points[1].share) == (last.counts.users, pytest.approx(last.preference.share))
+    assert points[0].users == 20
