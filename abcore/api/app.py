@@ -24,6 +24,7 @@ from abcore import __version__
 from abcore.api import docs_ui, errors
 from abcore.api.deps import ApiSettings, ApiState, no_unknown_query
 from abcore.api.experiments import router as experiments_router
+from abcore.api.interleaving import router as interleaving_router
 from abcore.api.schemas import ErrorBody, Health
 from abcore.api.tracking import router as tracking_router
 from abcore.assign import Assigner
@@ -154,6 +155,7 @@ def create_app(
     # Routes are matched in order: the data plane (assign, events) first, so its requests are routed soonest.
     app.include_router(tracking_router)
     docs_ui.install(app)
+    app.include_router(interleaving_router)
     app.include_router(experiments_router)
 
     @app.get(

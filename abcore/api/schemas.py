@@ -102,6 +102,7 @@ class ExperimentOut(BaseModel):
     id: int
     name: str
     kind: str = "ab"  # ab | interleaving | holdout (abcore.experiments.schemas.EXPERIMENT_KINDS)
+    interleaving_method: str | None = None  # team_draft | balanced | probabilistic (kind interleaving)
     status: str
     description: str = ""
     hypothesis: str = ""

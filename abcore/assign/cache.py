@@ -115,6 +115,10 @@ class ExperimentDef:
     #: True once the split or the traffic share was changed while running/paused (audit log): a stored row
     #: may then differ from the hash, so a user not in the cache is read before being answered.
     changed: bool = False
+    #: ``ab``, ``interleaving`` or ``holdout`` (abcore.experiments.schemas.EXPERIMENT_KINDS), and the method
+    #: merging the rankers of an interleaving experiment (abcore.assign.interleaving).
+    kind: str = "ab"
+    interleaving_method: str | None = None
     index_of: dict[int, int] = field(init=False, repr=False)
     returning: tuple[Assignment, ...] = field(init=False, repr=False)
     new: tuple[Assignment, ...] = field(init=False, repr=False)

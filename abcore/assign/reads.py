@@ -136,7 +136,7 @@ def load_definitions(connection: Connection) -> Definitions:
         d = _definition(e, variants_by_exp[e["id"]]) if variants_by_exp[e["id"]] else None
         if d is not None:
             by_id[d.id] = d
-    running = [d for d in by_id.values() if d.status == _RUNNING]
+    running = [d for d in by_id.values() if d.status == _RUNNING and d.kind != "interleaving"]  # assign(user) needs arms
     latest = max(running, key=lambda d: (d.started_at is not None, d.started_at or 0, d.id), default=None)
     return Definitions(
         by_id=by_id,
@@ -182,6 +182,8 @@ def _definition(e: Any, rows: list[Any]) -> ExperimentDef | None:
         rollout_pct=100.0 if rollout is None else float(rollout),
         started_at=e["started_at"],
         changed=bool(e["split_changed"]),
+        kind=e["kind"],
+        interleaving_method=e["interleaving_method"],
     )
 
 

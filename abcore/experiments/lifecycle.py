@@ -32,6 +32,7 @@ from abcore.experiments.schemas import ExperimentCreate
 from abcore.experiments.validation import (
     allocation_problems,
     check_actor,
+    interleaving_method_of,
     normalize_auto_stop,
     raise_problems,
     validate_auto_stop,
@@ -94,6 +95,7 @@ def add_draft(session: Session, data: ExperimentCreate, actor: str, source: Expe
     experiment = Experiment(
         name=data.name.strip(),
         kind=data.kind,
+        interleaving_method=interleaving_method_of(data),
         description=data.description,
         hypothesis=data.hypothesis,
         status=ExperimentStatus.DRAFT.value,

@@ -66,6 +66,8 @@ class ExperimentCreate(SQLModel):
 
     name: str
     kind: str = "ab"  # one of EXPERIMENT_KINDS; fixed at creation
+    # kind "interleaving" only: team_draft (default), balanced or probabilistic (abcore.assign.interleaving)
+    interleaving_method: str | None = None
     description: str = ""
     hypothesis: str = ""
     variants: list[VariantCreate] = PydanticField(default_factory=list)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from abcore.assign.interleaving import INTERLEAVING_METHODS, max_rankers
 from abcore.assign.targeting import validate_targeting
 from abcore.experiments.errors import ExperimentError
 from abcore.experiments.schemas import (
@@ -154,6 +155,7 @@ def validate_experiment(
     problems = _name_problems(data.name, session, existing_id)
     if data.kind not in EXPERIMENT_KINDS:
         problems.append(f"The kind must be one of {', '.join(EXPERIMENT_KINDS)}; got {data.kind!r}.")
+    problems += _interleaving_problems(data)
     problems += _variant_problems(data.variants, session)
     if not is_number(data.traffic_allocation) or not 0 < data.traffic_allocation <= 1:
         problems.append("The traffic share must be more than 0 % and at most 100 %.")
@@ -163,6 +165,29 @@ def validate_experiment(
     problems.extend(validate_auto_stop(data.auto_stop))
     problems += _minimum_problems(data)
     return problems
+
+
+def interleaving_method_of(data: ExperimentCreate) -> str | None:
+    """The method stored for ``data``: ``team_draft`` when an interleaving experiment names none, None for other kinds."""
+    if data.kind != "interleaving":
+        return None
+    return data.interleaving_method or "team_draft"
+
+
+def _interleaving_problems(data: ExperimentCreate) -> list[str]:
+    """An interleaving method only on an interleaving experiment, a known one, and as many rankers as it merges."""
+    method = data.interleaving_method
+    if data.kind != "interleaving":
+        if method is not None:
+            return [f"An interleaving method is set only on an interleaving experiment; this one is {data.kind!r}."]
+        return []
+    method = interleaving_method_of(data)
+    if method not in INTERLEAVING_METHODS:
+        return [f"The interleaving method must be one of {', '.join(INTERLEAVING_METHODS)}; got {method!r}."]
+    most = max_rankers(method)
+    if most is not None and len(data.variants) > most:
+        return [f"The {method} method compares exactly {most} rankers; use team_draft for {len(data.variants)}."]
+    return []
 
 
 def _name_problems(raw_name: str, session: Session | None, existing_id: int | None) -> list[str]:

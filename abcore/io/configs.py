@@ -86,6 +86,7 @@ def normalise_weights(weights: Sequence[float], *, total: int = 100, decimals: i
 
 _CONFIG_EXTRA_FIELDS = (
     "kind",  # ab | interleaving | holdout
+    "interleaving_method",  # team_draft | balanced | probabilistic (interleaving experiments)
     "description",
     "hypothesis",
     "traffic_allocation",

@@ -197,6 +197,12 @@ def _what_section(ro: bool) -> None:
 def _variants_section(models: list[Any], ro: bool) -> list[create_form.VariantRow]:
     """2 · the variant rows with their tools and the live allocation total; returns the rows as typed."""
     st.subheader("2 · Variants")
+    kinds = {"ab": "A/B test: the variants split the users", "interleaving": "Interleaving: the variants are rankers "
+             "merged in one list per user (abcore.assign.interleave)"}
+    st.radio("What do the variants compare?", list(kinds), format_func=kinds.__getitem__, key="c_kind", disabled=ro)
+    if st.session_state.get("c_kind") == "interleaving":
+        st.selectbox("Interleaving method", ["team_draft", "balanced", "probabilistic"], key="c_interleaving_method",
+                     disabled=ro, help="team_draft (default; 2 or more rankers), balanced (exactly 2), probabilistic")
     if not models:
         st.caption("No models are registered yet – register them on the **Models** page to pick one per variant.")
     rows = _variant_rows(models, disabled=ro)

@@ -22,7 +22,7 @@ from abcore.analysis.metric_counts import value_distribution
 from abcore.analysis.pipeline import analyze
 from abcore.analysis.results import Results
 from abcore.config import choose_analysis_engine, database_url
-from abcore.dashboard import ui, watch_ui
+from abcore.dashboard import interleaving_ui, ui, watch_ui
 from abcore.dashboard.views import forms, html, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
 from abcore.io.csv_export import iter_csv
@@ -382,6 +382,9 @@ def body() -> None:
                f"{fmt.format_pct(experiment.traffic_allocation, 0)} of eligible traffic")
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")
+        return
+    if experiment.kind == "interleaving":
+        ui.guarded(lambda: interleaving_ui.section(experiment))
         return
     snapshot = watch_ui.snapshot_first(experiment)
     if snapshot is not None:

@@ -68,6 +68,25 @@ def body() -> None:
         st.markdown(f"<div>{sample_size.power_chart(curve, power, plan.per_variant)}</div>", unsafe_allow_html=True)
     st.caption("Two-sided test; the control and every treatment get the same number of users. "
                "With more than two variants, consider a stricter α for multiple comparisons.")
+    if kind == "Conversion rate":
+        _interleaving(plan.total, alpha, power)
+
+
+def _interleaving(ab_total: int, alpha: float, power: float) -> None:
+    """Users an interleaving comparison of two rankers needs, beside the A/B test's total."""
+    from abcore.stats.interleaving import interleaving_sample_size
+
+    st.subheader("Comparing rankers? Interleaving")
+    cols = st.columns(2)
+    share = cols[0].number_input("Preference share to detect (%)", 50.1, 99.9, 55.0, 0.5, key="ss_il_share") / 100.0
+    decisive = cols[1].number_input("Users whose clicks prefer a ranker (%)", 1.0, 100.0, 60.0, 5.0,
+                                    key="ss_il_decisive") / 100.0
+    users = interleaving_sample_size(share, alpha=alpha, power=power, decisive_share=decisive)
+    with st.container(key="ss_il_result"):  # text, not st.metric, like the A/B figures above
+        st.markdown(f"Interleaving: users in total **{fmt.format_int(users)}** &nbsp;·&nbsp; A/B test above: users "
+                    f"in total **{fmt.format_int(ab_total)}** ({ab_total / users:.1f}x interleaving's)")
+    st.caption("Sign test of the share of users preferring one ranker (normal approximation), divided by the "
+               "share of users with a preference. See the guide: Comparing rankers (interleaving).")
 
 
 if ui.start_page():

@@ -292,6 +292,8 @@ class CreateForm:
     min_duration_days: int = 7
     min_samples_per_variant: int = 0
     created_by: str = ""
+    kind: str = "ab"  # ab, or interleaving (the variants are rankers merged in one list per user)
+    interleaving_method: str = "team_draft"
 
 
 def form_from_state(state: Mapping[str, Any], *, rows: list[VariantRow], targeting_rows: list[dict[str, Any]],
@@ -315,6 +317,8 @@ def form_from_state(state: Mapping[str, Any], *, rows: list[VariantRow], targeti
         min_duration_days=int(state.get("crit_min_days", 7)),
         min_samples_per_variant=int(state.get("crit_min_samples", 0)),
         created_by=created_by,
+        kind=state.get("c_kind", "ab"),
+        interleaving_method=state.get("c_interleaving_method", "team_draft"),
     )
 
 
@@ -367,6 +371,8 @@ def build_experiment_create(form: CreateForm) -> Any:
     primary = form.primary_metric.strip()
     return ExperimentCreate(
         name=form.name.strip(),
+        kind=form.kind,
+        interleaving_method=form.interleaving_method if form.kind == "interleaving" else None,
         description=form.description.strip(),
         hypothesis=form.hypothesis.strip(),
         variants=variants,

@@ -184,3 +184,19 @@ def test_the_form_labels_every_targeting_operator_and_shares_the_rules_constants
 
     assert set(create_form.TARGETING_OPS) == set(TARGETING_OPS) - {"user_ids"}
     assert create_form.ALLOCATION_TOLERANCE is ALLOCATION_TOLERANCE and create_form.DIRECTIONS is DIRECTIONS
+
+
+def test_interleaving_kind_and_method_reach_the_experiment() -> None:
+    from abcore.dashboard.views.create_form import (
+        CreateForm,
+        build_experiment_create,
+        form_from_state,
+        initial_rows,
+    )
+
+    state = {"c_name": "rank", "c_kind": "interleaving", "c_interleaving_method": "balanced", "c_primary_metric": "click"}
+    form = form_from_state(state, rows=initial_rows(), targeting_rows=[], direction="increase", created_by="me")
+    data = build_experiment_create(form)
+    assert (data.kind, data.interleaving_method) == ("interleaving", "balanced")
+    plain = build_experiment_create(CreateForm(name="ab", primary_metric="click"))
+    assert (plain.kind, plain.interleaving_method) == ("ab", None)
