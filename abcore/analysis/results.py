@@ -3,7 +3,9 @@
 :class:`Results` holds the arms (:class:`VariantInfo`), one :class:`MetricResult` per metric and
 treatment (judged by :mod:`abcore.analysis.verdict`: ``outcome`` better / worse / inconclusive in the
 metric's direction), the :class:`HealthCheck` list, the verdict, the daily series (:class:`DailyPoint`)
-and the per-segment breakdown (:class:`SegmentResult`).
+the per-segment breakdown (:class:`SegmentResult`), the effect by days since first exposure
+(:class:`ExposureDayPoint`, with the novelty test on each :class:`MetricResult`) and the differential
+impact scan (:class:`DifferentialImpact`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Any
 
 from abcore.analysis import overview
 from abcore.analysis.verdict import Verdict
-from abcore.stats import BayesResult, SRMResult, TestResult
+from abcore.stats import BayesResult, EffectDifference, NoveltyResult, SRMResult, TestResult
 
 __all__ = [
     "DailyPoint",
+    "DifferentialCell",
+    "DifferentialImpact",
+    "ExposureDayPoint",
     "HealthCheck",
     "MetricResult",
     "Results",
@@ -38,6 +43,20 @@ class VariantInfo:
     allocation_pct: float
     assigned: int
     users: int
+
+
+@dataclass(frozen=True)
+class ExposureDayPoint:
+    """The effect on users' exposure day ``day`` (0 = their first 24 hours, see
+    :mod:`abcore.analysis.sql.exposure_days`): the users observed for that whole day in each arm, each
+    arm's mean daily value and the test of the metric's family (lift and its CI in ``test``)."""
+
+    day: int
+    control_users: int
+    users: int
+    control_value: float
+    value: float
+    test: TestResult
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,11 @@ class MetricResult:
     outcome: str = "inconclusive"
     #: The metric definition's kind: binomial | count | mean | ratio | quantile.
     metric_kind: str = "binomial"
+    #: The effect by days since first exposure (binomial, count and mean metrics; empty otherwise).
+    by_exposure_day: tuple[ExposureDayPoint, ...] = ()
+    #: Novelty / primacy: early vs late exposure days and the long-run estimate (``None`` until users
+    #: have been observed into the late days, or for ratio and quantile metrics).
+    novelty: NoveltyResult | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +148,37 @@ class SegmentResult:
 
 
 @dataclass(frozen=True)
+class DifferentialCell:
+    """One segment cell (``attribute`` = ``value``) for one metric and treatment: the effect among its
+    users (``test``: lift and CI) against the effect among everyone else (``versus``), and the
+    Benjamini-Hochberg adjusted p-value of that difference across the whole scan."""
+
+    attribute: str
+    value: str
+    metric: str
+    role: str
+    variant: str
+    control_users: int
+    users: int
+    test: TestResult
+    versus: EffectDifference
+    p_value_adjusted: float
+    significant: bool
+
+
+@dataclass(frozen=True)
+class DifferentialImpact:
+    """The scan of every stored assignment attribute: ``tested`` cells (attribute value x metric x
+    treatment) at false-discovery rate ``fdr``; ``cells`` the ones whose effect differs from the rest
+    (BH-adjusted p < ``fdr``), most significant first; ``attributes`` the attributes scanned."""
+
+    attributes: tuple[str, ...]
+    tested: int
+    fdr: float
+    cells: tuple[DifferentialCell, ...]
+
+
+@dataclass(frozen=True)
 class Results:
     """Everything ``analyze`` computed for one experiment."""
 
@@ -151,6 +206,8 @@ class Results:
     warnings: tuple[str, ...] = field(default=())
     #: Which engine computed the metric statistics: "store", "duckdb" or "spark".
     engine: str = "store"
+    #: Segment cells whose effect differs from the rest (``None`` when not scanned).
+    differential_impact: DifferentialImpact | None = None
 
     @property
     def control(self) -> VariantInfo:

@@ -91,15 +91,20 @@ def novelty_test(a: EarlyLateSummary, b: EarlyLateSummary, *, alpha: float = 0.0
     treatment) and estimate the long-run effect; see the module docstring for the method and its source.
 
     The three tests are :func:`abcore.stats.mean_test_from` (Welch) on the arms' ``early``, ``late``
-    and ``change`` summaries at level ``alpha`` (two-sided)."""
+    and ``change`` summaries at level ``alpha`` (two-sided). Nothing is flagged when the late values do
+    not vary (a one-time conversion happens on the first day by nature: no long-run effect to compare)."""
     check_alpha(alpha)
     early = mean_test_from(a.early, b.early, alpha=alpha)
     long_run = mean_test_from(a.late, b.late, alpha=alpha)
     change = mean_test_from(a.change, b.change, alpha=alpha)
-    detected = bool(math.isfinite(change.p_value) and change.p_value < alpha)
+    error = None
+    if not math.isfinite(long_run.p_value):  # e.g. a one-time conversion: nobody acts on the late days
+        error = "no variation in the late exposure days (a one-time metric): no long-run effect to compare"
+    elif not math.isfinite(change.p_value):
+        error = change.error or "the change is not computable"
+    detected = bool(error is None and change.p_value < alpha)
     pattern = "none"
     if detected:
         pattern = "novelty" if abs(early.diff) > abs(long_run.diff) else "primacy"
-    error = None if math.isfinite(change.p_value) else (change.error or "the change is not computable")
     return NoveltyResult(early=early, long_run=long_run, change=change, detected=detected, pattern=pattern,
                          users=int(a.n + b.n), alpha=alpha, error=error)

@@ -66,6 +66,14 @@ def test_degenerate_arms_give_nan_and_a_message() -> None:
     assert math.isnan(result.change.p_value) and not result.detected and result.error
 
 
+def test_a_one_time_metric_is_not_flagged() -> None:
+    """Converted on the first day only: every late value is 0, the decay is by nature, not novelty."""
+    rng = np.random.default_rng(9)
+    ea, eb = (rng.random(2000) < 0.2).astype(float), (rng.random(2000) < 0.3).astype(float)
+    result = novelty_test(_summary(ea, np.zeros(2000)), _summary(eb, np.zeros(2000)))
+    assert result.change.p_value < 0.001 and not result.detected and "one-time" in (result.error or "")
+
+
 def test_effect_difference_is_the_interaction_z_test() -> None:
     rng = np.random.default_rng(8)
     ya, yb = rng.normal(0, 1, 400), rng.normal(0.3, 1, 420)
