@@ -18,7 +18,7 @@ from abcore.formatting import format_interval, format_p_clause, format_pct, form
 from abcore.stats import SRMResult
 from abcore.store.tables import Experiment, ExperimentStatus
 
-__all__ = ["days_run", "health_checks", "novelty_checks", "srm_check"]
+__all__ = ["days_run", "health_checks", "novelty_checks", "novelty_sentence", "srm_check"]
 
 
 def days_run(experiment: Experiment, end: datetime | None, now: datetime) -> float:
@@ -83,7 +83,7 @@ def health_checks(
 
 
 
-def _novelty_sentence(r: MetricResult) -> str:
+def novelty_sentence(r: MetricResult) -> str:
     """``"click (B): the lift is decaying: +8.0 % on day 0, estimated +1.2 % [-0.3 %, +2.7 %] in the long run"``."""
     n = r.novelty
     assert n is not None
@@ -105,7 +105,7 @@ def novelty_checks(results: Sequence[MetricResult], computed: bool = True) -> tu
     found = sorted((r for r in tested if r.novelty is not None and r.novelty.detected),
                    key=lambda r: (r.role != "primary", r.metric, r.variant))
     if found:
-        message = "; ".join(_novelty_sentence(r) for r in found) + "."
+        message = "; ".join(novelty_sentence(r) for r in found) + "."
         if any(r.novelty is not None and r.novelty.pattern == "novelty" for r in found):
             message += " The first days overstate the lasting effect: judge by the long-run estimate."
         return (HealthCheck("novelty", False, "warning", message),)

@@ -121,6 +121,7 @@ def _watch_one(engine: Engine, experiment_id: int, settings: WatchSettings, repo
             metric_results=results.metrics,
             primary_metric=exp.primary_metric,
             directions=experiment_directions(exp),
+            differential_cells=results.differential_impact.cells if results.differential_impact else (),
         )
         outcome, _ = primary_outcome(observation.metrics, observation.primary_metric)
         session.add(ResultSnapshot(experiment_id=experiment_id, computed_at=results.computed_at, method=METHOD,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -122,3 +123,30 @@ def test_differential_impact_finds_the_planted_cell(session: Session, timed: Any
     assert all(c.p_value_adjusted >= c.versus.p_value for c in di.cells)
     assert not any(h.name == "novelty" for h in res.health)
     assert math.isfinite(multipletests([cell.versus.p_value], method="fdr_bh")[1][0])
+
+
+def test_the_verdict_waits_for_a_decaying_winner() -> None:
+    """A significant winner whose lift decays to an unclear long-run estimate is not shipped yet; with a
+    clear long-run estimate it is, and the reason gives both lifts (hand-built sums: early effect +0.2 per
+    user on a 0.3 base, late effect +0.01 or +0.1 with per-user variance 0.3)."""
+    from abcore import stats
+    from abcore.analysis.verdict import verdict
+
+    def novelty(late_b: float) -> stats.NoveltyResult:
+        a = stats.EarlyLateSummary(1000, 300.0, 300.0, 300.0, 390.0, 300.0)
+        b = stats.EarlyLateSummary(1000, 500.0, 500.0, late_b, late_b + 390.0 - 300.0, 300.0)
+        return stats.novelty_test(a, b)
+
+    test = stats.proportion_test(3000, 10000, 3600, 10000)
+    winner = SimpleNamespace(metric="click", variant="B", variant_id=2, role="primary", direction="increase",
+                             outcome="better", test=test, bayes=None, p_value_adjusted=test.p_value,
+                             novelty=novelty(310.0))
+    assert winner.novelty.detected and winner.novelty.long_run.lift_ci_low < 0
+    judged = verdict(status="running", shipped_variant=None, rollout_pct=None, success_metric="click", threshold=0.0,
+                     results=[winner], health=[], alpha=0.05)
+    assert judged.decision == "keep_running" and "the lift is decaying: +66.7 % on day 0" in judged.reason
+    lasting = SimpleNamespace(**{**winner.__dict__, "novelty": novelty(400.0)})
+    assert lasting.novelty.long_run.lift_ci_low > 0
+    judged = verdict(status="running", shipped_variant=None, rollout_pct=None, success_metric="click", threshold=0.0,
+                     results=[lasting], health=[], alpha=0.05)
+    assert judged.decision == "ship" and "in the long run" in judged.reason
