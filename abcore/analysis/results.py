@@ -253,6 +253,7 @@ class Results:
                 "direction": r.direction,
                 "outcome": r.outcome,
             }
+            row.update(_novelty_columns(r))
             if r.bayes is not None:
                 row["chance_to_beat_control"] = r.bayes.chance_to_beat_control
                 row["expected_loss"] = r.bayes.expected_loss
@@ -260,15 +261,45 @@ class Results:
         columns = list(rows[0]) if rows else [
             "metric", "role", "kind", "metric_kind", "variant", "control_users", "users", "control_conversions", "conversions",
             "control_value", "value", "diff", "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high",
-            "p_value", "p_value_adjusted", "significant", "direction", "outcome",
+            "p_value", "p_value_adjusted", "significant", "direction", "outcome", *NOVELTY_COLUMNS,
         ]
+        return pd.DataFrame(rows, columns=columns)
+
+    def exposure_day_frame(self) -> Any:
+        """A pandas DataFrame of the effect by days since first exposure: one row per metric, treatment and
+        exposure day (``day`` 0 = the users' first 24 hours), with both arms' users and values, the lift,
+        its CI and p-value."""
+        import pandas as pd
+
+        columns = ["metric", "variant", "day", "control_users", "users", "control_value", "value", "diff", "lift",
+                   "lift_ci_low", "lift_ci_high", "p_value"]
+        rows = [[r.metric, r.variant, p.day, p.control_users, p.users, p.control_value, p.value, p.test.diff,
+                 p.test.lift, p.test.lift_ci_low, p.test.lift_ci_high, p.test.p_value]
+                for r in self.metrics for p in r.by_exposure_day]
         return pd.DataFrame(rows, columns=columns)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: nan/inf -> None, datetimes and dates ISO strings, tuples -> lists."""
         out = _jsonable(asdict(self))
         out["frame"] = _jsonable(self.to_frame().to_dict(orient="records"))
+        out["exposure_days"] = _jsonable(self.exposure_day_frame().to_dict(orient="records"))
         return out
+
+
+#: The novelty columns of :meth:`Results.to_frame` (empty / nan without a novelty test).
+NOVELTY_COLUMNS: tuple[str, ...] = ("novelty", "novelty_p_value", "day0_lift", "long_run_lift", "long_run_lift_ci_low",
+                                    "long_run_lift_ci_high")
+
+
+def _novelty_columns(r: MetricResult) -> dict[str, Any]:
+    """The pattern (novelty / primacy / none; empty without a test), the change's p-value, the day-0 lift and
+    the long-run lift with its CI of one result."""
+    n = r.novelty
+    if n is None:
+        return {"novelty": "", **dict.fromkeys(NOVELTY_COLUMNS[1:], math.nan)}
+    lr = n.long_run
+    return {"novelty": n.pattern, "novelty_p_value": n.change.p_value, "day0_lift": n.early.lift,
+            "long_run_lift": lr.lift, "long_run_lift_ci_low": lr.lift_ci_low, "long_run_lift_ci_high": lr.lift_ci_high}
 
 
 def _jsonable(value: Any) -> Any:

@@ -22,7 +22,7 @@ from abcore.analysis.metric_counts import value_distribution
 from abcore.analysis.pipeline import analyze
 from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import ui, watch_ui
-from abcore.dashboard.views import forms, html, result_charts
+from abcore.dashboard.views import forms, html, over_time, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
 from abcore.io.csv_export import iter_csv
 
@@ -300,8 +300,27 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
                 "lift": fmt.format_pct(seg.test.lift, 1, signed=True),
                 "p-value": fmt.format_pvalue(seg.test.p_value),
             } for seg in results.segments], key_columns=3), unsafe_allow_html=True)
+    _over_time(results)
     if results.metrics or results.variants:
         _charts(experiment, page, latest, window, palette)
+
+
+def _over_time(results: Any) -> None:
+    """The effect by days since first exposure (per metric) and the differential impact scan."""
+    with_days = [m for m, _ in forms.metrics_in_order(results) if over_time.exposure_day_rows(results, m)]
+    if with_days:
+        with st.expander("Effect by days since first exposure"):
+            for metric in with_days:
+                st.markdown(f"**{html.plain_text(metric)}**")
+                st.caption(html.plain_text(over_time.exposure_day_caption(results, metric)))
+                st.markdown(html.html_table(over_time.exposure_day_rows(results, metric), key_columns=2),
+                            unsafe_allow_html=True)
+    if results.differential_impact is not None:
+        with st.expander(f"Differential impact ({len(results.differential_impact.cells)} segment cells differ)"):
+            st.caption(html.plain_text(over_time.differential_caption(results)))
+            if results.differential_impact.cells:
+                st.markdown(html.html_table(over_time.differential_rows(results), key_columns=4),
+                            unsafe_allow_html=True)
 
 
 def _downloads(experiment: Any, options: tuple[Any, ...]) -> None:
