@@ -245,7 +245,8 @@ def _analyze(
     results = _metric_results(plan, variants, run["stats"])
     if options.exposure_days:
         results = with_exposure_days(results, exposure_day_results(
-            plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end, plan.end or plan.now, variants,
+            plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end,
+            min(t for t in (plan.end, overview.as_utc(plan.exp.stopped_at), plan.now) if t is not None), variants,
             plan.specs, plan.alpha))
     return _judge(plan, session, variants, results, new_users, run)
 

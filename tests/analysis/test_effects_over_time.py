@@ -101,6 +101,8 @@ def test_effect_by_exposure_day_matches_pandas(session: Session, timed: Any) -> 
     assert not item.ok and "click (B): the lift is decaying" in item.message and "in the long run" in item.message
     assert res.result("buy").novelty is not None and not res.result("buy").novelty.detected  # one-off purchase
     json.dumps(res.to_dict())  # the whole result stays JSON-ready
+    # without an end, the days are observed until the experiment stopped (END), not until today
+    assert analyze(exp.id, session=session, differential=False).result("click").by_exposure_day == r.by_exposure_day
 
 
 def test_differential_impact_finds_the_planted_cell(session: Session, timed: Any) -> None:

@@ -230,7 +230,7 @@ def build_exposure_day_query(
     end: datetime | None = None,
 ) -> str:
     """The rows of the effect by days since first exposure (binomial, count and mean metrics) observed at
-    ``as_of`` (the analysis ``end``, else its time): columns ``part, metric, variant, day, n, sum_y,
+    ``as_of`` (the analysis passes the first of its ``end``, the experiment's stop and now): columns ``part, metric, variant, day, n, sum_y,
     sum_y2, sum_x, sum_x2, sum_xy``, each part as :mod:`abcore.analysis.sql.exposure_days` defines it.
     ``ValueError`` for an invalid definition or no metric of those kinds."""
     d = _dialect(dialect)

@@ -4,8 +4,8 @@ Definitions (one place; the docs' statistics page repeats them):
 
 * A user's **exposure day** ``d`` (0, 1, 2, ...) is the interval ``[first_exposure + d days,
   first_exposure + (d + 1) days)`` (24-hour days counted from the user's own first exposure, not UTC days).
-* Exposure day ``d`` is **observed** when it has ended by ``as_of`` (the analysis ``end``, else the time of
-  the analysis): a user observed for ``k = floor((as_of - first_exposure) / 1 day)`` complete days (at most
+* Exposure day ``d`` is **observed** when it has ended by ``as_of`` (the first of the analysis ``end``, the
+  experiment's stop and the time of the analysis): a user observed for ``k = floor((as_of - first_exposure) / 1 day)`` complete days (at most
   :data:`MAX_EXPOSURE_DAYS`) is in the cohort of every day ``d < k``. Partial days are left out, so each
   day's cohort is the users who could have acted on all of it.
 * A user's **value on day d** uses the metric's qualifying events (the headline's: at or after first
