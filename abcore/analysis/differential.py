@@ -17,14 +17,17 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from sqlmodel import Session
+
 from abcore import stats
+from abcore.analysis import overview
 from abcore.analysis.engines import Engine, MetricStatsRow, compute_stats
 from abcore.analysis.results import DifferentialCell, DifferentialImpact, VariantInfo
 from abcore.analysis.sql.build import QuerySource
 from abcore.metrics import MetricSpec
 from abcore.stats import MeanSummary, TestResult
 
-__all__ = ["MAX_VALUES", "differential_impact", "scan_cells"]
+__all__ = ["MAX_VALUES", "differential_impact", "scan_cells", "scanned_attributes"]
 
 #: Attributes with more distinct values than this are not scanned.
 MAX_VALUES = 50
@@ -114,3 +117,11 @@ def differential_impact(
             if len({r.segment for r in rows}) <= MAX_VALUES:
                 by_attribute[attribute] = rows
     return scan_cells(by_attribute, vid, variants, roles, specs, alpha)
+
+
+def scanned_attributes(session: Session, experiment_id: int, qsource: QuerySource) -> list[str]:
+    """The attributes to scan: those stored with the experiment's assignments
+    (:func:`abcore.analysis.overview.attribute_names`), or with an exposure-table source its segment columns."""
+    if qsource.exposures is None:
+        return overview.attribute_names(session=session, experiment_id=experiment_id)
+    return list(qsource.segment_columns)

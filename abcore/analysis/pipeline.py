@@ -39,7 +39,7 @@ from abcore.analysis import overview
 from abcore.analysis import verdict as decisions
 from abcore.analysis.compare import FAMILY, Arm, compare, summaries
 from abcore.analysis.daily import daily_series, epoch_day
-from abcore.analysis.differential import differential_impact
+from abcore.analysis.differential import differential_impact, scanned_attributes
 from abcore.analysis.engines import (
     ENGINES,
     Engine,
@@ -586,13 +586,8 @@ def _judge(
         computed_at=plan.now, days_run=ran, variants=variants, metrics=results,
         percentiles=percentile_stats(run["percentile"], plan.vid), feedback=feedback, srm=srm, health=health,
         verdict=verdict, daily=series, segment=options.segment, segments=segments, warnings=tuple(plan.warnings),
-        engine=plan.runner.name, differential_impact=_differential(plan, session, variants) if options.differential else None,
+        engine=plan.runner.name, differential_impact=differential_impact(
+            plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end, scanned_attributes(
+                session, int(exp.id), plan.qsource), variants, dict(plan.metric_roles), plan.specs, plan.alpha)
+        if options.differential else None,
     )
-
-
-def _differential(plan: _Plan, session: Session, variants: Sequence[VariantInfo]) -> Any:
-    """The differential impact scan over the stored assignment attributes (an exposure table: its segment columns)."""
-    attributes = (overview.attribute_names(session=session, experiment_id=int(plan.exp.id))  # type: ignore[arg-type]
-                  if plan.qsource.exposures is None else list(plan.qsource.segment_columns))
-    return differential_impact(plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end, attributes,
-                               variants, dict(plan.metric_roles), plan.specs, plan.alpha)
