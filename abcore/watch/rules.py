@@ -316,12 +316,13 @@ def describe_rules(rules: Mapping[str, Any] | None) -> str:
 
 
 def rules_from_inputs(*, enabled: bool, guardrails: str, success: str, srm: str, max_days: float,
-                      max_users: int, min_days: float, min_users: int) -> dict[str, Any]:
+                      max_users: int, min_days: float, min_users: int, novelty: str = "off",
+                      differential: str = "off") -> dict[str, Any]:
     """The ``auto_stop`` mapping for form inputs where 0 means "no limit"; {} when not enabled."""
     if not enabled:
         return {}
     return {
-        "guardrails": guardrails, "success": success, "srm": srm,
+        "guardrails": guardrails, "success": success, "srm": srm, "novelty": novelty, "differential": differential,
         "max_days": float(max_days) if max_days else None, "max_users": int(max_users) if max_users else None,
         "min_days": float(min_days or 0), "min_users": int(min_users or 0),
     }
