@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "assign_many": "abcore.assign",
     "assign_user_to_variant": "abcore.assign",
     "track": "abcore.assign",
+    "interleave": "abcore.assign",
+    "Interleaving": "abcore.assign",
     "flush": "abcore.assign",
     "bucket": "abcore.assign",
     "configure": "abcore.assign",

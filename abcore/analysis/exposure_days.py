@@ -15,6 +15,7 @@ from typing import Any
 
 from abcore import stats
 from abcore.analysis.engines import Engine
+from abcore.analysis.overview import as_utc
 from abcore.analysis.results import ExposureDayPoint, MetricResult, VariantInfo
 from abcore.analysis.sql.build import QuerySource, build_exposure_day_query
 from abcore.analysis.sql.exposure_days import EXPOSURE_DAY_KINDS, LATE_FROM
@@ -88,11 +89,13 @@ def _novelty(data: ExposureDayRows, metric: str, control: int, treatment: int, a
 
 def exposure_day_results(
     runner: Engine, qsource: QuerySource, key: Any, vid: Callable[[Any], int | None], start: datetime | None,
-    end: datetime | None, as_of: datetime, variants: Sequence[VariantInfo], specs: Mapping[str, MetricSpec],
-    alpha: float,
+    end: datetime | None, stopped_at: datetime | None, now: datetime, variants: Sequence[VariantInfo],
+    specs: Mapping[str, MetricSpec], alpha: float,
 ) -> dict[tuple[str, int], tuple[tuple[ExposureDayPoint, ...], NoveltyResult | None]]:
     """Per (metric, treatment variant id): the effect by exposure day and the novelty test (level ``alpha``)
-    of every binomial, count and mean metric in ``specs``, observed at ``as_of``."""
+    of every binomial, count and mean metric in ``specs``, observed until the first of ``end``, ``stopped_at``
+    (the experiment's stop: later days have no data) and ``now``."""
+    as_of = min(t for t in (end, as_utc(stopped_at), now) if t is not None)
     control = next((v for v in variants if v.is_control), None)
     metrics = [s for s in specs.values() if s.kind in EXPOSURE_DAY_KINDS]
     if control is None or not metrics:

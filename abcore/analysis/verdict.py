@@ -14,9 +14,11 @@ A result is *significant* only when **both** hold:
    ``method="bayesian"``) when both ends are finite, otherwise the absolute difference interval
    (``ci_low``, ``ci_high``), see :func:`displayed_interval`.
 
-So no row is "significant" while the interval shown next to it covers 0. (The sequential
-lift interval can be much wider than its difference interval, so a significant difference
-with a relative interval covering 0 is reported as not significant.)
+So no row is "significant" while the interval shown next to it covers 0. The tests' lift interval is
+Fieller's at the test's own critical value (:func:`abcore.stats._common.lift_interval`), which excludes 0
+exactly when the test of the difference rejects, so it never vetoes a decisive frequentist or sequential
+result (it is unbounded, and the difference interval shown, when the control mean is not distinguishable
+from 0). Multiple-comparison adjustment and the Bayesian credible interval can still make the two differ.
 
 Outcome: significant and the estimate moved in the metric's good direction -> ``"better"``;
 significant in the bad direction -> ``"worse"``; otherwise ``"inconclusive"``. A guardrail
@@ -297,3 +299,37 @@ def verdict(
             return _not_ready(status, f"{best.variant} leads on {best.metric}, but {note}.")
         return Verdict("ship", best.variant, f"Ship {best.variant}: {reasons[best.variant]}{note}.")
     return Verdict("keep_control", None, "Keep control: " + "; ".join(notes) + ".")
+
+
+def preference_outcome(p_adjusted: float, ci_low: float, ci_high: float, share: float, alpha: float) -> str:
+    """Outcome of an interleaving pair (A, B) by this module's significance rule: ``"better"`` when A is
+    preferred (adjusted sign-test p < alpha AND the share interval excludes 1/2, the share above it), ``"worse"``
+    when B is, ``"inconclusive"`` otherwise."""
+    significant = _finite(p_adjusted, ci_low, ci_high) and p_adjusted < alpha and (ci_low > 0.5 or ci_high < 0.5)
+    return outcome(significant, share - 0.5 if _finite(share) else math.nan, "increase")
+
+
+def interleaving_verdict(*, status: str, shipped_variant: str | None, rollout_pct: float | None,
+                         control: str, pairs: Sequence[Any]) -> Verdict:
+    """The recommendation of an interleaving experiment: ``ship`` the ranker preferred over every other ranker
+    (outcomes of :func:`preference_outcome`; ``pairs`` have ``ranker_a``, ``ranker_b``, ``outcome`` and
+    ``counts.wins + counts.losses``), ``keep_control`` when none is (or the control is), ``keep_running`` (a
+    completed experiment: ``no_winner``) before any user preferred a ranker; cancelled / shipped as for A/B."""
+    if status == "cancelled" or (status == "completed" and shipped_variant is not None):
+        return verdict(status=status, shipped_variant=shipped_variant, rollout_pct=rollout_pct, success_metric="",
+                       threshold=0.0, results=(), health=(), alpha=0.05)
+    if not any(p.counts.wins + p.counts.losses for p in pairs):
+        return _not_ready(status, "No user has preferred a ranker yet (no credited clicks).")
+    rankers = list(dict.fromkeys([r for p in pairs for r in (p.ranker_a, p.ranker_b)]))
+    beaten: dict[str, set[str]] = {r: set() for r in rankers}
+    for p in pairs:
+        if p.outcome == "better":
+            beaten[p.ranker_a].add(p.ranker_b)
+        elif p.outcome == "worse":
+            beaten[p.ranker_b].add(p.ranker_a)
+    winners = [r for r in rankers if len(beaten[r]) == len(rankers) - 1]
+    if winners and winners[0] != control:
+        return Verdict("ship", winners[0], f"Ship {winners[0]}: users preferred it over every other ranker.")
+    if winners:
+        return Verdict("keep_control", None, f"Keep control: users preferred {control} over every other ranker.")
+    return Verdict("keep_control", None, "Keep control: no ranker was preferred over every other ranker.")

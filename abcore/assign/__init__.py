@@ -6,6 +6,7 @@ What recommender code imports::
 
     a = assign("user-42", "ranker_v2", attributes={"country": "DE"})   # Assignment | None
     track("user-42", "ranker_v2", "watch_completion", 1.0)             # True if recorded
+    shown = interleave("user-42", "als_vs_pop", {"als": als, "pop": pop})  # Interleaving | None
     flush()                                                            # write buffered rows and events now
 
 This package never imports pandas, scipy or :mod:`abcore.analysis` (an import contract checks it), so
@@ -21,6 +22,7 @@ from abcore.assign.defaults import (
     configure,
     default_assigner,
     flush,
+    interleave,
     track,
 )
 from abcore.assign.hashing import (
@@ -33,6 +35,7 @@ from abcore.assign.hashing import (
     cumulative_allocations,
     traffic_bucket,
 )
+from abcore.assign.interleave import Interleaving
 from abcore.assign.router import Router
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "Assigner",
     "Assignment",
     "FrozenConfig",
+    "Interleaving",
     "Router",
     "assign",
     "assign_many",
@@ -53,6 +57,7 @@ __all__ = [
     "cumulative_allocations",
     "default_assigner",
     "flush",
+    "interleave",
     "track",
     "traffic_bucket",
 ]

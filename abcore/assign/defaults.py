@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -23,6 +24,8 @@ from sqlalchemy.engine import Engine
 from abcore.assign import prometheus
 from abcore.assign.assigner import Assigner, live_assigners
 from abcore.assign.cache import Assignment
+from abcore.assign.interleave import Interleaving
+from abcore.assign.interleave import interleave as interleave_with
 
 __all__ = [
     "assign",
@@ -31,6 +34,7 @@ __all__ = [
     "configure",
     "default_assigner",
     "flush",
+    "interleave",
     "track",
 ]
 
@@ -131,11 +135,27 @@ def track(
     properties: Mapping[str, Any] | None = None,
     event_type: str = "conversion",
     request_id: str | None = None,
+    timestamp: datetime | None = None,
 ) -> bool:
     """See :meth:`Assigner.track` (default client)."""
     return default_assigner().track(
-        user_id, experiment, metric_name, value, properties=properties, event_type=event_type, request_id=request_id
+        user_id, experiment, metric_name, value, properties=properties, event_type=event_type, request_id=request_id,
+        timestamp=timestamp,
     )
+
+
+def interleave(
+    user_id: str,
+    experiment: str | int | None,
+    rankings: Mapping[str, Sequence[str | int]],
+    *,
+    length: int | None = None,
+    request_id: str | None = None,
+) -> Interleaving | None:
+    """The merged list of an interleaving experiment's rankers for ``user_id`` (default client); see
+    :func:`abcore.assign.interleave.interleave`."""
+    client = _default if _default is not None else default_assigner()
+    return interleave_with(client, user_id, experiment, rankings, length=length, request_id=request_id)
 
 
 def flush(timeout: float | None = None) -> int:

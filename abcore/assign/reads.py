@@ -19,7 +19,7 @@ from sqlalchemy import and_, event, or_, select
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from abcore import errors
-from abcore.assign.cache import Definitions, ExperimentDef, FrozenConfig, VariantDef
+from abcore.assign.cache import EMPTY_CONFIG, Definitions, ExperimentDef, FrozenConfig, VariantDef
 from abcore.assign.hashing import cumulative_allocations
 from abcore.store.tables import AuditLog, Experiment, ExperimentStatus, Model, UserAssignment, Variant
 
@@ -123,7 +123,8 @@ def load_definitions(connection: Connection) -> Definitions:
     variants_by_exp: dict[int, list[Any]] = {i: [] for i in ids}
     if ids:
         rows = connection.execute(
-            select(var, mod.c.name.label("model_name"))
+            select(var, mod.c.name.label("model_name"), mod.c.version.label("model_version"),
+                   mod.c.config.label("model_config"))
             .select_from(var.outerjoin(mod, mod.c.id == var.c.model_id))
             .where(var.c.experiment_id.in_(ids))
             .order_by(var.c.experiment_id, var.c.position, var.c.id)
@@ -135,7 +136,7 @@ def load_definitions(connection: Connection) -> Definitions:
         d = _definition(e, variants_by_exp[e["id"]]) if variants_by_exp[e["id"]] else None
         if d is not None:
             by_id[d.id] = d
-    running = [d for d in by_id.values() if d.status == _RUNNING]
+    running = [d for d in by_id.values() if d.status == _RUNNING and d.kind != "interleaving"]  # assign(user) needs arms
     latest = max(running, key=lambda d: (d.started_at is not None, d.started_at or 0, d.id), default=None)
     return Definitions(
         by_id=by_id,
@@ -156,6 +157,8 @@ def _definition(e: Any, rows: list[Any]) -> ExperimentDef | None:
             model_name=r["model_name"],
             config=FrozenConfig(r["config"] or {}),
             is_control=bool(r["is_control"]),
+            model_version=None if r["model_version"] is None else str(r["model_version"]),
+            model_config=FrozenConfig(r["model_config"]) if isinstance(r["model_config"], dict) and r["model_config"] else EMPTY_CONFIG,
         )
         for r in rows
     )
@@ -179,6 +182,8 @@ def _definition(e: Any, rows: list[Any]) -> ExperimentDef | None:
         rollout_pct=100.0 if rollout is None else float(rollout),
         started_at=e["started_at"],
         changed=bool(e["split_changed"]),
+        kind=e["kind"],
+        interleaving_method=e["interleaving_method"],
     )
 
 

@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from abcore.assign import prometheus
+from abcore.assign.interleave import expand_impressions
 from abcore.assign.statements import (
     EVENT_COLUMNS,
     ROW_COLUMNS,
@@ -293,8 +294,8 @@ class Writer:
                     events = [
                         (e[0], fixes[(e[0], e[2])], *e[2:]) if (e[0], e[2]) in fixes else e for e in events
                     ]
-        # 2. events
-        events = assigned + events
+        # 2. events (a buffered impression becomes one row per position)
+        events = assigned + expand_impressions(events)
         for start in range(0, len(events), size):
             part = events[start : start + size]
             try:

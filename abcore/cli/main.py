@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from abcore.cli import access, analysis, experiments, io, metrics, servers, store
+from abcore.cli import access, analysis, experiments, interleaving, io, metrics, servers, store
 from abcore.cli.analysis import CORRECTIONS, METHODS
 from abcore.cli.common import CliError, Progress, first_line
 from abcore.config import database_url
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_commands(commands)
     experiments.add_commands(commands)
     analysis.add_commands(commands)
+    interleaving.add_commands(commands)
     io.add_commands(commands)
     servers.add_watch_command(commands)
     metrics.add_commands(commands)

@@ -39,7 +39,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "ExperimentUpdate",
         "VariantCreate",
     ),
-    "validation": ("normalize_auto_stop", "validate_auto_stop", "validate_experiment"),
+    "validation": ("allocation_problems", "exact_percent", "normalize_auto_stop", "validate_auto_stop", "validate_experiment"),
     "records": ("audit_log", "get_experiment", "get_variants", "list_experiments"),
     "lifecycle": (
         "TRANSITIONS",

@@ -89,6 +89,8 @@ def _current_values(experiment: Experiment, variants: Sequence[Variant]) -> dict
 def _as_create(experiment: Experiment, values: Mapping[str, Any], variants: Sequence[Variant]) -> ExperimentCreate:
     return ExperimentCreate(
         name=experiment.name,
+        kind=experiment.kind,
+        interleaving_method=experiment.interleaving_method,
         description=values["description"],
         hypothesis=values["hypothesis"],
         variants=[

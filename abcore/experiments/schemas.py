@@ -13,6 +13,9 @@ from sqlmodel import SQLModel
 
 #: Longest name (experiment, variant, metric, salt, actor) abcore stores.
 MAX_NAME_LENGTH = 200
+#: What an experiment compares: ``ab`` (variants split the users; the default), ``interleaving`` (each user sees
+#: one list merged from the rankers that are its variants) and ``holdout`` (a share of users kept out of other experiments).
+EXPERIMENT_KINDS: tuple[str, ...] = ("ab", "interleaving", "holdout")
 #: How far the variant allocations may sum away from 100 (percentage points).
 ALLOCATION_TOLERANCE = 1e-6
 
@@ -66,6 +69,9 @@ class ExperimentCreate(SQLModel):
     """Everything needed to create a draft experiment."""
 
     name: str
+    kind: str = "ab"  # one of EXPERIMENT_KINDS; fixed at creation
+    # kind "interleaving" only: team_draft (default), balanced or probabilistic (abcore.assign.interleaving)
+    interleaving_method: str | None = None
     description: str = ""
     hypothesis: str = ""
     variants: list[VariantCreate] = PydanticField(default_factory=list)

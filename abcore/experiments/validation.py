@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from abcore.assign.interleaving import INTERLEAVING_METHODS, max_rankers
 from abcore.assign.targeting import validate_targeting
 from abcore.experiments.errors import ExperimentError
 from abcore.experiments.schemas import (
@@ -20,6 +21,7 @@ from abcore.experiments.schemas import (
     AUTO_STOP_CHOICES,
     AUTO_STOP_DEFAULTS,
     AUTO_STOP_LIMITS,
+    EXPERIMENT_KINDS,
     MAX_NAME_LENGTH,
     ExperimentCreate,
     VariantCreate,
@@ -146,11 +148,14 @@ def validate_experiment(
 
     ``existing_id``: the experiment ``data`` describes after an edit (its own name is not a duplicate).
     Checks: a non-empty name (unique in the store when a session is given), at least two
-    variants with unique non-empty names, allocations that are finite, non-negative and
+    variants with unique non-empty names, allocations that are finite, more than 0 and
     sum to exactly 100, at most one control, known models, a traffic share in (0, 1],
     well-formed targeting rules, success criteria and minimums.
     """
     problems = _name_problems(data.name, session, existing_id)
+    if data.kind not in EXPERIMENT_KINDS:
+        problems.append(f"The kind must be one of {', '.join(EXPERIMENT_KINDS)}; got {data.kind!r}.")
+    problems += _interleaving_problems(data)
     problems += _variant_problems(data.variants, session)
     if not is_number(data.traffic_allocation) or not 0 < data.traffic_allocation <= 1:
         problems.append("The traffic share must be more than 0 % and at most 100 %.")
@@ -160,6 +165,29 @@ def validate_experiment(
     problems.extend(validate_auto_stop(data.auto_stop))
     problems += _minimum_problems(data)
     return problems
+
+
+def interleaving_method_of(data: ExperimentCreate) -> str | None:
+    """The method stored for ``data``: ``team_draft`` when an interleaving experiment names none, None for other kinds."""
+    if data.kind != "interleaving":
+        return None
+    return data.interleaving_method or "team_draft"
+
+
+def _interleaving_problems(data: ExperimentCreate) -> list[str]:
+    """An interleaving method only on an interleaving experiment, a known one, and as many rankers as it merges."""
+    method = data.interleaving_method
+    if data.kind != "interleaving":
+        if method is not None:
+            return [f"An interleaving method is set only on an interleaving experiment; this one is {data.kind!r}."]
+        return []
+    method = interleaving_method_of(data)
+    if method not in INTERLEAVING_METHODS:
+        return [f"The interleaving method must be one of {', '.join(INTERLEAVING_METHODS)}; got {method!r}."]
+    most = max_rankers(method)
+    if most is not None and len(data.variants) > most:
+        return [f"The {method} method compares exactly {most} rankers; use team_draft for {len(data.variants)}."]
+    return []
 
 
 def _name_problems(raw_name: str, session: Session | None, existing_id: int | None) -> list[str]:
@@ -198,7 +226,7 @@ def _variant_problems(variants: list[VariantCreate], session: Session | None) ->
     duplicates = sorted({n for n in names if n and names.count(n) > 1})
     if duplicates:
         problems.append(f"Variant names must be unique: {', '.join(duplicates)} appears more than once.")
-    problems += _allocation_problems([v.allocation_pct for v in variants])
+    problems += allocation_problems([v.allocation_pct for v in variants])
     if sum(1 for v in variants if v.is_control) > 1:
         problems.append("Only one variant can be the control.")
     problems += _model_id_problems({v.model_id for v in variants if v.model_id is not None}, session)
@@ -215,18 +243,30 @@ def _variant_name_problems(names: list[str]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def _allocation_problems(allocations: list[Any]) -> list[str]:
-    """The split in percent: finite numbers, none negative, summing to 100 (within the tolerance).
+def allocation_problems(allocations: list[Any]) -> list[str]:
+    """The split in percent, the one rule every surface applies (create, edit, the split of a running
+    experiment; dashboard, HTTP API, CLI): finite numbers, each more than 0 (a 0 % variant would never
+    get a user), summing to exactly 100 (within :data:`ALLOCATION_TOLERANCE` percentage points).
 
-    At most one sentence: the first rule broken, in that order.
+    At most one sentence: the first rule broken, in that order. Sums are written with every decimal
+    that matters (``99.999``, ``100.0001``), never rounded to "100".
     """
     if not all(is_number(a) for a in allocations):
         return ["Every allocation must be a finite number."]
     if any(a < 0 for a in allocations):
         return ["Allocations cannot be negative."]
-    if allocations and abs(sum(allocations) - 100.0) > ALLOCATION_TOLERANCE:
-        return [f"Allocations must sum to exactly 100 %; they sum to {sum(allocations):g} %."]
+    if any(a == 0 for a in allocations):
+        return ["Every variant needs more than 0 % of the traffic (a 0 % variant would never get a user)."]
+    total = sum(allocations)
+    if allocations and abs(total - 100.0) > ALLOCATION_TOLERANCE:
+        return [f"Allocations must sum to exactly 100 %; they sum to {exact_percent(total)} %."]
     return []
+
+
+def exact_percent(value: float) -> str:
+    """A percentage with the decimals the allocation rule sees (up to 6, float noise dropped):
+    ``99.999 -> '99.999'``, ``100.0001 -> '100.0001'``, ``90.0 -> '90'``."""
+    return f"{round(float(value), 6):.12g}"
 
 
 def _model_id_problems(model_ids: set[Any], session: Session | None) -> list[str]:

@@ -38,6 +38,9 @@ class EventType(StrEnum):
     CONVERSION = "conversion"
     FEEDBACK = "feedback"
     ERROR = "error"
+    # One position of an interleaved list (abcore.assign.interleave): value = position (1-based), properties =
+    # {"impression": id, "item": item id, "owner": ranker (variant) name or null}.
+    IMPRESSION = "impression"
 
 
 class Model(SQLModel, table=True):
@@ -66,6 +69,11 @@ class Experiment(SQLModel, table=True):
     description: str = ""
     hypothesis: str = ""
     status: str = Field(default=ExperimentStatus.DRAFT.value, max_length=20, index=True)
+    # What is compared (abcore.experiments.schemas.EXPERIMENT_KINDS): "ab" (variants split the users),
+    # "interleaving" (rankers merged in one list per user) or "holdout" (a share of users kept out of others).
+    kind: str = Field(default="ab", max_length=20, sa_column_kwargs={"server_default": "ab"})
+    # How an interleaving experiment merges its rankers (abcore.assign.interleaving.INTERLEAVING_METHODS); None otherwise.
+    interleaving_method: str | None = Field(default=None, max_length=20)
     salt: str = Field(max_length=200)
     traffic_allocation: float = 1.0  # share (0-1] of eligible users that enter
     targeting: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -287,7 +295,7 @@ class MetricDefinition(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, unique=True, index=True)
     description: str = ""
-    kind: str = Field(default="binomial", max_length=20)  # binomial | count | mean | ratio | quantile
+    kind: str = Field(default="binomial", max_length=20)  # binomial | count | mean | event_mean | ratio | quantile
     numerator: str | None = Field(default=None, max_length=200)  # ratio only
     denominator: str | None = Field(default=None, max_length=200)  # ratio only
     quantile: float | None = None  # quantile only, in (0, 1)

@@ -88,7 +88,7 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[create_form
             disabled=disabled,
         )
         cols[2].number_input(
-            "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
+            "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format=create_form.ALLOCATION_FORMAT,
             key=f"v_alloc_{row.id}", label_visibility="collapsed", disabled=disabled,
         )
         cols[3].text_input(
@@ -197,6 +197,12 @@ def _what_section(ro: bool) -> None:
 def _variants_section(models: list[Any], ro: bool) -> list[create_form.VariantRow]:
     """2 · the variant rows with their tools and the live allocation total; returns the rows as typed."""
     st.subheader("2 · Variants")
+    kinds = {"ab": "A/B test: the variants split the users", "interleaving": "Interleaving: the variants are rankers "
+             "merged in one list per user (abcore.assign.interleave)"}
+    st.radio("What do the variants compare?", list(kinds), format_func=kinds.__getitem__, key="c_kind", disabled=ro)
+    if st.session_state.get("c_kind") == "interleaving":
+        st.selectbox("Interleaving method", ["team_draft", "balanced", "probabilistic"], key="c_interleaving_method",
+                     disabled=ro, help="team_draft (default; 2 or more rankers), balanced (exactly 2), probabilistic")
     if not models:
         st.caption("No models are registered yet – register them on the **Models** page to pick one per variant.")
     rows = _variant_rows(models, disabled=ro)
@@ -214,9 +220,12 @@ def _who_section(ro: bool) -> list[dict[str, Any]]:
     """3 · traffic share, targeting rules and the user-id list; returns the targeting table's rows."""
     st.subheader("3 · Who enters?")
     st.slider("Share of eligible traffic that enters (%)", 1, 100, 100, key="c_traffic_pct", disabled=ro)
-    st.caption("Targeting rules (all must hold). Lists are comma-separated; comparisons need a number.")
     ops = create_form.TARGETING_OPS
-    editor = st.data_editor(
+    # In a popover: the browser loads the data grid's code (the heaviest widget here) only when it is opened,
+    # so the form draws without it; the rules typed are listed under the button in words.
+    box = st.popover("Targeting rules (all must hold)", icon=":material/filter_alt:", disabled=ro)
+    box.caption("Lists are comma-separated; comparisons need a number.")
+    editor = box.data_editor(
         pd.DataFrame({"attribute": pd.Series(dtype="str"), "op": pd.Series(dtype="str"), "value": pd.Series(dtype="str")}),
         num_rows="dynamic",
         key="targeting_rules",
@@ -230,8 +239,12 @@ def _who_section(ro: bool) -> list[dict[str, Any]]:
             "value": st.column_config.TextColumn("Value", help="DE · DE, FR, AT · 18"),
         },
     )
+    rows = [{k: (None if pd.isna(v) else v) for k, v in record.items()} for record in editor.to_dict("records")]
+    rules, _ = create_form.parse_targeting(rows)
+    st.caption("Targeting: " + (" · ".join(html.plain_text(create_form.describe_rule(r)) for r in rules)
+                                or "every eligible user (no rule)"))
     st.text_area("Only these user ids (optional, one per line)", key="targeting_user_ids", height=68, disabled=ro)
-    return [{k: (None if pd.isna(v) else v) for k, v in record.items()} for record in editor.to_dict("records")]
+    return rows
 
 
 def _judge_section(metrics: list[str], directions: dict[str, str], ro: bool) -> str:
@@ -281,11 +294,11 @@ def _plan_box(rows: list[create_form.VariantRow], ro: bool) -> None:
             traffic_pct=float(state.get("c_traffic_pct", 100)),
         )
         if plan.error:
-            cols[2].metric("Users per variant", "–")
             st.caption(f"Cannot compute: {plan.error}. Set a minimum effect above 0 %.")
-        else:
-            cols[2].metric("Users per variant", fmt.format_int(plan.per_variant))
-            cols[3].metric("Estimated run time", forms.format_days(plan.days) if plan.days else "no traffic")
+        else:  # text, not st.metric: no extra chunk for the browser to load before the form is drawn
+            run_time = forms.format_days(plan.days) if plan.days else "no traffic"
+            st.markdown(f"Users per variant **{fmt.format_int(plan.per_variant)}** &nbsp;·&nbsp; "
+                        f"Estimated run time **{run_time}**")
             st.button("Use as minimum samples per variant", key="plan_use", on_click=_use_plan,
                       args=(plan.per_variant,), disabled=ro)
 

@@ -71,6 +71,8 @@ def test_validate_rows_lists_every_problem() -> None:
     assert "invalid JSON" in text
     assert "90 %" in text
     assert create_form.validate_rows(create_form.initial_rows()) == []
+    zero = [create_form.VariantRow(0, "a", allocation_pct=100), create_form.VariantRow(1, "b", allocation_pct=0)]
+    assert any("more than 0 %" in p for p in create_form.validate_rows(zero))  # a 0 % arm never gets a user
     assert "at least 2 variants" in create_form.validate_rows([create_form.VariantRow(0, "x", allocation_pct=100)])[0]
 
 
@@ -134,7 +136,7 @@ def test_build_refuses_an_invalid_form() -> None:
     problems = create_form.form_problems(form)
     assert "Give the experiment a name." in problems
     assert any("Traffic share" in p for p in problems)
-    with pytest.raises(ValueError, match="must total exactly 100"):
+    with pytest.raises(ValueError, match="more than 0 %"):
         create_form.build_experiment_create(form)
 
 
@@ -182,3 +184,19 @@ def test_the_form_labels_every_targeting_operator_and_shares_the_rules_constants
 
     assert set(create_form.TARGETING_OPS) == set(TARGETING_OPS) - {"user_ids"}
     assert create_form.ALLOCATION_TOLERANCE is ALLOCATION_TOLERANCE and create_form.DIRECTIONS is DIRECTIONS
+
+
+def test_interleaving_kind_and_method_reach_the_experiment() -> None:
+    from abcore.dashboard.views.create_form import (
+        CreateForm,
+        build_experiment_create,
+        form_from_state,
+        initial_rows,
+    )
+
+    state = {"c_name": "rank", "c_kind": "interleaving", "c_interleaving_method": "balanced", "c_primary_metric": "click"}
+    form = form_from_state(state, rows=initial_rows(), targeting_rows=[], direction="increase", created_by="me")
+    data = build_experiment_create(form)
+    assert (data.kind, data.interleaving_method) == ("interleaving", "balanced")
+    plain = build_experiment_create(CreateForm(name="ab", primary_metric="click"))
+    assert (plain.kind, plain.interleaving_method) == ("ab", None)
