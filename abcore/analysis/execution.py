@@ -3,12 +3,13 @@ source config, and the analysis statements run on it, their rows grouped by part
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
 
+from abcore.analysis import overview
 from abcore.analysis.engines import (
     Engine,
     MetricStatsRow,
@@ -25,7 +26,7 @@ from abcore.analysis.sql.build import (
 )
 from abcore.metrics import MetricSpec
 
-__all__ = ["open_engine", "run_analysis"]
+__all__ = ["open_engine", "percentile_stats", "run_analysis"]
 
 
 def open_engine(engine: str | Engine, config: SourceConfig | None, session: Session) -> Engine:
@@ -114,3 +115,14 @@ def _num(v: Any) -> float:
 
 def _opt(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+def percentile_stats(rows: Sequence[Mapping[str, Any]], vid: Callable[[Any], int | None]) -> tuple[Any, ...]:
+    """The percentile table (count and mean metrics) from the ``percentile`` rows of the query."""
+    return tuple(sorted(
+        (overview.PercentileStats(variant_id=v, metric=str(r["metric"]), count=int(r["n"]), min=float(r["v_min"]),
+                                 max=float(r["v_max"]), mean=float(r["sum_y"]) / int(r["n"]),
+                                 percentiles={p: float(r[f"p{p}"]) for p in overview.PERCENTILES})
+         for r in rows if (v := vid(r["variant"])) is not None and int(r["n"] or 0) > 0),
+        key=lambda p: (p.metric, p.variant_id),
+    ))

@@ -1,4 +1,4 @@
-"""Health checks of an analysis: data, sample ratio mismatch, sample size, duration, peeking.
+"""Health checks of an analysis: data, sample ratio mismatch, sample size, duration, peeking, novelty.
 
 Pure functions over the experiment row and the arms of :mod:`abcore.analysis.results`. The checks that
 block a decision (:data:`abcore.analysis.verdict.BLOCKING_CHECKS`) are read by the verdict.
@@ -12,12 +12,13 @@ from datetime import datetime
 
 from abcore import stats
 from abcore.analysis import overview
-from abcore.analysis.results import HealthCheck, VariantInfo
-from abcore.formatting import format_p_clause, format_pvalue
+from abcore.analysis.results import HealthCheck, MetricResult, VariantInfo
+from abcore.analysis.sql.exposure_days import LATE_FROM
+from abcore.formatting import format_interval, format_p_clause, format_pct, format_pvalue
 from abcore.stats import SRMResult
 from abcore.store.tables import Experiment, ExperimentStatus
 
-__all__ = ["days_run", "health_checks", "srm_check"]
+__all__ = ["days_run", "health_checks", "novelty_checks", "novelty_sentence", "srm_check"]
 
 
 def days_run(experiment: Experiment, end: datetime | None, now: datetime) -> float:
@@ -79,3 +80,37 @@ def health_checks(
                                   "planned end. To look early, choose Sequential (safe to peek) under Analysis options "
                                   "(CLI: --method sequential)."))
     return tuple(checks)
+
+
+
+def novelty_sentence(r: MetricResult) -> str:
+    """``"click (B): the lift is decaying: +8.0 % on day 0, estimated +1.2 % [-0.3 %, +2.7 %] in the long run"``."""
+    n = r.novelty
+    assert n is not None
+    trend = "decaying" if n.pattern == "novelty" else "growing"
+    long_run = n.long_run
+    return (f"{r.metric} ({r.variant}): the lift is {trend}: {format_pct(n.early.lift, signed=True)} on day 0, "
+            f"estimated {format_pct(long_run.lift, signed=True)} "
+            f"{format_interval(long_run.lift_ci_low, long_run.lift_ci_high)} in the long run "
+            f"(change {format_p_clause(n.change.p_value)})")
+
+
+def novelty_checks(results: Sequence[MetricResult], computed: bool = True) -> tuple[HealthCheck, ...]:
+    """The ``novelty`` item (none when the exposure-day analysis was not ``computed``): a warning naming every
+    metric whose effect changes between users' first exposure day and their days from day
+    :data:`~abcore.analysis.sql.exposure_days.LATE_FROM` on (primary metrics first), else ok."""
+    if not computed:
+        return ()
+    tested = [r for r in results if r.novelty is not None]
+    found = sorted((r for r in tested if r.novelty is not None and r.novelty.detected),
+                   key=lambda r: (r.role != "primary", r.metric, r.variant))
+    if found:
+        message = "; ".join(novelty_sentence(r) for r in found) + "."
+        if any(r.novelty is not None and r.novelty.pattern == "novelty" for r in found):
+            message += " The first days overstate the lasting effect: judge by the long-run estimate."
+        return (HealthCheck("novelty", False, "warning", message),)
+    if not tested:
+        return (HealthCheck("novelty", True, "ok", f"Not yet tested for novelty: no user has been observed for "
+                                                   f"{LATE_FROM + 1} days since first exposure."),)
+    return (HealthCheck("novelty", True, "ok", "No novelty or primacy effect: the effect on users' first day "
+                                               "matches their later days."),)

@@ -39,6 +39,7 @@ from abcore.analysis import overview
 from abcore.analysis import verdict as decisions
 from abcore.analysis.compare import FAMILY, Arm, compare, summaries
 from abcore.analysis.daily import daily_series, epoch_day
+from abcore.analysis.differential import differential_impact, scanned_attributes
 from abcore.analysis.engines import (
     ENGINES,
     Engine,
@@ -49,8 +50,9 @@ from abcore.analysis.engines import (
     store_engine,
 )
 from abcore.analysis.epochs import EpochStats, load_epochs
-from abcore.analysis.execution import open_engine, run_analysis
-from abcore.analysis.health import days_run, health_checks, srm_check
+from abcore.analysis.execution import open_engine, percentile_stats, run_analysis
+from abcore.analysis.exposure_days import exposure_day_results, with_exposure_days
+from abcore.analysis.health import days_run, health_checks, novelty_checks, srm_check
 from abcore.analysis.results import DailyPoint, HealthCheck, MetricResult, Results, SegmentResult, VariantInfo
 from abcore.analysis.segments import segment_results
 from abcore.analysis.sql.build import QuerySource, build_kind_probe_query
@@ -82,6 +84,8 @@ def analyze(
     planned_n: float | None = None,
     engine: str | Engine = "store",
     source: str | Path | dict[str, Any] | SourceConfig | None = None,
+    exposure_days: bool = True,
+    differential: bool = True,
 ) -> Results:
     """Analyse an experiment (id, name or instance) and return its :class:`Results`.
 
@@ -119,6 +123,8 @@ def analyze(
         else ``local[2]``); or a ready :class:`abcore.analysis.engines.Engine`. ``Results.engine`` says which.
         DuckDB and Spark read the store through their own connection, so ``session`` is committed
         first (they see committed rows only); Spark copies the store's two tables in (small stores).
+    exposure_days, differential : bool
+        The effect by exposure day and novelty test / the differential impact scan (a query / one per attribute).
     source : path, JSON text, dict or SourceConfig, optional
         Where the events (and optionally exposures) live (:func:`abcore.analysis.engines.load_source_config`);
         default the store's tables. With an exposure table the experiment is matched by its name.
@@ -135,7 +141,8 @@ def analyze(
     """
     _check_options(method, correction, engine)
     config = source if source is None or isinstance(source, SourceConfig) else load_source_config(source)
-    options = _Options(alpha, correction, method, cuped, start, end, segment, percentiles, daily, planned_n)
+    options = _Options(alpha, correction, method, cuped, start, end, segment, percentiles, daily, planned_n,
+                       exposure_days, differential)
     if session is None:
         return _in_own_session(experiment, options, engine, config)
     return _analyze(experiment, session, options, engine, config)
@@ -155,6 +162,8 @@ class _Options:
     percentiles: bool
     daily: bool
     planned_n: float | None
+    exposure_days: bool = True
+    differential: bool = True
 
 
 class _VariantIds:
@@ -236,6 +245,10 @@ def _analyze(
     strata = EpochStats(epochs, run, plan.vid) if epochs else None  # pools run's rows; keeps the epochs'
     variants, new_users = _arms(plan, session, run["users"])
     results = _metric_results(plan, variants, run["stats"], strata)
+    if options.exposure_days:
+        results = with_exposure_days(results, exposure_day_results(
+            plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end, plan.exp.stopped_at, plan.now,
+            variants, plan.specs, plan.alpha))
     return _judge(plan, session, variants, results, new_users, run, strata)
 
 
@@ -548,17 +561,6 @@ def _verdict(
     )
 
 
-def _percentiles(rows: Sequence[Mapping[str, Any]], vid: Callable[[Any], int | None]) -> tuple[Any, ...]:
-    """The percentile table (count and mean metrics) from the ``percentile`` rows of the query."""
-    return tuple(sorted(
-        (overview.PercentileStats(variant_id=v, metric=str(r["metric"]), count=int(r["n"]), min=float(r["v_min"]),
-                                 max=float(r["v_max"]), mean=float(r["sum_y"]) / int(r["n"]),
-                                 percentiles={p: float(r[f"p{p}"]) for p in overview.PERCENTILES})
-         for r in rows if (v := vid(r["variant"])) is not None and int(r["n"] or 0) > 0),
-        key=lambda p: (p.metric, p.variant_id),
-    ))
-
-
 def _judge(
     plan: _Plan, session: Session, variants: tuple[VariantInfo, ...], results: tuple[MetricResult, ...],
     new_users: Sequence[overview.DailyUsers], run: Mapping[str, list[Any]], strata: EpochStats | None,
@@ -573,7 +575,7 @@ def _judge(
     }
     ran = days_run(exp, plan.end, plan.now)
     srm = srm_check(variants)
-    health = health_checks(exp, variants, srm, ran, options.method)
+    health = health_checks(exp, variants, srm, ran, options.method) + novelty_checks(results, options.exposure_days)
     if strata is not None:  # SRM per epoch, and the allocation_changed item
         srm, health = strata.health(variants, results, health)
     verdict = _verdict(exp, variants, results, health, plan.alpha, plan.specs)
@@ -589,7 +591,9 @@ def _judge(
         experiment_id=int(exp.id), experiment=exp.name, status=exp.status, method=options.method,  # type: ignore[arg-type]
         correction=options.correction, alpha=plan.alpha, cuped=plan.cuped, start=plan.start, end=plan.end,
         computed_at=plan.now, days_run=ran, variants=variants, metrics=results,
-        percentiles=_percentiles(run["percentile"], plan.vid), feedback=feedback, srm=srm, health=health,
+        percentiles=percentile_stats(run["percentile"], plan.vid), feedback=feedback, srm=srm, health=health,
         verdict=verdict, daily=series, segment=options.segment, segments=segments, warnings=tuple(plan.warnings),
-        engine=plan.runner.name,
+        engine=plan.runner.name, differential_impact=None if not options.differential else differential_impact(
+            plan.runner, plan.qsource, plan.key, plan.vid, plan.start, plan.end, scanned_attributes(session, int(
+                exp.id), plan.qsource), variants, dict(plan.metric_roles), plan.specs, plan.alpha),
     )

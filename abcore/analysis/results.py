@@ -3,7 +3,9 @@
 :class:`Results` holds the arms (:class:`VariantInfo`), one :class:`MetricResult` per metric and
 treatment (judged by :mod:`abcore.analysis.verdict`: ``outcome`` better / worse / inconclusive in the
 metric's direction), the :class:`HealthCheck` list, the verdict, the daily series (:class:`DailyPoint`)
-and the per-segment breakdown (:class:`SegmentResult`).
+the per-segment breakdown (:class:`SegmentResult`), the effect by days since first exposure
+(:class:`ExposureDayPoint`, with the novelty test on each :class:`MetricResult`) and the differential
+impact scan (:class:`DifferentialImpact`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from abcore.analysis import overview
 from abcore.analysis.verdict import Verdict
-from abcore.stats import BayesResult, SRMResult, TestResult
+from abcore.stats import BayesResult, EffectDifference, NoveltyResult, SRMResult, TestResult
 
 __all__ = [
     "DailyPoint",
+    "DifferentialCell",
+    "DifferentialImpact",
+    "ExposureDayPoint",
     "HealthCheck",
     "MetricResult",
     "Results",
@@ -39,6 +44,20 @@ class VariantInfo:
     allocation_pct: float
     assigned: int
     users: int
+
+
+@dataclass(frozen=True)
+class ExposureDayPoint:
+    """The effect on users' exposure day ``day`` (0 = their first 24 hours, see
+    :mod:`abcore.analysis.sql.exposure_days`): the users observed for that whole day in each arm, each
+    arm's mean daily value and the test of the metric's family (lift and its CI in ``test``)."""
+
+    day: int
+    control_users: int
+    users: int
+    control_value: float
+    value: float
+    test: TestResult
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,11 @@ class MetricResult:
     outcome: str = "inconclusive"
     #: The metric definition's kind: binomial | count | mean | event_mean | ratio | quantile.
     metric_kind: str = "binomial"
+    #: The effect by days since first exposure (binomial, count and mean metrics; empty otherwise).
+    by_exposure_day: tuple[ExposureDayPoint, ...] = ()
+    #: Novelty / primacy: early vs late exposure days and the long-run estimate (``None`` until users
+    #: have been observed into the late days, or for ratio and quantile metrics).
+    novelty: NoveltyResult | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +149,37 @@ class SegmentResult:
 
 
 @dataclass(frozen=True)
+class DifferentialCell:
+    """One segment cell (``attribute`` = ``value``) for one metric and treatment: the effect among its
+    users (``test``: lift and CI) against the effect among everyone else (``versus``), and the
+    Benjamini-Hochberg adjusted p-value of that difference across the whole scan."""
+
+    attribute: str
+    value: str
+    metric: str
+    role: str
+    variant: str
+    control_users: int
+    users: int
+    test: TestResult
+    versus: EffectDifference
+    p_value_adjusted: float
+    significant: bool
+
+
+@dataclass(frozen=True)
+class DifferentialImpact:
+    """The scan of every stored assignment attribute: ``tested`` cells (attribute value x metric x
+    treatment) at false-discovery rate ``fdr``; ``cells`` the ones whose effect differs from the rest
+    (BH-adjusted p < ``fdr``), most significant first; ``attributes`` the attributes scanned."""
+
+    attributes: tuple[str, ...]
+    tested: int
+    fdr: float
+    cells: tuple[DifferentialCell, ...]
+
+
+@dataclass(frozen=True)
 class Results:
     """Everything ``analyze`` computed for one experiment."""
 
@@ -152,6 +207,8 @@ class Results:
     warnings: tuple[str, ...] = field(default=())
     #: Which engine computed the metric statistics: "store", "duckdb" or "spark".
     engine: str = "store"
+    #: Segment cells whose effect differs from the rest (``None`` when not scanned).
+    differential_impact: DifferentialImpact | None = None
 
     @property
     def control(self) -> VariantInfo:
@@ -197,6 +254,7 @@ class Results:
                 "direction": r.direction,
                 "outcome": r.outcome,
             }
+            row.update(_novelty_columns(r))
             if r.bayes is not None:
                 row["chance_to_beat_control"] = r.bayes.chance_to_beat_control
                 row["expected_loss"] = r.bayes.expected_loss
@@ -204,14 +262,28 @@ class Results:
         columns = list(rows[0]) if rows else [
             "metric", "role", "kind", "metric_kind", "variant", "control_users", "users", "control_conversions", "conversions",
             "control_value", "value", "diff", "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high",
-            "p_value", "p_value_adjusted", "significant", "direction", "outcome",
+            "p_value", "p_value_adjusted", "significant", "direction", "outcome", *NOVELTY_COLUMNS,
         ]
+        return pd.DataFrame(rows, columns=columns)
+
+    def exposure_day_frame(self) -> Any:
+        """A pandas DataFrame of the effect by days since first exposure: one row per metric, treatment and
+        exposure day (``day`` 0 = the users' first 24 hours), with both arms' users and values, the lift,
+        its CI and p-value."""
+        import pandas as pd
+
+        columns = ["metric", "variant", "day", "control_users", "users", "control_value", "value", "diff", "lift",
+                   "lift_ci_low", "lift_ci_high", "p_value"]
+        rows = [[r.metric, r.variant, p.day, p.control_users, p.users, p.control_value, p.value, p.test.diff,
+                 p.test.lift, p.test.lift_ci_low, p.test.lift_ci_high, p.test.p_value]
+                for r in self.metrics for p in r.by_exposure_day]
         return pd.DataFrame(rows, columns=columns)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: nan/inf -> None, datetimes and dates ISO strings, tuples -> lists."""
         out = _jsonable(asdict(self))
         out["frame"] = _jsonable(self.to_frame().to_dict(orient="records"))
+        out["exposure_days"] = _jsonable(self.exposure_day_frame().to_dict(orient="records"))
         return out
 
     @classmethod
@@ -263,6 +335,22 @@ def _value(hint: Any, value: Any) -> Any:  # noqa: C901 - one branch per type th
     if hint is int and value is not None:
         return int(value)
     return value
+
+
+#: The novelty columns of :meth:`Results.to_frame` (empty / nan without a novelty test).
+NOVELTY_COLUMNS: tuple[str, ...] = ("novelty", "novelty_p_value", "day0_lift", "long_run_lift", "long_run_lift_ci_low",
+                                    "long_run_lift_ci_high")
+
+
+def _novelty_columns(r: MetricResult) -> dict[str, Any]:
+    """The pattern (novelty / primacy / none; empty without a test), the change's p-value, the day-0 lift and
+    the long-run lift with its CI of one result."""
+    n = r.novelty
+    if n is None:
+        return {"novelty": "", **dict.fromkeys(NOVELTY_COLUMNS[1:], math.nan)}
+    lr = n.long_run
+    return {"novelty": n.pattern, "novelty_p_value": n.change.p_value, "day0_lift": n.early.lift,
+            "long_run_lift": lr.lift, "long_run_lift_ci_low": lr.lift_ci_low, "long_run_lift_ci_high": lr.lift_ci_high}
 
 
 def _jsonable(value: Any) -> Any:

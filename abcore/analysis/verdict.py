@@ -222,6 +222,23 @@ def _judge_candidate(r: Any, results: Sequence[Any], threshold: float, alpha: fl
     return True, f"{desc}, {'above' if threshold else 'beyond'} the {threshold * 100:g} % threshold, {stat_text}"
 
 
+def _long_run(r: Any) -> tuple[bool, str]:
+    """Whether a winning result's effect lasts: no detected novelty (``r.novelty``, see
+    :func:`abcore.stats.novelty_test`), or a long-run estimate whose interval excludes 0 in the good
+    direction; with the clause that says so (empty without a detected novelty)."""
+    n = getattr(r, "novelty", None)
+    if n is None or not n.detected or n.pattern != "novelty":
+        return True, ""
+    lr = n.long_run
+    sign = 1.0 if r.direction == "increase" else -1.0
+    low, high = (lr.lift_ci_low, lr.lift_ci_high) if _finite(lr.lift_ci_low, lr.lift_ci_high) else (lr.ci_low, lr.ci_high)
+    estimate = (f"the lift is decaying: {format_pct(n.early.lift, signed=True)} on day 0, estimated "
+                f"{format_pct(lr.lift, signed=True)} ({format_pct(low, signed=True)} to {format_pct(high, signed=True)})"
+                " in the long run")
+    lasting = _finite(low, high) and min(sign * low, sign * high) > 0
+    return lasting, (f"; {estimate}" if lasting else f"{estimate}: wait until the long-run estimate is clear")
+
+
 def verdict(
     *,
     status: str,
@@ -243,6 +260,9 @@ def verdict(
     * A treatment whose success metric has outcome ``"better"`` with a relative lift of at least
       ``threshold`` in the good direction and no guardrail with outcome ``"worse"``: ``ship`` (the
       largest lift in the good direction if several); otherwise ``keep_control`` (do not ship).
+    * Unless that winner's lift is decaying (a detected novelty effect, ``MetricResult.novelty``) and its
+      long-run estimate's interval does not exclude 0 in the good direction: then ``keep_running`` (a
+      completed experiment: ``no_winner``), the reason giving the day-0 and the long-run lift.
 
     ``results`` are :class:`abcore.analysis.results.MetricResult` (``outcome`` and ``direction`` set),
     ``health`` :class:`abcore.analysis.results.HealthCheck`.
@@ -274,7 +294,10 @@ def verdict(
     if winners:
         best = max(winners, key=lambda r: (1.0 if r.direction == "increase" else -1.0) * (
             r.test.lift if _finite(r.test.lift) else r.test.diff))
-        return Verdict("ship", best.variant, f"Ship {best.variant}: {reasons[best.variant]}.")
+        lasting, note = _long_run(best)
+        if not lasting:
+            return _not_ready(status, f"{best.variant} leads on {best.metric}, but {note}.")
+        return Verdict("ship", best.variant, f"Ship {best.variant}: {reasons[best.variant]}{note}.")
     return Verdict("keep_control", None, "Keep control: " + "; ".join(notes) + ".")
 
 

@@ -259,15 +259,19 @@ def results(
     segment: Segment = None,
     percentiles: bool = True,
     daily: bool = True,
+    exposure_days: bool = True,
+    differential: bool = True,
 ) -> dict[str, Any]:
-    """Tests per metric and treatment, SRM and health checks, the verdict, daily series and percentiles."""
+    """Tests per metric and treatment, SRM and health checks, the verdict, daily series and percentiles, the
+    effect by days since first exposure with the novelty test, and the differential impact scan."""
     from abcore.analysis.pipeline import analyze
 
     state.assigner.flush()
     exp = ex.get_experiment(session=session, ref=ref)
     options = _analysis_options(method, correction, alpha, cuped, start, end, segment)
     try:
-        return analyze(exp.id, session=session, percentiles=percentiles, daily=daily, **options).to_dict()  # type: ignore[arg-type]
+        return analyze(exp.id, session=session, percentiles=percentiles, daily=daily,  # type: ignore[arg-type]
+                       exposure_days=exposure_days, differential=differential, **options).to_dict()
     except (ValueError, TypeError) as exc:
         if isinstance(exc, ex.ExperimentError):
             raise

@@ -80,6 +80,11 @@ def _analysis_report(results: Any) -> str:
             lines.append(f"{check.severity}: {check.message}")
     for warning in results.warnings:
         lines.append(f"warning: {warning}")
+    di = results.differential_impact
+    if di is not None and di.tested:
+        cells = "; ".join(f"{c.metric} {c.variant} for {c.attribute} = {c.value} {fmt.format_pct(c.test.lift, 1, signed=True)}"
+                          for c in di.cells)
+        lines.append(f"Differential impact: {len(di.cells)} of {di.tested:,} segment cells differ (BH)" + (f": {cells}" if cells else ""))
     verdict = results.verdict
     lines.append(f"Verdict: {verdict.decision}" + (f" ({verdict.variant})" if verdict.variant else "") + f" -- {verdict.reason}")
     return "\n".join(lines)

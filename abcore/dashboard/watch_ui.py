@@ -42,7 +42,7 @@ def rules_inputs(prefix: str, current: dict[str, Any] | None = None, *, disabled
     rules = {**ex.AUTO_STOP_DEFAULTS, **(current or {})}
     enabled = st.checkbox("Watch this experiment (automated stopping rules and alerts)", value=bool(current)
                           if current is not None else True, key=f"{prefix}enabled", disabled=disabled)
-    cols = st.columns(3)
+    cols = st.columns(len(CHOICES))
     picked = {}
     for col, key in zip(cols, CHOICES, strict=True):
         options = list(CHOICES[key])

@@ -24,6 +24,8 @@ AUTO_STOP_CHOICES: dict[str, tuple[str, ...]] = {
     "guardrails": ("pause", "stop", "alert", "off"),  # a guardrail significantly worse in its bad direction
     "success": ("stop", "alert", "off"),  # the primary metric reached a decision
     "srm": ("pause", "alert", "off"),  # sample ratio mismatch
+    "novelty": ("pause", "alert", "off"),  # a metric's lift decays (or grows) with days since exposure
+    "differential": ("pause", "alert", "off"),  # a segment cell's guardrail effect differs from the rest
 }
 AUTO_STOP_LIMITS: tuple[str, ...] = ("max_days", "max_users", "min_days", "min_users")
 #: What a key left out of a non-empty ``auto_stop`` means.
@@ -31,6 +33,8 @@ AUTO_STOP_DEFAULTS: dict[str, Any] = {
     "guardrails": "pause",
     "success": "alert",
     "srm": "alert",
+    "novelty": "off",
+    "differential": "off",
     "max_days": None,
     "max_users": None,
     "min_days": 0,

@@ -41,9 +41,9 @@ from abcore.store.values import (
 def validate_auto_stop(rules: Any) -> list[str]:
     """Readable problems with an ``auto_stop`` mapping ([] when it is well formed; {} means "not watched").
 
-    Keys: ``guardrails`` (pause | stop | alert | off), ``success`` (stop | alert | off), ``srm``
-    (pause | alert | off), ``max_days`` (a positive number of days or null), ``max_users`` (a positive
-    whole number of exposed users or null), ``min_days`` / ``min_users`` (>= 0: no significance-based
+    Keys: ``guardrails`` (pause | stop | alert | off), ``success`` (stop | alert | off), ``srm``,
+    ``novelty`` and ``differential`` (pause | alert | off), ``max_days`` (a positive number of days or
+    null), ``max_users`` (a positive whole number of exposed users or null), ``min_days`` / ``min_users`` (>= 0: no significance-based
     action or alert before both are reached). Unknown keys are refused (a typo must not disable a rule).
     """
     if rules is None:

@@ -36,6 +36,10 @@ API (all keyword arguments after ``*`` are keyword-only)::
                      alternative="two-sided", ratio=1.0) -> float
     power_mean(std, mde, n_per_variant, *, alpha=0.05, alternative="two-sided", ratio=1.0) -> float
 
+    novelty_test(a: EarlyLateSummary, b: EarlyLateSummary, *, alpha=0.05) -> NoveltyResult
+        # effect on early vs late exposure days (difference-in-differences) and the long-run effect
+    effect_difference(cell: TestResult, rest: TestResult, *, alpha=0.05) -> EffectDifference
+        # one group's effect against the others' (differential impact)
     ratio_test(a: RatioSummary, b: RatioSummary, *, alpha) -> TestResult      # delta method
     quantile_ranks(n, q, *, alpha) -> (lower, point, upper) ranks; quantile_test(a, b, *, alpha) -> TestResult
 
@@ -55,6 +59,8 @@ from .frequentist import (
     proportion_variances,
     welch_dof,
 )
+from .heterogeneity import EffectDifference, effect_difference
+from .novelty import EarlyLateSummary, NoveltyResult, novelty_test
 from .power import (
     power_mean,
     power_proportion,
@@ -82,7 +88,10 @@ __all__ = [
     "BinarySummary",
     "CovariateSummary",
     "CupedResult",
+    "EarlyLateSummary",
+    "EffectDifference",
     "MeanSummary",
+    "NoveltyResult",
     "QuantileSummary",
     "RatioSummary",
     "SRMResult",
@@ -96,8 +105,10 @@ __all__ = [
     "bayes_proportion_from",
     "cuped",
     "cuped_theta",
+    "effect_difference",
     "mean_test",
     "mean_test_from",
+    "novelty_test",
     "power_mean",
     "power_proportion",
     "proportion_test",

@@ -12,7 +12,11 @@ Rules (``Experiment.auto_stop``, see :func:`abcore.experiments.validation.valida
 * before ``min_days`` and ``min_users`` nothing below fires;
 * ``srm`` (pause | alert): sample ratio mismatch (chi-square p < 0.001);
 * ``guardrails`` (pause | stop | alert): a guardrail metric significantly worse in its bad direction;
-* ``success`` (stop | alert): the primary metric reached a decision (significantly better or worse).
+* ``success`` (stop | alert): the primary metric reached a decision (significantly better or worse);
+* ``novelty`` (pause | alert): a metric's lift decays (or grows) with days since first exposure
+  (:func:`abcore.stats.novelty_test`; once per metric);
+* ``differential`` (pause | alert): a guardrail's effect in a segment cell differs from the rest
+  (the differential impact scan, Benjamini-Hochberg; once per guardrail and cell).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from abcore.analysis.health import novelty_sentence
 from abcore.analysis.verdict import metric_outcome, primary_outcome
 from abcore.formatting import format_p_clause, format_pct, is_finite
 from abcore.store.tables import Experiment
@@ -61,6 +66,8 @@ class MetricOutcome:
     p_value: float  # always-valid, adjusted for multiple comparisons
     users: int
     control_users: int
+    #: The novelty sentence when the lift changes with days since exposure (else empty).
+    novelty: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ class Observation:
     primary_metric: str
     metrics: tuple[MetricOutcome, ...]
     variant_users: tuple[tuple[str, int], ...] = ()
+    #: (rule key, sentence) of every guardrail cell of the differential impact scan that survived.
+    differential: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ class Decision:
     """A rule that fires: ``rule`` is the dedupe key, ``action`` pause | stop | alert."""
 
     rule: str
-    kind: str  # guardrails | success | srm | max_days | max_users
+    kind: str  # guardrails | success | srm | novelty | differential | max_days | max_users
     action: str
     reason: str
     metric: str | None = None
@@ -127,8 +136,10 @@ def observation_from(
     metric_results: Sequence[Any],
     primary_metric: str,
     directions: Mapping[str, str] | None = None,
+    differential_cells: Sequence[Any] = (),
 ) -> Observation:
-    """Build the :class:`Observation` from per-variant users, the SRM test and ``MetricResult`` objects."""
+    """Build the :class:`Observation` from per-variant users, the SRM test, ``MetricResult`` objects and the
+    surviving cells of the differential impact scan (``DifferentialCell``; guardrails kept)."""
     metrics = tuple(
         MetricOutcome(
             metric=r.metric,
@@ -143,8 +154,16 @@ def observation_from(
             p_value=float(r.p_value_adjusted),
             users=int(r.users),
             control_users=int(r.control_users),
+            novelty=novelty_sentence(r) if getattr(r, "novelty", None) is not None and r.novelty.detected else "",
         )
         for r in metric_results
+    )
+    differential = tuple(
+        (f"{c.metric}:{c.attribute}={c.value}:{c.variant}",
+         f"Guardrail {c.metric} moves differently for {c.attribute} = {c.value} ({c.variant} "
+         f"{format_pct(c.test.lift, signed=True)} there, BH-adjusted {format_p_clause(c.p_value_adjusted)} "
+         "against the rest)")
+        for c in differential_cells if c.role == "guardrail"
     )
     return Observation(
         days_run=float(days_run),
@@ -154,6 +173,7 @@ def observation_from(
         primary_metric=primary_metric,
         metrics=metrics,
         variant_users=tuple((str(name), int(n)) for name, n in variant_users),
+        differential=differential,
     )
 
 
@@ -224,7 +244,28 @@ def decide(rules: Mapping[str, Any], observation: Observation) -> list[Decision]
             out.append(Decision(f"success:{m.metric}", "success", success,
                                 f"Primary metric {m.metric} reached a decision ({word}): {_metric_text(m)}.",
                                 metric=m.metric, variant=m.variant, numbers={**_numbers(m), "outcome": outcome}))
+        out += _over_time_rules(rules, obs)
     out.sort(key=lambda d: -_SEVERITY[d.action])
+    return out
+
+
+def _over_time_rules(rules: Mapping[str, Any], obs: Observation) -> list[Decision]:
+    """The ``novelty`` (once per metric with a changing lift) and ``differential`` (once per surviving
+    guardrail cell) decisions."""
+    out: list[Decision] = []
+    novelty = rules.get("novelty", "off")
+    if novelty != "off":
+        seen: set[str] = set()
+        for m in obs.metrics:
+            if m.novelty and m.metric not in seen:
+                seen.add(m.metric)
+                out.append(Decision(f"novelty:{m.metric}", "novelty", novelty, f"Novelty: {m.novelty}.",
+                                    metric=m.metric, variant=m.variant, numbers=_numbers(m)))
+    differential = rules.get("differential", "off")
+    if differential != "off":
+        for key, text in obs.differential:
+            out.append(Decision(f"differential:{key}", "differential", differential, f"{text}.",
+                                metric=key.split(":", 1)[0]))
     return out
 
 
@@ -238,12 +279,14 @@ def evaluate(
     metric_results: Sequence[Any],
     primary_metric: str,
     directions: Mapping[str, str] | None = None,
+    differential_cells: Sequence[Any] = (),
 ) -> list[Decision]:
     """:func:`decide` on :func:`observation_from` -- the one decision step the watcher (and its
     calibration simulation) runs."""
     return decide(rules, observation_from(
         days_run=days_run, variant_users=variant_users, srm_p_value=srm_p_value, srm_mismatch=srm_mismatch,
         metric_results=metric_results, primary_metric=primary_metric, directions=directions,
+        differential_cells=differential_cells,
     ))
 
 
@@ -253,6 +296,8 @@ RULE_LABELS: dict[str, str] = {
     "guardrails": "Guardrail significantly worse",
     "success": "Primary metric reached a decision",
     "srm": "Sample ratio mismatch",
+    "novelty": "Lift decaying with days since exposure",
+    "differential": "Guardrail differs in a segment",
 }
 
 
@@ -271,12 +316,13 @@ def describe_rules(rules: Mapping[str, Any] | None) -> str:
 
 
 def rules_from_inputs(*, enabled: bool, guardrails: str, success: str, srm: str, max_days: float,
-                      max_users: int, min_days: float, min_users: int) -> dict[str, Any]:
+                      max_users: int, min_days: float, min_users: int, novelty: str = "off",
+                      differential: str = "off") -> dict[str, Any]:
     """The ``auto_stop`` mapping for form inputs where 0 means "no limit"; {} when not enabled."""
     if not enabled:
         return {}
     return {
-        "guardrails": guardrails, "success": success, "srm": srm,
+        "guardrails": guardrails, "success": success, "srm": srm, "novelty": novelty, "differential": differential,
         "max_days": float(max_days) if max_days else None, "max_users": int(max_users) if max_users else None,
         "min_days": float(min_days or 0), "min_users": int(min_users or 0),
     }

@@ -118,8 +118,12 @@ def _watch_one(engine: Engine, experiment_id: int, settings: WatchSettings, repo
         if exp.status != ExperimentStatus.RUNNING.value:
             return
         n_variants = len(get_variants(session=session, experiment_id=experiment_id))
+        rules = exp.auto_stop or {}
+        # The exposure-day and segment scans cost a query each: only when a rule reads them.
         results = analyze(exp, session=session, method=METHOD, percentiles=False, daily=False,
-                          planned_n=planned_users_per_variant(exp, n_variants))
+                          planned_n=planned_users_per_variant(exp, n_variants),
+                          exposure_days=rules.get("novelty", "off") != "off",
+                          differential=rules.get("differential", "off") != "off")
         session.rollback()  # end the read transaction before writing (SQLite: no stale snapshot)
         observation = observation_from(
             days_run=results.days_run,
@@ -129,6 +133,7 @@ def _watch_one(engine: Engine, experiment_id: int, settings: WatchSettings, repo
             metric_results=results.metrics,
             primary_metric=exp.primary_metric,
             directions=experiment_directions(exp),
+            differential_cells=results.differential_impact.cells if results.differential_impact else (),
         )
         outcome, _ = primary_outcome(observation.metrics, observation.primary_metric)
         session.add(ResultSnapshot(experiment_id=experiment_id, computed_at=results.computed_at, method=METHOD,

@@ -54,8 +54,9 @@ def test_create_form_saves_the_stopping_rules(store: str) -> None:
     assert not at.exception
     with Session(make_engine(store)) as s:
         exp = ex.get_experiment(session=s, ref="Watched")
-    assert exp.auto_stop == {"guardrails": "stop", "success": "alert", "srm": "alert", "max_days": 21.0,
-                             "max_users": None, "min_days": 0.0, "min_users": 500}
+    assert exp.auto_stop == {"guardrails": "stop", "success": "alert", "srm": "alert", "novelty": "off",
+                             "differential": "off", "max_days": 21.0, "max_users": None, "min_days": 0.0,
+                             "min_users": 500}
 
 
 def test_card_shows_rules_and_alert_results_page_shows_snapshot(store: str) -> None:

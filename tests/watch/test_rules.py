@@ -29,7 +29,7 @@ def test_validation_messages() -> None:
     assert validate_auto_stop({"guardrails": "stop", "success": "off", "srm": "pause", "max_days": 14,
                                "max_users": 50000, "min_days": 3, "min_users": 1000}) == []
     assert validate_auto_stop({"guardrail": "pause"}) == [
-        "Unknown stopping rule(s): guardrail (known: guardrails, success, srm, max_days, max_users, min_days, min_users)."]
+        "Unknown stopping rule(s): guardrail (known: guardrails, success, srm, novelty, differential, max_days, max_users, min_days, min_users)."]
     assert validate_auto_stop({"success": "pause"}) == ["Stopping rule 'success' must be one of stop, alert, off; got 'pause'."]
     assert validate_auto_stop({"srm": "stop"}) == ["Stopping rule 'srm' must be one of pause, alert, off; got 'stop'."]
     assert validate_auto_stop({"max_users": 10.5}) == ["Stopping rule 'max_users' must be a whole number of users; got 10.5."]
@@ -44,7 +44,8 @@ def test_validation_messages() -> None:
 def test_create_stores_normalised_rules_and_refuses_bad_ones(session: Session) -> None:
     exp = create_experiment(session=session, data=ExperimentCreate(name="x", variants=VARIANTS,
                                                                    auto_stop={"guardrails": "stop", "min_users": 100.0}))
-    assert exp.auto_stop == {"guardrails": "stop", "success": "alert", "srm": "alert", "max_days": None,
+    assert exp.auto_stop == {"guardrails": "stop", "success": "alert", "srm": "alert", "novelty": "off",
+                             "differential": "off", "max_days": None,
                              "max_users": None, "min_days": 0.0, "min_users": 100}
     plain = create_experiment(session=session, data=ExperimentCreate(name="y", variants=VARIANTS))
     assert plain.auto_stop == {}

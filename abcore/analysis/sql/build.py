@@ -40,6 +40,7 @@ from typing import Any
 from abcore.analysis.sql.counts import COUNT_COLUMNS, HISTOGRAM_COLUMNS, count_parts, histogram_parts
 from abcore.analysis.sql.daily import daily_parts
 from abcore.analysis.sql.dialects import Dialect, get_dialect
+from abcore.analysis.sql.exposure_days import EXPOSURE_DAY_COLUMNS, EXPOSURE_DAY_KINDS, exposure_day_parts
 from abcore.analysis.sql.population import population_ctes
 from abcore.analysis.sql.source import QuerySource, literal
 from abcore.analysis.sql.stats import STATS_COLUMNS, percentile_parts, stats_parts
@@ -54,6 +55,7 @@ __all__ = [
     "build_analysis_statements",
     "build_daily_metric_query",
     "build_daily_query",
+    "build_exposure_day_query",
     "build_kind_probe_query",
     "build_metric_counts_query",
     "build_value_histogram_query",
@@ -222,6 +224,28 @@ def build_daily_metric_query(
     t = TimeKeys(d, src)
     return _assemble(d, ctes + more, selects, ("metric", "variant", f"{t.day_out('day')} AS day", "sum_y", "sum_x"),
                      "metric, variant, day")
+
+
+def build_exposure_day_query(
+    metrics: Sequence[Any],
+    *,
+    experiment: Any,
+    dialect: str | Dialect,
+    as_of: datetime,
+    source: QuerySource | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> str:
+    """The rows of the effect by days since first exposure (binomial, count and mean metrics) observed at
+    ``as_of`` (the analysis passes the first of its ``end``, the experiment's stop and now): columns ``part, metric, variant, day, n, sum_y,
+    sum_y2, sum_x, sum_x2, sum_xy``, each part as :mod:`abcore.analysis.sql.exposure_days` defines it.
+    ``ValueError`` for an invalid definition or no metric of those kinds."""
+    d = _dialect(dialect)
+    _checked(metrics)
+    if not any(m.kind in EXPOSURE_DAY_KINDS for m in metrics):
+        raise ValueError("no metrics with an exposure-day series (binomial, count and mean metrics have one)")
+    ctes, selects = exposure_day_parts(d, source or QuerySource(), metrics, experiment, start, end, as_of)
+    return _assemble(d, ctes, selects, EXPOSURE_DAY_COLUMNS, "part, metric, variant, day")
 
 
 def _checked(metrics: Sequence[Any]) -> None:

@@ -23,7 +23,7 @@ from abcore.analysis.pipeline import analyze
 from abcore.analysis.results import Results
 from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import interleaving_ui, ui, watch_ui
-from abcore.dashboard.views import forms, html, result_charts
+from abcore.dashboard.views import forms, html, over_time, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
 from abcore.io.csv_export import iter_csv
 
@@ -304,6 +304,7 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
     else:
         cuped_note.empty()
     _summary(page, forms.engine_caption(results.engine, page["seconds"], ui.engine().dialect.name))
+    _over_time(results)
     if results.metrics or results.variants:
         _charts(experiment, page, latest, window, palette)
 
@@ -345,6 +346,24 @@ def _snapshot_report(snap: Any, history_svg: str | None) -> None:
         _chart(history_svg, "r_snapshot_history")
     if page["feedback"] is not None:
         _chart(page["feedback"], "r_feedback")
+
+
+def _over_time(results: Any) -> None:
+    """The effect by days since first exposure (per metric) and the differential impact scan."""
+    with_days = [m for m, _ in forms.metrics_in_order(results) if over_time.exposure_day_rows(results, m)]
+    if with_days:
+        with st.expander("Effect by days since first exposure"):
+            for metric in with_days:
+                st.markdown(f"**{html.plain_text(metric)}**")
+                st.caption(html.plain_text(over_time.exposure_day_caption(results, metric)))
+                st.markdown(html.html_table(over_time.exposure_day_rows(results, metric), key_columns=2),
+                            unsafe_allow_html=True)
+    if results.differential_impact is not None:
+        with st.expander(f"Differential impact ({len(results.differential_impact.cells)} segment cells differ)"):
+            st.caption(html.plain_text(over_time.differential_caption(results)))
+            if results.differential_impact.cells:
+                st.markdown(html.html_table(over_time.differential_rows(results), key_columns=4),
+                            unsafe_allow_html=True)
 
 
 def _downloads(experiment: Any, options: tuple[Any, ...]) -> None:
