@@ -16,6 +16,7 @@ from abcore.assign.assigner import Assigner
 from abcore.assign.cache import Assignment, FrozenConfig
 from abcore.assign.defaults import (
     assign,
+    assign_layer,
     assign_many,
     assign_user_to_variant,
     configure,
@@ -43,6 +44,7 @@ __all__ = [
     "FrozenConfig",
     "Router",
     "assign",
+    "assign_layer",
     "assign_many",
     "assign_user_to_variant",
     "bucket",
