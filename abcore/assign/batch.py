@@ -161,12 +161,9 @@ def _proposals(
     if d.traffic < 1.0:
         outside = buckets(ids, d.salt, seed=TRAFFIC_SEED) >= d.traffic
         chosen[outside] = -1
+    if d.gate is not None:
+        chosen[~d.gate.admits_many(ids)] = -1
     proposals: list[int] = chosen.tolist()
-    gate = d.gate
-    if gate is not None:
-        for k, user in enumerate(ids):
-            if proposals[k] >= 0 and not gate.admits(user):
-                proposals[k] = -1
     if d.targeting:
         rules = list(d.targeting)
         for k, i in enumerate(missing):
