@@ -49,7 +49,7 @@ def _served(rows: list[dict], traffic: dict[int, float], users: list[str]) -> di
 def test_vectorised_layer_units_equal_the_scalar_hash() -> None:
     ids = [f"user-{i}" for i in range(5_000)]
     assert layer_units(ids, "home-salt").tolist() == [layer_unit(u, "home-salt") for u in ids]
-    assert 0 <= min(layer_units(ids, "x").tolist()) and max(layer_units(ids, "x").tolist()) < LAYER_UNITS
+    assert min(layer_units(ids, "x").tolist()) >= 0 and max(layer_units(ids, "x").tolist()) < LAYER_UNITS
 
 
 def test_exclusive_and_each_share_within_binomial_tolerance() -> None:
