@@ -45,10 +45,12 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "layers": (
         "LayerConflict",
         "LayerNotFound",
+        "HoldoutOverlap",
         "LayerUsage",
         "create_holdout",
         "create_layer",
         "get_layer",
+        "holdout_overlap",
         "layer_usage",
         "list_layers",
     ),

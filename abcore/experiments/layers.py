@@ -23,19 +23,22 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from abcore.assign.hashing import buckets
 from abcore.assign.layers import (
     HOLDOUT_KIND,
     HOLDOUT_VARIANTS,
     LAYER_UNITS,
+    holdout_range,
     normalized,
     reserve,
     share_units,
     units_of,
 )
 from abcore.experiments.errors import ExperimentError, ExperimentNotFound, InvalidTransition
+from abcore.experiments.records import get_experiment, get_variants
 from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.experiments.validation import check_actor, name_problems, text_problems
-from abcore.store.tables import Experiment, ExperimentStatus, Layer
+from abcore.store.tables import Experiment, ExperimentStatus, Layer, UserAssignment
 from abcore.store.values import id_of, is_id_text, is_number
 
 _LIVE = (ExperimentStatus.RUNNING.value, ExperimentStatus.PAUSED.value)
@@ -238,3 +241,40 @@ def refuse_holdout_split_change(experiment: Experiment, what: str) -> None:
     if experiment.kind == HOLDOUT_KIND:
         raise InvalidTransition(f"Cannot change the {what} of holdout {experiment.name!r}: a holdout's split is fixed.")
 
+
+
+@dataclass(frozen=True)
+class HoldoutOverlap:
+    """Users a holdout could not keep out: assigned to a covered experiment before the holdout started.
+
+    ``assigned_before`` counts the distinct users with such a row, ``held_before`` those of them the holdout's
+    hash puts in its ``holdout`` arm (they keep their variant: a stored row always wins). Report the holdout's
+    analysis with and without the ``held_before`` users when it is not 0.
+    """
+
+    assigned_before: int
+    held_before: int
+    held_user_ids: tuple[str, ...]
+
+
+def holdout_overlap(*, session: Session, ref: int | str | Experiment) -> HoldoutOverlap:
+    """The users assigned to an experiment the holdout ``ref`` covers before it started (see :class:`HoldoutOverlap`)."""
+    holdout = ref if isinstance(ref, Experiment) else get_experiment(session=session, ref=ref)
+    if holdout.kind != HOLDOUT_KIND:
+        raise ExperimentError(f"{holdout.name!r} is not a holdout.")
+    if holdout.started_at is None:
+        return HoldoutOverlap(0, 0, ())
+    covered = select(Experiment.id).where(col(Experiment.kind) != HOLDOUT_KIND, col(Experiment.id) != holdout.id)
+    if holdout.holdout_layers is not None:
+        covered = covered.where(col(Experiment.layer_id).in_(holdout.holdout_layers))
+    users = sorted(set(session.exec(
+        select(UserAssignment.user_id).where(
+            col(UserAssignment.experiment_id).in_(covered), col(UserAssignment.assigned_at) < holdout.started_at
+        )
+    ).all()))
+    bounds = holdout_range([{"name": v.name, "allocation_pct": v.allocation_pct} for v in get_variants(session=session, experiment_id=holdout.id)])  # type: ignore[arg-type]
+    if not users or bounds is None:
+        return HoldoutOverlap(len(users), 0, ())
+    b = buckets(users, holdout.salt)
+    held = tuple(u for u, x in zip(users, ((b >= bounds[0]) & (b < bounds[1])).tolist(), strict=True) if x)
+    return HoldoutOverlap(len(users), len(held), held)

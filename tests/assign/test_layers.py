@@ -127,6 +127,11 @@ def test_holdout_users_get_none_and_assigned_users_stay(engine: Engine, assigner
         ex.start_experiment(session=session, ref=holdout.id)
     held = {u for u in USERS if bucket(u, holdout.salt) < 0.2}  # the holdout arm: first 20 % of its variant hash
     assert 70 < len(held) < 170
+    with Session(engine) as session:
+        overlap = ex.holdout_overlap(session=session, ref=holdout.id)  # counted separately: stored before the start
+    assigned_early = {u for u, a in before.items() if a is not None}
+    assert overlap.assigned_before == len(assigned_early)
+    assert set(overlap.held_user_ids) == assigned_early & held and overlap.held_before == len(assigned_early & held)
     fresh = Assigner(engine, cache_ttl=3600.0, timeout=2.0)  # a new process: no cached rows, stored rows still win
     where = _holders(engine, salt)
     try:
