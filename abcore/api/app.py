@@ -21,6 +21,7 @@ from abcore import __version__
 from abcore.api import errors
 from abcore.api.deps import ApiSettings, ApiState, no_unknown_query
 from abcore.api.experiments import router as experiments_router
+from abcore.api.layers import router as layers_router
 from abcore.api.schemas import ErrorBody, Health
 from abcore.api.tracking import router as tracking_router
 from abcore.assign import Assigner
@@ -136,6 +137,7 @@ def create_app(
     errors.install(app)
     app.include_router(experiments_router)
     app.include_router(tracking_router)
+    app.include_router(layers_router)
 
     @app.get(
         "/api/v1/health",
