@@ -41,3 +41,32 @@ def test_layers_and_holdouts_from_the_command_line(sqlite_url: str, tmp_path: Pa
     by_name = {e["experiment_id"]: e for e in exported}
     assert (by_name["ranker"]["layer"], by_name["ranker"]["layer_share"]) == ("home", 25.0)
     assert by_name["hold"]["kind"] == "holdout" and by_name["hold"]["holdout_layers"] == ["home"]
+
+
+def test_the_assignments_csv_names_the_layer_and_the_users_unit(sqlite_url: str, tmp_path: Path) -> None:
+    import csv
+
+    from sqlmodel import Session
+
+    from abcore.assign import Assigner
+    from abcore.assign.layers import layer_unit
+    from abcore.experiments.layers import create_layer
+    from abcore.store.db import make_engine
+    from tests.factories import make_experiment
+
+    engine = make_engine(sqlite_url)
+    with Session(engine) as session:
+        salt = create_layer("home", session=session).salt
+    make_experiment(engine, "ranker", layer="home", layer_share=100.0)
+    client = Assigner(engine)
+    users = [f"u{i}" for i in range(20)]
+    for u in users:
+        assert client.assign_layer(u, "home") is not None
+    client.close()
+    assert _run(sqlite_url, "export", "ranker", "--what", "assignments", "-o", str(tmp_path / "a.csv")) == 0
+    with open(tmp_path / "a.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["user_id"] for r in rows) == sorted(users)
+    for r in rows:  # expected unit: the scalar layer hash of the user
+        assert (r["experiment_kind"], r["layer"], int(r["layer_unit"])) == ("ab", "home", layer_unit(r["user_id"], salt))
+    engine.dispose()
