@@ -22,8 +22,9 @@ from abcore.analysis.metric_counts import value_distribution
 from abcore.analysis.pipeline import analyze
 from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import ui, watch_ui
-from abcore.dashboard.views import forms, html, result_charts
+from abcore.dashboard.views import forms, html, layer_view, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
+from abcore.experiments.layers import layer_names
 from abcore.io.csv_export import iter_csv
 
 METHODS = {"frequentist": "Frequentist", "sequential": "Sequential (safe to peek)", "bayesian": "Bayesian"}
@@ -318,6 +319,14 @@ def _downloads(experiment: Any, options: tuple[Any, ...]) -> None:
         )
 
 
+def _layer_line(experiment: Any) -> str | None:
+    """The experiment's layer, or what a holdout covers (:func:`abcore.dashboard.views.layer_view.experiment_line`)."""
+    with ui.session() as s:
+        layer, covered = layer_names(s, experiment)
+        held = next((v.allocation_pct for v in ex.get_variants(session=s, experiment_id=experiment.id) if v.name == "holdout"), None)
+    return layer_view.experiment_line(experiment.kind, layer, experiment.layer_share, covered, held)
+
+
 def body() -> None:
     st.title("📊 Results")
     with ui.session() as s:
@@ -337,6 +346,9 @@ def body() -> None:
     stopped = experiment.stopped_at.strftime("%Y-%m-%d") if experiment.stopped_at else "ongoing"
     st.caption(f"{started} → {stopped} · primary metric {html.plain_text(experiment.primary_metric)} · "
                f"{fmt.format_pct(experiment.traffic_allocation, 0)} of eligible traffic")
+    layer_line = _layer_line(experiment)
+    if layer_line:
+        st.markdown(layer_line)
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")
         return

@@ -62,6 +62,7 @@ class ListItem:
     stopped_at: datetime | None
     last_activity: datetime | None
     archived: bool
+    layer: str = ""  # the layer's name ("" outside any layer)
 
     @property
     def planned(self) -> int:
@@ -118,11 +119,12 @@ def build_items(
     experiments: Iterable[Any],
     overview: Mapping[int, Any],
     variants: Mapping[int, Sequence[Any]],
+    layers: Mapping[int, str] | None = None,
 ) -> list[ListItem]:
     """List items from experiment rows, their :class:`abcore.analysis.overview.ExperimentOverview` and variants.
 
     ``last_activity`` is the latest of the last event and the last change of the definition
-    (``updated_at``); ``archived`` reads ``archived_at`` where the store has it.
+    (``updated_at``); ``archived`` reads ``archived_at`` where the store has it; ``layers`` maps layer ids to names.
     """
     items: list[ListItem] = []
     for e in experiments:
@@ -145,6 +147,7 @@ def build_items(
             stopped_at=e.stopped_at,
             last_activity=_latest(ov.last_event_at if ov is not None else None, e.updated_at),
             archived=getattr(e, "archived_at", None) is not None,
+            layer=(layers or {}).get(getattr(e, "layer_id", None), ""),  # type: ignore[arg-type]
         ))
     return items
 
@@ -167,14 +170,16 @@ def filter_items(
     owners: Iterable[str] = (),
     metrics: Iterable[str] = (),
     include_archived: bool = False,
+    layers: Iterable[str] = (),
 ) -> list[ListItem]:
     """The items that match every given filter (an empty filter matches everything).
 
     ``search`` matches name or description, case-insensitive, every word somewhere; ``metrics``
-    keeps experiments using any of the metrics; archived experiments only with ``include_archived``.
+    keeps experiments using any of the metrics, ``layers`` those in any of the layers; archived experiments only
+    with ``include_archived``.
     """
     words = [w.casefold() for w in (search or "").split()]
-    statuses, owners, metrics = set(statuses), set(owners), set(metrics)
+    statuses, owners, metrics, layers = set(statuses), set(owners), set(metrics), set(layers)
     out = []
     for item in items:
         if item.archived and not include_archived:
@@ -187,6 +192,8 @@ def filter_items(
         if owners and (item.owner or NO_OWNER) not in owners:
             continue
         if metrics and not metrics.intersection(item.metrics):
+            continue
+        if layers and item.layer not in layers:
             continue
         out.append(item)
     return out
