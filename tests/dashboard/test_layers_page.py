@@ -71,3 +71,15 @@ def test_results_page_names_the_layer(store: str, open_results) -> None:  # noqa
     engine.dispose()
     at = open_results("ranker")
     assert any("Layer **home**: holds 40 %" in m.value for m in at.markdown)
+
+
+def test_results_page_shows_flagged_interactions(store: str, open_results) -> None:  # noqa: ANN001
+    from tests.analysis.test_interactions import _data
+
+    engine = make_engine(store)
+    with Session(engine, expire_on_commit=False) as session:
+        _data(session, interaction=1.5)
+    engine.dispose()
+    at = open_results("a")
+    assert any("1 flagged" in e.label for e in at.expander)
+    assert any("b" in str(df.value) for df in at.dataframe)

@@ -326,7 +326,7 @@ def body() -> None:
                 "or load the demo data with `abcore demo`.", icon="👋")
     with ui.session() as s:
         layer_by_id = {layer.id: layer.name for layer in ex.list_layers(session=s)}
-    items = xl.build_items(everything, overview, variants, layer_by_id)
+    items = xl.with_layers(xl.build_items(everything, overview, variants), everything, layer_by_id)
     shown, table = _filters(items)
     by_id = {e.id: e for e in everything}
     wanted = st.session_state.pop(forms.OPEN_TAB_KEY, None)  # e.g. "draft" right after Create

@@ -327,6 +327,24 @@ def _layer_line(experiment: Any) -> str | None:
     return layer_view.experiment_line(experiment.kind, layer, experiment.layer_share, covered, held)
 
 
+def _interactions(experiment: Any) -> None:
+    """The interaction tests with every overlapping running experiment (:mod:`abcore.analysis.interactions`)."""
+    if experiment.status not in ("running", "paused") or experiment.kind == "holdout":
+        return
+    from abcore.analysis.interactions import interactions_for
+
+    with ui.session() as s:
+        found = interactions_for(session=s, experiment=experiment.name)
+    if not found:
+        return
+    flagged = sum(f.flagged for f in found)
+    title = f"Interactions with overlapping experiments: {flagged} flagged" if flagged else "Interactions: none flagged"
+    with st.expander(title, expanded=bool(flagged), icon="⚠️" if flagged else None):
+        st.dataframe(layer_view.interaction_rows(found), hide_index=True, width="stretch")
+        st.caption("Chi-square of the arms and a z-test of the lift across the other experiment's arms, "
+                   "Benjamini-Hochberg over all pairs and metrics.")
+
+
 def body() -> None:
     st.title("📊 Results")
     with ui.session() as s:
@@ -349,6 +367,7 @@ def body() -> None:
     layer_line = _layer_line(experiment)
     if layer_line:
         st.markdown(layer_line)
+    _interactions(experiment)
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -119,12 +119,11 @@ def build_items(
     experiments: Iterable[Any],
     overview: Mapping[int, Any],
     variants: Mapping[int, Sequence[Any]],
-    layers: Mapping[int, str] | None = None,
 ) -> list[ListItem]:
     """List items from experiment rows, their :class:`abcore.analysis.overview.ExperimentOverview` and variants.
 
     ``last_activity`` is the latest of the last event and the last change of the definition
-    (``updated_at``); ``archived`` reads ``archived_at`` where the store has it; ``layers`` maps layer ids to names.
+    (``updated_at``); ``archived`` reads ``archived_at`` where the store has it.
     """
     items: list[ListItem] = []
     for e in experiments:
@@ -147,9 +146,14 @@ def build_items(
             stopped_at=e.stopped_at,
             last_activity=_latest(ov.last_event_at if ov is not None else None, e.updated_at),
             archived=getattr(e, "archived_at", None) is not None,
-            layer=(layers or {}).get(getattr(e, "layer_id", None), ""),  # type: ignore[arg-type]
         ))
     return items
+
+
+def with_layers(items: Iterable[ListItem], experiments: Iterable[Any], layers: Mapping[int, str]) -> list[ListItem]:
+    """``items`` with the name of each experiment's layer (``layers``: layer id -> name; "" outside any layer)."""
+    layer_of = {e.id: layers.get(getattr(e, "layer_id", None) or -1, "") for e in experiments}
+    return [replace(i, layer=layer_of.get(i.id, "")) for i in items]
 
 
 def owner_choices(items: Iterable[ListItem]) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from abcore import formatting as fmt
 from abcore.assign.layers import LAYER_UNITS, free_ranges, reserve, share_units
 from abcore.dashboard.views.html import plain_text
 
@@ -80,3 +81,20 @@ def experiment_line(kind: str, layer: str | None, layer_share: float | None, cov
     if layer:
         return f"Layer **{plain_text(layer)}**: holds {layer_share or 0:g} % of the layer, exclusive with its other experiments."
     return None
+
+
+def interaction_rows(findings: Sequence[Any]) -> list[dict[str, str]]:
+    """Table rows of :class:`~abcore.analysis.interactions.InteractionFinding` for the results page, flagged first."""
+    rows = []
+    for f in sorted(findings, key=lambda f: (not f.flagged, f.adjusted_p if f.adjusted_p == f.adjusted_p else 2.0)):
+        what = "assignment dependence" if f.test == "assignment" else f"effect on {f.metric} ({' x '.join(f.treatments or ())})"
+        rows.append({
+            "With": f.other,
+            "Test": what,
+            "Estimate": fmt.format_number(f.estimate, 3),
+            "p": fmt.format_pvalue(f.p_value),
+            "BH-adjusted p": fmt.format_pvalue(f.adjusted_p),
+            "Users in both": fmt.format_int(f.users_in_both),
+            "Flag": "interaction" if f.flagged else "",
+        })
+    return rows

@@ -44,3 +44,18 @@ def test_the_create_form_carries_the_layer() -> None:
     assert (data.layer, data.layer_share) == ("home", 30.0)
     assert create_form.build_experiment_create(create_form.CreateForm(name="exp")).layer is None
     assert create_form.form_problems(create_form.CreateForm(name="exp", layer="home", layer_share_pct=0.0))
+
+
+def test_the_list_filters_by_layer() -> None:
+    from types import SimpleNamespace
+
+    from abcore.dashboard.views import experiment_list as xl
+
+    rows = [SimpleNamespace(id=i, name=f"e{i}", description="", status="running", created_by="", primary_metric="m",
+                            secondary_metrics=[], guardrail_metrics=[], min_samples_per_variant=0, min_duration_days=0,
+                            created_at=None, started_at=None, stopped_at=None, updated_at=None, layer_id=layer)
+            for i, layer in ((1, 7), (2, None))]
+    items = xl.with_layers(xl.build_items(rows, {}, {}), rows, {7: "home"})
+    assert [i.layer for i in items] == ["home", ""]
+    assert [i.id for i in xl.filter_items(items, layers=["home"])] == [1]
+    assert [i.id for i in xl.filter_items(items)] == [1, 2]
