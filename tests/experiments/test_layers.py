@@ -90,3 +90,13 @@ def test_holdout_is_an_experiment_with_fixed_split(session: Session) -> None:
         ex.update_allocations(session=session, ref=holdout.id, allocations={"holdout": 10, "exposed": 90})
     with pytest.raises(ex.ExperimentError, match="exactly two variants"):
         make_experiment(session, "h4", ["holdout", "others"], status="draft", kind="holdout")
+
+
+def test_a_clone_joins_the_same_layer_and_a_holdout_clone_is_a_holdout(session: Session) -> None:
+    ex.create_layer("home", session=session)
+    _layered(session, "a", 30, status="draft")
+    clone = ex.clone_experiment(session=session, ref="a", name="a2")
+    assert (layer_names(session, clone)[0], clone.layer_share, clone.layer_ranges) == ("home", 30.0, [])
+    holdout = ex.create_holdout("h", 5, session=session, layers=["home"])
+    copy = ex.clone_experiment(session=session, ref=holdout.id, name="h2")
+    assert copy.kind == "holdout" and layer_names(session, copy) == (None, ["home"])
