@@ -141,7 +141,8 @@ def load_definitions(connection: Connection) -> Definitions:
         d = _definition(e, variants_by_exp[e["id"]], gates.get(e["id"])) if variants_by_exp[e["id"]] else None
         if d is not None:
             by_id[d.id] = d
-    running = [d for d in by_id.values() if d.status == _RUNNING]
+    holdouts = {e["id"] for e in experiments if e["kind"] == "holdout"}  # a holdout serves nothing: never the default
+    running = [d for d in by_id.values() if d.status == _RUNNING and d.id not in holdouts]
     latest = max(running, key=lambda d: (d.started_at is not None, d.started_at or 0, d.id), default=None)
     return Definitions(
         by_id=by_id,

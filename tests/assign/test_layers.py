@@ -167,3 +167,15 @@ def test_experiments_outside_layers_are_untouched(engine: Engine, assigner: Assi
     for user in USERS[:200]:
         answer = assigner.assign(user, plain.id, expose=False)
         assert answer is not None and answer.variant_name == ("control", "treatment")[choose_variant(bucket(user, "plain-salt"), cumulative)]
+
+
+def test_a_holdout_is_never_the_default_experiment(engine: Engine, assigner: Assigner) -> None:
+    with Session(engine, expire_on_commit=False) as session:
+        plain = make_experiment(session, "plain", salt="plain-salt")
+        holdout = ex.create_holdout("hold", 10, session=session, layers=None)
+        ex.start_experiment(session=session, ref=holdout.id)  # started last: still not "the most recent experiment"
+    assigner.refresh()
+    answers = [assigner.assign(u, expose=False) for u in USERS[:100]]
+    assert all(a is None or a.experiment_id == plain.id for a in answers)
+    held = [u for u in USERS[:100] if bucket(u, holdout.salt) < 0.1]
+    assert held and all(assigner.assign(u, plain.id, expose=False) is None for u in held)  # layers=None: every experiment

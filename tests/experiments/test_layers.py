@@ -100,3 +100,29 @@ def test_a_clone_joins_the_same_layer_and_a_holdout_clone_is_a_holdout(session: 
     holdout = ex.create_holdout("h", 5, session=session, layers=["home"])
     copy = ex.clone_experiment(session=session, ref=holdout.id, name="h2")
     assert copy.kind == "holdout" and layer_names(session, copy) == (None, ["home"])
+
+
+def test_a_start_that_loses_the_race_for_the_layer_writes_nothing(session: Session, engine, monkeypatch) -> None:  # noqa: ANN001
+    from sqlalchemy import update
+
+    from abcore.experiments import layers as layer_module
+    from abcore.store.tables import Layer
+
+    ex.create_layer("home", session=session)
+    make_experiment(session, "late", status="draft", layer="home", layer_share=10)
+    real_usage = layer_module.layer_usage
+
+    def usage_then_race(**kwargs):  # noqa: ANN003, ANN202 - another start commits between our read and our write
+        found = real_usage(**kwargs)
+        with engine.begin() as other:
+            other.execute(update(Layer).values(version=Layer.version + 1))
+        return found
+
+    monkeypatch.setattr(layer_module, "layer_usage", usage_then_race)
+    with pytest.raises(LayerConflict, match="started just now"):
+        ex.start_experiment(session=session, ref="late")
+    monkeypatch.setattr(layer_module, "layer_usage", real_usage)
+    late = ex.get_experiment(session=session, ref="late")
+    assert (late.status, late.layer_ranges) == ("draft", [])
+    ex.start_experiment(session=session, ref="late")  # a retry succeeds
+    assert ex.get_experiment(session=session, ref="late").layer_ranges == [[0, 1000]]
