@@ -89,3 +89,15 @@ def test_bench_independence_across_layers_1000_salts() -> None:
     _row("Kolmogorov-Smirnov p of the chi-square p-values", ks, "", "> 0.01")
     _row("share of chi-square p < 0.05", float((pvalues < 0.05).mean()), "", "~0.05")
     assert ks > 0.01
+
+
+def test_bench_exclusive_shares_at_one_million_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default suite's share test (``tests/assign/test_layer_properties.py``) at 1,000,000 users x
+    ``ABCORE_BENCH_LAYER_SALTS`` salts (default 50): 0 users in two experiments, shares within 4 standard errors."""
+    from tests.assign import test_layer_properties as props
+
+    monkeypatch.setattr(props, "USERS", 1_000_000)
+    monkeypatch.setattr(props, "SALTS", int(os.environ.get("ABCORE_BENCH_LAYER_SALTS", "50")))
+    start = time.perf_counter()
+    props.test_exclusive_and_each_share_within_binomial_tolerance()
+    print(f"  ({time.perf_counter() - start:,.0f} s)")
