@@ -24,6 +24,7 @@ db: setup
 	$(BIN)/abcore init
 	$(BIN)/abcore demo --if-empty
 
+# The dashboard runs the watcher alongside (stopping rules, snapshots, alerts; `abcore dashboard --no-watch` to turn it off).
 run: db
 	@echo "Dashboard on http://$(HOST):$(PORT) (another port: make run PORT=8600)"
 	$(BIN)/abcore dashboard --host $(HOST) --port $(PORT)

@@ -102,6 +102,16 @@ def _webhook_number(kind: type, minimum: float) -> Callable[[str, str], Any]:
     return parse
 
 
+def _positive_seconds(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"{name} must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingError(f"{name} must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
 def _url_list(name: str, text: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for u in text.split(",") if u.strip())
     bad = [u for u in urls if not is_http_url(u)]
@@ -175,7 +185,12 @@ SETTINGS: dict[str, Setting] = {s.field: s for s in (
     Setting(DUCKDB_MEMORY_LIMIT_ENV, "duckdb_memory_limit", "DuckDB size (e.g. 1GB)", None,
             "Memory limit of DuckDB engines built without one (default DuckDB's: 80 % of the RAM)."),
     Setting("ABCORE_API_RATE_LIMIT", "api_rate_limit", "number >= 0", 100.0,
-            "HTTP API: requests per second per key and worker for keys without their own limit; 0: unlimited.",
+            "HTTP API, management routes (experiments, metrics, results, export): requests per second per key and "
+            "worker for keys without their own limit; 0: unlimited.",
+            _api_number),
+    Setting("ABCORE_API_DATA_RATE_LIMIT", "api_data_rate_limit", "number >= 0", 0.0,
+            "HTTP API, data plane (assign, assign/batch, conversions, events): requests per second per key and "
+            "worker for keys without their own limit; 0 (the default): not throttled.",
             _api_number),
     Setting("ABCORE_API_MAX_BODY_BYTES", "api_max_body_bytes", "number >= 0", 1_048_576,
             "HTTP API: larger request bodies get 413 before they are parsed.", _api_bytes),
@@ -198,6 +213,10 @@ SETTINGS: dict[str, Setting] = {s.field: s for s in (
     Setting("ABCORE_WEBHOOK_RETRY_AFTER", "webhook_retry_after", "seconds >= 0", 30.0,
             "Watcher: an undelivered alert is retried on a later pass, not before this (doubling, at most 1 h).",
             _webhook_number(float, 0)),
+    Setting("ABCORE_WATCH_EVERY", "watch_every", "seconds > 0", 300.0,
+            "Watcher: seconds between the passes of the watcher `abcore dashboard` runs; the dashboard shows a "
+            "watcher in red when its last pass is older than twice its interval (twice this for `abcore watch --once`).",
+            _positive_seconds),
     Setting("ABCORE_WEBHOOK_ALLOW", "webhook_allow", "comma-separated host names, IP addresses, networks", (),
             "Watcher: internal receivers a webhook may reach although their address is loopback, private or "
             "link-local (e.g. 10.0.0.0/8, hooks.internal).", _allow_list),
@@ -213,6 +232,7 @@ class Settings:
     duckdb_min_events: int
     duckdb_memory_limit: str | None
     api_rate_limit: float
+    api_data_rate_limit: float
     api_max_body_bytes: int
     users: str | None
     session_secret: str | None
@@ -222,6 +242,7 @@ class Settings:
     webhook_backoff: float
     webhook_timeout: float
     webhook_retry_after: float
+    watch_every: float
     webhook_allow: tuple[str, ...]
 
 

@@ -41,6 +41,7 @@ from abcore.experiments.lifecycle import (
 from abcore.experiments.ml_models import create_model, retire_model
 from abcore.experiments.records import get_variants
 from abcore.experiments.schemas import ExperimentCreate, VariantCreate
+from abcore.metrics import MetricCreate, define_metric, resolve_specs
 from abcore.store.tables import AuditLog, Experiment, ExperimentEvent, UserAssignment, utcnow
 
 COUNTRIES = ("US", "DE", "FR", "BR", "IN")
@@ -184,6 +185,14 @@ DEMO_EXPERIMENTS = (
 )
 
 
+#: The demo's metric definitions: the serving latency is a mean per request ("Mean per event"), not a
+#: per-user sum that also grows with the requests a user makes.
+DEMO_METRICS: tuple[MetricCreate, ...] = (
+    MetricCreate(name="latency_ms", kind="event_mean", direction="decrease",
+                 description="Serving latency per request (ms)"),
+)
+
+
 def store_is_empty(engine: Engine) -> bool:
     """True when the store holds no experiment (the demo loader's trigger)."""
     with Session(engine) as session:
@@ -218,6 +227,10 @@ def load_demo_data(
             model_ids[name] = model.id  # type: ignore[assignment]
             summary.models += 1
         retire_model(session=session, model_id=model_ids["lightgcn_v1"])
+        defined = resolve_specs(session=session, names=[m.name for m in DEMO_METRICS])
+        for metric in DEMO_METRICS:
+            if metric.name not in defined:
+                define_metric(session=session, data=metric)
 
         for spec in DEMO_EXPERIMENTS:
             _progress(progress, f"simulating {spec.name} ...")

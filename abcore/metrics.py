@@ -7,7 +7,7 @@ name (``primary_metric``, ``secondary_metrics``, ``guardrail_metrics``); events 
 :mod:`abcore.analysis.verdict` reads the definition, never the data::
 
     from abcore.metrics import MetricCreate, define_metric, update_metric, get_metric, list_metrics
-    define_metric(session=s, data=MetricCreate(name="latency_ms", kind="mean", direction="decrease"))
+    define_metric(session=s, data=MetricCreate(name="latency_ms", kind="event_mean", direction="decrease"))
     update_metric(session=s, name="latency_ms", changes={"cap": "percentile", "cap_upper": 0.99})
     archive_metric(session=s, name="latency_ms")
 
@@ -17,13 +17,20 @@ the metric at or after ``first exposure + delay_hours`` and before ``first expos
 
 * ``binomial``: 1 when the user has any qualifying event (the conversion rate), else 0.
 * ``count``: the number of qualifying events.
-* ``mean``: the sum of the qualifying event values (NULL value = 1), averaged over exposed users.
+* ``mean`` ("Mean per user"): the sum of the qualifying event values (NULL value = 1), averaged over
+  exposed users (users without events count 0): revenue per user, watch minutes per user.
+* ``event_mean`` ("Mean per event"): the mean of the qualifying event values over all the variant's events,
+  sum of values / number of events (NULL value = 1): latency per request, order value per order. A ratio of
+  per-user sums (the user's values over the user's event count), analysed with the delta method over users
+  (Deng, Knoblich & Lu 2018, "Applying the Delta Method in Metric Analytics", section 3): the events of
+  one user are not independent, so they are not treated as independent observations. A ``mean`` latency
+  moves with requests per user as well as with the latency itself; an ``event_mean`` one does not.
 * ``ratio``: per-user sums of the ``numerator`` and ``denominator`` event metrics; the variant value
   is sum(numerator) / sum(denominator), compared with the delta method.
 * ``quantile``: the ``quantile`` (e.g. 0.5, 0.95, 0.99) of the qualifying event values, with an
   order-statistic confidence interval (Deng, Knoblich & Lu 2018).
 
-Capping (``count``, ``mean``, ``ratio``): ``cap="absolute"`` clips each user's value to
+Capping (``count``, ``mean``, ``ratio``; not ``event_mean``, whose value is a per-event mean): ``cap="absolute"`` clips each user's value to
 ``[cap_lower, cap_upper]``; ``cap="percentile"`` takes ``cap_upper`` (and optional ``cap_lower``)
 as quantiles in (0, 1] of the per-user values pooled over all variants, computed once, then clips
 every user to those values. Capping happens before aggregation.
@@ -47,6 +54,7 @@ from abcore.store.values import name_problem
 
 __all__ = [
     "CAPPABLE",
+    "RATIO_KINDS",
     "CAPS",
     "DEFAULT_KIND",
     "DIRECTIONS",
@@ -60,8 +68,10 @@ __all__ = [
     "define_metric",
     "get_metric",
     "import_metrics",
+    "kind_label",
     "list_metrics",
     "metric_to_dict",
+    "new_metric_row",
     "resolve_specs",
     "spec_of",
     "update_metric",
@@ -72,7 +82,10 @@ __all__ = [
 KINDS: dict[str, str] = {
     "binomial": "Conversion: the share of exposed users with at least one qualifying event.",
     "count": "Count: qualifying events per exposed user.",
-    "mean": "Mean: per-user sum of event values, averaged over exposed users (users without events count 0).",
+    "mean": "Mean per user: per-user sum of event values, averaged over exposed users (users without events "
+            "count 0), e.g. revenue per user.",
+    "event_mean": "Mean per event: the mean event value, sum of values / number of events (a ratio over users, "
+                  "delta method), e.g. latency per request.",
     "ratio": "Ratio: sum of a numerator metric over sum of a denominator metric (per-user sums, delta method).",
     "quantile": "Quantile: a quantile (e.g. p50, p95) of the event values, with an order-statistic interval.",
 }
@@ -82,11 +95,22 @@ DIRECTIONS: tuple[str, ...] = ("increase", "decrease")
 CAPS: tuple[str, ...] = ("absolute", "percentile")
 #: Kinds whose per-user values may be capped.
 CAPPABLE: tuple[str, ...] = ("count", "mean", "ratio")
+#: Kinds analysed as a ratio of two per-user sums (``y`` over ``x``) with the delta method: ``ratio`` (numerator
+#: and denominator metrics) and ``event_mean`` (the metric's values over its event count).
+RATIO_KINDS: tuple[str, ...] = ("ratio", "event_mean")
 #: The kind of a definition that does not name one: ``binomial`` (a conversion). The registry, the
 #: Metrics page, ``abcore metrics define`` and ``abcore stats --metrics FILE.json`` all read the same
 #: definition fields, so a definition without ``kind`` means a conversion rate everywhere; an event
 #: without a value is a conversion (its value counts as 1), which is what most tracked metrics are.
 DEFAULT_KIND = "binomial"
+
+def kind_label(kind: str) -> str:
+    """What a kind computes, in the words every surface shows (dashboard, CLI, docs): the words before the
+    colon of :data:`KINDS` ("Conversion", "Count", "Mean per user", "Mean per event", "Ratio", "Quantile");
+    an unknown kind as written."""
+    text = KINDS.get(kind)
+    return text.split(":", 1)[0] if text else str(kind)
+
 
 _FIELDS: tuple[str, ...] = (
     "name", "description", "kind", "numerator", "denominator", "quantile", "direction", "window_hours",
@@ -302,6 +326,17 @@ def define_metric(*, session: Session, data: MetricCreate | Mapping[str, Any]) -
 
     Raises ``ValueError`` listing every problem (invalid fields, a name already defined).
     """
+    row = new_metric_row(session=session, data=data)
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
+
+
+def new_metric_row(*, session: Session, data: MetricCreate | Mapping[str, Any]) -> MetricDefinition:
+    """The validated row of a new metric definition, not added to ``session`` (for a caller that writes it
+    with other rows in one transaction). Raises ``ValueError`` listing every problem (invalid fields, a name
+    already defined)."""
     if not isinstance(data, MetricCreate):
         _raise_if_invalid(data)
         data = MetricCreate(**dict(data))
@@ -312,9 +347,6 @@ def define_metric(*, session: Session, data: MetricCreate | Mapping[str, Any]) -
         raise ValueError("Invalid metric definition: " + " ".join(problems))
     row = MetricDefinition(**data.model_dump())
     row.delay_hours = float(row.delay_hours or 0.0)
-    session.add(row)
-    session.commit()
-    session.refresh(row)
     return row
 
 

@@ -112,8 +112,8 @@ def _results_page_seconds(tree: Path, db_url: str, workdir: Path) -> dict[str, f
 
     from abcore import experiments, make_engine
     from tests.dashboard.e2e.browser import launch
+    from tests.dashboard.e2e.browser import open_timed as _open
     from tests.dashboard.e2e.conftest import dashboard_process
-    from tests.dashboard.e2e.test_render_times_e2e import _open
 
     with Session(make_engine(db_url)) as s:
         experiment_id = experiments.get_experiment(session=s, ref="ranker_two_tower_vs_als").id

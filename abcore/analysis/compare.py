@@ -1,7 +1,7 @@
 """The test step of the analysis: one variant's sufficient statistics in the shape its test needs, and the
 test of each metric kind (pure; no SQL).
 
-binomial -> z-test (unpooled), count and mean -> Welch, ratio -> delta method, quantile -> order-statistic
+binomial -> z-test (unpooled), count and mean -> Welch, ratio and event_mean -> delta method, quantile -> order-statistic
 z-test; CUPED, sequential and Bayesian variants where they apply (:mod:`abcore.stats`).
 """
 
@@ -13,15 +13,15 @@ from typing import Any
 
 from abcore import stats
 from abcore.analysis.engines import MetricStatsRow
-from abcore.metrics import MetricSpec
+from abcore.metrics import RATIO_KINDS, MetricSpec
 from abcore.stats import BayesResult, TestResult
 
-__all__ = ["FAMILY", "Arm", "compare", "summaries"]
+__all__ = ["FAMILY", "Arm", "arm_estimate", "compare", "summaries"]
 
 
 #: The test family of each definition kind (``MetricResult.kind``, what pages and exports read).
 FAMILY: dict[str, str] = {"binomial": "binary", "count": "mean", "mean": "mean", "ratio": "ratio",
-                           "quantile": "quantile"}
+                           "event_mean": "ratio", "quantile": "quantile"}
 @dataclass(frozen=True)
 class Arm:
     """One variant's statistics of one metric, in the shape its test needs."""
@@ -54,7 +54,7 @@ def summaries(row: MetricStatsRow | None, spec: MetricSpec, variant_id: int, alp
     )
     if spec.kind == "binomial":
         value, std = binary.mean, binary.std
-    elif spec.kind == "ratio":
+    elif spec.kind in RATIO_KINDS:
         value, std = ratio.mean, math.nan
     elif spec.kind == "quantile":
         value, std = quantile.value, math.nan
@@ -68,7 +68,7 @@ def compare(
 ) -> tuple[TestResult, BayesResult | None]:
     """The test of ``spec``'s kind: z-test (binomial), Welch (count, mean), delta method (ratio),
     order-statistic z-test (quantile); CUPED, sequential and Bayesian variants where they apply."""
-    if spec.kind == "ratio":
+    if spec.kind in RATIO_KINDS:  # ratio and event_mean (values over events): delta method over users
         return stats.ratio_test(a.ratio, b.ratio, alpha=alpha), None
     if spec.kind == "quantile":
         return stats.quantile_test(a.quantile, b.quantile, alpha=alpha), None
@@ -90,3 +90,20 @@ def compare(
         else:
             bayes = stats.bayes_mean_from(sa, sb, credible_level=1 - alpha)
     return test, bayes
+
+
+def arm_estimate(arm: Arm) -> tuple[float, float]:
+    """The arm's estimate and the variance of that estimate, as its kind's fixed-horizon test uses them:
+    binomial ``p (1 - p) / n`` (unpooled z-test), count / mean ``s^2 / n`` (Welch), ratio and mean per event the
+    delta method,
+    quantile ``((upper - lower) / (2 z))^2`` (``nan`` where undefined). The input of a stratum of
+    :func:`abcore.stats.stratified_test`."""
+    if arm.kind in RATIO_KINDS:
+        return arm.ratio.mean, arm.ratio.variance
+    if arm.kind == "quantile":
+        return arm.quantile.value, arm.quantile.variance
+    if arm.kind == "binomial":
+        n = arm.binary.n
+        return arm.binary.mean, arm.binary.variance / n if n > 0 else math.nan
+    n = arm.mean.n
+    return arm.mean.mean, arm.mean.variance / n if n > 1 else math.nan

@@ -10,7 +10,7 @@ from typing import Any
 
 from abcore.analysis import overview
 from abcore.analysis.results import DailyPoint, VariantInfo
-from abcore.metrics import MetricSpec
+from abcore.metrics import RATIO_KINDS, MetricSpec
 
 __all__ = ["daily_series", "epoch_day"]
 
@@ -49,7 +49,7 @@ def daily_series(
     control = next((v for v in variants if v.is_control), None)
     points: list[DailyPoint] = []
     for metric in with_series:
-        ratio = specs[metric].kind == "ratio"
+        ratio = specs[metric].kind in RATIO_KINDS
         cum_users = dict.fromkeys((v.variant_id for v in variants), 0)
         cum_y = dict.fromkeys((v.variant_id for v in variants), 0.0)
         cum_x = dict.fromkeys((v.variant_id for v in variants), 0.0)

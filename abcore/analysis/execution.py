@@ -63,17 +63,19 @@ def open_engine(engine: str | Engine, config: SourceConfig | None, session: Sess
 def run_analysis(
     runner: Engine, qsource: QuerySource, key: Any, metrics: Sequence[MetricSpec], start: datetime | None,
     end: datetime | None, cuped: bool, alpha: float, daily: bool, pct_names: Sequence[str],
+    epochs: Sequence[datetime] = (),
 ) -> dict[str, list[Any]]:
     """Run :func:`abcore.analysis.sql.build.build_analysis_statements` (one query; on SQLite after its TEMP population);
     its rows by ``part`` (``stats`` rows as :class:`abcore.analysis.engines.MetricStatsRow`). Without metrics only the
-    arm sizes are queried."""
+    arm sizes are queried. With ``epochs`` (change times) the ``stats`` and ``users`` rows are per epoch."""
     out: dict[str, list[Any]] = {"stats": [], "users": [], "daily": [], "percentile": []}
     if not metrics:
         sql = build_daily_query(experiment=key, dialect=runner.dialect, source=qsource, start=start, end=end)
         out["users"] = [{"variant": r["variant"], "day": r["day"], "n": r["users"]} for r in runner.run(sql)]
         return out
     plan = build_analysis_statements(metrics, experiment=key, dialect=runner.dialect, source=qsource, start=start,
-                                     end=end, cuped=cuped, quantile_alpha=alpha, daily=daily, percentiles=pct_names)
+                                     end=end, cuped=cuped, quantile_alpha=alpha, daily=daily, percentiles=pct_names,
+                                     epochs=epochs)
     kinds = {m.name: m.kind for m in metrics}
     for r in _run_statements(runner, plan):
         part = str(r["part"])

@@ -48,13 +48,14 @@ from abcore.analysis.engines import (
     query_source,
     store_engine,
 )
+from abcore.analysis.epochs import EpochStats, load_epochs
 from abcore.analysis.execution import open_engine, run_analysis
 from abcore.analysis.health import days_run, health_checks, srm_check
 from abcore.analysis.results import DailyPoint, HealthCheck, MetricResult, Results, SegmentResult, VariantInfo
 from abcore.analysis.segments import segment_results
 from abcore.analysis.sql.build import QuerySource, build_kind_probe_query
 from abcore.analysis.verdict import Verdict
-from abcore.metrics import MetricSpec, default_spec, resolve_specs
+from abcore.metrics import RATIO_KINDS, MetricSpec, default_spec, resolve_specs
 from abcore.stats import BayesResult, TestResult
 from abcore.store.tables import Experiment
 
@@ -227,12 +228,15 @@ def _analyze(
 ) -> Results:
     """Plan -> run -> test -> judge."""
     plan = _plan(experiment, session, options, engine, config)
-    pct_names = [m for m in plan.metric_names if plan.specs[m].kind in ("count", "mean")] if options.percentiles else []
+    pct_names = ([m for m in plan.metric_names if plan.specs[m].kind in ("count", "mean", "event_mean")]
+                 if options.percentiles else [])
+    epochs = load_epochs(session, plan.exp, plan.variant_rows, plan.end) if plan.metric_names else ()
     run = run_analysis(plan.runner, plan.qsource, plan.key, [plan.specs[m] for m in plan.metric_names], plan.start,
-                       plan.end, plan.cuped, plan.alpha, options.daily, pct_names)
+                       plan.end, plan.cuped, plan.alpha, options.daily, pct_names, [e.start for e in epochs[1:]])
+    strata = EpochStats(epochs, run, plan.vid) if epochs else None  # pools run's rows; keeps the epochs'
     variants, new_users = _arms(plan, session, run["users"])
-    results = _metric_results(plan, variants, run["stats"])
-    return _judge(plan, session, variants, results, new_users, run)
+    results = _metric_results(plan, variants, run["stats"], strata)
+    return _judge(plan, session, variants, results, new_users, run, strata)
 
 
 # --------------------------------------------------------------------------- plan
@@ -418,22 +422,22 @@ def _planned_n(plan: _Plan, variants: Sequence[VariantInfo]) -> float:
 
 def _method_warnings(plan: _Plan) -> None:
     """Warn about ratio and quantile metrics the chosen method or CUPED does not cover."""
-    not_adjustable = [m for m in plan.metric_names if plan.specs[m].kind in ("ratio", "quantile")]
+    not_adjustable = [m for m in plan.metric_names if plan.specs[m].kind in (*RATIO_KINDS, "quantile")]
     method = plan.options.method
     if plan.cuped and not_adjustable:
-        plan.warnings.append("CUPED adjusts binomial, count and mean metrics only; analysed without adjustment: "
+        plan.warnings.append("CUPED adjusts binomial, count and per-user mean metrics only; analysed without adjustment: "
                              + ", ".join(not_adjustable) + ".")
     if method == "sequential" and not_adjustable:
-        plan.warnings.append("Sequential tests cover binomial, count and mean metrics only; fixed-horizon tests (not "
+        plan.warnings.append("Sequential tests cover binomial, count and per-user mean metrics only; fixed-horizon tests (not "
                              "safe to peek) for: " + ", ".join(not_adjustable) + ".")
     if method == "bayesian" and not_adjustable:
-        plan.warnings.append("No Bayesian chance to beat control for ratio or quantile metrics: "
+        plan.warnings.append("No Bayesian chance to beat control for ratio, per-event mean or quantile metrics: "
                              + ", ".join(not_adjustable) + " (frequentist numbers only).")
 
 
 def _cuped_for(plan: _Plan, stats_rows: Sequence[MetricStatsRow]) -> dict[str, bool]:
     """Per metric, whether CUPED adjusts it (a kind it covers and some pre-exposure data; warned otherwise)."""
-    cuped_for = {m: plan.cuped and plan.specs[m].kind not in ("ratio", "quantile") for m in plan.metric_names}
+    cuped_for = {m: plan.cuped and plan.specs[m].kind not in (*RATIO_KINDS, "quantile") for m in plan.metric_names}
     for m in plan.metric_names:
         if cuped_for[m] and not any(r.sum_x2 > 0 for r in stats_rows if r.metric == m):
             plan.warnings.append(f"CUPED: no pre-exposure data for metric {m}; analysed without adjustment.")
@@ -455,9 +459,10 @@ class _Comparison:
 
 
 def _metric_results(
-    plan: _Plan, variants: Sequence[VariantInfo], stats_rows: Sequence[MetricStatsRow]
+    plan: _Plan, variants: Sequence[VariantInfo], stats_rows: Sequence[MetricStatsRow], strata: EpochStats | None,
 ) -> tuple[MetricResult, ...]:
-    """The test of every metric x treatment against the control, adjusted and judged."""
+    """The test of every metric x treatment against the control (stratified by epoch with ``strata``), adjusted
+    and judged."""
     control = next((v for v in variants if v.is_control), None)
     treatments = [v for v in variants if not v.is_control]
     planned_n = _planned_n(plan, variants)
@@ -474,7 +479,10 @@ def _metric_results(
         for tv in treatments:
             b = summaries(by_key.get((metric, tv.variant_id)), spec, tv.variant_id, alpha)
             test, bayes = compare(spec, a, b, method=method, cuped=cuped_for[metric], alpha=alpha, planned_n=planned_n)
-            tested.append(_Comparison(metric, role, tv, a, b, test, bayes))
+            shown = (a, b, test, bayes) if strata is None else strata.combine(
+                spec, (control.variant_id, tv.variant_id), (a, b), (test, bayes), (method, cuped_for[metric], alpha),
+                plan.warnings)
+            tested.append(_Comparison(metric, role, tv, *shown))
     p_values = [c.test.p_value for c in tested]
     correction = plan.options.correction
     adjusted = list(p_values) if correction == "none" else stats.adjust_pvalues(p_values, method=correction)
@@ -553,7 +561,7 @@ def _percentiles(rows: Sequence[Mapping[str, Any]], vid: Callable[[Any], int | N
 
 def _judge(
     plan: _Plan, session: Session, variants: tuple[VariantInfo, ...], results: tuple[MetricResult, ...],
-    new_users: Sequence[overview.DailyUsers], run: Mapping[str, list[Any]],
+    new_users: Sequence[overview.DailyUsers], run: Mapping[str, list[Any]], strata: EpochStats | None,
 ) -> Results:
     """Health checks, the verdict, the daily series and segments, assembled into :class:`Results`."""
     exp, options = plan.exp, plan.options
@@ -566,6 +574,8 @@ def _judge(
     ran = days_run(exp, plan.end, plan.now)
     srm = srm_check(variants)
     health = health_checks(exp, variants, srm, ran, options.method)
+    if strata is not None:  # SRM per epoch, and the allocation_changed item
+        srm, health = strata.health(variants, results, health)
     verdict = _verdict(exp, variants, results, health, plan.alpha, plan.specs)
     control = next((v for v in variants if v.is_control), None)
     series: tuple[DailyPoint, ...] = ()

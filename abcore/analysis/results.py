@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import date, datetime
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from abcore.analysis import overview
 from abcore.analysis.verdict import Verdict
@@ -53,7 +54,7 @@ class MetricResult:
     metric: str
     role: str  # primary | secondary | guardrail
     #: The test family: "binary" (conversion rate: binomial), "mean" (per-user mean: count, mean),
-    #: "ratio" (delta method) or "quantile"; ``metric_kind`` is the definition's kind.
+    #: "ratio" (delta method: ratio, event_mean) or "quantile"; ``metric_kind`` is the definition's kind.
     kind: str
     variant_id: int
     variant: str
@@ -77,7 +78,7 @@ class MetricResult:
     #: "better" (significant move in the good direction), "worse" (significant move in the bad
     #: direction) or "inconclusive" (not significant, or not computable); see abcore.analysis.verdict.
     outcome: str = "inconclusive"
-    #: The metric definition's kind: binomial | count | mean | ratio | quantile.
+    #: The metric definition's kind: binomial | count | mean | event_mean | ratio | quantile.
     metric_kind: str = "binomial"
 
 
@@ -212,6 +213,56 @@ class Results:
         out = _jsonable(asdict(self))
         out["frame"] = _jsonable(self.to_frame().to_dict(orient="records"))
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Results:
+        """The inverse of :meth:`to_dict` (e.g. a watcher snapshot read back from the store): every number,
+        label and outcome as it was (missing numbers -> nan), the test's class (sequential, CUPED) kept, so a
+        snapshot is shown by the same views as a live result."""
+        return _rebuild(cls, data)
+
+
+def _test_class(data: dict[str, Any]) -> type:
+    """The TestResult subclass a dict of :meth:`Results.to_dict` came from (by its extra fields)."""
+    from abcore.stats import CupedResult, SequentialResult
+
+    if "planned_n" in data:
+        return SequentialResult
+    if "theta" in data:
+        return CupedResult
+    return TestResult
+
+
+def _rebuild(cls: type, data: dict[str, Any]) -> Any:
+    """An instance of the dataclass ``cls`` from its :func:`_jsonable` form (fields it does not know are dropped)."""
+    hints = get_type_hints(cls)
+    values = {f.name: _value(hints[f.name], data[f.name]) for f in fields(cls) if f.name in data}
+    return cls(**values)
+
+
+def _value(hint: Any, value: Any) -> Any:  # noqa: C901 - one branch per type the results hold
+    """``value`` (JSON) as the type ``hint`` of a results field."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) in (UnionType, Union):
+        return None if value is None else _value(args[0], value)
+    if hint is float:
+        return math.nan if value is None else float(value)
+    if hint is datetime:
+        return datetime.fromisoformat(value)
+    if hint is date:
+        return date.fromisoformat(value)
+    if get_origin(hint) is tuple:
+        return tuple(_value(args[0], v) for v in value)
+    if get_origin(hint) is dict:
+        key_type, value_type = args
+        return {_value(key_type, k): _value(value_type, v) for k, v in value.items()}
+    if hint is TestResult:
+        return _rebuild(_test_class(value), value)
+    if is_dataclass(hint) and isinstance(value, dict):
+        return _rebuild(hint, value)  # type: ignore[arg-type]
+    if hint is int and value is not None:
+        return int(value)
+    return value
 
 
 def _jsonable(value: Any) -> Any:

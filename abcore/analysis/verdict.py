@@ -14,9 +14,11 @@ A result is *significant* only when **both** hold:
    ``method="bayesian"``) when both ends are finite, otherwise the absolute difference interval
    (``ci_low``, ``ci_high``), see :func:`displayed_interval`.
 
-So no row is "significant" while the interval shown next to it covers 0. (The sequential
-lift interval can be much wider than its difference interval, so a significant difference
-with a relative interval covering 0 is reported as not significant.)
+So no row is "significant" while the interval shown next to it covers 0. The tests' lift interval is
+Fieller's at the test's own critical value (:func:`abcore.stats._common.lift_interval`), which excludes 0
+exactly when the test of the difference rejects, so it never vetoes a decisive frequentist or sequential
+result (it is unbounded, and the difference interval shown, when the control mean is not distinguishable
+from 0). Multiple-comparison adjustment and the Bayesian credible interval can still make the two differ.
 
 Outcome: significant and the estimate moved in the metric's good direction -> ``"better"``;
 significant in the bad direction -> ``"worse"``; otherwise ``"inconclusive"``. A guardrail

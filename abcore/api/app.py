@@ -6,11 +6,14 @@ engine and assigner after the fork). Tests build it with their own engine.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -18,7 +21,7 @@ from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from abcore import __version__
-from abcore.api import errors
+from abcore.api import docs_ui, errors
 from abcore.api.deps import ApiSettings, ApiState, no_unknown_query
 from abcore.api.experiments import router as experiments_router
 from abcore.api.layers import router as layers_router
@@ -37,7 +40,8 @@ record conversions, read metrics and results. Send an API key as `Authorization:
 class BodySizeLimit:
     """ASGI middleware: a request body larger than ``max_bytes`` gets 413 before the app parses it.
 
-    Checks ``Content-Length`` first, and counts the bytes of bodies sent without one (chunked).
+    Checks ``Content-Length`` first (the server delivers no more than a declared length), and counts the bytes
+    of bodies sent without one (chunked).
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -60,16 +64,18 @@ class BodySizeLimit:
         if scope["type"] != "http" or self.max_bytes <= 0:
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
+                    declared = None
+                if declared is not None and declared > self.max_bytes:
                     await self._reject(send)
                     return
-        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+        # A declared length within the limit is enforced by the HTTP server's framing: no need to count.
+        if declared is not None or scope.get("method") not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
@@ -114,11 +120,20 @@ def create_app(
     assigner = assigner or Assigner(bound, cache_ttl=1.0)
     state = ApiState(engine=bound, assigner=assigner, settings=settings, owns_engine=owns_engine, owns_assigner=owns_assigner)
 
+    async def keep_definitions_fresh() -> None:
+        # Reload ahead of expiry so that no request waits for a reload: the data plane answers from memory.
+        while True:
+            await asyncio.sleep(max(assigner.cache_ttl / 2, 0.1))
+            with contextlib.suppress(Exception):  # store trouble: requests fall back to the assigner's own rules
+                await anyio.to_thread.run_sync(assigner.refresh)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        refresher = asyncio.get_running_loop().create_task(keep_definitions_fresh())
         try:
             yield
         finally:
+            refresher.cancel()
             if state.owns_assigner:
                 state.assigner.close()
             else:
@@ -132,11 +147,15 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(no_unknown_query)],
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.abcore = state
     errors.install(app)
-    app.include_router(experiments_router)
+    # Routes are matched in order: the data plane (assign, events) first, so its requests are routed soonest.
     app.include_router(tracking_router)
+    docs_ui.install(app)
+    app.include_router(experiments_router)
     app.include_router(layers_router)
 
     @app.get(

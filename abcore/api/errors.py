@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount, compile_path
+from starlette.staticfiles import StaticFiles
 
 from abcore.api.schemas import ErrorBody
 from abcore.errors import AbcoreError, Conflict, Invalid, NotFound, Unavailable
@@ -96,6 +98,36 @@ def describe_validation(exc: RequestValidationError) -> list[str]:
     return problems
 
 
+def _route_table(app: Any) -> list[tuple[str, set[str]]]:
+    """(path, methods) of every route of ``app``, those of included routers too."""
+    try:  # FastAPI >= 0.16x keeps included routers as one entry each
+        from fastapi.routing import iter_route_contexts
+
+        routes: list[Any] = list(iter_route_contexts(app.router.routes))
+    except ImportError:
+        routes = list(app.router.routes)
+    return [(route.path, set(route.methods)) for route in routes if getattr(route, "methods", None) and route.path]
+
+
+def allowed_methods(app: Any, scope: dict[str, Any]) -> list[str]:
+    """Every method some route of ``app`` answers on the request's path (sorted): the ``Allow`` of a 405.
+
+    Starlette names only the methods of the first route whose path matched; a path served by several routes
+    (``GET`` and ``POST /api/v1/experiments``) needs them all.
+    """
+    root = scope.get("app_root_path", scope.get("root_path", ""))  # a Mount moved root_path: the app's own
+    path = scope["path"][len(root):] if scope["path"].startswith(root) else scope["path"]
+    probe = {**scope, "type": "http", "path": path, "root_path": ""}
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles) and route.matches(probe)[0] != Match.NONE:
+            methods.update(("GET", "HEAD"))
+    for template, route_methods in _route_table(app):
+        if compile_path(template)[0].match(path):
+            methods.update(route_methods)
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -105,10 +137,14 @@ def install(app: FastAPI) -> None:
         return error(422, "Invalid request: " + " ".join(problems), problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # FastAPI: body not decodable
             problem = "The request body is not valid JSON (it could not be decoded as UTF-8 JSON text)."
             return error(422, "Invalid request: " + problem, [problem])
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app, request.scope)
+            return error(405, f"{request.method} is not allowed on {request.url.path}; it answers {', '.join(allowed)}.",
+                         headers={"Allow": ", ".join(allowed)})
         return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(AbcoreError)

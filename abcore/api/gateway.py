@@ -47,6 +47,7 @@ from fastapi import Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from abcore.assign import Assigner, Assignment, default_assigner
+from abcore.assign.definitions import answers_at_once
 
 EXPERIMENT_HEADER = "X-Experiment-Id"
 VARIANT_HEADER = "X-Experiment-Variant"
@@ -137,9 +138,12 @@ class ExperimentHeaders:
         if user:
             attributes = self.attributes(request) if self.attributes else None
             assigner = self.assigner or default_assigner()
-            answer = await anyio.to_thread.run_sync(
-                lambda: assigner.assign(user, self.experiment, attributes=attributes, expose=self.expose)
-            )
+            if answers_at_once(assigner, user, self.experiment, attributes):  # from memory: no thread needed
+                answer = assigner.assign(user, self.experiment, attributes=attributes, expose=self.expose)
+            else:
+                answer = await anyio.to_thread.run_sync(
+                    lambda: assigner.assign(user, self.experiment, attributes=attributes, expose=self.expose)
+                )
         scope.setdefault("state", {})[STATE_KEY] = answer
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in experiment_headers(answer).items()]
         if not headers:

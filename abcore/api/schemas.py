@@ -10,10 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from abcore.experiments.schemas import ExperimentCreate, Number, VariantCreate
-from abcore.store.values import name_problem
+from abcore.store.values import name_problem, parse_timestamp
 
 # Text the store can hold: no NUL characters (PostgreSQL refuses them), bounded length.
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
@@ -33,6 +43,14 @@ def _valid_name(value: str) -> str:
 #: A new name (of a metric an event records): the rule of every name, no control or invisible characters.
 NewName = Annotated[Name, AfterValidator(_valid_name)]
 
+#: When an event happened: ISO-8601 text (``Z`` allowed; naive = UTC) or epoch seconds, the rule of the event
+#: importer (:func:`abcore.store.values.parse_timestamp`; UTC time within years 1-9999, epoch seconds >= 0).
+EventTime = Annotated[
+    datetime,
+    BeforeValidator(parse_timestamp),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}],
+                    "description": "when the event happened (default: now): ISO-8601 (naive = UTC) or epoch seconds"}),
+]
 MAX_BATCH = 1000
 
 
@@ -156,8 +174,14 @@ class AssignmentOut(BaseModel):
     config: dict[str, Any] | None = None
     is_control: bool | None = None
     is_new: bool | None = None
-    model_id: int | None = None
+    model_id: int | None = Field(default=None, description="the registered model the variant serves (null: none)")
     model_name: str | None = None
+    model_version: str | None = Field(default=None, description="the model's registered version")
+    model_config_: dict[str, Any] | None = Field(
+        default=None, alias="model_config", serialization_alias="model_config",
+        description="the model's registered config ({} without a model); the variant's `config` is separate, "
+                    "its keys win where both apply",
+    )
 
 
 class AssignBatchIn(BaseModel):
@@ -180,15 +204,33 @@ class AssignBatchOut(BaseModel):
     assignments: list[AssignmentOut]
 
 
-class ConversionIn(BaseModel):
-    """A conversion: a metric value for a user of an experiment (``value`` defaults to 1)."""
+#: The deprecated spelling of ``experiment`` in event bodies (accepted, not documented as a field).
+DEPRECATED_EXPERIMENT_ALIAS = "experiment_id"
 
-    experiment_id: ExperimentRef = Field(description="id or name")
+
+class ConversionIn(BaseModel):
+    """A conversion: a metric value for a user of an experiment (``value`` defaults to 1).
+
+    The experiment is ``experiment`` (id or name), as in every request body; ``experiment_id`` is accepted
+    as a deprecated alias (not both)."""
+
+    experiment: ExperimentRef = Field(
+        validation_alias=AliasChoices("experiment", DEPRECATED_EXPERIMENT_ALIAS),
+        description="id or name (deprecated alias: experiment_id)",
+    )
     user_id: UserId
     metric_name: NewName
     value: Number | None = Field(default=None, allow_inf_nan=False)
     properties: dict[str, Any] | None = None
     request_id: RequestId | None = None
+    timestamp: EventTime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "experiment" in data and DEPRECATED_EXPERIMENT_ALIAS in data:
+            raise ValueError("give the experiment as 'experiment' (or the deprecated 'experiment_id'), not both")
+        return data
 
 
 class EventIn(ConversionIn):
@@ -202,6 +244,7 @@ class EventsIn(BaseModel):
 class Recorded(BaseModel):
     recorded: bool
     experiment_id: int
+    experiment: str = Field(description="the experiment's name")
     user_id: str
     metric_name: str
 

@@ -8,13 +8,27 @@ before the answer, so a 201 means it is stored.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+import anyio.to_thread
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from abcore import experiments as ex
 from abcore.analysis import overview
-from abcore.api.deps import ApiState, StateDep, Tracker, store_session
+from abcore.api.deps import (
+    DATA,
+    TRACKER_ROLES,
+    ApiState,
+    PlainRoute,
+    StateDep,
+    Tracker,
+    authorize,
+    bearer_token,
+    no_unknown_query,
+    parse_body,
+    store_session,
+)
 from abcore.api.errors import responses, status_of
 from abcore.api.schemas import (
     AssignBatchIn,
@@ -27,10 +41,13 @@ from abcore.api.schemas import (
     Recorded,
 )
 from abcore.assign import Assignment
+from abcore.assign.definitions import answers_at_once
 from abcore.errors import AbcoreError
 from abcore.store.tables import ExperimentStatus
 
 router = APIRouter(prefix="/api/v1", tags=["assignment and events"])
+
+ASSIGN_IN_SCHEMA = AssignIn.model_json_schema()
 
 _TRACKABLE = (ExperimentStatus.RUNNING.value, ExperimentStatus.PAUSED.value)
 
@@ -50,6 +67,8 @@ def assignment_out(user_id: str, a: Assignment | None) -> dict[str, Any]:
         "is_new": a.is_new,
         "model_id": a.model_id,
         "model_name": a.model_name,
+        "model_version": a.model_version,
+        "model_config": dict(a.model_config),
     }
 
 
@@ -60,24 +79,68 @@ def _check_experiment(state: ApiState, ref: int | str | None) -> None:
             ex.get_experiment(session=session, ref=ref)
 
 
-@router.post(
-    "/assign",
-    response_model=AssignmentOut,
-    responses=responses(401, 403, 404, 413, 422, 429),
-    summary="Assign a user (sticky) and record an exposure",
-)
-def assign(body: AssignIn, key: Tracker, state: StateDep) -> dict[str, Any]:
+async def assign_one(state: ApiState, body: AssignIn) -> Assignment | None:
+    """``Assigner.assign`` for ``body``: on the event loop when it answers from memory (the common case:
+    microseconds, rows written behind), else on a worker thread (it may wait for a reload or a store read);
+    404 when it answered None for an experiment that does not exist."""
+    assigner = state.assigner
+    options = {"attributes": body.attributes, "expose": body.expose, "request_id": body.request_id}
+    if answers_at_once(assigner, body.user_id, body.experiment, body.attributes):
+        answer = assigner.assign(body.user_id, body.experiment, **options)  # type: ignore[arg-type]
+    else:
+        answer = await anyio.to_thread.run_sync(lambda: assigner.assign(body.user_id, body.experiment, **options))  # type: ignore[arg-type]
+    if answer is None and body.experiment is not None:
+        await anyio.to_thread.run_sync(_check_experiment, state, body.experiment)
+    return answer
+
+
+async def assign(request: Request) -> Response:
     """The user's variant of ``experiment`` (id, name, or omitted: the most recently started running one).
 
     ``assigned: false`` means: serve your default (draft, cancelled, paused for a new user, excluded by
     targeting or traffic share, completed without a winner). An experiment that does not exist is 404.
     """
-    answer = state.assigner.assign(
-        body.user_id, body.experiment, attributes=body.attributes, expose=body.expose, request_id=body.request_id
-    )
-    if answer is None:
-        _check_experiment(state, body.experiment)
-    return assignment_out(body.user_id, answer)
+    state: ApiState = request.app.state.abcore
+    await no_unknown_query(request)
+    await authorize(state, bearer_token(request), TRACKER_ROLES, DATA)
+    body = parse_body(AssignIn, await request.body(), request.headers.get("content-type"))
+    answer = await assign_one(state, body)
+    return Response(assignment_json(body.user_id, answer), media_type="application/json")
+
+
+_ENCODED: dict[int, tuple[Assignment, bytes]] = {}
+
+
+def assignment_json(user_id: str, a: Assignment | None) -> bytes:
+    """``assignment_out(user_id, a)`` as compact JSON: the part after ``user_id`` is encoded once per answer
+    object of the assigner's cache (it holds a few per variant), so a request encodes only its user id."""
+    if a is None:
+        return b'{"user_id":' + json.dumps(user_id).encode() + b',"assigned":false}'
+    cached = _ENCODED.get(id(a))
+    if cached is None or cached[0] is not a:  # the entry holds the object: its id cannot be reused meanwhile
+        if len(_ENCODED) > 4096:
+            _ENCODED.clear()
+        out = assignment_out("", a)
+        del out["user_id"]
+        cached = _ENCODED[id(a)] = (a, json.dumps(out, separators=(",", ":")).encode()[1:])
+    return b'{"user_id":' + json.dumps(user_id).encode() + b"," + cached[1]
+
+
+# A PlainRoute: the endpoint reads the body and the key itself (no dependency machinery on the data plane's
+# hottest path); the schema, the answers and the key requirement are declared here for the OpenAPI document.
+router.add_api_route(
+    "/assign",
+    assign,
+    methods=["POST"],
+    route_class_override=PlainRoute,
+    response_model=AssignmentOut,
+    responses=responses(401, 403, 404, 413, 422, 429),
+    summary="Assign a user (sticky) and record an exposure",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ASSIGN_IN_SCHEMA}}},
+        "security": [{"HTTPBearer": []}],
+    },
+)
 
 
 @router.post(
@@ -99,9 +162,10 @@ def assign_batch(body: AssignBatchIn, key: Tracker, state: StateDep) -> dict[str
 
 def _track(state: ApiState, event: Any, event_type: str) -> None:
     """Record one event or raise the HTTPException saying why it cannot be recorded."""
-    ref = event.experiment_id
+    ref = event.experiment
     args = (event.user_id, ref, event.metric_name, event.value)
-    options = {"properties": event.properties, "event_type": event_type, "request_id": event.request_id}
+    options = {"properties": event.properties, "event_type": event_type, "request_id": event.request_id,
+               "timestamp": event.timestamp}
     if state.assigner.track(*args, **options):  # type: ignore[arg-type]
         return
     with store_session(state) as session:
@@ -128,25 +192,30 @@ def _track(state: ApiState, event: Any, event_type: str) -> None:
     summary="Record a conversion: a metric value for an assigned user",
 )
 def conversion(body: ConversionIn, key: Tracker, state: StateDep) -> dict[str, Any]:
-    """A metric value for an assigned user (``value`` defaults to 1). 404: unknown experiment; 409: the
+    """A metric value for an assigned user (``value`` defaults to 1; ``timestamp``, when it happened, defaults
+    to now: ISO-8601 or epoch seconds, as the event import takes them). 404: unknown experiment; 409: the
     experiment is not running or paused, or the user was never assigned."""
     _track(state, body, "conversion")
     state.assigner.flush()
-    experiment_id = body.experiment_id
-    if not isinstance(experiment_id, int):
-        with store_session(state) as session:
-            experiment_id = ex.get_experiment(session=session, ref=experiment_id).id  # type: ignore[assignment]
-    return {"recorded": True, "experiment_id": experiment_id, "user_id": body.user_id, "metric_name": body.metric_name}
+    with store_session(state) as session:
+        exp = ex.get_experiment(session=session, ref=body.experiment)
+    return {"recorded": True, "experiment_id": exp.id, "experiment": exp.name, "user_id": body.user_id,
+            "metric_name": body.metric_name}
 
 
 @router.post(
     "/events",
+    status_code=201,
     response_model=EventsOut,
-    responses=responses(401, 403, 413, 422, 429),
+    responses={200: {"model": EventsOut, "description": "Nothing recorded: every event is listed in `rejected`"},
+               **responses(401, 403, 413, 422, 429)},
     summary="Record many events (conversions, feedback, errors)",
 )
-def events(body: EventsIn, key: Tracker, state: StateDep) -> dict[str, Any]:
-    """Up to 1000 events; each is recorded or listed in ``rejected`` with its index, status and reason."""
+def events(body: EventsIn, key: Tracker, state: StateDep, response: Response) -> dict[str, Any]:
+    """Up to 1000 events (each with an optional ``timestamp``, as in ``/experiments/conversions``); each is
+    recorded or listed in ``rejected`` with its index, status and reason.
+
+    201 when at least one event was recorded (they are in the store), 200 when none was."""
     recorded = 0
     rejected = []
     for index, event in enumerate(body.events):
@@ -158,4 +227,6 @@ def events(body: EventsIn, key: Tracker, state: StateDep) -> dict[str, Any]:
         except AbcoreError as exc:
             rejected.append({"index": index, "status": status_of(exc), "detail": str(exc)})
     state.assigner.flush()
+    if not recorded:
+        response.status_code = 200
     return {"recorded": recorded, "rejected": rejected}

@@ -35,6 +35,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -458,6 +459,7 @@ class Assigner:
         properties: Mapping[str, Any] | None = None,
         event_type: str = "conversion",
         request_id: str | None = None,
+        timestamp: datetime | None = None,
     ) -> bool:
         """Record a metric value (or feedback/error event) for the user's variant; written behind.
 
@@ -468,12 +470,10 @@ class Assigner:
         float, numpy numbers or ``Decimal``; a ``conversion`` without ``value`` counts 1.0. Raises
         TypeError/ValueError for bad arguments (empty or non-string user id, metric name or experiment,
         unknown event type, a value that is not a number, ``properties`` the store cannot hold: NaN or
-        infinite numbers, lone surrogates, non-text keys).
-        """
-        return tracking.track(
-            self, user_id, experiment, metric_name, value, properties=properties, event_type=event_type,
-            request_id=request_id,
-        )
+        infinite numbers, lone surrogates, non-text keys), a non-datetime ``timestamp`` (when it happened: default
+        now, naive = UTC; backfills and replays; outside UTC years 1-9999 ``False``, the importer's rule)."""
+        return tracking.track(self, user_id, experiment, metric_name, value, properties=properties,
+                              event_type=event_type, request_id=request_id, timestamp=timestamp)
 
 
 def _check_options(

@@ -51,7 +51,8 @@ class FrozenConfig(dict):  # type: ignore[type-arg]
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """The variant a user is served. ``config`` is read-only (shared).
+    """The variant a user is served, and the model it serves (``model_id``, ``model_name``, ``model_version``,
+    ``model_config``: None and empty without a model). ``config`` and ``model_config`` are read-only (shared).
 
     ``is_new`` is True when this process knew of no stored assignment for the user: it served the hash
     and hands the row to the write-behind buffer (``INSERT ... ON CONFLICT DO NOTHING``: a row stored
@@ -70,10 +71,22 @@ class Assignment:
     config: dict[str, Any]
     is_control: bool
     is_new: bool
+    #: The registered version of the variant's model (``ab_models.version``), None without a model.
+    model_version: str | None = None
+    #: The model's registered config (``ab_models.config``), read-only; empty without a model. abcore does not
+    #: merge it with ``config`` (the variant's own); where both apply, the variant's keys win:
+    #: ``{**a.model_config, **a.config}``.
+    model_config: dict[str, Any] = field(default_factory=lambda: EMPTY_CONFIG)
+
+
+#: The ``model_config`` of a variant that serves no model (shared, read-only).
+EMPTY_CONFIG = FrozenConfig()
 
 
 @dataclass(frozen=True, slots=True)
 class VariantDef:
+    """A variant as the assigner caches it, with its model's name, version and config read at load time."""
+
     id: int
     name: str
     allocation_pct: float
@@ -81,6 +94,8 @@ class VariantDef:
     model_name: str | None
     config: FrozenConfig
     is_control: bool
+    model_version: str | None = None
+    model_config: FrozenConfig = field(default_factory=lambda: EMPTY_CONFIG)
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,8 @@ class ExperimentDef:
                         config=v.config,
                         is_control=v.is_control,
                         is_new=is_new,
+                        model_version=v.model_version,
+                        model_config=v.model_config,
                     )
                     for v in self.variants
                 ),

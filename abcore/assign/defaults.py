@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -145,10 +146,12 @@ def track(
     properties: Mapping[str, Any] | None = None,
     event_type: str = "conversion",
     request_id: str | None = None,
+    timestamp: datetime | None = None,
 ) -> bool:
     """See :meth:`Assigner.track` (default client)."""
     return default_assigner().track(
-        user_id, experiment, metric_name, value, properties=properties, event_type=event_type, request_id=request_id
+        user_id, experiment, metric_name, value, properties=properties, event_type=event_type, request_id=request_id,
+        timestamp=timestamp,
     )
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from abcore.assign.cache import Definitions, ExperimentDef
+from abcore.assign.cache import Definitions, ExperimentDef, decide
 
 if TYPE_CHECKING:
     from abcore.assign.assigner import Assigner
@@ -88,3 +89,34 @@ def lookup(client: Assigner, experiment: str | int | None, deadline: float) -> E
             defs = current(client, deadline)
             found = defs.find(experiment) if defs is not None else None
     return found
+
+
+#: ``answers_at_once`` wants the definitions fresh for at least this long, so that they cannot expire between
+#: the check and the ``assign`` call that follows it.
+FRESH_MARGIN = 0.05
+
+
+def answers_at_once(client: Assigner, user_id: str, experiment: str | int | None, attributes: Mapping[str, Any] | None) -> bool:
+    """True when ``client.assign(user_id, experiment, attributes=attributes)`` will answer from memory now: the
+    definitions are loaded and fresh, the experiment is known, and the user's answer needs no store read.
+
+    False means the call may wait (for a reload or a read, at most the client's ``timeout``): an async server then
+    runs it on a thread instead of its event loop. Never raises.
+    """
+    try:
+        defs = client._defs
+        if defs is None or client._engine is None or time.monotonic() + FRESH_MARGIN >= client._defs_expiry:
+            return False
+        d = defs.find(experiment)
+        if d is None:
+            return False
+        key = (d.id, user_id)
+        _, needs_read = decide(
+            d, client._sticky.get(key), user_id, attributes, verified=False, read_first=d.id in client._read_first
+        )
+        if not needs_read:
+            return True
+        absent_until = client._absent.get(key)
+        return absent_until is not None and absent_until > time.monotonic() + FRESH_MARGIN
+    except Exception:  # noqa: BLE001 - unsure: the caller takes the thread
+        return False

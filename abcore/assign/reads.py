@@ -19,7 +19,7 @@ from sqlalchemy import and_, event, or_, select
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from abcore import errors
-from abcore.assign.cache import Definitions, ExperimentDef, FrozenConfig, VariantDef
+from abcore.assign.cache import EMPTY_CONFIG, Definitions, ExperimentDef, FrozenConfig, VariantDef
 from abcore.assign.hashing import cumulative_allocations
 from abcore.assign.layers import Gate, plan
 from abcore.store.tables import AuditLog, Experiment, ExperimentStatus, Layer, Model, UserAssignment, Variant
@@ -126,7 +126,8 @@ def load_definitions(connection: Connection) -> Definitions:
     variants_by_exp: dict[int, list[Any]] = {i: [] for i in ids}
     if ids:
         rows = connection.execute(
-            select(var, mod.c.name.label("model_name"))
+            select(var, mod.c.name.label("model_name"), mod.c.version.label("model_version"),
+                   mod.c.config.label("model_config"))
             .select_from(var.outerjoin(mod, mod.c.id == var.c.model_id))
             .where(var.c.experiment_id.in_(ids))
             .order_by(var.c.experiment_id, var.c.position, var.c.id)
@@ -164,6 +165,8 @@ def _definition(e: Any, rows: list[Any], gate: Gate | None = None) -> Experiment
             model_name=r["model_name"],
             config=FrozenConfig(r["config"] or {}),
             is_control=bool(r["is_control"]),
+            model_version=None if r["model_version"] is None else str(r["model_version"]),
+            model_config=FrozenConfig(r["model_config"]) if isinstance(r["model_config"], dict) and r["model_config"] else EMPTY_CONFIG,
         )
         for r in rows
     )

@@ -1,7 +1,9 @@
 """``track``: a metric value (or feedback / error event) for the variant a user was assigned, written behind.
 
 The event is checked here against what the store holds (column widths, finite values) so a bad event is
-refused at once (``False``, logged) instead of failing a whole write batch later.
+refused at once (``False``, logged) instead of failing a whole write batch later. ``timestamp`` (when the event
+happened; default now) follows the one rule of event timestamps, :func:`abcore.store.values.parse_timestamp`
+(the event importer's): naive = UTC, UTC time within years 1-9999.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import numbers
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,7 @@ from abcore.assign.cache import (
     jsonable,
 )
 from abcore.store.tables import EventType, ExperimentStatus, utcnow
-from abcore.store.values import name_problem
+from abcore.store.values import name_problem, parse_timestamp
 
 if TYPE_CHECKING:
     from abcore.assign.assigner import Assigner
@@ -46,21 +49,16 @@ def track(
     properties: Mapping[str, Any] | None = None,
     event_type: str = "conversion",
     request_id: str | None = None,
+    timestamp: datetime | None = None,
 ) -> bool:
     """:meth:`Assigner.track <abcore.assign.assigner.Assigner.track>` of ``client``."""
-    check_user_id(user_id)
-    check_experiment_ref(experiment)
-    if not isinstance(metric_name, str) or not metric_name:
-        raise ValueError("metric_name must be a non-empty string")
-    if event_type not in TRACKABLE_EVENTS:
-        raise ValueError(f"event_type must be one of {sorted(TRACKABLE_EVENTS)}, got {event_type!r}")
-    if value is not None:
-        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Decimal):
-            raise TypeError(f"value must be a number or None, got {type(value).__name__}")
-    elif event_type == _CONVERSION:
-        value = 1.0
-    check_attributes(properties, "properties object")
+    value = _checked_arguments(user_id, experiment, metric_name, value, properties, event_type, timestamp)
     refusal = _refusal(user_id, metric_name, value, request_id)
+    if refusal is None and timestamp is not None:
+        try:
+            timestamp = parse_timestamp(timestamp)
+        except ValueError as exc:
+            refusal = str(exc)
     if refusal is not None:
         client._log_failure("track", ValueError(refusal), key="track")
         return False
@@ -88,13 +86,35 @@ def track(
                 None if value is None else float(value),
                 request_id,
                 jsonable(properties),
-                utcnow(),
+                utcnow() if timestamp is None else timestamp,
             )
         )
         return True
     except Exception as exc:  # noqa: BLE001 - never break the caller
         client._log_failure("track", exc)
         return False
+
+
+def _checked_arguments(
+    user_id: str, experiment: str | int | None, metric_name: str, value: Any, properties: Mapping[str, Any] | None,
+    event_type: str, timestamp: Any,
+) -> Any:
+    """The event's value (1.0 for a conversion without one); TypeError / ValueError for a bad argument."""
+    check_user_id(user_id)
+    check_experiment_ref(experiment)
+    if not isinstance(metric_name, str) or not metric_name:
+        raise ValueError("metric_name must be a non-empty string")
+    if event_type not in TRACKABLE_EVENTS:
+        raise ValueError(f"event_type must be one of {sorted(TRACKABLE_EVENTS)}, got {event_type!r}")
+    if value is not None:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | Decimal):
+            raise TypeError(f"value must be a number or None, got {type(value).__name__}")
+    elif event_type == _CONVERSION:
+        value = 1.0
+    check_attributes(properties, "properties object")
+    if timestamp is not None and not isinstance(timestamp, datetime):
+        raise TypeError(f"timestamp must be a datetime or None, got {type(timestamp).__name__}")
+    return value
 
 
 def _refusal(user_id: str, metric_name: str, value: Any, request_id: Any) -> str | None:

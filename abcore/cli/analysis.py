@@ -30,6 +30,7 @@ def _analysis_report(results: Any) -> str:
     Numbers are formatted by :mod:`abcore.formatting`."""
     from abcore import formatting as fmt
     from abcore.analysis.verdict import metric_outcome
+    from abcore.metrics import kind_label
 
     lines = [
         f"Experiment {results.experiment} ({results.status}); method {results.method}, "
@@ -64,7 +65,7 @@ def _analysis_report(results: Any) -> str:
         rows = []
         for m in results.metrics:
             t = m.test
-            rows.append((m.metric, m.role, m.kind, m.variant, fmt.format_fixed(m.control_value, 4),
+            rows.append((m.metric, m.role, kind_label(m.metric_kind), m.variant, fmt.format_fixed(m.control_value, 4),
                          fmt.format_fixed(m.value, 4), fmt.format_fixed(t.diff, 4),
                          f"[{fmt.format_fixed(t.ci_low, 4)}, {fmt.format_fixed(t.ci_high, 4)}]",
                          fmt.format_pct(t.lift, 2, signed=True), fmt.format_pvalue(t.p_value),

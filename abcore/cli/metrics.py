@@ -27,7 +27,9 @@ def _metric_json(text: str) -> Any:
 
 
 def _describe(row: Any) -> str:
-    """One metric definition as a line: ``name: kind, direction, window, cap ...``."""
+    """One metric definition as a line: ``name: kind (what it computes), direction, window, cap ...``."""
+    from abcore.metrics import kind_label
+
     extra = []
     if row.kind == "ratio":
         extra.append(f"{row.numerator} / {row.denominator}")
@@ -41,7 +43,8 @@ def _describe(row: Any) -> str:
         extra.append(f"cap {row.cap} {row.cap_upper:g}")
     better = "higher is better" if row.direction == "increase" else "lower is better"
     archived = " [archived]" if row.archived else ""
-    return f"{row.name}: {row.kind}, {better}{', ' if extra else ''}{', '.join(extra)}{archived}"
+    return (f"{row.name}: {row.kind} ({kind_label(row.kind)}), {better}{', ' if extra else ''}{', '.join(extra)}"
+            f"{archived}")
 
 
 def _list(session: Any, args: argparse.Namespace) -> None:

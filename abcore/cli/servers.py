@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from abcore.cli.common import open_store, parse_non_negative, parse_positive_int, parse_seconds
-from abcore.config import DATABASE_URL_ENV, SETTINGS, redact_url
+from abcore.config import DATABASE_URL_ENV, SETTINGS, redact_url, setting
 from abcore.store.db import make_engine
 
 
@@ -23,6 +23,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     os.environ[DATABASE_URL_ENV] = args.database_url  # every worker builds its app from the environment
     if args.rate_limit is not None:
         os.environ[SETTINGS["api_rate_limit"].env] = str(args.rate_limit)
+    if args.data_rate_limit is not None:
+        os.environ[SETTINGS["api_data_rate_limit"].env] = str(args.data_rate_limit)
     if args.max_body_bytes is not None:
         os.environ[SETTINGS["api_max_body_bytes"].env] = str(args.max_body_bytes)
     print(f"abcore API on http://{args.host}:{args.port} (docs: /docs) over {redact_url(args.database_url)}", file=sys.stderr)
@@ -62,10 +64,63 @@ def streamlit_command(host: str, port: int, extra: Sequence[str] = ()) -> list[s
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard over ``--database-url`` (migrated on first use) until interrupted; returns
-    Streamlit's exit code."""
+    Streamlit's exit code.
+
+    Unless ``--no-watch``, the watcher runs alongside (:func:`start_watcher`): stopping rules that are on
+    are applied without a second command. It stops with the dashboard and never delays the exit.
+    """
     environment = {**os.environ, DATABASE_URL_ENV: args.database_url}
     print(f"abcore dashboard on http://{args.host}:{args.port} over {redact_url(args.database_url)}", file=sys.stderr)
-    return subprocess.call(streamlit_command(args.host, args.port), env=environment)
+    every = args.watch_every or setting("watch_every")  # a bad $ABCORE_WATCH_EVERY: SettingError, one line
+    watcher = None if args.no_watch else start_watcher(args.database_url, every=every)
+    try:
+        return subprocess.call(streamlit_command(args.host, args.port), env=environment)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+class BackgroundWatcher:
+    """The watcher loop (:func:`abcore.watch.runner.run_forever`) on a daemon thread; :meth:`stop` ends it."""
+
+    def __init__(self, database_url: str, every: float) -> None:
+        import threading
+
+        self.every = every
+        self.engine = make_engine(database_url)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="abcore-watch", daemon=True)
+
+    def _run(self) -> None:
+        from abcore.store.db import init_db
+        from abcore.watch.runner import run_forever
+
+        try:
+            init_db(self.engine)  # a fresh store (as the dashboard does on first use): the first pass counts
+            run_forever(self.engine, every=self.every, stop=self.stopping)
+        except Exception as exc:  # noqa: BLE001 - a bad webhook setting: the dashboard still serves, red status
+            print(f"abcore watcher stopped: {exc}", file=sys.stderr)
+
+    def stop(self, wait: float = 2.0) -> None:
+        """Ask the loop to end and wait at most ``wait`` seconds (a pass in progress is left to the daemon
+        thread: exit never hangs on it)."""
+        self.stopping.set()
+        self.thread.join(timeout=wait)
+        if not self.thread.is_alive():
+            self.engine.dispose()
+
+
+def start_watcher(database_url: str, *, every: float) -> BackgroundWatcher:
+    """Start the watcher on a daemon thread of this process: a pass now, then every ``every`` seconds,
+    each recorded in the store (the dashboard's "last pass" line)."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    watcher = BackgroundWatcher(database_url, every)
+    watcher.thread.start()
+    print(f"abcore watcher: a pass every {every:g} s (stopping rules, snapshots, alerts; --no-watch to turn off)",
+          file=sys.stderr)
+    return watcher
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -120,10 +175,18 @@ def add_server_commands(commands: Any) -> None:
     )
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     api.add_argument("--port", type=parse_positive_int, default=8000, help="port (default 8000)")
-    api.add_argument("--workers", type=parse_positive_int, default=1, help="worker processes (default 1)")
+    api.add_argument(
+        "--workers", type=parse_positive_int, default=1,
+        help="worker processes (default 1; each has its own engine, assigner and rate buckets)",
+    )
     api.add_argument(
         "--rate-limit", type=parse_non_negative, default=None, metavar="PER_SECOND",
-        help="requests per second per key and worker for keys without their own limit (default 100; 0: unlimited)",
+        help="management routes: requests per second per key and worker for keys without their own limit "
+        "(default 100; 0: unlimited)",
+    )
+    api.add_argument(
+        "--data-rate-limit", type=parse_non_negative, default=None, metavar="PER_SECOND",
+        help="data plane (assign, conversions, events): the same (default 0: not throttled)",
     )
     api.add_argument(
         "--max-body-bytes", type=parse_positive_int, default=None, metavar="BYTES",
@@ -135,9 +198,14 @@ def add_server_commands(commands: Any) -> None:
 
     dashboard = commands.add_parser(
         "dashboard", help="serve the dashboard (Streamlit) for researchers",
-        description="Serve the dashboard from the installed package (no checkout needed). Sign-in users come from "
+        description="Serve the dashboard from the installed package (no checkout needed), with the watcher "
+        "(stopping rules, snapshots, alerts) running alongside unless --no-watch. Sign-in users come from "
         ".streamlit/secrets.toml in the working directory or $ABCORE_USERS; without any, it is open.",
     )
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dashboard.add_argument("--port", type=parse_positive_int, default=8501, help="port (default 8501)")
+    dashboard.add_argument("--no-watch", action="store_true",
+                           help="do not run the watcher alongside (run `abcore watch` as a service instead)")
+    dashboard.add_argument("--watch-every", type=parse_seconds, default=None, metavar="SECONDS",
+                           help="seconds between the watcher's passes (default $ABCORE_WATCH_EVERY or 300)")
     dashboard.set_defaults(handler=cmd_dashboard)

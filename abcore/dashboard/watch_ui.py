@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-from html import escape
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from abcore import experiments as ex
 from abcore.config import redact_url
 from abcore.dashboard import ui
-from abcore.dashboard.views import html
+from abcore.dashboard.views import html, result_charts
+from abcore.watch import heartbeat, snapshots, webhooks
 from abcore.watch import rules as watch_rules
 from abcore.watch import runner as watch
-from abcore.watch import snapshots, webhooks
 
 CHOICES = ex.AUTO_STOP_CHOICES
-OUTCOME_LEVEL = {"worse": -1, "inconclusive": 0, "better": 1}
 
 
-def rules_inputs(prefix: str, current: dict[str, Any] | None = None, *, disabled: bool = False) -> dict[str, Any]:
-    """Widgets for the stopping rules (keys ``<prefix>...``, read only when ``disabled``); returns ``auto_stop``."""
+def watcher_status() -> None:
+    """One line on when the watcher last ran (:mod:`abcore.watch.heartbeat`), in red when no watcher has run
+    or its last pass is older than twice its interval: stopping rules that are on are then not applied."""
+    from abcore.config import setting
+
+    with ui.session() as s:
+        beat = heartbeat.read_heartbeat(s)
+    state = heartbeat.watcher_state(beat, default_every=setting("watch_every"))
+    with st.container(key="watcher_status"):
+        if state.alarming:
+            st.markdown(f":red[🔴 **{html.plain_text(state.text)}**]")
+        else:
+            st.caption(f"🟢 {html.plain_text(state.text)}")
+
+
+def rules_inputs(prefix: str, current: dict[str, Any] | None = None, *, disabled: bool = False,
+                 status: bool = True) -> dict[str, Any]:
+    """Widgets for the stopping rules (keys ``<prefix>...``, read only when ``disabled``) under the watcher's
+    status line (``status=False``: the page shows it once elsewhere); returns ``auto_stop``."""
+    if status:
+        watcher_status()
     rules = {**ex.AUTO_STOP_DEFAULTS, **(current or {})}
     enabled = st.checkbox("Watch this experiment (automated stopping rules and alerts)", value=bool(current)
                           if current is not None else True, key=f"{prefix}enabled", disabled=disabled)
@@ -70,12 +85,13 @@ def _alert_text(alert: Any) -> str:
 
 
 def rules_editor(experiment: Any) -> None:
-    """An expander to edit the stopping rules of a draft, running or paused experiment."""
+    """An expander to edit the stopping rules of a draft, running or paused experiment (the page shows
+    :func:`watcher_status` once, above the cards)."""
     st.caption("🛑 Stopping rules: " + watch_rules.describe_rules(experiment.auto_stop))
     if experiment.status not in ("draft", "running", "paused") or not ui.can_edit():
         return
     with st.expander("Edit stopping rules"):
-        new = rules_inputs(f"rules_{experiment.id}_", experiment.auto_stop or {})
+        new = rules_inputs(f"rules_{experiment.id}_", experiment.auto_stop or {}, status=False)
         if st.button("Save stopping rules", key=f"rules_save_{experiment.id}"):
             try:
                 with ui.session() as s:
@@ -87,56 +103,31 @@ def rules_editor(experiment: Any) -> None:
                 st.rerun()
 
 
-def snapshot_first(experiment: Any) -> bool:
-    """Show the latest watcher snapshot ("results as of HH:MM", refresh now) and the decision history.
+def snapshot_first(experiment: Any) -> tuple[Any, str | None] | None:
+    """The experiment's alerts and, when the watcher stored a snapshot, its header ("Results as of HH:MM",
+    the watcher's status, "Refresh now"); returns (the snapshot, the SVG of the decision history or None)
+    while the snapshot is shown instead of the live analysis (until "Refresh now"), else None.
 
-    Returns True while the snapshot is shown instead of the live analysis (until "Refresh now").
+    The snapshot itself is drawn by the results page as the same report as a live result.
     """
     with ui.session() as s:
         snap = snapshots.latest_snapshot(session=s, experiment_id=experiment.id)
-        history = snapshots.snapshot_history(session=s, experiment_id=experiment.id)
+        history = snapshots.snapshot_history(session=s, experiment_id=experiment.id, limit=200) if snap else []
     alerts(experiment.id)
-    if snap is None:
-        return False
     live_key = f"live_results_{experiment.id}"
-    showing = not st.session_state.get(live_key, False)
+    if snap is None and experiment.status == "running" and experiment.auto_stop:
+        watcher_status()  # watched, yet no snapshot: is a watcher running at all?
+    if snap is None or st.session_state.get(live_key, False):
+        return None
     with st.container(border=True, key="snapshot_box"):
         when = snapshots.aware_utc(snap.computed_at).strftime("%H:%M UTC on %Y-%m-%d")
         left, right = st.columns([4, 1])
-        left.markdown(f"**Results as of {when}** (watcher snapshot, {snap.method} method) · primary metric "
-                      f"decision: **{snap.primary_outcome}** · verdict `{snap.verdict}`")
-        if showing:
-            right.button("Refresh now", key="snapshot_refresh", on_click=st.session_state.__setitem__,
-                         args=(live_key, True), type="primary")
-            frame = pd.DataFrame(snap.results.get("frame") or [])
-            if not frame.empty:
-                columns = [c for c in ("metric", "role", "variant", "control_users", "users", "control_value",
-                                       "value", "lift", "lift_ci_low", "lift_ci_high", "p_value_adjusted",
-                                       "significant") if c in frame]
-                st.dataframe(frame[columns], hide_index=True, width="stretch", key="snapshot_table")
-            verdict = (snap.results.get("verdict") or {}).get("reason")
-            if verdict:
-                st.caption(html.plain_text(verdict))
-        if len(history) > 1:
-            st.plotly_chart(_history_chart(history), key="snapshot_history")
-    return showing
-
-
-def _history_chart(history: list[dict[str, Any]]) -> go.Figure:
-    fig = go.Figure()
-    x = [h["computed_at"] for h in history]
-    fig.add_trace(go.Scatter(x=x, y=[h["lift"] for h in history], mode="lines+markers", name="lift",
-                             text=[h["outcome"] for h in history],
-                             error_y={"type": "data", "symmetric": False,
-                                      "array": [(h["lift_ci_high"] - h["lift"]) if h["lift"] is not None and
-                                                h["lift_ci_high"] is not None else None for h in history],
-                                      "arrayminus": [(h["lift"] - h["lift_ci_low"]) if h["lift"] is not None and
-                                                     h["lift_ci_low"] is not None else None for h in history]}))
-    fig.add_hline(y=0, line_dash="dot")
-    metric = next((h["metric"] for h in history if h["metric"]), "primary metric")
-    fig.update_layout(title=f"{escape(str(metric))}: lift and always-valid CI per watcher pass (hover: decision)",
-                      yaxis_tickformat=".0%", height=300, margin={"t": 40, "b": 20})
-    return fig
+        left.markdown(f"**Results as of {when}**: the watcher's last analysis (sequential method, safe to "
+                      "look at any time). *Refresh now* analyses the data as it is now, with the page's options.")
+        right.button("Refresh now", key="snapshot_refresh", on_click=st.session_state.__setitem__,
+                     args=(live_key, True), type="primary")
+        watcher_status()
+    return snap, result_charts.snapshot_history(history)
 
 
 def webhooks_admin() -> None:

@@ -41,7 +41,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "ExperimentUpdate",
         "VariantCreate",
     ),
-    "validation": ("normalize_auto_stop", "validate_auto_stop", "validate_experiment"),
+    "validation": ("allocation_problems", "exact_percent", "normalize_auto_stop", "validate_auto_stop", "validate_experiment"),
     "layers": (
         "LayerConflict",
         "LayerNotFound",

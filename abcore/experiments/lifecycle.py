@@ -17,7 +17,8 @@ Lifecycle::
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import delete, update
@@ -28,8 +29,9 @@ from abcore.experiments import layers
 from abcore.experiments.approvals import APPROVED, approval_problem, require_approval, withdraw_approval
 from abcore.experiments.errors import ApprovalRequired, ExperimentError, InvalidTransition
 from abcore.experiments.records import get_experiment, get_variants, record_audit
-from abcore.experiments.schemas import ALLOCATION_TOLERANCE, ExperimentCreate
+from abcore.experiments.schemas import ExperimentCreate
 from abcore.experiments.validation import (
+    allocation_problems,
     check_actor,
     normalize_auto_stop,
     raise_problems,
@@ -78,6 +80,16 @@ def create_draft(session: Session, data: ExperimentCreate, actor: str, source: E
     """Insert the draft; with ``source`` it is a clone, audited on both experiments in the same commit."""
     check_actor(actor)
     raise_problems(validate_experiment(data, session=session))
+    with store_refusals(session, [data.name]):
+        experiment = add_draft(session, data, actor, source, **clone)
+        session.commit()
+    session.refresh(experiment)
+    return experiment
+
+
+def add_draft(session: Session, data: ExperimentCreate, actor: str, source: Experiment | None = None, **clone: Any) -> Experiment:
+    """Add the draft ``data`` (already validated), its variants and its audit row(s) to ``session`` and flush;
+    nothing is committed, so a caller writing several drafts commits them together (inside :func:`store_refusals`)."""
     control_index = next((i for i, v in enumerate(data.variants) if v.is_control), 0)
     now = utcnow()
     experiment = Experiment(
@@ -102,37 +114,50 @@ def create_draft(session: Session, data: ExperimentCreate, actor: str, source: E
         updated_at=now,
     )
     session.add(experiment)
-    try:
-        session.flush()
-        for position, spec in enumerate(data.variants):
-            session.add(
-                Variant(
-                    experiment_id=experiment.id,
-                    name=spec.name.strip(),
-                    allocation_pct=float(spec.allocation_pct),
-                    model_id=spec.model_id,
-                    config=dict(spec.config),
-                    is_control=position == control_index,
-                    position=position,
-                )
+    session.flush()
+    for position, spec in enumerate(data.variants):
+        session.add(
+            Variant(
+                experiment_id=experiment.id,
+                name=spec.name.strip(),
+                allocation_pct=float(spec.allocation_pct),
+                model_id=spec.model_id,
+                config=dict(spec.config),
+                is_control=position == control_index,
+                position=position,
             )
-        if source is None:
-            record_audit(session, experiment.id, "create", actor, None, ExperimentStatus.DRAFT.value, name=experiment.name)
-        else:
-            record_audit(session, experiment.id, "create", actor, None, ExperimentStatus.DRAFT.value, name=experiment.name,
-                   cloned_from={"id": source.id, "name": source.name}, **clone)
-            record_audit(session, source.id, "clone", actor, source.status, source.status,
-                   clone={"id": experiment.id, "name": experiment.name}, **clone)
-        session.commit()
+        )
+    if source is None:
+        record_audit(session, experiment.id, "create", actor, None, ExperimentStatus.DRAFT.value, name=experiment.name)
+    else:
+        record_audit(session, experiment.id, "create", actor, None, ExperimentStatus.DRAFT.value, name=experiment.name,
+               cloned_from={"id": source.id, "name": source.name}, **clone)
+        record_audit(session, source.id, "clone", actor, source.status, source.status,
+               clone={"id": experiment.id, "name": experiment.name}, **clone)
+    session.flush()
+    return experiment
+
+
+@contextmanager
+def store_refusals(session: Session, names: Sequence[str]) -> Iterator[None]:
+    """Around the writes and the commit of new experiments called ``names``: what the store refuses after
+    validation passed rolls the whole transaction back and is raised as :class:`ExperimentError`
+    (a concurrent create that took a name; a value the database cannot hold)."""
+    try:
+        yield
+    except ExperimentError:
+        session.rollback()
+        raise
     except IntegrityError as error:  # a concurrent create took the name between validation and insert
         session.rollback()
-        raise ExperimentError(f"An experiment named {data.name.strip()!r} already exists.") from error
+        shown = ", ".join(repr(n.strip()) for n in names[:5])
+        what = f"An experiment named {shown} already exists." if len(names) == 1 else \
+            f"One of the experiments named {shown} already exists; none was created."
+        raise ExperimentError(what) from error
     except (SQLAlchemyError, ValueError, OverflowError) as error:  # validation missed something the store refuses
         session.rollback()
         reason = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
         raise ExperimentError(f"The experiment cannot be saved: the database refused it ({reason}).") from error
-    session.refresh(experiment)
-    return experiment
 
 
 def _transition(
@@ -340,10 +365,9 @@ def update_allocations(
     if unknown:
         raise ExperimentError(f"{experiment.name!r} has no variant(s) {', '.join(unknown)}.")
     new = {name: allocations.get(name, v.allocation_pct) for name, v in by_name.items()}
-    if not all(is_number(a) and a >= 0 for a in new.values()):
-        raise ExperimentError("Allocations must be finite, non-negative numbers.")
-    if abs(sum(new.values()) - 100.0) > ALLOCATION_TOLERANCE:
-        raise ExperimentError(f"Allocations must sum to exactly 100 %; they sum to {sum(new.values()):g} %.")
+    split_problems = allocation_problems(list(new.values()))  # the one rule of create and edit too
+    if split_problems:
+        raise ExperimentError(split_problems[0], split_problems)
     before = {v.name: v.allocation_pct for v in variants}
     for name, variant in by_name.items():
         variant.allocation_pct = float(new[name])

@@ -148,7 +148,7 @@ def validate_experiment(
 
     ``existing_id``: the experiment ``data`` describes after an edit (its own name is not a duplicate).
     Checks: a non-empty name (unique in the store when a session is given), at least two
-    variants with unique non-empty names, allocations that are finite, non-negative and
+    variants with unique non-empty names, allocations that are finite, more than 0 and
     sum to exactly 100, at most one control, known models, a traffic share in (0, 1],
     well-formed targeting rules, success criteria and minimums.
     """
@@ -203,7 +203,7 @@ def _variant_problems(variants: list[VariantCreate], session: Session | None) ->
     duplicates = sorted({n for n in names if n and names.count(n) > 1})
     if duplicates:
         problems.append(f"Variant names must be unique: {', '.join(duplicates)} appears more than once.")
-    problems += _allocation_problems([v.allocation_pct for v in variants])
+    problems += allocation_problems([v.allocation_pct for v in variants])
     if sum(1 for v in variants if v.is_control) > 1:
         problems.append("Only one variant can be the control.")
     problems += _model_id_problems({v.model_id for v in variants if v.model_id is not None}, session)
@@ -220,18 +220,30 @@ def _variant_name_problems(names: list[str]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def _allocation_problems(allocations: list[Any]) -> list[str]:
-    """The split in percent: finite numbers, none negative, summing to 100 (within the tolerance).
+def allocation_problems(allocations: list[Any]) -> list[str]:
+    """The split in percent, the one rule every surface applies (create, edit, the split of a running
+    experiment; dashboard, HTTP API, CLI): finite numbers, each more than 0 (a 0 % variant would never
+    get a user), summing to exactly 100 (within :data:`ALLOCATION_TOLERANCE` percentage points).
 
-    At most one sentence: the first rule broken, in that order.
+    At most one sentence: the first rule broken, in that order. Sums are written with every decimal
+    that matters (``99.999``, ``100.0001``), never rounded to "100".
     """
     if not all(is_number(a) for a in allocations):
         return ["Every allocation must be a finite number."]
     if any(a < 0 for a in allocations):
         return ["Allocations cannot be negative."]
-    if allocations and abs(sum(allocations) - 100.0) > ALLOCATION_TOLERANCE:
-        return [f"Allocations must sum to exactly 100 %; they sum to {sum(allocations):g} %."]
+    if any(a == 0 for a in allocations):
+        return ["Every variant needs more than 0 % of the traffic (a 0 % variant would never get a user)."]
+    total = sum(allocations)
+    if allocations and abs(total - 100.0) > ALLOCATION_TOLERANCE:
+        return [f"Allocations must sum to exactly 100 %; they sum to {exact_percent(total)} %."]
     return []
+
+
+def exact_percent(value: float) -> str:
+    """A percentage with the decimals the allocation rule sees (up to 6, float noise dropped):
+    ``99.999 -> '99.999'``, ``100.0001 -> '100.0001'``, ``90.0 -> '90'``."""
+    return f"{round(float(value), 6):.12g}"
 
 
 def _model_id_problems(model_ids: set[Any], session: Session | None) -> list[str]:

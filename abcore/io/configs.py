@@ -24,10 +24,10 @@ from sqlmodel import Session
 
 from abcore.experiments.errors import ExperimentError
 from abcore.experiments.layers import layer_names
-from abcore.experiments.lifecycle import create_experiment
+from abcore.experiments.lifecycle import add_draft, store_refusals
 from abcore.experiments.records import get_experiment, get_variants
 from abcore.experiments.schemas import ExperimentCreate, VariantCreate
-from abcore.experiments.validation import validate_experiment
+from abcore.experiments.validation import check_actor, validate_experiment
 from abcore.io.csv_export import ExportError
 from abcore.store.tables import Experiment
 
@@ -330,11 +330,26 @@ def import_config(*, session: Session, data: Any, actor: str = "") -> list[Exper
     problems.extend(metric_problems)
     if problems:
         raise ExperimentError("; ".join(problems), problems)
-    if new_metrics:
-        from abcore.metrics import import_metrics
+    return _write_all(session, creates, new_metrics, actor)
 
-        import_metrics(session=session, items=new_metrics)
-    return [create_experiment(session=session, data=create, actor=actor) for create in creates]
+
+def _write_all(session: Session, creates: Sequence[ExperimentCreate], new_metrics: Sequence[Mapping[str, Any]],
+               actor: str) -> list[Experiment]:
+    """Write the validated drafts and the new metric definitions in one transaction: all of them, or none
+    (what the store still refuses rolls everything back and is raised as ExperimentError)."""
+    from abcore.metrics import MetricCreate, new_metric_row
+
+    check_actor(actor)
+    with store_refusals(session, [c.name for c in creates]):
+        for d in new_metrics:
+            row = new_metric_row(session=session, data={k: v for k, v in d.items() if k in MetricCreate.model_fields})
+            row.archived = bool(d.get("archived", False))
+            session.add(row)
+        experiments = [add_draft(session, create, actor) for create in creates]
+        session.commit()
+    for experiment in experiments:
+        session.refresh(experiment)
+    return experiments
 
 
 def dump_configs(configs: Sequence[Mapping[str, Any]]) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from abcore.store.tables import EventType, Experiment, Variant
+from abcore.store.values import NUMBER_TEXT as _NUMBER
+from abcore.store.values import id_of, is_id_text, parse_timestamp, short_repr
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "user_id": ("user_id", "user", "uid"),
@@ -33,20 +33,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "request_id": ("request_id",),
     "event_id": ("event_id", "id"),
 }
+__all__ = ["ALIASES", "EventRecord", "Resolver", "build_record", "has_nul", "parse_timestamp", "short_repr"]
+
 KNOWN_KEYS = {alias for names in ALIASES.values() for alias in names}
 EVENT_TYPES = tuple(e.value for e in EventType)
 # Column limits of the store (abcore.store.tables): checked before insert so one long field never fails a batch.
 MAX_LEN = {"user_id": 255, "metric_name": 200, "request_id": 255}
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-
-
-def short_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, so a reason never echoes a hostile 5,000-digit field."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int beyond Python's digit limit for str()
-        text = f"<a number with more than {sys.get_int_max_str_digits()} digits>"
-    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
 @dataclass
@@ -64,40 +56,6 @@ class EventRecord:
     request_id: str | None
     properties: dict[str, Any]
     event_key: str
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """An aware UTC datetime from ISO-8601 text (``Z`` allowed; naive = UTC) or epoch seconds.
-
-    Raises ``ValueError`` (its message names the timestamp) for anything else, including NaN,
-    booleans, epoch seconds outside 1970-9999, integers too large for a float, and ISO times whose
-    UTC equivalent falls outside years 1-9999 (``0001-01-01T00:00:00+14:00``).
-    """
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"not a timestamp: {short_repr(value)}")
-    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.match(value.strip())):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            seconds = math.inf
-        if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:
-            raise ValueError(f"timestamp out of range (epoch seconds from 0 to 253402300799): {short_repr(value)}")
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"not a timestamp: {short_repr(value)}")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 timestamp or epoch seconds: {short_repr(value)}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"timestamp out of range (its UTC time is outside years 1-9999): {short_repr(value)}") from None
 
 
 def _pick(record: Mapping[str, Any], name: str) -> Any:
@@ -150,13 +108,12 @@ class Resolver:
     def experiment(self, ref: Any) -> tuple[int, str, dict[str, int], set[int]]:
         key = _text(ref, "experiment", 200)
         if key not in self._experiments:
-            row = self._connection.execute(
-                select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(Experiment.name == key)  # type: ignore[arg-type]
+            # The one rule of experiment references (abcore.store.values): ASCII digits are always an id, never a name.
+            number = id_of(key) if is_id_text(key) else None
+            condition = (Experiment.id == number) if is_id_text(key) else (Experiment.name == key)
+            row = None if is_id_text(key) and number is None else self._connection.execute(
+                select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(condition)  # type: ignore[arg-type]
             ).first()
-            if row is None and key.isdigit():
-                row = self._connection.execute(
-                    select(Experiment.id, Experiment.primary_metric, Experiment.started_at).where(Experiment.id == int(key))  # type: ignore[arg-type]
-                ).first()
             if row is None:
                 self._experiments[key] = None
             else:

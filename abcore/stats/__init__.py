@@ -12,6 +12,7 @@ API (all keyword arguments after ``*`` are keyword-only)::
     proportion_test(conversions_a, n_a, conversions_b, n_b, *, alpha=0.05,
                     alternative="two-sided", pooled=False) -> TestResult
     proportion_test_from(a: BinarySummary, b: BinarySummary, *, alpha, alternative, pooled) -> TestResult
+    proportion_variances(conversions_a, n_a, conversions_b, n_b) -> (var_a, var_b)  # Wald, pooled when 0
     mean_test(mean_a, std_a, n_a, mean_b, std_b, n_b, *, alpha=0.05, alternative="two-sided") -> TestResult
     mean_test_from(a: MeanSummary, b: MeanSummary, *, alpha, alternative) -> TestResult
     sequential_test(a, b, *, planned_n, alpha=0.05, alternative="two-sided") -> SequentialResult
@@ -25,6 +26,8 @@ API (all keyword arguments after ``*`` are keyword-only)::
     cuped(a: CovariateSummary, b: CovariateSummary, *, alpha=0.05, alternative="two-sided",
           theta=None) -> CupedResult
     srm_test(observed, weights, *, threshold=0.001) -> SRMResult
+    srm_test_strata(observed_per_stratum, weights_per_stratum, *, threshold) -> (combined, per-stratum SRMResults)
+    stratified_test(strata: Sequence[Stratum], *, alpha=0.05) -> TestResult   # epochs: size-weighted strata
     adjust_pvalues(p_values, method="holm") -> list[float]      # "holm" | "bonferroni" | "fdr_bh"
     sample_size_proportion(baseline, mde, *, relative=False, alpha=0.05, power=0.8,
                            alternative="two-sided", ratio=1.0) -> int   # control-arm users
@@ -49,6 +52,7 @@ from .frequentist import (
     mean_test_from,
     proportion_test,
     proportion_test_from,
+    proportion_variances,
     welch_dof,
 )
 from .power import (
@@ -68,7 +72,8 @@ from .sequential import (
     sequential_rho2,
     sequential_test,
 )
-from .srm import SRM_THRESHOLD, SRMResult, srm_test
+from .srm import SRM_THRESHOLD, SRMResult, srm_test, srm_test_strata
+from .stratified import Stratum, stratified_test, stratum_weights
 from .summaries import BinarySummary, CovariateSummary, MeanSummary
 
 __all__ = [
@@ -82,6 +87,7 @@ __all__ = [
     "RatioSummary",
     "SRMResult",
     "SequentialResult",
+    "Stratum",
     "TestResult",
     "adjust_pvalues",
     "bayes_mean",
@@ -96,6 +102,7 @@ __all__ = [
     "power_proportion",
     "proportion_test",
     "proportion_test_from",
+    "proportion_variances",
     "quantile_ranks",
     "quantile_test",
     "ratio_test",
@@ -109,5 +116,8 @@ __all__ = [
     "sequential_rho2",
     "sequential_test",
     "srm_test",
+    "srm_test_strata",
+    "stratified_test",
+    "stratum_weights",
     "welch_dof",
 ]

@@ -26,7 +26,7 @@ from ._common import (
     interval,
     is_finite,
     join_errors,
-    lift_and_variance,
+    lift_interval,
     norm_cdf,
     norm_ppf,
     p_value_from_cdf,
@@ -41,6 +41,7 @@ __all__ = [
     "mean_test_from",
     "proportion_test",
     "proportion_test_from",
+    "proportion_variances",
 ]
 
 
@@ -156,12 +157,11 @@ def _assemble(
     diff = mean_b - mean_a
     se = math.sqrt(var_mean_a + var_mean_b)
     ci_low, ci_high = interval(diff, se, crit, alternative)
-    lift, var_lift = lift_and_variance(mean_a, var_mean_a, mean_b, var_mean_b)
+    lift, lift_low, lift_high = lift_interval(
+        mean_a, var_mean_a, mean_b, var_mean_b, crit, alternative
+    )
     if math.isnan(lift):
         errors = [*errors, "control mean is 0 (or too close to 0): relative lift undefined"]
-        lift_low, lift_high = NAN, NAN
-    else:
-        lift_low, lift_high = interval(lift, math.sqrt(var_lift), crit, alternative)
     return TestResult(
         control=mean_a,
         treatment=mean_b,
@@ -189,15 +189,16 @@ def _observed_rate(conversions: float, n: float) -> float:
     return conversions / n
 
 
-def _check_counts(label: str, conversions: float, n: float) -> list[str]:
+def _check_counts(label: str, conversions: float, n: float, minimum: float = 2) -> list[str]:
+    """The problems of one arm's counts (``minimum`` users needed: 2 for the sequential test, 1 for the z-test)."""
     if not is_finite(conversions, n):
         return [f"{label}: counts must be finite numbers (got conversions={conversions}, n={n})"]
     if n < 0 or conversions < 0:
         return [f"{label}: counts must be non-negative (got conversions={conversions:g}, n={n:g})"]
     if conversions > n:
         return [f"{label}: conversions ({conversions:g}) exceed users ({n:g})"]
-    if n < 2:
-        return [f"{label}: needs at least 2 users (got {n:g})"]
+    if n < minimum:
+        return [f"{label}: needs at least {minimum:g} user{'s' if minimum != 1 else ''} (got {n:g})"]
     return []
 
 
@@ -224,13 +225,14 @@ def proportion_test(
     alternative : {"two-sided", "larger", "smaller"}
         ``larger``: H1 is treatment rate > control rate.
     pooled : bool, default False
-        ``False`` (default): the statistic and p-value use the unpooled (Wald)
-        variance ``p_a (1-p_a)/n_a + p_b (1-p_b)/n_b`` -- the same variance as the
-        interval, so the interval excludes 0 exactly when ``p < alpha``; this is
-        statsmodels ``test_proportions_2indep(method="wald")``.
+        ``False`` (default): the statistic, the p-value and the interval use the same
+        variance (so the interval excludes 0 exactly when ``p < alpha``): the unpooled (Wald)
+        variance ``p_a (1-p_a)/n_a + p_b (1-p_b)/n_b`` (statsmodels
+        ``test_proportions_2indep(method="wald")``) whenever it is positive, otherwise the
+        pooled one (see :func:`proportion_variances`).
         ``True``: the statistic and p-value use the pooled variance
         ``p (1-p) (1/n_a + 1/n_b)``, ``p = (c_a + c_b) / (n_a + n_b)``, i.e. the classic
-        test of statsmodels ``proportions_ztest``; the interval stays Wald (so the two
+        test of statsmodels ``proportions_ztest``; the interval stays as above (so the two
         may disagree near the threshold).
 
     Returns
@@ -238,13 +240,13 @@ def proportion_test(
     TestResult
         ``dof`` is ``None``. The interval of ``diff`` is the Wald interval
         (statsmodels ``confint_proportions_2indep(method="wald")`` for two-sided);
-        the lift interval is the delta-method interval with the same critical value.
-        ``error`` is set (and undefined fields are ``nan``) for fewer than 2 users in
-        an arm, negative or non-finite counts, ``conversions > n``, zero variance
-        (e.g. 0 % or 100 % in both arms), or a control rate of 0 (lift only). The
-        observed rates and ``diff`` are still reported whenever each arm has at least
-        one user (e.g. 0/1 vs 1/1 gives ``diff = 1.0`` with ``p_value`` and interval
-        ``nan``: the Wald variance of a single user is 0, so no test is defined).
+        the lift interval is :func:`abcore.stats._common.lift_interval` with the same
+        critical value. ``error`` is set (and undefined fields are ``nan``) for an arm
+        without users, negative or non-finite counts, ``conversions > n``, no variation at
+        all (0 % in both arms or 100 % in both arms), or a control rate of 0 (lift only).
+        Each arm needs one user: 0/1 against 1/1 gives ``diff = 1.0`` and the pooled test's
+        ``p = 0.157`` (the Wald variance of those two users is 0, which would claim a
+        certain difference; the pooled one is not).
 
     Examples
     --------
@@ -255,16 +257,15 @@ def proportion_test(
     alpha = check_alpha(alpha)
     check_alternative(alternative)
     ca, na, cb, nb = (as_float(v) for v in (conversions_a, n_a, conversions_b, n_b))
-    errors = _check_counts("control", ca, na) + _check_counts("treatment", cb, nb)
+    errors = _check_counts("control", ca, na, 1) + _check_counts("treatment", cb, nb, 1)
     rate_a, rate_b = _observed_rate(ca, na), _observed_rate(cb, nb)
     if errors:
         return _failed(errors, control=rate_a, treatment=rate_b, alpha=alpha, alternative=alternative, z_test=True)
-    var_a = rate_a * (1.0 - rate_a) / na
-    var_b = rate_b * (1.0 - rate_b) / nb
+    var_a, var_b = proportion_variances(ca, na, cb, nb)
     se = math.sqrt(var_a + var_b)
     se_test = _pooled_std_error(ca, na, cb, nb) if pooled else se
     if not (se > 0 and se_test > 0):
-        zero = ["zero variance: every user within each arm has the same outcome (0 % or 100 %)"]
+        zero = ["zero variance: every user of both arms has the same outcome (0 % or 100 %)"]
         return _failed(zero, control=rate_a, treatment=rate_b, alpha=alpha, alternative=alternative, z_test=True)
     z = (rate_b - rate_a) / se_test
     return _assemble(
@@ -272,6 +273,25 @@ def proportion_test(
         statistic=z, p_value=p_value_from_cdf(z, norm_cdf, alternative), dof=None,
         crit=_critical(alpha, alternative), alpha=alpha, alternative=alternative, errors=[],
     )
+
+
+def proportion_variances(ca: float, na: float, cb: float, nb: float) -> tuple[float, float]:
+    """The variances of the two observed rates that the z-test and its interval use.
+
+    The unpooled (Wald) ``p_a (1-p_a) / n_a`` and ``p_b (1-p_b) / n_b`` when their sum is positive.
+    When it is 0 (every arm at 0 % or 100 %, e.g. 0/1 against 1/1 or 0/50 against 50/50) the Wald
+    variance claims a certain difference from data that may be two users; then the variances are
+    the pooled ``p (1-p) / n_a`` and ``p (1-p) / n_b`` with ``p = (c_a + c_b) / (n_a + n_b)``, the
+    variance of statsmodels ``proportions_ztest`` (its default; Agresti, *Categorical Data
+    Analysis*, 3rd ed., section 3.1.6), which is positive unless both arms share one rate (no
+    variation at all: both sums 0). Counts must be valid with ``n >= 1`` per arm.
+    """
+    rate_a, rate_b = ca / na, cb / nb
+    var_a, var_b = rate_a * (1.0 - rate_a) / na, rate_b * (1.0 - rate_b) / nb
+    if var_a + var_b > 0:
+        return var_a, var_b
+    p = (ca + cb) / (na + nb)
+    return p * (1.0 - p) / na, p * (1.0 - p) / nb
 
 
 def _pooled_std_error(ca: float, na: float, cb: float, nb: float) -> float:

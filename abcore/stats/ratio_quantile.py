@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._common import NAN, check_alpha, is_finite, join_errors, lift_and_variance, norm_cdf, norm_ppf
+from ._common import NAN, check_alpha, is_finite, join_errors, lift_interval, norm_cdf, norm_ppf
 from .frequentist import TestResult
 from .summaries import _sample_cov, _sample_var
 
@@ -63,11 +63,10 @@ def _z_result(control: float, treatment: float, var_a: float, var_b: float, alph
                           error=join_errors(errors), alpha=alpha)
     z = diff / se
     p = 2 * (1 - norm_cdf(abs(z)))
-    lift, var_lift = lift_and_variance(control, var_a, treatment, var_b)
-    half_lift = crit * math.sqrt(var_lift) if is_finite(var_lift) else NAN
+    lift, lift_low, lift_high = lift_interval(control, var_a, treatment, var_b, crit, "two-sided")
     return TestResult(
         control=control, treatment=treatment, diff=diff, ci_low=diff - crit * se, ci_high=diff + crit * se,
-        lift=lift, lift_ci_low=lift - half_lift, lift_ci_high=lift + half_lift, statistic=z, p_value=p, dof=None,
+        lift=lift, lift_ci_low=lift_low, lift_ci_high=lift_high, statistic=z, p_value=p, dof=None,
         significant=p < alpha, error=join_errors(errors), std_error=se, alpha=alpha,
     )
 

@@ -68,7 +68,7 @@ from ._common import (
     check_alternative,
     is_finite,
     join_errors,
-    lift_and_variance,
+    lift_interval,
 )
 from .frequentist import TestResult, _check_counts, _check_mean_arm
 from .summaries import BinarySummary, MeanSummary
@@ -227,14 +227,12 @@ def _core(
     hw = sequential_halfwidth(var_diff, t, rho2, alpha, two_sided=two_sided)
     ci_low, ci_high = _interval(diff, hw, alternative)
     errors: list[str] = []
-    lift, var_lift = lift_and_variance(mean_a, var_mean_a, mean_b, var_mean_b)
+    lift, lift_low, lift_high = lift_interval(
+        mean_a, var_mean_a, mean_b, var_mean_b,
+        sequential_halfwidth(1.0, t, rho2, alpha, two_sided=two_sided), alternative,
+    )
     if math.isnan(lift):
         errors.append("control mean is 0 (or too close to 0): relative lift undefined")
-        lift_low, lift_high = NAN, NAN
-    else:
-        lift_low, lift_high = _interval(
-            lift, sequential_halfwidth(var_lift, t, rho2, alpha, two_sided=two_sided), alternative
-        )
     p = _always_valid_p(diff, var_diff, t, rho2, alternative)
     return SequentialResult(
         control=mean_a,

@@ -10,7 +10,7 @@ from scipy import special
 
 from ._common import NAN, as_float
 
-__all__ = ["SRM_THRESHOLD", "SRMResult", "srm_test"]
+__all__ = ["SRM_THRESHOLD", "SRMResult", "srm_test", "srm_test_strata"]
 
 SRM_THRESHOLD = 0.001
 """p-value below which a sample-ratio mismatch is flagged (Fabijan et al. 2019, KDD,
@@ -119,3 +119,23 @@ def srm_test(
     stat = sum((o - e) * (o - e) / e for o, e in cells)
     p = float(special.chdtrc(dof, stat))
     return SRMResult(stat, p, bool(p < threshold), dof=dof, expected=expected, error=None)
+
+
+def srm_test_strata(
+    observed: Sequence[Sequence[int]], weights: Sequence[Sequence[float]], *, threshold: float = SRM_THRESHOLD
+) -> tuple[SRMResult, tuple[SRMResult, ...]]:
+    """SRM per stratum (each against its own split, :func:`srm_test`) and their combination.
+
+    Strata are independent, so under no mismatch the sum of their chi-square statistics is chi-square with the
+    sum of their degrees of freedom (the additivity of independent chi-square variables; e.g. Agresti 2013,
+    *Categorical Data Analysis*, 3rd ed., section 1.5). Strata whose test is undefined (no users) are left out;
+    the combination is undefined (``error``) when every stratum is.
+    """
+    each = tuple(srm_test(o, w, threshold=threshold) for o, w in zip(observed, weights, strict=True))
+    defined = [r for r in each if r.error is None]
+    if not defined:
+        return SRMResult(NAN, NAN, False, error="no stratum with users"), each
+    dof = sum(r.dof for r in defined)
+    stat = math.fsum(r.statistic for r in defined)
+    p = 0.0 if math.isinf(stat) else float(special.chdtrc(dof, stat))
+    return SRMResult(stat, p, bool(p < threshold), dof=dof), each

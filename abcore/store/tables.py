@@ -319,7 +319,7 @@ class MetricDefinition(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, unique=True, index=True)
     description: str = ""
-    kind: str = Field(default="binomial", max_length=20)  # binomial | count | mean | ratio | quantile
+    kind: str = Field(default="binomial", max_length=20)  # binomial | count | mean | event_mean | ratio | quantile
     numerator: str | None = Field(default=None, max_length=200)  # ratio only
     denominator: str | None = Field(default=None, max_length=200)  # ratio only
     quantile: float | None = None  # quantile only, in (0, 1)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from abcore.errors import Invalid
@@ -23,6 +25,8 @@ JSON_MAX_DEPTH = 32
 #: Integers in JSON must lie in [-JSON_INT_LIMIT, JSON_INT_LIMIT): SQLite's JSON functions and most JSON
 #: readers stop at 64 bits.
 JSON_INT_LIMIT = 2**63
+#: A number written as text (how an event timestamp in epoch seconds or a value may come).
+NUMBER_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
 class UnstorableValue(Invalid, ValueError):
@@ -164,3 +168,54 @@ def _json_scalar_problem(label: str, item: Any) -> str | None:
             return f"The {label} holds text with a lone surrogate (invalid Unicode)."
         return None
     return f"The {label} holds a {type(item).__name__}, which is not a JSON value."
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so a reason never echoes a hostile 5,000-digit field."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        text = f"<a number with more than {sys.get_int_max_str_digits()} digits>"
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An aware UTC datetime from a ``datetime``, ISO-8601 text (``Z`` allowed; naive = UTC) or epoch seconds:
+    THE rule of every event timestamp a caller gives (event import, ``track(timestamp=...)``, the HTTP API).
+
+    Raises ``ValueError`` (its message names the timestamp) for anything else, including NaN,
+    booleans, epoch seconds outside 1970-9999, integers too large for a float, and ISO times whose
+    UTC equivalent falls outside years 1-9999 (``0001-01-01T00:00:00+14:00``).
+    """
+    if isinstance(value, datetime):
+        return _as_utc(value, value)
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a timestamp: {short_repr(value)}")
+    if isinstance(value, int | float) or (isinstance(value, str) and NUMBER_TEXT.match(value.strip())):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:
+            raise ValueError(f"timestamp out of range (epoch seconds from 0 to 253402300799): {short_repr(value)}")
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"not a timestamp: {short_repr(value)}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO-8601 timestamp or epoch seconds: {short_repr(value)}") from None
+    return _as_utc(parsed, value)
+
+
+def _as_utc(moment: datetime, raw: Any) -> datetime:
+    """``moment`` in UTC (naive = UTC); ``ValueError`` naming ``raw`` when its UTC time is outside years 1-9999."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range (its UTC time is outside years 1-9999): {short_repr(raw)}") from None

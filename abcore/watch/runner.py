@@ -37,6 +37,7 @@ from sqlmodel import Session, select
 
 from abcore.analysis.verdict import primary_outcome
 from abcore.store.tables import Alert, Experiment, ExperimentStatus, ResultSnapshot
+from abcore.watch.heartbeat import record_pass
 from abcore.watch.report import PassReport
 from abcore.watch.rules import (
     Decision,
@@ -60,13 +61,20 @@ ENGINE = "store"
 # --------------------------------------------------------------------------- one pass
 
 
-def run_pass(engine: Engine, *, settings: WatchSettings | None = None) -> PassReport:
-    """One evaluation pass over the running experiments, then the webhook deliveries.
+def run_pass(engine: Engine, *, settings: WatchSettings | None = None, every: float | None = None) -> PassReport:
+    """One evaluation pass over the running experiments, then the webhook deliveries, then its time in the
+    store (:func:`abcore.watch.heartbeat.record_pass`, with ``every``: the interval of the loop, None for a
+    single pass) so every page can show when the watcher last ran.
 
     Never raises for a store or network problem: it logs it, records it in the report and leaves the
     work for the next pass (snapshots are per pass; alerts stay pending until delivered).
     """
-    settings = settings or WatchSettings.from_env()
+    report = _pass(engine, settings or WatchSettings.from_env())
+    record_pass(engine, every=every, experiments=report.experiments, errors=len(report.errors))
+    return report
+
+
+def _pass(engine: Engine, settings: WatchSettings) -> PassReport:
     report = PassReport()
     try:
         with Session(engine, expire_on_commit=False) as session:
@@ -243,7 +251,7 @@ def run_forever(engine: Engine, *, every: float, settings: WatchSettings | None 
     while not stop.is_set():
         began = time.monotonic()
         try:
-            report = run_pass(engine, settings=settings)
+            report = run_pass(engine, settings=settings, every=every)
         except Exception as exc:  # run_pass handles store errors; this is a last resort
             log.exception("watch: pass failed: %s", exc)
             report = PassReport(errors=[_short(exc)])

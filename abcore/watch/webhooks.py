@@ -9,9 +9,11 @@ leases an alert (``claimed_until``) before posting it, so two watchers never pos
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -41,6 +43,7 @@ __all__ = [
     "WatchSettings",
     "add_webhook",
     "deliver_pending",
+    "delivery_mark",
     "list_webhooks",
     "post_json",
     "remove_webhook",
@@ -293,6 +296,23 @@ def deliver_pending(engine: Engine, *, settings: WatchSettings, report: PassRepo
     return report
 
 
+_MARK = re.compile(r".* #[0-9a-f]{12}")
+
+
+def delivery_mark(url: str) -> str:
+    """How ``ab_alerts.delivered_to`` records that the alert reached ``url``, without the URL's secret: the URL
+    redacted as everywhere else (:func:`abcore.config.redact_url`, ``https://hooks.slack.com/…``) and the first
+    12 hex digits of the SHA-256 of the whole URL, so that two webhooks on one host stay apart. A mark cannot
+    be turned back into the URL (the token's random bits are not in it); the URLs to post to stay in
+    ``$ABCORE_WEBHOOK_URLS`` and ``ab_webhooks``."""
+    return f"{redact_url(url)} #{hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
+def _marks(entries: Any) -> list[str]:
+    """The delivery marks of a stored ``delivered_to`` list (an entry that is still a whole URL becomes its mark)."""
+    return [str(e) if _MARK.fullmatch(str(e)) else delivery_mark(str(e)) for e in entries or []]
+
+
 def _deliver_alert(engine: Engine, alert_id: int, targets: tuple[str, ...], settings: WatchSettings,
                    report: PassReport, sleep: Callable[[float], None]) -> None:
     """Lease one alert, post it to the targets it has not reached, and record the outcome (nothing when
@@ -312,18 +332,18 @@ def _deliver_alert(engine: Engine, alert_id: int, targets: tuple[str, ...], sett
         fresh = session.get(Alert, alert_id)
         assert fresh is not None
         session.refresh(fresh)
-        done = list(fresh.delivered_to or [])
+        done = _marks(fresh.delivered_to)
         attempts = int(fresh.attempts)
         error = ""
         for url in targets:
-            if url in done:
+            if delivery_mark(url) in done:
                 continue
             ok, tries, error_here = _post_with_retries(url, fresh.payload, settings, sleep)
             attempts += tries
             if ok:
-                done.append(url)
+                done.append(delivery_mark(url))
             error = error_here or error
-        complete = all(url in done for url in targets)
+        complete = all(delivery_mark(url) in done for url in targets)
         fresh.delivered_to = done
         fresh.attempts = attempts
         fresh.claimed_until = None

@@ -401,6 +401,20 @@ def test_feedback_and_output_shapes(session: Session, hand_data: tuple[Experimen
     assert len(data["frame"]) == 2 and data["experiment"] == "exp"
 
 
+@pytest.mark.parametrize(("method", "cuped"), [("frequentist", False), ("sequential", False), ("frequentist", True),
+                                               ("bayesian", False)])
+def test_a_stored_result_reads_back_as_the_same_results(session: Session, hand_data: tuple[Experiment, dict[str, Variant]],
+                                                        method: str, cuped: bool) -> None:
+    """Results.from_dict(to_dict()) (a watcher snapshot read back) equals the analysis: same dict, same test class."""
+    exp, _ = hand_data
+    res: Results = analyze(exp.name, session=session, method=method, cuped=cuped, segment="country")  # type: ignore[arg-type]
+    back = Results.from_dict(json.loads(json.dumps(res.to_dict())))  # through JSON, as the store holds it
+    assert back.to_dict() == res.to_dict()
+    assert [type(m.test) for m in back.metrics] == [type(m.test) for m in res.metrics]  # e.g. SequentialResult
+    assert back.verdict == res.verdict and back.computed_at == res.computed_at
+    assert [(m.metric, m.variant, m.outcome) for m in back.metrics] == [(m.metric, m.variant, m.outcome) for m in res.metrics]
+
+
 def test_unknown_arguments_raise(session: Session, hand_data: tuple[Experiment, dict[str, Variant]]) -> None:
     exp, _ = hand_data
     with pytest.raises(ValueError, match="method"):

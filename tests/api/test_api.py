@@ -215,20 +215,20 @@ def test_conversions_and_events_with_clear_refusals(client: TestClient, keys: Ke
     for user in ("u1", "u2"):
         client.post("/api/v1/assign", json={"user_id": user, "experiment": exp["id"]}, headers=keys.auth("service"))
     ok = client.post("/api/v1/experiments/conversions", headers=keys.auth("service"),
-                     json={"experiment_id": "lora_boost_test", "user_id": "u1", "metric_name": "watch_completion"})
-    assert ok.status_code == 201 and ok.json() == {"recorded": True, "experiment_id": exp["id"], "user_id": "u1",
-                                                   "metric_name": "watch_completion"}
+                     json={"experiment": "lora_boost_test", "user_id": "u1", "metric_name": "watch_completion"})
+    assert ok.status_code == 201 and ok.json() == {"recorded": True, "experiment_id": exp["id"], "experiment": "lora_boost_test",
+                                                   "user_id": "u1", "metric_name": "watch_completion"}
     unknown = client.post("/api/v1/experiments/conversions", headers=keys.auth("service"),
-                          json={"experiment_id": 999, "user_id": "u1", "metric_name": "m"})
+                          json={"experiment": 999, "user_id": "u1", "metric_name": "m"})
     assert unknown.status_code == 404
     events = client.post("/api/v1/events", headers=keys.auth("service"), json={"events": [
-        {"experiment_id": exp["id"], "user_id": "u2", "metric_name": "watch_completion", "value": 1},
-        {"experiment_id": exp["id"], "user_id": "ghost", "metric_name": "watch_completion"},
-        {"experiment_id": "nope", "user_id": "u2", "metric_name": "watch_completion"},
-        {"experiment_id": exp["id"], "user_id": "u2", "metric_name": "rating", "event_type": "feedback",
+        {"experiment": exp["id"], "user_id": "u2", "metric_name": "watch_completion", "value": 1},
+        {"experiment": exp["id"], "user_id": "ghost", "metric_name": "watch_completion"},
+        {"experiment": "nope", "user_id": "u2", "metric_name": "watch_completion"},
+        {"experiment_id": exp["id"], "user_id": "u2", "metric_name": "rating", "event_type": "feedback",  # deprecated alias
          "properties": {"sentiment": "positive"}},
     ]})
-    assert events.status_code == 200
+    assert events.status_code == 201  # created rows
     assert events.json()["recorded"] == 2
     assert [(r["index"], r["status"]) for r in events.json()["rejected"]] == [(1, 409), (2, 404)]
     metrics = client.get(f"/api/v1/experiments/{exp['id']}/metrics", headers=keys.auth("viewer")).json()
@@ -237,7 +237,7 @@ def test_conversions_and_events_with_clear_refusals(client: TestClient, keys: Ke
     assert total == 2 and sum(v["unique_users"] for v in metrics["variants"]) == 2
     client.put(f"/api/v1/experiments/{exp['id']}/status", json={"status": "cancelled"}, headers=keys.auth("editor"))
     late = client.post("/api/v1/experiments/conversions", headers=keys.auth("service"),
-                       json={"experiment_id": exp["id"], "user_id": "u1", "metric_name": "watch_completion"})
+                       json={"experiment": exp["id"], "user_id": "u1", "metric_name": "watch_completion"})
     assert late.status_code == 409 and "is cancelled" in late.json()["detail"]
 
 

@@ -111,7 +111,7 @@ def _service_may_not_read_and_limits(api: httpx.Client, keys: Keys, eid: int, sl
     assert api.get(f"/api/v1/experiments/{eid}/metrics", headers=keys.auth("service")).status_code == 403
     statuses = [
         api.post(  # a user never assigned: 409 while within the limit, nothing written either way
-            "/api/v1/experiments/conversions", json={"experiment_id": eid, "user_id": "x", "metric_name": "conversion"},
+            "/api/v1/experiments/conversions", json={"experiment": eid, "user_id": "x", "metric_name": "conversion"},
             headers={"Authorization": f"Bearer {slow}"},
         )
         for _ in range(6)
@@ -127,13 +127,13 @@ def _conversions(api: httpx.Client, keys: Keys, eid: int, per_variant: dict[str,
     for user in converters:
         recorded = api.post(
             "/api/v1/experiments/conversions",
-            json={"experiment_id": eid, "user_id": user, "metric_name": "conversion", "value": 1.0},
+            json={"experiment": eid, "user_id": user, "metric_name": "conversion", "value": 1.0},
             headers=keys.auth("service"),
         )
         assert recorded.status_code == 201, recorded.text
     never = api.post(
         "/api/v1/experiments/conversions",
-        json={"experiment_id": eid, "user_id": "never-assigned", "metric_name": "conversion"},
+        json={"experiment": eid, "user_id": "never-assigned", "metric_name": "conversion"},
         headers=keys.auth("service"),
     )
     assert never.status_code == 409 and "assign the user first" in never.json()["detail"]

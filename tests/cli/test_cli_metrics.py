@@ -29,7 +29,7 @@ def test_metrics_define_list_update(db_url: str, capsys: pytest.CaptureFixture[s
                                 "denominator": "sessions"}))
     assert run(capsys, db_url, "metrics", "define", f"@{spec}")[0] == 0
     code, out, _ = run(capsys, db_url, "metrics", "list")
-    assert "latency_ms: mean, lower is better" in out and "watch_min / sessions" in out
+    assert "latency_ms: mean (Mean per user), lower is better" in out and "watch_min / sessions" in out
     assert run(capsys, db_url, "metrics", "update", "latency_ms", '{"cap": "percentile", "cap_upper": 0.99}')[0] == 0
     code, out, _ = run(capsys, db_url, "metrics", "list", "--json")
     listed = {m["name"]: m for m in json.loads(out)}

@@ -36,11 +36,55 @@ def test_dashboard_defaults_and_the_command_it_runs(monkeypatch: pytest.MonkeyPa
     assert (args.host, args.port) == ("127.0.0.1", 8501)
     calls: list[tuple[list[str], dict[str, str]]] = []
     monkeypatch.setattr(servers.subprocess, "call", lambda command, env: calls.append((command, env)) or 0)
-    assert main(["--database-url", "sqlite:///nowhere.db", "dashboard", "--port", "8600"]) == 0
+    assert main(["--database-url", "sqlite:///nowhere.db", "dashboard", "--port", "8600", "--no-watch"]) == 0
     (command, env), = calls
     assert command == servers.streamlit_command("127.0.0.1", 8600)
     assert env["ABCORE_DATABASE_URL"] == "sqlite:///nowhere.db"
     assert "http://127.0.0.1:8600" in capsys.readouterr().err
+
+
+def test_the_dashboard_runs_the_watcher_and_stops_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`abcore dashboard` (what `make run` starts) runs watcher passes alongside, each recorded in the store,
+    and ends it with the server; --no-watch starts none."""
+    from sqlmodel import Session
+
+    from abcore.store.db import make_engine
+    from abcore.watch.heartbeat import read_heartbeat
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seen: list[object] = []
+
+    def serve(command: list[str], env: dict[str, str]) -> int:  # the server "runs" until the first pass is stored
+        engine = make_engine(url)
+        deadline = time.monotonic() + 60
+        while not seen and time.monotonic() < deadline:
+            try:
+                with Session(engine) as s:
+                    beat = read_heartbeat(s)
+            except Exception:  # noqa: BLE001 - the watcher is still creating the tables
+                beat = None
+            if beat is not None:
+                seen.append(beat)
+            time.sleep(0.1)
+        engine.dispose()
+        return 0
+
+    monkeypatch.setattr(servers.subprocess, "call", serve)
+    started: list[servers.BackgroundWatcher] = []
+    real_start = servers.start_watcher
+    monkeypatch.setattr(servers, "start_watcher", lambda *a, **k: started.append(real_start(*a, **k)) or started[-1])
+    began = time.monotonic()
+    assert main(["--database-url", url, "dashboard", "--watch-every", "120"]) == 0
+    assert time.monotonic() - began < 30  # the exit does not wait for another pass
+    (beat,) = seen
+    assert beat.every == 120 and beat.errors == 0  # type: ignore[attr-defined]
+    assert started and not started[0].thread.is_alive()
+    assert "watcher: a pass every 120 s" in capsys.readouterr().err
+    started.clear()
+    monkeypatch.setattr(servers.subprocess, "call", lambda command, env: 0)
+    assert main(["--database-url", url, "dashboard", "--no-watch"]) == 0
+    assert not started
 
 
 def _free_port() -> int:

@@ -93,11 +93,14 @@ def test_a_bad_draft_edit_lists_the_problems_and_saves_nothing(store: str) -> No
     exp_id = _experiment(store)
     at = _open(exp_id)
     k = f"e{exp_id}_"
-    at.number_input(key=f"{k}alloc_0").set_value(10.0)
+    at.number_input(key=f"{k}alloc_0").set_value(45.0).run()  # 45 + 50 = 95 %: the live total says so, Save waits
+    assert "**95 %** (add 5 %)" in _markdown(at) and ":red[" in _markdown(at)
+    assert at.button(key=f"{k}save").disabled
+    at.number_input(key=f"{k}alloc_0").set_value(50.0).run()
     at.text_input(key=f"{k}config_1").set_value("{nope")
     _save(at, exp_id)
-    shown = _markdown(at)
-    assert "total exactly 100" in shown and "invalid JSON" in shown
+    assert "**100 %** (ready)" in _markdown(at)
+    assert "invalid JSON" in _markdown(at)
     with _session(store) as s:
         assert [v.allocation_pct for v in ex.get_variants(session=s, experiment_id=exp_id)] == [50.0, 50.0]
 

@@ -7,6 +7,7 @@ Through ``streamlit.testing.v1.AppTest`` on a temporary SQLite store, plus the p
 from __future__ import annotations
 
 from datetime import timedelta
+from html.parser import HTMLParser
 
 import pytest
 from sqlmodel import Session
@@ -75,6 +76,44 @@ def _cards(at: AppTest) -> list[str]:
 # --------------------------------------------------------------------------- pure helpers
 
 
+class _TableCells(HTMLParser):
+    """The cells of an abcore.dashboard.views.html.html_table: rows of (text, href or None)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[tuple[str, str | None]]] = []
+        self._cell: list[str] | None = None
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell, self._href = [], None
+        elif tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append(("".join(self._cell), self._href))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _table(at: AppTest) -> dict[str, dict[str, str]]:
+    """The table view as {experiment name: {column: shown text}} (links as ``text -> href``)."""
+    markup = next(m.value for m in at.markdown if "abcore-table" in m.value)
+    parser = _TableCells()
+    parser.feed(markup)
+    head, *body = parser.rows
+    columns = [text for text, _ in head]
+    return {row[0][0]: {c: text + (f" -> {href}" if href else "") for c, (text, href) in zip(columns, row, strict=True)}
+            for row in body}
+
+
 def test_progress_days_left_and_planned_size_by_hand() -> None:
     now = utcnow()
     assert xl.planned_users(500, 3) == 1500  # 500 per variant x 3 variants
@@ -128,14 +167,14 @@ def test_sort_by_start_participants_and_last_activity(store: str) -> None:
     assert _card_ids(at) == [new, old]  # started 1 day ago before 10 days ago
     at.toggle(key="x_table").set_value(True).run()
     at.multiselect(key="x_status").set_value([]).run()
-    assert list(at.dataframe[0].value["Name"]) == ["new", "old", "draft"]  # never started: last
+    assert list(_table(at)) == ["new", "old", "draft"]  # never started: last
     at.selectbox(key="x_sort").set_value("participants").run()
-    assert list(at.dataframe[0].value["Name"]) == ["new", "old", "draft"]  # 90 > 10 > 0
+    assert list(_table(at)) == ["new", "old", "draft"]  # 90 > 10 > 0
     with _session(store) as s:  # an event for "old" now: the most recent activity
         s.add(ExperimentEvent(experiment_id=old, user_id="x", event_type="exposure", ts=utcnow() + timedelta(hours=1)))
         s.commit()
     at.selectbox(key="x_sort").set_value("activity").run()
-    assert list(at.dataframe[0].value["Name"])[0] == "old"
+    assert list(_table(at))[0] == "old"
 
 
 def test_table_view_progress_and_days_left(store: str) -> None:
@@ -152,11 +191,14 @@ def test_table_view_progress_and_days_left(store: str) -> None:
     at.toggle(key="x_table").set_value(True).run()
     assert not at.exception
     assert not _cards(at)  # the table replaces the cards
-    frame = at.dataframe[0].value.set_index("Name")
-    assert frame.loc["planned", "Participants"] == 180 and frame.loc["planned", "Planned"] == 600
-    assert frame.loc["planned", "Progress"] == pytest.approx(0.3)
-    assert frame.loc["planned", "Days left"] == 11
-    assert frame.loc["planned", "Results"] == f"results?experiment={eid}"
+    table = _table(at)
+    assert table["planned"]["Users"] == "180" and table["planned"]["Planned"] == "600"
+    assert table["planned"]["Progress"] == "30 %"
+    assert table["planned"]["Days left"] == "11"
+    assert table["planned"]["Results"] == f"📊 Results -> results?experiment={eid}"
+    # a missing figure is a dash, never the literal "None" (a draft without a plan, never started)
+    assert table["unplanned"]["Planned"] == table["unplanned"]["Progress"] == table["unplanned"]["Started"] == "–"
+    assert not any("None" in text for row in table.values() for text in row.values())
 
 
 def test_archived_experiments_only_with_show_archived(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,4 +291,4 @@ def test_each_card_links_to_the_edit_page(store: str) -> None:
     assert len(edit) == 1 and edit[0].page.endswith("edit") and edit[0].query_string == f"id={eid}"
     assert "Edit" not in {p.label for p in links if p.page_script_hash and p.label != "Edit / clone"}  # not in the menu
     at.toggle(key="x_table").set_value(True).run()
-    assert at.dataframe[0].value.set_index("Name").loc["editable", "Edit"] == f"edit?id={eid}"
+    assert _table(at)["editable"]["Edit"] == f"✏️ Edit -> edit?id={eid}"

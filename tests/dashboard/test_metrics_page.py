@@ -71,9 +71,10 @@ def test_define_a_metric_and_read_it_in_words(store: str) -> None:
     at = _open("metrics")
     assert any("No metrics are defined yet" in i.value for i in at.info)
     kinds = next(m.value for m in at.markdown if m.value.startswith("**Kinds**"))
-    assert kinds.count("\n- ") == 5  # one sentence per kind
+    assert kinds.count("\n- ") == 6  # one sentence per kind
+    assert "\n- Mean per user: " in kinds and "\n- Mean per event: " in kinds
     at.text_input(key="md_name").set_value("latency_ms")
-    at.text_input(key="md_description").set_value("Serving latency per request")
+    at.text_input(key="md_description").set_value("Serving time per user")
     at.selectbox(key="md_kind").set_value("mean")
     at.radio(key="md_direction").set_value("decrease")
     at.run()
@@ -89,14 +90,29 @@ def test_define_a_metric_and_read_it_in_words(store: str) -> None:
         row = get_metric(session=s, name="latency_ms")
     assert (row.kind, row.direction, row.cap, row.cap_upper, row.cap_lower, row.window_hours, row.delay_hours) == (
         "mean", "decrease", "percentile", 0.99, None, 24.0, 0.0)
-    assert row.description == "Serving latency per request"
+    assert row.description == "Serving time per user"
     shown = _table(at)["latency_ms"]
-    assert shown["Kind"] == "Mean"
+    assert shown["Kind"] == "Mean per user"
     assert shown["Better when"] == "↓ lower is better"
     assert shown["Window"] == "first 24 h after exposure"
     assert shown["Capping"] == "at the 99th percentile of all users"
     assert shown["Archived"] == "no"
     assert at.text_input(key="md_name").value == ""  # the form is empty again for the next one
+
+
+def test_the_form_defines_a_mean_per_event(store: str) -> None:
+    at = _open("metrics")
+    at.text_input(key="md_name").set_value("request_ms")
+    at.selectbox(key="md_kind").set_value("event_mean")
+    at.radio(key="md_direction").set_value("decrease")
+    at.run()
+    assert "md_cap" not in {s.key for s in at.selectbox}  # a per-event mean is not capped per user
+    assert _problems(at) == []
+    at.button(key="md_submit").click().run()
+    assert not at.exception, at.exception
+    with _session(store) as s:
+        assert get_metric(session=s, name="request_ms").kind == "event_mean"
+    assert _table(at)["request_ms"]["Kind"] == "Mean per event"
 
 
 def test_every_validation_problem_is_shown_live_and_blocks_the_button(store: str) -> None:

@@ -62,6 +62,7 @@ def test_card_shows_rules_and_alert_results_page_shows_snapshot(store: str) -> N
     engine = make_engine(store)
     with Session(engine, expire_on_commit=False) as s:
         exp, _ = simulated_experiment(s, "harmful", error_rates=(0.10, 0.14), seed=11)
+        calm, _ = simulated_experiment(s, "calm", seed=12)
     run_pass(engine, settings=WatchSettings())
     at = _open("experiments")
     captions = " ".join(c.value for c in at.caption)
@@ -69,14 +70,39 @@ def test_card_shows_rules_and_alert_results_page_shows_snapshot(store: str) -> N
     warnings = [text(w.value) for w in at.warning]
     assert any("guardrail:errors" in w and "paused by the watcher" in w for w in warnings), warnings
 
+    assert any("Watcher: last pass just now" in text(c.value) for c in at.caption)  # the pass above, shown in green
+
+    run_pass(engine, settings=WatchSettings())  # a second pass: "calm" (still running) has two snapshots
     at = _open("results", experiment=str(exp.id))
     shown = " ".join(m.value for m in at.markdown)
-    assert "Results as of" in shown and "watcher snapshot, sequential method" in shown
+    assert "Results as of" in shown and "the watcher's last analysis (sequential method" in shown
+    # the same report as a live result: verdict words, formatted tables, no raw snapshot columns or codes
+    assert "abcore-table" in shown and "Lift [CI]" in shown and "p-value (adj.)" in shown
+    for raw in ("keep_running", "p_value_adjusted", "lift_ci_low", "control_users"):
+        assert raw not in shown, raw
+    assert any("Watcher snapshot: Sequential (safe to peek) method" in c.value for c in at.caption)
+    assert "abcore-chart" in shown and "per watcher pass" not in shown  # the forest plot; one pass: no history
     assert any("guardrail:errors" in text(w.value) for w in at.warning)
+    at = _open("results", experiment=str(calm.id))
+    shown = " ".join(m.value for m in at.markdown)
+    assert "per watcher pass" in shown and "abcore-chart" in shown  # the history: an SVG chart as every other
+    assert not at.get("plotly_chart") and not at.dataframe  # no Plotly, no data grid
     assert at.button(key="snapshot_refresh")
     at.button(key="snapshot_refresh").click().run()
     assert not at.exception
     assert not [b for b in at.button if b.key == "snapshot_refresh"]  # the live analysis is shown now
+
+
+def test_a_store_no_watcher_ran_on_shows_it_in_red(store: str) -> None:
+    at = _open("experiments")
+    status = [m.value for m in at.markdown if "No watcher has run" in m.value]
+    assert status and status[0].startswith(":red[")  # stopping rules are on by default: say they are not applied
+    at = _open("create")
+    assert any("No watcher has run" in m.value and m.value.startswith(":red[") for m in at.markdown)
+    with Session(make_engine(store), expire_on_commit=False) as s:
+        watched, _ = simulated_experiment(s, "watched", seed=3)
+    at = _open("results", experiment=str(watched.id))  # running, rules on, no snapshot: no watcher
+    assert any("No watcher has run" in m.value and m.value.startswith(":red[") for m in at.markdown)
 
 
 def test_rules_editor_saves_and_audits(store: str) -> None:

@@ -154,16 +154,6 @@ for line, code in blocks:
 """
 
 
-@pytest.fixture(scope="session")
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite store with the demo data, built once; each page gets a copy."""
-    path = tmp_path_factory.mktemp("docs-store") / "abcore.db"
-    env = {**os.environ, "ABCORE_DATABASE_URL": f"sqlite:///{path}", "PYTHONPATH": str(ROOT)}
-    for args in (["init"], ["demo", "--quiet"]):
-        subprocess.run([sys.executable, "-m", "abcore", *args], env=env, check=True, capture_output=True, timeout=300)
-    return path
-
-
 EXAMPLE_PAGES = [page for page in PAGES if runnable_blocks(page)]
 
 

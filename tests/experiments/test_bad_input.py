@@ -242,7 +242,8 @@ BAD_ALLOCATIONS = [
     (-10, 110, "negative"),
     (float("nan"), 100, "finite"),
     (float("inf"), 0, "finite"),
-    (0, 0, "sum to exactly 100"),
+    (0, 0, "more than 0 %"),
+    (0, 100, "more than 0 %"),  # a 0 % arm would never get a user
 ]
 
 
@@ -263,6 +264,7 @@ def test_bad_allocation_updates_change_nothing(session: Session) -> None:
         {"control": -5, "treatment": 105},
         {"control": float("nan"), "treatment": 50},
         {"nope": 50, "control": 50},
+        {"control": 0, "treatment": 100},  # a 0 % arm: refused like at create time
     ):
         refused(session, lambda a=allocations: update_allocations(session=session, ref="split", allocations=a))
         assert [v.allocation_pct for v in get_variants(session=session, experiment_id=exp.id)] == [50, 50]  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ def test_an_unchanged_prefilled_form_changes_nothing(session: Session) -> None:
     assert ex.planned_changes(session=session, ref=exp.id, changes=update) == {}
     form.rows[1].allocation_pct = 40.0
     _, problems = edit_form.draft_update(form)
-    assert any("must total exactly 100" in p for p in problems)
+    assert any("must sum to exactly 100 %; they sum to 106.666667 %" in p for p in problems)
 
 
 def test_running_update_and_change_lines() -> None:

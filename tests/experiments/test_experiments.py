@@ -68,6 +68,9 @@ def test_an_explicit_control_and_salt_are_kept(session: Session) -> None:
         (spec("x", 50, 40), "sum to exactly 100 %; they sum to 90 %"),
         (spec("x", 60, 60), "they sum to 120 %"),
         (spec("x", -10, 110), "cannot be negative"),
+        (spec("x", 0, 100), "more than 0 %"),  # a 0 % variant never gets a user
+        (spec("x", 33.333, 33.333, 33.333), "they sum to 99.999 %"),  # every decimal, never rounded to 100
+        (spec("x", 33.3334, 33.3334, 33.3333), "they sum to 100.0001 %"),
         (spec("x", math.nan, 100), "finite number"),
         (spec("x", 50, 50, traffic_allocation=0), "traffic share"),
         (spec("x", 50, 50, traffic_allocation=1.5), "traffic share"),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -17,7 +17,7 @@ from abcore.experiments.records import get_variants
 from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.io.event_import import ImportError_, import_events
 from abcore.io.event_records import parse_timestamp
-from abcore.store.tables import ExperimentEvent, UserAssignment
+from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment
 
 
 @pytest.fixture
@@ -195,3 +195,24 @@ def test_parse_timestamp(raw: object, expected: datetime) -> None:
 def test_parse_timestamp_refuses(raw: object) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(raw)
+
+
+def test_digits_are_always_an_experiment_id(engine: Engine, session: Session, experiment, tmp_path) -> None:
+    """The rule of every experiment reference (abcore.store.values.is_id_text): a string of ASCII digits is an id,
+    never a name, also when an experiment from before the rule is called by those digits."""
+    digits = str(experiment["id"])
+    other = create_experiment(session=session, data=ExperimentCreate(
+        name="placeholder", variants=[VariantCreate(name="a", allocation_pct=50), VariantCreate(name="b", allocation_pct=50)]))
+    start_experiment(session=session, ref=other.id)
+    session.exec(update(Experiment).where(Experiment.id == other.id).values(name=digits))  # type: ignore[call-overload]
+    session.commit()
+    path = write_jsonl(tmp_path / "ids.jsonl", [
+        {"user": "u1", "experiment": digits, "variant": "als_model", "event": "exposure", "ts": 1},
+        {"user": "u2", "experiment": int(digits), "variant": "popgen_model", "event": "exposure", "ts": 2},
+        {"user": "u3", "experiment": "99999999999", "variant": "a", "event": "exposure", "ts": 3},  # beyond INTEGER
+    ])
+    summary = import_events(engine=engine, path=path)
+    assert (summary.imported, summary.bad) == (2, 1)
+    session.expire_all()
+    rows = session.execute(select(UserAssignment.experiment_id, UserAssignment.user_id)).all()
+    assert sorted(rows) == [(experiment["id"], "u1"), (experiment["id"], "u2")]

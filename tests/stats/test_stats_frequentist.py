@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.stats import proportion as smp
 
 from abcore.stats import (
@@ -103,17 +103,53 @@ def test_proportion_alpha_changes_interval_not_pvalue(alpha: float) -> None:
     assert r.alpha == alpha
 
 
-def test_proportion_lift_delta_method_by_hand() -> None:
-    # delta method (gbstats): var(lift) = var_b / p_a^2 + p_b^2 var_a / p_a^4
+def fieller_bounds(ma: float, va: float, mb: float, vb: float, crit: float) -> tuple[float, float]:
+    """Fieller's lift interval found numerically (scipy brentq): the lifts r - 1 where the pivot
+    (mb - r ma) / sqrt(vb + r^2 va) equals +crit (lower end) and -crit (upper end), on either side of mb / ma."""
+    def pivot(r: float) -> float:
+        return (mb - r * ma) / math.sqrt(vb + r * r * va)
+    point = mb / ma
+    low = optimize.brentq(lambda r: pivot(r) - crit, point - 1e3, point, xtol=1e-15, rtol=1e-14)
+    high = optimize.brentq(lambda r: pivot(r) + crit, point, point + 1e3, xtol=1e-15, rtol=1e-14)
+    return low - 1, high - 1
+
+
+def test_proportion_lift_interval_is_fiellers() -> None:
     r = proportion_test(100, 1000, 130, 1000)
-    pa, pb = 0.1, 0.13
-    va, vb = pa * (1 - pa) / 1000, pb * (1 - pb) / 1000
-    se = math.sqrt(vb / pa**2 + pb**2 * va / pa**4)
-    z = stats.norm.ppf(0.975)
+    va, vb = 0.1 * 0.9 / 1000, 0.13 * 0.87 / 1000
+    low, high = fieller_bounds(0.1, va, 0.13, vb, stats.norm.ppf(0.975))
     assert r.lift == pytest.approx(0.3, rel=REL)
-    assert r.lift_ci_low == pytest.approx(0.3 - z * se, rel=REL)
-    assert r.lift_ci_high == pytest.approx(0.3 + z * se, rel=REL)
+    assert (r.lift_ci_low, r.lift_ci_high) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
     assert r.error is None
+    # p = 0.035 (statsmodels test_proportions_2indep, wald) and the lift interval agrees: it excludes 0. The
+    # linear delta-method interval (gbstats: var = var_b / p_a^2 + p_b^2 var_a / p_a^4) covered 0 here.
+    se = math.sqrt(vb / 0.1**2 + 0.13**2 * va / 0.1**4)
+    assert 0.3 - stats.norm.ppf(0.975) * se < 0 < r.lift_ci_low and r.p_value < 0.05
+
+
+def test_proportion_one_sided_lift_interval_is_a_half_line() -> None:
+    r = proportion_test(100, 1000, 130, 1000, alternative="larger")
+    low, _high = fieller_bounds(0.1, 0.1 * 0.9 / 1000, 0.13, 0.13 * 0.87 / 1000, stats.norm.ppf(0.95))
+    assert r.lift_ci_low == pytest.approx(low, rel=1e-9) and r.lift_ci_high == math.inf
+
+
+def test_mean_lift_interval_is_fiellers_with_welchs_t() -> None:
+    r = mean_test(10.0, 2.0, 50, 11.0, 3.0, 60)
+    welch = (4 / 50 + 9 / 60) ** 2 / ((4 / 50) ** 2 / 49 + (9 / 60) ** 2 / 59)  # Welch-Satterthwaite by hand
+    low, high = fieller_bounds(10.0, 4 / 50, 11.0, 9 / 60, stats.t.ppf(0.975, welch))
+    assert (r.lift_ci_low, r.lift_ci_high) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    # negative means: the same pivot
+    neg = mean_test(-10.0, 2.0, 50, -11.0, 3.0, 60)
+    low, high = fieller_bounds(-10.0, 4 / 50, -11.0, 9 / 60, -stats.t.ppf(0.975, welch))
+    assert neg.lift == pytest.approx(0.1, rel=REL)
+    assert sorted((neg.lift_ci_low, neg.lift_ci_high)) == [pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9)]
+
+
+def test_lift_interval_is_unbounded_when_the_control_mean_is_not_distinguishable_from_0() -> None:
+    # control 1/20 (5 %): mean / se = 0.05 / sqrt(0.05 * 0.95 / 20) = 1.03 < 1.96, so no bounded set of ratios
+    r = proportion_test(1, 20, 12, 20)
+    assert (r.lift_ci_low, r.lift_ci_high) == (-math.inf, math.inf)
+    assert r.p_value < 0.05  # the difference interval speaks (abcore.analysis.verdict.displayed_interval)
 
 
 def test_proportion_from_summaries() -> None:
@@ -196,10 +232,9 @@ def test_test_result_is_frozen() -> None:
 # ---------------------------------------------------------------- degenerate input
 DEGENERATE_PROPS = [
     (0, 0, 5, 10),  # n = 0
-    (0, 1, 1, 1),  # n = 1
+    (0, 0, 0, 1),  # n = 0 in both arms
     (0, 100, 0, 100),  # 0 % in both arms
     (100, 100, 100, 100),  # 100 % in both arms
-    (0, 100, 100, 100),  # 0 % vs 100 %: zero variance
     (-1, 100, 3, 100),  # negative count
     (5, -100, 3, 100),  # negative n
     (101, 100, 3, 100),  # conversions > n

@@ -7,6 +7,8 @@ Elsewhere this module is skipped with that reason.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 gbstats = pytest.importorskip(
@@ -48,8 +50,24 @@ def test_welch_matches_gbstats_two_sided_ttest(a: MeanSummary, b: MeanSummary) -
     relative = TwoSidedTTest(gb(a), gb(b), FrequentistConfig(difference_type="relative")).compute_result()
     assert ours.p_value == pytest.approx(absolute.p_value, rel=1e-9)
     assert [ours.ci_low, ours.ci_high] == pytest.approx(absolute.ci, rel=1e-9)
-    # delta-method relative interval, same critical value
-    assert [ours.lift_ci_low, ours.lift_ci_high] == pytest.approx(relative.ci, rel=1e-9)
+    assert_fieller_of(ours, a, b, relative)
+
+
+def assert_fieller_of(ours: object, a: MeanSummary, b: MeanSummary, relative: object) -> None:
+    """``ours`` has Fieller's lift interval at the critical value gbstats uses (its delta-method relative
+    half-width / the delta-method standard error: t, or the sequential boundary factor); Fieller's ends are
+    where the pivot (m_b - r m_a) / sqrt(v_b + r^2 v_a) equals -/+ that value (Fieller 1954), by hand."""
+    ma, mb, va, vb = a.mean, b.mean, a.std**2 / a.n, b.std**2 / b.n
+    linear_se = math.sqrt(vb / ma**2 + mb**2 * va / ma**4)  # gbstats frequentist_variance_relative
+    crit = (relative.ci[1] - relative.ci[0]) / 2 / linear_se  # type: ignore[attr-defined]
+    if ma * ma <= crit * crit * va:  # control mean within crit standard errors of 0: no bounded set of ratios
+        assert (ours.lift_ci_low, ours.lift_ci_high) == (-math.inf, math.inf)  # type: ignore[attr-defined]
+        return
+    for end in (ours.lift_ci_low, ours.lift_ci_high):  # type: ignore[attr-defined]
+        r = end + 1
+        assert abs(mb - r * ma) / math.sqrt(vb + r * r * va) == pytest.approx(crit, rel=1e-7)
+    assert ours.lift_ci_low < ours.lift < ours.lift_ci_high  # type: ignore[attr-defined]
+    assert ours.lift == pytest.approx(relative.expected, rel=1e-9)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("a", "b"), MEAN_CASES)
@@ -63,7 +81,7 @@ def test_sequential_matches_gbstats(a: MeanSummary, b: MeanSummary, planned: int
     relative = SequentialTwoSidedTTest(gb(a), gb(b), cfg_rel).compute_result()
     assert [ours.ci_low, ours.ci_high] == pytest.approx(absolute.ci, rel=1e-9)
     assert ours.p_value == pytest.approx(absolute.p_value, rel=1e-9)
-    assert [ours.lift_ci_low, ours.lift_ci_high] == pytest.approx(relative.ci, rel=1e-9)
+    assert_fieller_of(ours, a, b, relative)
 
 
 def test_sequential_proportions_match_gbstats() -> None:

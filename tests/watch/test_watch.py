@@ -16,7 +16,7 @@ from abcore.store.db import make_engine
 from abcore.store.tables import Alert, ResultSnapshot, utcnow
 from abcore.watch.runner import run_forever, run_pass
 from abcore.watch.snapshots import latest_snapshot, snapshot_history
-from abcore.watch.webhooks import WatchSettings
+from abcore.watch.webhooks import WatchSettings, delivery_mark
 
 from .conftest import LOCAL, Receiver, free_port, simulated_experiment, watch_cli
 
@@ -103,7 +103,7 @@ def test_webhook_500_then_200_is_delivered_once(sqlite_url: str) -> None:
             assert report.ok and report.delivered == 1
             assert [r["status"] for r in receiver.requests] == [500, 200]
             (alert,) = _alerts(session, harmful.id)
-            assert (alert.delivery, alert.attempts, alert.delivered_to) == ("delivered", 2, [receiver.url])
+            assert (alert.delivery, alert.attempts, alert.delivered_to) == ("delivered", 2, [delivery_mark(receiver.url)])
             run_pass(engine, settings=settings)
             assert len(receiver.requests) == 2 and len(receiver.delivered) == 1
     finally:
@@ -250,4 +250,56 @@ def test_unwatched_experiment_gets_snapshots_only(sqlite_url: str) -> None:
         assert report.snapshots == 1 and report.alerts == 0
         assert get_experiment(session=session, ref=exp.id).status == "running"
         assert np.isfinite(latest_snapshot(session=session, experiment_id=exp.id).results["alpha"])  # type: ignore[union-attr]
+    engine.dispose()
+
+
+def test_delivered_to_keeps_no_webhook_secret_and_tells_two_hooks_on_one_host_apart(sqlite_url: str) -> None:
+    """Two Slack-like webhooks on one host, their tokens in the path: the first is reached, the second answers 500.
+    ``ab_alerts.delivered_to`` holds the redacted URL and a fingerprint (no token), and the retry posts only to the
+    second one; an entry stored as a whole URL (by an older version) counts as reached and is rewritten as its mark."""
+    receiver = Receiver(statuses=[200, 500])
+    engine = make_engine(sqlite_url)
+    base = f"http://127.0.0.1:{receiver.port}/services"
+    first, second = f"{base}/T01/B01/token-one-secret", f"{base}/T01/B02/token-two-secret"
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            harmful, _ = simulated_experiment(session, "harmful", seed=11, **HARMFUL)
+            settings = WatchSettings(webhook_urls=(first, second), backoff=0.01, retries=1, allow=(LOCAL,))
+            run_pass(engine, settings=settings)
+            (alert,) = _alerts(session, harmful.id)
+            assert alert.delivery == "pending"
+            assert alert.delivered_to == [delivery_mark(first)]
+            assert alert.delivered_to[0].startswith(f"http://127.0.0.1:{receiver.port}/… #")
+            assert "secret" not in str(alert.delivered_to) and delivery_mark(first) != delivery_mark(second)
+            # an older version stored the whole URL: rewrite it so, the retry must still skip the first hook
+            session.execute(update(Alert).where(col(Alert.id) == alert.id).values(next_attempt_at=None,
+                                                                                   delivered_to=[first]))
+            session.commit()
+            run_pass(engine, settings=settings)
+            (alert,) = _alerts(session, harmful.id)
+            assert alert.delivery == "delivered"
+            assert alert.delivered_to == [delivery_mark(first), delivery_mark(second)]
+            assert [r["path"] for r in receiver.requests] == ["/services/T01/B01/token-one-secret",
+                                                              "/services/T01/B02/token-two-secret",
+                                                              "/services/T01/B02/token-two-secret"]
+    finally:
+        receiver.close()
+        engine.dispose()
+
+
+def test_a_harmful_guardrail_with_a_small_control_rate_is_paused(sqlite_url: str) -> None:
+    # 5 % -> 60 % errors with 200 users per arm: the sequential test is decisive (statsmodels
+    # proportions_ztest on the raw 0/1 values: p < 1e-30), and the relative-lift interval shown with it
+    # (Fieller's) excludes 0 too, so the watcher pauses the experiment.
+    from statsmodels.stats.proportion import proportions_ztest
+
+    engine = make_engine(sqlite_url)
+    with Session(engine, expire_on_commit=False) as session:
+        harmful, raw = simulated_experiment(session, "harmful", seed=26, error_rates=(0.05, 0.60), users_per_arm=200)
+        errors = [int(raw["treatment_errors"].sum()), int(raw["control_errors"].sum())]
+        assert proportions_ztest(errors, [200, 200])[1] < 1e-30
+        assert run_pass(engine, settings=WatchSettings()).actions == 1
+        assert get_experiment(session=session, ref=harmful.id).status == "paused"
+        pause = [e for e in audit_log(session=session, experiment_id=harmful.id) if e.action == "pause"]
+        assert pause[0].details["reason"].startswith("guardrail:errors")
     engine.dispose()

@@ -69,6 +69,7 @@ def _dialect(dialect: str | Dialect) -> Dialect:
 def _validated_parts(
     d: Dialect, src: QuerySource, metrics: Sequence[Any], experiment: Any, start: datetime | None,
     end: datetime | None, segment: str | None, cuped: bool, cuped_lookback_hours: float, quantile_alpha: float,
+    epochs: Sequence[datetime] = (),
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """:func:`abcore.analysis.sql.stats.stats_parts` after checking the definitions (``ValueError`` lists every
     problem of an invalid one) and ``quantile_alpha``."""
@@ -77,7 +78,10 @@ def _validated_parts(
     _checked(metrics)
     if not 0 < quantile_alpha < 1:
         raise ValueError(f"quantile_alpha must be in (0, 1); got {quantile_alpha}")
-    return stats_parts(d, src, metrics, experiment, start, end, segment, cuped, cuped_lookback_hours, quantile_alpha)
+    if list(epochs) != sorted(epochs):
+        raise ValueError("epoch change times must be in ascending order")
+    return stats_parts(d, src, metrics, experiment, start, end, segment, cuped, cuped_lookback_hours, quantile_alpha,
+                       epochs)
 
 
 def build_stats_query(
@@ -92,6 +96,7 @@ def build_stats_query(
     cuped: bool = False,
     cuped_lookback_hours: float = 14 * 24,
     quantile_alpha: float = 0.05,
+    epochs: Sequence[datetime] = (),
 ) -> str:
     """The single SQL statement of per-variant sufficient statistics for ``metrics``.
 
@@ -99,17 +104,19 @@ def build_stats_query(
     sum_y2, sum_x, sum_x2, sum_xy, q_n, q_value``: for ``ratio`` y is the numerator and x the
     denominator; with ``cuped`` x is the pre-exposure covariate of binomial/count/mean metrics;
     for ``quantile`` ``q_n`` is the number of non-NULL event values and ``q_value`` the exact
-    nearest-rank quantile (n then counts users with at least one value), ``q_lower`` / ``q_upper``
+    nearest-rank quantile (``n`` is the exposed users, as for every metric), ``q_lower`` / ``q_upper``
     the order statistics at the ranks ``floor / ceil(N q -/+ z sqrt(N q (1 - q)))`` (clipped to
     ``[1, N]``, ``z`` the two-sided normal quantile of ``quantile_alpha``; the interval of
     :func:`abcore.stats.quantile_ranks`, Deng, Knoblich & Lu 2018). ``segment`` groups by an
-    assignment attribute (``'(none)'`` when missing; ``'(all)'`` without a segment).
+    assignment attribute (``'(none)'`` when missing; ``'(all)'`` without a segment); ``epochs`` (the ascending
+    times the split or traffic share changed) instead groups by the user's epoch, ``'0'``, ``'1'``, ... by
+    assignment time (:func:`abcore.analysis.sql.population.epoch_label`).
     ``ValueError`` lists every problem of an invalid definition.
     """
     d = _dialect(dialect)
     src = source or QuerySource()
     ctes, selects = _validated_parts(d, src, metrics, experiment, start, end, segment, cuped, cuped_lookback_hours,
-                                     quantile_alpha)
+                                     quantile_alpha, epochs)
     return _assemble(d, ctes, selects, STATS_COLUMNS, "metric, variant, segment")
 
 
@@ -297,6 +304,7 @@ def build_analysis_query(
     daily: bool = True,
     percentiles: Sequence[str] = (),
     population_table: str | None = None,
+    epochs: Sequence[datetime] = (),
 ) -> str:
     """Everything one analysis needs in one statement (one population, one pass per metric on SQLite).
 
@@ -305,31 +313,32 @@ def build_analysis_query(
     * ``stats``: a row of :func:`build_stats_query` (no segment: ``'(all)'``);
     * ``users``: new population users ``n`` per ``variant`` and ``day`` of first exposure;
     * ``daily`` (with ``daily``): a row of :func:`build_daily_metric_query` (``sum_y``, ``sum_x``);
-    * ``percentile``: for each metric named in ``percentiles`` (count / mean / ratio numerator metrics
+    * ``percentile``: for each metric named in ``percentiles`` (count / mean / event_mean metrics
       of ``metrics``) and variant, over the qualifying event values (NULL left out): ``n`` values,
       ``sum_y`` their sum, ``v_min`` / ``v_max``, and nearest-rank ``p50`` / ``p95`` / ``p99`` (rank
       ``ceil(p N / 100)``, numpy ``method="inverted_cdf"``).
 
     ``day`` is the day number since 1970-01-01 (NULL for other parts). With ``population_table`` (a
     table with the rows of the ``population`` CTE, e.g. the TEMP table of
-    :func:`build_analysis_statements`) the population is read from it instead of being derived.
+    :func:`build_analysis_statements`) the population is read from it instead of being derived. With ``epochs``
+    (:func:`build_stats_query`) the ``stats`` and ``users`` rows are per epoch (``segment``).
     """
     d = _dialect(dialect)
     src = source or QuerySource()
     ctes, stats_selects = _validated_parts(d, src, metrics, experiment, start, end, None, cuped,
-                                           cuped_lookback_hours, quantile_alpha)
+                                           cuped_lookback_hours, quantile_alpha, epochs)
     if population_table is not None:
         assert [name for name, _ in ctes[:2]] == ["exposures", "population"]
         ctes[:2] = [("population", f"SELECT * FROM {population_table}")]
-    selects = _analysis_selects(d, stats_selects)
+    selects = _analysis_selects(d, stats_selects, bool(epochs))
     if daily and any(m.kind != "quantile" for m in metrics):
         more, daily_selects = daily_parts(d, src, metrics)
         ctes += more
         selects += _daily_part(d, src, daily_selects)
     index = {m.name: i for i, m in enumerate(metrics)}
     for name in dict.fromkeys(percentiles):
-        if name not in index or metrics[index[name]].kind not in ("count", "mean"):
-            raise ValueError(f"percentiles are for count or mean metrics of this query; got {name!r}")
+        if name not in index or metrics[index[name]].kind not in ("count", "mean", "event_mean"):
+            raise ValueError(f"percentiles are for count, mean or event_mean metrics of this query; got {name!r}")
         cte, select = percentile_parts(d, index[name], name)
         ctes.append(cte)
         selects.append(select)
@@ -343,8 +352,9 @@ def _null_columns(d: Dialect) -> str:
     return f"{null} AS v_min, {null} AS v_max, {null} AS p50, {null} AS p95, {null} AS p99"
 
 
-def _analysis_selects(d: Dialect, stats_selects: Sequence[str]) -> list[str]:
-    """The ``stats`` rows (each of ``stats_selects``) and the ``users`` rows of :func:`build_analysis_query`."""
+def _analysis_selects(d: Dialect, stats_selects: Sequence[str], by_epoch: bool = False) -> list[str]:
+    """The ``stats`` rows (each of ``stats_selects``) and the ``users`` rows of :func:`build_analysis_query`
+    (``by_epoch``: per epoch, the population's ``segment``)."""
     null, nulls = d.double("NULL"), _null_columns(d)
     int_null = "CAST(NULL AS BIGINT)" if d.name != "sqlite" else "NULL"
     text_null = d.text("NULL")
@@ -354,11 +364,12 @@ def _analysis_selects(d: Dialect, stats_selects: Sequence[str]) -> list[str]:
         for sel in stats_selects
     ]
     day = d.day_number("first_us")
+    segment, by = ("segment", "segment, ") if by_epoch else (text_null, "")
     selects.append(
-        f"SELECT 'users' AS part, {text_null} AS metric, variant, {text_null} AS segment, {day} AS day, COUNT(*) AS n,"
+        f"SELECT 'users' AS part, {text_null} AS metric, variant, {segment} AS segment, {day} AS day, COUNT(*) AS n,"
         f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy, 0 AS q_n,"
         f" {null} AS q_value, {null} AS q_lower, {null} AS q_upper, {nulls}\n"
-        f"  FROM population GROUP BY variant, {day}"
+        f"  FROM population GROUP BY variant, {by}{day}"
     )
     return selects
 
@@ -398,6 +409,7 @@ def build_analysis_statements(
     quantile_alpha: float = 0.05,
     daily: bool = True,
     percentiles: Sequence[str] = (),
+    epochs: Sequence[datetime] = (),
 ) -> AnalysisStatements:
     """:func:`build_analysis_query` (same arguments, same rows) with the prelude its dialect wants.
 
@@ -409,7 +421,7 @@ def build_analysis_statements(
     options: dict[str, Any] = dict(
         experiment=experiment, dialect=d, source=source, start=start, end=end, cuped=cuped,
         cuped_lookback_hours=cuped_lookback_hours, quantile_alpha=quantile_alpha, daily=daily,
-        percentiles=percentiles,
+        percentiles=percentiles, epochs=epochs,
     )
     if not d.temp_population:
         return AnalysisStatements((), build_analysis_query(metrics, **options), ())
@@ -418,7 +430,7 @@ def build_analysis_statements(
     src = source or QuerySource()
     # The population CTEs exactly as build_analysis_query renders them (same validation first).
     ctes, _ = _validated_parts(d, src, metrics, experiment, start, end, None, cuped, cuped_lookback_hours,
-                               quantile_alpha)
+                               quantile_alpha, epochs)
     assert [name for name, _ in ctes[:2]] == ["exposures", "population"]
     offsets = bound_offsets(metrics, cuped, hours_us(cuped_lookback_hours))
     columns = ["user_id", "variant", "first_key", "first_us", "segment"] + [f"b{j}" for j in range(len(offsets))]

@@ -12,7 +12,7 @@ from typing import Any
 
 from abcore.analysis.sql.caps import clipped
 from abcore.analysis.sql.dialects import Dialect
-from abcore.analysis.sql.metric_values import metric_refs, per_user_value
+from abcore.analysis.sql.metric_values import event_count, metric_refs, per_user_value
 from abcore.analysis.sql.source import QuerySource, literal
 from abcore.analysis.sql.time_keys import TimeKeys
 
@@ -41,6 +41,8 @@ def daily_parts(d: Dialect, src: QuerySource, metrics: Sequence[Any]) -> tuple[l
         if kind == "ratio":
             y = per_user_value(d, "mean", refs[m.numerator], "post = 1")
             x = per_user_value(d, "mean", refs[m.denominator], "post = 1")
+        elif kind == "event_mean":  # the day's values and events
+            y, x = per_user_value(d, "mean", None, "post = 1"), event_count(d, "post = 1")
         else:
             y = per_user_value(d, kind, None, "post = 1")
             x = zero

@@ -28,6 +28,7 @@ __all__ = [
     "metric_rows",
     "per_user_value",
     "population_values_cte",
+    "event_count",
     "post_pre",
     "user_values_cte",
     "users_all_cte",
@@ -111,6 +112,11 @@ def per_user_value(d: Dialect, kind: str, ref: str | None, cond: str) -> str:
     return f"SUM(CASE WHEN {match} THEN {d.double('COALESCE(value, 1)')} ELSE {d.double('0')} END)"
 
 
+def event_count(d: Dialect, cond: str) -> str:
+    """The number of rows of ``m<i>_events`` that satisfy ``cond``, as a double (an ``event_mean``'s ``x``)."""
+    return f"SUM(CASE WHEN {cond} THEN {d.double('1')} ELSE {d.double('0')} END)"
+
+
 @dataclass(frozen=True)
 class MetricContext:
     """What every per-metric CTE of one query shares: the dialect and source, the experiment and
@@ -140,6 +146,8 @@ def _y_x(d: Dialect, refs: dict[str, str], m: Any, with_pre: bool) -> tuple[str,
     if m.kind == "ratio":
         return (per_user_value(d, "mean", refs[m.numerator], "post = 1"),
                 per_user_value(d, "mean", refs[m.denominator], "post = 1"))
+    if m.kind == "event_mean":  # the user's sum of values over the user's number of events
+        return per_user_value(d, "mean", None, "post = 1"), event_count(d, "post = 1")
     y = per_user_value(d, m.kind, None, "post = 1")
     return y, per_user_value(d, m.kind, None, "pre = 1") if with_pre else d.double("0")
 
@@ -176,6 +184,9 @@ def _one_pass_values(ctx: MetricContext, i: int, m: Any, with_pre: bool, user_co
     if kind == "ratio":
         yi = per_user_value(d, "mean", refs[m.numerator], post)
         xi = per_user_value(d, "mean", refs[m.denominator], post)
+    elif kind == "event_mean":
+        yi = per_user_value(d, "mean", None, f"{match} AND {post}")
+        xi = event_count(d, f"{match} AND {post}")
     else:
         yi = per_user_value(d, kind, None, f"{match} AND {post}")
         xi = per_user_value(d, kind, None, f"{match} AND {pre_cond}") if with_pre else d.double("0")

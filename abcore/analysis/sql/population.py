@@ -17,17 +17,28 @@ from abcore.analysis.sql.dialects import Dialect
 from abcore.analysis.sql.source import QuerySource, literal
 from abcore.analysis.sql.time_keys import TimeKeys
 
-__all__ = ["analysed_names", "events_in", "metric_code", "one_event_scan", "population_ctes", "scan_ctes"]
+__all__ = ["analysed_names", "epoch_label", "events_in", "metric_code", "one_event_scan", "population_ctes", "scan_ctes"]
+
+
+def epoch_label(d: Dialect, key: str, changes: Sequence[datetime], t: TimeKeys) -> str:
+    """The epoch of a user whose assignment time has the key ``key``: ``'0'`` before ``changes[0]``, ``'i'`` from
+    ``changes[i - 1]`` (the times the split or traffic share changed, ascending; :mod:`abcore.analysis.epochs`)."""
+    whens = " ".join(f"WHEN {key} < {t.literal(c)} THEN {literal(str(i), d)}" for i, c in enumerate(changes))
+    return f"CASE {whens} ELSE {literal(str(len(changes)), d)} END"
 
 
 def population_ctes(
     d: Dialect, src: QuerySource, experiment: Any, start: datetime | None, end: datetime | None,
-    segment: str | None, offsets: Sequence[int] = (), user_key: bool = False,
+    segment: str | None, offsets: Sequence[int] = (), user_key: bool = False, epochs: Sequence[datetime] = (),
 ) -> list[tuple[str, str]]:
     """``exposures`` (first exposure key per user) and ``population`` (user, variant, segment, first
     exposure as key and as epoch microseconds, and the keys of the bounds at ``offsets``). With
     ``user_key`` the population's ``user_id`` is an integer surrogate and the source id is
-    ``source_user_id`` (:attr:`Dialect.narrow_shared_scan`)."""
+    ``source_user_id`` (:attr:`Dialect.narrow_shared_scan`). With ``epochs`` (change times) and no ``segment``
+    the segment is the user's epoch (:func:`epoch_label`) by assignment time (with an exposure table: by first
+    exposure)."""
+    if epochs and segment is not None:
+        raise ValueError("a segment breakdown is not split by epochs")
     q = d.quote
     surrogate = "ROW_NUMBER() OVER () AS user_id, " if user_key else ""
     source_id = "source_user_id" if user_key else "user_id"
@@ -50,7 +61,7 @@ def population_ctes(
             f"  WHERE {' AND '.join(where + ts_window) or '1 = 1'}\n  GROUP BY {q(src.user_id)}"
         )
         if segment is None:
-            seg = literal("(all)", d)
+            seg = epoch_label(d, t.event_key(f"a.{q(src.assignment_ts)}"), epochs, t) if epochs else literal("(all)", d)
         elif src.assignment_attributes:
             seg = f"COALESCE({d.json_text('a.' + q(src.assignment_attributes), segment)}, '(none)')"
         else:
@@ -82,7 +93,8 @@ def population_ctes(
         f"  HAVING MIN({variant}) = MAX({variant})"
     )
     own_id = f"{surrogate}user_id AS source_user_id" if user_key else "user_id"
-    population = f"SELECT {own_id}, variant, first_key, {first_us} AS first_us, segment{bounds} FROM exposures e"
+    segment_of = f"{epoch_label(d, 'first_key', epochs, t)} AS segment" if epochs else "segment"
+    population = f"SELECT {own_id}, variant, first_key, {first_us} AS first_us, {segment_of}{bounds} FROM exposures e"
     return [("exposures", exposures), ("population", population)]
 
 
@@ -180,17 +192,18 @@ def analysed_names(metrics: Sequence[Any]) -> list[str]:
 
 def scan_ctes(
     d: Dialect, src: QuerySource, metrics: Sequence[Any], experiment: Any, start: datetime | None,
-    end: datetime | None, segment: str | None, offsets: Sequence[int],
+    end: datetime | None, segment: str | None, offsets: Sequence[int], epochs: Sequence[datetime] = (),
 ) -> list[tuple[str, str]]:
     """The CTEs every metric reads: ``exposures`` and ``population`` (:func:`population_ctes`), and where the
     dialect shares one scan of the events (:attr:`Dialect.shared_scan`) ``events_in`` (:func:`events_in`; on a
     narrow shared scan over the store's event table after ``event_scan``, :func:`one_event_scan`)."""
-    ctes = population_ctes(d, src, experiment, start, end, segment, offsets, d.narrow_shared_scan)
+    ctes = population_ctes(d, src, experiment, start, end, segment, offsets, d.narrow_shared_scan, epochs)
     analysed = analysed_names(metrics)
     one_scan = d.narrow_shared_scan and src.exposures is None and src.event_type is not None
     if one_scan:
         scan, exposures = one_event_scan(d, src, experiment, analysed, start, end)
         ctes[:1] = [("event_scan", scan), ("exposures", exposures)]
     if d.shared_scan:
-        ctes.append(("events_in", events_in(d, src, experiment, analysed, end, offsets, segment is not None, one_scan)))
+        grouped = segment is not None or bool(epochs)
+        ctes.append(("events_in", events_in(d, src, experiment, analysed, end, offsets, grouped, one_scan)))
     return ctes

@@ -36,6 +36,7 @@ class QuerySource:
     assignment_variant: str = "variant_id"
     assignment_experiment: str = "experiment_id"
     assignment_attributes: str | None = "attributes"
+    assignment_ts: str = "assigned_at"
     # Exposure-table population (overrides the store's when set).
     exposures: str | None = None
     exposure_user_id: str = "user_id"

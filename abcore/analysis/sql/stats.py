@@ -25,6 +25,7 @@ from abcore.analysis.sql.metric_values import (
 from abcore.analysis.sql.population import scan_ctes
 from abcore.analysis.sql.source import QuerySource, literal
 from abcore.analysis.sql.time_keys import bound_offsets, hours_us
+from abcore.metrics import RATIO_KINDS
 from abcore.stats._common import norm_ppf
 
 __all__ = ["STATS_COLUMNS", "percentile_parts", "stats_parts"]
@@ -38,17 +39,20 @@ STATS_COLUMNS: tuple[str, ...] = (
 def stats_parts(
     d: Dialect, src: QuerySource, metrics: Sequence[Any], experiment: Any, start: datetime | None,
     end: datetime | None, segment: str | None, cuped: bool, cuped_lookback_hours: float, quantile_alpha: float,
+    epochs: Sequence[datetime] = (),
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """The CTEs (population, per-metric events ``m<i>_events``, per-user values, caps) and the per-metric
     SELECTs (columns :data:`STATS_COLUMNS`) of :func:`abcore.analysis.sql.build.build_stats_query`, for
-    metric definitions the caller has validated."""
+    metric definitions the caller has validated. With ``epochs`` the rows are per epoch (the ``segment``
+    column, :func:`abcore.analysis.sql.population.epoch_label`)."""
     z = -norm_ppf(quantile_alpha / 2)  # the z of abcore.stats.quantile_ranks (same float)
     lookback = hours_us(cuped_lookback_hours)
     offsets = bound_offsets(metrics, cuped, lookback)
-    ctes = scan_ctes(d, src, metrics, experiment, start, end, segment, offsets)
-    ctx = MetricContext(d, src, experiment, start, end, segment is not None, offsets, metric_refs(d, metrics), lookback)
+    ctes = scan_ctes(d, src, metrics, experiment, start, end, segment, offsets, epochs)
+    grouped = segment is not None or bool(epochs)
+    ctx = MetricContext(d, src, experiment, start, end, grouped, offsets, metric_refs(d, metrics), lookback)
     selects: list[str] = []
-    if any(m.kind != "quantile" and getattr(m, "cap", None) is None for m in metrics):
+    if any(getattr(m, "cap", None) is None for m in metrics):  # uncapped and quantile metrics: n is pop_n's
         ctes.append(("pop_n", "SELECT variant, segment, COUNT(*) AS n FROM population GROUP BY variant, segment"))
     # Dialect.one_user_pass: every metric's per-user values in one GROUP BY over events_in (users_all, put here
     # once the loop has its columns); m<i>_eu is then that metric's columns of it.
@@ -56,7 +60,7 @@ def stats_parts(
     user_cols: list[str] = []
     users_at = len(ctes)
     for i, m in enumerate(metrics):
-        with_pre = cuped and m.kind not in ("ratio", "quantile")
+        with_pre = cuped and m.kind not in (*RATIO_KINDS, "quantile")
         ctes.append(ctx.events_cte(i, m, with_pre))
         if m.kind == "quantile":
             ranked, select = _quantile_parts(d, i, m, z)
@@ -64,7 +68,7 @@ def stats_parts(
             selects.append(select)
             continue
         ctes.append(user_values_cte(ctx, i, m, with_pre, one_pass, user_cols))
-        sums = _sums(d, m.kind == "ratio" or with_pre)
+        sums = _sums(d, m.kind in RATIO_KINDS or with_pre)
         if getattr(m, "cap", None) is None:
             selects.append(_uncapped_select(d, i, m, sums))
             continue
@@ -76,7 +80,7 @@ def stats_parts(
             f"  FROM m{i}_capped GROUP BY variant, segment"
         )
     if user_cols:
-        ctes.insert(users_at, users_all_cte(d, segment, user_cols))
+        ctes.insert(users_at, users_all_cte(d, segment if segment is not None or not epochs else "epoch", user_cols))
     return ctes, selects
 
 
@@ -118,7 +122,8 @@ def _clip_rank(expr: str) -> str:
 def _quantile_parts(d: Dialect, i: int, m: Any, z: float) -> tuple[tuple[str, str], str]:
     """``m<i>_ranked`` (event values ranked per variant and segment) and the quantile metric's SELECT:
     ``q_n`` values, the nearest-rank ``q_value`` and the order statistics ``q_lower`` / ``q_upper`` at the
-    ranks of :func:`abcore.stats.quantile_ranks` (``n`` counts users with at least one value)."""
+    ranks of :func:`abcore.stats.quantile_ranks` (``n`` is the exposed users of the variant and segment, from
+    ``pop_n``, like every other metric's; ``q_n`` the values)."""
     ranked = (
         f"SELECT variant, segment, user_id, value, ROW_NUMBER() OVER"
         f" (PARTITION BY variant, segment ORDER BY value) AS rn,"
@@ -133,13 +138,19 @@ def _quantile_parts(d: Dialect, i: int, m: Any, z: float) -> tuple[tuple[str, st
     half = f"{z!r} * SQRT(cnt * {q!r} * {1 - q!r})"  # the float order of quantile_ranks
     lo_rank = _clip_rank(d.floor(f"{q!r} * cnt - {half}"))
     hi_rank = _clip_rank(d.ceil(f"{q!r} * cnt + {half}"))
-    select = (
-        f"SELECT {literal(m.name, d)} AS metric, variant, segment, COUNT(DISTINCT user_id) AS n,"
-        f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy,"
-        f" COUNT(*) AS q_n, MIN(CASE WHEN rn = {rank} THEN {d.double('value')} END) AS q_value,"
+    values = (
+        f"SELECT variant, segment, COUNT(*) AS q_n, MIN(CASE WHEN rn = {rank} THEN {d.double('value')} END) AS q_value,"
         f" MIN(CASE WHEN rn = {lo_rank} THEN {d.double('value')} END) AS q_lower,"
-        f" MIN(CASE WHEN rn = {hi_rank} THEN {d.double('value')} END) AS q_upper\n"
-        f"  FROM m{i}_ranked GROUP BY variant, segment"
+        f" MIN(CASE WHEN rn = {hi_rank} THEN {d.double('value')} END) AS q_upper"
+        f" FROM m{i}_ranked GROUP BY variant, segment"
+    )
+    # n is every exposed user of the variant and segment (pop_n), as for every other metric; the
+    # quantile's own count is q_n (values).
+    select = (
+        f"SELECT {literal(m.name, d)} AS metric, c.variant, c.segment, c.n,"
+        f" {null} AS sum_y, {null} AS sum_y2, {null} AS sum_x, {null} AS sum_x2, {null} AS sum_xy,"
+        f" q.q_n, q.q_value, q.q_lower, q.q_upper\n"
+        f"  FROM pop_n c JOIN ({values}) q ON q.variant = c.variant AND q.segment = c.segment"
     )
     return (f"m{i}_ranked", ranked), select
 

@@ -88,7 +88,7 @@ def _variant_rows(models: list[Any], disabled: bool = False) -> list[create_form
             disabled=disabled,
         )
         cols[2].number_input(
-            "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
+            "Allocation %", min_value=0.0, max_value=100.0, step=1.0, format=create_form.ALLOCATION_FORMAT,
             key=f"v_alloc_{row.id}", label_visibility="collapsed", disabled=disabled,
         )
         cols[3].text_input(
@@ -215,9 +215,12 @@ def _who_section(ro: bool) -> list[dict[str, Any]]:
     st.subheader("3 · Who enters?")
     st.slider("Share of eligible traffic that enters (%)", 1, 100, 100, key="c_traffic_pct", disabled=ro)
     _layer_picker(ro)
-    st.caption("Targeting rules (all must hold). Lists are comma-separated; comparisons need a number.")
     ops = create_form.TARGETING_OPS
-    editor = st.data_editor(
+    # In a popover: the browser loads the data grid's code (the heaviest widget here) only when it is opened,
+    # so the form draws without it; the rules typed are listed under the button in words.
+    box = st.popover("Targeting rules (all must hold)", icon=":material/filter_alt:", disabled=ro)
+    box.caption("Lists are comma-separated; comparisons need a number.")
+    editor = box.data_editor(
         pd.DataFrame({"attribute": pd.Series(dtype="str"), "op": pd.Series(dtype="str"), "value": pd.Series(dtype="str")}),
         num_rows="dynamic",
         key="targeting_rules",
@@ -231,8 +234,12 @@ def _who_section(ro: bool) -> list[dict[str, Any]]:
             "value": st.column_config.TextColumn("Value", help="DE · DE, FR, AT · 18"),
         },
     )
+    rows = [{k: (None if pd.isna(v) else v) for k, v in record.items()} for record in editor.to_dict("records")]
+    rules, _ = create_form.parse_targeting(rows)
+    st.caption("Targeting: " + (" · ".join(html.plain_text(create_form.describe_rule(r)) for r in rules)
+                                or "every eligible user (no rule)"))
     st.text_area("Only these user ids (optional, one per line)", key="targeting_user_ids", height=68, disabled=ro)
-    return [{k: (None if pd.isna(v) else v) for k, v in record.items()} for record in editor.to_dict("records")]
+    return rows
 
 
 def _layer_picker(ro: bool) -> None:
@@ -304,11 +311,11 @@ def _plan_box(rows: list[create_form.VariantRow], ro: bool) -> None:
             layer_share_pct=float(state.get("c_layer_share", 100.0)) if state.get("c_layer") else 100.0,
         )
         if plan.error:
-            cols[2].metric("Users per variant", "–")
             st.caption(f"Cannot compute: {plan.error}. Set a minimum effect above 0 %.")
-        else:
-            cols[2].metric("Users per variant", fmt.format_int(plan.per_variant))
-            cols[3].metric("Estimated run time", forms.format_days(plan.days) if plan.days else "no traffic")
+        else:  # text, not st.metric: no extra chunk for the browser to load before the form is drawn
+            run_time = forms.format_days(plan.days) if plan.days else "no traffic"
+            st.markdown(f"Users per variant **{fmt.format_int(plan.per_variant)}** &nbsp;·&nbsp; "
+                        f"Estimated run time **{run_time}**")
             st.button("Use as minimum samples per variant", key="plan_use", on_click=_use_plan,
                       args=(plan.per_variant,), disabled=ro)
 

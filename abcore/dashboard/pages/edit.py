@@ -45,6 +45,30 @@ def _pick() -> int | None:
     return picked
 
 
+def _variant_rows(form: edit_form.EditForm, model_names: dict[Any, str], k: str) -> list[create_form.VariantRow]:
+    """The draft's variant rows (model, allocation, config) and the live allocation total; returns them as typed."""
+    st.markdown("Variants (names are fixed; clone the experiment to add or rename variants)")
+    rows: list[create_form.VariantRow] = []
+    for row in form.rows:
+        cols = st.columns([2, 3, 2, 4])
+        cols[0].markdown(f"**{html.plain_text(forms.variant_label(row.name, row.id == 0))}**")
+        model = cols[1].selectbox(
+            "Model", options=[None, *model_names], key=f"{k}model_{row.id}",
+            index=[None, *model_names].index(row.model_id) if row.model_id in model_names else 0,
+            format_func=lambda mid: "— no model —" if mid is None else model_names.get(mid, f"model {mid}"),
+        )
+        alloc = cols[2].number_input("Allocation %", min_value=0.0, max_value=100.0, step=1.0,
+                                     format=create_form.ALLOCATION_FORMAT, value=float(row.allocation_pct),
+                                     key=f"{k}alloc_{row.id}")
+        config = cols[3].text_input("Config (JSON)", value=row.config_text, key=f"{k}config_{row.id}")
+        rows.append(create_form.VariantRow(id=row.id, name=row.name, model_id=model, allocation_pct=float(alloc),
+                                           config_text=config))
+    total = create_form.allocation_total(r.allocation_pct for r in rows)
+    with st.container(key=f"{k}allocation_total"):  # live, as on the create form; Save waits for 100 %
+        st.markdown(create_form.allocation_message(total))
+    return rows
+
+
 def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool) -> None:
     form = edit_form.prefill(exp, variants)
     model_names = {m.id: f"{m.name} (v{m.version})" for m in models}
@@ -58,24 +82,13 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
         st.markdown("**Draft: every field can change**")
         description = st.text_area("Description", value=form.description, key=f"{k}description", height=80)
         hypothesis = st.text_area("Hypothesis", value=form.hypothesis, key=f"{k}hypothesis", height=80)
-        st.markdown("Variants (names are fixed; clone the experiment to add or rename variants)")
-        rows = []
-        for row in form.rows:
-            cols = st.columns([2, 3, 2, 4])
-            cols[0].markdown(f"**{html.plain_text(forms.variant_label(row.name, row.id == 0))}**")
-            model = cols[1].selectbox(
-                "Model", options=[None, *model_names], key=f"{k}model_{row.id}",
-                index=[None, *model_names].index(row.model_id) if row.model_id in model_names else 0,
-                format_func=lambda mid: "— no model —" if mid is None else model_names.get(mid, f"model {mid}"),
-            )
-            alloc = cols[2].number_input("Allocation %", min_value=0.0, max_value=100.0, step=1.0, format="%.2f",
-                                         value=float(row.allocation_pct), key=f"{k}alloc_{row.id}")
-            config = cols[3].text_input("Config (JSON)", value=row.config_text, key=f"{k}config_{row.id}")
-            rows.append(create_form.VariantRow(id=row.id, name=row.name, model_id=model, allocation_pct=float(alloc),
-                                         config_text=config))
+        rows = _variant_rows(form, model_names, k)
         traffic = st.slider("Share of eligible traffic that enters (%)", 1, 100,
                             max(1, min(100, round(form.traffic_pct))), key=f"{k}traffic")
-        table = st.data_editor(
+        # in a popover, as on the create form: the data grid's code loads only when it is opened
+        box = st.popover(f"Targeting rules ({len(form.targeting_rows or [])}, all must hold)",
+                         icon=":material/filter_alt:")
+        table = box.data_editor(
             pd.DataFrame(form.targeting_rows or [], columns=["attribute", "op", "value"]).astype("object"),
             num_rows="dynamic", key=f"{k}targeting", width="stretch",
             column_config={
@@ -107,7 +120,9 @@ def _draft_form(exp: Any, variants: list[Any], models: list[Any], editable: bool
                                            value=form.min_samples_per_variant, step=100, key=f"{k}min_samples")
         st.markdown("Automated stopping rules")
         auto_stop = watch_ui.rules_inputs(f"{k}watch_", dict(exp.auto_stop or {}))
-        saved = st.button("Save changes", type="primary", disabled=not editable, key=f"{k}save")
+        split_ok = not ex.allocation_problems([r.allocation_pct for r in rows])
+        saved = st.button("Save changes", type="primary", disabled=not editable or not split_ok, key=f"{k}save",
+                          help=None if split_ok else "The allocations must be above 0 % and total exactly 100 %.")
     if not saved:
         return
     values = edit_form.EditForm(

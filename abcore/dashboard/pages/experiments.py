@@ -237,41 +237,30 @@ def _when(value: Any) -> str:
 
 
 def _table(items: list[xl.ListItem]) -> None:
-    """The compact view: one row per experiment, the same filters and order as the cards."""
+    """The compact view: one row per experiment, the same filters and order as the cards. Plain HTML
+    (abcore.dashboard.views.html.html_table): it wraps at any width instead of scrolling off the right,
+    and a missing figure reads "–" (formatted by abcore.formatting), never "None". Times are UTC."""
+    edit = ui.page_registered(EDIT_PAGE)
     rows = [
         {
             "Name": i.name,
-            "Status": i.status,
+            "Status": i.status + (" · archived" if i.archived else ""),
             "Owner": i.owner or xl.NO_OWNER,
-            "Primary metric": i.primary_metric,
-            "Participants": i.participants,
-            "Planned": i.planned or None,
-            "Progress": min(1.0, i.progress) if i.progress is not None else None,
-            "Days left": i.days_left() if i.status in ("draft", "running", "paused") else None,
-            "Started (UTC)": _when(i.started_at),
-            "Last activity (UTC)": _when(i.last_activity),
-            "Archived": "yes" if i.archived else "",
-            "Results": f"results?experiment={i.id}",
-            **({"Edit": f"{EDIT_PAGE.removesuffix('.py')}?id={i.id}"} if ui.page_registered(EDIT_PAGE) else {}),
+            "Metric": i.primary_metric,
+            "Users": fmt.format_int(i.participants),
+            "Planned": fmt.format_int(i.planned) if i.planned else "–",
+            "Progress": fmt.format_pct(min(1.0, i.progress), 0) if i.progress is not None else "–",
+            "Days left": str(i.days_left()) if i.status in ("draft", "running", "paused")
+            and i.days_left() is not None else "–",
+            "Started": _when(i.started_at) or "–",
+            "Last activity": _when(i.last_activity) or "–",
+            "Results": html.Link("📊 Results", f"results?experiment={i.id}"),
+            **({"Edit": html.Link("✏️ Edit", f"{EDIT_PAGE.removesuffix('.py')}?id={i.id}")} if edit else {}),
         }
         for i in items
     ]
-    st.dataframe(
-        pd.DataFrame(rows),
-        hide_index=True,
-        width="stretch",
-        key="x_table_view",
-        column_config={
-            "Participants": st.column_config.NumberColumn(format="localized"),
-            "Planned": st.column_config.NumberColumn(format="localized"),
-            "Progress": st.column_config.ProgressColumn(
-                "Progress", help="Participants / (minimum samples per variant × variants)", min_value=0.0,
-                max_value=1.0, format="percent",
-            ),
-            "Results": st.column_config.LinkColumn("Results", display_text="📊 Results"),
-            "Edit": st.column_config.LinkColumn("Edit", display_text="✏️ Edit / clone"),
-        },
-    )
+    with st.container(key="x_table_view"):
+        st.markdown(html.html_table(rows, key_columns=4, fit=True), unsafe_allow_html=True)
 
 
 def _filters(items: list[xl.ListItem]) -> tuple[list[xl.ListItem], bool]:
@@ -313,6 +302,7 @@ def body() -> None:
     if editable:
         new.page_link("pages/create.py", label="New experiment", icon="➕")
     ui.read_only_notice()
+    watch_ui.watcher_status()  # the cards show stopping rules: are they being applied?
 
     with ui.session() as s:  # a fixed number of queries, however many experiments there are
         everything = ex.list_experiments(session=s, include_archived=True)  # the Show archived toggle filters
@@ -342,9 +332,11 @@ def body() -> None:
     for item in shown:
         by_status.setdefault(item.status, []).append(item)
     labels = [f"{forms.STATUS_ICONS[s]} {s.capitalize()} ({len(by_status[s])})" for s in statuses]
+    filtered = len(shown) < len([i for i in items if not i.archived or st.session_state.get("x_archived")])
+    if wanted is None and filtered:  # a search opens the first tab with a match, never an empty one
+        wanted = next((status for status in statuses if by_status[status]), None)
     default = labels[statuses.index(wanted)] if wanted in statuses else None
     tabs = st.tabs(labels, default=default)
-    filtered = len(shown) < len([i for i in items if not i.archived or st.session_state.get("x_archived")])
     for tab, status in zip(tabs, statuses, strict=True):
         with tab:
             if not by_status[status]:

@@ -20,6 +20,7 @@ from abcore import formatting as fmt
 from abcore.analysis import overview
 from abcore.analysis.metric_counts import value_distribution
 from abcore.analysis.pipeline import analyze
+from abcore.analysis.results import Results
 from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import ui, watch_ui
 from abcore.dashboard.views import forms, html, layer_view, result_charts
@@ -60,6 +61,25 @@ def _page_data(url: str, experiment_id: int, latest_event: int, version: str, op
         "no_data": {m for m in metrics if m not in tracked},
         "forest": result_charts.forest(results),
         "cumulative": {m: result_charts.cumulative(results, m, palette) for m in metrics},
+        "feedback": result_charts.feedback(results.feedback, palette),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _snapshot_page(url: str, snapshot_id: int, _stored: dict[str, Any], palette: dict[str, str]) -> dict[str, Any]:
+    """What the page draws from a watcher snapshot (``_stored``: its ``Results.to_dict()``), the keys of
+    :func:`_page_data`, cached on the snapshot's id: the same report as a live result, read back
+    (:meth:`abcore.analysis.results.Results.from_dict`), not analysed again."""
+    results = Results.from_dict(_stored)
+    with ui.session() as s:
+        tracked = set(overview.metric_names(session=s, experiment_id=results.experiment_id))
+    metrics = [m for m, _ in forms.metrics_in_order(results)]
+    return {
+        "results": results,
+        "seconds": None,
+        "no_data": {m for m in metrics if m not in tracked},
+        "forest": result_charts.forest(results),
+        "cumulative": {},
         "feedback": result_charts.feedback(results.feedback, palette),
     }
 
@@ -284,11 +304,19 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
         cuped_note.warning(html.plain_text(" ".join(cuped_warnings)), icon="⚠️")
     else:
         cuped_note.empty()
+    _summary(page, forms.engine_caption(results.engine, page["seconds"], ui.engine().dialect.name))
+    if results.metrics or results.variants:
+        _charts(experiment, page, latest, window, palette)
+
+
+def _summary(page: dict[str, Any], caption: str) -> None:
+    """The report's body, live or from a snapshot: health, verdict, top figures, ``caption``, one table per
+    metric (primary first) and the segment breakdown."""
+    results = page["results"]
     _health(results)
     _verdict(results)
     _figures(results)
-    st.caption(forms.engine_caption(results.engine, page["seconds"], ui.engine().dialect.name))
-
+    st.caption(caption)
     if not results.metrics:
         st.info("No metric data yet. Results appear as soon as users are assigned and events are tracked.", icon="⏳")
     for metric, role in forms.metrics_in_order(results):
@@ -301,8 +329,23 @@ def _report(experiment: Any, options: tuple[Any, ...], window: tuple[Any, Any], 
                 "lift": fmt.format_pct(seg.test.lift, 1, signed=True),
                 "p-value": fmt.format_pvalue(seg.test.p_value),
             } for seg in results.segments], key_columns=3), unsafe_allow_html=True)
-    if results.metrics or results.variants:
-        _charts(experiment, page, latest, window, palette)
+
+
+def _snapshot_report(snap: Any, history_svg: str | None) -> None:
+    """A watcher snapshot as the same report as a live result (same tables, formatters and outcome words),
+    its forest plot, and the primary metric's decision over the watcher's passes (SVG, as every chart here)."""
+    names = [v["name"] for v in sorted(snap.results.get("variants") or [], key=lambda v: not v.get("is_control"))]
+    palette = forms.variant_colors(names)
+    page = _snapshot_page(database_url(), int(snap.id), snap.results, palette)
+    _summary(page, f"Watcher snapshot: {METHODS.get(snap.method, snap.method)} method, analysed "
+                   f"{overview.as_utc(snap.computed_at):%Y-%m-%d %H:%M} UTC.")
+    st.subheader("Charts")
+    if page["forest"] is not None:
+        _chart(page["forest"], "r_forest")
+    if history_svg is not None:
+        _chart(history_svg, "r_snapshot_history")
+    if page["feedback"] is not None:
+        _chart(page["feedback"], "r_feedback")
 
 
 def _downloads(experiment: Any, options: tuple[Any, ...]) -> None:
@@ -371,7 +414,9 @@ def body() -> None:
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")
         return
-    if watch_ui.snapshot_first(experiment):
+    snapshot = watch_ui.snapshot_first(experiment)
+    if snapshot is not None:
+        _snapshot_report(*snapshot)
         return
     options, window, cuped_note = _controls(experiment)
     live = experiment.status == "running" and st.session_state.get("live_refresh", True)

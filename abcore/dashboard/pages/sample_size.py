@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from abcore import formatting as fmt
@@ -56,24 +55,17 @@ def body() -> None:
     if plan.error:
         st.error(f"Cannot compute a sample size: {plan.error}.", icon="⚠️")
         return
-    with st.container(key="ss_result"):
-        m = st.columns(3)
-        m[0].metric("Users per variant", fmt.format_int(plan.per_variant))
-        m[1].metric("Users in total", fmt.format_int(plan.total))
-        m[2].metric("Days needed", fmt.format_int(plan.days) if plan.days else "no traffic")
+    with st.container(key="ss_result"):  # text, not st.metric: no extra chunk for the browser to load
+        st.markdown(f"Users per variant **{fmt.format_int(plan.per_variant)}** &nbsp;·&nbsp; Users in total "
+                    f"**{fmt.format_int(plan.total)}** &nbsp;·&nbsp; Days needed "
+                    f"**{fmt.format_int(plan.days) if plan.days else 'no traffic'}**")
 
     curve = sample_size.power_curve(
         baseline=baseline, mde=mde, relative=relative, metric_kind="proportion" if kind == "Conversion rate" else "mean",
         std=std, alpha=alpha, n_max=max(10, int(plan.per_variant * 2)),
     )
-    fig = go.Figure(go.Scatter(x=curve.n, y=curve.power, mode="lines", name="power", line={"width": 3}))
-    fig.add_hline(y=power, line_dash="dash", annotation_text=f"target power {power:.0%}")
-    fig.add_vline(x=plan.per_variant, line_dash="dot", annotation_text=f"{fmt.format_int(plan.per_variant)} users")
-    fig.update_layout(
-        title="Power by users per variant", xaxis_title="Users per variant", yaxis_title="Power",
-        yaxis={"tickformat": ".0%", "range": [0, 1.02]}, height=380, margin={"t": 50, "b": 40},
-    )
-    st.plotly_chart(fig, key="ss_power_curve")
+    with st.container(key="ss_power_curve"):  # an SVG chart like the results page's (no Plotly bundle to load)
+        st.markdown(f"<div>{sample_size.power_chart(curve, power, plan.per_variant)}</div>", unsafe_allow_html=True)
     st.caption("Two-sided test; the control and every treatment get the same number of users. "
                "With more than two variants, consider a stricter α for multiple comparisons.")
 

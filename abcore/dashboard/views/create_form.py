@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abcore.experiments.schemas import ALLOCATION_TOLERANCE
+from abcore.experiments.validation import allocation_problems
 from abcore.formatting import format_int, format_number
 from abcore.metrics import DIRECTIONS
 
 MIN_VARIANTS = 2
+#: The allocation fields' display: every decimal the value has (JS shortest form: ``33.3334``, ``50``), so
+#: fields never read alike while the exact 100 % rule tells them apart (``%.2f`` showed 33.33 for both).
+ALLOCATION_FORMAT = "%g"
 CONFIDENCE_LEVELS: tuple[float, ...] = (0.90, 0.95, 0.99)
 #: The words the form shows for the operators of :data:`abcore.assign.targeting.TARGETING_OPS` (``user_ids``
 #: has a field of its own).
@@ -151,8 +155,9 @@ def parse_config(text: str | None) -> tuple[dict[str, Any], str | None]:
 def validate_rows(rows: Sequence[VariantRow]) -> list[str]:
     """Readable problems with the variant rows; ``[]`` when they can be saved.
 
-    Checks: at least two rows, non-empty unique names, allocations in [0, 100] summing to
-    100 %, every JSON config valid.
+    Checks: at least two rows, non-empty unique names, allocations in (0, 100] summing to exactly
+    100 % (:func:`abcore.experiments.validation.allocation_problems`, the rule of every surface), every
+    JSON config valid.
     """
     problems: list[str] = []
     if len(rows) < MIN_VARIANTS:
@@ -171,10 +176,8 @@ def validate_rows(rows: Sequence[VariantRow]) -> list[str]:
         _, error = parse_config(row.config_text)
         if error:
             problems.append(f"Variant '{name or index}': {error}.")
-    total = allocation_total(r.allocation_pct for r in rows)
-    if not allocation_ok(total):
-        problems.append(f"Allocations add up to {format_allocation(total)} %; they must total exactly 100 % "
-                        "(within 0.000001 percentage points; e.g. 33.333334, 33.333333, 33.333333 for three).")
+    # the one split rule (abcore.experiments.validation): every variant above 0 %, exactly 100 % in total
+    problems.extend(allocation_problems([float(r.allocation_pct or 0.0) for r in rows]))
     return problems
 
 

@@ -28,6 +28,7 @@ from abcore.formatting import (
     format_pp,
     format_pvalue,
 )
+from abcore.metrics import kind_label
 from abcore.store.tables import ExperimentStatus, utcnow
 
 # One colour per status, used by every page (Streamlit badge colour names).
@@ -131,7 +132,8 @@ def _finite(x: float | None) -> bool:
 def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
     """The results table of one metric: the control row, then one row per treatment.
 
-    Columns: Variant, Users, Conversions (binary metrics), Rate / Mean, Difference [CI],
+    Columns: Variant, Users, Conversions (binary metrics), Rate / the kind's value (:func:`abcore.metrics.kind_label`:
+    Mean per user, Mean per event, ...), Difference [CI],
     Lift [CI], p-value (adjusted for multiple comparisons), Outcome (the judge's better / worse /
     inconclusive in the metric's direction, :mod:`abcore.analysis.verdict`: the forest plot's colour);
     plus Chance to beat control and Expected loss for the Bayesian method. Every number is formatted
@@ -142,6 +144,8 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
         return []
     first = rows_for[0]
     binary = first.kind == "binary"
+    # the value column says what the kind computes: "Rate", "Mean per user", "Mean per event", "Ratio", ...
+    value_column = "Rate" if binary else kind_label(getattr(first, "metric_kind", "mean"))
 
     def value(v: float) -> str:
         return format_pct(v, RATE_DIGITS) if binary else format_fixed(v, MEAN_DIGITS)
@@ -149,7 +153,7 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
     control: dict[str, str] = {"Variant": variant_label(first.control_variant, True), "Users": format_int(first.control_users)}
     if binary:
         control["Conversions"] = format_int(first.control_conversions)
-    control["Rate" if binary else "Mean"] = value(first.control_value)
+    control[value_column] = value(first.control_value)
     control.update({"Difference [CI]": "–", "Lift [CI]": "–", "p-value (adj.)": "–", "Outcome": ""})
     bayes = any(r.bayes is not None for r in rows_for)
     if bayes:
@@ -172,7 +176,7 @@ def metric_rows(results: Any, metric: str) -> list[dict[str, str]]:
         row: dict[str, str] = {"Variant": r.variant, "Users": format_int(r.users)}
         if binary:
             row["Conversions"] = format_int(r.conversions)
-        row["Rate" if binary else "Mean"] = value(r.value)
+        row[value_column] = value(r.value)
         row.update({
             "Difference [CI]": diff,
             "Lift [CI]": lift,

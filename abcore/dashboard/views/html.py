@@ -6,8 +6,18 @@ renders rows of formatted cells as an escaped HTML table.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to a page of the dashboard: ``text`` shown, ``href`` a relative URL
+    (``results?experiment=3``), both escaped by :func:`html_table`."""
+
+    text: str
+    href: str
 
 # Streamlit's Markdown turns some plain text into something else after it has parsed (and unescaped) it:
 # GFM's bare links (``http://x``, ``www.x``, ``a@b.c``), emoji and icon short codes (``:smile:``,
@@ -49,11 +59,18 @@ def html_text(text: object) -> str:
     return escape("" if text is None else str(text)).replace(":", "&#58;")
 
 
-def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> str:
+#: :func:`html_table` with ``fit=True``: as wide as its column, never wider (a long word breaks if it must),
+#: with narrower cell padding than Streamlit's tables.
+FIT_CSS = ("<style>table.abcore-fit{width:100%;font-size:0.875rem;overflow-wrap:break-word}"
+           "table.abcore-fit th,table.abcore-fit td{padding:4px 6px}</style>")
+
+
+def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1, fit: bool = False) -> str:
     """Rows of already formatted cells as one line of HTML table markup for ``st.markdown``.
 
     The columns are the first row's keys; every cell is escaped (names come from users); the first
-    ``key_columns`` columns are left-aligned labels, the others right-aligned figures. One line, because
+    ``key_columns`` columns are left-aligned labels, the others right-aligned figures; a :class:`Link` cell is a
+    link. ``fit``: the table takes its column's width and wraps its cells to stay within it (many columns). One line, because
     Markdown ends an HTML block at a blank line. An empty ``rows`` gives an empty string. Plain HTML
     instead of ``st.table``: the browser draws it with the page's text, without loading a table chunk
     (measured, docs site: Performance, "Results page speed in the browser").
@@ -64,9 +81,14 @@ def html_table(rows: Sequence[Mapping[str, Any]], *, key_columns: int = 1) -> st
 
     def cell(tag: str, i: int, value: Any) -> str:
         align = "left" if i < key_columns else "right"  # an attribute, not a style: no CSS to parse per cell
-        return f'<{tag} align="{align}">{html_text(value)}</{tag}>'
+        if isinstance(value, Link):  # same tab, like Streamlit's page links
+            shown = f'<a href="{html_text(value.href)}" target="_self">{html_text(value.text)}</a>'
+        else:
+            shown = html_text(value)
+        return f'<{tag} align="{align}">{shown}</{tag}>'
 
     head = "".join(cell("th", i, c) for i, c in enumerate(columns))
     body = "".join("<tr>" + "".join(cell("td", i, row.get(c)) for i, c in enumerate(columns)) + "</tr>"
                    for row in rows)
-    return f'<table class="abcore-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    table = '<table class="abcore-table abcore-fit">' if fit else '<table class="abcore-table">'
+    return f'{FIT_CSS if fit else ""}{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

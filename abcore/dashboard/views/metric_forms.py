@@ -11,14 +11,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from abcore.dashboard.views.html import plain_text
-from abcore.metrics import CAPPABLE, KINDS, validate_metric
+from abcore.metrics import CAPPABLE, KINDS, kind_label, validate_metric
 
 #: Which way is better, in words.
 DIRECTION_WORDS: dict[str, str] = {"increase": "higher is better", "decrease": "lower is better"}
 #: The arrow shown with the words.
 DIRECTION_ARROWS: dict[str, str] = {"increase": "↑", "decrease": "↓"}
 #: The short name of each kind (the words before the colon of :data:`abcore.metrics.KINDS`).
-KIND_NAMES: dict[str, str] = {kind: text.split(":", 1)[0] for kind, text in KINDS.items()}
+KIND_NAMES: dict[str, str] = {kind: kind_label(kind) for kind in KINDS}
 #: Capping choices of the form ("none" = no capping, stored as ``None``).
 CAP_NAMES: dict[str, str] = {"none": "No capping", "absolute": "Absolute values", "percentile": "Percentiles"}
 
@@ -50,7 +50,8 @@ def _ordinal(quantile: float) -> str:
 
 
 def kind_words(row: Any) -> str:
-    """The kind of a definition in words: "Conversion", "Mean", "Ratio: revenue / sessions", "Quantile: p95"."""
+    """The kind of a definition in words: "Conversion", "Mean per user", "Mean per event", "Ratio: revenue /
+    sessions", "Quantile: p95"."""
     kind = getattr(row, "kind", "")
     name = KIND_NAMES.get(kind, str(kind))
     if kind == "ratio":

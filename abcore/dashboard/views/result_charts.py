@@ -94,3 +94,21 @@ def feedback(feedback: dict[str, dict[str, int]], palette: dict[str, str]) -> st
     values = {s: [float(feedback[v].get(s, 0)) for v in variants] for s in sentiments}
     return bar_chart(title="User feedback", categories=variants, values=values, colors=SENTIMENT_COLORS,
                      y_title="Feedback events", stacked=True, days=False)
+
+
+HISTORY_COLORS = {"lift": "#4f46e5", "CI low": "#9ca3af", "CI high": "#9ca3af"}
+
+
+def snapshot_history(history: list[dict[str, Any]]) -> str | None:
+    """The primary metric's lift and always-valid CI per watcher pass (rows of
+    :func:`abcore.watch.snapshots.snapshot_history`), the same SVG line chart as the cumulative lift;
+    None with fewer than two passes."""
+    if len(history) < 2:
+        return None
+    labels = [h["computed_at"].strftime("%m-%d %H:%M") for h in history]
+    series = {name: [None if h[key] is None else h[key] * 100 for h in history]
+              for name, key in (("lift", "lift"), ("CI low", "lift_ci_low"), ("CI high", "lift_ci_high"))}
+    metric = next((h["metric"] for h in history if h["metric"]), "primary metric")
+    return line_chart(title=f"{metric}: lift and always-valid CI per watcher pass", categories=labels,
+                      series=series, colors=HISTORY_COLORS, y_title="Lift (%)", value_format="+.2f", zero_line=True,
+                      x_title="Watcher pass (UTC)")

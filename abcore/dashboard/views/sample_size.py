@@ -8,6 +8,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from abcore.dashboard.views.charts import line_chart
+from abcore.formatting import format_int, format_pct
+
 
 @dataclass(frozen=True)
 class SamplePlan:
@@ -126,3 +129,14 @@ def power_curve(
     else:
         values = [power_proportion(baseline, mde, n, relative=relative, alpha=alpha) for n in ns]
     return PowerCurve(tuple(ns), tuple(values))
+
+
+def power_chart(curve: PowerCurve, target: float, per_variant: float) -> str:
+    """The power curve as an SVG line chart (:func:`abcore.dashboard.views.charts.line_chart`): power (%) by
+    users per variant, with the target power as a flat line; the title names the users the plan needs."""
+    labels = [format_int(n) for n in curve.n]
+    target_name = f"target {format_pct(target, 0)}"
+    series = {"power": [p * 100 for p in curve.power], target_name: [target * 100] * len(curve.n)}
+    return line_chart(title=f"Power by users per variant ({format_int(per_variant)} users reach the target)",
+                      categories=labels, series=series, colors={"power": "#4f46e5", target_name: "#9ca3af"},
+                      y_title="Power (%)", value_format=".1f", x_title="Users per variant")

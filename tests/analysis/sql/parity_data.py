@@ -29,9 +29,11 @@ METRICS = (
     MetricSpec(name="rev_per_click", kind="ratio", numerator="revenue", denominator="click"),
     MetricSpec(name="latency", kind="quantile", quantile=0.9),
     MetricSpec(name="latency_p50", kind="quantile", quantile=0.5),
+    MetricSpec(name="latency_mean", kind="event_mean", window_hours=72),
 )
 # Capped/alias metrics read the events of this metric name.
-SOURCE_NAME = {"click_count": "click", "revenue_abs": "revenue", "revenue_pct": "revenue", "latency_p50": "latency"}
+SOURCE_NAME = {"click_count": "click", "revenue_abs": "revenue", "revenue_pct": "revenue", "latency_p50": "latency",
+               "latency_mean": "latency"}
 
 
 def rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -124,11 +126,16 @@ def oracle(segment: str | None = None, cuped: bool = False) -> dict[tuple[str, i
                 vals = np.sort(g.value.to_numpy())
                 # numpy's nearest-rank definition (inverted_cdf): value at rank ceil(q N)
                 qv = float(np.quantile(vals, m.quantile, method="inverted_cdf"))
-                out[(m.name, int(v), s)] = {"n": g.user_id.nunique(), "q_n": len(vals), "q_value": qv}
+                # n: every exposed user of the variant and segment, as for every other metric
+                exposed = int(((pop.variant == v) & (pop.segment == s)).sum())
+                out[(m.name, int(v), s)] = {"n": exposed, "q_n": len(vals), "q_value": qv}
             continue
         if m.kind == "ratio":
             y = per_user(MetricSpec(name="n", kind="mean"), window(m, m.numerator))
             x = per_user(MetricSpec(name="d", kind="mean"), window(m, m.denominator))
+        elif m.kind == "event_mean":  # the user's sum of values (NULL = 1) and number of events
+            y = per_user(MetricSpec(name="n", kind="mean"), window(m, name))
+            x = per_user(MetricSpec(name="d", kind="count"), window(m, name))
         else:
             y = per_user(m, window(m, name))
             x = np.zeros_like(y)

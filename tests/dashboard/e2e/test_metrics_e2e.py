@@ -47,14 +47,15 @@ def server(tmp_path: Path, need_browser: Callable[[], None],
 
 
 def _define_latency_ms(page: Page, base: str, db_url: str) -> None:
-    """Define ``latency_ms`` on the Metrics page: a mean, lower is better; the table and the store show it."""
+    """Define ``latency_ms`` on the Metrics page: a mean per event (the latency of a request), lower is better;
+    the table and the store show it."""
     from playwright.sync_api import expect
 
     page.goto(f"{base}/metrics")
     expect(page.get_by_role("heading", name="Metrics")).to_be_visible()
     type_text(page, "md_name", "latency_ms")
-    choose(page, "md_kind", "Mean")
-    expect(page.locator(".st-key-md_cap")).to_be_visible()  # a mean can be capped: its field appeared
+    choose(page, "md_kind", "Mean per event")
+    expect(page.locator(".st-key-md_cap")).to_have_count(0)  # a per-event mean is not capped per user
     page.locator(".st-key-md_direction").get_by_text("lower is better").click()
     settle(page)
     submit = page.locator(".st-key-md_submit button")
@@ -66,7 +67,7 @@ def _define_latency_ms(page: Page, base: str, db_url: str) -> None:
     expect(table).to_contain_text("lower is better")
     with Session(make_engine(db_url)) as s:
         row = get_metric(session=s, name="latency_ms")
-    assert (row.kind, row.direction) == ("mean", "decrease")
+    assert (row.kind, row.direction) == ("event_mean", "decrease")
 
 
 def _create_with_the_guardrail(page: Page, base: str, db_url: str) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import statistics
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
@@ -26,33 +25,13 @@ from sqlmodel import Session
 from abcore import experiments as ex
 from abcore.demo import load_demo_data
 from abcore.store.db import init_db, make_engine
-from tests.dashboard.e2e.browser import ARTIFACTS, launch
+from tests.dashboard.e2e.browser import ARTIFACTS, launch, open_timed
 
 pytestmark = pytest.mark.e2e
 
 WAIT_S = 60.0
 OPENS = 6  # the first is cold, the others warm
 HOSTILE = "[click me](http://evil.example/) ![pixel](http://tracker.example/p.png) **loud**"
-
-# What "drawn" means in the DOM: every Vega-Lite chart has its canvas (the sample-size page), every
-# SVG chart (abcore.dashboard.views.charts, the results page) and HTML table (abcore.dashboard.views.html.html_table) is in the document,
-# every st.table its <table>, and Streamlit shows no running-script indicator.
-DRAWN_JS = """() => {
-  const vega = [...document.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stPlotlyChart]')];
-  const svg = [...document.querySelectorAll('svg.abcore-chart')];
-  const tables = [...document.querySelectorAll('[data-testid=stTable], [data-testid=stDataFrame]')];
-  const html = [...document.querySelectorAll('table.abcore-table')];
-  return {
-    h1: !!document.querySelector('h1'),
-    charts: vega.length + svg.length,
-    chartsDrawn: vega.filter(c => c.querySelector('canvas, svg.marks, svg.main-svg')).length + svg.length,
-    tables: tables.length + html.length,
-    tablesDrawn: tables.filter(t => t.querySelector('table, canvas')).length + html.length,
-    running: !!document.querySelector('[data-testid=stStatusWidget]'),
-    verdict: !!document.querySelector('.st-key-r_verdict'),
-  };
-}"""
-
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory, need_browser: Callable[[], None],
@@ -72,36 +51,6 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory, need_browser: Callable
         yield base, url
 
 
-def _open(context: object, url: str, *, charts: int = 0, tables: int = 0) -> tuple[object, float, float, dict]:
-    """Open ``url`` in a new tab; return (page, seconds to first content, seconds to fully drawn, DOM state).
-
-    Fully drawn: the title is there, at least ``charts`` charts and ``tables`` tables exist and all of
-    them are drawn, and the state held for 300 ms with no script running (so late elements count).
-    """
-    page = context.new_page()  # type: ignore[attr-defined]
-    t0 = time.perf_counter()
-    page.goto(url)
-    first = drawn = None
-    stable_since = None
-    state: dict = {}
-    while time.perf_counter() - t0 < WAIT_S:
-        state = page.evaluate(DRAWN_JS)
-        now = time.perf_counter() - t0
-        if first is None and state["h1"]:
-            first = now
-        done = (state["h1"] and not state["running"] and state["charts"] >= charts and state["tables"] >= tables
-                and state["chartsDrawn"] == state["charts"] and state["tablesDrawn"] == state["tables"])
-        if done:
-            if stable_since is None:
-                stable_since, drawn = now, now
-            elif now - stable_since >= 0.3:
-                return page, first, drawn, state
-        else:
-            stable_since = drawn = None
-        page.wait_for_timeout(20)
-    raise AssertionError(f"{url} not drawn within {WAIT_S} s: {state}")
-
-
 def test_every_page_renders_and_the_results_link_is_timed(demo_server: tuple[str, str]) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -115,14 +64,14 @@ def test_every_page_renders_and_the_results_link_is_timed(demo_server: tuple[str
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
         context.set_default_timeout(WAIT_S * 1000)
         # warm-up: the router's first run and the browser's cache of Streamlit's static files
-        page, *_ = _open(context, base)
+        page, *_ = open_timed(context, base)
         page.close()  # type: ignore[attr-defined]
 
         results_url = f"{base}/results?experiment={ranker.id}"
         firsts, fulls = [], []
         for i in range(OPENS):
             # forest, cumulative value + lift, distribution, assignments, feedback; one table per metric
-            page, first, full, state = _open(context, results_url, charts=6, tables=3)
+            page, first, full, state = open_timed(context, results_url, charts=6, tables=3)
             assert state["verdict"], state
             firsts.append(first)
             fulls.append(full)
@@ -135,7 +84,7 @@ def test_every_page_renders_and_the_results_link_is_timed(demo_server: tuple[str
 
         for name, path, charts in (("experiments", "", 0), ("create", "create", 0),
                                    ("sample_size", "sample_size", 1), ("models", "models", 0)):
-            page, _, full, _ = _open(context, f"{base}/{path}", charts=charts)
+            page, _, full, _ = open_timed(context, f"{base}/{path}", charts=charts)
             figures[name] = full
             page.screenshot(path=str(ARTIFACTS / f"page_{name}.png"), full_page=True)  # type: ignore[attr-defined]
             if name == "experiments":

@@ -71,6 +71,8 @@ def test_validate_rows_lists_every_problem() -> None:
     assert "invalid JSON" in text
     assert "90 %" in text
     assert create_form.validate_rows(create_form.initial_rows()) == []
+    zero = [create_form.VariantRow(0, "a", allocation_pct=100), create_form.VariantRow(1, "b", allocation_pct=0)]
+    assert any("more than 0 %" in p for p in create_form.validate_rows(zero))  # a 0 % arm never gets a user
     assert "at least 2 variants" in create_form.validate_rows([create_form.VariantRow(0, "x", allocation_pct=100)])[0]
 
 
@@ -134,7 +136,7 @@ def test_build_refuses_an_invalid_form() -> None:
     problems = create_form.form_problems(form)
     assert "Give the experiment a name." in problems
     assert any("Traffic share" in p for p in problems)
-    with pytest.raises(ValueError, match="must total exactly 100"):
+    with pytest.raises(ValueError, match="more than 0 %"):
         create_form.build_experiment_create(form)
 
 

@@ -45,7 +45,7 @@ def test_kinds_windows_and_caps_in_words() -> None:
 def test_table_rows() -> None:
     (row,) = mf.metric_table_rows([_row(name="latency_ms", kind="mean", direction="decrease", archived=True,
                                         min_detectable_effect=0.02)])
-    assert row == {"Name": "latency_ms", "Kind": "Mean", "Better when": "↓ lower is better",
+    assert row == {"Name": "latency_ms", "Kind": "Mean per user", "Better when": "↓ lower is better",
                    "Window": "whole experiment", "Capping": "none", "Min. effect": "2 %", "Archived": "yes",
                    "Description": ""}
 
