@@ -383,7 +383,7 @@ def _interactions(experiment: Any) -> None:
     flagged = sum(f.flagged for f in found)
     title = f"Interactions with overlapping experiments: {flagged} flagged" if flagged else "Interactions: none flagged"
     with st.expander(title, expanded=bool(flagged), icon="⚠️" if flagged else None):
-        st.dataframe(layer_view.interaction_rows(found), hide_index=True, width="stretch")
+        st.markdown(layer_view.interaction_table(found))
         st.caption("Chi-square of the arms and a z-test of the lift across the other experiment's arms, "
                    "Benjamini-Hochberg over all pairs and metrics.")
 

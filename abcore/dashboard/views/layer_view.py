@@ -98,3 +98,14 @@ def interaction_rows(findings: Sequence[Any]) -> list[dict[str, str]]:
             "Flag": "interaction" if f.flagged else "",
         })
     return rows
+
+
+def interaction_table(findings: Sequence[Any]) -> str:
+    """:func:`interaction_rows` as a Markdown table (every cell escaped: no data grid on the results page)."""
+    rows = interaction_rows(findings)
+    if not rows:
+        return ""
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(plain_text(r[h]) for h in head) + " |" for r in rows]
+    return "\n".join(lines)

@@ -59,3 +59,12 @@ def test_the_list_filters_by_layer() -> None:
     assert [i.layer for i in items] == ["home", ""]
     assert [i.id for i in xl.filter_items(items, layers=["home"])] == [1]
     assert [i.id for i in xl.filter_items(items)] == [1, 2]
+
+
+def test_the_interaction_table_escapes_names() -> None:
+    from abcore.analysis.interactions import InteractionFinding
+
+    finding = InteractionFinding("a", "b|*x*", "effect", "clicks", ("t", "u"), 0.5, 0.001, 0.002, True, 100)
+    table = layer_view.interaction_table([finding])
+    assert table.count("\n") == 2 and "b\\|\\*x\\*" in table and "interaction" in table
+    assert layer_view.interaction_table([]) == ""
