@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     # recommender code (``assign`` itself: ``from abcore.assign import assign``)
+    "assign_layer": "abcore.assign",
     "assign_many": "abcore.assign",
     "assign_user_to_variant": "abcore.assign",
     "track": "abcore.assign",
@@ -40,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "cancel_experiment": "abcore.experiments.lifecycle",
     "ship_winner": "abcore.experiments.lifecycle",
     "set_auto_stop": "abcore.experiments.lifecycle",
+    "create_layer": "abcore.experiments.layers",
+    "create_holdout": "abcore.experiments.layers",
     # watcher
     "run_pass": "abcore.watch.runner",
     # analysis

@@ -25,6 +25,7 @@ from abcore.api import docs_ui, errors
 from abcore.api.deps import ApiSettings, ApiState, no_unknown_query
 from abcore.api.experiments import router as experiments_router
 from abcore.api.interleaving import router as interleaving_router
+from abcore.api.layers import router as layers_router
 from abcore.api.schemas import ErrorBody, Health
 from abcore.api.tracking import router as tracking_router
 from abcore.assign import Assigner
@@ -157,6 +158,7 @@ def create_app(
     docs_ui.install(app)
     app.include_router(interleaving_router)
     app.include_router(experiments_router)
+    app.include_router(layers_router)
 
     @app.get(
         "/api/v1/health",

@@ -28,6 +28,7 @@ from abcore.api.schemas import (
     StatusChange,
     VariantMetrics,
 )
+from abcore.experiments.layers import layer_names
 from abcore.io.configs import normalise_weights
 from abcore.io.csv_export import ExportError, iter_csv
 from abcore.store.tables import Experiment, ExperimentStatus
@@ -49,6 +50,7 @@ def experiment_out(session: Any, exp: Experiment) -> dict[str, Any]:
     data["variants"] = [{**v.model_dump(exclude={"experiment_id"}), "weight": v.allocation_pct / 100.0} for v in variants]
     data["winner"] = next((v.name for v in variants if v.id == exp.winner_variant_id), None)
     data["allowed_actions"] = ex.allowed_actions(exp.status)
+    data["layer"], data["holdout_layers"] = layer_names(session, exp)  # names, as ExperimentCreate takes them
     return data
 
 

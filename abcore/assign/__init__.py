@@ -17,6 +17,7 @@ from abcore.assign.assigner import Assigner
 from abcore.assign.cache import Assignment, FrozenConfig
 from abcore.assign.defaults import (
     assign,
+    assign_layer,
     assign_many,
     assign_user_to_variant,
     configure,
@@ -47,6 +48,7 @@ __all__ = [
     "Interleaving",
     "Router",
     "assign",
+    "assign_layer",
     "assign_many",
     "assign_user_to_variant",
     "bucket",

@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from abcore.assign import batch, definitions, prometheus, tracking
+from abcore.assign import batch, definitions, prometheus, surface, tracking
 from abcore.assign.cache import (
     Assignment,
     Definitions,
@@ -202,8 +202,7 @@ class Assigner:
         return self._engine
 
     @property
-    def writer(self) -> Writer | None:
-        """The write-behind buffer (None when the configured store could not be used)."""
+    def writer(self) -> Writer | None:  # the write-behind buffer (None when the configured store could not be used)
         return self._writer
 
     @property
@@ -212,13 +211,11 @@ class Assigner:
         return 0 if self._writer is None else self._writer.dropped
 
     @property
-    def dead_lettered(self) -> int:
-        """Rows and events the store rejected on their own (in the dead-letter file)."""
+    def dead_lettered(self) -> int:  # rows and events the store rejected on their own (in the dead-letter file)
         return 0 if self._writer is None else self._writer.dead_lettered
 
     @property
-    def corrected(self) -> int:
-        """Users whose served variant differed from the row found stored (cache corrected)."""
+    def corrected(self) -> int:  # users whose served variant differed from the row found stored (cache corrected)
         return 0 if self._writer is None else self._writer.corrected
 
     def _log_failure(self, what: str, exc: BaseException | None, *, key: str = "store") -> None:
@@ -313,8 +310,7 @@ class Assigner:
         self._defs = defs
         self._defs_expiry = defs.loaded_at + self.cache_ttl
 
-    def _lookup(self, experiment: str | int | None, deadline: float) -> ExperimentDef | None:
-        """The cached definition of ``experiment``, waiting for a reload at most until ``deadline``."""
+    def _lookup(self, experiment: str | int | None, deadline: float) -> ExperimentDef | None:  # waits until deadline at most
         return definitions.lookup(self, experiment, deadline)
 
     # ---------------------------------------------------------------- stored assignments (cache)
@@ -328,8 +324,7 @@ class Assigner:
                     if self._writer is None or not self._writer.is_pending(*old):
                         sticky.pop(old, None)
 
-    def _remember_absent(self, key: tuple[int, str]) -> None:
-        """Negative cache: a user read as not stored is not read again for ``cache_ttl`` seconds."""
+    def _remember_absent(self, key: tuple[int, str]) -> None:  # a user read as not stored: not read again for cache_ttl s
         absent = self._absent
         absent[key] = time.monotonic() + self.cache_ttl
         if len(absent) > max(1000, self.max_cached_users // 10):
@@ -422,9 +417,14 @@ class Assigner:
             self._log_failure("assign", exc)
             return None
 
-    def assign_user_to_variant(self, user_id: str) -> int | None:
-        """The variant id of the most recently started running experiment, or None."""
-        answer = self.assign(user_id)
+    def assign_layer(self, user_id: str, layer: str, *, attributes: Mapping[str, Any] | None = None, expose: bool = True,
+                     request_id: str | None = None) -> Assignment | None:
+        """The user's one assignment in ``layer``, or None for the layer's default (:func:`abcore.assign.surface.assign_layer`)."""
+        return surface.assign_layer(self, user_id, layer, attributes=attributes, expose=expose, request_id=request_id)
+
+    def assign_user_to_variant(self, user_id: str, layer: str | None = None) -> int | None:
+        """The variant id in ``layer`` (None: of the most recently started running experiment), or None."""
+        answer = self.assign(user_id) if layer is None else self.assign_layer(user_id, layer)
         return None if answer is None else answer.variant_id
 
     def assign_many(

@@ -154,12 +154,15 @@ def _proposals(
     missing: list[int],
     attrs_of: Callable[[int], Mapping[str, Any] | None],
 ) -> list[int]:
-    """Variant index per missing user (-1 when targeting or the traffic share excludes them), vectorised."""
+    """Variant index per missing user (-1 when the layer, a holdout, targeting or the traffic share excludes them),
+    vectorised."""
     ids = users if len(missing) == len(users) else [users[i] for i in missing]
     chosen = choose_variants(buckets(ids, d.salt), d.cumulative)
     if d.traffic < 1.0:
         outside = buckets(ids, d.salt, seed=TRAFFIC_SEED) >= d.traffic
         chosen[outside] = -1
+    if d.gate is not None:
+        chosen[~d.gate.admits_many(ids)] = -1
     proposals: list[int] = chosen.tolist()
     if d.targeting:
         rules = list(d.targeting)

@@ -19,6 +19,7 @@ from typing import Any
 
 from abcore.assign import prometheus
 from abcore.assign.hashing import bucket, choose_variant, traffic_bucket
+from abcore.assign.layers import Gate, LayerDef
 from abcore.assign.targeting import evaluate_targeting
 from abcore.store.tables import EventType, ExperimentStatus
 from abcore.store.values import UnstorableValue, id_of, is_id_text, is_plain_json_object, json_value_problem
@@ -119,6 +120,8 @@ class ExperimentDef:
     #: merging the rankers of an interleaving experiment (abcore.assign.interleaving).
     kind: str = "ab"
     interleaving_method: str | None = None
+    #: Layer ranges and holdouts a new user must pass (:mod:`abcore.assign.layers`); None: nothing to pass.
+    gate: Gate | None = None
     index_of: dict[int, int] = field(init=False, repr=False)
     returning: tuple[Assignment, ...] = field(init=False, repr=False)
     new: tuple[Assignment, ...] = field(init=False, repr=False)
@@ -158,7 +161,10 @@ class ExperimentDef:
             setter(self, attr, tuple(counter.labels(self.name, v.name) for v in self.variants))
 
     def proposal(self, user_id: str, attributes: Mapping[str, Any] | None) -> int | None:
-        """Variant index a new user would get, or None when targeting or the traffic share keeps them out."""
+        """Variant index a new user would get, or None when the layer, a holdout, targeting or the traffic share
+        keeps them out."""
+        if self.gate is not None and not self.gate.admits(user_id):
+            return None
         if self.targeting and not evaluate_targeting(self.targeting, user_id, attributes):
             return None
         if self.traffic < 1.0 and traffic_bucket(user_id, self.salt) >= self.traffic:
@@ -166,8 +172,13 @@ class ExperimentDef:
         return choose_variant(bucket(user_id, self.salt), self.cumulative)
 
     def winner_for(self, user_id: str, attributes: Mapping[str, Any] | None) -> Assignment | None:
-        """Completed experiment: the shipped winner for ``rollout_pct`` % of (targeted) users, else None."""
+        """Completed experiment: the shipped winner for ``rollout_pct`` % of (targeted) users, else None.
+
+        In a layer the winner is the layer default: it serves only users outside the ranges of the layer's
+        running experiments, and no user a running holdout covering it keeps out."""
         if self.winner_index is None:
+            return None
+        if self.gate is not None and not self.gate.admits(user_id):
             return None
         if self.targeting and not evaluate_targeting(self.targeting, user_id, attributes):
             return None
@@ -184,6 +195,8 @@ class Definitions:
     by_name: dict[str, ExperimentDef]
     latest_running: ExperimentDef | None
     loaded_at: float
+    #: The layers by name (:class:`~abcore.assign.layers.LayerDef`).
+    layers: dict[str, LayerDef] = field(default_factory=dict)
 
     def find(self, experiment: str | int | None) -> ExperimentDef | None:
         """The definition for a name, an id (an int, or a string of ASCII digits: always an id, never a name), or

@@ -29,6 +29,7 @@ from abcore.assign.interleave import interleave as interleave_with
 
 __all__ = [
     "assign",
+    "assign_layer",
     "assign_many",
     "assign_user_to_variant",
     "configure",
@@ -106,9 +107,22 @@ def assign(
     return client.assign(user_id, experiment, attributes=attributes, expose=expose, request_id=request_id)
 
 
-def assign_user_to_variant(user_id: str) -> int | None:
-    """The variant id of the most recently started running experiment for ``user_id``, or None."""
-    return default_assigner().assign_user_to_variant(user_id)
+def assign_user_to_variant(user_id: str, layer: str | None = None) -> int | None:
+    """The variant id of ``user_id`` in ``layer`` (None: in the most recently started running experiment), or None."""
+    return default_assigner().assign_user_to_variant(user_id, layer)
+
+
+def assign_layer(
+    user_id: str,
+    layer: str,
+    *,
+    attributes: Mapping[str, Any] | None = None,
+    expose: bool = True,
+    request_id: str | None = None,
+) -> Assignment | None:
+    """See :meth:`Assigner.assign_layer` (default client): the user's one assignment in ``layer``, or None."""
+    client = _default if _default is not None else default_assigner()
+    return client.assign_layer(user_id, layer, attributes=attributes, expose=expose, request_id=request_id)
 
 
 def assign_many(

@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from abcore import errors
 from abcore.assign.cache import EMPTY_CONFIG, Definitions, ExperimentDef, FrozenConfig, VariantDef
 from abcore.assign.hashing import cumulative_allocations
-from abcore.store.tables import AuditLog, Experiment, ExperimentStatus, Model, UserAssignment, Variant
+from abcore.assign.layers import Gate, plan
+from abcore.store.tables import AuditLog, Experiment, ExperimentStatus, Layer, Model, UserAssignment, Variant
 
 logger = logging.getLogger("abcore.assign")
 
@@ -92,7 +93,9 @@ def assignment_engine(
 
 
 def load_definitions(connection: Connection) -> Definitions:
-    """Every experiment assign can answer for: running, paused, and completed with a shipped winner.
+    """Every experiment assign can answer for: running, paused, and completed with a shipped winner; and the layers.
+
+    Layer ranges and running holdouts become each experiment's gate (:func:`abcore.assign.layers.plan`).
 
     ``changed`` is set for an experiment whose split or traffic share was changed after it started
     (``ab_audit_log`` rows :data:`SPLIT_CHANGES` from a running or paused status).
@@ -131,22 +134,28 @@ def load_definitions(connection: Connection) -> Definitions:
         ).mappings().all()
         for row in rows:
             variants_by_exp[row["experiment_id"]].append(row)
+    layer_ids = {e["layer_id"] for e in experiments if e["layer_id"] is not None}  # a layer nobody uses answers None anyway
+    layer_rows = connection.execute(select(Layer.__table__).where(Layer.__table__.c.id.in_(layer_ids))).mappings().all() if layer_ids else []
+    gates, layers = plan(experiments, variants_by_exp, layer_rows)
     by_id: dict[int, ExperimentDef] = {}
     for e in experiments:
-        d = _definition(e, variants_by_exp[e["id"]]) if variants_by_exp[e["id"]] else None
+        d = _definition(e, variants_by_exp[e["id"]], gates.get(e["id"])) if variants_by_exp[e["id"]] else None
         if d is not None:
             by_id[d.id] = d
-    running = [d for d in by_id.values() if d.status == _RUNNING and d.kind != "interleaving"]  # assign(user) needs arms
+    # assign(user) without an experiment picks an A/B test: an interleaving experiment needs rankings and a
+    # holdout serves nothing
+    running = [d for d in by_id.values() if d.status == _RUNNING and d.kind == "ab"]
     latest = max(running, key=lambda d: (d.started_at is not None, d.started_at or 0, d.id), default=None)
     return Definitions(
         by_id=by_id,
         by_name={d.name: d for d in by_id.values()},
         latest_running=latest,
         loaded_at=time.monotonic(),
+        layers=layers,
     )
 
 
-def _definition(e: Any, rows: list[Any]) -> ExperimentDef | None:
+def _definition(e: Any, rows: list[Any], gate: Gate | None = None) -> ExperimentDef | None:
     """The cached definition of experiment row ``e`` with its variant ``rows``; None (logged) for an invalid split."""
     variants = tuple(
         VariantDef(
@@ -184,6 +193,7 @@ def _definition(e: Any, rows: list[Any]) -> ExperimentDef | None:
         changed=bool(e["split_changed"]),
         kind=e["kind"],
         interleaving_method=e["interleaving_method"],
+        gate=gate,
     )
 
 

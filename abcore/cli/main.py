@@ -6,7 +6,7 @@ never a traceback; 2 a usage error (argparse); 130 interrupted.
 Long work (export, import) shows a progress line on stderr when it is a terminal.
 
 Each command group lives in its own module (:mod:`abcore.cli.experiments`, :mod:`abcore.cli.analysis`,
-:mod:`abcore.cli.io`, :mod:`abcore.cli.metrics`, :mod:`abcore.cli.access`, :mod:`abcore.cli.servers`,
+:mod:`abcore.cli.io`, :mod:`abcore.cli.layers`, :mod:`abcore.cli.metrics`, :mod:`abcore.cli.access`, :mod:`abcore.cli.servers`,
 :mod:`abcore.cli.store`) and adds its own subcommands; this module assembles them and maps errors.
 """
 
@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from abcore.cli import access, analysis, experiments, interleaving, io, metrics, servers, store
+from abcore.cli import access, analysis, experiments, interleaving, io, layers, metrics, servers, store
 from abcore.cli.analysis import CORRECTIONS, METHODS
 from abcore.cli.common import CliError, Progress, first_line
 from abcore.config import database_url
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     store.add_commands(commands)
     experiments.add_commands(commands)
+    layers.add_commands(commands)
     analysis.add_commands(commands)
     interleaving.add_commands(commands)
     io.add_commands(commands)

@@ -17,6 +17,7 @@ PAGES = {
     "create.py": st.Page("pages/create.py", title="Create experiment", icon="➕", url_path="create"),
     "edit.py": st.Page("pages/edit.py", title="Edit experiment", icon="✏️", url_path="edit"),
     "results.py": st.Page("pages/results.py", title="Results", icon="📊", url_path="results"),
+    "layers.py": st.Page("pages/layers.py", title="Layers", icon="🧱", url_path="layers"),
     "metrics.py": st.Page("pages/metrics.py", title="Metrics", icon="📏", url_path="metrics"),
     "sample_size.py": st.Page("pages/sample_size.py", title="Sample size", icon="🧮", url_path="sample_size"),
     "models.py": st.Page("pages/models.py", title="Models", icon="🤖", url_path="models"),

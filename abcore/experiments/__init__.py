@@ -15,6 +15,8 @@ Which module holds what:
   :func:`clone_experiment`, :func:`archive_experiment`;
 * :mod:`~abcore.experiments.approvals` — the ``require_approval`` setting, requesting, approving and rejecting
   a draft, and the fingerprint of the configuration an approval covers;
+* :mod:`~abcore.experiments.layers` — layers (mutually exclusive experiments on one surface: ranges reserved at
+  start, released at stop) and holdouts: :func:`create_layer`, :func:`layer_usage`, :func:`create_holdout`;
 * :mod:`~abcore.experiments.ml_models` — the model registry (``ab_models``) the variants point to.
 
 Targeting rules are checked and evaluated by :mod:`abcore.assign.targeting` (the request path uses them too).
@@ -40,6 +42,18 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "VariantCreate",
     ),
     "validation": ("allocation_problems", "exact_percent", "normalize_auto_stop", "validate_auto_stop", "validate_experiment"),
+    "layers": (
+        "LayerConflict",
+        "LayerNotFound",
+        "HoldoutOverlap",
+        "LayerUsage",
+        "create_holdout",
+        "create_layer",
+        "get_layer",
+        "holdout_overlap",
+        "layer_usage",
+        "list_layers",
+    ),
     "records": ("audit_log", "get_experiment", "get_variants", "list_experiments"),
     "lifecycle": (
         "TRANSITIONS",

@@ -14,6 +14,7 @@ from sqlmodel import Session, col
 
 from abcore.experiments.approvals import APPROVED, NO_APPROVAL
 from abcore.experiments.errors import ExperimentError, InvalidTransition
+from abcore.experiments.layers import layer_names
 from abcore.experiments.lifecycle import create_draft
 from abcore.experiments.records import get_experiment, get_variants, record_audit
 from abcore.experiments.schemas import UPDATE_FIELDS, ExperimentCreate, ExperimentUpdate, VariantCreate
@@ -303,6 +304,9 @@ def clone_experiment(
     data.name = name if isinstance(name, str) else ""
     data.salt = source.salt if keep_salt else None
     data.created_by = actor or source.created_by
+    data.layer, data.holdout_layers = layer_names(session, source)  # a clone joins the same layer, with the same share
+    data.layer_share = source.layer_share if data.layer else None
+    data.kind = source.kind
     return create_draft(session, data, actor, source, keep_salt=bool(keep_salt))
 
 

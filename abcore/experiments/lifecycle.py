@@ -25,6 +25,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col
 
+from abcore.experiments import layers
 from abcore.experiments.approvals import APPROVED, approval_problem, require_approval, withdraw_approval
 from abcore.experiments.errors import ApprovalRequired, ExperimentError, InvalidTransition
 from abcore.experiments.records import get_experiment, get_variants, record_audit
@@ -109,6 +110,7 @@ def add_draft(session: Session, data: ExperimentCreate, actor: str, source: Expe
         min_duration_days=data.min_duration_days,
         min_samples_per_variant=data.min_samples_per_variant,
         auto_stop=normalize_auto_stop(data.auto_stop),
+        **layers.layer_columns(data, session),
         created_by=actor or data.created_by,
         created_at=now,
         updated_at=now,
@@ -203,6 +205,10 @@ def apply_transition(
         values["started_at"] = now
     if action in ("stop", "cancel") and current != ExperimentStatus.DRAFT:
         values["stopped_at"] = now
+    layer_values = layers.transition_values(session, experiment, action)  # reserve at start, release at stop
+    values.update(layer_values)
+    if "layer_ranges" in layer_values:
+        details["layer_ranges"] = layer_values["layer_ranges"] or experiment.layer_ranges
     result = session.execute(
         update(Experiment)
         .where(col(Experiment.id) == experiment.id, col(Experiment.status) == current, *conditions)
@@ -354,6 +360,7 @@ def update_allocations(
     experiment = get_experiment(session=session, ref=ref)
     if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
         raise InvalidTransition(f"Cannot change the split of {experiment.name!r}: it is {experiment.status}.")
+    layers.refuse_holdout_split_change(experiment, "split")
     variants = get_variants(session=session, experiment_id=experiment.id)  # type: ignore[arg-type]
     by_name = {v.name: v for v in variants}
     unknown = sorted(set(allocations) - set(by_name))
@@ -386,6 +393,7 @@ def set_traffic_allocation(
     experiment = get_experiment(session=session, ref=ref)
     if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED):
         raise InvalidTransition(f"Cannot change the traffic share of {experiment.name!r}: it is {experiment.status}.")
+    layers.refuse_holdout_split_change(experiment, "traffic share")
     if not is_number(traffic_allocation) or not 0 <= traffic_allocation <= 1:
         raise ExperimentError("The traffic share must be between 0 and 1 (100 %).")
     before = experiment.traffic_allocation

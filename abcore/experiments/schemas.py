@@ -87,6 +87,11 @@ class ExperimentCreate(SQLModel):
     created_by: str = ""
     # Stopping rules for abcore.watch.runner ({} = not watched); see validate_auto_stop for the keys.
     auto_stop: dict[str, Any] = PydanticField(default_factory=dict)
+    # The layer (name) the experiment belongs to and the percent of it the experiment claims (abcore.experiments.layers).
+    layer: str | None = None
+    layer_share: Number | None = None
+    # A holdout only: the layers (names) it covers; None: every experiment.
+    holdout_layers: list[str] | None = None
 
 
 class ExperimentUpdate(SQLModel):

@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from abcore.assign.interleaving import INTERLEAVING_METHODS, max_rankers
+from abcore.assign.layers import HOLDOUT_KIND, HOLDOUT_VARIANTS
 from abcore.assign.targeting import validate_targeting
 from abcore.experiments.errors import ExperimentError
 from abcore.experiments.schemas import (
@@ -27,7 +28,7 @@ from abcore.experiments.schemas import (
     VariantCreate,
 )
 from abcore.metrics import DIRECTIONS
-from abcore.store.tables import Experiment, Model
+from abcore.store.tables import Experiment, Layer, Model
 from abcore.store.values import (
     INT32_MAX,
     has_lone_surrogate,
@@ -164,6 +165,7 @@ def validate_experiment(
     problems += _criteria_problems(data.success_criteria or {})
     problems.extend(validate_auto_stop(data.auto_stop))
     problems += _minimum_problems(data)
+    problems += layer_problems(data, session)
     return problems
 
 
@@ -333,6 +335,44 @@ def _minimum_problems(data: ExperimentCreate) -> list[str]:
             problems.append(f"The {label} must be a whole number of at least 0.")
         elif value > INT32_MAX:
             problems.append(f"The {label} ({field}) must be at most {INT32_MAX:,}; got a {len(str(value))}-digit number.")
+    return problems
+
+
+def layer_problems(data: ExperimentCreate, session: Session | None) -> list[str]:
+    """Problems with the layer fields of ``data``: a known layer, a share in (0, 100], a holdout in no layer
+    covering known layers; the variants of a holdout (``holdout`` and ``exposed``, traffic 100 %, no targeting)."""
+    problems: list[str] = []
+    if data.layer is not None:
+        if data.kind == HOLDOUT_KIND:
+            problems.append("A holdout belongs to no layer; name the layers it covers instead.")
+        elif not isinstance(data.layer, str) or not data.layer.strip():
+            problems.append("The layer must be a layer's name.")
+        elif session is not None and session.exec(select(Layer.id).where(Layer.name == data.layer.strip())).first() is None:
+            problems.append(f"Unknown layer {data.layer!r} (create it first).")
+        if not is_number(data.layer_share) or not 0 < data.layer_share <= 100:  # type: ignore[operator]
+            problems.append("The layer share must be more than 0 % and at most 100 % of the layer.")
+    elif data.layer_share is not None:
+        problems.append("A layer share needs a layer.")
+    if data.kind == HOLDOUT_KIND:
+        problems += _holdout_problems(data, session)
+    elif data.holdout_layers is not None:
+        problems.append("Only a holdout covers layers.")
+    return problems
+
+
+def _holdout_problems(data: ExperimentCreate, session: Session | None) -> list[str]:
+    """A holdout: exactly the variants ``holdout`` and ``exposed``, all traffic, no targeting, known covered layers."""
+    problems: list[str] = []
+    if sorted(v.name.strip() for v in data.variants) != sorted(HOLDOUT_VARIANTS):
+        problems.append("A holdout has exactly two variants, 'holdout' and 'exposed'.")
+    if data.traffic_allocation != 1.0 or data.targeting:
+        problems.append("A holdout takes its percent of all users: traffic share 100 % and no targeting.")
+    names = data.holdout_layers
+    if names is not None and session is not None:
+        known = set(session.exec(select(Layer.name).where(col(Layer.name).in_(names))).all())
+        missing = [n for n in names if n not in known]
+        if missing:
+            problems.append(f"Unknown layer(s) for the holdout: {', '.join(map(repr, missing))}.")
     return problems
 
 

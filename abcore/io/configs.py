@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from abcore.experiments.errors import ExperimentError
+from abcore.experiments.layers import layer_names
 from abcore.experiments.lifecycle import add_draft, store_refusals
 from abcore.experiments.records import get_experiment, get_variants
 from abcore.experiments.schemas import ExperimentCreate, VariantCreate
@@ -99,6 +100,8 @@ _CONFIG_EXTRA_FIELDS = (
     "min_samples_per_variant",
     "auto_stop",  # stopping rules (abcore.watch.runner); validated again on import
 )
+#: The layer (name) and share of an experiment, the layers (names) a holdout covers; the layers must exist on import.
+_LAYER_FIELDS = ("layer", "layer_share", "holdout_layers")
 
 
 def export_config(*, session: Session, experiment: int | str | Experiment) -> dict[str, Any]:
@@ -130,6 +133,8 @@ def export_config(*, session: Session, experiment: int | str | Experiment) -> di
     }
     for field in _CONFIG_EXTRA_FIELDS:
         data[field] = getattr(exp, field)
+    data["layer"], data["holdout_layers"] = layer_names(session, exp)
+    data["layer_share"] = exp.layer_share
     data["metric_definitions"] = _metric_definitions(session, exp)
     return data
 
@@ -271,7 +276,9 @@ def _config_to_create(item: Any, index: int, created_by: str) -> ExperimentCreat
     name = _config_name(item, index)
     where = f"config {str(name)[:80]!r}"
     variants = _config_variants(item.get("variants"), where)
-    fields: dict[str, Any] = {k: item[k] for k in _CONFIG_EXTRA_FIELDS if k in item and item[k] is not None}
+    fields: dict[str, Any] = {
+        k: item[k] for k in (*_CONFIG_EXTRA_FIELDS, *_LAYER_FIELDS) if k in item and item[k] is not None
+    }
     salt = _config_salt(item, name, where)
     try:
         return ExperimentCreate(name=str(name), variants=variants, salt=salt, created_by=created_by, **fields)

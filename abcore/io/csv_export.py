@@ -33,9 +33,10 @@ from typing import IO, Any, Literal
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from abcore.assign.layers import layer_unit
 from abcore.errors import Invalid
 from abcore.experiments.records import get_experiment, get_variants
-from abcore.store.tables import Experiment, ExperimentEvent, UserAssignment
+from abcore.store.tables import Experiment, ExperimentEvent, Layer, UserAssignment
 
 What = Literal["results", "assignments", "events"]
 CsvMode = Literal["safe", "exact"]
@@ -57,6 +58,9 @@ ASSIGNMENT_COLUMNS: tuple[str, ...] = (
     "is_control",
     "assigned_at",
     "attributes",
+    "experiment_kind",  # ab | interleaving | holdout
+    "layer",  # the layer's name ('' outside any layer)
+    "layer_unit",  # the user's unit of the layer hash (0-9999; '' outside any layer): which range holds the user
 )
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -156,6 +160,7 @@ def _experiment_and_variants(session: Session, experiment: int | str | Experimen
 
 
 def _iter_assignments(session: Session, exp: Experiment, variants: dict[int, Any], chunk_size: int) -> Iterator[list[tuple]]:
+    layer = session.get(Layer, exp.layer_id) if exp.layer_id is not None else None
     last_id = 0
     while True:
         batch = session.execute(
@@ -187,6 +192,9 @@ def _iter_assignments(session: Session, exp: Experiment, variants: dict[int, Any
                     variant.is_control if variant else "",
                     assigned_at,
                     attributes if attributes is not None else {},
+                    exp.kind,
+                    layer.name if layer is not None else "",
+                    layer_unit(user_id, layer.salt) if layer is not None else "",
                 )
             )
         yield rows

@@ -59,6 +59,24 @@ class Model(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class Layer(SQLModel, table=True):
+    """A surface (``ab_layers``): its experiments are mutually exclusive, each holding ranges of the layer's hash.
+
+    The salt is fixed at creation (:mod:`abcore.experiments.layers`); ``version`` is bumped by every range
+    reservation, so two experiments started at once never reserve the same range.
+    """
+
+    __tablename__ = "ab_layers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True, index=True)
+    description: str = ""
+    salt: str = Field(max_length=200)
+    version: int = 0
+    created_by: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Experiment(SQLModel, table=True):
     """An experiment definition and its lifecycle state."""
 
@@ -75,6 +93,17 @@ class Experiment(SQLModel, table=True):
     # How an interleaving experiment merges its rankers (abcore.assign.interleaving.INTERLEAVING_METHODS); None otherwise.
     interleaving_method: str | None = Field(default=None, max_length=20)
     salt: str = Field(max_length=200)
+    # Layers (abcore.experiments.layers): the layer the experiment belongs to, the percent of the layer it claims,
+    # and the ranges [start, end) of the layer hash (units of 1/LAYER_UNITS) it holds while running or paused.
+    layer_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("ab_layers.id", ondelete="RESTRICT"), nullable=True, index=True)
+    )
+    layer_share: float | None = None
+    layer_ranges: list[list[int]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    # A holdout (kind "holdout"): the ids of the layers it covers; None: every experiment and shipped winner.
+    holdout_layers: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     traffic_allocation: float = 1.0  # share (0-1] of eligible users that enter
     targeting: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     primary_metric: str = Field(default="conversion", max_length=200)

@@ -96,6 +96,12 @@ def _pass(engine: Engine, settings: WatchSettings) -> PassReport:
             log.error("watch: experiment %s: %s", experiment_id, _short(exc))
             report.errors.append(f"experiment {experiment_id}: {_short(exc)}")
     try:
+        if ids:
+            _watch_interactions(engine, settings, report, bool(targets))
+    except Exception as exc:
+        log.error("watch: interaction scan: %s", _short(exc))
+        report.errors.append(f"interactions: {_short(exc)}")
+    try:
         deliver_pending(engine, settings=settings, report=report)
     except Exception as exc:
         log.error("watch: webhook delivery: %s", _short(exc))
@@ -151,6 +157,28 @@ def _watch_one(engine: Engine, experiment_id: int, settings: WatchSettings, repo
             if acted:
                 report.actions += 1
                 lifecycle_done = True
+
+
+def _watch_interactions(engine: Engine, settings: WatchSettings, report: PassReport, has_targets: bool) -> None:
+    """Alert both experiments of every pair the interaction scan flags (:mod:`abcore.analysis.interactions`),
+    once per (experiment, other experiment, test, metric)."""
+    from abcore.analysis.interactions import interaction_scan
+    from abcore.experiments.records import get_experiment
+
+    with Session(engine, expire_on_commit=False) as session:
+        findings = [f for f in interaction_scan(session=session) if f.flagged]
+        session.rollback()
+        for f in findings:
+            what = "assignment dependence" if f.test == "assignment" else f"effect interaction on {f.metric}"
+            for mine, other in ((f.experiment, f.other), (f.other, f.experiment)):
+                exp = get_experiment(session=session, ref=mine)
+                key = f"interaction:{other}:{f.metric or 'assignment'}"[:250]
+                decision = Decision(rule=key, kind="interaction", action="alert", metric=f.metric,
+                                    reason=f"{what} with {other!r} (BH-adjusted p = {f.adjusted_p:.3g}, "
+                                           f"{f.users_in_both:,} users in both)",
+                                    numbers={"p_value": f.p_value, "adjusted_p": f.adjusted_p, "estimate": f.estimate})
+                created, _ = _fire(session, exp, decision, settings, has_targets, allow_action=False)
+                report.alerts += int(created)
 
 
 def _fire(session: Session, exp: Experiment, decision: Decision, settings: WatchSettings, has_targets: bool,

@@ -32,6 +32,7 @@ CREATES = {
     ("POST", "/api/v1/experiments"),
     ("POST", "/api/v1/experiments/conversions"),
     ("POST", "/api/v1/events"),
+    ("POST", "/api/v1/layers"),
 }
 
 

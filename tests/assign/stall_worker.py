@@ -1,4 +1,6 @@
-"""Child process of the store-stall tests (run as a script): ``python stall_worker.py URL SECONDS``.
+"""Child process of the store-stall tests (run as a script): ``python stall_worker.py URL SECONDS [LAYER]``.
+
+With LAYER every call is ``assign_layer(user, LAYER)`` instead of ``assign(user, "ranker_v2")``.
 
 Protocol on stdin/stdout (one line each): prints ``ready`` once warm; on ``go`` assigns new users for
 SECONDS (one every 5 ms) and prints ``{"n", "none", "worst_ms"}``; on ``flush`` flushes (bounded 30 s)
@@ -33,7 +35,11 @@ def main() -> None:
     url, seconds = sys.argv[1], float(sys.argv[2])
     # registered before abcore.assign is imported, so it runs after abcore's exit-time flush
     atexit.register(lambda: print(f"atexit-done {time.time()}", file=sys.stderr, flush=True))
-    from abcore.assign import assign, configure, flush
+    from abcore.assign import assign, assign_layer, configure, flush
+
+    if len(sys.argv) > 3:
+        layer = sys.argv[3]
+        assign = lambda user, _experiment: assign_layer(user, layer)  # noqa: E731 - same calls, asked by surface
 
     client = configure(url, flush_interval=0.2)
     assert assign("warm-up", "ranker_v2") is not None

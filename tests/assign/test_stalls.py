@@ -19,11 +19,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session
 
 from abcore.assign import Assigner
+from abcore.experiments.layers import create_layer
 from abcore.store.db import make_engine
+from tests.factories import make_experiment
 
 from .conftest import count_assignments, new_experiment
 
@@ -44,10 +48,10 @@ def _bare_teardown() -> float:
 
 
 class _Child:
-    def __init__(self, url: str, seconds: float) -> None:
+    def __init__(self, url: str, seconds: float, layer: str | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
-            [sys.executable, str(WORKER), url, str(seconds)],
+            [sys.executable, str(WORKER), url, str(seconds), *([layer] if layer else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -68,10 +72,18 @@ class _Child:
         return json.loads(self.read())
 
 
-def _scenario(engine: Engine, url: str, stall: Callable[[float], Iterator[None]]) -> None:
-    """Calls during a 4 s stall; flush after it; then calls during a second stall and an exit while it lasts."""
-    exp_id = new_experiment(engine)
-    child = _Child(url, seconds=STALL_S - 0.8)
+def _scenario(engine: Engine, url: str, stall: Callable[[float], Iterator[None]], *, layered: bool = False) -> None:
+    """Calls during a 4 s stall; flush after it; then calls during a second stall and an exit while it lasts.
+
+    ``layered``: the experiment holds all of layer ``home`` and the child asks ``assign_layer(user, "home")``.
+    """
+    if layered:
+        with Session(engine) as session:
+            create_layer("home", session=session)
+        exp_id = int(make_experiment(engine, "ranker_v2", layer="home", layer_share=100.0).id)  # type: ignore[arg-type]
+    else:
+        exp_id = new_experiment(engine)
+    child = _Child(url, seconds=STALL_S - 0.8, layer="home" if layered else None)
     try:
         with stall(STALL_S):
             during = child.ask("go")
@@ -121,6 +133,11 @@ def _sqlite_exclusive_lock(path: str, seconds: float) -> Iterator[None]:
 def test_sqlite_exclusive_lock_in_another_process(sqlite_url: str, sqlite_engine: Engine) -> None:
     path = make_url(sqlite_url).database
     _scenario(sqlite_engine, sqlite_url, lambda seconds: _sqlite_exclusive_lock(str(path), seconds))
+
+
+def test_sqlite_exclusive_lock_asked_by_layer(sqlite_url: str, sqlite_engine: Engine) -> None:
+    path = make_url(sqlite_url).database
+    _scenario(sqlite_engine, sqlite_url, lambda seconds: _sqlite_exclusive_lock(str(path), seconds), layered=True)
 
 
 def test_a_store_locked_from_the_start_costs_later_calls_only_their_timeout(sqlite_url: str) -> None:
@@ -205,7 +222,8 @@ def test_postgres_behind_a_proxy_that_stops_forwarding(postgres_url: str) -> Non
         engine.dispose()
 
 
-def test_postgres_access_exclusive_table_lock(postgres_url: str) -> None:
+@pytest.mark.parametrize("layered", [False, True], ids=["by-experiment", "by-layer"])
+def test_postgres_access_exclusive_table_lock(postgres_url: str, layered: bool) -> None:
     engine = make_engine(postgres_url)
 
     @contextmanager
@@ -222,7 +240,7 @@ def test_postgres_access_exclusive_table_lock(postgres_url: str) -> None:
             connection.close()
 
     try:
-        _scenario(engine, postgres_url, stall)
+        _scenario(engine, postgres_url, stall, layered=layered)
     finally:
         engine.dispose()
 

@@ -13,7 +13,7 @@ import streamlit as st
 from abcore import experiments as ex
 from abcore import formatting as fmt
 from abcore.dashboard import ui, watch_ui
-from abcore.dashboard.views import create_form, forms, html, sample_size
+from abcore.dashboard.views import create_form, forms, html, layer_view, sample_size
 from abcore.dashboard.views import metric_forms as mf
 from abcore.experiments.ml_models import list_models
 from abcore.metrics import list_metrics
@@ -220,6 +220,7 @@ def _who_section(ro: bool) -> list[dict[str, Any]]:
     """3 · traffic share, targeting rules and the user-id list; returns the targeting table's rows."""
     st.subheader("3 · Who enters?")
     st.slider("Share of eligible traffic that enters (%)", 1, 100, 100, key="c_traffic_pct", disabled=ro)
+    _layer_picker(ro)
     ops = create_form.TARGETING_OPS
     # In a popover: the browser loads the data grid's code (the heaviest widget here) only when it is opened,
     # so the form draws without it; the rules typed are listed under the button in words.
@@ -245,6 +246,25 @@ def _who_section(ro: bool) -> list[dict[str, Any]]:
                                 or "every eligible user (no rule)"))
     st.text_area("Only these user ids (optional, one per line)", key="targeting_user_ids", height=68, disabled=ro)
     return rows
+
+
+def _layer_picker(ro: bool) -> None:
+    """The layer (surface) the experiment joins, the share it claims, and the layer's ranges as a live bar."""
+    with ui.session() as s:
+        usages = {u.layer.name: u for u in (ex.layer_usage(session=s, ref=x) for x in ex.list_layers(session=s))}
+    if not usages:
+        return
+    cols = st.columns([2, 1])
+    layer = cols[0].selectbox("Layer (experiments of a layer never share a user)", ["", *usages], key="c_layer",
+                              format_func=lambda n: n or "No layer", disabled=ro)
+    if not layer:
+        return
+    share = cols[1].number_input("Share of the layer (%)", min_value=0.01, max_value=100.0, value=min(100.0, max(
+        usages[layer].free_pct, 0.01)), step=5.0, key="c_layer_share", disabled=ro)
+    st.html(layer_view.bar_html(layer_view.segments(usages[layer].holders, float(share))))
+    problem = layer_view.claim_problem(usages[layer].free_pct, float(share))
+    st.caption(problem or f"{usages[layer].free_pct:g} % of the layer is free; the hatched part is what this experiment "
+                          "would hold once started.")
 
 
 def _judge_section(metrics: list[str], directions: dict[str, str], ro: bool) -> str:
@@ -279,7 +299,9 @@ def _judge_section(metrics: list[str], directions: dict[str, str], ro: bool) -> 
 def _plan_box(rows: list[create_form.VariantRow], ro: bool) -> None:
     """The sample size and run time of the form's design, with a button to use it as the minimum samples."""
     with st.container(border=True, key="plan_box"):
-        st.markdown("**Sample size and run time** (conversion metric, 80 % power)")
+        in_layer = f", at {float(st.session_state.get('c_layer_share', 100.0)):g} % of layer {st.session_state['c_layer']}" if (
+            st.session_state.get("c_layer")) else ""
+        st.markdown(f"**Sample size and run time** (conversion metric, 80 % power{html.plain_text(in_layer)})")
         cols = st.columns(4)
         cols[0].number_input("Baseline conversion rate (%)", min_value=0.01, max_value=99.99, value=10.0,
                              step=0.5, key="plan_baseline", disabled=ro)
@@ -292,6 +314,7 @@ def _plan_box(rows: list[create_form.VariantRow], ro: bool) -> None:
             allocations=[r.allocation_pct for r in rows],
             daily_traffic=float(state["plan_daily"]),
             traffic_pct=float(state.get("c_traffic_pct", 100)),
+            layer_share_pct=float(state.get("c_layer_share", 100.0)) if state.get("c_layer") else 100.0,
         )
         if plan.error:
             st.caption(f"Cannot compute: {plan.error}. Set a minimum effect above 0 %.")

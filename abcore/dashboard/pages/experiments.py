@@ -277,12 +277,15 @@ def _filters(items: list[xl.ListItem]) -> tuple[list[xl.ListItem], bool]:
                                  label_visibility="collapsed")
     sort = row[4].selectbox("Sort by", list(xl.SORT_OPTIONS), format_func=xl.SORT_OPTIONS.__getitem__, key="x_sort",
                             label_visibility="collapsed")
-    row = st.columns([1, 1, 4])
+    row = st.columns([1, 1, 2, 2])
     table = row[0].toggle("Table view", key="x_table", help="One compact row per experiment instead of cards.")
     archived = row[1].toggle("Show archived", key="x_archived")
+    layer_names = sorted({i.layer for i in items if i.layer})
+    layers = row[3].multiselect("Layer", layer_names, key="x_layer", placeholder="Any layer",
+                                label_visibility="collapsed") if layer_names else []
     shown = xl.sort_items(
         xl.filter_items(items, search=search, statuses=statuses, owners=owners, metrics=metrics,
-                        include_archived=archived),
+                        include_archived=archived, layers=layers),
         sort,
     )
     hidden = len(items) - len(shown)
@@ -311,7 +314,9 @@ def body() -> None:
     if not everything:
         st.info("There are no experiments yet. Create the first one with **New experiment**, "
                 "or load the demo data with `abcore demo`.", icon="👋")
-    items = xl.build_items(everything, overview, variants)
+    with ui.session() as s:
+        layer_by_id = {layer.id: layer.name for layer in ex.list_layers(session=s)}
+    items = xl.with_layers(xl.build_items(everything, overview, variants), everything, layer_by_id)
     shown, table = _filters(items)
     by_id = {e.id: e for e in everything}
     wanted = st.session_state.pop(forms.OPEN_TAB_KEY, None)  # e.g. "draft" right after Create

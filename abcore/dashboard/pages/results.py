@@ -23,8 +23,9 @@ from abcore.analysis.pipeline import analyze
 from abcore.analysis.results import Results
 from abcore.config import choose_analysis_engine, database_url
 from abcore.dashboard import interleaving_ui, ui, watch_ui
-from abcore.dashboard.views import forms, html, over_time, result_charts
+from abcore.dashboard.views import forms, html, layer_view, over_time, result_charts
 from abcore.dashboard.views.metric_forms import direction_label
+from abcore.experiments.layers import layer_names
 from abcore.io.csv_export import iter_csv
 
 METHODS = {"frequentist": "Frequentist", "sequential": "Sequential (safe to peek)", "bayesian": "Bayesian"}
@@ -380,6 +381,32 @@ def _downloads(experiment: Any, options: tuple[Any, ...]) -> None:
         )
 
 
+def _layer_line(experiment: Any) -> str | None:
+    """The experiment's layer, or what a holdout covers (:func:`abcore.dashboard.views.layer_view.experiment_line`)."""
+    with ui.session() as s:
+        layer, covered = layer_names(s, experiment)
+        held = next((v.allocation_pct for v in ex.get_variants(session=s, experiment_id=experiment.id) if v.name == "holdout"), None)
+    return layer_view.experiment_line(experiment.kind, layer, experiment.layer_share, covered, held)
+
+
+def _interactions(experiment: Any) -> None:
+    """The interaction tests with every overlapping running experiment (:mod:`abcore.analysis.interactions`)."""
+    if experiment.status not in ("running", "paused") or experiment.kind == "holdout":
+        return
+    from abcore.analysis.interactions import interactions_for
+
+    with ui.session() as s:
+        found = interactions_for(session=s, experiment=experiment.name)
+    if not found:
+        return
+    flagged = sum(f.flagged for f in found)
+    title = f"Interactions with overlapping experiments: {flagged} flagged" if flagged else "Interactions: none flagged"
+    with st.expander(title, expanded=bool(flagged), icon="⚠️" if flagged else None):
+        st.markdown(layer_view.interaction_table(found))
+        st.caption("Chi-square of the arms and a z-test of the lift across the other experiment's arms, "
+                   "Benjamini-Hochberg over all pairs and metrics.")
+
+
 def body() -> None:
     st.title("📊 Results")
     with ui.session() as s:
@@ -399,6 +426,10 @@ def body() -> None:
     stopped = experiment.stopped_at.strftime("%Y-%m-%d") if experiment.stopped_at else "ongoing"
     st.caption(f"{started} → {stopped} · primary metric {html.plain_text(experiment.primary_metric)} · "
                f"{fmt.format_pct(experiment.traffic_allocation, 0)} of eligible traffic")
+    layer_line = _layer_line(experiment)
+    if layer_line:
+        st.markdown(layer_line)
+    _interactions(experiment)
     if experiment.status == "draft":
         st.info("This experiment is a draft: start it on the Experiments page to collect data.", icon="📝")
         return

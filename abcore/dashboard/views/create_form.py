@@ -294,6 +294,8 @@ class CreateForm:
     created_by: str = ""
     kind: str = "ab"  # ab, or interleaving (the variants are rankers merged in one list per user)
     interleaving_method: str = "team_draft"
+    layer: str = ""  # "" = no layer
+    layer_share_pct: float = 100.0  # percent of the layer the experiment claims
 
 
 def form_from_state(state: Mapping[str, Any], *, rows: list[VariantRow], targeting_rows: list[dict[str, Any]],
@@ -316,6 +318,8 @@ def form_from_state(state: Mapping[str, Any], *, rows: list[VariantRow], targeti
         confidence=float(state.get("crit_confidence", 0.95)),
         min_duration_days=int(state.get("crit_min_days", 7)),
         min_samples_per_variant=int(state.get("crit_min_samples", 0)),
+        layer=state.get("c_layer") or "",
+        layer_share_pct=float(state.get("c_layer_share", 100.0)),
         created_by=created_by,
         kind=state.get("c_kind", "ab"),
         interleaving_method=state.get("c_interleaving_method", "team_draft"),
@@ -342,6 +346,8 @@ def form_problems(form: CreateForm) -> list[str]:
         problems.append("Confidence must be 90, 95 or 99 %.")
     if form.min_duration_days < 0 or form.min_samples_per_variant < 0:
         problems.append("Minimum duration and minimum samples cannot be negative.")
+    if form.layer and not 0 < form.layer_share_pct <= 100:
+        problems.append("The layer share must be more than 0 % and at most 100 %.")
     return problems
 
 
@@ -390,6 +396,8 @@ def build_experiment_create(form: CreateForm) -> Any:
         min_duration_days=int(form.min_duration_days),
         min_samples_per_variant=int(form.min_samples_per_variant),
         created_by=form.created_by,
+        layer=form.layer or None,
+        layer_share=float(form.layer_share_pct) if form.layer else None,
     )
 
 

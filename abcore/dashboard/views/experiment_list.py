@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,7 @@ class ListItem:
     stopped_at: datetime | None
     last_activity: datetime | None
     archived: bool
+    layer: str = ""  # the layer's name ("" outside any layer)
 
     @property
     def planned(self) -> int:
@@ -149,6 +150,12 @@ def build_items(
     return items
 
 
+def with_layers(items: Iterable[ListItem], experiments: Iterable[Any], layers: Mapping[int, str]) -> list[ListItem]:
+    """``items`` with the name of each experiment's layer (``layers``: layer id -> name; "" outside any layer)."""
+    layer_of = {e.id: layers.get(getattr(e, "layer_id", None) or -1, "") for e in experiments}
+    return [replace(i, layer=layer_of.get(i.id, "")) for i in items]
+
+
 def owner_choices(items: Iterable[ListItem]) -> list[str]:
     """The owners to filter by, sorted; experiments without an owner appear as ``'—'``."""
     return sorted({i.owner or NO_OWNER for i in items}, key=str.casefold)
@@ -167,14 +174,16 @@ def filter_items(
     owners: Iterable[str] = (),
     metrics: Iterable[str] = (),
     include_archived: bool = False,
+    layers: Iterable[str] = (),
 ) -> list[ListItem]:
     """The items that match every given filter (an empty filter matches everything).
 
     ``search`` matches name or description, case-insensitive, every word somewhere; ``metrics``
-    keeps experiments using any of the metrics; archived experiments only with ``include_archived``.
+    keeps experiments using any of the metrics, ``layers`` those in any of the layers; archived experiments only
+    with ``include_archived``.
     """
     words = [w.casefold() for w in (search or "").split()]
-    statuses, owners, metrics = set(statuses), set(owners), set(metrics)
+    statuses, owners, metrics, layers = set(statuses), set(owners), set(metrics), set(layers)
     out = []
     for item in items:
         if item.archived and not include_archived:
@@ -187,6 +196,8 @@ def filter_items(
         if owners and (item.owner or NO_OWNER) not in owners:
             continue
         if metrics and not metrics.intersection(item.metrics):
+            continue
+        if layers and item.layer not in layers:
             continue
         out.append(item)
     return out

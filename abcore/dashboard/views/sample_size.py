@@ -72,9 +72,10 @@ def sample_plan(
 
 
 def design_plan(*, baseline_pct: float, min_effect_pct: float, confidence: float, allocations: Sequence[float],
-                daily_traffic: float, traffic_pct: float) -> SamplePlan:
+                daily_traffic: float, traffic_pct: float, layer_share_pct: float = 100.0) -> SamplePlan:
     """The create form's plan: a conversion metric at 80 % power, the relative minimum effect and the
-    confidence of the success criteria, the run time paced by the smallest variant's allocation.
+    confidence of the success criteria, the run time paced by the smallest variant's allocation and by the
+    share of the layer the experiment holds (``layer_share_pct``: 100 outside any layer).
 
     Percent inputs as the form shows them (``baseline_pct`` 10 = 10 %); an allocation of 0 % counts as an
     even split (the smallest arm is not known yet).
@@ -87,7 +88,7 @@ def design_plan(*, baseline_pct: float, min_effect_pct: float, confidence: float
         alpha=1.0 - confidence,
         n_variants=len(allocations),
         daily_traffic=daily_traffic,
-        traffic_share=traffic_pct / 100.0,
+        traffic_share=traffic_pct / 100.0 * layer_share_pct / 100.0,
         smallest_allocation=smallest if smallest > 0 else None,
     )
 
