@@ -95,9 +95,20 @@ class BackgroundWatcher:
         from abcore.store.db import init_db
         from abcore.watch.runner import run_forever
 
+        # A fresh store is migrated first (as the dashboard does on first use), so the first pass counts. A store
+        # busy at that moment (another process migrating or writing: "database is locked") is retried every
+        # second until it answers or the dashboard stops; the watcher never gives up on a transient lock.
+        while not self.stopping.is_set():
+            try:
+                init_db(self.engine)
+                break
+            except Exception as exc:  # noqa: BLE001 - store trouble at start: try again
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                print(f"abcore watcher: the store is not ready ({first_line}); retrying in 1 s", file=sys.stderr)
+                self.stopping.wait(1.0)
         try:
-            init_db(self.engine)  # a fresh store (as the dashboard does on first use): the first pass counts
-            run_forever(self.engine, every=self.every, stop=self.stopping)
+            if not self.stopping.is_set():
+                run_forever(self.engine, every=self.every, stop=self.stopping)
         except Exception as exc:  # noqa: BLE001 - a bad webhook setting: the dashboard still serves, red status
             print(f"abcore watcher stopped: {exc}", file=sys.stderr)
 

@@ -114,7 +114,15 @@ def test_allocation_fields_and_the_edit_total(server: tuple[str, str, dict[str, 
     alloc.press("Enter")
     settle(page)
     page.locator(f".st-key-{k}allocation_total").get_by_text("95 %", exact=False).wait_for()
-    assert page.locator(f".st-key-{k}save").get_by_role("button", name="Save changes").is_disabled()
+    # the button is redrawn in the same rerun as the total, possibly a moment later (the old one may still be
+    # on the page meanwhile): wait up to 10 s until no enabled Save button is left
+    enabled = page.locator(f".st-key-{k}save button:enabled")
+    for _ in range(100):
+        if enabled.count() == 0:
+            break
+        page.wait_for_timeout(100)
+    assert enabled.count() == 0
+    assert page.locator(f".st-key-{k}save").get_by_role("button", name="Save changes").first.is_disabled()
 
 
 def test_after_watcher_passes_the_status_is_green_and_the_snapshot_a_report(server: tuple[str, str, dict[str, int]],
