@@ -1,13 +1,19 @@
 """Benchmark of the HTTP API's data plane (``pytest -m bench -s benchmarks/bench_api.py``).
 
-``abcore api`` is started on a free loopback port over a seeded SQLite store (one running experiment, a
-service key with the default limits), with 1 worker and with ``ABCORE_BENCH_WORKERS`` (default 2) workers.
-``wrk`` (2 threads) loads, at 8 and at 64 connections, in ``ABCORE_BENCH_ROUNDS`` (default 3) alternating runs of
+``abcore api`` is started on a free loopback port over a seeded store (one running experiment, a service key
+with the default limits): SQLite, and PostgreSQL in a schema of its own when ``ABCORE_TEST_POSTGRES_URL`` is set;
+with 1 worker and with ``ABCORE_BENCH_WORKERS`` (default 2) workers. ``wrk`` (2 threads) loads, at 8 and at 64 connections, in ``ABCORE_BENCH_ROUNDS`` (default 3) alternating runs of
 ``ABCORE_BENCH_WRK_DURATION`` (default 3 s) per route, so that a change in the machine's load hits both alike:
 
 * ``GET /docs``: the server's cheapest route (uvicorn + FastAPI routing, a small HTML page, no abcore work);
 * ``POST /api/v1/assign``: a Lua script sends a body with a different user id on every request, half of them
   users assigned before the run (returning), half never seen (new: a row and an exposure written behind).
+
+With one worker on a machine of two or more cores, the server is pinned to the first core and wrk to the others
+(``taskset``): on a small machine the load generator would otherwise take the server's core in turns and its
+wait would count as the server's latency (``/docs`` alone showed p99 of 13-134 ms from run to run unpinned,
+11-12 ms pinned). ``ABCORE_BENCH_PIN=0`` turns pinning off; N workers are never pinned. Each server gets a
+warm-up run of both routes before the measured runs.
 
 Printed: mean requests/s, the median p50 and p99 of the runs, and the ratio assign / cheapest route. The targets of the data plane
 (assign >= 0.7 x the cheapest route at 8 and 64 connections, p99 <= 25 ms at 64 connections, one worker) are
@@ -30,11 +36,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from abcore import experiments as ex
 from abcore.access.api_keys import create_api_key
-from abcore.store.db import init_db, make_engine
+from abcore.store.db import make_engine
 
 pytestmark = pytest.mark.bench
 
@@ -46,6 +53,8 @@ ROUNDS = int(os.environ.get("ABCORE_BENCH_ROUNDS", "3"))
 WORKERS = int(os.environ.get("ABCORE_BENCH_WORKERS", "2"))
 CONNECTIONS = (8, 64)
 THREADS = 2
+TASKSET = shutil.which("taskset")
+PIN = os.environ.get("ABCORE_BENCH_PIN", "1") != "0" and (os.cpu_count() or 1) >= 2 and TASKSET is not None
 
 # Every request a user id of its own: even counters are returning users (user-0 .. user-RETURNING-1, cycled),
 # odd ones new users (a per-thread prefix and a counter: never seen before, never repeated).
@@ -85,9 +94,22 @@ def _seconds(text: str) -> float:
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def wrk(url: str, connections: int, script: Path | None = None) -> dict[str, float]:
-    """Run wrk against ``url``; returns p50 / p99 (ms), requests/s, the request count and non-2xx answers."""
-    command = [WRK, f"-t{THREADS}", f"-c{connections}", f"-d{DURATION}", "--latency", "--timeout", "5s"]
+def pinned(command: list[str], cores: str | None) -> list[str]:
+    """``command`` run on ``cores`` (a taskset CPU list) when given."""
+    return [TASKSET, "-c", cores, *command] if cores and TASKSET else command  # type: ignore[list-item]
+
+
+def cores_of(pin: bool) -> tuple[str | None, str | None]:
+    """(server cores, wrk cores): the first core and the others when pinning, else (None, None)."""
+    count = os.cpu_count() or 1
+    return ("0", f"1-{count - 1}") if pin else (None, None)
+
+
+def wrk(
+    url: str, connections: int, script: Path | None = None, cores: str | None = None, duration: str = DURATION
+) -> dict[str, float]:
+    """Run wrk against ``url`` (on ``cores``); returns p50 / p99 (ms), requests/s, the request count and non-2xx answers."""
+    command = pinned([WRK, f"-t{THREADS}", f"-c{connections}", f"-d{duration}", "--latency", "--timeout", "5s"], cores)
     if script is not None:
         command += ["-s", str(script)]
     tail = ["--", f"r{time.monotonic_ns()}"] if script is not None else []  # new users of this run only
@@ -106,10 +128,9 @@ def wrk(url: str, connections: int, script: Path | None = None) -> dict[str, flo
     return figures
 
 
-def seed(path: Path) -> tuple[str, str]:
-    """A migrated SQLite store with the running experiment ``bench`` (50/50); (its URL, a service key)."""
-    url = f"sqlite:///{path}"
-    engine = init_db(make_engine(url))
+def seed(url: str) -> str:
+    """The running experiment ``bench`` (50/50) in the migrated store at ``url``; returns a service key."""
+    engine = make_engine(url)
     with Session(engine) as session:
         data = ex.ExperimentCreate(
             name="bench", salt="bench-salt",
@@ -118,17 +139,17 @@ def seed(path: Path) -> tuple[str, str]:
         ex.start_experiment(session=session, ref=ex.create_experiment(session=session, data=data).id)
         key = create_api_key(session=session, name="bench", role="service")[1]  # the default limits
     engine.dispose()
-    return url, key
+    return key
 
 
 @contextmanager
-def serve(url: str, workers: int, log: Path) -> Iterator[str]:
-    """``abcore api --workers N`` on a free port, as an operator starts it; yields its base URL."""
+def serve(url: str, workers: int, log: Path, cores: str | None = None) -> Iterator[str]:
+    """``abcore api --workers N`` on a free port (on ``cores``), as an operator starts it; yields its base URL."""
     port = _free_port()
     with log.open("ab") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "abcore", "--database-url", url, "api", "--port", str(port), "--workers", str(workers),
-             "--no-access-log", "--log-level", "warning"],
+            pinned([sys.executable, "-m", "abcore", "--database-url", url, "api", "--port", str(port), "--workers",
+                    str(workers), "--no-access-log", "--log-level", "warning"], cores),
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
@@ -152,21 +173,23 @@ def _row(what: str, f: dict[str, float]) -> None:
     print(f"  {what:<34} {f['rps']:>9,.0f} req/s   p50 {f['p50']:7.2f} ms   p99 {f['p99']:7.2f} ms")
 
 
-def run(base: str, key: str, script: Path) -> dict[int, tuple[dict[str, float], dict[str, float]]]:
-    """For each connection count: (cheapest route, assign) figures; returning users assigned first."""
+def run(base: str, key: str, script: Path, cores: str | None) -> dict[int, tuple[dict[str, float], dict[str, float]]]:
+    """For each connection count: (cheapest route, assign) figures; returning users assigned first, then a warm-up."""
     users = [f"user-{i}" for i in range(RETURNING)]
     auth = {"Authorization": f"Bearer {key}"}
     for start in range(0, RETURNING, 1000):
         stored = httpx.post(base + "/api/v1/assign/batch", json={"user_ids": users[start:start + 1000],
                                                                 "experiment": "bench"}, headers=auth, timeout=60)
         assert stored.status_code == 200, stored.text
+    wrk(base + "/docs", CONNECTIONS[-1], cores=cores, duration="1s")  # warm-up: not counted
+    wrk(base + "/api/v1/assign", CONNECTIONS[-1], script, cores=cores, duration="1s")
     found = {}
     for connections in CONNECTIONS:
         # Alternate short runs of the two routes, so that a change of the machine's load hits both alike.
         slices: dict[str, list[dict[str, float]]] = {"floor": [], "assign": []}
         for _ in range(ROUNDS):
-            slices["floor"].append(wrk(base + "/docs", connections))
-            slices["assign"].append(wrk(base + "/api/v1/assign", connections, script))
+            slices["floor"].append(wrk(base + "/docs", connections, cores=cores))
+            slices["assign"].append(wrk(base + "/api/v1/assign", connections, script, cores=cores))
         assert all(a["non_2xx"] == 0 and a["requests"] > 0 for a in slices["assign"]), "assign answered errors"
         found[connections] = (_combine(slices["floor"]), _combine(slices["assign"]))
     return found
@@ -181,9 +204,10 @@ def _combine(runs: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def report(workers: int, found: dict[int, tuple[dict[str, float], dict[str, float]]]) -> None:
+def report(workers: int, pin: bool, found: dict[int, tuple[dict[str, float], dict[str, float]]]) -> None:
     for connections, (floor, assign) in found.items():
-        print(f" {workers} worker(s), {connections} connections:")
+        where = "server on core 0, wrk on the others" if pin else "not pinned"
+        print(f" {workers} worker(s), {connections} connections ({where}):")
         _row("GET /docs (cheapest route)", floor)
         _row("POST /api/v1/assign", assign)
         ratio = assign["rps"] / floor["rps"]
@@ -194,13 +218,17 @@ def report(workers: int, found: dict[int, tuple[dict[str, float], dict[str, floa
 
 
 @pytest.mark.skipif(not Path(WRK).exists(), reason="needs the wrk load generator (apt install wrk)")
-def test_bench_assign_over_http(tmp_path: Path) -> None:
-    url, key = seed(tmp_path / "abcore.db")
+@pytest.mark.parametrize("store", ["sqlite_url", "postgres_url"])
+def test_bench_assign_over_http(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url = request.getfixturevalue(store)  # PostgreSQL: a schema of its own when ABCORE_TEST_POSTGRES_URL is set
+    key = seed(url)
     script = tmp_path / "assign.lua"
     script.write_text(LUA % {"returning": RETURNING, "key": key})
     load = os.getloadavg()[0]
-    print(f"\nHTTP API on loopback, SQLite, wrk -t{THREADS}, {ROUNDS} alternating runs of {DURATION} per route, "
+    print(f"\nHTTP API on loopback, {make_url(url).get_backend_name()}, wrk -t{THREADS}, {ROUNDS} alternating runs of {DURATION} per route, "
           f"half returning / half new users, {os.cpu_count()} cores, load average {load:.1f} at the start")
     for workers in sorted({1, WORKERS}):
-        with serve(url, workers, tmp_path / "api.log") as base:
-            report(workers, run(base, key, script))
+        pin = PIN and workers == 1
+        server_cores, wrk_cores = cores_of(pin)
+        with serve(url, workers, tmp_path / "api.log", server_cores) as base:
+            report(workers, pin, run(base, key, script, wrk_cores))

@@ -128,6 +128,7 @@ def assignment_json(user_id: str, a: Assignment | None) -> bytes:
 
 # A PlainRoute: the endpoint reads the body and the key itself (no dependency machinery on the data plane's
 # hottest path); the schema, the answers and the key requirement are declared here for the OpenAPI document.
+# The app answers this route before its router (abcore.api.data_plane.DataPlane) with this same endpoint.
 router.add_api_route(
     "/assign",
     assign,

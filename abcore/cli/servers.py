@@ -29,7 +29,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         os.environ[SETTINGS["api_max_body_bytes"].env] = str(args.max_body_bytes)
     print(f"abcore API on http://{args.host}:{args.port} (docs: /docs) over {redact_url(args.database_url)}", file=sys.stderr)
     uvicorn.run(
-        "abcore.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+        "abcore.api.app:serve_app", factory=True, host=args.host, port=args.port, workers=args.workers,
         log_level=args.log_level, access_log=args.access_log,
     )
     return 0

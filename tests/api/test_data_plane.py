@@ -5,7 +5,11 @@ assigner would have to wait."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -146,7 +150,7 @@ def test_abcore_api_passes_both_limits_to_every_worker(sqlite_url: str, monkeypa
     for name in ("api_rate_limit", "api_data_rate_limit", "database_url"):
         monkeypatch.setenv(SETTINGS[name].env, "")  # abcore api sets them for its workers: restored after the test
     assert main(["--database-url", sqlite_url, "api", "--workers", "2", "--rate-limit", "20", "--data-rate-limit", "500"]) == 0
-    assert served["workers"] == 2 and served["factory"] is True
+    assert served["workers"] == 2 and served["factory"] is True and served["app"] == "abcore.api.app:serve_app"
     settings = ApiSettings.from_env()  # what each worker's create_app reads
     assert (settings.rate_limit, settings.data_rate_limit) == (20.0, 500.0)
 
@@ -167,3 +171,75 @@ def test_a_user_outside_the_traffic_share_is_read_once_then_answered_from_memory
         first = client.post("/api/v1/assign", json={"user_id": outside, "experiment": "half"}, headers=default_keys.auth("service"))
         assert first.status_code == 200 and first.json()["assigned"] is False
         assert answers_at_once(assigner, outside, "half", None)  # read as not stored: remembered for cache_ttl
+
+
+def test_assign_is_answered_without_the_router_and_everything_else_goes_through_it(
+    engine: Engine, default_keys: Keys, started: int
+) -> None:
+    app = create_app(engine, settings=ApiSettings(key_cache_ttl=60.0))
+    routed: list[str] = []
+
+    class CountingRouter:  # FastAPI's router, counting the requests that reach it
+        def __init__(self, router: Any) -> None:
+            self.router = router
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                routed.append(f"{scope['method']} {scope['path']}")
+            await self.router(scope, receive, send)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.router, name)
+
+    app.router = CountingRouter(app.router)  # type: ignore[assignment]  # before the first request builds the stack
+    body = {"user_id": "u1", "experiment": started}
+    service = default_keys.auth("service")
+    with TestClient(app) as client:
+        assert client.post("/api/v1/assign", json=body, headers=service).json()["assigned"] is True
+        # errors are the app's own answers (its exception handlers), as on every route
+        unknown = client.post("/api/v1/assign", json={"user_id": "u1", "experiment": 999}, headers=service)
+        assert unknown.status_code == 404 and set(unknown.json()) == {"detail", "problems"}
+        assert client.post("/api/v1/assign", json=body).headers["www-authenticate"] == "Bearer"
+        bad = client.post("/api/v1/assign", json={"user_id": 1}, headers=service)
+        assert bad.status_code == 422 and bad.json()["problems"][0].startswith("user_id:")
+        # other methods on the path, and the rest of the API, are the router's
+        assert client.get("/api/v1/health").status_code == 200
+        assert client.post("/api/v1/assign/batch", json={"user_ids": ["u1"], "experiment": started},
+                           headers=service).status_code == 200
+        wrong = client.get("/api/v1/assign", headers=service)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert routed == ["GET /api/v1/health", "POST /api/v1/assign/batch", "GET /api/v1/assign"]
+
+
+def test_assign_behind_a_proxy_prefix_and_a_crash_is_a_500(engine: Engine, default_keys: Keys, started: int,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"user_id": "u1", "experiment": started}
+    service = default_keys.auth("service")
+    with TestClient(create_app(engine), root_path="/abtest") as client:
+        assert client.post("/api/v1/assign", json=body, headers=service).json()["assigned"] is True
+    app = create_app(engine)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.state.abcore.assigner, "assign", broken)
+    monkeypatch.setattr("abcore.api.tracking.answers_at_once", lambda *args: True)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        crash = client.post("/api/v1/assign", json=body, headers=service)
+        assert crash.status_code == 500 and "a bug" not in crash.text
+
+
+def test_the_server_process_freezes_its_startup_objects_and_hands_the_lock_over_often(sqlite_url: str) -> None:
+    # in a process of its own: freezing the garbage collector is for the server, not for this test run
+    script = (
+        "import gc, sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from abcore.api.app import SERVER_SWITCH_INTERVAL, serve_app\n"
+        "before = gc.get_freeze_count()\n"
+        "with TestClient(serve_app()) as client:\n"
+        "    assert client.get('/api/v1/health').status_code == 200\n"
+        "    print(before, gc.get_freeze_count() > 10000, sys.getswitchinterval() == SERVER_SWITCH_INTERVAL)\n"
+    )
+    env = {**os.environ, SETTINGS["database_url"].env: sqlite_url}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert out.stdout.split() == ["0", "True", "True"], out.stderr
