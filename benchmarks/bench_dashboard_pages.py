@@ -2,7 +2,8 @@
 
 ``pytest -m bench -s benchmarks/bench_dashboard_pages.py`` (``ABCORE_BENCH_OPENS`` opens per page, default 5).
 
-The store is what ``make run`` leaves: the demo data set and two watcher passes (so the results page opens on
+The store is what ``make run`` leaves, plus a layer with two running experiments and a holdout (for the Layers
+page): the demo data set and two watcher passes (so the results page opens on
 the watcher's snapshot with its history, as it does for a user). One ``streamlit run`` serves it; after a
 warm-up, each page is opened ``OPENS`` times in a new tab, round after round (so a change in the machine's
 load hits every page alike), and timed from ``page.goto`` until fully drawn
@@ -40,6 +41,13 @@ def _store(tmp_path: Path) -> tuple[str, dict[str, int]]:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     engine = init_db(make_engine(url))
     load_demo_data(engine)
+    with Session(engine) as s:  # a layer with two running experiments and a holdout, for the Layers page
+        ex.create_layer("home_slate", session=s, description="The home page's slate")
+        for name, share in (("slate_ranker_a", 40.0), ("slate_ranker_b", 30.0)):
+            data = ex.ExperimentCreate(name=name, layer="home_slate", layer_share=share, variants=[
+                ex.VariantCreate(name="control", allocation_pct=50), ex.VariantCreate(name="treatment", allocation_pct=50)])
+            ex.start_experiment(session=s, ref=ex.create_experiment(session=s, data=data).id)
+        ex.start_experiment(session=s, ref=ex.create_holdout("slate_holdout", 5, session=s, layers=["home_slate"]).id)
     for _ in range(2):
         run_pass(engine, settings=WatchSettings())
     with Session(engine) as s:
@@ -66,6 +74,7 @@ def test_every_page_is_drawn_within_two_seconds(tmp_path: Path) -> None:
         "metrics": ("metrics", 0, 0),
         "sample_size": ("sample_size", 1, 0),
         "models": ("models", 0, 0),
+        "layers": ("layers", 0, 2),  # the layer's holders; the holdouts
     }
     times: dict[str, list[float]] = {name: [] for name in pages}
     anchors: list[float] = []
