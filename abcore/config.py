@@ -17,6 +17,7 @@ package (no checkout around it) uses ``data/abcore.db`` under the current workin
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import ipaddress
 import math
@@ -312,6 +313,54 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as given, it has no password part we know of
         return url
+
+
+#: An http(s) URL inside free text: up to a blank, a quote or an angle bracket (trailing punctuation is trimmed).
+_URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
+_CLOSING = {")": "(", "]": "[", "}": "{"}
+
+
+def _url_end(found: str) -> int:
+    """Where the URL of a :data:`_URL_IN_TEXT` match ends: punctuation after it (``:`` in ``"<url>: HTTP 500"``,
+    a full stop, a closing bracket that has no opening one inside the URL) belongs to the text around it."""
+    end = len(found)
+    while end:
+        last = found[end - 1]
+        unopened = last in _CLOSING and found.count(last, 0, end) > found.count(_CLOSING[last], 0, end)
+        if last not in ".,;:!?" and not unopened:
+            break
+        end -= 1
+    return end
+
+
+def redact_urls_in_text(text: str) -> str:
+    """``text`` (an error message, a log line) with every http(s) URL in it replaced by :func:`redact_url`; the
+    rest of the text is kept. Text whose URLs are already redacted is returned as it is."""
+    def replace(match: re.Match[str]) -> str:
+        found = match.group(0)
+        end = _url_end(found)
+        return redact_url(found[:end]) + found[end:] if end else found
+
+    return _URL_IN_TEXT.sub(replace, text)
+
+
+_DELIVERY_MARK = re.compile(r".* #[0-9a-f]{12}")
+
+
+def delivery_mark(url: str) -> str:
+    """How ``ab_alerts.delivered_to`` records that the alert reached ``url``, without the URL's secret: the URL
+    redacted as everywhere else (:func:`redact_url`, ``https://hooks.slack.com/…``) and the first 12 hex digits
+    of the SHA-256 of the whole URL, so that two webhooks on one host stay apart. A mark cannot be turned back
+    into the URL (the token's random bits are not in it); the URLs to post to stay in ``$ABCORE_WEBHOOK_URLS``
+    and ``ab_webhooks``. (Here rather than in :mod:`abcore.watch.webhooks`, which uses it, so that the store's
+    migrations can use it too.)"""
+    return f"{redact_url(url)} #{hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
+def delivery_marks(entries: Any) -> list[str]:
+    """The delivery marks of a stored ``delivered_to`` list: a mark stays as it is, an entry that is still a whole
+    URL (written by a version before marks) becomes :func:`delivery_mark` of it."""
+    return [str(e) if _DELIVERY_MARK.fullmatch(str(e)) else delivery_mark(str(e)) for e in entries or []]
 
 
 # --------------------------------------------------------------------------- analysis engine of the dashboard

@@ -9,11 +9,9 @@ leases an alert (``claimed_until``) before posting it, so two watchers never pos
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -29,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from abcore.config import redact_url, setting
+from abcore.config import delivery_mark, delivery_marks, redact_url, setting
 from abcore.experiments.errors import ExperimentError
 from abcore.store.tables import Alert, AuditLog, Experiment, Webhook, utcnow
 from abcore.watch.report import PassReport
@@ -296,23 +294,6 @@ def deliver_pending(engine: Engine, *, settings: WatchSettings, report: PassRepo
     return report
 
 
-_MARK = re.compile(r".* #[0-9a-f]{12}")
-
-
-def delivery_mark(url: str) -> str:
-    """How ``ab_alerts.delivered_to`` records that the alert reached ``url``, without the URL's secret: the URL
-    redacted as everywhere else (:func:`abcore.config.redact_url`, ``https://hooks.slack.com/…``) and the first
-    12 hex digits of the SHA-256 of the whole URL, so that two webhooks on one host stay apart. A mark cannot
-    be turned back into the URL (the token's random bits are not in it); the URLs to post to stay in
-    ``$ABCORE_WEBHOOK_URLS`` and ``ab_webhooks``."""
-    return f"{redact_url(url)} #{hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
-
-
-def _marks(entries: Any) -> list[str]:
-    """The delivery marks of a stored ``delivered_to`` list (an entry that is still a whole URL becomes its mark)."""
-    return [str(e) if _MARK.fullmatch(str(e)) else delivery_mark(str(e)) for e in entries or []]
-
-
 def _deliver_alert(engine: Engine, alert_id: int, targets: tuple[str, ...], settings: WatchSettings,
                    report: PassReport, sleep: Callable[[float], None]) -> None:
     """Lease one alert, post it to the targets it has not reached, and record the outcome (nothing when
@@ -332,7 +313,7 @@ def _deliver_alert(engine: Engine, alert_id: int, targets: tuple[str, ...], sett
         fresh = session.get(Alert, alert_id)
         assert fresh is not None
         session.refresh(fresh)
-        done = _marks(fresh.delivered_to)
+        done = delivery_marks(fresh.delivered_to)
         attempts = int(fresh.attempts)
         error = ""
         for url in targets:

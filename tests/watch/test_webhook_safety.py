@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
-from abcore.config import SettingError, redact_url, setting
+from abcore.config import (
+    SettingError,
+    delivery_mark,
+    delivery_marks,
+    redact_url,
+    redact_urls_in_text,
+    setting,
+)
 from abcore.experiments.errors import ExperimentError
 from abcore.store.tables import Alert, AuditLog, Webhook
 from abcore.watch import urls
@@ -206,6 +213,27 @@ def test_redact_url_keeps_scheme_and_host_only() -> None:
     assert redact_url("https://hooks.example.com") == "https://hooks.example.com"
     assert redact_url("https://[::1]:8443/") == "https://[::1]:8443"
     assert redact_url("postgresql+psycopg://app:pw@db:5432/abcore") == "postgresql+psycopg://app:***@db:5432/abcore"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    # "<url>: <what went wrong>", the last error of an alert: the ':' after the URL is the text's, not the URL's
+    (f"{SLACK}: HTTP 500", "https://hooks.slack.com/…: HTTP 500"),
+    ("http://127.0.0.1:8080: HTTP 500", "http://127.0.0.1:8080: HTTP 500"),  # no path: nothing to hide
+    ("refused: got 'http://bot:pw@10.0.0.1/x?token=abc'.", "refused: got 'http://10.0.0.1/…'."),
+    ("see (https://a.example/b/c) and HTTPS://B.example/T0k, then", "see (https://a.example/…) and https://B.example/…, then"),
+    ("https://[::1]:8443/x] and https://[::1]", "https://[::1]:8443/…] and https://[::1]"),
+    ("no URL here: postgresql://app:pw@db/abcore", "no URL here: postgresql://app:pw@db/abcore"),  # only http(s)
+])
+def test_redact_urls_in_text_redacts_each_url_as_redact_url_does(text: str, shown: str) -> None:
+    assert redact_urls_in_text(text) == shown
+    assert redact_urls_in_text(shown) == shown  # already redacted: unchanged
+
+
+def test_delivery_marks_turn_whole_urls_into_marks_and_keep_marks() -> None:
+    mark = delivery_mark(SLACK)
+    assert mark.startswith("https://hooks.slack.com/… #") and len(mark) == len("https://hooks.slack.com/… #") + 12
+    assert delivery_marks([SLACK, mark]) == [mark, mark]
+    assert delivery_marks(delivery_marks([SLACK])) == [mark] and delivery_marks(None) == []
 
 
 def test_audit_rows_show_webhook_urls_redacted(session: Session) -> None:
