@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 
 from abcore.api.deps import Reader, SessionDep, StateDep
 from abcore.api.errors import responses
+from abcore.api.experiments import Ref
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
     summary="Interleaving: preference per ranker pair (wins, losses, ties, share, CI, sign test) and the verdict",
 )
 def interleaving(
-    ref: str,
+    ref: Ref,
     key: Reader,
     session: SessionDep,
     state: StateDep,
