@@ -11,8 +11,8 @@ import contextlib
 import gc
 import json
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
@@ -103,29 +103,11 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-def create_app(
-    engine: Engine | str | None = None,
-    *,
-    settings: ApiSettings | None = None,
-    assigner: Assigner | None = None,
-    freeze_gc: bool = False,
-) -> FastAPI:
-    """The HTTP API over the store at ``engine`` (an engine, a URL, or None: ``$ABCORE_DATABASE_URL``).
-
-    The app owns (and disposes at shutdown) an engine it built from a URL, and the
-    :class:`~abcore.assign.Assigner` it built (flushed at shutdown). ``settings`` default to
-    :meth:`ApiSettings.from_env`. ``freeze_gc``: at startup, move every object alive then out of the
-    garbage collector's reach (:func:`gc.freeze`), as :func:`serve_app` does for the server process.
-    """
-    from abcore.store.db import make_engine
-
-    settings = settings or ApiSettings.from_env()
-    owns_engine = not isinstance(engine, Engine)
-    bound = make_engine(engine) if owns_engine else engine  # type: ignore[arg-type]
-    owns_assigner = assigner is None
-    # cache_ttl 1 s: a status change made through any worker reaches every worker's assigner within a second.
-    assigner = assigner or Assigner(bound, cache_ttl=1.0)
-    state = ApiState(engine=bound, assigner=assigner, settings=settings, owns_engine=owns_engine, owns_assigner=owns_assigner)
+def _lifespan(state: ApiState, *, freeze_gc: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: definitions reloaded in the background while it serves, the GC frozen at start when
+    ``freeze_gc``; at shutdown the assigner closed (or flushed, when the caller owns it) and the engine disposed
+    (when the app owns it)."""
+    assigner = state.assigner
 
     async def keep_definitions_fresh() -> None:
         # Reload ahead of expiry so that no request waits for a reload: the data plane answers from memory.
@@ -153,11 +135,38 @@ def create_app(
             if state.owns_engine:
                 state.engine.dispose()
 
+    return lifespan
+
+
+def create_app(
+    engine: Engine | str | None = None,
+    *,
+    settings: ApiSettings | None = None,
+    assigner: Assigner | None = None,
+    freeze_gc: bool = False,
+) -> FastAPI:
+    """The HTTP API over the store at ``engine`` (an engine, a URL, or None: ``$ABCORE_DATABASE_URL``).
+
+    The app owns (and disposes at shutdown) an engine it built from a URL, and the
+    :class:`~abcore.assign.Assigner` it built (flushed at shutdown). ``settings`` default to
+    :meth:`ApiSettings.from_env`. ``freeze_gc``: at startup, move every object alive then out of the
+    garbage collector's reach (:func:`gc.freeze`), as :func:`serve_app` does for the server process.
+    """
+    from abcore.store.db import make_engine
+
+    settings = settings or ApiSettings.from_env()
+    owns_engine = not isinstance(engine, Engine)
+    bound = make_engine(engine) if owns_engine else engine  # type: ignore[arg-type]
+    owns_assigner = assigner is None
+    # cache_ttl 1 s: a status change made through any worker reaches every worker's assigner within a second.
+    assigner = assigner or Assigner(bound, cache_ttl=1.0)
+    state = ApiState(engine=bound, assigner=assigner, settings=settings, owns_engine=owns_engine, owns_assigner=owns_assigner)
+
     app = FastAPI(
         title="abcore HTTP API",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(state, freeze_gc=freeze_gc),
         dependencies=[Depends(no_unknown_query)],
         docs_url=None,
         redoc_url=None,
