@@ -15,7 +15,8 @@ follows ``assign`` (:func:`~abcore.assign.cache.decide`): targeting, the traffic
 in keep getting merged lists) and stop (None) work as for A/B experiments; the user's assignment row (its variant
 is only the slot the row needs) and the impression are written behind the answer, nothing on the request path.
 The impression is one buffered event that the writer stores as one ``impression`` event per position
-(:func:`expand_impressions`).
+(:func:`expand_impressions`). Every merged list returned is counted in :mod:`abcore.assign.prometheus`
+(``experiment_interleaved_requests_total``, ``experiment_interleaved_positions_total`` per ranker credited).
 """
 
 from __future__ import annotations
