@@ -128,6 +128,12 @@ class ExperimentDef:
     requests: tuple[Any, ...] = field(init=False, repr=False)
     exposures: tuple[Any, ...] = field(init=False, repr=False)
     assignments: tuple[Any, ...] = field(init=False, repr=False)
+    #: Interleaving only (else None and empty): the ``experiment_interleaved_requests_total`` child, the
+    #: ``experiment_interleaved_positions_total`` children (one per variant, then ``ranker="none"`` last) and
+    #: the ranker name of each owner index ``merge`` returns (None: no one).
+    interleaved: Any = field(init=False, repr=False)
+    positions: tuple[Any, ...] = field(init=False, repr=False)
+    ranker_of: dict[int | None, str | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         setter = object.__setattr__
@@ -159,6 +165,11 @@ class ExperimentDef:
             ("assignments", prometheus.ASSIGNMENTS),
         ):
             setter(self, attr, tuple(counter.labels(self.name, v.name) for v in self.variants))
+        interleaving = self.kind == "interleaving"
+        rankers = [v.name for v in self.variants] + [prometheus.NO_RANKER] if interleaving else []
+        setter(self, "interleaved", prometheus.INTERLEAVED_REQUESTS.labels(self.name) if interleaving else None)
+        setter(self, "positions", tuple(prometheus.INTERLEAVED_POSITIONS.labels(self.name, r) for r in rankers))
+        setter(self, "ranker_of", {None: None, **{i: v.name for i, v in enumerate(self.variants)}})
 
     def proposal(self, user_id: str, attributes: Mapping[str, Any] | None) -> int | None:
         """Variant index a new user would get, or None when the layer, a holdout, targeting or the traffic share

@@ -15,7 +15,8 @@ follows ``assign`` (:func:`~abcore.assign.cache.decide`): targeting, the traffic
 in keep getting merged lists) and stop (None) work as for A/B experiments; the user's assignment row (its variant
 is only the slot the row needs) and the impression are written behind the answer, nothing on the request path.
 The impression is one buffered event that the writer stores as one ``impression`` event per position
-(:func:`expand_impressions`).
+(:func:`expand_impressions`). Every merged list returned is counted in :mod:`abcore.assign.prometheus`
+(``experiment_interleaved_requests_total``, ``experiment_interleaved_positions_total`` per ranker credited).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def interleave(
     if len(rankings) != len(names) or any(n not in rankings for n in names):
         raise ValueError(f"rankings must name exactly the rankers of {d.name!r}: {', '.join(map(repr, names))}")
     try:
-        return _serve(client, d, user_id, [rankings[n] for n in names], names, length, request_id)
+        return _serve(client, d, user_id, [rankings[n] for n in names], length, request_id)
     except Exception as exc:  # noqa: BLE001 - the request path never breaks the caller
         client._log_failure("interleave", exc)
         return None
@@ -134,11 +135,11 @@ def _serve(
     d: Any,
     user_id: str,
     ordered: list[Sequence[str | int]],
-    names: list[str],
     length: int | None,
     request_id: str | None,
 ) -> Interleaving | None:
-    """Enter the user as ``assign`` would, merge, and hand the row and the impression to the writer."""
+    """Enter the user as ``assign`` would, merge, hand the row and the impression to the writer, and count the list
+    (``ordered``: the rankings in the order of the experiment's variants)."""
     key = (d.id, user_id)
     answer, needs_read = decide(d, client._sticky.get(key), user_id, None, verified=False, read_first=d.id in client._read_first)
     if needs_read:
@@ -151,7 +152,7 @@ def _serve(
     seed = request_seed(d.salt, user_id, request_id)
     method = d.interleaving_method or "team_draft"
     items, owner_index = merge(method, ordered, max(map(len, ordered)) if length is None else length, seed)
-    owners = tuple(None if i is None else names[i] for i in owner_index)
+    owners = tuple(map(d.ranker_of.__getitem__, owner_index))
     impression_id = f"{seed:032x}"
     now = utcnow()
     impression = (
@@ -165,7 +166,23 @@ def _serve(
         writer.add_row((user_id, d.id, answer.variant_id, {}, now), impression)
     else:
         writer.add_event(impression)
+    _count(d, owner_index)
     return Interleaving(d.id, d.name, method, impression_id, request_id, tuple(items), owners)
+
+
+def _count(d: Any, owner_index: list[int | None]) -> None:
+    """Count the merged list served: one request, and its positions per ranker credited (pre-bound children,
+    ``ranker="none"`` last). A ranker credited with no position is not incremented."""
+    d.interleaved.inc()
+    positions = d.positions
+    rest = len(owner_index)
+    for i in range(len(positions) - 1):
+        n = owner_index.count(i)
+        if n:
+            positions[i].inc(n)
+            rest -= n
+    if rest:
+        positions[-1].inc(rest)
 
 
 def expand_impressions(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

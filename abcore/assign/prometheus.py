@@ -3,7 +3,11 @@
 abcore counts, per experiment and variant, every request ``assign`` answered with a
 variant (``experiment_reco_requests_total``), every first-time assignment
 (``experiment_assignments_total``) and every exposure recorded
-(``experiment_exposures_total``); the caller reports its own latency with
+(``experiment_exposures_total``). A merged list of an interleaving experiment is served by all its rankers at
+once, so ``interleave`` counts it apart, per experiment: one request in
+``experiment_interleaved_requests_total`` for every merged list returned, and the positions of the lists
+served in ``experiment_interleaved_positions_total``, per ranker credited (``ranker="none"``: positions the
+tie rule credits to no one); it counts nothing in ``experiment_reco_requests_total``. The caller reports its own latency with
 :func:`observe_latency` (``experiment_reco_latency_ms`` histogram). All live in
 :data:`REGISTRY`, which the caller exposes on its own ``/metrics`` endpoint::
 
@@ -13,9 +17,10 @@ variant (``experiment_reco_requests_total``), every first-time assignment
     observe_latency("ranker_v2", "treatment", 12.5)
     body = generate_latest(REGISTRY)          # bytes in the Prometheus text format
 
-Label values are experiment and variant *names* (bounded cardinality). The
+Label values are experiment, variant and ranker *names* (bounded cardinality). The
 counters are pre-bound per (experiment, variant) by :mod:`abcore.assign`, so
-counting costs one lock-protected increment on the request path.
+counting costs one lock-protected increment on the request path (``interleave``: one for the request and one
+per ranker credited in the list).
 """
 
 from __future__ import annotations
@@ -46,6 +51,22 @@ EXPOSURES = Counter(
     ["experiment", "variant"],
     registry=REGISTRY,
 )
+INTERLEAVED_REQUESTS = Counter(
+    "experiment_interleaved_requests",
+    "Requests answered with a merged list of an interleaving experiment's rankers (one per interleave call that "
+    "returned a list).",
+    ["experiment"],
+    registry=REGISTRY,
+)
+INTERLEAVED_POSITIONS = Counter(
+    "experiment_interleaved_positions",
+    "Positions of the merged lists served, per ranker credited with them (ranker=\"none\": the tie rule credited "
+    "no one).",
+    ["experiment", "ranker"],
+    registry=REGISTRY,
+)
+#: The ``ranker`` label of positions credited to no one (``Interleaving.owners`` None).
+NO_RANKER = "none"
 LATENCY_MS = Histogram(
     "experiment_reco_latency_ms",
     "Caller-reported recommendation latency in milliseconds, per experiment and variant.",
