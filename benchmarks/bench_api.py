@@ -2,8 +2,9 @@
 
 ``abcore api`` is started on a free loopback port over a seeded store (one running experiment, a service key
 with the default limits): SQLite, and PostgreSQL in a schema of its own when ``ABCORE_TEST_POSTGRES_URL`` is set;
-with 1 worker and with ``ABCORE_BENCH_WORKERS`` (default 2) workers. ``wrk`` (2 threads) loads, at 8 and at 64 connections, in ``ABCORE_BENCH_ROUNDS`` (default 3) alternating runs of
-``ABCORE_BENCH_WRK_DURATION`` (default 3 s) per route, so that a change in the machine's load hits both alike:
+with 1 worker and with ``ABCORE_BENCH_WORKERS`` (default 2) workers. ``wrk`` (2 threads) loads, at 8 and at 64
+connections, in ``ABCORE_BENCH_ROUNDS`` (default 3) alternating runs of ``ABCORE_BENCH_WRK_DURATION`` (default 3 s)
+per route, so that a change in the machine's load hits both alike:
 
 * ``GET /docs``: the server's cheapest route (uvicorn + FastAPI routing, a small HTML page, no abcore work);
 * ``POST /api/v1/assign``: a Lua script sends a body with a different user id on every request, half of them
@@ -11,7 +12,7 @@ with 1 worker and with ``ABCORE_BENCH_WORKERS`` (default 2) workers. ``wrk`` (2 
 
 With one worker on a machine of two or more cores, the server is pinned to the first core and wrk to the others
 (``taskset``): on a small machine the load generator would otherwise take the server's core in turns and its
-wait would count as the server's latency (``/docs`` alone showed p99 of 13-134 ms from run to run unpinned,
+wait would count as the server's latency (``/docs`` alone showed p99 of 54-134 ms from run to run unpinned,
 11-12 ms pinned). ``ABCORE_BENCH_PIN=0`` turns pinning off; N workers are never pinned. Each server gets a
 warm-up run of both routes before the measured runs.
 
