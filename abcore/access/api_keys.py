@@ -22,10 +22,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from abcore.experiments.errors import ExperimentError
+from abcore.store.db import commit_unique
 from abcore.store.tables import ApiKey, utcnow
 
 ROLES: tuple[str, ...] = ("viewer", "editor", "service")
@@ -113,13 +113,7 @@ def create_api_key(
         created_at=utcnow(),
     )
     session.add(row)
-    try:
-        session.commit()
-    except IntegrityError as error:  # a concurrent create took the name
-        session.rollback()
-        raise ApiKeyError(f"An API key named {name!r} already exists.") from error
-    session.refresh(row)
-    return _info(row), key
+    return _info(commit_unique(session, row, ApiKeyError(f"An API key named {name!r} already exists."))), key
 
 
 def list_api_keys(*, session: Session, include_revoked: bool = True) -> list[ApiKeyInfo]:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from abcore.assign.hashing import buckets
@@ -38,6 +37,7 @@ from abcore.experiments.errors import ExperimentError, ExperimentNotFound, Inval
 from abcore.experiments.records import get_experiment, get_variants
 from abcore.experiments.schemas import ExperimentCreate, VariantCreate
 from abcore.experiments.validation import check_actor, name_problems, text_problems
+from abcore.store.db import commit_unique
 from abcore.store.tables import Experiment, ExperimentStatus, Layer, UserAssignment
 from abcore.store.values import id_of, is_id_text, is_number
 
@@ -103,13 +103,7 @@ def create_layer(name: str, *, session: Session, description: str = "", actor: s
         raise ExperimentError("The layer cannot be saved: " + " ".join(problems), problems)
     layer = Layer(name=clean, description=description, salt=f"layer-{clean[:80]}-{secrets.token_hex(4)}", created_by=actor)
     session.add(layer)
-    try:
-        session.commit()
-    except IntegrityError as error:
-        session.rollback()
-        raise ExperimentError(f"A layer named {clean!r} already exists.") from error
-    session.refresh(layer)
-    return layer
+    return commit_unique(session, layer, ExperimentError(f"A layer named {clean!r} already exists."))
 
 
 def get_layer(*, session: Session, ref: int | str) -> Layer:

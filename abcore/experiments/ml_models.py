@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from abcore.experiments.errors import ExperimentError
 from abcore.experiments.validation import name_problems
+from abcore.store.db import commit_unique
 from abcore.store.tables import Model, utcnow
 
 EDITABLE_FIELDS = ("name", "version", "description", "config", "is_active")
@@ -49,13 +49,8 @@ def create_model(
         raise ModelError(f"Model {name!r} version {version!r} is already registered; choose another version.")
     model = Model(name=name, version=version, description=description, config=config or {})
     session.add(model)
-    try:
-        session.commit()
-    except IntegrityError as error:
-        session.rollback()  # a concurrent registration of the same name and version won the race
-        raise ModelError(f"Model {name!r} version {version!r} is already registered; choose another version.") from error
-    session.refresh(model)
-    return model
+    return commit_unique(session, model, ModelError(
+        f"Model {name!r} version {version!r} is already registered; choose another version."))
 
 
 def find_model(*, session: Session, name: str, version: str | None = None) -> Model | None:
@@ -96,13 +91,7 @@ def update_model(*, session: Session, model_id: int, **fields: Any) -> Model:
         setattr(model, key, value.strip() if key in ("name", "version") and isinstance(value, str) else value)
     model.updated_at = utcnow()
     session.add(model)
-    try:
-        session.commit()
-    except IntegrityError as error:
-        session.rollback()
-        raise ModelError(f"A model named {name!r} is already registered.") from error
-    session.refresh(model)
-    return model
+    return commit_unique(session, model, ModelError(f"Model {name!r} version {version!r} is already registered."))
 
 
 def retire_model(*, session: Session, model_id: int) -> Model:

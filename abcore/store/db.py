@@ -1,4 +1,4 @@
-"""Engines and migrations.
+"""Engines, migrations, and the commit of rows a unique constraint guards.
 
 Engines are built by :func:`make_engine`, never at import. SQLite engines run
 with WAL journaling, foreign keys on and a busy timeout; PostgreSQL URLs use
@@ -9,11 +9,12 @@ the newest Alembic revision shipped inside the package.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import create_engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, create_engine
 
 from abcore.config import database_url
 
@@ -109,3 +110,19 @@ def head_revision() -> str:
 def table_names(engine: Engine) -> list[str]:
     """Names of the tables present in the database (for health checks and tests)."""
     return sorted(inspect(engine).get_table_names())
+
+
+Row = TypeVar("Row")
+
+
+def commit_unique(session: Session, row: Row, refused: Exception) -> Row:
+    """Commit the session's pending writes and return ``row`` refreshed. The caller checked uniqueness first; when
+    the store's unique constraint still refuses (a concurrent write took the name between the check and the
+    commit), everything pending is rolled back and ``refused`` is raised: nothing of the request is stored."""
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise refused from error
+    session.refresh(row)
+    return row

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from abcore.config import delivery_mark, delivery_marks, redact_url, setting
 from abcore.experiments.errors import ExperimentError
+from abcore.store.db import commit_unique
 from abcore.store.tables import Alert, AuditLog, Experiment, Webhook, utcnow
 from abcore.watch.report import PassReport
 from abcore.watch.snapshots import aware_utc
@@ -386,13 +386,7 @@ def add_webhook(*, session: Session, url: str, name: str = "", actor: str = "",
     hook = Webhook(url=url, name=(name or "").strip()[:200], created_by=actor)
     session.add(hook)
     session.add(AuditLog(experiment_id=None, action="add_webhook", actor=actor, details={"url": shown, "name": hook.name}))
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ExperimentError(f"The webhook {shown} is already configured.") from exc
-    session.refresh(hook)
-    return hook
+    return commit_unique(session, hook, ExperimentError(f"The webhook {shown} is already configured."))
 
 
 def remove_webhook(*, session: Session, webhook_id: int, actor: str = "") -> None:
